@@ -1,0 +1,38 @@
+//! Vectron's gRPC contracts, generated from the `.proto` files beside this crate.
+//!
+//! [`v1`] is the public API that SDKs and the gateway speak: collections, points,
+//! search and stats. Messages are [prost] types; clients and servers are [tonic]
+//! services. The `.proto` files are the reference documentation of every field.
+//!
+//! ```no_run
+//! use vectron_proto::v1::{collections_client::CollectionsClient, ListCollectionsRequest};
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut client = CollectionsClient::connect("http://127.0.0.1:6334").await?;
+//! let listed = client.list(ListCollectionsRequest {}).await?.into_inner();
+//! for info in listed.collections {
+//!     let spec = info.spec.unwrap_or_default();
+//!     println!("{}: {} dimensions", spec.name, spec.dimension);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+/// The public API, package `vectron.v1`.
+pub mod v1 {
+    #![expect(
+        unused_qualifications,
+        clippy::allow_attributes,
+        clippy::allow_attributes_without_reason,
+        reason = "generated code: full paths and its own bare allows"
+    )]
+    tonic::include_proto!("vectron.v1");
+}
+
+/// The encoded `FileDescriptorSet` of every contract in this crate, for gRPC reflection
+/// and for tools that inspect messages dynamically.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/vectron_descriptor.bin"));
