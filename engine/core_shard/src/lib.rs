@@ -1,0 +1,7 @@
+//! One worker core of Vectron.
+#![warn(missing_docs)]
+
+mod filter;
+mod payload_index;
+
+pub use filter::{Filter, FilterError};
