@@ -3,5 +3,7 @@
 
 mod filter;
 mod payload_index;
+mod stats;
 
 pub use filter::{Filter, FilterError};
+pub use stats::{CoreCounters, Latency};
