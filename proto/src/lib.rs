@@ -21,6 +21,21 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+/// The internal contract of a worker core, package `vectron.core.v1`: what the
+/// gateway sends to the core that owns a shard.
+pub mod core {
+    /// Version 1.
+    pub mod v1 {
+        #![expect(
+            unused_qualifications,
+            clippy::allow_attributes,
+            clippy::allow_attributes_without_reason,
+            reason = "generated code: full paths and its own bare allows"
+        )]
+        tonic::include_proto!("vectron.core.v1");
+    }
+}
+
 /// The public API, package `vectron.v1`.
 pub mod v1 {
     #![expect(
@@ -31,6 +46,8 @@ pub mod v1 {
     )]
     tonic::include_proto!("vectron.v1");
 }
+
+mod builders;
 
 /// The encoded `FileDescriptorSet` of every contract in this crate, for gRPC reflection
 /// and for tools that inspect messages dynamically.

@@ -26,7 +26,9 @@ impl Default for Latency {
 impl Latency {
     /// Records one operation.
     pub fn record(&mut self, took: Duration) {
-        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_US);
+        let us = u64::try_from(took.as_micros())
+            .unwrap_or(u64::MAX)
+            .clamp(1, MAX_LATENCY_US);
         self.0.saturating_record(us);
     }
 
@@ -146,7 +148,11 @@ mod tests {
         let mut out = CoreStats::default();
         c.fill(s(30), &mut out);
         assert_eq!(out.searches_total, 20 * 100 + 10 * 10);
-        assert!((out.search_qps - 10.0).abs() < 1e-9, "qps {}", out.search_qps);
+        assert!(
+            (out.search_qps - 10.0).abs() < 1e-9,
+            "qps {}",
+            out.search_qps
+        );
         // Young core: the rate is over its uptime, not over ten seconds.
         let mut young = CoreCounters::default();
         young.upsert(s(0), 500, Duration::from_millis(2));

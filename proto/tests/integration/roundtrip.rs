@@ -1,4 +1,4 @@
-//! Every message of the public API survives encode → decode → encode with every field
+//! Every message of Vectron's contracts survives encode → decode → encode with every field
 //! set. Messages are filled through reflection from the descriptor set, so a field the
 //! generated Rust type dropped or mistyped shows up as a difference, and a message added
 //! to the contract without a round-trip entry below fails the test.
@@ -75,75 +75,57 @@ fn scalar_or_message(field: &FieldDescriptor, variant: usize, depth: usize) -> V
 /// Decodes `bytes` as the generated Rust type named `full_name` and encodes it again.
 fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
     macro_rules! generated {
-        ($($ty:ident),* $(,)?) => {
+        ($($package:literal => $module:path { $($ty:ident),* $(,)? })*) => {
             match full_name {
-                $(concat!("vectron.v1.", stringify!($ty)) => v1::$ty::decode(bytes)
-                    .unwrap_or_else(|e| panic!("{full_name} does not decode: {e}"))
-                    .encode_to_vec(),)*
+                $($(concat!($package, ".", stringify!($ty)) => {
+                    use $module as m;
+                    m::$ty::decode(bytes)
+                        .unwrap_or_else(|e| panic!("{full_name} does not decode: {e}"))
+                        .encode_to_vec()
+                })*)*
                 other => panic!("{other} has no round-trip entry: add it to `generated!`"),
             }
         };
     }
     generated!(
-        // collections.proto
-        PayloadIndex,
-        HnswConfig,
-        CollectionSpec,
-        CreateCollectionRequest,
-        CreateCollectionResponse,
-        DropCollectionRequest,
-        DropCollectionResponse,
-        ListCollectionsRequest,
-        ListCollectionsResponse,
-        DescribeCollectionRequest,
-        ReplicaInfo,
-        ShardInfo,
-        CollectionInfo,
-        // filter.proto
-        Filter,
-        Condition,
-        FieldCondition,
-        AnyOf,
-        Range,
-        HasIdCondition,
-        // search.proto
-        Rerank,
-        SearchRequest,
-        ScoredPoint,
-        SearchResponse,
-        SearchBatchRequest,
-        SearchBatchResponse,
-        // points.proto
-        Point,
-        UpsertRequest,
-        UpsertResponse,
-        GetRequest,
-        GetResponse,
-        PointIds,
-        DeleteRequest,
-        DeleteResponse,
-        CountRequest,
-        CountResponse,
-        ScrollRequest,
-        ScrollResponse,
-        // stats.proto
-        CoreStatsRequest,
-        LatencySummary,
-        ShardStats,
-        CoreStats,
-        CoreStatsResponse,
+        "vectron.v1" => vectron_proto::v1 {
+            // collections.proto
+            PayloadIndex, HnswConfig, CollectionSpec, CreateCollectionRequest,
+            CreateCollectionResponse, DropCollectionRequest, DropCollectionResponse,
+            ListCollectionsRequest, ListCollectionsResponse, DescribeCollectionRequest,
+            ReplicaInfo, ShardInfo, CollectionInfo,
+            // filter.proto
+            Filter, Condition, FieldCondition, AnyOf, Range, HasIdCondition,
+            // search.proto
+            Rerank, SearchRequest, ScoredPoint, SearchResponse, SearchBatchRequest,
+            SearchBatchResponse,
+            // points.proto
+            Point, UpsertRequest, UpsertResponse, GetRequest, GetResponse, PointIds,
+            DeleteRequest, DeleteResponse, CountRequest, CountResponse, ScrollRequest,
+            ScrollResponse,
+            // stats.proto
+            CoreStatsRequest, LatencySummary, ShardStats, CoreStats, CoreStatsResponse,
+        }
+        "vectron.core.v1" => vectron_proto::core::v1 {
+            ShardRef, ShardAssignment, OpenShardRequest, OpenShardResponse, CloseShardRequest,
+            CloseShardResponse, Point, UpsertRequest, UpsertResponse, SearchRequest,
+            ScoredPoint, SearchResponse, SearchBatchRequest, SearchBatchResponse, GetRequest,
+            GetResponse, PointIds, DeleteRequest, DeleteResponse, ScrollRequest,
+            ScrollResponse, CountRequest, CountResponse, CheckpointRequest,
+            CheckpointResponse, StatsRequest,
+        }
     )
 }
 
 #[test]
-fn every_public_message_round_trips_with_every_field_set() {
+fn every_message_round_trips_with_every_field_set() {
     let pool = DescriptorPool::decode(vectron_proto::FILE_DESCRIPTOR_SET).expect("descriptors");
     let messages: Vec<MessageDescriptor> = pool
         .all_messages()
-        .filter(|m| m.package_name() == "vectron.v1")
+        .filter(|m| m.package_name().starts_with("vectron."))
         .collect();
     assert!(
-        messages.len() >= 40,
+        messages.len() >= 60,
         "found only {} messages",
         messages.len()
     );

@@ -1,0 +1,412 @@
+//! The client: one HTTP/2 channel to a gateway, shared by every call.
+
+use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
+use std::time::Duration;
+
+use tokio_stream::{Stream, StreamExt};
+use tonic::codec::CompressionEncoding;
+use tonic::transport::{Channel, Endpoint};
+use vectron_proto::v1::collections_client::CollectionsClient;
+use vectron_proto::v1::points_client::PointsClient;
+use vectron_proto::v1::stats_client::StatsClient;
+use vectron_proto::v1::{
+    CollectionInfo, CollectionSpec, CoreStatsRequest, CoreStatsResponse, CountRequest,
+    CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
+    Filter, GetRequest, ListCollectionsRequest, Point, PointIds, ScrollRequest, ScrollResponse,
+    SearchBatchRequest, SearchRequest, SearchResponse, UpsertRequest, UpsertResponse,
+    delete_request,
+};
+
+use crate::Error;
+
+/// Most points the server accepts in one upsert request or stream message.
+pub const MAX_POINTS_PER_REQUEST: usize = 10_000;
+
+/// Connection and retry settings. Build a [`Client`] with [`ClientBuilder::connect`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoint: String,
+    timeout: Option<Duration>,
+    connect_timeout: Duration,
+    retries: u32,
+    backoff: Duration,
+    max_message_bytes: usize,
+    gzip: bool,
+}
+
+impl ClientBuilder {
+    fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            timeout: Some(Duration::from_secs(30)),
+            connect_timeout: Duration::from_secs(5),
+            retries: 3,
+            backoff: Duration::from_millis(50),
+            max_message_bytes: 64 << 20,
+            gzip: false,
+        }
+    }
+
+    /// Deadline of every call (sent to the server as `grpc-timeout`). Default 30 s;
+    /// `None` waits forever.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Time allowed to establish the connection. Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often an idempotent call that failed with `UNAVAILABLE` is retried, with
+    /// exponential backoff starting at `backoff` (jittered). Default 3 retries from 50 ms.
+    /// Creating and dropping collections and streamed upserts are never retried.
+    pub fn retries(mut self, retries: u32, backoff: Duration) -> Self {
+        self.retries = retries;
+        self.backoff = backoff;
+        self
+    }
+
+    /// Largest message sent or received. Default 64 MiB, the server's limit.
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Compress requests with gzip and accept gzip responses. Default off: vectors
+    /// compress poorly, payload-heavy traffic may gain.
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// Connects now, failing fast when the gateway is unreachable.
+    pub async fn connect(self) -> Result<Client, Error> {
+        let endpoint = self.endpoint()?;
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        })?;
+        Ok(Client {
+            channel,
+            settings: self,
+        })
+    }
+
+    /// Returns a client that connects on first use (and reconnects after failures).
+    pub fn connect_lazy(self) -> Result<Client, Error> {
+        let channel = self.endpoint()?.connect_lazy();
+        Ok(Client {
+            channel,
+            settings: self,
+        })
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, Error> {
+        let uri = if self.endpoint.contains("://") {
+            self.endpoint.clone()
+        } else {
+            format!("http://{}", self.endpoint)
+        };
+        let mut endpoint = Endpoint::from_shared(uri)
+            .map_err(|source| Error::InvalidEndpoint {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        if let Some(t) = self.timeout {
+            endpoint = endpoint.timeout(t);
+        }
+        Ok(endpoint)
+    }
+}
+
+/// A Vectron client. Cheap to clone: clones share one HTTP/2 connection, over which
+/// concurrent calls are multiplexed.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), vectron_client::Error> {
+/// use vectron_client::{Client, CollectionSpec, Metric, Point, SearchRequest};
+///
+/// let client = Client::connect("127.0.0.1:6334").await?;
+/// client.create_collection(CollectionSpec::new("docs", 3, Metric::Cosine)).await?;
+/// client.upsert("docs", vec![Point::new("a", vec![0.1, 0.2, 0.3])]).await?;
+/// let hits = client.search(SearchRequest::new("docs", vec![0.1, 0.2, 0.3], 5)).await?;
+/// println!("best: {:?}", hits.hits.first().map(|h| &h.id));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    settings: ClientBuilder,
+}
+
+impl Client {
+    /// Settings for a client of the gateway at `endpoint` (`host:port` or a URI).
+    pub fn builder(endpoint: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(endpoint)
+    }
+
+    /// Connects to the gateway at `endpoint` with default settings.
+    pub async fn connect(endpoint: impl Into<String>) -> Result<Self, Error> {
+        Self::builder(endpoint).connect().await
+    }
+
+    fn collections(&self) -> CollectionsClient<Channel> {
+        let c = CollectionsClient::new(self.channel.clone())
+            .max_decoding_message_size(self.settings.max_message_bytes)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        if self.settings.gzip {
+            c.send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip)
+        } else {
+            c
+        }
+    }
+
+    fn points(&self) -> PointsClient<Channel> {
+        let c = PointsClient::new(self.channel.clone())
+            .max_decoding_message_size(self.settings.max_message_bytes)
+            .max_encoding_message_size(self.settings.max_message_bytes);
+        if self.settings.gzip {
+            c.send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip)
+        } else {
+            c
+        }
+    }
+
+    /// Runs an idempotent call, retrying `UNAVAILABLE` with jittered exponential backoff.
+    async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut delay = self.settings.backoff;
+        let mut attempt = 0;
+        loop {
+            match call().await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s)
+                    if s.code() == tonic::Code::Unavailable && attempt < self.settings.retries =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(jitter(delay)).await;
+                    delay = delay.saturating_mul(2).min(Duration::from_secs(2));
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
+    }
+
+    // --- collections -------------------------------------------------------------
+
+    /// Creates a collection and returns it with every default resolved. Not retried.
+    pub async fn create_collection(&self, spec: CollectionSpec) -> Result<CollectionInfo, Error> {
+        let created = self
+            .collections()
+            .create(CreateCollectionRequest { spec: Some(spec) })
+            .await?;
+        created
+            .into_inner()
+            .collection
+            .ok_or_else(|| Error::Internal("empty create answer".into()))
+    }
+
+    /// Drops a collection and its points. Not retried.
+    pub async fn drop_collection(&self, name: &str) -> Result<(), Error> {
+        self.collections()
+            .drop(DropCollectionRequest { name: name.into() })
+            .await?;
+        Ok(())
+    }
+
+    /// Lists every collection, ordered by name.
+    pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>, Error> {
+        let listed = self
+            .idempotent(|| {
+                let mut c = self.collections();
+                async move { c.list(ListCollectionsRequest {}).await }
+            })
+            .await?;
+        Ok(listed.collections)
+    }
+
+    /// Describes one collection: spec, state, point count, shards and replicas.
+    pub async fn describe_collection(&self, name: &str) -> Result<CollectionInfo, Error> {
+        self.idempotent(|| {
+            let mut c = self.collections();
+            let request = DescribeCollectionRequest { name: name.into() };
+            async move { c.describe(request).await }
+        })
+        .await
+    }
+
+    // --- points ------------------------------------------------------------------
+
+    /// Upserts points and waits until they are durable. Retried on `UNAVAILABLE`
+    /// (upserts are idempotent).
+    pub async fn upsert(
+        &self,
+        collection: &str,
+        points: Vec<Point>,
+    ) -> Result<UpsertResponse, Error> {
+        self.upsert_request(UpsertRequest {
+            collection: collection.into(),
+            points,
+            wait: None,
+        })
+        .await
+    }
+
+    /// Sends a prepared upsert request (to set `wait = false`, for instance).
+    pub async fn upsert_request(&self, request: UpsertRequest) -> Result<UpsertResponse, Error> {
+        self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.upsert(r).await }
+        })
+        .await
+    }
+
+    /// Bulk ingest over one client stream: each item of `batches` becomes one message
+    /// (at most [`MAX_POINTS_PER_REQUEST`] points). Answers once every point is
+    /// durable. Not retried: on error, resend (upserts are idempotent).
+    pub async fn upsert_stream<S>(
+        &self,
+        collection: &str,
+        batches: S,
+    ) -> Result<UpsertResponse, Error>
+    where
+        S: Stream<Item = Vec<Point>> + Send + 'static,
+    {
+        let collection = collection.to_owned();
+        let requests = batches.map(move |points| UpsertRequest {
+            collection: collection.clone(),
+            points,
+            wait: None,
+        });
+        Ok(self.points().upsert_stream(requests).await?.into_inner())
+    }
+
+    /// Reads points by id, in the order asked; missing ids are left out.
+    pub async fn get(
+        &self,
+        collection: &str,
+        ids: Vec<String>,
+        with_vector: bool,
+        with_payload: bool,
+    ) -> Result<Vec<Point>, Error> {
+        let request = GetRequest {
+            collection: collection.into(),
+            ids,
+            with_vector,
+            with_payload,
+            consistency: 0,
+        };
+        let found = self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.get(r).await }
+        });
+        Ok(found.await?.points)
+    }
+
+    /// Deletes points by id and returns how many existed.
+    pub async fn delete_ids(&self, collection: &str, ids: Vec<String>) -> Result<u64, Error> {
+        let request = DeleteRequest {
+            collection: collection.into(),
+            selector: Some(delete_request::Selector::Ids(PointIds { ids })),
+            wait: None,
+        };
+        let deleted = self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.delete(r).await }
+        });
+        Ok(deleted.await?.deleted)
+    }
+
+    /// Deletes every point that passes `filter` and returns how many. Not retried.
+    pub async fn delete_filter(&self, collection: &str, filter: Filter) -> Result<u64, Error> {
+        let request = DeleteRequest {
+            collection: collection.into(),
+            selector: Some(delete_request::Selector::Filter(filter)),
+            wait: None,
+        };
+        Ok(self.points().delete(request).await?.into_inner().deleted)
+    }
+
+    /// Counts points exactly, optionally those passing `filter`.
+    pub async fn count(&self, collection: &str, filter: Option<Filter>) -> Result<u64, Error> {
+        let request = CountRequest {
+            collection: collection.into(),
+            filter,
+            consistency: 0,
+        };
+        let counted = self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.count(r).await }
+        });
+        Ok(counted.await?.count)
+    }
+
+    /// One page of points in id order; pass `next_offset` back as `offset` to continue.
+    pub async fn scroll(&self, request: ScrollRequest) -> Result<ScrollResponse, Error> {
+        self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.scroll(r).await }
+        })
+        .await
+    }
+
+    /// Top-k search.
+    pub async fn search(&self, request: SearchRequest) -> Result<SearchResponse, Error> {
+        self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.search(r).await }
+        })
+        .await
+    }
+
+    /// Several searches in one call; results in request order.
+    pub async fn search_batch(
+        &self,
+        searches: Vec<SearchRequest>,
+    ) -> Result<Vec<SearchResponse>, Error> {
+        let request = SearchBatchRequest { searches };
+        let found = self.idempotent(|| {
+            let (mut c, r) = (self.points(), request.clone());
+            async move { c.search_batch(r).await }
+        });
+        Ok(found.await?.results)
+    }
+
+    // --- stats -------------------------------------------------------------------
+
+    /// Per-core statistics of one worker, or of the whole cluster when `worker_id` is
+    /// empty.
+    pub async fn core_stats(&self, worker_id: &str) -> Result<CoreStatsResponse, Error> {
+        let request = CoreStatsRequest {
+            worker_id: worker_id.into(),
+        };
+        self.idempotent(|| {
+            let (mut c, r) = (StatsClient::new(self.channel.clone()), request.clone());
+            async move { c.cores(r).await }
+        })
+        .await
+    }
+}
+
+/// Up to ±50 % of `d`, from the process's random hasher seed: enough to spread
+/// retries of many clients without a random-number dependency.
+fn jitter(d: Duration) -> Duration {
+    let r = RandomState::new().hash_one(std::time::Instant::now());
+    let factor = 0.5 + (r % 1000) as f64 / 1000.0;
+    d.mul_f64(factor)
+}
