@@ -48,6 +48,7 @@ pub mod v1 {
 }
 
 mod builders;
+pub mod hashing;
 
 /// The encoded `FileDescriptorSet` of every contract in this crate, for gRPC reflection
 /// and for tools that inspect messages dynamically.

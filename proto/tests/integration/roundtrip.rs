@@ -112,7 +112,7 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             ScoredPoint, SearchResponse, SearchBatchRequest, SearchBatchResponse, GetRequest,
             GetResponse, PointIds, DeleteRequest, DeleteResponse, ScrollRequest,
             ScrollResponse, CountRequest, CountResponse, CheckpointRequest,
-            CheckpointResponse, StatsRequest,
+            CheckpointResponse, StatsRequest, ShardManifest,
         }
     )
 }

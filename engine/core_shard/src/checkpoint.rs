@@ -1,0 +1,279 @@
+//! The files of a shard directory besides its log: the manifest and checkpoints.
+//! Byte layouts are in `FORMAT.md`.
+//!
+//! ```text
+//! <shard dir>/
+//!   MANIFEST                 which checkpoint is current (framed protobuf, CRC32C)
+//!   wal/                     the write-ahead log
+//!   checkpoint-<lsn>/        the newest complete checkpoint
+//!     index.hnsw             the HNSW index (engine/hnsw/FORMAT.md)
+//!     points.bin             node → point id and payload (CRC32C)
+//! ```
+//!
+//! Every file is written to a temporary name, synced, renamed into place, and its
+//! directory synced, so a crash leaves either the old or the new file, never a torn
+//! one. A checkpoint directory is complete before the manifest names it.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use vectron_hnsw::NodeId;
+use vectron_proto::core::v1::ShardManifest;
+
+use crate::error::ShardError;
+
+/// Version of the shard directory layout.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+const MANIFEST_MAGIC: &[u8; 8] = b"VXMANIF1";
+const POINTS_MAGIC: &[u8; 8] = b"VXPOINT1";
+
+/// Name of the manifest file.
+pub(crate) const MANIFEST: &str = "MANIFEST";
+/// Name of the index file inside a checkpoint directory.
+pub(crate) const INDEX_FILE: &str = "index.hnsw";
+/// Name of the points file inside a checkpoint directory.
+pub(crate) const POINTS_FILE: &str = "points.bin";
+
+fn file_err(path: &Path) -> impl Fn(io::Error) -> ShardError + '_ {
+    move |source| ShardError::Checkpoint { path: path.to_path_buf(), source }
+}
+
+fn corrupt(path: &Path, what: &str) -> ShardError {
+    ShardError::Checkpoint {
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::InvalidData, what.to_owned()),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the
+/// directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(file_err(&tmp))?;
+    f.write_all(bytes).map_err(file_err(&tmp))?;
+    f.sync_all().map_err(file_err(&tmp))?;
+    fs::rename(&tmp, path).map_err(file_err(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Makes a directory's entries (creations, renames, removals) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), ShardError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(file_err(dir))
+}
+
+/// Reads the manifest of a shard directory, if it has one.
+pub(crate) fn read_manifest(dir: &Path) -> Result<Option<ShardManifest>, ShardError> {
+    let path = dir.join(MANIFEST);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(file_err(&path)(e)),
+    };
+    let body = unframe(&path, MANIFEST_MAGIC, &bytes)?;
+    let manifest =
+        ShardManifest::decode(body).map_err(|_| corrupt(&path, "manifest does not decode"))?;
+    if manifest.format_version != FORMAT_VERSION {
+        return Err(corrupt(&path, "unsupported manifest version"));
+    }
+    Ok(Some(manifest))
+}
+
+/// Writes the manifest of a shard directory atomically.
+pub(crate) fn write_manifest(dir: &Path, manifest: &ShardManifest) -> Result<(), ShardError> {
+    write_atomic(&dir.join(MANIFEST), &frame(MANIFEST_MAGIC, &manifest.encode_to_vec()))
+}
+
+/// `magic`, the body's length (u32 LE), the body, its CRC32C (u32 LE).
+fn frame(magic: &[u8; 8], body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 16);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&u32::try_from(body.len()).expect("small body").to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    out
+}
+
+fn unframe<'a>(path: &Path, magic: &[u8; 8], bytes: &'a [u8]) -> Result<&'a [u8], ShardError> {
+    if bytes.len() < 16 || &bytes[..8] != magic {
+        return Err(corrupt(path, "bad magic or truncated header"));
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
+    if bytes.len() != 16 + len {
+        return Err(corrupt(path, "length does not match the file size"));
+    }
+    let body = &bytes[12..12 + len];
+    let crc = u32::from_le_bytes(bytes[12 + len..].try_into().expect("4 bytes"));
+    if crc32c::crc32c(body) != crc {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
+    Ok(body)
+}
+
+/// Writes the points file: per point its node, id and payload.
+pub(crate) fn write_points<'a>(
+    path: &Path,
+    points: impl Iterator<Item = (NodeId, &'a str, &'a [u8])>,
+) -> Result<(), ShardError> {
+    let mut body = Vec::new();
+    let mut count = 0u64;
+    body.extend_from_slice(&0u64.to_le_bytes());
+    for (node, id, payload) in points {
+        body.extend_from_slice(&node.0.to_le_bytes());
+        body.extend_from_slice(&u16::try_from(id.len()).expect("ids are short").to_le_bytes());
+        body.extend_from_slice(id.as_bytes());
+        body.extend_from_slice(&u32::try_from(payload.len()).expect("payloads are small").to_le_bytes());
+        body.extend_from_slice(payload);
+        count += 1;
+    }
+    body[..8].copy_from_slice(&count.to_le_bytes());
+    let mut out = Vec::with_capacity(body.len() + 20);
+    out.extend_from_slice(POINTS_MAGIC);
+    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+    let mut f = File::create(path).map_err(file_err(path))?;
+    f.write_all(&out).map_err(file_err(path))?;
+    f.sync_all().map_err(file_err(path))
+}
+
+/// Reads the points file, calling `each` for every point.
+pub(crate) fn read_points(
+    path: &Path,
+    mut each: impl FnMut(NodeId, &str, &[u8]) -> Result<(), ShardError>,
+) -> Result<(), ShardError> {
+    let bytes = fs::read(path).map_err(file_err(path))?;
+    if bytes.len() < 20 || &bytes[..8] != POINTS_MAGIC {
+        return Err(corrupt(path, "bad magic or truncated header"));
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+    if bytes.len() as u64 != 20 + len {
+        return Err(corrupt(path, "length does not match the file size"));
+    }
+    let body = &bytes[16..bytes.len() - 4];
+    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+    if crc32c::crc32c(body) != crc {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
+    let mut r = Reader { bytes: body, at: 0, path };
+    let count = r.u64()?;
+    for _ in 0..count {
+        let node = NodeId(r.u32()?);
+        let id_len = r.u16()? as usize;
+        let id = std::str::from_utf8(r.take(id_len)?)
+            .map_err(|_| corrupt(path, "a point id is not UTF-8"))?;
+        let payload_len = r.u32()? as usize;
+        let payload = r.take(payload_len)?;
+        each(node, id, payload)?;
+    }
+    if r.at != body.len() {
+        return Err(corrupt(path, "bytes after the last point"));
+    }
+    Ok(())
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    path: &'a Path,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ShardError> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
+        let end = end.ok_or_else(|| corrupt(self.path, "a point runs past the end"))?;
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(out)
+    }
+    fn u16(&mut self) -> Result<u16, ShardError> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, ShardError> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, ShardError> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+}
+
+/// Name of the checkpoint directory covering `lsn`.
+pub(crate) fn checkpoint_dir_name(lsn: u64) -> String {
+    format!("checkpoint-{lsn:020}")
+}
+
+/// Removes checkpoint directories (complete or half-written) other than `keep`.
+pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), ShardError> {
+    let entries = fs::read_dir(dir).map_err(file_err(dir))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(file_err(dir))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("checkpoint-") && name != keep {
+            let path: PathBuf = entry.path();
+            fs::remove_dir_all(&path).map_err(file_err(&path))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vectron_proto::core::v1::ShardAssignment;
+
+    #[test]
+    fn points_round_trip_and_damage_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(POINTS_FILE);
+        let points = [(NodeId(3), "a", &b"{\"x\":1}"[..]), (NodeId(0), "béta", &b""[..])];
+        write_points(&path, points.iter().copied()).unwrap();
+        let mut back = Vec::new();
+        read_points(&path, |n, id, p| {
+            back.push((n, id.to_owned(), p.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        let expected: Vec<_> =
+            points.iter().map(|(n, id, p)| (*n, (*id).to_owned(), p.to_vec())).collect();
+        assert_eq!(back, expected);
+
+        let good = fs::read(&path).unwrap();
+        for cut in [0, 10, good.len() - 1] {
+            fs::write(&path, &good[..cut]).unwrap();
+            let err = read_points(&path, |_, _, _| Ok(())).unwrap_err();
+            assert!(err.to_string().contains(POINTS_FILE), "{err}");
+        }
+        let mut flipped = good.clone();
+        flipped[30] ^= 0x40;
+        fs::write(&path, &flipped).unwrap();
+        assert!(read_points(&path, |_, _, _| Ok(())).is_err());
+    }
+
+    #[test]
+    fn manifest_round_trips_and_rejects_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_manifest(dir.path()).unwrap().is_none());
+        let m = ShardManifest {
+            format_version: FORMAT_VERSION,
+            assignment: Some(ShardAssignment { shard_id: 2, epoch: 7, ..Default::default() }),
+            checkpoint_lsn: 42,
+            checkpoint_dir: checkpoint_dir_name(42),
+        };
+        write_manifest(dir.path(), &m).unwrap();
+        assert_eq!(read_manifest(dir.path()).unwrap(), Some(m));
+        let path = dir.path().join(MANIFEST);
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let err = read_manifest(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("MANIFEST"), "{err}");
+    }
+}

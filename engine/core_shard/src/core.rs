@@ -1,0 +1,336 @@
+//! One core: the shards it holds, its search scratch, its counters and its background
+//! work (indexing behind the log, graph repair, periodic checkpoints). Lives on the
+//! core's thread behind an `Rc`; nothing here is shared with another thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashSet};
+use std::future::poll_fn;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use vectron_hnsw::SearchScratch;
+use vectron_proto::core::v1::{ShardAssignment, ShardRef};
+use vectron_proto::v1::CoreStats;
+use vectron_wal::Options;
+
+use crate::error::ShardError;
+use crate::handle::ShardHandle;
+use crate::spec::ShardSpec;
+use crate::stats::CoreCounters;
+
+/// How long indexing runs before it lets searches and writes on the core go first.
+const INDEX_SLICE: Duration = Duration::from_micros(500);
+/// Log bytes since the last checkpoint that trigger a new one.
+const CHECKPOINT_WAL_BYTES: u64 = 256 << 20;
+/// How often the checkpoint policy looks at each shard.
+const CHECKPOINT_CHECK: Duration = Duration::from_secs(10);
+
+/// A shard's key on a core.
+pub(crate) type ShardKey = (String, u32);
+
+/// Settings of one core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Index of the core within its worker.
+    pub index: u32,
+    /// CPU the core's thread is pinned to, if pinned.
+    pub cpu: Option<usize>,
+    /// The worker's id, reported in stats.
+    pub worker_id: String,
+    /// gRPC address of the core (`host:port`), reported in stats.
+    pub address: String,
+    /// Directory holding this core's shards.
+    pub data_dir: PathBuf,
+    /// Options of every shard's write-ahead log.
+    pub wal: Options,
+}
+
+/// A one-shot wake-up for a task that sleeps until there is work.
+#[derive(Debug, Default)]
+pub(crate) struct Notify {
+    waker: RefCell<Option<Waker>>,
+    pending: Cell<bool>,
+}
+
+impl Notify {
+    pub(crate) fn notify(&self) {
+        self.pending.set(true);
+        if let Some(w) = self.waker.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) async fn notified(&self) {
+        poll_fn(|cx| {
+            if self.pending.replace(false) {
+                Poll::Ready(())
+            } else {
+                *self.waker.borrow_mut() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+/// Lets the other tasks of the core run once before continuing.
+pub(crate) async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// The state of one core.
+#[derive(Debug)]
+pub struct Core {
+    config: CoreConfig,
+    driver: &'static str,
+    started: Instant,
+    shards: RefCell<BTreeMap<ShardKey, Rc<ShardHandle>>>,
+    opening: RefCell<HashSet<ShardKey>>,
+    scratch: RefCell<SearchScratch>,
+    counters: Rc<RefCell<CoreCounters>>,
+    work: Notify,
+    stopping: Cell<bool>,
+}
+
+impl Core {
+    /// A core with no shards. `driver` names the runtime's IO driver for stats.
+    pub fn new(config: CoreConfig, driver: &'static str) -> Rc<Self> {
+        Rc::new(Self {
+            config,
+            driver,
+            started: Instant::now(),
+            shards: RefCell::new(BTreeMap::new()),
+            opening: RefCell::new(HashSet::new()),
+            scratch: RefCell::new(SearchScratch::new()),
+            counters: Rc::new(RefCell::new(CoreCounters::default())),
+            work: Notify::default(),
+            stopping: Cell::new(false),
+        })
+    }
+
+    /// The core's settings.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Time since the core started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The core's counters.
+    pub fn counters(&self) -> &Rc<RefCell<CoreCounters>> {
+        &self.counters
+    }
+
+    /// Runs `f` with the core's search scratch.
+    pub(crate) fn with_scratch<T>(&self, f: impl FnOnce(&mut SearchScratch) -> T) -> T {
+        f(&mut self.scratch.borrow_mut())
+    }
+
+    fn shard_dir(&self, collection: &str, shard_id: u32) -> PathBuf {
+        self.config.data_dir.join(collection).join(format!("shard-{shard_id}"))
+    }
+
+    /// The shard a data call names, if this core serves it at that epoch.
+    pub fn shard(&self, r: Option<&ShardRef>) -> Result<Rc<ShardHandle>, ShardError> {
+        let r = r.ok_or(ShardError::BadAssignment { reason: "the request names no shard".into() })?;
+        let shard = self
+            .shards
+            .borrow()
+            .get(&(r.collection.clone(), r.shard_id))
+            .cloned()
+            .ok_or_else(|| ShardError::UnknownShard {
+                collection: r.collection.clone(),
+                shard_id: r.shard_id,
+            })?;
+        let current = shard.epoch();
+        if current != r.epoch {
+            return Err(ShardError::WrongEpoch {
+                collection: r.collection.clone(),
+                shard_id: r.shard_id,
+                current,
+                requested: r.epoch,
+            });
+        }
+        Ok(shard)
+    }
+
+    /// Every shard held, ordered by collection and shard id.
+    pub fn shards(&self) -> Vec<Rc<ShardHandle>> {
+        self.shards.borrow().values().cloned().collect()
+    }
+
+    /// Opens a shard (or adopts a new epoch for one already open, or reopens one that
+    /// stopped after a failure). Idempotent.
+    pub async fn open_shard(&self, assignment: &ShardAssignment) -> Result<Rc<ShardHandle>, ShardError> {
+        let spec = ShardSpec::from_assignment(assignment)?;
+        let key: ShardKey = (spec.name().to_owned(), spec.shard_id);
+        let existing = self.shards.borrow().get(&key).cloned();
+        if let Some(shard) = existing {
+            if !shard.is_stopped() {
+                let held = shard.spec();
+                if held.collection != spec.collection || held.range != spec.range {
+                    return Err(ShardError::SpecMismatch {
+                        collection: key.0,
+                        shard_id: key.1,
+                    });
+                }
+                if held.epoch != spec.epoch {
+                    shard.set_epoch(spec.epoch)?;
+                }
+                return Ok(shard);
+            }
+            // A stopped shard: drop it and recover from disk.
+            self.shards.borrow_mut().remove(&key);
+            let _ = shard.wal().close().await;
+        }
+        if !self.opening.borrow_mut().insert(key.clone()) {
+            return Err(ShardError::Stopped {
+                collection: key.0,
+                shard_id: key.1,
+                reason: "it is being opened by another call".into(),
+            });
+        }
+        let dir = self.shard_dir(&key.0, key.1);
+        let opened = ShardHandle::open(&dir, spec, self.config.wal).await;
+        self.opening.borrow_mut().remove(&key);
+        let shard = opened?;
+        let counters = Rc::clone(&self.counters);
+        shard.wal().set_sync_observer(move |event| {
+            counters.borrow_mut().wal_sync_latency.record(event.duration);
+        });
+        self.shards.borrow_mut().insert(key, Rc::clone(&shard));
+        self.work.notify();
+        Ok(shard)
+    }
+
+    /// Closes a shard (checkpointing it), optionally removing its files.
+    pub async fn close_shard(&self, r: &ShardRef, delete_data: bool) -> Result<(), ShardError> {
+        let shard = self.shard(Some(r))?;
+        self.shards.borrow_mut().remove(&(r.collection.clone(), r.shard_id));
+        if delete_data {
+            let _ = shard.wal().close().await;
+            let dir = shard.dir().to_path_buf();
+            std::fs::remove_dir_all(&dir)
+                .map_err(|source| ShardError::Checkpoint { path: dir, source })?;
+            Ok(())
+        } else {
+            shard.close().await
+        }
+    }
+
+    /// Reopens every shard found under the core's data directory.
+    pub async fn reopen_all(&self) -> Vec<(PathBuf, ShardError)> {
+        let mut failures = Vec::new();
+        let Ok(collections) = std::fs::read_dir(&self.config.data_dir) else {
+            return failures;
+        };
+        for collection in collections.flatten() {
+            let Ok(shards) = std::fs::read_dir(collection.path()) else { continue };
+            for dir in shards.flatten() {
+                let path = dir.path();
+                let manifest = match crate::checkpoint::read_manifest(&path) {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        failures.push((path, e));
+                        continue;
+                    }
+                };
+                let Some(assignment) = manifest.assignment else { continue };
+                if let Err(e) = self.open_shard(&assignment).await {
+                    failures.push((path, e));
+                }
+            }
+        }
+        failures
+    }
+
+    /// Tells background work that a write arrived.
+    pub(crate) fn wake_indexer(&self) {
+        self.work.notify();
+    }
+
+    /// Indexes pending points and repairs graphs in short slices, yielding to the
+    /// core's other tasks between slices; sleeps when there is nothing to do.
+    pub async fn run_indexer(self: Rc<Self>) {
+        while !self.stopping.get() {
+            let started = Instant::now();
+            let mut worked = false;
+            for shard in self.shards() {
+                while started.elapsed() < INDEX_SLICE && shard.index_step(1) {
+                    worked = true;
+                }
+                if started.elapsed() >= INDEX_SLICE {
+                    break;
+                }
+            }
+            if worked {
+                yield_now().await;
+            } else {
+                self.work.notified().await;
+            }
+        }
+    }
+
+    /// Checkpoints shards whose log grew past the threshold, periodically.
+    pub async fn run_checkpointer(self: Rc<Self>) {
+        while !self.stopping.get() {
+            monoio::time::sleep(CHECKPOINT_CHECK).await;
+            for shard in self.shards() {
+                if shard.wal_bytes_since_checkpoint() > CHECKPOINT_WAL_BYTES && !shard.is_stopped() {
+                    let _ = shard.checkpoint().await;
+                }
+            }
+        }
+    }
+
+    /// Stops background work and closes every shard (each checkpoints first).
+    pub async fn shutdown(&self) -> Vec<ShardError> {
+        self.stopping.set(true);
+        self.work.notify();
+        let shards: Vec<_> = std::mem::take(&mut *self.shards.borrow_mut()).into_values().collect();
+        let mut errors = Vec::new();
+        for shard in shards {
+            if let Err(e) = shard.close().await {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+
+    /// Statistics of the core and every shard it holds.
+    pub fn stats(&self, in_flight: u32) -> CoreStats {
+        let mut out = CoreStats {
+            worker_id: self.config.worker_id.clone(),
+            core: self.config.index,
+            cpu: self.config.cpu.map_or(u32::MAX, |c| c as u32),
+            address: self.config.address.clone(),
+            driver: self.driver.to_owned(),
+            ..Default::default()
+        };
+        {
+            let mut counters = self.counters.borrow_mut();
+            counters.in_flight = in_flight;
+            counters.fill(self.uptime(), &mut out);
+        }
+        let shards = self.shards();
+        out.shards = shards.iter().map(|s| s.stats()).collect();
+        out.memory_bytes = out.shards.iter().map(|s| s.memory_bytes).sum();
+        out.queue_depth = shards.iter().map(|s| s.pending() as u64).sum();
+        out
+    }
+}

@@ -1,0 +1,480 @@
+//! A shard on its core: the state machine of [`crate::shard`] plus its write-ahead log
+//! and checkpoints. Everything here runs on the core's thread; the state sits in a
+//! `RefCell` that is never borrowed across an `.await`.
+//!
+//! A write is validated, appended to the log (which fixes its LSN at once, so log order
+//! is call order), applied to the state right away, and acknowledged when the log says
+//! it is durable. A reader may therefore see a write a few hundred microseconds before
+//! it is acknowledged; it never sees one the log will not replay, because a failed
+//! `fdatasync` stops the shard and a restart rebuilds the state from the log.
+
+use std::cell::{Cell, RefCell};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+
+use vectron_hnsw::{HnswIndex, SearchScratch};
+use vectron_proto::core::v1::{Point, ShardManifest};
+use vectron_proto::v1::ShardStats;
+use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
+
+use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE};
+use crate::error::ShardError;
+use crate::filter::Filter;
+use crate::shard::{HitOut, PointOut, SearchArgs, ShardState};
+use crate::spec::ShardSpec;
+
+/// The outcome of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteAck {
+    /// Points written or deleted.
+    pub count: u64,
+    /// LSN of the record (0 when nothing was logged).
+    pub lsn: u64,
+    /// Whether the record is durable.
+    pub durable: bool,
+}
+
+/// A write that is logged and applied, waiting for the log to acknowledge it.
+pub struct PendingWrite<'a> {
+    logged: Pin<Box<dyn Future<Output = Result<Lsn, AppendError>> + 'a>>,
+    count: u64,
+    lsn: u64,
+}
+
+impl std::fmt::Debug for PendingWrite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingWrite").field("count", &self.count).field("lsn", &self.lsn).finish()
+    }
+}
+
+impl PendingWrite<'_> {
+    /// Points in the write.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The write's LSN.
+    pub fn lsn_hint(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Waits until the log acknowledges the write (durable under the default policy).
+    /// A failure of the log stops `shard`.
+    pub async fn finish(self, shard: &ShardHandle) -> Result<WriteAck, ShardError> {
+        match self.logged.await {
+            Ok(lsn) => Ok(WriteAck { count: self.count, lsn: lsn.get(), durable: true }),
+            // Validation bounds batches far below the log's record limit, so a rejection
+            // means the state already holds a write the log refused: stop.
+            Err(AppendError::Rejected(e)) => Err(shard.stop_on(ShardError::Replay {
+                reason: format!("the log refused a validated record: {e}"),
+            })),
+            Err(AppendError::Fatal(source)) => Err(shard.stop_on(ShardError::Wal { source })),
+        }
+    }
+}
+
+/// One shard, opened on its core.
+#[derive(Debug)]
+pub struct ShardHandle {
+    state: RefCell<ShardState>,
+    wal: Wal,
+    dir: PathBuf,
+    /// Set when the shard must stop: every later call fails with it.
+    failed: RefCell<Option<String>>,
+    checkpoint_lsn: Cell<u64>,
+    checkpointing: Cell<bool>,
+}
+
+impl ShardHandle {
+    /// Opens the shard stored in `dir`, creating it when new: reads the newest
+    /// checkpoint, replays the log after it, and adopts the assignment's epoch. An
+    /// existing shard must have the same collection spec and range.
+    pub async fn open(dir: &Path, spec: ShardSpec, wal: Options) -> Result<Rc<Self>, ShardError> {
+        fs::create_dir_all(dir)
+            .map_err(|source| ShardError::Checkpoint { path: dir.to_path_buf(), source })?;
+        let manifest = checkpoint::read_manifest(dir)?;
+        if let Some(m) = &manifest {
+            let held = m.assignment.as_ref().map(ShardSpec::from_assignment).transpose()?;
+            if let Some(held) = held
+                && (held.collection != spec.collection
+                    || held.range != spec.range
+                    || held.shard_id != spec.shard_id)
+            {
+                return Err(ShardError::SpecMismatch {
+                    collection: spec.name().to_owned(),
+                    shard_id: spec.shard_id,
+                });
+            }
+        }
+        let checkpoint_lsn = manifest.as_ref().map_or(0, |m| m.checkpoint_lsn);
+        let mut state = match manifest.as_ref().filter(|m| !m.checkpoint_dir.is_empty()) {
+            None => ShardState::new(spec.clone())?,
+            Some(m) => load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone())?,
+        };
+        let wal = Wal::open(dir.join("wal"), wal).await.map_err(|source| ShardError::Wal { source })?;
+        replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
+
+        let handle = Self {
+            state: RefCell::new(state),
+            wal,
+            dir: dir.to_path_buf(),
+            failed: RefCell::new(None),
+            checkpoint_lsn: Cell::new(checkpoint_lsn),
+            checkpointing: Cell::new(false),
+        };
+        handle.write_manifest()?;
+        if let Some(m) = &manifest {
+            checkpoint::remove_stale_checkpoints(dir, &m.checkpoint_dir)?;
+        }
+        Ok(Rc::new(handle))
+    }
+
+    /// The shard's identity.
+    pub fn spec(&self) -> ShardSpec {
+        self.state.borrow().spec().clone()
+    }
+
+    /// The placement epoch served.
+    pub fn epoch(&self) -> u64 {
+        self.state.borrow().spec().epoch
+    }
+
+    /// Adopts a new placement epoch (recorded in the manifest).
+    pub fn set_epoch(&self, epoch: u64) -> Result<(), ShardError> {
+        self.state.borrow_mut().set_epoch(epoch);
+        self.write_manifest()
+    }
+
+    /// The shard's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The write-ahead log, for hooking its sync latency into the core's statistics.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    fn write_manifest(&self) -> Result<(), ShardError> {
+        let lsn = self.checkpoint_lsn.get();
+        let manifest = ShardManifest {
+            format_version: FORMAT_VERSION,
+            assignment: Some(self.state.borrow().spec().to_assignment()),
+            checkpoint_lsn: lsn,
+            checkpoint_dir: if lsn == 0 { String::new() } else { checkpoint::checkpoint_dir_name(lsn) },
+        };
+        checkpoint::write_manifest(&self.dir, &manifest)
+    }
+
+    /// Fails when the shard stopped.
+    fn usable(&self) -> Result<(), ShardError> {
+        match &*self.failed.borrow() {
+            None => Ok(()),
+            Some(reason) => {
+                let st = self.state.borrow();
+                Err(ShardError::Stopped {
+                    collection: st.spec().name().to_owned(),
+                    shard_id: st.spec().shard_id,
+                    reason: reason.clone(),
+                })
+            }
+        }
+    }
+
+    /// Records a fatal failure: the shard stops serving until reopened.
+    fn stop_on(&self, err: ShardError) -> ShardError {
+        if err.is_fatal() && self.failed.borrow().is_none() {
+            let mut reason = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(s) = source {
+                reason.push_str(": ");
+                reason.push_str(&s.to_string());
+                source = s.source();
+            }
+            *self.failed.borrow_mut() = Some(reason);
+        }
+        err
+    }
+
+    /// Whether the shard stopped after a failure.
+    pub fn is_stopped(&self) -> bool {
+        self.failed.borrow().is_some()
+    }
+
+    // --- writes -------------------------------------------------------------------
+
+    /// Upserts points: validate, log, apply, and (with `wait`) wait for durability.
+    pub async fn upsert(&self, points: Vec<Point>, wait: bool) -> Result<WriteAck, ShardError> {
+        let pending = self.begin_upsert(points)?;
+        if wait {
+            pending.finish(self).await
+        } else {
+            // Queued and applied; the log writes it whether or not anyone waits.
+            Ok(WriteAck { count: pending.count, lsn: pending.lsn, durable: false })
+        }
+    }
+
+    /// Validates, logs and applies an upsert now; the returned write resolves once the
+    /// log acknowledges it. Several may be outstanding: they resolve in log order.
+    pub fn begin_upsert(&self, points: Vec<Point>) -> Result<PendingWrite<'_>, ShardError> {
+        self.usable()?;
+        let batch = self.state.borrow().validate_upsert(points)?;
+        let dim = self.state.borrow().spec().collection.dimension;
+        let record = Record::Upsert(Upsert {
+            ids: &batch.ids,
+            dim,
+            vectors: &batch.vectors,
+            payloads: &batch.payloads,
+        });
+        let logged = Box::pin(self.wal.append(record));
+        let lsn = self.wal.last_lsn().get();
+        if let Err(e) = self.state.borrow_mut().apply_upsert(&batch) {
+            return Err(self.stop_on(e));
+        }
+        Ok(PendingWrite { logged, count: batch.len() as u64, lsn })
+    }
+
+    /// Deletes points by id; returns how many existed.
+    pub async fn delete_ids(&self, ids: Vec<String>, wait: bool) -> Result<WriteAck, ShardError> {
+        self.usable()?;
+        ShardState::validate_ids(&ids)?;
+        let existing = self.state.borrow().existing(ids);
+        self.delete_existing(existing, wait).await
+    }
+
+    /// Deletes every point passing a non-empty filter; returns how many.
+    pub async fn delete_filter(&self, filter: &Filter, wait: bool) -> Result<WriteAck, ShardError> {
+        self.usable()?;
+        let existing = self.state.borrow().matching_ids(filter)?;
+        self.delete_existing(existing, wait).await
+    }
+
+    async fn delete_existing(&self, ids: Vec<String>, wait: bool) -> Result<WriteAck, ShardError> {
+        if ids.is_empty() {
+            return Ok(WriteAck { count: 0, lsn: 0, durable: true });
+        }
+        let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids: &ids })));
+        let lsn = self.wal.last_lsn().get();
+        let applied = self.state.borrow_mut().apply_delete(ids.iter().map(String::as_str));
+        let count = match applied {
+            Ok(n) => n,
+            Err(e) => return Err(self.stop_on(e)),
+        };
+        let pending = PendingWrite { logged, count, lsn };
+        if wait { pending.finish(self).await } else { Ok(WriteAck { count, lsn, durable: false }) }
+    }
+
+    // --- reads --------------------------------------------------------------------
+
+    /// Validates a search request against the shard.
+    pub fn search(
+        &self,
+        request: &vectron_proto::core::v1::SearchRequest,
+        exact: bool,
+        scratch: &mut SearchScratch,
+    ) -> Result<Vec<HitOut>, ShardError> {
+        self.usable()?;
+        let st = self.state.borrow();
+        let args: SearchArgs<'_> = st.validate_search(
+            &request.vector,
+            request.k,
+            request.ef,
+            request.filter.as_ref(),
+            request.with_payload,
+            request.with_vector,
+        )?;
+        st.search(&args, exact, scratch)
+    }
+
+    /// Reads points by id.
+    pub fn get(&self, ids: &[String], with_vector: bool, with_payload: bool) -> Result<Vec<PointOut>, ShardError> {
+        self.usable()?;
+        ShardState::validate_ids(ids)?;
+        Ok(self.state.borrow().get(ids, with_vector, with_payload))
+    }
+
+    /// Counts points passing `filter`.
+    pub fn count(&self, filter: Option<&vectron_proto::v1::Filter>) -> Result<u64, ShardError> {
+        self.usable()?;
+        let filter = Filter::from_proto(filter)?;
+        Ok(self.state.borrow().count(&filter))
+    }
+
+    /// One page of points in id order.
+    pub fn scroll(
+        &self,
+        request: &vectron_proto::core::v1::ScrollRequest,
+    ) -> Result<(Vec<PointOut>, Option<String>), ShardError> {
+        self.usable()?;
+        let limit = if request.limit == 0 { 100 } else { request.limit };
+        if limit > crate::shard::MAX_BATCH as u32 {
+            return Err(ShardError::BadLimit { limit, max: crate::shard::MAX_BATCH as u32 });
+        }
+        let filter = Filter::from_proto(request.filter.as_ref())?;
+        Ok(self.state.borrow().scroll(
+            &request.offset,
+            limit as usize,
+            &filter,
+            request.with_vector,
+            request.with_payload,
+        ))
+    }
+
+    // --- background work and checkpoints ---------------------------------------------
+
+    /// Links up to `max` pending points into the graph, or repairs around deleted ones;
+    /// returns whether there was work.
+    pub fn index_step(&self, max: usize) -> bool {
+        if self.is_stopped() {
+            return false;
+        }
+        let mut st = self.state.borrow_mut();
+        if st.pending() > 0 {
+            st.link_pending(max);
+            true
+        } else {
+            st.reclaim_step(max * 32)
+        }
+    }
+
+    /// Points waiting to be linked into the graph.
+    pub fn pending(&self) -> usize {
+        self.state.borrow().pending()
+    }
+
+    /// Bytes of log a restart would replay.
+    pub fn wal_bytes_since_checkpoint(&self) -> u64 {
+        self.wal.stats().bytes_since_checkpoint
+    }
+
+    /// Writes a checkpoint covering every durable write, then drops the log segments it
+    /// covers. Returns the LSN covered. Blocks the core while the files are written.
+    pub async fn checkpoint(&self) -> Result<u64, ShardError> {
+        self.usable()?;
+        if self.checkpointing.replace(true) {
+            return Ok(self.checkpoint_lsn.get());
+        }
+        let result = self.write_checkpoint().await;
+        self.checkpointing.set(false);
+        result.map_err(|e| self.stop_on(e))
+    }
+
+    async fn write_checkpoint(&self) -> Result<u64, ShardError> {
+        // Everything logged so far becomes durable; the state holds at least that (and
+        // perhaps later writes too, which replaying them again leaves unchanged).
+        let lsn = self.wal.sync().await.map_err(|source| ShardError::Wal { source })?.get();
+        if lsn == self.checkpoint_lsn.get() {
+            return Ok(lsn);
+        }
+        let name = checkpoint::checkpoint_dir_name(lsn);
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(|source| ShardError::Checkpoint { path: tmp.clone(), source })?;
+        {
+            let st = self.state.borrow();
+            let index_path = tmp.join(INDEX_FILE);
+            st.index()
+                .save(&index_path)
+                .map_err(|source| ShardError::Index { source })?;
+            checkpoint::write_points(&tmp.join(POINTS_FILE), st.points())?;
+        }
+        checkpoint::sync_dir(&tmp)?;
+        let dest = self.dir.join(&name);
+        fs::rename(&tmp, &dest).map_err(|source| ShardError::Checkpoint { path: dest.clone(), source })?;
+        checkpoint::sync_dir(&self.dir)?;
+        self.checkpoint_lsn.set(lsn);
+        self.write_manifest()?;
+        checkpoint::remove_stale_checkpoints(&self.dir, &name)?;
+        self.wal
+            .append(Record::Checkpoint { covers: Lsn::new(lsn) })
+            .await
+            .map_err(|e| match e {
+                AppendError::Fatal(source) => ShardError::Wal { source },
+                AppendError::Rejected(e) => ShardError::Replay { reason: e.to_string() },
+            })?;
+        self.wal
+            .truncate_prefix(Lsn::new(lsn))
+            .await
+            .map_err(|source| ShardError::Wal { source })?;
+        Ok(lsn)
+    }
+
+    /// Checkpoints (when anything changed) and closes the log.
+    pub async fn close(&self) -> Result<(), ShardError> {
+        if !self.is_stopped() && self.wal.last_lsn().get() > self.checkpoint_lsn.get() {
+            self.checkpoint().await?;
+        }
+        self.wal.close().await.map_err(|source| ShardError::Wal { source })
+    }
+
+    /// Statistics of the shard.
+    pub fn stats(&self) -> ShardStats {
+        let st = self.state.borrow();
+        let wal = self.wal.stats();
+        let points = st.len();
+        let pending = st.pending() as u64;
+        ShardStats {
+            collection: st.spec().name().to_owned(),
+            shard_id: st.spec().shard_id,
+            epoch: st.spec().epoch,
+            points,
+            indexed_points: points.saturating_sub(pending),
+            deleted_points: st.index().deleted_len() as u64,
+            memory_bytes: st.memory_bytes(),
+            disk_bytes: wal.bytes_on_disk + dir_bytes(&self.dir.join(checkpoint::checkpoint_dir_name(self.checkpoint_lsn.get()))),
+            wal_bytes: wal.bytes_since_checkpoint,
+            last_lsn: wal.durable_lsn.get(),
+            checkpoint_lsn: self.checkpoint_lsn.get(),
+        }
+    }
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Loads a checkpoint directory into a shard state.
+fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError> {
+    let index = HnswIndex::open(dir.join(INDEX_FILE)).map_err(|source| ShardError::Index { source })?;
+    if index.dim() != spec.collection.dimension as usize {
+        return Err(ShardError::Replay {
+            reason: format!(
+                "checkpoint index in {} has dimension {}, the collection {}",
+                dir.display(),
+                index.dim(),
+                spec.collection.dimension
+            ),
+        });
+    }
+    let mut state = ShardState::with_index(spec, index);
+    checkpoint::read_points(&dir.join(POINTS_FILE), |node, id, payload| {
+        state.restore_node(node, id, payload)
+    })?;
+    state.check_restored()?;
+    Ok(state)
+}
+
+/// Applies every logged write from `from` on to `state`.
+fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError> {
+    let mut records = wal.replay(from).map_err(|source| ShardError::Wal { source })?;
+    while let Some(record) = records.next_record().map_err(|source| ShardError::Wal { source })? {
+        match record.body() {
+            BodyView::Upsert(batch) => {
+                for (id, vector, payload) in batch.points() {
+                    state.replay_upsert(id, vector, payload)?;
+                }
+            }
+            BodyView::Delete(batch) => {
+                state.apply_delete(batch.ids())?;
+            }
+            BodyView::Checkpoint { .. } => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! `vectron.core.v1.CoreService` on a core's gRPC port: each handler finds the shard the
+//! request names (checking the epoch), calls it, and counts the call. Errors map to gRPC
+//! status codes in one place, [`status`].
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::Instant;
+
+use vectron_net::{Code, RequestContext, RequestStream, Router, RouterError, StatsHandle, Status};
+use vectron_proto::core::v1::{
+    CheckpointRequest, CheckpointResponse, CloseShardRequest, CloseShardResponse, CountRequest,
+    CountResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, OpenShardRequest,
+    OpenShardResponse, Point, ScoredPoint, ScrollRequest, ScrollResponse, SearchBatchRequest,
+    SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest, UpsertRequest,
+    UpsertResponse, delete_request,
+};
+use vectron_proto::v1::CoreStats;
+
+use crate::core::Core;
+use crate::error::ShardError;
+use crate::filter::Filter;
+use crate::shard::{HitOut, PointOut};
+
+/// Trailer carrying a shard's current epoch on `FAILED_PRECONDITION`.
+pub const EPOCH_METADATA: &str = "vectron-epoch";
+/// Batches of one upsert stream that may wait for the log at once.
+const STREAM_WINDOW: usize = 8;
+
+/// The gRPC status for a shard error: the one place where errors meet codes.
+pub fn status(err: &ShardError) -> Status {
+    use ShardError as E;
+    let code = match err {
+        E::EmptyBatch
+        | E::BatchTooLarge { .. }
+        | E::BadId { .. }
+        | E::DuplicateId { .. }
+        | E::WrongDimension { .. }
+        | E::NonFinite { .. }
+        | E::ZeroVector { .. }
+        | E::BadPayload { .. }
+        | E::PayloadTooLarge { .. }
+        | E::QueryDimension { .. }
+        | E::QueryNonFinite { .. }
+        | E::BadK { .. }
+        | E::BadEf { .. }
+        | E::BadLimit { .. }
+        | E::Filter(_)
+        | E::EmptyDeleteFilter
+        | E::NoSelector
+        | E::BadAssignment { .. } => Code::InvalidArgument,
+        E::BatchBytes { .. } => Code::ResourceExhausted,
+        E::OutsideRange { .. } | E::WrongEpoch { .. } | E::SpecMismatch { .. } => {
+            Code::FailedPrecondition
+        }
+        E::UnknownShard { .. } => Code::NotFound,
+        E::Stopped { .. }
+        | E::Wal { .. }
+        | E::Index { .. }
+        | E::Checkpoint { .. }
+        | E::Replay { .. } => Code::Unavailable,
+    };
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    let status = Status::new(code, message);
+    match err {
+        E::WrongEpoch { current, .. } => status.with_metadata(
+            http::HeaderName::from_static(EPOCH_METADATA),
+            http::HeaderValue::from(*current),
+        ),
+        _ => status,
+    }
+}
+
+fn point(p: PointOut) -> Point {
+    Point { id: p.id, vector: p.vector, payload_json: p.payload }
+}
+
+fn hit(h: HitOut) -> ScoredPoint {
+    ScoredPoint { id: h.id, score: h.score, vector: h.vector, payload_json: h.payload }
+}
+
+/// Where the Stats handler reads the number of calls in flight, set once the server
+/// serving the router exists.
+pub type InFlight = Rc<RefCell<Option<StatsHandle>>>;
+
+fn search_one(core: &Core, request: &SearchRequest, exact: bool) -> Result<SearchResponse, Status> {
+    let started = Instant::now();
+    let shard = core.shard(request.shard.as_ref()).map_err(|e| status(&e))?;
+    let hits = core
+        .with_scratch(|scratch| shard.search(request, exact, scratch))
+        .map_err(|e| status(&e))?;
+    core.counters().borrow_mut().search(core.uptime(), started.elapsed());
+    Ok(SearchResponse { hits: hits.into_iter().map(hit).collect() })
+}
+
+/// Every CoreService method, bound to `core`.
+pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError> {
+    const SVC: &str = "/vectron.core.v1.CoreService/";
+    let c = Rc::clone(&core);
+    let router = Router::new().unary(&format!("{SVC}OpenShard"), move |_: RequestContext, r: OpenShardRequest| {
+        let core = Rc::clone(&c);
+        async move {
+            let assignment = r.assignment.unwrap_or_default();
+            let shard = core.open_shard(&assignment).await.map_err(|e| status(&e))?;
+            Ok(OpenShardResponse { stats: Some(shard.stats()) })
+        }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}CloseShard"), move |_: RequestContext, r: CloseShardRequest| {
+        let core = Rc::clone(&c);
+        async move {
+            let shard = r.shard.unwrap_or_default();
+            core.close_shard(&shard, r.delete_data).await.map_err(|e| status(&e))?;
+            Ok(CloseShardResponse {})
+        }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Upsert"), move |_: RequestContext, r: UpsertRequest| {
+        let core = Rc::clone(&c);
+        async move {
+            let started = Instant::now();
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            let points = r.points.len() as u64;
+            let ack = shard.upsert(r.points, r.wait.unwrap_or(true)).await.map_err(|e| status(&e))?;
+            core.wake_indexer();
+            core.counters().borrow_mut().upsert(core.uptime(), points, started.elapsed());
+            Ok(UpsertResponse { count: ack.count, durable: ack.durable, lsn: ack.lsn })
+        }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.client_streaming(
+        &format!("{SVC}UpsertStream"),
+        move |_: RequestContext, stream: RequestStream<UpsertRequest>| {
+            let core = Rc::clone(&c);
+            async move { upsert_stream(&core, stream).await }
+        },
+    )?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Search"), move |_: RequestContext, r: SearchRequest| {
+        let result = search_one(&c, &r, false);
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}ExactSearch"), move |_: RequestContext, r: SearchRequest| {
+        let result = search_one(&c, &r, true);
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}SearchBatch"), move |_: RequestContext, r: SearchBatchRequest| {
+        let result = r
+            .searches
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                search_one(&c, s, false).map_err(|e| {
+                    Status::new(e.code(), format!("search {i} of the batch: {}", e.message()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|results| SearchBatchResponse { results });
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Get"), move |_: RequestContext, r: GetRequest| {
+        let result = c
+            .shard(r.shard.as_ref())
+            .and_then(|s| s.get(&r.ids, r.with_vector, r.with_payload))
+            .map(|points| GetResponse { points: points.into_iter().map(point).collect() })
+            .map_err(|e| status(&e));
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Delete"), move |_: RequestContext, r: DeleteRequest| {
+        let core = Rc::clone(&c);
+        async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            let wait = r.wait.unwrap_or(true);
+            let ack = match r.selector {
+                Some(delete_request::Selector::Ids(ids)) => shard.delete_ids(ids.ids, wait).await,
+                Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f)) {
+                    Ok(filter) => shard.delete_filter(&filter, wait).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => Err(ShardError::NoSelector),
+            }
+            .map_err(|e| status(&e))?;
+            core.wake_indexer();
+            Ok(DeleteResponse { deleted: ack.count, lsn: ack.lsn })
+        }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Scroll"), move |_: RequestContext, r: ScrollRequest| {
+        let result = c
+            .shard(r.shard.as_ref())
+            .and_then(|s| s.scroll(&r))
+            .map(|(points, next)| ScrollResponse {
+                points: points.into_iter().map(point).collect(),
+                next_offset: next.unwrap_or_default(),
+            })
+            .map_err(|e| status(&e));
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Count"), move |_: RequestContext, r: CountRequest| {
+        let result = c
+            .shard(r.shard.as_ref())
+            .and_then(|s| s.count(r.filter.as_ref()))
+            .map(|count| CountResponse { count })
+            .map_err(|e| status(&e));
+        async move { result }
+    })?;
+    let c = Rc::clone(&core);
+    let router = router.unary(&format!("{SVC}Checkpoint"), move |_: RequestContext, r: CheckpointRequest| {
+        let core = Rc::clone(&c);
+        async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            let lsn = shard.checkpoint().await.map_err(|e| status(&e))?;
+            Ok(CheckpointResponse { lsn })
+        }
+    })?;
+    let c = Rc::clone(&core);
+    router.unary(&format!("{SVC}Stats"), move |_: RequestContext, _: StatsRequest| {
+        let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
+        let stats: CoreStats = c.stats(u32::try_from(in_flight).unwrap_or(u32::MAX));
+        async move { Ok(stats) }
+    })
+}
+
+/// Bulk ingest on one stream: every batch is validated, logged and applied as it
+/// arrives; up to [`STREAM_WINDOW`] batches wait for the log at once, so reading the
+/// stream, syncing and indexing overlap. Answers once every batch is acknowledged.
+async fn upsert_stream(core: &Core, mut stream: RequestStream<UpsertRequest>) -> Result<UpsertResponse, Status> {
+    let started = Instant::now();
+    let mut shard_ref = None;
+    let mut shard = None;
+    let mut waiting = VecDeque::new();
+    let mut total = 0u64;
+    let mut lsn = 0u64;
+    let mut durable = true;
+    while let Some(batch) = stream.message().await? {
+        if shard_ref.is_none() {
+            shard = Some(core.shard(batch.shard.as_ref()).map_err(|e| status(&e))?);
+            shard_ref = batch.shard.clone();
+        } else if batch.shard.is_some() && batch.shard != shard_ref {
+            return Err(Status::invalid_argument(
+                "every message of an upsert stream must name the same shard and epoch",
+            ));
+        }
+        let shard = shard.as_ref().expect("set with the first batch");
+        let wait = batch.wait.unwrap_or(true);
+        durable &= wait;
+        let pending = shard.begin_upsert(batch.points).map_err(|e| status(&e))?;
+        core.wake_indexer();
+        total += pending.count();
+        if wait {
+            waiting.push_back(pending);
+            if waiting.len() > STREAM_WINDOW {
+                let ack = waiting.pop_front().expect("non-empty").finish(shard).await;
+                lsn = ack.map_err(|e| status(&e))?.lsn;
+            }
+        } else {
+            lsn = pending.lsn_hint();
+        }
+    }
+    let Some(shard) = shard else {
+        return Err(Status::invalid_argument("an upsert stream must carry at least one batch"));
+    };
+    while let Some(pending) = waiting.pop_front() {
+        lsn = pending.finish(&shard).await.map_err(|e| status(&e))?.lsn;
+    }
+    core.counters().borrow_mut().upsert(core.uptime(), total, started.elapsed());
+    Ok(UpsertResponse { count: total, durable, lsn })
+}

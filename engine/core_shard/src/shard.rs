@@ -1,0 +1,666 @@
+//! One shard's in-memory state and its state machine: validation of requests, the
+//! application of logged writes, and every read. No IO and no `.await` here: the caller
+//! ([`crate::ShardHandle`]) logs a write, then applies it with the functions below, in
+//! log order, so the state is always the log replayed.
+//!
+//! ```text
+//!   request ─► validate ─► (WAL append: LSN order = call order) ─► apply ─► ack when durable
+//!   search  ─► validate ─► plan filter ─► HNSW (+ exact scan of unlinked) ─► hits
+//! ```
+//!
+//! Point ids (strings) map to the index's [`NodeId`]s; a node carries its id and its
+//! payload (JSON text, kept as written). Applying a logged write is idempotent (an
+//! upsert replaces, a delete removes), so replaying records a checkpoint already holds
+//! is harmless.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use roaring::RoaringBitmap;
+use serde_json::Value;
+use vectron_hnsw::{HnswError, HnswIndex, IdFilter, NodeId, SearchHit, SearchScratch};
+use vectron_proto::core::v1::Point;
+use vectron_proto::v1::{CollectionSpec, Metric};
+
+use crate::error::ShardError;
+use crate::filter::{Filter, Plan};
+use crate::payload_index::PayloadIndexes;
+use crate::spec::ShardSpec;
+
+/// Most points in one upsert or delete request.
+pub const MAX_BATCH: usize = 10_000;
+/// Longest point id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Largest payload of one point, as JSON text.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Most bytes of ids, vectors and payloads in one write: one log record must fit a
+/// log segment (64 MiB by default) with room to spare.
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Most hits one search returns.
+pub const MAX_K: u32 = 10_000;
+/// Largest candidate list of one search.
+pub const MAX_EF: u32 = 32_768;
+
+/// A point as stored: its id and payload. The vector lives in the index.
+#[derive(Debug, Clone)]
+struct Node {
+    id: Box<str>,
+    /// JSON object text; empty means no payload.
+    payload: Box<[u8]>,
+}
+
+/// A write that passed validation, in the columns the log stores.
+#[derive(Debug, Default)]
+pub(crate) struct UpsertBatch {
+    /// Point ids, each at most once.
+    pub(crate) ids: Vec<String>,
+    /// `ids.len() × dim` values.
+    pub(crate) vectors: Vec<f32>,
+    /// JSON object text per point; empty means none.
+    pub(crate) payloads: Vec<Vec<u8>>,
+    /// The parsed payloads, so applying does not parse again.
+    parsed: Vec<Option<Value>>,
+}
+
+impl UpsertBatch {
+    /// Number of points.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// One point read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointOut {
+    /// Point id.
+    pub id: String,
+    /// Stored vector, when asked for (unit length for cosine collections).
+    pub vector: Vec<f32>,
+    /// Payload JSON text, when asked for; empty when the point has none.
+    pub payload: Vec<u8>,
+}
+
+/// One search hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitOut {
+    /// Point id.
+    pub id: String,
+    /// Similarity, higher is better.
+    pub score: f32,
+    /// Stored vector, when asked for.
+    pub vector: Vec<f32>,
+    /// Payload JSON text, when asked for.
+    pub payload: Vec<u8>,
+}
+
+/// What a search asks for, validated.
+#[derive(Debug)]
+pub(crate) struct SearchArgs<'a> {
+    pub(crate) vector: &'a [f32],
+    pub(crate) k: usize,
+    pub(crate) ef: usize,
+    pub(crate) filter: Filter,
+    pub(crate) with_payload: bool,
+    pub(crate) with_vector: bool,
+}
+
+/// The state of one shard.
+#[derive(Debug)]
+pub(crate) struct ShardState {
+    spec: ShardSpec,
+    index: HnswIndex,
+    /// Point id → node, ordered for scrolling.
+    ids: BTreeMap<Box<str>, NodeId>,
+    /// Node → point; `None` for free slots. Indexed by `NodeId`.
+    nodes: Vec<Option<Node>>,
+    payload_indexes: PayloadIndexes,
+    /// Every live node.
+    live: RoaringBitmap,
+    /// Bytes of ids and payloads held in `nodes`.
+    node_bytes: u64,
+}
+
+impl ShardState {
+    /// An empty shard.
+    pub(crate) fn new(spec: ShardSpec) -> Result<Self, ShardError> {
+        let index = HnswIndex::new(spec.index_config())
+            .map_err(|source| ShardError::Index { source })?;
+        Ok(Self::with_index(spec, index))
+    }
+
+    /// A shard around an index opened from a checkpoint; the points are restored with
+    /// [`ShardState::restore_node`].
+    pub(crate) fn with_index(spec: ShardSpec, index: HnswIndex) -> Self {
+        let payload_indexes = PayloadIndexes::new(&spec.collection.payload_indexes);
+        Self {
+            spec,
+            index,
+            ids: BTreeMap::new(),
+            nodes: Vec::new(),
+            payload_indexes,
+            live: RoaringBitmap::new(),
+            node_bytes: 0,
+        }
+    }
+
+    pub(crate) fn spec(&self) -> &ShardSpec {
+        &self.spec
+    }
+
+    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+        self.spec.epoch = epoch;
+    }
+
+    pub(crate) fn index(&self) -> &HnswIndex {
+        &self.index
+    }
+
+    fn collection(&self) -> &CollectionSpec {
+        &self.spec.collection
+    }
+
+    /// Live points.
+    pub(crate) fn len(&self) -> u64 {
+        self.live.len()
+    }
+
+    // --- validation ---------------------------------------------------------------
+
+    /// Checks an upsert and puts it into log columns. Nothing is changed.
+    pub(crate) fn validate_upsert(
+        &self,
+        points: Vec<Point>,
+    ) -> Result<UpsertBatch, ShardError> {
+        if points.is_empty() {
+            return Err(ShardError::EmptyBatch);
+        }
+        if points.len() > MAX_BATCH {
+            return Err(ShardError::BatchTooLarge { got: points.len(), max: MAX_BATCH });
+        }
+        let dim = self.collection().dimension as usize;
+        let cosine = self.collection().metric() == Metric::Cosine;
+        let mut batch = UpsertBatch {
+            ids: Vec::with_capacity(points.len()),
+            vectors: Vec::with_capacity(points.len() * dim),
+            payloads: Vec::with_capacity(points.len()),
+            parsed: Vec::with_capacity(points.len()),
+        };
+        let bytes: usize =
+            points.iter().map(|p| p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16).sum();
+        if bytes > MAX_BATCH_BYTES {
+            return Err(ShardError::BatchBytes { got: bytes, max: MAX_BATCH_BYTES });
+        }
+        let mut seen = hashbrown::HashSet::with_capacity(points.len());
+        for (i, p) in points.into_iter().enumerate() {
+            self.check_id(i, &p.id)?;
+            if p.vector.len() != dim {
+                return Err(ShardError::WrongDimension {
+                    point: i,
+                    id: p.id,
+                    expected: dim,
+                    got: p.vector.len(),
+                });
+            }
+            if let Some(at) = p.vector.iter().position(|x| !x.is_finite()) {
+                return Err(ShardError::NonFinite { point: i, id: p.id, at });
+            }
+            if cosine && p.vector.iter().all(|&x| x == 0.0) {
+                return Err(ShardError::ZeroVector { point: i, id: p.id });
+            }
+            let parsed = parse_payload(i, &p.id, &p.payload_json)?;
+            if !seen.insert(p.id.clone()) {
+                return Err(ShardError::DuplicateId { id: p.id });
+            }
+            batch.vectors.extend_from_slice(&p.vector);
+            batch.ids.push(p.id);
+            batch.payloads.push(p.payload_json);
+            batch.parsed.push(parsed);
+        }
+        Ok(batch)
+    }
+
+    fn check_id(&self, point: usize, id: &str) -> Result<(), ShardError> {
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(ShardError::BadId { point, len: id.len() });
+        }
+        let hash = vectron_proto::hashing::point_hash(id);
+        if !self.spec.range.contains(hash) {
+            return Err(ShardError::OutsideRange {
+                id: id.to_owned(),
+                hash,
+                start: self.spec.range.start,
+                end: self.spec.range.end,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks ids for a get or delete.
+    pub(crate) fn validate_ids(ids: &[String]) -> Result<(), ShardError> {
+        if ids.is_empty() {
+            return Err(ShardError::EmptyBatch);
+        }
+        if ids.len() > MAX_BATCH {
+            return Err(ShardError::BatchTooLarge { got: ids.len(), max: MAX_BATCH });
+        }
+        match ids.iter().position(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
+            Some(i) => Err(ShardError::BadId { point: i, len: ids[i].len() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks a search request.
+    pub(crate) fn validate_search<'a>(
+        &self,
+        vector: &'a [f32],
+        k: u32,
+        ef: Option<u32>,
+        filter: Option<&vectron_proto::v1::Filter>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<SearchArgs<'a>, ShardError> {
+        let dim = self.collection().dimension as usize;
+        if vector.len() != dim {
+            return Err(ShardError::QueryDimension { expected: dim, got: vector.len() });
+        }
+        if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
+            return Err(ShardError::QueryNonFinite { at });
+        }
+        if k == 0 || k > MAX_K {
+            return Err(ShardError::BadK { k, max: MAX_K });
+        }
+        let default_ef = self.collection().hnsw.as_ref().and_then(|h| h.ef).unwrap_or(64);
+        let ef = ef.unwrap_or(default_ef);
+        if ef == 0 || ef > MAX_EF {
+            return Err(ShardError::BadEf { ef, max: MAX_EF });
+        }
+        Ok(SearchArgs {
+            vector,
+            k: k as usize,
+            ef: ef.max(k) as usize,
+            filter: Filter::from_proto(filter)?,
+            with_payload,
+            with_vector,
+        })
+    }
+
+    // --- writes -------------------------------------------------------------------
+
+    /// Applies a validated upsert (already logged).
+    pub(crate) fn apply_upsert(&mut self, batch: &UpsertBatch) -> Result<(), ShardError> {
+        let dim = self.collection().dimension as usize;
+        for (i, id) in batch.ids.iter().enumerate() {
+            let vector = &batch.vectors[i * dim..(i + 1) * dim];
+            let payload = batch.payloads[i].as_slice().into();
+            self.put(id.as_str().into(), vector, payload, batch.parsed[i].as_ref())?;
+        }
+        Ok(())
+    }
+
+    /// Applies one logged upsert during replay: the record was validated before it was
+    /// logged, so only the payload is parsed again.
+    pub(crate) fn replay_upsert(
+        &mut self,
+        id: &str,
+        vector: &[f32],
+        payload: &[u8],
+    ) -> Result<(), ShardError> {
+        let parsed = if payload.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
+                reason: format!("payload of {id:?} is not JSON: {e}"),
+            })?)
+        };
+        self.put(id.into(), vector, payload.into(), parsed.as_ref())
+    }
+
+    fn put(
+        &mut self,
+        id: Box<str>,
+        vector: &[f32],
+        payload: Box<[u8]>,
+        parsed: Option<&Value>,
+    ) -> Result<(), ShardError> {
+        if let Some(&old) = self.ids.get(&id) {
+            self.remove_node(old)?;
+        }
+        let node = self.index.add(vector).map_err(|source| ShardError::Index { source })?;
+        self.attach(node, id, payload, parsed);
+        Ok(())
+    }
+
+    /// Records point `id` at `node` (an index slot that holds its vector).
+    fn attach(&mut self, node: NodeId, id: Box<str>, payload: Box<[u8]>, parsed: Option<&Value>) {
+        let slot = node.0 as usize;
+        if self.nodes.len() <= slot {
+            self.nodes.resize(slot + 1, None);
+        }
+        if let Some(p) = parsed {
+            self.payload_indexes.insert(node.0, p);
+        }
+        self.node_bytes += (id.len() + payload.len()) as u64;
+        self.ids.insert(id.clone(), node);
+        self.nodes[slot] = Some(Node { id, payload });
+        self.live.insert(node.0);
+    }
+
+    /// Restores one point from a checkpoint whose index already holds `node`.
+    pub(crate) fn restore_node(
+        &mut self,
+        node: NodeId,
+        id: &str,
+        payload: &[u8],
+    ) -> Result<(), ShardError> {
+        if !self.index.contains(node) {
+            return Err(ShardError::Replay {
+                reason: format!("checkpoint names point {id:?} at node {node}, which the index does not hold"),
+            });
+        }
+        let parsed: Option<Value> = if payload.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
+                reason: format!("checkpointed payload of {id:?} is not JSON: {e}"),
+            })?)
+        };
+        self.attach(node, id.into(), payload.into(), parsed.as_ref());
+        Ok(())
+    }
+
+    /// Checks that every node the index holds has a point, after a restore.
+    pub(crate) fn check_restored(&self) -> Result<(), ShardError> {
+        if self.live.len() as usize != self.index.len() {
+            return Err(ShardError::Replay {
+                reason: format!(
+                    "checkpoint holds {} points but its index holds {}",
+                    self.live.len(),
+                    self.index.len()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn remove_node(&mut self, node: NodeId) -> Result<(), ShardError> {
+        let slot = node.0 as usize;
+        let Some(old) = self.nodes.get_mut(slot).and_then(Option::take) else {
+            return Ok(());
+        };
+        if !old.payload.is_empty() && !self.payload_indexes.is_empty() {
+            if let Ok(parsed) = serde_json::from_slice::<Value>(&old.payload) {
+                self.payload_indexes.remove(node.0, &parsed);
+            }
+        }
+        self.node_bytes -= (old.id.len() + old.payload.len()) as u64;
+        self.ids.remove(&old.id);
+        self.live.remove(node.0);
+        self.index.delete(node).map_err(|source| ShardError::Index { source })
+    }
+
+    /// The ids among `ids` that exist, for logging a delete.
+    pub(crate) fn existing(&self, ids: Vec<String>) -> Vec<String> {
+        let mut out: Vec<String> =
+            ids.into_iter().filter(|id| self.ids.contains_key(id.as_str())).collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The ids of every point passing a non-empty filter, for logging a delete.
+    pub(crate) fn matching_ids(&self, filter: &Filter) -> Result<Vec<String>, ShardError> {
+        if filter.is_empty() {
+            return Err(ShardError::EmptyDeleteFilter);
+        }
+        let plan = self.plan(filter);
+        Ok(self.filtered_nodes(&plan).map(|n| self.node(n).id.to_string()).collect())
+    }
+
+    /// Applies a logged delete; returns how many points existed.
+    pub(crate) fn apply_delete<'a>(
+        &mut self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<u64, ShardError> {
+        let mut deleted = 0;
+        for id in ids {
+            if let Some(&node) = self.ids.get(id) {
+                self.remove_node(node)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
+    // --- background work ------------------------------------------------------------
+
+    /// Links up to `max` pending points into the graph; returns how many.
+    pub(crate) fn link_pending(&mut self, max: usize) -> usize {
+        self.index.link_pending(max)
+    }
+
+    /// Points acknowledged but not yet linked into the graph.
+    pub(crate) fn pending(&self) -> usize {
+        self.index.pending_len()
+    }
+
+    /// Repairs the graph around deleted points in steps of `max` nodes when enough
+    /// accumulated; returns whether work was done.
+    pub(crate) fn reclaim_step(&mut self, max: usize) -> bool {
+        if self.index.reclaim_in_progress() || self.index.needs_reclaim() {
+            self.index.reclaim_step(max);
+            true
+        } else {
+            false
+        }
+    }
+
+    // --- reads --------------------------------------------------------------------
+
+    fn node(&self, node: NodeId) -> &Node {
+        self.nodes[node.0 as usize].as_ref().expect("live nodes have a point")
+    }
+
+    fn plan(&self, filter: &Filter) -> Plan {
+        let resolve = |id: &str| self.ids.get(id).map(|n| n.0);
+        filter.plan(&self.payload_indexes, &self.live, &resolve)
+    }
+
+    fn parsed_payload(&self, node: NodeId) -> Option<Value> {
+        let payload = &self.node(node).payload;
+        if payload.is_empty() { None } else { serde_json::from_slice(payload).ok() }
+    }
+
+    fn passes(&self, plan: &Plan, node: NodeId) -> bool {
+        let point = self.node(node);
+        if plan.needs_payload() {
+            plan.matches(node.0, &point.id, self.parsed_payload(node).as_ref())
+        } else {
+            plan.matches(node.0, &point.id, None)
+        }
+    }
+
+    /// Every live node passing the plan, in node order.
+    fn filtered_nodes<'s>(&'s self, plan: &'s Plan) -> Box<dyn Iterator<Item = NodeId> + 's> {
+        match plan.exact() {
+            Some(set) => Box::new(set.iter().map(NodeId)),
+            None => Box::new(self.live.iter().map(NodeId).filter(|&n| self.passes(plan, n))),
+        }
+    }
+
+    /// Approximate (or, with `exact`, brute-force) top-k.
+    pub(crate) fn search(
+        &self,
+        args: &SearchArgs<'_>,
+        exact: bool,
+        scratch: &mut SearchScratch,
+    ) -> Result<Vec<HitOut>, ShardError> {
+        let hits: &[SearchHit] = if args.filter.is_empty() {
+            self.run_search(args, exact, None, scratch)?
+        } else {
+            let plan = self.plan(&args.filter);
+            let predicate = PlanPredicate { shard: self, plan: &plan, ids: None };
+            match plan.exact() {
+                Some(set) => {
+                    // An exact set: hand the index the ids, so a selective filter turns
+                    // into an exact scan over them.
+                    let ids = IdFilter::new(set.iter().map(NodeId).collect());
+                    self.run_search(args, exact, Some(&ids), scratch)?
+                }
+                None => self.run_search(args, exact, Some(&predicate), scratch)?,
+            }
+        };
+        Ok(hits
+            .iter()
+            .map(|h| {
+                let point = self.node(h.id);
+                HitOut {
+                    id: point.id.to_string(),
+                    score: h.score,
+                    vector: self.vector_out(h.id, args.with_vector),
+                    payload: if args.with_payload { point.payload.to_vec() } else { Vec::new() },
+                }
+            })
+            .collect())
+    }
+
+    fn run_search<'s>(
+        &self,
+        args: &SearchArgs<'_>,
+        exact: bool,
+        filter: Option<&dyn vectron_hnsw::Filter>,
+        scratch: &'s mut SearchScratch,
+    ) -> Result<&'s [SearchHit], ShardError> {
+        let found = if exact {
+            self.index.exact_search(args.vector, args.k, filter, scratch)
+        } else {
+            self.index.search(args.vector, args.k, args.ef, filter, scratch)
+        };
+        found.map_err(|source| match source {
+            HnswError::WrongDimension { expected, got } => {
+                ShardError::QueryDimension { expected, got }
+            }
+            source => ShardError::Index { source },
+        })
+    }
+
+    fn vector_out(&self, node: NodeId, with_vector: bool) -> Vec<f32> {
+        if with_vector { self.index.vector(node).map(<[f32]>::to_vec).unwrap_or_default() } else { Vec::new() }
+    }
+
+    fn point_out(&self, node: NodeId, with_vector: bool, with_payload: bool) -> PointOut {
+        let point = self.node(node);
+        PointOut {
+            id: point.id.to_string(),
+            vector: self.vector_out(node, with_vector),
+            payload: if with_payload { point.payload.to_vec() } else { Vec::new() },
+        }
+    }
+
+    /// The points among `ids` that exist, in the order asked.
+    pub(crate) fn get(&self, ids: &[String], with_vector: bool, with_payload: bool) -> Vec<PointOut> {
+        ids.iter()
+            .filter_map(|id| self.ids.get(id.as_str()))
+            .map(|&n| self.point_out(n, with_vector, with_payload))
+            .collect()
+    }
+
+    /// Number of points passing `filter`.
+    pub(crate) fn count(&self, filter: &Filter) -> u64 {
+        if filter.is_empty() {
+            return self.live.len();
+        }
+        let plan = self.plan(filter);
+        match plan.exact() {
+            Some(set) => set.len(),
+            None => self.filtered_nodes(&plan).count() as u64,
+        }
+    }
+
+    /// Up to `limit` points passing `filter` from `offset` (inclusive) in id order, and
+    /// the id that starts the next page.
+    pub(crate) fn scroll(
+        &self,
+        offset: &str,
+        limit: usize,
+        filter: &Filter,
+        with_vector: bool,
+        with_payload: bool,
+    ) -> (Vec<PointOut>, Option<String>) {
+        let plan = (!filter.is_empty()).then(|| self.plan(filter));
+        let start = if offset.is_empty() { Bound::Unbounded } else { Bound::Included(offset) };
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let passing = self
+            .ids
+            .range::<str, _>((start, Bound::Unbounded))
+            .filter(|&(_, &n)| plan.as_ref().is_none_or(|p| self.passes(p, n)));
+        for (id, &node) in passing {
+            if page.len() == limit {
+                return (page, Some(id.to_string()));
+            }
+            page.push(self.point_out(node, with_vector, with_payload));
+        }
+        (page, None)
+    }
+
+    /// Approximate heap bytes: index, ids, payloads, payload indexes.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        const PER_POINT: u64 = 64; // map entry, node slot, bitmap share
+        self.index.memory_bytes() as u64
+            + self.node_bytes
+            + self.live.len() * PER_POINT
+            + self.payload_indexes.memory_bytes()
+    }
+
+    /// Every point with its node, for a checkpoint.
+    pub(crate) fn points(&self) -> impl Iterator<Item = (NodeId, &str, &[u8])> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| {
+            n.as_ref().map(|n| (NodeId(i as u32), &*n.id, &*n.payload))
+        })
+    }
+}
+
+/// A filter plan as the index's predicate.
+struct PlanPredicate<'a> {
+    shard: &'a ShardState,
+    plan: &'a Plan,
+    ids: Option<&'a [NodeId]>,
+}
+
+impl vectron_hnsw::Filter for PlanPredicate<'_> {
+    fn matches(&self, id: NodeId) -> bool {
+        self.shard.live.contains(id.0) && self.shard.passes(self.plan, id)
+    }
+
+    fn estimated_matches(&self) -> Option<usize> {
+        Some(self.plan.upper_bound(self.shard.live.len()) as usize)
+    }
+
+    fn matching_ids(&self) -> Option<&[NodeId]> {
+        self.ids
+    }
+}
+
+/// Parses a payload: empty means none; anything else must be a JSON object within the
+/// size limit.
+fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>, ShardError> {
+    if payload.is_empty() {
+        return Ok(None);
+    }
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(ShardError::PayloadTooLarge {
+            point,
+            id: id.to_owned(),
+            got: payload.len(),
+            max: MAX_PAYLOAD_BYTES,
+        });
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(v @ Value::Object(_)) => Ok(Some(v)),
+        Ok(_) => Err(ShardError::BadPayload {
+            point,
+            id: id.to_owned(),
+            reason: "not a JSON object".into(),
+        }),
+        Err(e) => Err(ShardError::BadPayload { point, id: id.to_owned(), reason: e.to_string() }),
+    }
+}
