@@ -218,11 +218,12 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
         }
         let fresh_row = |id: NodeId| keep[id.0 as usize] as u32;
         for (j, &ef) in a.ef.iter().enumerate() {
-            let (r_del, _) = recall(&index, &data, &truth, ef, a.k, None, &identity)?;
-            let (r_fresh, _) = recall(&fresh, &data, &truth, ef, a.k, None, &fresh_row)?;
+            let (r_del, q_del) = recall(&index, &data, &truth, ef, a.k, None, &identity)?;
+            let (r_fresh, q_fresh) = recall(&fresh, &data, &truth, ef, a.k, None, &fresh_row)?;
             line(json!({"check": "deletes", "fraction": a.delete_fraction, "deleted": freed, "reclaim_s": reclaim_s,
                 "ef": ef, "k": a.k, "recall_tombstoned": tomb[j].0, "recall_reclaimed": r_del,
-                "recall_rebuilt": r_fresh, "rebuilt_minus_reclaimed": r_fresh - r_del}));
+                "recall_rebuilt": r_fresh, "rebuilt_minus_reclaimed": r_fresh - r_del,
+                "qps_tombstoned": tomb[j].1, "qps_reclaimed": q_del, "qps_rebuilt": q_fresh}));
         }
     }
     Ok(())

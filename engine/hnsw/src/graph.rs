@@ -49,6 +49,29 @@ unsafe fn select<D: Dist>(v: View, d: &D, sorted: &[Cand], m: usize, out: &mut V
     }
 }
 
+/// [`select`], then fill the list up to `m` with the closest pruned candidates
+/// ("keep pruned connections"): repaired lists lose the in-links the deleted nodes gave
+/// them, and extra out-links compensate.
+///
+/// # Safety
+/// As [`select`].
+#[inline(always)]
+unsafe fn select_filled<D: Dist>(v: View, d: &D, sorted: &[Cand], m: usize, out: &mut Vec<Cand>) {
+    // SAFETY: forwarded.
+    unsafe { select(v, d, sorted, m, out) };
+    if out.len() < m && sorted.len() > out.len() {
+        let kept = out.len();
+        for &c in sorted {
+            if out.len() >= m {
+                break;
+            }
+            if !out[..kept].iter().any(|s| s.id == c.id) {
+                out.push(c);
+            }
+        }
+    }
+}
+
 /// Writes `ids` into a list of capacity `cap`, padding with `NONE`.
 ///
 /// # Safety
@@ -243,7 +266,7 @@ impl WithDist for Consolidate<'_> {
                         }
                     }
                     b.tmp.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
-                    select(v, &dp, &b.tmp, cap, &mut b.sel);
+                    select_filled(v, &dp, &b.tmp, cap, &mut b.sel);
                     write_list(links, cap, &b.sel);
                 }
             }
