@@ -70,7 +70,9 @@ pub(crate) fn build(data: &Dataset, cfg: IndexConfig) -> anyhow::Result<(HnswInd
     let mut index = HnswIndex::new(cfg)?;
     let t0 = Instant::now();
     for i in 0..data.base.len() {
-        index.insert(data.base.row(i)).with_context(|| format!("inserting base row {i}"))?;
+        index
+            .insert(data.base.row(i))
+            .with_context(|| format!("inserting base row {i}"))?;
     }
     Ok((index, t0.elapsed().as_secs_f64()))
 }
@@ -95,7 +97,13 @@ pub(crate) struct Sweep {
 }
 
 /// Runs the timed query passes of one ef.
-pub(crate) fn sweep(index: &HnswIndex, data: &Dataset, ef: usize, k: usize, passes: usize) -> anyhow::Result<Sweep> {
+pub(crate) fn sweep(
+    index: &HnswIndex,
+    data: &Dataset,
+    ef: usize,
+    k: usize,
+    passes: usize,
+) -> anyhow::Result<Sweep> {
     let mut scratch = SearchScratch::new();
     let ef = ef.max(k);
     for i in 0..data.query.len().min(100) {
@@ -111,7 +119,10 @@ pub(crate) fn sweep(index: &HnswIndex, data: &Dataset, ef: usize, k: usize, pass
             let res = index.search(data.query.row(i), k, ef, None, &mut scratch)?;
             lat.push(t.elapsed().as_nanos() as f64 / 1e3);
             let truth = &data.truth.row(i)[..k.min(data.truth.dim)];
-            hits += res.iter().filter(|h| truth.contains(&(h.id.0 as i32))).count();
+            hits += res
+                .iter()
+                .filter(|h| truth.contains(&(h.id.0 as i32)))
+                .count();
         }
     }
     let mean = lat.iter().sum::<f64>() / lat.len() as f64;
@@ -126,7 +137,10 @@ pub(crate) fn sweep(index: &HnswIndex, data: &Dataset, ef: usize, k: usize, pass
 
 pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
     if a.build_threads != 1 {
-        bail!("--build-threads {}: an index is owned by one core; only 1 is supported", a.build_threads);
+        bail!(
+            "--build-threads {}: an index is owned by one core; only 1 is supported",
+            a.build_threads
+        );
     }
     if a.k == 0 || a.passes == 0 {
         bail!("--k and --passes must be at least 1");

@@ -46,7 +46,12 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = QuantArg::None)]
     quantization: QuantArg,
     /// Checks to run, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "memory,persist,deletes,filters")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "memory,persist,deletes,filters"
+    )]
     checks: Vec<Check>,
     /// Fraction of points deleted by the deletes check.
     #[arg(long, default_value_t = 0.2)]
@@ -95,7 +100,14 @@ fn recall(
         want += t.len();
     }
     let qps = truth.len() as f64 / t.elapsed().as_secs_f64();
-    Ok((if want == 0 { 1.0 } else { hits as f64 / want as f64 }, qps))
+    Ok((
+        if want == 0 {
+            1.0
+        } else {
+            hits as f64 / want as f64
+        },
+        qps,
+    ))
 }
 
 /// Exact top-k rows of every query (by brute force over the index's live points).
@@ -108,7 +120,13 @@ fn exact_truth(
 ) -> anyhow::Result<Vec<Vec<u32>>> {
     let mut scratch = SearchScratch::new();
     (0..data.query.len())
-        .map(|i| Ok(index.exact_search(data.query.row(i), k, filter, &mut scratch)?.iter().map(|h| row(h.id)).collect()))
+        .map(|i| {
+            Ok(index
+                .exact_search(data.query.row(i), k, filter, &mut scratch)?
+                .iter()
+                .map(|h| row(h.id))
+                .collect())
+        })
         .collect()
 }
 
@@ -144,16 +162,22 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
         let u = index.memory_usage();
         let per = |b: usize| b as f64 / n as f64;
         let budget = (4 * cfg.dim + 8 * cfg.m + 32) as f64;
-        line(json!({"check": "memory", "bytes_per_vector": per(u.total()),
+        line(
+            json!({"check": "memory", "bytes_per_vector": per(u.total()),
             "links_per_vector": per(u.links), "vectors_per_vector": per(u.vectors),
             "codes_per_vector": per(u.codes), "metadata_per_vector": per(u.metadata),
             "held_without_f32_per_vector": per(u.total() - if u.codes > 0 { u.vectors } else { 0 }),
-            "budget_4dim_8m_32": budget, "ratio_to_budget": per(u.total()) / budget}));
+            "budget_4dim_8m_32": budget, "ratio_to_budget": per(u.total()) / budget}),
+        );
     }
 
     if a.checks.contains(&Check::Persist) {
         let path = a.save_to.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("vectron-bench-{}-{}.hnsw", data.name, std::process::id()))
+            std::env::temp_dir().join(format!(
+                "vectron-bench-{}-{}.hnsw",
+                data.name,
+                std::process::id()
+            ))
         });
         let t = Instant::now();
         index.save(&path)?;
@@ -165,43 +189,56 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
         let mut same = true;
         for i in 0..data.query.len().min(100) {
             let q = data.query.row(i);
-            same &= index.search(q, a.k, 64, None, &mut s1)? == opened.search(q, a.k, 64, None, &mut s2)?;
+            same &= index.search(q, a.k, 64, None, &mut s1)?
+                == opened.search(q, a.k, 64, None, &mut s2)?;
         }
         let file_bytes = std::fs::metadata(&path)?.len();
         drop(opened);
         if a.save_to.is_none() {
             std::fs::remove_file(&path)?;
         }
-        line(json!({"check": "persist", "build_s": build_s, "save_s": save_s, "open_s": open_s,
-            "build_over_open": build_s / open_s, "file_bytes": file_bytes, "same_results": same}));
+        line(
+            json!({"check": "persist", "build_s": build_s, "save_s": save_s, "open_s": open_s,
+            "build_over_open": build_s / open_s, "file_bytes": file_bytes, "same_results": same}),
+        );
     }
 
     if a.checks.contains(&Check::Filters) {
         for (salt, &frac) in a.filter_fractions.iter().enumerate() {
-            let ids: Vec<NodeId> =
-                (0..n).filter(|&i| chosen(a.seed, 1 + salt as u64, i, frac)).map(|i| NodeId(i as u32)).collect();
+            let ids: Vec<NodeId> = (0..n)
+                .filter(|&i| chosen(a.seed, 1 + salt as u64, i, frac))
+                .map(|i| NodeId(i as u32))
+                .collect();
             let hinted = IdFilter::new(ids);
             let truth = exact_truth(&index, &data, a.k, Some(&hinted), &identity)?;
             // The same predicate without hints: the planner cannot switch to a scan.
             let plain = |id: NodeId| hinted.matches(id);
             for &ef in &a.ef {
-                let (r_hint, q_hint) = recall(&index, &data, &truth, ef, a.k, Some(&hinted), &identity)?;
-                let (r_graph, q_graph) = recall(&index, &data, &truth, ef, a.k, Some(&plain), &identity)?;
-                line(json!({"check": "filter", "fraction": frac, "matching": hinted.len(), "ef": ef,
+                let (r_hint, q_hint) =
+                    recall(&index, &data, &truth, ef, a.k, Some(&hinted), &identity)?;
+                let (r_graph, q_graph) =
+                    recall(&index, &data, &truth, ef, a.k, Some(&plain), &identity)?;
+                line(
+                    json!({"check": "filter", "fraction": frac, "matching": hinted.len(), "ef": ef,
                     "k": a.k, "recall_planned": r_hint, "qps_planned": q_hint,
-                    "recall_graph_only": r_graph, "qps_graph_only": q_graph}));
+                    "recall_graph_only": r_graph, "qps_graph_only": q_graph}),
+                );
             }
         }
     }
 
     if a.checks.contains(&Check::Deletes) {
-        let gone: Vec<usize> = (0..n).filter(|&i| chosen(a.seed, 1000, i, a.delete_fraction)).collect();
+        let gone: Vec<usize> = (0..n)
+            .filter(|&i| chosen(a.seed, 1000, i, a.delete_fraction))
+            .collect();
         for &i in &gone {
             index.delete(NodeId(i as u32))?;
         }
         let truth = exact_truth(&index, &data, a.k, None, &identity)?;
         let tomb: Vec<(f64, f64)> =
-            a.ef.iter().map(|&ef| recall(&index, &data, &truth, ef, a.k, None, &identity)).collect::<Result<_, _>>()?;
+            a.ef.iter()
+                .map(|&ef| recall(&index, &data, &truth, ef, a.k, None, &identity))
+                .collect::<Result<_, _>>()?;
         let t = Instant::now();
         let freed = index.reclaim_deleted();
         let reclaim_s = t.elapsed().as_secs_f64();
@@ -210,7 +247,16 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
         }
         let keep: Vec<usize> = {
             let mut g = gone.iter().peekable();
-            (0..n).filter(|i| if g.peek() == Some(&i) { g.next(); false } else { true }).collect()
+            (0..n)
+                .filter(|i| {
+                    if g.peek() == Some(&i) {
+                        g.next();
+                        false
+                    } else {
+                        true
+                    }
+                })
+                .collect()
         };
         let mut fresh = HnswIndex::new(cfg.clone())?;
         for &i in &keep {
@@ -220,10 +266,12 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
         for (j, &ef) in a.ef.iter().enumerate() {
             let (r_del, q_del) = recall(&index, &data, &truth, ef, a.k, None, &identity)?;
             let (r_fresh, q_fresh) = recall(&fresh, &data, &truth, ef, a.k, None, &fresh_row)?;
-            line(json!({"check": "deletes", "fraction": a.delete_fraction, "deleted": freed, "reclaim_s": reclaim_s,
+            line(
+                json!({"check": "deletes", "fraction": a.delete_fraction, "deleted": freed, "reclaim_s": reclaim_s,
                 "ef": ef, "k": a.k, "recall_tombstoned": tomb[j].0, "recall_reclaimed": r_del,
                 "recall_rebuilt": r_fresh, "rebuilt_minus_reclaimed": r_fresh - r_del,
-                "qps_tombstoned": tomb[j].1, "qps_reclaimed": q_del, "qps_rebuilt": q_fresh}));
+                "qps_tombstoned": tomb[j].1, "qps_reclaimed": q_del, "qps_rebuilt": q_fresh}),
+            );
         }
     }
     Ok(())

@@ -13,7 +13,11 @@ pub(crate) struct Rows<T> {
 
 impl<T> Rows<T> {
     pub(crate) fn len(&self) -> usize {
-        if self.dim == 0 { 0 } else { self.data.len() / self.dim }
+        if self.dim == 0 {
+            0
+        } else {
+            self.data.len() / self.dim
+        }
     }
 
     pub(crate) fn row(&self, i: usize) -> &[T] {
@@ -28,17 +32,27 @@ fn read_vecs<T>(path: &Path, conv: impl Fn([u8; 4]) -> T) -> anyhow::Result<Rows
         bail!("{}: empty file", path.display());
     }
     let dim = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let Ok(dim) = usize::try_from(dim) else { bail!("{}: negative dimension", path.display()) };
+    let Ok(dim) = usize::try_from(dim) else {
+        bail!("{}: negative dimension", path.display())
+    };
     let row = 4 + 4 * dim;
     if dim == 0 || bytes.len() % row != 0 {
-        bail!("{}: length {} is not a multiple of rows of {dim} values", path.display(), bytes.len());
+        bail!(
+            "{}: length {} is not a multiple of rows of {dim} values",
+            path.display(),
+            bytes.len()
+        );
     }
     let mut data = Vec::with_capacity(bytes.len() / row * dim);
     for r in bytes.chunks_exact(row) {
         if r[..4] != bytes[..4] {
             bail!("{}: rows of different dimensions", path.display());
         }
-        data.extend(r[4..].chunks_exact(4).map(|c| conv([c[0], c[1], c[2], c[3]])));
+        data.extend(
+            r[4..]
+                .chunks_exact(4)
+                .map(|c| conv([c[0], c[1], c[2], c[3]])),
+        );
     }
     Ok(Rows { dim, data })
 }
@@ -61,15 +75,32 @@ impl Dataset {
             bail!("base has dimension {}, queries {}", base.dim, query.dim);
         }
         if truth.len() != query.len() {
-            bail!("{} ground-truth rows for {} queries", truth.len(), query.len());
+            bail!(
+                "{} ground-truth rows for {} queries",
+                truth.len(),
+                query.len()
+            );
         }
         // The last path component, as hnswlib_baseline.py reports it.
         let name = dir
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .or_else(|| Some(dir.canonicalize().ok()?.file_name()?.to_string_lossy().into_owned()))
+            .or_else(|| {
+                Some(
+                    dir.canonicalize()
+                        .ok()?
+                        .file_name()?
+                        .to_string_lossy()
+                        .into_owned(),
+                )
+            })
             .unwrap_or_else(|| dir.display().to_string());
-        Ok(Self { name, base, query, truth })
+        Ok(Self {
+            name,
+            base,
+            query,
+            truth,
+        })
     }
 }
 

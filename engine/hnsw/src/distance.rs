@@ -100,7 +100,12 @@ impl Isa for Portable {
     unsafe fn dot_f32(a: *const f32, b: *const f32, n: usize) -> f32 {
         use simsimd::SpatialSimilarity as _;
         // SAFETY: the caller guarantees both pointers are readable for `n` values.
-        let (a, b) = unsafe { (std::slice::from_raw_parts(a, n), std::slice::from_raw_parts(b, n)) };
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, n),
+                std::slice::from_raw_parts(b, n),
+            )
+        };
         // Equal lengths, so simsimd always returns `Some`.
         f32::dot(a, b).unwrap_or(0.0) as f32
     }
@@ -109,21 +114,36 @@ impl Isa for Portable {
     unsafe fn l2_f32(a: *const f32, b: *const f32, n: usize) -> f32 {
         use simsimd::SpatialSimilarity as _;
         // SAFETY: the caller guarantees both pointers are readable for `n` values.
-        let (a, b) = unsafe { (std::slice::from_raw_parts(a, n), std::slice::from_raw_parts(b, n)) };
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts(a, n),
+                std::slice::from_raw_parts(b, n),
+            )
+        };
         f32::l2sq(a, b).unwrap_or(0.0) as f32
     }
 
     #[inline(always)]
     unsafe fn dot_i16_i8(q: *const i16, c: *const i8, n: usize) -> i32 {
         // SAFETY: the caller guarantees both pointers are readable for `n` values.
-        let (q, c) = unsafe { (std::slice::from_raw_parts(q, n), std::slice::from_raw_parts(c, n)) };
+        let (q, c) = unsafe {
+            (
+                std::slice::from_raw_parts(q, n),
+                std::slice::from_raw_parts(c, n),
+            )
+        };
         reference::dot_i16_i8(q, c)
     }
 
     #[inline(always)]
     unsafe fn l2_i16_u8(q: *const i16, c: *const u8, n: usize) -> i32 {
         // SAFETY: the caller guarantees both pointers are readable for `n` values.
-        let (q, c) = unsafe { (std::slice::from_raw_parts(q, n), std::slice::from_raw_parts(c, n)) };
+        let (q, c) = unsafe {
+            (
+                std::slice::from_raw_parts(q, n),
+                std::slice::from_raw_parts(c, n),
+            )
+        };
         reference::l2_i16_u8(q, c)
     }
 }
@@ -132,7 +152,10 @@ impl Isa for Portable {
 pub(crate) mod reference {
     /// Dot product, accumulated in f64.
     pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum::<f64>() as f32
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+            .sum::<f64>() as f32
     }
 
     /// Squared Euclidean distance, accumulated in f64.
@@ -148,7 +171,9 @@ pub(crate) mod reference {
 
     /// i16 · i8 dot product (wrapping i32, like the SIMD kernels).
     pub(crate) fn dot_i16_i8(q: &[i16], c: &[i8]) -> i32 {
-        q.iter().zip(c).fold(0i32, |acc, (&x, &y)| acc.wrapping_add(i32::from(x) * i32::from(y)))
+        q.iter().zip(c).fold(0i32, |acc, (&x, &y)| {
+            acc.wrapping_add(i32::from(x) * i32::from(y))
+        })
     }
 
     /// Σ (q - c)² over an i16 query and u8 codes (wrapping i32).
@@ -167,10 +192,10 @@ pub(crate) use avx512::Avx512;
 mod avx512 {
     use super::Isa;
     use std::arch::x86_64::{
-        __m512, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_add_ps,
-        _mm512_cvtepi8_epi16, _mm512_cvtepu8_epi16, _mm512_fmadd_ps, _mm512_loadu_ps,
-        _mm512_loadu_si512, _mm512_madd_epi16, _mm512_reduce_add_epi32, _mm512_reduce_add_ps,
-        _mm512_setzero_ps, _mm512_setzero_si512, _mm512_sub_epi16, _mm512_sub_ps,
+        __m512, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_add_ps, _mm512_cvtepi8_epi16,
+        _mm512_cvtepu8_epi16, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_loadu_si512,
+        _mm512_madd_epi16, _mm512_reduce_add_epi32, _mm512_reduce_add_ps, _mm512_setzero_ps,
+        _mm512_setzero_si512, _mm512_sub_epi16, _mm512_sub_ps,
     };
 
     /// AVX-512 F/BW kernels. Only constructed after run-time detection.
@@ -186,7 +211,8 @@ mod avx512 {
             let mut acc: [__m512; 4] = [_mm512_setzero_ps(); 4];
             let mut i = 0;
             while i + 64 <= n {
-                acc[0] = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), acc[0]);
+                acc[0] =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), acc[0]);
                 acc[1] = _mm512_fmadd_ps(
                     _mm512_loadu_ps(a.add(i + 16)),
                     _mm512_loadu_ps(b.add(i + 16)),
@@ -206,7 +232,8 @@ mod avx512 {
             }
             let mut j = 0;
             while i < n {
-                acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), acc[j]);
+                acc[j] =
+                    _mm512_fmadd_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)), acc[j]);
                 i += 16;
                 j += 1;
             }
@@ -226,12 +253,18 @@ mod avx512 {
             let mut i = 0;
             while i + 64 <= n {
                 let d0 = _mm512_sub_ps(_mm512_loadu_ps(a.add(i)), _mm512_loadu_ps(b.add(i)));
-                let d1 =
-                    _mm512_sub_ps(_mm512_loadu_ps(a.add(i + 16)), _mm512_loadu_ps(b.add(i + 16)));
-                let d2 =
-                    _mm512_sub_ps(_mm512_loadu_ps(a.add(i + 32)), _mm512_loadu_ps(b.add(i + 32)));
-                let d3 =
-                    _mm512_sub_ps(_mm512_loadu_ps(a.add(i + 48)), _mm512_loadu_ps(b.add(i + 48)));
+                let d1 = _mm512_sub_ps(
+                    _mm512_loadu_ps(a.add(i + 16)),
+                    _mm512_loadu_ps(b.add(i + 16)),
+                );
+                let d2 = _mm512_sub_ps(
+                    _mm512_loadu_ps(a.add(i + 32)),
+                    _mm512_loadu_ps(b.add(i + 32)),
+                );
+                let d3 = _mm512_sub_ps(
+                    _mm512_loadu_ps(a.add(i + 48)),
+                    _mm512_loadu_ps(b.add(i + 48)),
+                );
                 acc[0] = _mm512_fmadd_ps(d0, d0, acc[0]);
                 acc[1] = _mm512_fmadd_ps(d1, d1, acc[1]);
                 acc[2] = _mm512_fmadd_ps(d2, d2, acc[2]);
@@ -351,22 +384,40 @@ pub(crate) struct U8L2<I> {
 
 impl<I> F32Dot<I> {
     pub(crate) fn new(q: *const f32, n: usize) -> Self {
-        Self { q, n, isa: std::marker::PhantomData }
+        Self {
+            q,
+            n,
+            isa: std::marker::PhantomData,
+        }
     }
 }
 impl<I> F32L2<I> {
     pub(crate) fn new(q: *const f32, n: usize) -> Self {
-        Self { q, n, isa: std::marker::PhantomData }
+        Self {
+            q,
+            n,
+            isa: std::marker::PhantomData,
+        }
     }
 }
 impl<I> I8Dot<I> {
     pub(crate) fn new(q: *const i16, n: usize, scale: f32) -> Self {
-        Self { q, n, scale, isa: std::marker::PhantomData }
+        Self {
+            q,
+            n,
+            scale,
+            isa: std::marker::PhantomData,
+        }
     }
 }
 impl<I> U8L2<I> {
     pub(crate) fn new(q: *const i16, n: usize, scale: f32) -> Self {
-        Self { q, n, scale, isa: std::marker::PhantomData }
+        Self {
+            q,
+            n,
+            scale,
+            isa: std::marker::PhantomData,
+        }
     }
 }
 
@@ -378,7 +429,10 @@ impl<I: Isa> Dist for F32Dot<I> {
     }
     #[inline(always)]
     fn rebase(&self, query: *const u8) -> Self {
-        Self { q: query.cast(), ..*self }
+        Self {
+            q: query.cast(),
+            ..*self
+        }
     }
 }
 
@@ -390,7 +444,10 @@ impl<I: Isa> Dist for F32L2<I> {
     }
     #[inline(always)]
     fn rebase(&self, query: *const u8) -> Self {
-        Self { q: query.cast(), ..*self }
+        Self {
+            q: query.cast(),
+            ..*self
+        }
     }
 }
 
@@ -402,7 +459,10 @@ impl<I: Isa> Dist for I8Dot<I> {
     }
     #[inline(always)]
     fn rebase(&self, query: *const u8) -> Self {
-        Self { q: query.cast(), ..*self }
+        Self {
+            q: query.cast(),
+            ..*self
+        }
     }
 }
 
@@ -414,7 +474,10 @@ impl<I: Isa> Dist for U8L2<I> {
     }
     #[inline(always)]
     fn rebase(&self, query: *const u8) -> Self {
-        Self { q: query.cast(), ..*self }
+        Self {
+            q: query.cast(),
+            ..*self
+        }
     }
 }
 
@@ -478,7 +541,13 @@ fn run_portable<W: WithDist>(space: Space, q: *const u8, n: usize, scale: f32, w
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn run_avx512<W: WithDist>(space: Space, q: *const u8, n: usize, scale: f32, w: W) -> W::Out {
+unsafe fn run_avx512<W: WithDist>(
+    space: Space,
+    q: *const u8,
+    n: usize,
+    scale: f32,
+    w: W,
+) -> W::Out {
     run_with::<Avx512, W>(space, q, n, scale, w)
 }
 
@@ -506,7 +575,11 @@ impl WithDist for Eval {
 impl DistanceKernel {
     /// A kernel for vectors of `dim` values.
     pub fn new(metric: crate::Metric, dim: usize) -> Self {
-        Self { metric, dim, isa: IsaKind::detect() }
+        Self {
+            metric,
+            dim,
+            isa: IsaKind::detect(),
+        }
     }
 
     /// The similarity the index reports: the dot product for cosine (inputs are expected
@@ -514,14 +587,24 @@ impl DistanceKernel {
     pub fn similarity(&self, a: &[f32], b: &[f32]) -> Result<f32, crate::HnswError> {
         for v in [a, b] {
             if v.len() != self.dim {
-                return Err(crate::HnswError::WrongDimension { expected: self.dim, got: v.len() });
+                return Err(crate::HnswError::WrongDimension {
+                    expected: self.dim,
+                    got: v.len(),
+                });
             }
         }
         let body = self.dim / F32_PAD * F32_PAD;
         let l2 = self.metric.is_l2();
         let space = if l2 { Space::F32L2 } else { Space::F32Dot };
         let main = if body > 0 {
-            dispatch(self.isa, space, a.as_ptr().cast(), body, 1.0, Eval(b.as_ptr().cast()))
+            dispatch(
+                self.isa,
+                space,
+                a.as_ptr().cast(),
+                body,
+                1.0,
+                Eval(b.as_ptr().cast()),
+            )
         } else {
             0.0
         };
@@ -552,7 +635,9 @@ mod tests {
     use super::*;
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -585,8 +670,14 @@ mod tests {
                 let got_dot = -dispatch(isa, Space::F32Dot, q, pa.len(), 1.0, Eval(v));
                 let got_l2 = dispatch(isa, Space::F32L2, q, pa.len(), 1.0, Eval(v));
                 let tol = 1e-4 * (dim as f32).sqrt().max(1.0);
-                assert!((got_dot - dot).abs() <= tol, "{isa:?} dim {dim}: {got_dot} vs {dot}");
-                assert!((got_l2 - l2).abs() <= tol * l2.max(1.0), "{isa:?} dim {dim}: {got_l2} vs {l2}");
+                assert!(
+                    (got_dot - dot).abs() <= tol,
+                    "{isa:?} dim {dim}: {got_dot} vs {dot}"
+                );
+                assert!(
+                    (got_l2 - l2).abs() <= tol * l2.max(1.0),
+                    "{isa:?} dim {dim}: {got_l2} vs {l2}"
+                );
             }
         }
     }
@@ -597,8 +688,12 @@ mod tests {
         for dim in [5usize, 16, 21, 130] {
             let a: Vec<f32> = (0..dim).map(|_| lcg(&mut s)).collect();
             let b: Vec<f32> = (0..dim).map(|_| lcg(&mut s)).collect();
-            let dot = DistanceKernel::new(crate::Metric::Dot, dim).similarity(&a, &b).unwrap();
-            let l2 = DistanceKernel::new(crate::Metric::L2, dim).similarity(&a, &b).unwrap();
+            let dot = DistanceKernel::new(crate::Metric::Dot, dim)
+                .similarity(&a, &b)
+                .unwrap();
+            let l2 = DistanceKernel::new(crate::Metric::L2, dim)
+                .similarity(&a, &b)
+                .unwrap();
             assert!((dot - reference::dot_f32(&a, &b)).abs() < 1e-4);
             assert!((l2 + reference::l2_f32(&a, &b)).abs() < 1e-3);
         }
@@ -612,15 +707,31 @@ mod tests {
         for n in [32usize, 64, 96, 128, 416, 1536] {
             let q: Vec<i16> = (0..n).map(|_| (lcg(&mut s) * 32767.0) as i16).collect();
             let ci: Vec<i8> = (0..n).map(|_| (lcg(&mut s) * 127.0) as i8).collect();
-            let cu: Vec<u8> = (0..n).map(|_| ((lcg(&mut s) + 1.0) * 127.0) as u8).collect();
-            let ql: Vec<i16> = (0..n).map(|_| (lcg(&mut s) * 500.0 + 128.0) as i16).collect();
+            let cu: Vec<u8> = (0..n)
+                .map(|_| ((lcg(&mut s) + 1.0) * 127.0) as u8)
+                .collect();
+            let ql: Vec<i16> = (0..n)
+                .map(|_| (lcg(&mut s) * 500.0 + 128.0) as i16)
+                .collect();
             let want_dot = reference::dot_i16_i8(&q, &ci);
             let want_l2 = reference::l2_i16_u8(&ql, &cu);
             for isa in isas() {
-                let got_dot =
-                    -dispatch(isa, Space::I8Dot, q.as_ptr().cast(), n, 1.0, Eval(ci.as_ptr().cast()));
-                let got_l2 =
-                    dispatch(isa, Space::U8L2, ql.as_ptr().cast(), n, 1.0, Eval(cu.as_ptr()));
+                let got_dot = -dispatch(
+                    isa,
+                    Space::I8Dot,
+                    q.as_ptr().cast(),
+                    n,
+                    1.0,
+                    Eval(ci.as_ptr().cast()),
+                );
+                let got_l2 = dispatch(
+                    isa,
+                    Space::U8L2,
+                    ql.as_ptr().cast(),
+                    n,
+                    1.0,
+                    Eval(cu.as_ptr()),
+                );
                 assert_eq!(got_dot, want_dot as f32, "{isa:?} n {n}");
                 assert_eq!(got_l2, want_l2 as f32, "{isa:?} n {n}");
             }

@@ -64,7 +64,9 @@ impl IdFilter {
 
 impl Filter for IdFilter {
     fn matches(&self, id: NodeId) -> bool {
-        self.bits.get(id.0 as usize / 64).is_some_and(|w| w & (1 << (id.0 % 64)) != 0)
+        self.bits
+            .get(id.0 as usize / 64)
+            .is_some_and(|w| w & (1 << (id.0 % 64)) != 0)
     }
 
     fn estimated_matches(&self) -> Option<usize> {
@@ -86,7 +88,10 @@ mod tests {
         assert_eq!(f.len(), 3);
         assert!(f.matches(NodeId(5)) && f.matches(NodeId(64)) && f.matches(NodeId(200)));
         assert!(!f.matches(NodeId(6)) && !f.matches(NodeId(100_000)));
-        assert_eq!(f.matching_ids().unwrap(), &[NodeId(5), NodeId(64), NodeId(200)]);
+        assert_eq!(
+            f.matching_ids().unwrap(),
+            &[NodeId(5), NodeId(64), NodeId(200)]
+        );
         let odd = |id: NodeId| id.0 % 2 == 1;
         assert!(odd.matches(NodeId(3)) && odd.estimated_matches().is_none());
     }

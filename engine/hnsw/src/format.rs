@@ -42,7 +42,10 @@ const TABLE_AT: usize = 88;
 const HEADER_SUM_AT: usize = TABLE_AT + 24 * SECTION_NAMES.len();
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> HnswError + '_ {
-    move |source| HnswError::Io { path: path.to_path_buf(), source }
+    move |source| HnswError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn u32s(v: &[u32]) -> Vec<u8> {
@@ -60,13 +63,20 @@ impl HnswIndex {
         let err = io_err(&tmp);
         let mut file = File::create(&tmp).map_err(&err)?;
         let n = self.slots;
-        let side_len = if self.side.is_some() { n * self.padded * 4 } else { 0 };
+        let side_len = if self.side.is_some() {
+            n * self.padded * 4
+        } else {
+            0
+        };
         let pending: Vec<u32> = self.pending.iter().copied().collect();
-        let quant: Vec<u8> =
-            self.quant.as_ref().map_or(Vec::new(), |q| q.params().iter().flat_map(|x| x.to_le_bytes()).collect());
+        let quant: Vec<u8> = self.quant.as_ref().map_or(Vec::new(), |q| {
+            q.params().iter().flat_map(|x| x.to_le_bytes()).collect()
+        });
         let sections: [&[u8]; 9] = [
             &self.blocks.bytes()[..n * self.stride],
-            self.side.as_ref().map_or(&[][..], |s| &s.bytes()[..side_len]),
+            self.side
+                .as_ref()
+                .map_or(&[][..], |s| &s.bytes()[..side_len]),
             &self.levels,
             &self.flags,
             &u32s(&self.upper_off),
@@ -108,7 +118,8 @@ impl HnswIndex {
             file.write_all(s).map_err(&err)?;
             let end = at + s.len() as u64;
             let next = end.div_ceil(PAGE) * PAGE;
-            file.write_all(&zeros[..(next - end) as usize]).map_err(&err)?;
+            file.write_all(&zeros[..(next - end) as usize])
+                .map_err(&err)?;
             at = next;
         }
         let sum = xxh3_64(&header[..HEADER_SUM_AT]);
@@ -119,7 +130,9 @@ impl HnswIndex {
         drop(file);
         std::fs::rename(&tmp, path).map_err(io_err(path))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
         }
         Ok(())
     }
@@ -130,7 +143,10 @@ impl HnswIndex {
     /// must not be modified by others while the index is open.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, HnswError> {
         let path = path.as_ref();
-        let corrupt = |reason| HnswError::Corrupt { path: path.to_path_buf(), reason };
+        let corrupt = |reason| HnswError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
         let invalid = |field| corrupt(Corruption::InvalidValue { field });
         let file = File::open(path).map_err(io_err(path))?;
         let len = file.metadata().map_err(io_err(path))?.len();
@@ -153,7 +169,10 @@ impl HnswIndex {
         };
         let version = rd32(8);
         if version != FORMAT_VERSION {
-            return Err(corrupt(Corruption::UnsupportedVersion { found: version, supported: FORMAT_VERSION }));
+            return Err(corrupt(Corruption::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            }));
         }
         if rd64(HEADER_SUM_AT) != xxh3_64(&h[..HEADER_SUM_AT]) {
             return Err(corrupt(Corruption::Checksum { section: "header" }));
@@ -195,7 +214,9 @@ impl HnswIndex {
             if off % PAGE != 0 || off < PAGE {
                 return Err(invalid("section offset"));
             }
-            let end = off.checked_add(slen).ok_or_else(|| invalid("section length"))?;
+            let end = off
+                .checked_add(slen)
+                .ok_or_else(|| invalid("section length"))?;
             if end > len {
                 return Err(corrupt(Corruption::Truncated { needed: end, len }));
             }
@@ -206,10 +227,22 @@ impl HnswIndex {
         }
         let sec = |i: usize| &map[secs[i].0 as usize..(secs[i].0 + secs[i].1) as usize];
         let want = |i: usize, bytes: usize, field| {
-            if secs[i].1 as usize == bytes { Ok(()) } else { Err(invalid(field)) }
+            if secs[i].1 as usize == bytes {
+                Ok(())
+            } else {
+                Err(invalid(field))
+            }
         };
         want(0, n * stride, "blocks length")?;
-        want(1, if quantization == Quantization::Int8 { n * padded * 4 } else { 0 }, "vectors length")?;
+        want(
+            1,
+            if quantization == Quantization::Int8 {
+                n * padded * 4
+            } else {
+                0
+            },
+            "vectors length",
+        )?;
         want(2, n, "levels length")?;
         want(3, n, "flags length")?;
         want(4, n * 4, "upper offsets length")?;
@@ -218,7 +251,9 @@ impl HnswIndex {
             if b.len() % 4 != 0 {
                 return Err(invalid(field));
             }
-            Ok(b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            Ok(b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
         };
         let levels = sec(2).to_vec();
         let flags = sec(3).to_vec();
@@ -226,9 +261,15 @@ impl HnswIndex {
         let upper = read_u32s(5, "upper links")?;
         let pending = read_u32s(6, "pending list")?;
         let free = read_u32s(7, "free list")?;
-        let qp: Vec<f32> = read_u32s(8, "quantizer")?.into_iter().map(f32::from_bits).collect();
+        let qp: Vec<f32> = read_u32s(8, "quantizer")?
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
         let quant = if trained {
-            Some(Quantizer::from_params(metric.is_l2(), cfg.dim, &qp).ok_or_else(|| invalid("quantizer"))?)
+            Some(
+                Quantizer::from_params(metric.is_l2(), cfg.dim, &qp)
+                    .ok_or_else(|| invalid("quantizer"))?,
+            )
         } else if qp.is_empty() {
             None
         } else {
@@ -295,12 +336,17 @@ impl HnswIndex {
         if entry.is_none() && (0..n).any(|i| flags[i] & (FREE | PENDING) == 0) {
             return Err(invalid("entry point"));
         }
-        if pending.iter().any(|&p| (p as usize) >= n || flags[p as usize] & PENDING == 0 || flags[p as usize] & DELETED != 0)
-            || pending.len() != (0..n).filter(|&i| flags[i] & PENDING != 0).count()
+        if pending.iter().any(|&p| {
+            (p as usize) >= n
+                || flags[p as usize] & PENDING == 0
+                || flags[p as usize] & DELETED != 0
+        }) || pending.len() != (0..n).filter(|&i| flags[i] & PENDING != 0).count()
         {
             return Err(invalid("pending list"));
         }
-        if free.iter().any(|&p| (p as usize) >= n || flags[p as usize] != FREE)
+        if free
+            .iter()
+            .any(|&p| (p as usize) >= n || flags[p as usize] != FREE)
             || free.len() != (0..n).filter(|&i| flags[i] == FREE).count()
         {
             return Err(invalid("free list"));
@@ -317,8 +363,13 @@ impl HnswIndex {
             }
             // SAFETY: a private copy-on-write map of a file we just validated; writes
             // stay in this process. The file must not be changed by others while open.
-            let m = unsafe { MmapOptions::new().offset(off).len(slen as usize).map_copy(&file) }
-                .map_err(io_err(path))?;
+            let m = unsafe {
+                MmapOptions::new()
+                    .offset(off)
+                    .len(slen as usize)
+                    .map_copy(&file)
+            }
+            .map_err(io_err(path))?;
             Ok(Arena::mapped(m, 0, slen as usize))
         };
         let blocks = map_section(0)?;

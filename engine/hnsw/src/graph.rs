@@ -18,7 +18,10 @@ pub(crate) struct BuildScratch {
 impl BuildScratch {
     pub(crate) fn bytes(&self) -> usize {
         self.layer.bytes()
-            + (self.sel.capacity() + self.sel2.capacity() + self.tmp.capacity() + self.tmp2.capacity())
+            + (self.sel.capacity()
+                + self.sel2.capacity()
+                + self.tmp.capacity()
+                + self.tmp2.capacity())
                 * 8
     }
 }
@@ -42,7 +45,9 @@ unsafe fn select<D: Dist>(v: View, d: &D, sorted: &[Cand], m: usize, out: &mut V
         }
         let cv = v.vec(c.id);
         // SAFETY: forwarded: ids are slots.
-        let good = out.iter().all(|s| unsafe { d.rebase(v.vec(s.id)).dist(cv) } >= c.d);
+        let good = out
+            .iter()
+            .all(|s| unsafe { d.rebase(v.vec(s.id)).dist(cv) } >= c.d);
         if good {
             out.push(c);
         }
@@ -89,6 +94,10 @@ unsafe fn write_list(links: *mut u32, cap: usize, ids: &[Cand]) {
 /// # Safety
 /// `s` and `node` are slots with level `>= level`.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "hot inlined helper; a struct would only rename the arguments"
+)]
 unsafe fn connect<D: Dist>(
     v: View,
     d: &D,
@@ -115,7 +124,10 @@ unsafe fn connect<D: Dist>(
         tmp.push(Cand { d: d_sn, id: node });
         for i in 0..cap {
             let e = *links.add(i);
-            tmp.push(Cand { d: ds.dist(v.vec(e)), id: e });
+            tmp.push(Cand {
+                d: ds.dist(v.vec(e)),
+                id: e,
+            });
         }
         tmp.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
         select(v, d, tmp, cap, sel);
@@ -141,7 +153,16 @@ impl WithDist for Insert<'_> {
 
     #[inline(always)]
     fn call<D: Dist>(self, d: D) {
-        let Insert { v, node, level, ef_construction, slots, any_deleted, entry, b } = self;
+        let Insert {
+            v,
+            node,
+            level,
+            ef_construction,
+            slots,
+            any_deleted,
+            entry,
+            b,
+        } = self;
         let Some((mut ep, max_level)) = *entry else {
             *entry = Some((node, level));
             return;
@@ -217,13 +238,19 @@ impl WithDist for Consolidate<'_> {
 
     #[inline(always)]
     fn call<D: Dist>(self, d: D) {
-        let Consolidate { v, slots, levels, flags, b } = self;
-        for p in 0..slots {
-            if flags[p] & (DELETED | FREE | PENDING) != 0 {
+        let Consolidate {
+            v,
+            slots,
+            levels,
+            flags,
+            b,
+        } = self;
+        for (p, (&flag, &level)) in flags.iter().zip(levels).enumerate().take(slots) {
+            if flag & (DELETED | FREE | PENDING) != 0 {
                 continue;
             }
             let p = p as u32;
-            for l in 0..=usize::from(levels[p as usize]) {
+            for l in 0..=usize::from(level) {
                 // SAFETY: `p` is a linked slot with level >= l; list ids are slots, and
                 // a node listed on level l has level >= l.
                 unsafe {
@@ -250,7 +277,10 @@ impl WithDist for Consolidate<'_> {
                         }
                         if !v.deleted(e) {
                             if !b.layer.visited.test_set(e) {
-                                b.tmp.push(Cand { d: dp.dist(v.vec(e)), id: e });
+                                b.tmp.push(Cand {
+                                    d: dp.dist(v.vec(e)),
+                                    id: e,
+                                });
                             }
                             continue;
                         }
@@ -261,7 +291,10 @@ impl WithDist for Consolidate<'_> {
                                 break;
                             }
                             if !v.deleted(f) && !b.layer.visited.test_set(f) {
-                                b.tmp.push(Cand { d: dp.dist(v.vec(f)), id: f });
+                                b.tmp.push(Cand {
+                                    d: dp.dist(v.vec(f)),
+                                    id: f,
+                                });
                             }
                         }
                     }

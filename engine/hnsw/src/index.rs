@@ -17,9 +17,7 @@ use std::path::PathBuf;
 use crate::distance::{CODE_PAD, Dist, F32_PAD, IsaKind, Space, WithDist, dispatch};
 use crate::graph::{BuildScratch, Consolidate, Insert};
 use crate::quant::Quantizer;
-use crate::search::{
-    Cand, DELETED, FREE, Layer, NONE, PENDING, View, greedy, scan, search_layer,
-};
+use crate::search::{Cand, DELETED, FREE, Layer, NONE, PENDING, View, greedy, scan, search_layer};
 use crate::storage::Arena;
 use crate::{Filter, HnswError, Metric};
 
@@ -79,7 +77,14 @@ pub struct IndexConfig {
 impl IndexConfig {
     /// `m = 16`, `ef_construction = 200`, no quantization, seed 100.
     pub fn new(dim: usize, metric: Metric) -> Self {
-        Self { dim, metric, m: 16, ef_construction: 200, quantization: Quantization::None, seed: 100 }
+        Self {
+            dim,
+            metric,
+            m: 16,
+            ef_construction: 200,
+            quantization: Quantization::None,
+            seed: 100,
+        }
     }
 
     pub(crate) fn validate(&self) -> Result<(), HnswError> {
@@ -291,14 +296,19 @@ impl HnswIndex {
 
     /// Whether `id` is a live point.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.flags.get(id.0 as usize).is_some_and(|f| f & (DELETED | FREE) == 0)
+        self.flags
+            .get(id.0 as usize)
+            .is_some_and(|f| f & (DELETED | FREE) == 0)
     }
 
     /// Validates a vector and copies it, normalised for cosine, into `out` padded with
     /// zeros to `padded`.
     fn prepare(&self, v: &[f32], out: &mut Vec<f32>) -> Result<(), HnswError> {
         if v.len() != self.cfg.dim {
-            return Err(HnswError::WrongDimension { expected: self.cfg.dim, got: v.len() });
+            return Err(HnswError::WrongDimension {
+                expected: self.cfg.dim,
+                got: v.len(),
+            });
         }
         if let Some(position) = v.iter().position(|x| !x.is_finite()) {
             return Err(HnswError::NonFinite { position });
@@ -387,7 +397,8 @@ impl HnswIndex {
             let old = self.levels[slot] as usize;
             if self.upper_off[slot] == NONE || old < level {
                 self.upper_off[slot] = self.upper.len() as u32;
-                self.upper.resize(self.upper.len() + level * self.cfg.m, NONE);
+                self.upper
+                    .resize(self.upper.len() + level * self.cfg.m, NONE);
             }
             let off = self.upper_off[slot] as usize;
             self.upper[off..off + level * self.cfg.m].fill(NONE);
@@ -400,7 +411,9 @@ impl HnswIndex {
         let f32_bytes: &[u8] = bytemuck_f32(v);
         match &mut self.side {
             Some(side) => side.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes),
-            None => self.blocks.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes),
+            None => {
+                self.blocks.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes)
+            }
         }
         if let Some(q) = &self.quant {
             let code = &mut self.blocks.bytes_mut()[start + links_bytes..start + stride];
@@ -421,8 +434,9 @@ impl HnswIndex {
     /// Learns int8 parameters from the live points and encodes every slot.
     fn train_quantizer(&mut self) {
         let dim = self.cfg.dim;
-        let live: Vec<usize> =
-            (0..self.slots).filter(|&i| self.flags[i] & (DELETED | FREE) == 0).collect();
+        let live: Vec<usize> = (0..self.slots)
+            .filter(|&i| self.flags[i] & (DELETED | FREE) == 0)
+            .collect();
         let q = {
             let side = self.f32_arena().bytes();
             let vb = self.vec_bytes();
@@ -442,7 +456,10 @@ impl HnswIndex {
                 *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
             let start = i * self.stride + self.links_bytes;
-            q.encode(&v, &mut self.blocks.bytes_mut()[start..start + self.code_len]);
+            q.encode(
+                &v,
+                &mut self.blocks.bytes_mut()[start..start + self.code_len],
+            );
         }
         self.quant = Some(q);
     }
@@ -477,9 +494,11 @@ impl HnswIndex {
     pub(crate) fn view(&self, codes: bool) -> View {
         let blocks = self.blocks.as_ptr();
         let (vecs, vstride, vlen) = match (&self.side, codes) {
-            (Some(_), true) | (None, _) => {
-                (blocks.wrapping_add(self.links_bytes), self.stride, self.stride - self.links_bytes)
-            }
+            (Some(_), true) | (None, _) => (
+                blocks.wrapping_add(self.links_bytes),
+                self.stride,
+                self.stride - self.links_bytes,
+            ),
             (Some(side), false) => (side.as_ptr(), self.vec_bytes(), self.vec_bytes()),
         };
         View {
@@ -498,7 +517,11 @@ impl HnswIndex {
     }
 
     fn f32_space(&self) -> Space {
-        if self.cfg.metric.is_l2() { Space::F32L2 } else { Space::F32Dot }
+        if self.cfg.metric.is_l2() {
+            Space::F32L2
+        } else {
+            Space::F32Dot
+        }
     }
 
     /// Links up to `max_nodes` pending points into the graph, oldest first, and returns
@@ -506,7 +529,9 @@ impl HnswIndex {
     pub fn link_pending(&mut self, max_nodes: usize) -> usize {
         let mut done = 0;
         while done < max_nodes {
-            let Some(node) = self.pending.pop_front() else { break };
+            let Some(node) = self.pending.pop_front() else {
+                break;
+            };
             self.link(node);
             done += 1;
         }
@@ -547,7 +572,9 @@ impl HnswIndex {
     /// graph as a tombstone (still traversed) until [`HnswIndex::reclaim_deleted`].
     pub fn delete(&mut self, id: NodeId) -> Result<(), HnswError> {
         let i = id.0 as usize;
-        let Some(&f) = self.flags.get(i) else { return Err(HnswError::UnknownId { id }) };
+        let Some(&f) = self.flags.get(i) else {
+            return Err(HnswError::UnknownId { id });
+        };
         if f & (DELETED | FREE) != 0 {
             return Err(HnswError::UnknownId { id });
         }
@@ -647,7 +674,10 @@ impl HnswIndex {
         scratch.results.clear();
         let ef = ef.max(k);
         if let Some(f) = filter {
-            let est = f.matching_ids().map(<[NodeId]>::len).or_else(|| f.estimated_matches());
+            let est = f
+                .matching_ids()
+                .map(<[NodeId]>::len)
+                .or_else(|| f.estimated_matches());
             if let Some(e) = est
                 && (e as f64) <= 4.0 * ((ef as f64) * (self.live as f64)).sqrt()
             {
@@ -660,8 +690,13 @@ impl HnswIndex {
             match &self.quant {
                 Some(q) => {
                     scratch.query_codes.resize(self.code_len, 0);
-                    let scale = q.prepare_query(&scratch.query[..self.cfg.dim], &mut scratch.query_codes);
-                    let space = if self.cfg.metric.is_l2() { Space::U8L2 } else { Space::I8Dot };
+                    let scale =
+                        q.prepare_query(&scratch.query[..self.cfg.dim], &mut scratch.query_codes);
+                    let space = if self.cfg.metric.is_l2() {
+                        Space::U8L2
+                    } else {
+                        Space::I8Dot
+                    };
                     let run = GraphSearch {
                         v: self.view(true),
                         entry,
@@ -677,11 +712,24 @@ impl HnswIndex {
                     scratch.rescore.clear();
                     scratch.rescore.extend_from_slice(&scratch.layer.top);
                     if scratch.rescore.len() > keep {
-                        scratch.rescore.select_nth_unstable_by(keep, |a, b| a.d.total_cmp(&b.d));
+                        scratch
+                            .rescore
+                            .select_nth_unstable_by(keep, |a, b| a.d.total_cmp(&b.d));
                         scratch.rescore.truncate(keep);
                     }
-                    let run = Rescore { v: self.view(false), cands: &scratch.rescore, out: &mut scratch.results };
-                    dispatch(self.isa, self.f32_space(), scratch.query.as_ptr().cast(), self.padded, 1.0, run);
+                    let run = Rescore {
+                        v: self.view(false),
+                        cands: &scratch.rescore,
+                        out: &mut scratch.results,
+                    };
+                    dispatch(
+                        self.isa,
+                        self.f32_space(),
+                        scratch.query.as_ptr().cast(),
+                        self.padded,
+                        1.0,
+                        run,
+                    );
                 }
                 None => {
                     let run = GraphSearch {
@@ -693,7 +741,14 @@ impl HnswIndex {
                         filter,
                         layer: &mut scratch.layer,
                     };
-                    dispatch(self.isa, self.f32_space(), scratch.query.as_ptr().cast(), self.padded, 1.0, run);
+                    dispatch(
+                        self.isa,
+                        self.f32_space(),
+                        scratch.query.as_ptr().cast(),
+                        self.padded,
+                        1.0,
+                        run,
+                    );
                     scratch.results.extend_from_slice(&scratch.layer.top);
                 }
             }
@@ -707,10 +762,18 @@ impl HnswIndex {
                 k,
                 out: &mut scratch.rescore,
                 accept: |id: u32| {
-                    flags[id as usize] & DELETED == 0 && filter.is_none_or(|f| f.matches(NodeId(id)))
+                    flags[id as usize] & DELETED == 0
+                        && filter.is_none_or(|f| f.matches(NodeId(id)))
                 },
             };
-            dispatch(self.isa, self.f32_space(), scratch.query.as_ptr().cast(), self.padded, 1.0, run);
+            dispatch(
+                self.isa,
+                self.f32_space(),
+                scratch.query.as_ptr().cast(),
+                self.padded,
+                1.0,
+                run,
+            );
             scratch.results.extend_from_slice(&scratch.rescore);
         }
         Ok(self.finish(k, scratch))
@@ -741,7 +804,14 @@ impl HnswIndex {
                     out: &mut scratch.results,
                     accept: |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
                 };
-                dispatch(self.isa, self.f32_space(), scratch.query.as_ptr().cast(), self.padded, 1.0, run);
+                dispatch(
+                    self.isa,
+                    self.f32_space(),
+                    scratch.query.as_ptr().cast(),
+                    self.padded,
+                    1.0,
+                    run,
+                );
             }
         }
         Ok(self.finish(k, scratch))
@@ -758,12 +828,16 @@ impl HnswIndex {
                 visited.reset(slots);
                 let run = ScanRun {
                     v: self.view(false),
-                    ids: ids.iter().map(|id| id.0).filter(|&id| (id as usize) < slots),
+                    ids: ids
+                        .iter()
+                        .map(|id| id.0)
+                        .filter(|&id| (id as usize) < slots),
                     k,
                     out: &mut scratch.results,
-                    // SAFETY: ids were filtered to `< slots`, the visited size.
                     accept: |id: u32| {
-                        flags[id as usize] & (DELETED | FREE) == 0 && !unsafe { visited.test_set(id) }
+                        // SAFETY: ids were filtered to `< slots`, the visited size.
+                        flags[id as usize] & (DELETED | FREE) == 0
+                            && !unsafe { visited.test_set(id) }
                     },
                 };
                 dispatch(self.isa, self.f32_space(), q, self.padded, 1.0, run);
@@ -774,7 +848,9 @@ impl HnswIndex {
                     ids: 0..slots as u32,
                     k,
                     out: &mut scratch.results,
-                    accept: |id: u32| flags[id as usize] & (DELETED | FREE) == 0 && f.matches(NodeId(id)),
+                    accept: |id: u32| {
+                        flags[id as usize] & (DELETED | FREE) == 0 && f.matches(NodeId(id))
+                    },
                 };
                 dispatch(self.isa, self.f32_space(), q, self.padded, 1.0, run);
             }
@@ -789,7 +865,10 @@ impl HnswIndex {
         }
         r.sort_unstable_by(|a, b| a.d.total_cmp(&b.d).then(a.id.cmp(&b.id)));
         scratch.hits.clear();
-        scratch.hits.extend(r.iter().map(|c| SearchHit { id: NodeId(c.id), score: -c.d }));
+        scratch.hits.extend(r.iter().map(|c| SearchHit {
+            id: NodeId(c.id),
+            score: -c.d,
+        }));
         &scratch.hits
     }
 
@@ -883,7 +962,9 @@ impl HnswIndex {
             .filter(|&i| linked(i) && self.flags[i] & DELETED == 0 && !seen[i])
             .count();
         if unreachable > 0 {
-            return Err(format!("{unreachable} live points unreachable from the entry point"));
+            return Err(format!(
+                "{unreachable} live points unreachable from the entry point"
+            ));
         }
         Ok(())
     }
@@ -911,7 +992,15 @@ impl WithDist for GraphSearch<'_> {
 
     #[inline(always)]
     fn call<D: Dist>(self, d: D) {
-        let GraphSearch { v, entry: (ep, top), ef, slots, filtered, filter, layer } = self;
+        let GraphSearch {
+            v,
+            entry: (ep, top),
+            ef,
+            slots,
+            filtered,
+            filter,
+            layer,
+        } = self;
         // SAFETY: the entry point is a linked slot of level `top`; the view is of a
         // consistent index whose lists name only slots below `slots`.
         unsafe {
@@ -965,7 +1054,13 @@ impl<I: Iterator<Item = u32>, A: FnMut(u32) -> bool> WithDist for ScanRun<'_, I,
 
     #[inline(always)]
     fn call<D: Dist>(self, d: D) {
-        let ScanRun { v, ids, k, out, mut accept } = self;
+        let ScanRun {
+            v,
+            ids,
+            k,
+            out,
+            mut accept,
+        } = self;
         // SAFETY: callers pass only ids below the slot count.
         unsafe { scan(v, &d, ids, k, out, &mut accept) };
     }

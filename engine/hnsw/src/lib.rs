@@ -41,7 +41,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 #[cfg(target_endian = "big")]
-compile_error!("vectron-hnsw stores and maps little-endian data in place: big-endian targets are not supported");
+compile_error!(
+    "vectron-hnsw stores and maps little-endian data in place: big-endian targets are not supported"
+);
 
 mod distance;
 mod error;

@@ -46,7 +46,7 @@ impl Metric {
             return true;
         }
         let norm = reference::dot_f32(v, v).sqrt();
-        if !(norm > 0.0) || !norm.is_finite() {
+        if norm.is_nan() || norm <= 0.0 || norm.is_infinite() {
             return false;
         }
         let inv = 1.0 / norm;
@@ -61,7 +61,11 @@ impl Metric {
             Self::Cosine => {
                 let na = reference::dot_f32(a, a).sqrt();
                 let nb = reference::dot_f32(b, b).sqrt();
-                if na == 0.0 || nb == 0.0 { 0.0 } else { reference::dot_f32(a, b) / (na * nb) }
+                if na == 0.0 || nb == 0.0 {
+                    0.0
+                } else {
+                    reference::dot_f32(a, b) / (na * nb)
+                }
             }
             Self::L2 => -reference::l2_f32(a, b),
             Self::Dot => reference::dot_f32(a, b),

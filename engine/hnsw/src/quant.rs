@@ -32,7 +32,11 @@ pub(crate) enum Quantizer {
 
 impl Quantizer {
     /// Learns parameters from sample vectors (each `dim` long).
-    pub(crate) fn train<'a>(l2: bool, dim: usize, samples: impl Iterator<Item = &'a [f32]>) -> Self {
+    pub(crate) fn train<'a>(
+        l2: bool,
+        dim: usize,
+        samples: impl Iterator<Item = &'a [f32]>,
+    ) -> Self {
         if l2 {
             let mut lo = vec![f32::INFINITY; dim];
             let mut hi = vec![f32::NEG_INFINITY; dim];
@@ -125,8 +129,10 @@ impl Quantizer {
             return None;
         }
         if l2 {
-            (rest.len() == dim && rest.iter().all(|x| x.is_finite()))
-                .then(|| Self::L2 { alpha, lo: rest.to_vec() })
+            (rest.len() == dim && rest.iter().all(|x| x.is_finite())).then(|| Self::L2 {
+                alpha,
+                lo: rest.to_vec(),
+            })
         } else {
             rest.is_empty().then_some(Self::Dot { alpha })
         }
@@ -144,7 +150,9 @@ mod tests {
             .map(|_| {
                 (0..dim)
                     .map(|_| {
-                        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        s = s
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
                     })
                     .collect()
@@ -157,7 +165,9 @@ mod tests {
         let dim = 100;
         let data = sample(1, 200, dim);
         let q = Quantizer::train(false, dim, data.iter().map(Vec::as_slice));
-        let Quantizer::Dot { alpha } = q else { panic!("dot quantizer expected") };
+        let Quantizer::Dot { alpha } = q else {
+            panic!("dot quantizer expected")
+        };
         let mut codes = vec![0u8; 128];
         let mut qq = vec![0i16; 128];
         for pair in data.chunks(2) {
@@ -170,7 +180,10 @@ mod tests {
             // Each stored value is off by at most alpha/2 (values lie inside the range
             // here); the query's own step adds a little more.
             let bound = alpha * 0.5 * y.iter().map(|v| v.abs()).sum::<f32>() * 1.05 + 1e-3;
-            assert!((approx - exact).abs() <= bound, "{approx} vs {exact} (bound {bound})");
+            assert!(
+                (approx - exact).abs() <= bound,
+                "{approx} vs {exact} (bound {bound})"
+            );
         }
     }
 
@@ -179,7 +192,9 @@ mod tests {
         let dim = 37;
         let data = sample(2, 200, dim);
         let q = Quantizer::train(true, dim, data.iter().map(Vec::as_slice));
-        let Quantizer::L2 { alpha, .. } = q.clone() else { panic!("l2 quantizer expected") };
+        let Quantizer::L2 { alpha, .. } = q.clone() else {
+            panic!("l2 quantizer expected")
+        };
         let mut codes = vec![0u8; 64];
         let mut qq = vec![0i16; 64];
         for pair in data.chunks(2) {
@@ -191,7 +206,10 @@ mod tests {
             // Per dimension the difference is off by at most alpha (both sides rounded).
             let d: f32 = x.iter().zip(y).map(|(a, b)| (a - b).abs()).sum();
             let bound = 2.0 * alpha * d + dim as f32 * alpha * alpha + 1e-4;
-            assert!((approx - exact).abs() <= bound, "{approx} vs {exact} (bound {bound})");
+            assert!(
+                (approx - exact).abs() <= bound,
+                "{approx} vs {exact} (bound {bound})"
+            );
         }
         assert_eq!(Quantizer::from_params(true, dim, &q.params()), Some(q));
         assert_eq!(Quantizer::from_params(true, dim, &[0.0]), None);

@@ -165,7 +165,11 @@ pub(crate) mod heap {
                 break;
             }
             let r = l + 1;
-            let best = if r < n && above::<MAX>(h[r].d, h[l].d) { r } else { l };
+            let best = if r < n && above::<MAX>(h[r].d, h[l].d) {
+                r
+            } else {
+                l
+            };
             if above::<MAX>(h[best].d, c.d) {
                 h[i] = h[best];
                 i = best;
@@ -218,7 +222,9 @@ pub(crate) struct Layer {
 
 impl Layer {
     pub(crate) fn bytes(&self) -> usize {
-        self.visited.bytes() + (self.cand.capacity() + self.top.capacity()) * 8 + self.buf.capacity() * 4
+        self.visited.bytes()
+            + (self.cand.capacity() + self.top.capacity()) * 8
+            + self.buf.capacity() * 4
     }
 }
 
@@ -279,6 +285,10 @@ pub(crate) unsafe fn greedy<D: Dist>(
 /// # Safety
 /// `ep` is a slot on `level`; `s.visited` was sized for every slot of the index.
 #[inline(always)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "hot inlined loop; a struct would only rename the arguments"
+)]
 pub(crate) unsafe fn search_layer<D: Dist, const FILTERED: bool>(
     v: View,
     d: &D,

@@ -20,13 +20,23 @@ impl Arena {
     pub(crate) fn anon(cap: usize) -> Result<Self, HnswError> {
         let bytes = cap.max(64);
         let map = MmapMut::map_anon(bytes).map_err(|source| HnswError::Alloc { bytes, source })?;
-        Ok(Self { map, start: 0, cap: bytes, file_backed: false })
+        Ok(Self {
+            map,
+            start: 0,
+            cap: bytes,
+            file_backed: false,
+        })
     }
 
     /// The `len` bytes at `start` of a private file map.
     pub(crate) fn mapped(map: MmapMut, start: usize, len: usize) -> Self {
         debug_assert!(start + len <= map.len());
-        Self { map, start, cap: len, file_backed: true }
+        Self {
+            map,
+            start,
+            cap: len,
+            file_backed: true,
+        }
     }
 
     pub(crate) fn is_file_backed(&self) -> bool {

@@ -33,6 +33,9 @@ fn same_seed_same_graph() {
     let b = build(&data, Metric::Cosine, Quantization::None, 8);
     let (mut sa, mut sb) = (SearchScratch::new(), SearchScratch::new());
     for q in random_vectors(20, 8, 4) {
-        assert_eq!(a.search(&q, 5, 10, None, &mut sa).unwrap(), b.search(&q, 5, 10, None, &mut sb).unwrap());
+        assert_eq!(
+            a.search(&q, 5, 10, None, &mut sa).unwrap(),
+            b.search(&q, 5, 10, None, &mut sb).unwrap()
+        );
     }
 }

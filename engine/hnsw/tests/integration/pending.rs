@@ -37,7 +37,10 @@ fn update_replaces_the_vector_and_returns_the_new_id() {
     let new = index.update(old, &data[9]).unwrap();
     assert!(!index.contains(old) && index.contains(new));
     let norm: f32 = index.vector(new).unwrap().iter().map(|x| x * x).sum();
-    assert!((norm - 1.0).abs() < 1e-5, "cosine vectors come back unit length");
+    assert!(
+        (norm - 1.0).abs() < 1e-5,
+        "cosine vectors come back unit length"
+    );
     let mut s = SearchScratch::new();
     let hits = index.search(&data[5], 200, 200, None, &mut s).unwrap();
     assert!(hits.iter().all(|h| h.id != old));

@@ -14,7 +14,10 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn round_trip_then_keep_writing() {
-    for (quantization, metric) in [(Quantization::None, Metric::Cosine), (Quantization::Int8, Metric::L2)] {
+    for (quantization, metric) in [
+        (Quantization::None, Metric::Cosine),
+        (Quantization::Int8, Metric::L2),
+    ] {
         let data = random_vectors(1_300, 20, 31);
         let mut index = build(&data[..1_200], metric, quantization, 8);
         index.delete(NodeId(3)).unwrap();
@@ -23,10 +26,16 @@ fn round_trip_then_keep_writing() {
         index.save(&path).unwrap();
         let mut opened = HnswIndex::open(&path).unwrap();
         assert!(opened.is_mapped());
-        assert_eq!((opened.len(), opened.pending_len(), opened.deleted_len()), (1_200, 1, 1));
+        assert_eq!(
+            (opened.len(), opened.pending_len(), opened.deleted_len()),
+            (1_200, 1, 1)
+        );
         let (mut a, mut b) = (SearchScratch::new(), SearchScratch::new());
         for q in random_vectors(25, 20, 32) {
-            assert_eq!(index.search(&q, 10, 40, None, &mut a).unwrap(), opened.search(&q, 10, 40, None, &mut b).unwrap());
+            assert_eq!(
+                index.search(&q, 10, 40, None, &mut a).unwrap(),
+                opened.search(&q, 10, 40, None, &mut b).unwrap()
+            );
         }
         assert_eq!(index.vector(NodeId(10)), opened.vector(NodeId(10)));
         // The opened index accepts links, deletes, reclaim and adds (which grow it
@@ -42,7 +51,11 @@ fn round_trip_then_keep_writing() {
         assert_eq!(opened.len(), 1_298);
         let hit = opened.search(&data[1_250], 1, 40, None, &mut b).unwrap()[0];
         assert!(opened.vector(hit.id).is_some());
-        assert_eq!(std::fs::read(&path).unwrap(), before, "copy-on-write: the file never changes");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            before,
+            "copy-on-write: the file never changes"
+        );
         std::fs::remove_file(&path).unwrap();
     }
 }
@@ -63,7 +76,10 @@ fn truncated_and_corrupt_files_are_errors_naming_the_file() {
     let bytes = std::fs::read(&good).unwrap();
     let bad = temp("bad.hnsw");
     // Truncation anywhere.
-    for len in (0..bytes.len()).step_by(997).chain([bytes.len() - 1, 4095, 4096, 8]) {
+    for len in (0..bytes.len())
+        .step_by(997)
+        .chain([bytes.len() - 1, 4095, 4096, 8])
+    {
         std::fs::write(&bad, &bytes[..len]).unwrap();
         let e = open_err(&bad);
         match &e {
@@ -82,21 +98,39 @@ fn truncated_and_corrupt_files_are_errors_naming_the_file() {
         std::fs::write(&bad, &b).unwrap();
         if let Ok(i) = HnswIndex::open(&bad) {
             // Only zero padding between sections is unchecked; such a file is valid.
-            assert_eq!(i.len(), index.len(), "flip at {at} opened with other contents");
+            assert_eq!(
+                i.len(),
+                index.len(),
+                "flip at {at} opened with other contents"
+            );
         }
     }
     // Wrong magic and version.
     let mut b = bytes.clone();
     b[0] = b'X';
     std::fs::write(&bad, &b).unwrap();
-    assert!(matches!(open_err(&bad), HnswError::Corrupt { reason: Corruption::BadMagic, .. }));
-    let mut b = bytes.clone();
+    assert!(matches!(
+        open_err(&bad),
+        HnswError::Corrupt {
+            reason: Corruption::BadMagic,
+            ..
+        }
+    ));
+    let mut b = bytes;
     b[8] = 9;
     std::fs::write(&bad, &b).unwrap();
-    assert!(matches!(open_err(&bad), HnswError::Corrupt { reason: Corruption::UnsupportedVersion { found: 9, .. }, .. }));
+    assert!(matches!(
+        open_err(&bad),
+        HnswError::Corrupt {
+            reason: Corruption::UnsupportedVersion { found: 9, .. },
+            ..
+        }
+    ));
     // A missing file is an I/O error naming it.
     let missing = temp("missing.hnsw");
-    assert!(matches!(HnswIndex::open(&missing), Err(HnswError::Io { path, .. }) if path == missing));
+    assert!(
+        matches!(HnswIndex::open(&missing), Err(HnswError::Io { path, .. }) if path == missing)
+    );
     std::fs::remove_file(&good).unwrap();
     std::fs::remove_file(&bad).unwrap();
 }

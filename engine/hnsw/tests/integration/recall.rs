@@ -15,11 +15,17 @@ fn real_data_recall_against_the_fixture_ground_truth() {
         let mut hits = 0;
         for (q, t) in f.queries.iter().zip(&f.truth) {
             let got = index.search(q, 10, 64, None, &mut s).unwrap();
-            assert!(got.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+            assert!(
+                got.windows(2).all(|w| w[0].score >= w[1].score),
+                "best first"
+            );
             hits += got.iter().filter(|h| t[..10].contains(&h.id.0)).count();
         }
         let recall = hits as f64 / (f.queries.len() * 10) as f64;
-        assert!(recall >= floor, "{quantization:?}: recall@10 {recall} < {floor}");
+        assert!(
+            recall >= floor,
+            "{quantization:?}: recall@10 {recall} < {floor}"
+        );
     }
 }
 
@@ -51,9 +57,16 @@ fn scores_are_similarities_for_every_metric() {
             Metric::Cosine => Metric::Cosine.similarity(&data[7], stored),
             _ => metric.similarity(&data[7], stored),
         };
-        assert!((got[0].score - want).abs() < 1e-3, "{metric}: {} vs {want}", got[0].score);
+        assert!(
+            (got[0].score - want).abs() < 1e-3,
+            "{metric}: {} vs {want}",
+            got[0].score
+        );
         if metric != Metric::Dot {
-            assert_eq!(got[0].id.0, 7, "{metric}: a stored vector is its own nearest neighbour");
+            assert_eq!(
+                got[0].id.0, 7,
+                "{metric}: a stored vector is its own nearest neighbour"
+            );
         }
     }
 }
