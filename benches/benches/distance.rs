@@ -35,21 +35,21 @@ fn kernels(c: &mut Criterion) {
                 vs.iter()
                     .map(|v| k.similarity(black_box(&q), v).unwrap_or(0.0))
                     .sum::<f32>()
-            })
+            });
         });
         g.bench_function("simsimd", |b| {
             b.iter(|| {
                 vs.iter()
                     .map(|v| f32::dot(black_box(&q), v).unwrap_or(0.0) as f32)
                     .sum::<f32>()
-            })
+            });
         });
         g.bench_function("scalar_iter_sum", |b| {
             b.iter(|| {
                 vs.iter()
                     .map(|v| black_box(&q).iter().zip(v).map(|(a, b)| a * b).sum::<f32>())
                     .sum::<f32>()
-            })
+            });
         });
         g.finish();
         let mut g = c.benchmark_group(format!("l2_f32_{dim}"));
@@ -59,14 +59,14 @@ fn kernels(c: &mut Criterion) {
                 vs.iter()
                     .map(|v| k.similarity(black_box(&q), v).unwrap_or(0.0))
                     .sum::<f32>()
-            })
+            });
         });
         g.bench_function("simsimd", |b| {
             b.iter(|| {
                 vs.iter()
                     .map(|v| f32::l2sq(black_box(&q), v).unwrap_or(0.0) as f32)
                     .sum::<f32>()
-            })
+            });
         });
         g.finish();
     }

@@ -258,7 +258,7 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
                 })
                 .collect()
         };
-        let mut fresh = HnswIndex::new(cfg.clone())?;
+        let mut fresh = HnswIndex::new(cfg)?;
         for &i in &keep {
             fresh.insert(data.base.row(i))?;
         }

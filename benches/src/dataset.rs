@@ -13,11 +13,7 @@ pub(crate) struct Rows<T> {
 
 impl<T> Rows<T> {
     pub(crate) fn len(&self) -> usize {
-        if self.dim == 0 {
-            0
-        } else {
-            self.data.len() / self.dim
-        }
+        self.data.len().checked_div(self.dim).unwrap_or(0)
     }
 
     pub(crate) fn row(&self, i: usize) -> &[T] {

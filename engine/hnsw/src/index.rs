@@ -409,12 +409,11 @@ impl HnswIndex {
         block[..links_bytes].fill(0xFF);
         let foff = self.f32_offset(slot);
         let f32_bytes: &[u8] = bytemuck_f32(v);
-        match &mut self.side {
-            Some(side) => side.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes),
-            None => {
-                self.blocks.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes)
-            }
-        }
+        let arena = match &mut self.side {
+            Some(side) => side,
+            None => &mut self.blocks,
+        };
+        arena.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes);
         if let Some(q) = &self.quant {
             let code = &mut self.blocks.bytes_mut()[start + links_bytes..start + stride];
             q.encode(&v[..self.cfg.dim], code);
