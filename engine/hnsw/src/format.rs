@@ -18,7 +18,7 @@ use crate::distance::IsaKind;
 use crate::graph::BuildScratch;
 use crate::index::{IndexConfig, MAX_LEVEL, Quantization, layout};
 use crate::quant::Quantizer;
-use crate::search::{DELETED, FREE, NONE, PENDING};
+use crate::search::{DELETED, FREE, NONE, PENDING, RECLAIMING};
 use crate::storage::Arena;
 use crate::{Corruption, HnswError, HnswIndex, Metric};
 
@@ -78,7 +78,11 @@ impl HnswIndex {
                 .as_ref()
                 .map_or(&[][..], |s| &s.bytes()[..side_len]),
             &self.levels,
-            &self.flags,
+            &self
+                .flags
+                .iter()
+                .map(|f| f & !RECLAIMING)
+                .collect::<Vec<u8>>(),
             &u32s(&self.upper_off),
             &u32s(&self.upper),
             &u32s(&pending),
@@ -397,6 +401,7 @@ impl HnswIndex {
             entry,
             live,
             tombstones,
+            reclaim_cursor: None,
             quant,
             build: BuildScratch::default(),
             vbuf: Vec::new(),

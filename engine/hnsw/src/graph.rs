@@ -227,6 +227,9 @@ impl WithDist for Insert<'_> {
 /// heuristic (FreshDiskANN's consolidation). Afterwards no list names a deleted node.
 pub(crate) struct Consolidate<'a> {
     pub(crate) v: View,
+    /// Slots `from..to` are repaired.
+    pub(crate) from: usize,
+    pub(crate) to: usize,
     pub(crate) slots: usize,
     pub(crate) levels: &'a [u8],
     pub(crate) flags: &'a [u8],
@@ -240,12 +243,14 @@ impl WithDist for Consolidate<'_> {
     fn call<D: Dist>(self, d: D) {
         let Consolidate {
             v,
+            from,
+            to,
             slots,
             levels,
             flags,
             b,
         } = self;
-        for (p, (&flag, &level)) in flags.iter().zip(levels).enumerate().take(slots) {
+        for (p, (&flag, &level)) in flags.iter().zip(levels).enumerate().take(to).skip(from) {
             if flag & (DELETED | FREE | PENDING) != 0 {
                 continue;
             }

@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use crate::distance::{CODE_PAD, Dist, F32_PAD, IsaKind, Space, WithDist, dispatch};
 use crate::graph::{BuildScratch, Consolidate, Insert};
 use crate::quant::Quantizer;
-use crate::search::{Cand, DELETED, FREE, Layer, NONE, PENDING, View, greedy, scan, search_layer};
+use crate::search::{
+    Cand, DELETED, FREE, Layer, NONE, PENDING, RECLAIMING, View, greedy, scan, search_layer,
+};
 use crate::storage::Arena;
 use crate::{Filter, HnswError, Metric};
 
@@ -188,6 +190,8 @@ pub struct HnswIndex {
     pub(crate) rng: u64,
     pub(crate) live: usize,
     pub(crate) tombstones: usize,
+    /// Next slot of the running reclaim pass.
+    pub(crate) reclaim_cursor: Option<usize>,
     pub(crate) quant: Option<Quantizer>,
     pub(crate) build: BuildScratch,
     pub(crate) vbuf: Vec<f32>,
@@ -242,6 +246,7 @@ impl HnswIndex {
             entry: None,
             live: 0,
             tombstones: 0,
+            reclaim_cursor: None,
             quant: None,
             build: BuildScratch::default(),
             vbuf: Vec::new(),
@@ -609,18 +614,47 @@ impl HnswIndex {
     }
 
     /// Repairs the graph around every tombstone (each node that listed a deleted
-    /// neighbour is reconnected to that neighbour's live neighbours, then pruned with
-    /// the heuristic) and frees the deleted slots for reuse. Returns how many slots were
-    /// freed. One pass over every list: O(points × m).
+    /// neighbour is reconnected to that neighbour's live neighbours, pruned with the
+    /// heuristic) and frees the deleted slots for reuse. Returns how many slots were
+    /// freed. One pass over every list, O(points × m): a shard that must stay responsive
+    /// calls [`HnswIndex::reclaim_step`] between searches instead.
     pub fn reclaim_deleted(&mut self) -> usize {
-        if self.tombstones == 0 {
-            return 0;
+        let mut freed = 0;
+        loop {
+            freed += self.reclaim_step(usize::MAX);
+            if self.reclaim_cursor.is_none() {
+                return freed;
+            }
         }
+    }
+
+    /// Runs the reclaim pass over at most `max_nodes` more nodes. A pass starts when
+    /// tombstones exist and none is running, and covers the tombstones present at its
+    /// start; when it completes their slots are freed, and the count is returned (0
+    /// until then). Adds, links, deletes and searches may run between steps.
+    pub fn reclaim_step(&mut self, max_nodes: usize) -> usize {
+        let from = match self.reclaim_cursor {
+            Some(c) => c,
+            None => {
+                if self.tombstones == 0 {
+                    return 0;
+                }
+                for f in &mut self.flags {
+                    if *f & DELETED != 0 {
+                        *f |= RECLAIMING;
+                    }
+                }
+                0
+            }
+        };
+        let to = from.saturating_add(max_nodes).min(self.slots);
         let v = self.view_f32_mut();
         let mut b = std::mem::take(&mut self.build);
         let space = self.f32_space();
         let run = Consolidate {
             v,
+            from,
+            to,
             slots: self.slots,
             levels: &self.levels,
             flags: &self.flags,
@@ -628,9 +662,14 @@ impl HnswIndex {
         };
         dispatch(self.isa, space, v.vecs, self.padded, 1.0, run);
         self.build = b;
+        if to < self.slots {
+            self.reclaim_cursor = Some(to);
+            return 0;
+        }
+        self.reclaim_cursor = None;
         let mut freed = 0;
         for i in 0..self.slots {
-            if self.flags[i] & DELETED != 0 {
+            if self.flags[i] & RECLAIMING != 0 {
                 self.flags[i] = FREE;
                 let start = i * self.stride;
                 self.blocks.bytes_mut()[start..start + self.links_bytes].fill(0xFF);
@@ -638,7 +677,7 @@ impl HnswIndex {
                 freed += 1;
             }
         }
-        self.tombstones = 0;
+        self.tombstones -= freed;
         if let Some((ep, _)) = self.entry
             && self.flags[ep as usize] & FREE != 0
         {
@@ -646,13 +685,13 @@ impl HnswIndex {
                 .filter(|&i| self.flags[i] & (DELETED | FREE | PENDING) == 0)
                 .max_by_key(|&i| (self.levels[i], std::cmp::Reverse(i)))
                 .map(|i| (i as u32, usize::from(self.levels[i])));
-            if let Some((e, top)) = self.entry {
-                // Levels above the new entry's own have no other node: trim nothing,
-                // the entry's level is the maximum among live linked nodes.
-                debug_assert!(usize::from(self.levels[e as usize]) == top);
-            }
         }
         freed
+    }
+
+    /// Whether a reclaim pass is under way.
+    pub fn reclaim_in_progress(&self) -> bool {
+        self.reclaim_cursor.is_some()
     }
 
     /// Approximate nearest neighbours of `query`: the `k` best live points that pass

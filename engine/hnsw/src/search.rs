@@ -17,6 +17,9 @@ pub(crate) const DELETED: u8 = 1;
 pub(crate) const PENDING: u8 = 2;
 /// Node flag: empty slot, on the free list.
 pub(crate) const FREE: u8 = 4;
+/// Node flag (with `DELETED`): freed when the running reclaim pass completes. Never
+/// saved: a pass interrupted by save/open restarts.
+pub(crate) const RECLAIMING: u8 = 8;
 
 /// A candidate: distance (lower is closer) and node.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -39,3 +39,38 @@ fn same_seed_same_graph() {
         );
     }
 }
+
+#[test]
+fn stepwise_reclaim_interleaves_with_writes_and_searches() {
+    let data = random_vectors(1_200, 12, 17);
+    let mut index = build(&data[..1_000], Metric::Cosine, Quantization::None, 6);
+    for i in 0..200 {
+        index.delete(NodeId(i * 5)).unwrap();
+    }
+    let mut s = SearchScratch::new();
+    let mut freed = 0;
+    let mut extra = data[1_000..].iter();
+    let mut late = 1;
+    while freed == 0 {
+        freed += index.reclaim_step(64);
+        assert!(index.reclaim_in_progress() || freed > 0);
+        // Writes and searches between steps: an insert (maybe into no freed slot yet),
+        // a delete that belongs to the next pass, a search that never sees tombstones.
+        if let Some(v) = extra.next() {
+            index.insert(v).unwrap();
+        }
+        index.delete(NodeId(late * 5 + 1)).unwrap();
+        late += 1;
+        let hits = index.search(&data[3], 10, 40, None, &mut s).unwrap();
+        assert!(hits.iter().all(|h| index.contains(h.id)));
+        index.check_invariants().unwrap();
+    }
+    assert_eq!(
+        freed, 200,
+        "only tombstones present at the start of the pass"
+    );
+    assert_eq!(index.deleted_len(), late as usize - 1);
+    assert_eq!(index.reclaim_deleted(), late as usize - 1);
+    assert_eq!(index.deleted_len(), 0);
+    index.check_invariants().unwrap();
+}
