@@ -49,7 +49,14 @@ fn main() -> anyhow::Result<()> {
         .map(|r| r.into_iter().take(10).map(f32::to_bits).collect())
         .collect();
     let index = if file.exists() {
-        HnswIndex::open(file)?
+        let t = Instant::now();
+        let index = HnswIndex::open(file)?;
+        println!(
+            "opened {} in {:.3} s",
+            file.display(),
+            t.elapsed().as_secs_f64()
+        );
+        index
     } else {
         let base = fvecs(&data.join("base.fvecs"));
         let mut index = HnswIndex::new(IndexConfig {
