@@ -1,0 +1,417 @@
+//! Saving to and opening from the index file (layout in `FORMAT.md`).
+//!
+//! Opening verifies the header and every section checksum (xxh3-64) and then every
+//! structural invariant the search loops rely on (ids in range, upper lists present,
+//! levels consistent), so a corrupt file is an error, never undefined behaviour. The
+//! graph blocks and f32 vectors are then mapped privately (copy-on-write) and used in
+//! place; the small per-node arrays are copied.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapOptions};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::distance::IsaKind;
+use crate::graph::BuildScratch;
+use crate::index::{IndexConfig, MAX_LEVEL, Quantization, layout};
+use crate::quant::Quantizer;
+use crate::search::{DELETED, FREE, NONE, PENDING, RECLAIMING};
+use crate::storage::Arena;
+use crate::{Corruption, HnswError, HnswIndex, Metric};
+
+const MAGIC: [u8; 8] = *b"VECTHNSW";
+/// The format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Header size; sections start at multiples of it.
+const PAGE: u64 = 4096;
+const SECTION_NAMES: [&str; 9] = [
+    "blocks",
+    "vectors",
+    "levels",
+    "flags",
+    "upper offsets",
+    "upper links",
+    "pending list",
+    "free list",
+    "quantizer",
+];
+const TABLE_AT: usize = 88;
+const HEADER_SUM_AT: usize = TABLE_AT + 24 * SECTION_NAMES.len();
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> HnswError + '_ {
+    move |source| HnswError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn u32s(v: &[u32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+impl HnswIndex {
+    /// Writes the index to `path` atomically (a temporary file, fsync, rename, fsync of
+    /// the directory). Pending points are saved as pending.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<(), HnswError> {
+        let path = path.as_ref();
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let err = io_err(&tmp);
+        let mut file = File::create(&tmp).map_err(&err)?;
+        let n = self.slots;
+        let side_len = if self.side.is_some() {
+            n * self.padded * 4
+        } else {
+            0
+        };
+        let pending: Vec<u32> = self.pending.iter().copied().collect();
+        let quant: Vec<u8> = self.quant.as_ref().map_or(Vec::new(), |q| {
+            q.params().iter().flat_map(|x| x.to_le_bytes()).collect()
+        });
+        let sections: [&[u8]; 9] = [
+            &self.blocks.bytes()[..n * self.stride],
+            self.side
+                .as_ref()
+                .map_or(&[][..], |s| &s.bytes()[..side_len]),
+            &self.levels,
+            &self
+                .flags
+                .iter()
+                .map(|f| f & !RECLAIMING)
+                .collect::<Vec<u8>>(),
+            &u32s(&self.upper_off),
+            &u32s(&self.upper),
+            &u32s(&pending),
+            &u32s(&self.free),
+            &quant,
+        ];
+        let mut header = vec![0u8; PAGE as usize];
+        header[..8].copy_from_slice(&MAGIC);
+        header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        header[12..16].copy_from_slice(&(PAGE as u32).to_le_bytes());
+        header[16..20].copy_from_slice(&(self.cfg.dim as u32).to_le_bytes());
+        header[20] = self.cfg.metric.to_byte();
+        header[21] = match self.cfg.quantization {
+            Quantization::None => 0,
+            Quantization::Int8 => 1,
+        };
+        header[22] = u8::from(self.quant.is_some());
+        header[24..28].copy_from_slice(&(self.cfg.m as u32).to_le_bytes());
+        header[28..32].copy_from_slice(&(self.cfg.ef_construction as u32).to_le_bytes());
+        header[32..40].copy_from_slice(&self.cfg.seed.to_le_bytes());
+        header[40..48].copy_from_slice(&self.rng.to_le_bytes());
+        header[48..56].copy_from_slice(&(n as u64).to_le_bytes());
+        let (ep, ep_level) = self.entry.map_or((NONE, 0), |(e, l)| (e, l as u32));
+        header[56..60].copy_from_slice(&ep.to_le_bytes());
+        header[60..64].copy_from_slice(&ep_level.to_le_bytes());
+        header[64..72].copy_from_slice(&(self.live as u64).to_le_bytes());
+        header[72..80].copy_from_slice(&(self.tombstones as u64).to_le_bytes());
+        header[80..84].copy_from_slice(&(SECTION_NAMES.len() as u32).to_le_bytes());
+        file.write_all(&header).map_err(&err)?;
+        let mut at = PAGE;
+        let zeros = vec![0u8; PAGE as usize];
+        for (i, s) in sections.iter().enumerate() {
+            let t = TABLE_AT + 24 * i;
+            header[t..t + 8].copy_from_slice(&at.to_le_bytes());
+            header[t + 8..t + 16].copy_from_slice(&(s.len() as u64).to_le_bytes());
+            header[t + 16..t + 24].copy_from_slice(&xxh3_64(s).to_le_bytes());
+            file.write_all(s).map_err(&err)?;
+            let end = at + s.len() as u64;
+            let next = end.div_ceil(PAGE) * PAGE;
+            file.write_all(&zeros[..(next - end) as usize])
+                .map_err(&err)?;
+            at = next;
+        }
+        let sum = xxh3_64(&header[..HEADER_SUM_AT]);
+        header[HEADER_SUM_AT..HEADER_SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        file.seek(SeekFrom::Start(0)).map_err(&err)?;
+        file.write_all(&header).map_err(&err)?;
+        file.sync_all().map_err(&err)?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io_err(path))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Opens an index written by [`HnswIndex::save`]. The graph blocks and vectors are
+    /// mapped from the file and used in place (private copy-on-write pages: the index
+    /// keeps accepting adds, links and deletes, and the file never changes). The file
+    /// must not be modified by others while the index is open.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, HnswError> {
+        let path = path.as_ref();
+        let corrupt = |reason| HnswError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let invalid = |field| corrupt(Corruption::InvalidValue { field });
+        let file = File::open(path).map_err(io_err(path))?;
+        let len = file.metadata().map_err(io_err(path))?.len();
+        if len < PAGE {
+            return Err(corrupt(Corruption::Truncated { needed: PAGE, len }));
+        }
+        // SAFETY: a read-only private map; the file must not change while open
+        // (documented above). Bytes are only read and fully validated before use.
+        let map: Mmap = unsafe { MmapOptions::new().map(&file) }.map_err(io_err(path))?;
+        let h = map[..PAGE as usize].to_vec();
+        let h = &h[..];
+        if h[..8] != MAGIC {
+            return Err(corrupt(Corruption::BadMagic));
+        }
+        let rd32 = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let rd64 = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&h[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let version = rd32(8);
+        if version != FORMAT_VERSION {
+            return Err(corrupt(Corruption::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            }));
+        }
+        if rd64(HEADER_SUM_AT) != xxh3_64(&h[..HEADER_SUM_AT]) {
+            return Err(corrupt(Corruption::Checksum { section: "header" }));
+        }
+        if rd32(12) != PAGE as u32 || rd32(80) != SECTION_NAMES.len() as u32 {
+            return Err(invalid("header length"));
+        }
+        let metric = Metric::from_byte(h[20]).ok_or_else(|| invalid("metric"))?;
+        let quantization = match h[21] {
+            0 => Quantization::None,
+            1 => Quantization::Int8,
+            _ => return Err(invalid("quantization")),
+        };
+        let cfg = IndexConfig {
+            dim: rd32(16) as usize,
+            metric,
+            m: rd32(24) as usize,
+            ef_construction: rd32(28) as usize,
+            quantization,
+            seed: rd64(32),
+        };
+        cfg.validate().map_err(|_| invalid("config"))?;
+        let (padded, code_len, m0, links_bytes, stride) = layout(&cfg);
+        let n64 = rd64(48);
+        if n64 > crate::index::MAX_POINTS as u64 {
+            return Err(invalid("slot count"));
+        }
+        let n = n64 as usize;
+        let trained = match h[22] {
+            0 => false,
+            1 if quantization == Quantization::Int8 => true,
+            _ => return Err(invalid("quantizer flag")),
+        };
+        // Section table.
+        let mut secs = [(0u64, 0u64); 9];
+        for (i, (s, name)) in secs.iter_mut().zip(SECTION_NAMES).enumerate() {
+            let t = TABLE_AT + 24 * i;
+            let (off, slen, sum) = (rd64(t), rd64(t + 8), rd64(t + 16));
+            if off % PAGE != 0 || off < PAGE {
+                return Err(invalid("section offset"));
+            }
+            let end = off
+                .checked_add(slen)
+                .ok_or_else(|| invalid("section length"))?;
+            if end > len {
+                return Err(corrupt(Corruption::Truncated { needed: end, len }));
+            }
+            if xxh3_64(&map[off as usize..end as usize]) != sum {
+                return Err(corrupt(Corruption::Checksum { section: name }));
+            }
+            *s = (off, slen);
+        }
+        let sec = |i: usize| &map[secs[i].0 as usize..(secs[i].0 + secs[i].1) as usize];
+        let want = |i: usize, bytes: usize, field| {
+            if secs[i].1 as usize == bytes {
+                Ok(())
+            } else {
+                Err(invalid(field))
+            }
+        };
+        want(0, n * stride, "blocks length")?;
+        want(
+            1,
+            if quantization == Quantization::Int8 {
+                n * padded * 4
+            } else {
+                0
+            },
+            "vectors length",
+        )?;
+        want(2, n, "levels length")?;
+        want(3, n, "flags length")?;
+        want(4, n * 4, "upper offsets length")?;
+        let read_u32s = |i: usize, field| -> Result<Vec<u32>, HnswError> {
+            let b = sec(i);
+            if b.len() % 4 != 0 {
+                return Err(invalid(field));
+            }
+            Ok(b.chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let levels = sec(2).to_vec();
+        let flags = sec(3).to_vec();
+        let upper_off = read_u32s(4, "upper offsets")?;
+        let upper = read_u32s(5, "upper links")?;
+        let pending = read_u32s(6, "pending list")?;
+        let free = read_u32s(7, "free list")?;
+        let qp: Vec<f32> = read_u32s(8, "quantizer")?
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let quant = if trained {
+            Some(
+                Quantizer::from_params(metric.is_l2(), cfg.dim, &qp)
+                    .ok_or_else(|| invalid("quantizer"))?,
+            )
+        } else if qp.is_empty() {
+            None
+        } else {
+            return Err(invalid("quantizer"));
+        };
+
+        // Structure: everything the search loops dereference without checks.
+        let (mut live, mut tombstones) = (0usize, 0usize);
+        for i in 0..n {
+            let f = flags[i];
+            if f & !(DELETED | PENDING | FREE) != 0 || (f & FREE != 0 && f != FREE) {
+                return Err(invalid("flags"));
+            }
+            if f & (DELETED | FREE) == 0 {
+                live += 1;
+            }
+            if f & DELETED != 0 {
+                tombstones += 1;
+            }
+            let lv = usize::from(levels[i]);
+            if lv > MAX_LEVEL {
+                return Err(invalid("levels"));
+            }
+            if lv > 0 {
+                let off = upper_off[i] as usize;
+                if upper_off[i] == NONE || off + lv * cfg.m > upper.len() {
+                    return Err(invalid("upper offsets"));
+                }
+            }
+        }
+        let blocks_bytes = sec(0);
+        let linked = |x: u32| (x as usize) < n && flags[x as usize] & (FREE | PENDING) == 0;
+        for i in 0..n {
+            let start = i * stride;
+            let list = &blocks_bytes[start..start + m0 * 4];
+            for c in list.chunks_exact(4) {
+                let x = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if x != NONE && (flags[i] & (FREE | PENDING) != 0 || !linked(x)) {
+                    return Err(invalid("level-0 links"));
+                }
+            }
+            let lv = usize::from(levels[i]);
+            if lv > 0 && flags[i] & (FREE | PENDING) == 0 {
+                let off = upper_off[i] as usize;
+                for l in 1..=lv {
+                    for &x in &upper[off + (l - 1) * cfg.m..off + l * cfg.m] {
+                        if x != NONE && (!linked(x) || usize::from(levels[x as usize]) < l) {
+                            return Err(invalid("upper links"));
+                        }
+                    }
+                }
+            }
+        }
+        let entry = match rd32(56) {
+            NONE => None,
+            e => {
+                let l = rd32(60) as usize;
+                if !linked(e) || usize::from(levels[e as usize]) != l {
+                    return Err(invalid("entry point"));
+                }
+                Some((e, l))
+            }
+        };
+        if entry.is_none() && (0..n).any(|i| flags[i] & (FREE | PENDING) == 0) {
+            return Err(invalid("entry point"));
+        }
+        if pending.iter().any(|&p| {
+            (p as usize) >= n
+                || flags[p as usize] & PENDING == 0
+                || flags[p as usize] & DELETED != 0
+        }) || pending.len() != (0..n).filter(|&i| flags[i] & PENDING != 0).count()
+        {
+            return Err(invalid("pending list"));
+        }
+        if free
+            .iter()
+            .any(|&p| (p as usize) >= n || flags[p as usize] != FREE)
+            || free.len() != (0..n).filter(|&i| flags[i] == FREE).count()
+        {
+            return Err(invalid("free list"));
+        }
+        if rd64(64) != live as u64 || rd64(72) != tombstones as u64 {
+            return Err(invalid("counts"));
+        }
+        drop(map);
+
+        let map_section = |i: usize| -> Result<Arena, HnswError> {
+            let (off, slen) = secs[i];
+            if slen == 0 {
+                return Arena::anon(0);
+            }
+            // SAFETY: a private copy-on-write map of a file we just validated; writes
+            // stay in this process. The file must not be changed by others while open.
+            let m = unsafe {
+                MmapOptions::new()
+                    .offset(off)
+                    .len(slen as usize)
+                    .map_copy(&file)
+            }
+            .map_err(io_err(path))?;
+            Ok(Arena::mapped(m, 0, slen as usize))
+        };
+        let blocks = map_section(0)?;
+        let side = match quantization {
+            Quantization::None => None,
+            Quantization::Int8 => Some(map_section(1)?),
+        };
+        Ok(HnswIndex {
+            rng: rd64(40),
+            isa: IsaKind::detect(),
+            padded,
+            code_len,
+            m0,
+            links_bytes,
+            stride,
+            blocks,
+            side,
+            levels,
+            flags,
+            upper_off,
+            upper,
+            slots: n,
+            pending: VecDeque::from(pending),
+            free,
+            entry,
+            live,
+            tombstones,
+            reclaim_cursor: None,
+            quant,
+            build: BuildScratch::default(),
+            vbuf: Vec::new(),
+            source: Some(path.to_path_buf()),
+            cfg,
+        })
+    }
+
+    /// Whether the graph blocks are still used in place from the opened file.
+    pub fn is_mapped(&self) -> bool {
+        self.blocks.is_file_backed()
+    }
+}

@@ -1,0 +1,87 @@
+//! Recall against brute force: a floor on real and random data, for every metric and
+//! both traversal modes.
+
+use proptest::prelude::*;
+use vectron_hnsw::{Metric, Quantization, SearchScratch};
+
+use crate::{build, fixture, random_vectors, self_recall};
+
+#[test]
+fn real_data_recall_against_the_fixture_ground_truth() {
+    let f = fixture();
+    for (quantization, floor) in [(Quantization::None, 0.97), (Quantization::Int8, 0.95)] {
+        let index = build(&f.base, Metric::Cosine, quantization, 16);
+        let mut s = SearchScratch::new();
+        let mut hits = 0;
+        for (q, t) in f.queries.iter().zip(&f.truth) {
+            let got = index.search(q, 10, 64, None, &mut s).unwrap();
+            assert!(
+                got.windows(2).all(|w| w[0].score >= w[1].score),
+                "best first"
+            );
+            hits += got.iter().filter(|h| t[..10].contains(&h.id.0)).count();
+        }
+        let recall = hits as f64 / (f.queries.len() * 10) as f64;
+        assert!(
+            recall >= floor,
+            "{quantization:?}: recall@10 {recall} < {floor}"
+        );
+    }
+}
+
+#[test]
+fn exact_search_reproduces_the_fixture_ground_truth() {
+    let f = fixture();
+    let index = build(&f.base[..], Metric::Cosine, Quantization::None, 8);
+    let mut s = SearchScratch::new();
+    let mut hits = 0;
+    for (q, t) in f.queries.iter().zip(&f.truth) {
+        let got = index.exact_search(q, 10, None, &mut s).unwrap();
+        hits += got.iter().filter(|h| t[..10].contains(&h.id.0)).count();
+        let want = Metric::Cosine.similarity(q, &f.base[got[0].id.0 as usize]);
+        assert!((got[0].score - want).abs() < 1e-4);
+    }
+    // Ties at the 10th place may resolve either way.
+    assert!(hits >= f.queries.len() * 10 - 2, "{hits}");
+}
+
+#[test]
+fn scores_are_similarities_for_every_metric() {
+    let data = random_vectors(300, 24, 5);
+    for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+        let index = build(&data, metric, Quantization::None, 8);
+        let mut s = SearchScratch::new();
+        let got = index.search(&data[7], 3, 50, None, &mut s).unwrap();
+        let stored = index.vector(got[0].id).unwrap();
+        let want = match metric {
+            Metric::Cosine => Metric::Cosine.similarity(&data[7], stored),
+            _ => metric.similarity(&data[7], stored),
+        };
+        assert!(
+            (got[0].score - want).abs() < 1e-3,
+            "{metric}: {} vs {want}",
+            got[0].score
+        );
+        if metric != Metric::Dot {
+            assert_eq!(
+                got[0].id.0, 7,
+                "{metric}: a stored vector is its own nearest neighbour"
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_data_recall_floor(seed in 0u64..1_000, dim in 3usize..40, l2 in any::<bool>(), int8 in any::<bool>()) {
+        let data = random_vectors(1_200, dim, seed);
+        let queries = random_vectors(30, dim, seed + 1);
+        let metric = if l2 { Metric::L2 } else { Metric::Cosine };
+        let quantization = if int8 { Quantization::Int8 } else { Quantization::None };
+        let index = build(&data, metric, quantization, 12);
+        let recall = self_recall(&index, &queries, 10, 100);
+        prop_assert!(recall >= 0.9, "recall {} (dim {}, {}, {:?})", recall, dim, metric, quantization);
+    }
+}
