@@ -233,10 +233,8 @@ fn image(sh: &Shadow, mode: CrashMode) -> Vec<u8> {
     }
 }
 
-fn injected(kind: io::ErrorKind, errno: i32) -> io::Error {
-    let e = io::Error::from_raw_os_error(errno);
-    debug_assert_eq!(e.kind(), kind);
-    e
+fn injected(errno: i32) -> io::Error {
+    io::Error::from_raw_os_error(errno)
 }
 
 /// A segment file opened by [`FaultStorage`].
@@ -259,7 +257,7 @@ impl<S: Storage> Storage for FaultStorage<S> {
 
     async fn create(&self, path: &Path) -> io::Result<Self::File> {
         if let Some(Fault::FailCreate) = self.state.borrow_mut().tick(OpKind::Create) {
-            return Err(injected(io::ErrorKind::StorageFull, libc::ENOSPC));
+            return Err(injected(libc::ENOSPC));
         }
         let inner = self.inner.create(path).await?;
         self.state
@@ -337,7 +335,7 @@ impl<F: SegmentFile> SegmentFile for FaultFile<F> {
         let fault = self.state.borrow_mut().tick(OpKind::Write);
         let (res, buf) = match fault {
             Some(Fault::FailWrite) => {
-                return (Err(injected(io::ErrorKind::Other, libc::EIO)), buf);
+                return (Err(injected(libc::EIO)), buf);
             }
             Some(Fault::ShortWrite { bytes }) => {
                 let end = from.saturating_add(bytes).min(buf.len());
@@ -363,7 +361,7 @@ impl<F: SegmentFile> SegmentFile for FaultFile<F> {
 
     async fn sync_data(&self) -> io::Result<()> {
         if let Some(Fault::FailSync) = self.state.borrow_mut().tick(OpKind::Sync) {
-            return Err(injected(io::ErrorKind::Other, libc::EIO));
+            return Err(injected(libc::EIO));
         }
         self.inner.sync_data().await?;
         let mut st = self.state.borrow_mut();

@@ -4,3 +4,6 @@
 mod support;
 
 mod basics;
+mod crash;
+mod faults;
+mod model;

@@ -12,6 +12,14 @@ pub enum Driver {
 }
 
 impl Driver {
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "uring" => Driver::Uring,
+            "legacy" => Driver::Legacy,
+            other => panic!("unknown driver {other:?}"),
+        }
+    }
+
     /// Runs `fut` to completion on a fresh runtime of this driver, with timers.
     pub fn block_on<F: Future>(self, fut: F) -> F::Output {
         match self {
@@ -121,4 +129,52 @@ pub fn collect(
         out.push((rec.lsn(), owned));
     }
     Ok(out)
+}
+
+/// Segment files of a log directory, in log order.
+pub fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Offsets of the records in a segment, read from the framing alone (FORMAT.md).
+pub fn record_offsets(segment: &std::path::Path) -> Vec<u64> {
+    let bytes = std::fs::read(segment).unwrap();
+    let mut off = 32;
+    let mut out = Vec::new();
+    while off + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[off..off + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        out.push(off as u64);
+        off += (16 + len).div_ceil(16) * 16;
+    }
+    out
+}
+
+/// Flips one bit of the byte at `offset`.
+pub fn flip(path: &std::path::Path, offset: u64) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x04;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Appends `n` seeded single-point batches and returns what was acknowledged.
+pub async fn fill<S: vectron_wal::Storage>(
+    wal: &Wal<S>,
+    seeds: std::ops::Range<u64>,
+) -> Vec<(Lsn, Owned)> {
+    let mut out = Vec::new();
+    for seed in seeds {
+        let batch = Batch::seeded(seed, 1, 8);
+        let lsn = wal.append(batch.record()).await.unwrap();
+        out.push((lsn, Owned::Upsert(batch)));
+    }
+    out
 }
