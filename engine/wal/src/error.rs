@@ -10,7 +10,7 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// A record refused before anything was written: the request failed, the log is healthy.
 #[derive(Debug, thiserror::Error)]
@@ -165,8 +165,11 @@ pub enum Corruption {
 }
 
 /// The first failure of a poisoned log, shared by every error reported after it.
+///
+/// An `Arc`, not an `Rc`: errors leave the core thread (to the gateway, to logs), so they
+/// are `Send + Sync`. It is only ever cloned on the failure path.
 #[derive(Debug, Clone)]
-pub struct PoisonCause(pub(crate) Rc<WalError>);
+pub struct PoisonCause(pub(crate) Arc<WalError>);
 
 impl PoisonCause {
     /// The failure that poisoned the log.
@@ -261,5 +264,18 @@ impl AppendError {
     /// True when the log itself failed and the shard must stop.
     pub fn is_fatal(&self) -> bool {
         matches!(self, Self::Fatal(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_threads() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<WalError>();
+        send_sync::<AppendError>();
+        send_sync::<RecordError>();
     }
 }

@@ -719,7 +719,7 @@ async fn flusher<S: Storage>(shared: Rc<Shared<S>>) {
     if let Err(e) = result {
         // Never retried: after a failed fdatasync the kernel may have dropped the dirty
         // pages, so a later "successful" sync would prove nothing.
-        st.poison = Some(PoisonCause(Rc::new(e)));
+        st.poison = Some(PoisonCause(std::sync::Arc::new(e)));
         st.pending.clear();
     }
     st.flusher_exited = true;
