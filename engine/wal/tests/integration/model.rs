@@ -8,7 +8,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vectron_wal::{CrashMode, Delete, FaultStorage, Lsn, Options, Record, SyncPolicy, Wal};
+use vectron_wal::{
+    AppendError, CrashMode, Delete, Fault, FaultStorage, Lsn, Options, Record, SyncPolicy, Wal,
+    WalError,
+};
 
 use crate::support::{Batch, Driver, Owned, collect};
 
@@ -39,6 +42,11 @@ enum Op {
         abandoned: u64,
         yields: u8,
     },
+    /// The next write (or sync) fails: the log is poisoned, then crashes into `mode`.
+    Fail {
+        sync: bool,
+        mode: CrashMode,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -56,7 +64,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Sync),
         1 => (0u64..=100).prop_map(|percent| Op::Truncate { percent }),
         1 => Just(Op::Reopen),
-        2 => (mode, 0u64..6, 0u8..4).prop_map(|(mode, abandoned, yields)| Op::Crash { mode, abandoned, yields }),
+        2 => (mode.clone(), 0u64..6, 0u8..4).prop_map(|(mode, abandoned, yields)| Op::Crash { mode, abandoned, yields }),
+        1 => (proptest::bool::ANY, mode).prop_map(|(sync, mode)| Op::Fail { sync, mode }),
     ]
 }
 
@@ -265,6 +274,54 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                         model.durable
                     };
                     // The crashed log's flusher may run on in the old directory: harmless.
+                    dir = image;
+                    storage = FaultStorage::new();
+                    wal = Rc::new(
+                        Wal::open_with(storage.clone(), &dir, options)
+                            .await
+                            .unwrap(),
+                    );
+                    verify(&wal, &mut model, floor, false)?;
+                }
+                Op::Fail { sync, mode } => {
+                    storage.inject(
+                        0,
+                        if sync {
+                            Fault::FailSync
+                        } else {
+                            Fault::FailWrite
+                        },
+                    );
+                    let rec = seeded_record(&model, 2, 8, false);
+                    let appended = wal.append(as_record(&rec)).await;
+                    model.log.push(rec);
+                    match appended {
+                        Ok(_) => {
+                            // Only a sync can fail after an acknowledged append, and only
+                            // where acknowledging does not wait for it.
+                            prop_assert!(sync && policy != SyncPolicy::Always);
+                            model.ack(policy, model.log.len());
+                            let synced = wal.sync().await;
+                            prop_assert!(
+                                matches!(synced, Err(WalError::Poisoned { .. })),
+                                "{:?}",
+                                synced
+                            );
+                        }
+                        Err(e) => prop_assert!(
+                            matches!(e, AppendError::Fatal(WalError::Poisoned { .. })),
+                            "{:?}",
+                            e
+                        ),
+                    }
+                    prop_assert!(wal.is_poisoned());
+                    let image = root.path().join(format!("log-{}", step + 1));
+                    storage.crash_image(&dir, &image, mode).unwrap();
+                    let floor = if mode == CrashMode::AllWritten {
+                        model.acked
+                    } else {
+                        model.durable
+                    };
                     dir = image;
                     storage = FaultStorage::new();
                     wal = Rc::new(
