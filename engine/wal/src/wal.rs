@@ -288,7 +288,8 @@ impl<S: Storage> Wal<S> {
 
     /// Removes every whole segment whose records a checkpoint covering `covers` contains
     /// (all their LSNs `<= covers`). The last segment always stays, so LSNs keep counting
-    /// from where they were. Returns how many segments were removed.
+    /// from where they were. Returns how many segments were removed. A [`Replay`] made
+    /// earlier fails on a removed segment it had not reached yet.
     pub async fn truncate_prefix(&self, covers: Lsn) -> Result<usize, WalError> {
         let victims: Vec<SegmentInfo> = {
             let mut st = self.shared.state.borrow_mut();
