@@ -1,14 +1,16 @@
-//! `vectron-bench`: Vectron's benchmark tools, one subcommand per module.
+//! `vectron-bench`: Vectron's load generators and benchmarks, one module per subcommand.
+//! Each prints JSON lines of results on stdout.
 
 mod ann;
 mod ann_checks;
 mod dataset;
+mod wal;
 
 use clap::{Parser, Subcommand};
 
 /// Vectron benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "vectron-bench", version, about)]
+#[command(name = "vectron-bench", version)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,11 +23,15 @@ enum Command {
     Ann(ann::Args),
     /// Memory, save/open, delete and filter checks on an fvecs dataset (JSON lines).
     AnnChecks(ann_checks::Args),
+    /// Write-ahead log: durable appends from concurrent writers against a raw
+    /// `pwrite + fdatasync` baseline, or replay speed against `cat`.
+    Wal(wal::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ann(args) => ann::run(&args),
         Command::AnnChecks(args) => ann_checks::run(&args),
+        Command::Wal(args) => wal::run(&args),
     }
 }

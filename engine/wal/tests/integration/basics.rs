@@ -1,0 +1,117 @@
+//! Append, reopen, replay, rotate, truncate: the log's ordinary life.
+
+use std::rc::Rc;
+
+use vectron_wal::{Delete, Lsn, Options, Record, SyncPolicy, Wal, WalError};
+
+use crate::both_drivers;
+use crate::support::{Batch, Owned, collect};
+
+both_drivers! {
+    fn append_reopen_replay(driver: Driver) {
+        let dir = tempfile::tempdir().unwrap();
+        driver.block_on(async {
+            let wal = Wal::open(dir.path(), Options::default()).await.unwrap();
+            let mut expected = Vec::new();
+            for seed in 1..=5u64 {
+                let batch = Batch::seeded(seed, seed as usize, 4);
+                let lsn = wal.append(batch.record()).await.unwrap();
+                assert_eq!(lsn, Lsn::new(seed));
+                expected.push((lsn, Owned::Upsert(batch)));
+            }
+            let ids = vec!["p1-0".to_string()];
+            let lsn = wal.append(Record::Delete(Delete { ids: &ids })).await.unwrap();
+            expected.push((lsn, Owned::Delete(ids)));
+            let lsn = wal.append(Record::Checkpoint { covers: Lsn::new(3) }).await.unwrap();
+            expected.push((lsn, Owned::Checkpoint(Lsn::new(3))));
+            assert_eq!(wal.durable_lsn(), Lsn::new(7));
+            assert_eq!(collect(&wal, Lsn::ZERO).unwrap(), expected);
+            wal.close().await.unwrap();
+
+            let wal = Wal::open(dir.path(), Options::default()).await.unwrap();
+            assert_eq!(wal.last_lsn(), Lsn::new(7));
+            assert_eq!(collect(&wal, Lsn::ZERO).unwrap(), expected);
+            assert_eq!(collect(&wal, Lsn::new(4)).unwrap(), expected[3..]);
+            let batch = Batch::seeded(8, 1, 4);
+            assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(8));
+            wal.close().await.unwrap();
+        });
+    }
+
+    fn concurrent_appends_share_syncs(driver: Driver) {
+        let dir = tempfile::tempdir().unwrap();
+        driver.block_on(async {
+            let wal = Rc::new(Wal::open(dir.path(), Options::default()).await.unwrap());
+            let writers = 32u64;
+            let per_writer = 8u64;
+            let tasks: Vec<_> = (0..writers)
+                .map(|w| {
+                    let wal = wal.clone();
+                    monoio::spawn(async move {
+                        let mut lsns = Vec::new();
+                        for i in 0..per_writer {
+                            let batch = Batch::seeded(w * 1000 + i, 1, 8);
+                            lsns.push((wal.append(batch.record()).await.unwrap(), batch));
+                        }
+                        lsns
+                    })
+                })
+                .collect();
+            let mut acked = Vec::new();
+            for t in tasks {
+                acked.extend(t.await);
+            }
+            acked.sort_by_key(|(lsn, _)| *lsn);
+            let stats = wal.stats();
+            assert_eq!(stats.appends, writers * per_writer);
+            // Group commit: every writer waits on a sync, so syncs are far fewer than appends.
+            assert!(
+                stats.syncs * 4 <= stats.appends,
+                "{} syncs for {} appends: appends are not sharing fdatasyncs",
+                stats.syncs,
+                stats.appends
+            );
+            let replayed = collect(&*wal, Lsn::ZERO).unwrap();
+            let expected: Vec<_> =
+                acked.into_iter().map(|(lsn, b)| (lsn, Owned::Upsert(b))).collect();
+            assert_eq!(replayed, expected);
+            wal.close().await.unwrap();
+        });
+    }
+
+    fn segments_rotate_and_truncate(driver: Driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options::default().segment_bytes(4096).sync(SyncPolicy::Never);
+        driver.block_on(async {
+            let wal = Wal::open(dir.path(), options).await.unwrap();
+            let mut all = Vec::new();
+            for seed in 1..=60u64 {
+                let batch = Batch::seeded(seed, 2, 16);
+                let lsn = wal.append(batch.record()).await.unwrap();
+                all.push((lsn, Owned::Upsert(batch)));
+            }
+            let stats = wal.stats();
+            assert!(stats.segments >= 4, "{stats:?}");
+            assert_eq!(collect(&wal, Lsn::ZERO).unwrap(), all);
+
+            let removed = wal.truncate_prefix(Lsn::new(30)).await.unwrap();
+            assert!(removed >= 1);
+            let first = wal.stats().first_lsn;
+            assert!(first <= Lsn::new(31), "a segment holding LSN 31 was removed: {first}");
+            assert!(matches!(wal.replay(Lsn::new(1)), Err(WalError::ReplayGap { .. })));
+            let rest = collect(&wal, first).unwrap();
+            assert_eq!(rest, all[first.get() as usize - 1..]);
+            wal.close().await.unwrap();
+
+            let wal = Wal::open(dir.path(), options).await.unwrap();
+            assert_eq!(wal.stats().first_lsn, first);
+            assert_eq!(collect(&wal, Lsn::new(31)).unwrap(), all[30..]);
+            // Truncating everything keeps the last segment, so LSNs go on.
+            wal.truncate_prefix(Lsn::new(1000)).await.unwrap();
+            assert_eq!(wal.stats().segments, 1);
+            let batch = Batch::seeded(61, 1, 16);
+            assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(61));
+            wal.close().await.unwrap();
+        });
+    }
+}
