@@ -1,0 +1,16 @@
+//! Compiles the conformance-test service (`tests/proto/netcheck.proto`) with protox (no
+//! system `protoc`): prost messages for the server side and a tonic client for the tests.
+//! The library itself does not include the generated code; only the integration tests do.
+
+use std::error::Error;
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let proto = "tests/proto/netcheck.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["tests/proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}
