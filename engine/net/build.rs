@@ -1,6 +1,7 @@
 //! Compiles the conformance-test service (`tests/proto/netcheck.proto`) with protox (no
-//! system `protoc`): prost messages for the server side and a tonic client for the tests.
-//! The library itself does not include the generated code; only the integration tests do.
+//! system `protoc`): prost messages for the server side, a tonic client for the tests, and
+//! a tonic server that the benchmark compares against. The library itself does not include
+//! the generated code; only the integration tests and the benchmark do.
 
 use std::error::Error;
 
@@ -10,7 +11,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let descriptors = protox::compile([proto], ["tests/proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
-        .build_server(false)
+        .build_server(true)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -43,7 +43,9 @@ pub trait Observer {
     }
 
     /// A call ended with `code`, `elapsed` after it started. `CANCELLED` is reported
-    /// for a call whose client reset it or went away.
+    /// for a call whose client reset it or went away; `INTERNAL` for a request that is
+    /// not gRPC at all (not `POST`, or not `application/grpc`), which is answered with
+    /// HTTP 405 or 415.
     fn call_finished(&self, method: Option<&Method>, code: Code, elapsed: Duration) {
         let _ = (method, code, elapsed);
     }

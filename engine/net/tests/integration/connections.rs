@@ -116,14 +116,14 @@ drivers!(
                     .await;
             }
             if let Err(error) = raw.await_responses(&ids).await {
-                panic!("batch {batch}: the connection ended: {error:?}");
+                panic!("batch {batch}: the connection ended: {error}");
             }
             for &id in &ids {
                 raw.end_stream(id).await;
             }
         }
         if let Err(error) = raw.round_trip().await {
-            panic!("after the last batch: {error:?}");
+            panic!("after the last batch: {error}");
         }
         let total = (BATCHES * BATCH) as usize;
         server

@@ -24,6 +24,17 @@ pub enum FrameError {
     Io(std::io::Error),
 }
 
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::GoAway { error_code, debug } => {
+                write!(f, "GOAWAY with error code {error_code:#x} ({debug})")
+            }
+            FrameError::Io(error) => write!(f, "connection failed: {error}"),
+        }
+    }
+}
+
 pub struct RawConnection {
     stream: TcpStream,
 }

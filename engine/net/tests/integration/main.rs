@@ -18,6 +18,7 @@ mod streaming;
 pub mod netcheck {
     #![expect(
         unused_qualifications,
+        clippy::allow_attributes,
         clippy::allow_attributes_without_reason,
         reason = "generated code: full paths and its own bare allows"
     )]
