@@ -1,0 +1,280 @@
+//! Server settings, with defaults for a data core, and their validation.
+
+use std::time::Duration;
+
+/// HTTP/2 forbids a SETTINGS_MAX_FRAME_SIZE below this (RFC 9113 §6.5.2).
+const MIN_FRAME_SIZE: u32 = 16 * 1024;
+/// … and above this.
+const MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
+/// The largest HTTP/2 flow-control window.
+const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
+
+/// How the server watches idle or dead peers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time between two PINGs on a connection.
+    pub interval: Duration,
+    /// How long a PING may stay unanswered before the connection is closed.
+    pub timeout: Duration,
+}
+
+/// Settings of one gRPC server (one core port).
+///
+/// The defaults suit a data core behind a gateway: few long-lived connections with many
+/// concurrent streams, 4 MiB requests, 16 MiB responses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest request message accepted, in bytes; larger ones are refused with
+    /// `RESOURCE_EXHAUSTED` before their body is buffered. Default 4 MiB.
+    pub max_recv_message_size: usize,
+    /// Largest response message sent, in bytes; a larger one ends the call with
+    /// `RESOURCE_EXHAUSTED`. Default 16 MiB.
+    pub max_send_message_size: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls one connection may have open at
+    /// once. Default 1024.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 initial flow-control window of each stream, in bytes. Default 1 MiB.
+    pub initial_stream_window_size: u32,
+    /// HTTP/2 flow-control window of each connection, in bytes. Default 4 MiB.
+    pub initial_connection_window_size: u32,
+    /// HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame the client may send, 16 KiB to
+    /// 16 MiB - 1. Default 64 KiB.
+    pub max_frame_size: u32,
+    /// HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: bound on the request headers, in bytes.
+    /// Default 16 KiB.
+    pub max_header_list_size: u32,
+    /// Connections served at once; further ones are closed as soon as they are
+    /// accepted. Default 1024.
+    pub max_connections: usize,
+    /// PING-based liveness check, or `None` for none. Default: a PING every 30 s,
+    /// answered within 10 s.
+    pub keepalive: Option<Keepalive>,
+    /// How long a new connection may take to send the HTTP/2 preface. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// On shutdown, how long in-flight calls may run after GOAWAY before their
+    /// connections are closed. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// Set TCP_NODELAY on accepted sockets (small responses leave at once). Default on.
+    pub tcp_nodelay: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_recv_message_size: 4 << 20,
+            max_send_message_size: 16 << 20,
+            max_concurrent_streams: 1024,
+            initial_stream_window_size: 1 << 20,
+            initial_connection_window_size: 4 << 20,
+            max_frame_size: 64 << 10,
+            max_header_list_size: 16 << 10,
+            max_connections: 1024,
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(30),
+                timeout: Duration::from_secs(10),
+            }),
+            handshake_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            tcp_nodelay: true,
+        }
+    }
+}
+
+/// A [`ServerConfig`] value that cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size, count or duration that must be positive is zero.
+    #[error("server setting `{setting}` must be greater than zero")]
+    Zero {
+        /// The setting's field name.
+        setting: &'static str,
+    },
+    /// A message size limit does not fit the 32-bit length of gRPC framing.
+    #[error("server setting `{setting}` is {got} bytes; gRPC framing allows at most {max}")]
+    MessageSizeTooLarge {
+        /// The setting's field name.
+        setting: &'static str,
+        /// The value given.
+        got: usize,
+        /// The largest allowed.
+        max: usize,
+    },
+    /// `max_frame_size` is outside what HTTP/2 allows.
+    #[error("max_frame_size is {got}; HTTP/2 allows {min} to {max}")]
+    FrameSizeOutOfRange {
+        /// The value given.
+        got: u32,
+        /// The smallest allowed.
+        min: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+    /// A flow-control window is larger than HTTP/2 allows.
+    #[error("server setting `{setting}` is {got}; HTTP/2 windows are at most {max}")]
+    WindowTooLarge {
+        /// The setting's field name.
+        setting: &'static str,
+        /// The value given.
+        got: u32,
+        /// The largest allowed.
+        max: u32,
+    },
+}
+
+impl ServerConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let positive: [(&'static str, bool); 10] = [
+            ("max_recv_message_size", self.max_recv_message_size > 0),
+            ("max_send_message_size", self.max_send_message_size > 0),
+            ("max_concurrent_streams", self.max_concurrent_streams > 0),
+            (
+                "initial_stream_window_size",
+                self.initial_stream_window_size > 0,
+            ),
+            (
+                "initial_connection_window_size",
+                self.initial_connection_window_size > 0,
+            ),
+            ("max_header_list_size", self.max_header_list_size > 0),
+            ("max_connections", self.max_connections > 0),
+            (
+                "keepalive.interval",
+                self.keepalive.is_none_or(|k| !k.interval.is_zero()),
+            ),
+            (
+                "keepalive.timeout",
+                self.keepalive.is_none_or(|k| !k.timeout.is_zero()),
+            ),
+            ("handshake_timeout", !self.handshake_timeout.is_zero()),
+        ];
+        if let Some((setting, _)) = positive.iter().find(|(_, ok)| !ok) {
+            return Err(ConfigError::Zero { setting });
+        }
+        let max_message = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+        for (setting, got) in [
+            ("max_recv_message_size", self.max_recv_message_size),
+            ("max_send_message_size", self.max_send_message_size),
+        ] {
+            if got > max_message {
+                return Err(ConfigError::MessageSizeTooLarge {
+                    setting,
+                    got,
+                    max: max_message,
+                });
+            }
+        }
+        if !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&self.max_frame_size) {
+            return Err(ConfigError::FrameSizeOutOfRange {
+                got: self.max_frame_size,
+                min: MIN_FRAME_SIZE,
+                max: MAX_FRAME_SIZE,
+            });
+        }
+        for (setting, got) in [
+            (
+                "initial_stream_window_size",
+                self.initial_stream_window_size,
+            ),
+            (
+                "initial_connection_window_size",
+                self.initial_connection_window_size,
+            ),
+        ] {
+            if got > MAX_WINDOW_SIZE {
+                return Err(ConfigError::WindowTooLarge {
+                    setting,
+                    got,
+                    max: MAX_WINDOW_SIZE,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The h2 connection builder for these settings.
+    pub(crate) fn h2_builder(&self) -> h2::server::Builder {
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(self.max_concurrent_streams)
+            .initial_window_size(self.initial_stream_window_size)
+            .initial_connection_window_size(self.initial_connection_window_size)
+            .max_frame_size(self.max_frame_size)
+            .max_header_list_size(self.max_header_list_size);
+        builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn impossible_settings_are_refused_with_the_setting_named() {
+        let zero = ServerConfig {
+            max_connections: 0,
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::Zero {
+                setting: "max_connections"
+            })
+        );
+
+        let keepalive = ServerConfig {
+            keepalive: Some(Keepalive {
+                interval: Duration::from_secs(1),
+                timeout: Duration::ZERO,
+            }),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            keepalive.validate(),
+            Err(ConfigError::Zero {
+                setting: "keepalive.timeout"
+            })
+        );
+
+        let frame = ServerConfig {
+            max_frame_size: 1024,
+            ..ServerConfig::default()
+        };
+        assert!(matches!(
+            frame.validate(),
+            Err(ConfigError::FrameSizeOutOfRange { got: 1024, .. })
+        ));
+
+        let window = ServerConfig {
+            initial_stream_window_size: u32::MAX,
+            ..ServerConfig::default()
+        };
+        assert!(matches!(
+            window.validate(),
+            Err(ConfigError::WindowTooLarge {
+                setting: "initial_stream_window_size",
+                ..
+            })
+        ));
+
+        if usize::BITS > 32 {
+            let huge = ServerConfig {
+                max_recv_message_size: 1 << 33,
+                ..ServerConfig::default()
+            };
+            assert!(matches!(
+                huge.validate(),
+                Err(ConfigError::MessageSizeTooLarge { .. })
+            ));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! One TCP connection: the HTTP/2 handshake, the keepalive PINGs, and the loop that
+//! drives h2 and spawns a call task per stream.
+//!
+//! The connection task is the only one that polls the h2 `Connection`, so it is what
+//! moves bytes for every stream of the connection; call tasks only queue frames and wait
+//! on h2's wakers. Anything unexpected from the peer (bytes that are not an HTTP/2
+//! preface, invalid frames, silence) ends this task and closes the socket; it never
+//! reaches the rest of the core.
+
+use std::future::{Future, poll_fn};
+use std::net::SocketAddr;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use h2::{Ping, PingPong};
+use monoio::net::TcpStream;
+use monoio::time::{Instant, Sleep};
+
+use crate::call;
+use crate::config::Keepalive;
+use crate::observer::ConnectionEnd;
+use crate::server::{Phase, Shared};
+
+/// Streams accepted in one poll before the connection task yields to the calls it
+/// started.
+const ACCEPT_BUDGET: usize = 32;
+
+/// Serves connection `id` until it ends, and accounts for its end.
+pub(crate) async fn serve(shared: Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) {
+    let end = run(&shared, id, socket, peer).await;
+    tracing::debug!(%peer, ?end, "connection ended");
+    shared.forget(id);
+    shared.stats.connection_closed();
+    shared.observe(|o| o.connection_closed(peer, end));
+    shared.notify_ended();
+}
+
+async fn run(shared: &Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) -> ConnectionEnd {
+    if shared.config.tcp_nodelay
+        && let Err(error) = socket.set_nodelay(true)
+    {
+        tracing::debug!(%peer, %error, "cannot set TCP_NODELAY");
+    }
+    let io = match socket.try_into_poll_io() {
+        Ok(io) => io,
+        Err((error, _)) => {
+            tracing::debug!(%peer, %error, "cannot switch the socket to poll-io");
+            return ConnectionEnd::Error;
+        }
+    };
+
+    let mut handshaking = pin!(shared.h2.handshake::<_, Bytes>(io));
+    let mut timeout = pin!(monoio::time::sleep(shared.config.handshake_timeout));
+    let handshake = poll_fn(|cx| {
+        if shared.poll_phase(id, cx) == Phase::Aborting {
+            return Poll::Ready(Err(ConnectionEnd::Aborted));
+        }
+        if let Poll::Ready(done) = handshaking.as_mut().poll(cx) {
+            return Poll::Ready(done.map_err(|error| {
+                tracing::debug!(%peer, %error, "HTTP/2 handshake failed");
+                ConnectionEnd::HandshakeFailed
+            }));
+        }
+        if timeout.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(ConnectionEnd::HandshakeTimedOut));
+        }
+        Poll::Pending
+    });
+    let mut conn = match handshake.await {
+        Ok(conn) => conn,
+        Err(end) => return end,
+    };
+
+    let mut keepalive = match shared.config.keepalive {
+        Some(settings) => conn.ping_pong().map(|pings| Pinger::new(pings, settings)),
+        None => None,
+    };
+    let mut goaway_sent = false;
+    poll_fn(|cx| {
+        match shared.poll_phase(id, cx) {
+            Phase::Serving => {}
+            Phase::Draining => {
+                if !goaway_sent {
+                    goaway_sent = true;
+                    conn.graceful_shutdown();
+                }
+            }
+            Phase::Aborting => return Poll::Ready(ConnectionEnd::Aborted),
+        }
+        if let Some(pinger) = &mut keepalive
+            && pinger.poll_unresponsive(cx).is_ready()
+        {
+            return Poll::Ready(ConnectionEnd::Unresponsive);
+        }
+        for _ in 0..ACCEPT_BUDGET {
+            match conn.poll_accept(cx) {
+                Poll::Ready(Some(Ok((request, respond)))) => {
+                    monoio::spawn(call::serve(Rc::clone(shared), peer, request, respond));
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    tracing::debug!(%peer, %error, "HTTP/2 connection failed");
+                    return Poll::Ready(ConnectionEnd::Error);
+                }
+                Poll::Ready(None) => return Poll::Ready(ConnectionEnd::Closed),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
+
+/// Sends a PING every interval and reports the peer unresponsive when one stays
+/// unanswered for the timeout.
+struct Pinger {
+    pings: PingPong,
+    settings: Keepalive,
+    timer: Pin<Box<Sleep>>,
+    awaiting_pong: bool,
+    /// h2 refused a PING: the connection is failing and `poll_accept` reports why.
+    broken: bool,
+}
+
+impl Pinger {
+    fn new(pings: PingPong, settings: Keepalive) -> Pinger {
+        Pinger {
+            pings,
+            settings,
+            timer: Box::pin(monoio::time::sleep(settings.interval)),
+            awaiting_pong: false,
+            broken: false,
+        }
+    }
+
+    fn poll_unresponsive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while !self.broken {
+            if self.awaiting_pong {
+                match self.pings.poll_pong(cx) {
+                    Poll::Ready(Ok(_)) => {
+                        self.awaiting_pong = false;
+                        self.timer
+                            .as_mut()
+                            .reset(Instant::now() + self.settings.interval);
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => self.broken = true,
+                    Poll::Pending => {
+                        return if self.timer.as_mut().poll(cx).is_ready() {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        };
+                    }
+                }
+            } else {
+                if self.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                match self.pings.send_ping(Ping::opaque()) {
+                    Ok(()) => {
+                        self.awaiting_pong = true;
+                        self.timer
+                            .as_mut()
+                            .reset(Instant::now() + self.settings.timeout);
+                    }
+                    Err(_) => self.broken = true,
+                }
+            }
+        }
+        Poll::Pending
+    }
+}
