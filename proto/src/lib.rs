@@ -49,6 +49,7 @@ pub mod v1 {
 
 mod builders;
 pub mod hashing;
+pub mod json;
 
 /// The encoded `FileDescriptorSet` of every contract in this crate, for gRPC reflection
 /// and for tools that inspect messages dynamically.

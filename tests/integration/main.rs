@@ -1,3 +1,6 @@
-//! End-to-end tests of the `vectron` binary: one test binary, one module per concern.
+//! End-to-end tests of the `vectron` binary: real processes on loopback, one test
+//! binary, one module per concern.
 
 mod cli;
+mod support;
+mod worker;

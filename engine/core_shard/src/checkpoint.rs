@@ -37,7 +37,10 @@ pub(crate) const INDEX_FILE: &str = "index.hnsw";
 pub(crate) const POINTS_FILE: &str = "points.bin";
 
 fn file_err(path: &Path) -> impl Fn(io::Error) -> ShardError + '_ {
-    move |source| ShardError::Checkpoint { path: path.to_path_buf(), source }
+    move |source| ShardError::Checkpoint {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn corrupt(path: &Path, what: &str) -> ShardError {
@@ -60,7 +63,9 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> 
 
 /// Makes a directory's entries (creations, renames, removals) durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ShardError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(file_err(dir))
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(file_err(dir))
 }
 
 /// Reads the manifest of a shard directory, if it has one.
@@ -82,7 +87,10 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Option<ShardManifest>, ShardEr
 
 /// Writes the manifest of a shard directory atomically.
 pub(crate) fn write_manifest(dir: &Path, manifest: &ShardManifest) -> Result<(), ShardError> {
-    write_atomic(&dir.join(MANIFEST), &frame(MANIFEST_MAGIC, &manifest.encode_to_vec()))
+    write_atomic(
+        &dir.join(MANIFEST),
+        &frame(MANIFEST_MAGIC, &manifest.encode_to_vec()),
+    )
 }
 
 /// `magic`, the body's length (u32 LE), the body, its CRC32C (u32 LE).
@@ -121,9 +129,17 @@ pub(crate) fn write_points<'a>(
     body.extend_from_slice(&0u64.to_le_bytes());
     for (node, id, payload) in points {
         body.extend_from_slice(&node.0.to_le_bytes());
-        body.extend_from_slice(&u16::try_from(id.len()).expect("ids are short").to_le_bytes());
+        body.extend_from_slice(
+            &u16::try_from(id.len())
+                .expect("ids are short")
+                .to_le_bytes(),
+        );
         body.extend_from_slice(id.as_bytes());
-        body.extend_from_slice(&u32::try_from(payload.len()).expect("payloads are small").to_le_bytes());
+        body.extend_from_slice(
+            &u32::try_from(payload.len())
+                .expect("payloads are small")
+                .to_le_bytes(),
+        );
         body.extend_from_slice(payload);
         count += 1;
     }
@@ -156,7 +172,11 @@ pub(crate) fn read_points(
     if crc32c::crc32c(body) != crc {
         return Err(corrupt(path, "checksum mismatch"));
     }
-    let mut r = Reader { bytes: body, at: 0, path };
+    let mut r = Reader {
+        bytes: body,
+        at: 0,
+        path,
+    };
     let count = r.u64()?;
     for _ in 0..count {
         let node = NodeId(r.u32()?);
@@ -188,13 +208,19 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
     fn u16(&mut self) -> Result<u16, ShardError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, ShardError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, ShardError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 }
 
@@ -232,7 +258,10 @@ mod tests {
     fn points_round_trip_and_damage_is_detected() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(POINTS_FILE);
-        let points = [(NodeId(3), "a", &b"{\"x\":1}"[..]), (NodeId(0), "béta", &b""[..])];
+        let points = [
+            (NodeId(3), "a", &b"{\"x\":1}"[..]),
+            (NodeId(0), "béta", &b""[..]),
+        ];
         write_points(&path, points.iter().copied()).unwrap();
         let mut back = Vec::new();
         read_points(&path, |n, id, p| {
@@ -240,8 +269,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let expected: Vec<_> =
-            points.iter().map(|(n, id, p)| (*n, (*id).to_owned(), p.to_vec())).collect();
+        let expected: Vec<_> = points
+            .iter()
+            .map(|(n, id, p)| (*n, (*id).to_owned(), p.to_vec()))
+            .collect();
         assert_eq!(back, expected);
 
         let good = fs::read(&path).unwrap();
@@ -262,7 +293,11 @@ mod tests {
         assert!(read_manifest(dir.path()).unwrap().is_none());
         let m = ShardManifest {
             format_version: FORMAT_VERSION,
-            assignment: Some(ShardAssignment { shard_id: 2, epoch: 7, ..Default::default() }),
+            assignment: Some(ShardAssignment {
+                shard_id: 2,
+                epoch: 7,
+                ..Default::default()
+            }),
             checkpoint_lsn: 42,
             checkpoint_dir: checkpoint_dir_name(42),
         };

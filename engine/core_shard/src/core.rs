@@ -141,12 +141,17 @@ impl Core {
     }
 
     fn shard_dir(&self, collection: &str, shard_id: u32) -> PathBuf {
-        self.config.data_dir.join(collection).join(format!("shard-{shard_id}"))
+        self.config
+            .data_dir
+            .join(collection)
+            .join(format!("shard-{shard_id}"))
     }
 
     /// The shard a data call names, if this core serves it at that epoch.
     pub fn shard(&self, r: Option<&ShardRef>) -> Result<Rc<ShardHandle>, ShardError> {
-        let r = r.ok_or(ShardError::BadAssignment { reason: "the request names no shard".into() })?;
+        let r = r.ok_or(ShardError::BadAssignment {
+            reason: "the request names no shard".into(),
+        })?;
         let shard = self
             .shards
             .borrow()
@@ -175,7 +180,10 @@ impl Core {
 
     /// Opens a shard (or adopts a new epoch for one already open, or reopens one that
     /// stopped after a failure). Idempotent.
-    pub async fn open_shard(&self, assignment: &ShardAssignment) -> Result<Rc<ShardHandle>, ShardError> {
+    pub async fn open_shard(
+        &self,
+        assignment: &ShardAssignment,
+    ) -> Result<Rc<ShardHandle>, ShardError> {
         let spec = ShardSpec::from_assignment(assignment)?;
         let key: ShardKey = (spec.name().to_owned(), spec.shard_id);
         let existing = self.shards.borrow().get(&key).cloned();
@@ -210,7 +218,10 @@ impl Core {
         let shard = opened?;
         let counters = Rc::clone(&self.counters);
         shard.wal().set_sync_observer(move |event| {
-            counters.borrow_mut().wal_sync_latency.record(event.duration);
+            counters
+                .borrow_mut()
+                .wal_sync_latency
+                .record(event.duration);
         });
         self.shards.borrow_mut().insert(key, Rc::clone(&shard));
         self.work.notify();
@@ -220,7 +231,9 @@ impl Core {
     /// Closes a shard (checkpointing it), optionally removing its files.
     pub async fn close_shard(&self, r: &ShardRef, delete_data: bool) -> Result<(), ShardError> {
         let shard = self.shard(Some(r))?;
-        self.shards.borrow_mut().remove(&(r.collection.clone(), r.shard_id));
+        self.shards
+            .borrow_mut()
+            .remove(&(r.collection.clone(), r.shard_id));
         if delete_data {
             let _ = shard.wal().close().await;
             let dir = shard.dir().to_path_buf();
@@ -239,7 +252,9 @@ impl Core {
             return failures;
         };
         for collection in collections.flatten() {
-            let Ok(shards) = std::fs::read_dir(collection.path()) else { continue };
+            let Ok(shards) = std::fs::read_dir(collection.path()) else {
+                continue;
+            };
             for dir in shards.flatten() {
                 let path = dir.path();
                 let manifest = match crate::checkpoint::read_manifest(&path) {
@@ -250,7 +265,9 @@ impl Core {
                         continue;
                     }
                 };
-                let Some(assignment) = manifest.assignment else { continue };
+                let Some(assignment) = manifest.assignment else {
+                    continue;
+                };
                 if let Err(e) = self.open_shard(&assignment).await {
                     failures.push((path, e));
                 }
@@ -291,7 +308,8 @@ impl Core {
         while !self.stopping.get() {
             monoio::time::sleep(CHECKPOINT_CHECK).await;
             for shard in self.shards() {
-                if shard.wal_bytes_since_checkpoint() > CHECKPOINT_WAL_BYTES && !shard.is_stopped() {
+                if shard.wal_bytes_since_checkpoint() > CHECKPOINT_WAL_BYTES && !shard.is_stopped()
+                {
                     let _ = shard.checkpoint().await;
                 }
             }
@@ -302,7 +320,9 @@ impl Core {
     pub async fn shutdown(&self) -> Vec<ShardError> {
         self.stopping.set(true);
         self.work.notify();
-        let shards: Vec<_> = std::mem::take(&mut *self.shards.borrow_mut()).into_values().collect();
+        let shards: Vec<_> = std::mem::take(&mut *self.shards.borrow_mut())
+            .into_values()
+            .collect();
         let mut errors = Vec::new();
         for shard in shards {
             if let Err(e) = shard.close().await {

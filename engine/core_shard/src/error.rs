@@ -24,7 +24,9 @@ pub enum ShardError {
         max: usize,
     },
     /// Too many bytes in one write.
-    #[error("the request carries {got} bytes of points, more than the limit of {max} per shard; split it")]
+    #[error(
+        "the request carries {got} bytes of points, more than the limit of {max} per shard; split it"
+    )]
     BatchBytes {
         /// Bytes given.
         got: usize,
@@ -46,7 +48,9 @@ pub enum ShardError {
         id: String,
     },
     /// A vector of the wrong length.
-    #[error("point {point} (id {id:?}): vector has {got} values, the collection has dimension {expected}")]
+    #[error(
+        "point {point} (id {id:?}): vector has {got} values, the collection has dimension {expected}"
+    )]
     WrongDimension {
         /// Position in the request.
         point: usize,
@@ -139,7 +143,9 @@ pub enum ShardError {
     #[error(transparent)]
     Filter(#[from] FilterError),
     /// A delete by filter with an empty filter.
-    #[error("a delete by filter needs a non-empty filter; drop the collection to delete everything")]
+    #[error(
+        "a delete by filter needs a non-empty filter; drop the collection to delete everything"
+    )]
     EmptyDeleteFilter,
     /// A delete naming neither ids nor a filter.
     #[error("a delete must name ids or a filter")]
@@ -165,7 +171,9 @@ pub enum ShardError {
         shard_id: u32,
     },
     /// The caller routed by another placement epoch.
-    #[error("shard {shard_id} of collection {collection:?} is at epoch {current}, the request named {requested}")]
+    #[error(
+        "shard {shard_id} of collection {collection:?} is at epoch {current}, the request named {requested}"
+    )]
     WrongEpoch {
         /// Collection.
         collection: String,
@@ -183,7 +191,9 @@ pub enum ShardError {
         reason: String,
     },
     /// The shard exists on disk with another spec than the assignment.
-    #[error("shard {shard_id} of collection {collection:?} exists with a different spec; close it with delete_data first")]
+    #[error(
+        "shard {shard_id} of collection {collection:?} exists with a different spec; close it with delete_data first"
+    )]
     SpecMismatch {
         /// Collection.
         collection: String,
@@ -191,7 +201,9 @@ pub enum ShardError {
         shard_id: u32,
     },
     /// The shard stopped after a failure; it must be reopened.
-    #[error("shard {shard_id} of collection {collection:?} stopped after a failure ({reason}); reopen it")]
+    #[error(
+        "shard {shard_id} of collection {collection:?} stopped after a failure ({reason}); reopen it"
+    )]
     Stopped {
         /// Collection.
         collection: String,

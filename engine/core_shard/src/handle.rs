@@ -45,7 +45,10 @@ pub struct PendingWrite<'a> {
 
 impl std::fmt::Debug for PendingWrite<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PendingWrite").field("count", &self.count).field("lsn", &self.lsn).finish()
+        f.debug_struct("PendingWrite")
+            .field("count", &self.count)
+            .field("lsn", &self.lsn)
+            .finish()
     }
 }
 
@@ -64,7 +67,11 @@ impl PendingWrite<'_> {
     /// A failure of the log stops `shard`.
     pub async fn finish(self, shard: &ShardHandle) -> Result<WriteAck, ShardError> {
         match self.logged.await {
-            Ok(lsn) => Ok(WriteAck { count: self.count, lsn: lsn.get(), durable: true }),
+            Ok(lsn) => Ok(WriteAck {
+                count: self.count,
+                lsn: lsn.get(),
+                durable: true,
+            }),
             // Validation bounds batches far below the log's record limit, so a rejection
             // means the state already holds a write the log refused: stop.
             Err(AppendError::Rejected(e)) => Err(shard.stop_on(ShardError::Replay {
@@ -92,11 +99,17 @@ impl ShardHandle {
     /// checkpoint, replays the log after it, and adopts the assignment's epoch. An
     /// existing shard must have the same collection spec and range.
     pub async fn open(dir: &Path, spec: ShardSpec, wal: Options) -> Result<Rc<Self>, ShardError> {
-        fs::create_dir_all(dir)
-            .map_err(|source| ShardError::Checkpoint { path: dir.to_path_buf(), source })?;
+        fs::create_dir_all(dir).map_err(|source| ShardError::Checkpoint {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let manifest = checkpoint::read_manifest(dir)?;
         if let Some(m) = &manifest {
-            let held = m.assignment.as_ref().map(ShardSpec::from_assignment).transpose()?;
+            let held = m
+                .assignment
+                .as_ref()
+                .map(ShardSpec::from_assignment)
+                .transpose()?;
             if let Some(held) = held
                 && (held.collection != spec.collection
                     || held.range != spec.range
@@ -113,7 +126,9 @@ impl ShardHandle {
             None => ShardState::new(spec.clone())?,
             Some(m) => load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone())?,
         };
-        let wal = Wal::open(dir.join("wal"), wal).await.map_err(|source| ShardError::Wal { source })?;
+        let wal = Wal::open(dir.join("wal"), wal)
+            .await
+            .map_err(|source| ShardError::Wal { source })?;
         replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
 
         let handle = Self {
@@ -163,7 +178,11 @@ impl ShardHandle {
             format_version: FORMAT_VERSION,
             assignment: Some(self.state.borrow().spec().to_assignment()),
             checkpoint_lsn: lsn,
-            checkpoint_dir: if lsn == 0 { String::new() } else { checkpoint::checkpoint_dir_name(lsn) },
+            checkpoint_dir: if lsn == 0 {
+                String::new()
+            } else {
+                checkpoint::checkpoint_dir_name(lsn)
+            },
         };
         checkpoint::write_manifest(&self.dir, &manifest)
     }
@@ -212,7 +231,11 @@ impl ShardHandle {
             pending.finish(self).await
         } else {
             // Queued and applied; the log writes it whether or not anyone waits.
-            Ok(WriteAck { count: pending.count, lsn: pending.lsn, durable: false })
+            Ok(WriteAck {
+                count: pending.count,
+                lsn: pending.lsn,
+                durable: false,
+            })
         }
     }
 
@@ -233,7 +256,11 @@ impl ShardHandle {
         if let Err(e) = self.state.borrow_mut().apply_upsert(&batch) {
             return Err(self.stop_on(e));
         }
-        Ok(PendingWrite { logged, count: batch.len() as u64, lsn })
+        Ok(PendingWrite {
+            logged,
+            count: batch.len() as u64,
+            lsn,
+        })
     }
 
     /// Deletes points by id; returns how many existed.
@@ -253,17 +280,32 @@ impl ShardHandle {
 
     async fn delete_existing(&self, ids: Vec<String>, wait: bool) -> Result<WriteAck, ShardError> {
         if ids.is_empty() {
-            return Ok(WriteAck { count: 0, lsn: 0, durable: true });
+            return Ok(WriteAck {
+                count: 0,
+                lsn: 0,
+                durable: true,
+            });
         }
         let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids: &ids })));
         let lsn = self.wal.last_lsn().get();
-        let applied = self.state.borrow_mut().apply_delete(ids.iter().map(String::as_str));
+        let applied = self
+            .state
+            .borrow_mut()
+            .apply_delete(ids.iter().map(String::as_str));
         let count = match applied {
             Ok(n) => n,
             Err(e) => return Err(self.stop_on(e)),
         };
         let pending = PendingWrite { logged, count, lsn };
-        if wait { pending.finish(self).await } else { Ok(WriteAck { count, lsn, durable: false }) }
+        if wait {
+            pending.finish(self).await
+        } else {
+            Ok(WriteAck {
+                count,
+                lsn,
+                durable: false,
+            })
+        }
     }
 
     // --- reads --------------------------------------------------------------------
@@ -289,7 +331,12 @@ impl ShardHandle {
     }
 
     /// Reads points by id.
-    pub fn get(&self, ids: &[String], with_vector: bool, with_payload: bool) -> Result<Vec<PointOut>, ShardError> {
+    pub fn get(
+        &self,
+        ids: &[String],
+        with_vector: bool,
+        with_payload: bool,
+    ) -> Result<Vec<PointOut>, ShardError> {
         self.usable()?;
         ShardState::validate_ids(ids)?;
         Ok(self.state.borrow().get(ids, with_vector, with_payload))
@@ -308,9 +355,16 @@ impl ShardHandle {
         request: &vectron_proto::core::v1::ScrollRequest,
     ) -> Result<(Vec<PointOut>, Option<String>), ShardError> {
         self.usable()?;
-        let limit = if request.limit == 0 { 100 } else { request.limit };
+        let limit = if request.limit == 0 {
+            100
+        } else {
+            request.limit
+        };
         if limit > crate::shard::MAX_BATCH as u32 {
-            return Err(ShardError::BadLimit { limit, max: crate::shard::MAX_BATCH as u32 });
+            return Err(ShardError::BadLimit {
+                limit,
+                max: crate::shard::MAX_BATCH as u32,
+            });
         }
         let filter = Filter::from_proto(request.filter.as_ref())?;
         Ok(self.state.borrow().scroll(
@@ -364,14 +418,22 @@ impl ShardHandle {
     async fn write_checkpoint(&self) -> Result<u64, ShardError> {
         // Everything logged so far becomes durable; the state holds at least that (and
         // perhaps later writes too, which replaying them again leaves unchanged).
-        let lsn = self.wal.sync().await.map_err(|source| ShardError::Wal { source })?.get();
+        let lsn = self
+            .wal
+            .sync()
+            .await
+            .map_err(|source| ShardError::Wal { source })?
+            .get();
         if lsn == self.checkpoint_lsn.get() {
             return Ok(lsn);
         }
         let name = checkpoint::checkpoint_dir_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
         let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(|source| ShardError::Checkpoint { path: tmp.clone(), source })?;
+        fs::create_dir_all(&tmp).map_err(|source| ShardError::Checkpoint {
+            path: tmp.clone(),
+            source,
+        })?;
         {
             let st = self.state.borrow();
             let index_path = tmp.join(INDEX_FILE);
@@ -382,17 +444,24 @@ impl ShardHandle {
         }
         checkpoint::sync_dir(&tmp)?;
         let dest = self.dir.join(&name);
-        fs::rename(&tmp, &dest).map_err(|source| ShardError::Checkpoint { path: dest.clone(), source })?;
+        fs::rename(&tmp, &dest).map_err(|source| ShardError::Checkpoint {
+            path: dest.clone(),
+            source,
+        })?;
         checkpoint::sync_dir(&self.dir)?;
         self.checkpoint_lsn.set(lsn);
         self.write_manifest()?;
         checkpoint::remove_stale_checkpoints(&self.dir, &name)?;
         self.wal
-            .append(Record::Checkpoint { covers: Lsn::new(lsn) })
+            .append(Record::Checkpoint {
+                covers: Lsn::new(lsn),
+            })
             .await
             .map_err(|e| match e {
                 AppendError::Fatal(source) => ShardError::Wal { source },
-                AppendError::Rejected(e) => ShardError::Replay { reason: e.to_string() },
+                AppendError::Rejected(e) => ShardError::Replay {
+                    reason: e.to_string(),
+                },
             })?;
         self.wal
             .truncate_prefix(Lsn::new(lsn))
@@ -406,7 +475,10 @@ impl ShardHandle {
         if !self.is_stopped() && self.wal.last_lsn().get() > self.checkpoint_lsn.get() {
             self.checkpoint().await?;
         }
-        self.wal.close().await.map_err(|source| ShardError::Wal { source })
+        self.wal
+            .close()
+            .await
+            .map_err(|source| ShardError::Wal { source })
     }
 
     /// Statistics of the shard.
@@ -423,7 +495,12 @@ impl ShardHandle {
             indexed_points: points.saturating_sub(pending),
             deleted_points: st.index().deleted_len() as u64,
             memory_bytes: st.memory_bytes(),
-            disk_bytes: wal.bytes_on_disk + dir_bytes(&self.dir.join(checkpoint::checkpoint_dir_name(self.checkpoint_lsn.get()))),
+            disk_bytes: wal.bytes_on_disk
+                + dir_bytes(
+                    &self
+                        .dir
+                        .join(checkpoint::checkpoint_dir_name(self.checkpoint_lsn.get())),
+                ),
             wal_bytes: wal.bytes_since_checkpoint,
             last_lsn: wal.durable_lsn.get(),
             checkpoint_lsn: self.checkpoint_lsn.get(),
@@ -434,14 +511,19 @@ impl ShardHandle {
 fn dir_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
-            entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
         })
         .unwrap_or(0)
 }
 
 /// Loads a checkpoint directory into a shard state.
 fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError> {
-    let index = HnswIndex::open(dir.join(INDEX_FILE)).map_err(|source| ShardError::Index { source })?;
+    let index =
+        HnswIndex::open(dir.join(INDEX_FILE)).map_err(|source| ShardError::Index { source })?;
     if index.dim() != spec.collection.dimension as usize {
         return Err(ShardError::Replay {
             reason: format!(
@@ -462,8 +544,13 @@ fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError
 
 /// Applies every logged write from `from` on to `state`.
 fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError> {
-    let mut records = wal.replay(from).map_err(|source| ShardError::Wal { source })?;
-    while let Some(record) = records.next_record().map_err(|source| ShardError::Wal { source })? {
+    let mut records = wal
+        .replay(from)
+        .map_err(|source| ShardError::Wal { source })?;
+    while let Some(record) = records
+        .next_record()
+        .map_err(|source| ShardError::Wal { source })?
+    {
         match record.body() {
             BodyView::Upsert(batch) => {
                 for (id, vector, payload) in batch.points() {

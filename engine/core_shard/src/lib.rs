@@ -1,9 +1,26 @@
-//! One worker core of Vectron.
+//! One worker core of Vectron: the shards it owns and the gRPC service it serves.
 #![warn(missing_docs)]
 
+mod checkpoint;
+mod core;
+mod error;
 mod filter;
+mod handle;
 mod payload_index;
+mod runtime;
+mod service;
+mod shard;
+mod spec;
 mod stats;
 
-pub use filter::{Filter, FilterError};
-pub use stats::{CoreCounters, Latency};
+pub use crate::core::{Core, CoreConfig};
+pub use crate::error::ShardError;
+pub use crate::filter::{Filter, FilterError};
+pub use crate::handle::{PendingWrite, ShardHandle, WriteAck};
+pub use crate::runtime::{
+    CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, driver_name, spawn_core,
+};
+pub use crate::service::{EPOCH_METADATA, InFlight, router, status};
+pub use crate::shard::{HitOut, PointOut};
+pub use crate::spec::ShardSpec;
+pub use crate::stats::{CoreCounters, Latency};

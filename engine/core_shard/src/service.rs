@@ -78,11 +78,20 @@ pub fn status(err: &ShardError) -> Status {
 }
 
 fn point(p: PointOut) -> Point {
-    Point { id: p.id, vector: p.vector, payload_json: p.payload }
+    Point {
+        id: p.id,
+        vector: p.vector,
+        payload_json: p.payload,
+    }
 }
 
 fn hit(h: HitOut) -> ScoredPoint {
-    ScoredPoint { id: h.id, score: h.score, vector: h.vector, payload_json: h.payload }
+    ScoredPoint {
+        id: h.id,
+        score: h.score,
+        vector: h.vector,
+        payload_json: h.payload,
+    }
 }
 
 /// Where the Stats handler reads the number of calls in flight, set once the server
@@ -95,44 +104,70 @@ fn search_one(core: &Core, request: &SearchRequest, exact: bool) -> Result<Searc
     let hits = core
         .with_scratch(|scratch| shard.search(request, exact, scratch))
         .map_err(|e| status(&e))?;
-    core.counters().borrow_mut().search(core.uptime(), started.elapsed());
-    Ok(SearchResponse { hits: hits.into_iter().map(hit).collect() })
+    core.counters()
+        .borrow_mut()
+        .search(core.uptime(), started.elapsed());
+    Ok(SearchResponse {
+        hits: hits.into_iter().map(hit).collect(),
+    })
 }
 
 /// Every CoreService method, bound to `core`.
 pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError> {
     const SVC: &str = "/vectron.core.v1.CoreService/";
     let c = Rc::clone(&core);
-    let router = Router::new().unary(&format!("{SVC}OpenShard"), move |_: RequestContext, r: OpenShardRequest| {
-        let core = Rc::clone(&c);
-        async move {
-            let assignment = r.assignment.unwrap_or_default();
-            let shard = core.open_shard(&assignment).await.map_err(|e| status(&e))?;
-            Ok(OpenShardResponse { stats: Some(shard.stats()) })
-        }
-    })?;
+    let router = Router::new().unary(
+        &format!("{SVC}OpenShard"),
+        move |_: RequestContext, r: OpenShardRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let assignment = r.assignment.unwrap_or_default();
+                let shard = core.open_shard(&assignment).await.map_err(|e| status(&e))?;
+                Ok(OpenShardResponse {
+                    stats: Some(shard.stats()),
+                })
+            }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}CloseShard"), move |_: RequestContext, r: CloseShardRequest| {
-        let core = Rc::clone(&c);
-        async move {
-            let shard = r.shard.unwrap_or_default();
-            core.close_shard(&shard, r.delete_data).await.map_err(|e| status(&e))?;
-            Ok(CloseShardResponse {})
-        }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}CloseShard"),
+        move |_: RequestContext, r: CloseShardRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let shard = r.shard.unwrap_or_default();
+                core.close_shard(&shard, r.delete_data)
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(CloseShardResponse {})
+            }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Upsert"), move |_: RequestContext, r: UpsertRequest| {
-        let core = Rc::clone(&c);
-        async move {
-            let started = Instant::now();
-            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-            let points = r.points.len() as u64;
-            let ack = shard.upsert(r.points, r.wait.unwrap_or(true)).await.map_err(|e| status(&e))?;
-            core.wake_indexer();
-            core.counters().borrow_mut().upsert(core.uptime(), points, started.elapsed());
-            Ok(UpsertResponse { count: ack.count, durable: ack.durable, lsn: ack.lsn })
-        }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Upsert"),
+        move |_: RequestContext, r: UpsertRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let started = Instant::now();
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                let points = r.points.len() as u64;
+                let ack = shard
+                    .upsert(r.points, r.wait.unwrap_or(true))
+                    .await
+                    .map_err(|e| status(&e))?;
+                core.wake_indexer();
+                core.counters()
+                    .borrow_mut()
+                    .upsert(core.uptime(), points, started.elapsed());
+                Ok(UpsertResponse {
+                    count: ack.count,
+                    durable: ack.durable,
+                    lsn: ack.lsn,
+                })
+            }
+        },
+    )?;
     let c = Rc::clone(&core);
     let router = router.client_streaming(
         &format!("{SVC}UpsertStream"),
@@ -142,138 +177,184 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
         },
     )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Search"), move |_: RequestContext, r: SearchRequest| {
-        let result = search_one(&c, &r, false);
-        async move { result }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Search"),
+        move |_: RequestContext, r: SearchRequest| {
+            let result = search_one(&c, &r, false);
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}ExactSearch"), move |_: RequestContext, r: SearchRequest| {
-        let result = search_one(&c, &r, true);
-        async move { result }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}ExactSearch"),
+        move |_: RequestContext, r: SearchRequest| {
+            let result = search_one(&c, &r, true);
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}SearchBatch"), move |_: RequestContext, r: SearchBatchRequest| {
-        let result = r
-            .searches
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                search_one(&c, s, false).map_err(|e| {
-                    Status::new(e.code(), format!("search {i} of the batch: {}", e.message()))
+    let router = router.unary(
+        &format!("{SVC}SearchBatch"),
+        move |_: RequestContext, r: SearchBatchRequest| {
+            let result = r
+                .searches
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    search_one(&c, s, false).map_err(|e| {
+                        Status::new(
+                            e.code(),
+                            format!("search {i} of the batch: {}", e.message()),
+                        )
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|results| SearchBatchResponse { results });
-        async move { result }
-    })?;
+                .collect::<Result<Vec<_>, _>>()
+                .map(|results| SearchBatchResponse { results });
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Get"), move |_: RequestContext, r: GetRequest| {
-        let result = c
-            .shard(r.shard.as_ref())
-            .and_then(|s| s.get(&r.ids, r.with_vector, r.with_payload))
-            .map(|points| GetResponse { points: points.into_iter().map(point).collect() })
-            .map_err(|e| status(&e));
-        async move { result }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Get"),
+        move |_: RequestContext, r: GetRequest| {
+            let result = c
+                .shard(r.shard.as_ref())
+                .and_then(|s| s.get(&r.ids, r.with_vector, r.with_payload))
+                .map(|points| GetResponse {
+                    points: points.into_iter().map(point).collect(),
+                })
+                .map_err(|e| status(&e));
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Delete"), move |_: RequestContext, r: DeleteRequest| {
-        let core = Rc::clone(&c);
-        async move {
-            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-            let wait = r.wait.unwrap_or(true);
-            let ack = match r.selector {
-                Some(delete_request::Selector::Ids(ids)) => shard.delete_ids(ids.ids, wait).await,
-                Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f)) {
-                    Ok(filter) => shard.delete_filter(&filter, wait).await,
-                    Err(e) => Err(e.into()),
-                },
-                None => Err(ShardError::NoSelector),
+    let router = router.unary(
+        &format!("{SVC}Delete"),
+        move |_: RequestContext, r: DeleteRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                let wait = r.wait.unwrap_or(true);
+                let ack = match r.selector {
+                    Some(delete_request::Selector::Ids(ids)) => {
+                        shard.delete_ids(ids.ids, wait).await
+                    }
+                    Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f))
+                    {
+                        Ok(filter) => shard.delete_filter(&filter, wait).await,
+                        Err(e) => Err(e.into()),
+                    },
+                    None => Err(ShardError::NoSelector),
+                }
+                .map_err(|e| status(&e))?;
+                core.wake_indexer();
+                Ok(DeleteResponse {
+                    deleted: ack.count,
+                    lsn: ack.lsn,
+                })
             }
-            .map_err(|e| status(&e))?;
-            core.wake_indexer();
-            Ok(DeleteResponse { deleted: ack.count, lsn: ack.lsn })
-        }
-    })?;
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Scroll"), move |_: RequestContext, r: ScrollRequest| {
-        let result = c
-            .shard(r.shard.as_ref())
-            .and_then(|s| s.scroll(&r))
-            .map(|(points, next)| ScrollResponse {
-                points: points.into_iter().map(point).collect(),
-                next_offset: next.unwrap_or_default(),
-            })
-            .map_err(|e| status(&e));
-        async move { result }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Scroll"),
+        move |_: RequestContext, r: ScrollRequest| {
+            let result = c
+                .shard(r.shard.as_ref())
+                .and_then(|s| s.scroll(&r))
+                .map(|(points, next)| ScrollResponse {
+                    points: points.into_iter().map(point).collect(),
+                    next_offset: next.unwrap_or_default(),
+                })
+                .map_err(|e| status(&e));
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Count"), move |_: RequestContext, r: CountRequest| {
-        let result = c
-            .shard(r.shard.as_ref())
-            .and_then(|s| s.count(r.filter.as_ref()))
-            .map(|count| CountResponse { count })
-            .map_err(|e| status(&e));
-        async move { result }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Count"),
+        move |_: RequestContext, r: CountRequest| {
+            let result = c
+                .shard(r.shard.as_ref())
+                .and_then(|s| s.count(r.filter.as_ref()))
+                .map(|count| CountResponse { count })
+                .map_err(|e| status(&e));
+            async move { result }
+        },
+    )?;
     let c = Rc::clone(&core);
-    let router = router.unary(&format!("{SVC}Checkpoint"), move |_: RequestContext, r: CheckpointRequest| {
-        let core = Rc::clone(&c);
-        async move {
-            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-            let lsn = shard.checkpoint().await.map_err(|e| status(&e))?;
-            Ok(CheckpointResponse { lsn })
-        }
-    })?;
+    let router = router.unary(
+        &format!("{SVC}Checkpoint"),
+        move |_: RequestContext, r: CheckpointRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                let lsn = shard.checkpoint().await.map_err(|e| status(&e))?;
+                Ok(CheckpointResponse { lsn })
+            }
+        },
+    )?;
     let c = Rc::clone(&core);
-    router.unary(&format!("{SVC}Stats"), move |_: RequestContext, _: StatsRequest| {
-        let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
-        let stats: CoreStats = c.stats(u32::try_from(in_flight).unwrap_or(u32::MAX));
-        async move { Ok(stats) }
-    })
+    router.unary(
+        &format!("{SVC}Stats"),
+        move |_: RequestContext, _: StatsRequest| {
+            let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
+            let stats: CoreStats = c.stats(u32::try_from(in_flight).unwrap_or(u32::MAX));
+            async move { Ok(stats) }
+        },
+    )
 }
 
 /// Bulk ingest on one stream: every batch is validated, logged and applied as it
 /// arrives; up to [`STREAM_WINDOW`] batches wait for the log at once, so reading the
 /// stream, syncing and indexing overlap. Answers once every batch is acknowledged.
-async fn upsert_stream(core: &Core, mut stream: RequestStream<UpsertRequest>) -> Result<UpsertResponse, Status> {
+async fn upsert_stream(
+    core: &Core,
+    mut stream: RequestStream<UpsertRequest>,
+) -> Result<UpsertResponse, Status> {
     let started = Instant::now();
-    let mut shard_ref = None;
-    let mut shard = None;
+    let Some(first) = stream.message().await? else {
+        return Err(Status::invalid_argument(
+            "an upsert stream must carry at least one batch",
+        ));
+    };
+    let shard_ref = first.shard.clone();
+    let shard = core.shard(shard_ref.as_ref()).map_err(|e| status(&e))?;
     let mut waiting = VecDeque::new();
     let mut total = 0u64;
     let mut lsn = 0u64;
     let mut durable = true;
-    while let Some(batch) = stream.message().await? {
-        if shard_ref.is_none() {
-            shard = Some(core.shard(batch.shard.as_ref()).map_err(|e| status(&e))?);
-            shard_ref = batch.shard.clone();
-        } else if batch.shard.is_some() && batch.shard != shard_ref {
+    let mut next = Some(first);
+    while let Some(batch) = next.take() {
+        if batch.shard.is_some() && batch.shard != shard_ref {
             return Err(Status::invalid_argument(
                 "every message of an upsert stream must name the same shard and epoch",
             ));
         }
-        let shard = shard.as_ref().expect("set with the first batch");
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
         let pending = shard.begin_upsert(batch.points).map_err(|e| status(&e))?;
         core.wake_indexer();
         total += pending.count();
+        lsn = pending.lsn_hint();
         if wait {
             waiting.push_back(pending);
             if waiting.len() > STREAM_WINDOW {
-                let ack = waiting.pop_front().expect("non-empty").finish(shard).await;
-                lsn = ack.map_err(|e| status(&e))?.lsn;
+                let oldest = waiting.pop_front().expect("non-empty");
+                oldest.finish(&shard).await.map_err(|e| status(&e))?;
             }
-        } else {
-            lsn = pending.lsn_hint();
         }
+        next = stream.message().await?;
     }
-    let Some(shard) = shard else {
-        return Err(Status::invalid_argument("an upsert stream must carry at least one batch"));
-    };
     while let Some(pending) = waiting.pop_front() {
-        lsn = pending.finish(&shard).await.map_err(|e| status(&e))?.lsn;
+        pending.finish(&shard).await.map_err(|e| status(&e))?;
     }
-    core.counters().borrow_mut().upsert(core.uptime(), total, started.elapsed());
-    Ok(UpsertResponse { count: total, durable, lsn })
+    core.counters()
+        .borrow_mut()
+        .upsert(core.uptime(), total, started.elapsed());
+    Ok(UpsertResponse {
+        count: total,
+        durable,
+        lsn,
+    })
 }

@@ -123,8 +123,8 @@ pub(crate) struct ShardState {
 impl ShardState {
     /// An empty shard.
     pub(crate) fn new(spec: ShardSpec) -> Result<Self, ShardError> {
-        let index = HnswIndex::new(spec.index_config())
-            .map_err(|source| ShardError::Index { source })?;
+        let index =
+            HnswIndex::new(spec.index_config()).map_err(|source| ShardError::Index { source })?;
         Ok(Self::with_index(spec, index))
     }
 
@@ -167,15 +167,15 @@ impl ShardState {
     // --- validation ---------------------------------------------------------------
 
     /// Checks an upsert and puts it into log columns. Nothing is changed.
-    pub(crate) fn validate_upsert(
-        &self,
-        points: Vec<Point>,
-    ) -> Result<UpsertBatch, ShardError> {
+    pub(crate) fn validate_upsert(&self, points: Vec<Point>) -> Result<UpsertBatch, ShardError> {
         if points.is_empty() {
             return Err(ShardError::EmptyBatch);
         }
         if points.len() > MAX_BATCH {
-            return Err(ShardError::BatchTooLarge { got: points.len(), max: MAX_BATCH });
+            return Err(ShardError::BatchTooLarge {
+                got: points.len(),
+                max: MAX_BATCH,
+            });
         }
         let dim = self.collection().dimension as usize;
         let cosine = self.collection().metric() == Metric::Cosine;
@@ -185,10 +185,15 @@ impl ShardState {
             payloads: Vec::with_capacity(points.len()),
             parsed: Vec::with_capacity(points.len()),
         };
-        let bytes: usize =
-            points.iter().map(|p| p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16).sum();
+        let bytes: usize = points
+            .iter()
+            .map(|p| p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16)
+            .sum();
         if bytes > MAX_BATCH_BYTES {
-            return Err(ShardError::BatchBytes { got: bytes, max: MAX_BATCH_BYTES });
+            return Err(ShardError::BatchBytes {
+                got: bytes,
+                max: MAX_BATCH_BYTES,
+            });
         }
         let mut seen = hashbrown::HashSet::with_capacity(points.len());
         for (i, p) in points.into_iter().enumerate() {
@@ -202,7 +207,11 @@ impl ShardState {
                 });
             }
             if let Some(at) = p.vector.iter().position(|x| !x.is_finite()) {
-                return Err(ShardError::NonFinite { point: i, id: p.id, at });
+                return Err(ShardError::NonFinite {
+                    point: i,
+                    id: p.id,
+                    at,
+                });
             }
             if cosine && p.vector.iter().all(|&x| x == 0.0) {
                 return Err(ShardError::ZeroVector { point: i, id: p.id });
@@ -221,7 +230,10 @@ impl ShardState {
 
     fn check_id(&self, point: usize, id: &str) -> Result<(), ShardError> {
         if id.is_empty() || id.len() > MAX_ID_BYTES {
-            return Err(ShardError::BadId { point, len: id.len() });
+            return Err(ShardError::BadId {
+                point,
+                len: id.len(),
+            });
         }
         let hash = vectron_proto::hashing::point_hash(id);
         if !self.spec.range.contains(hash) {
@@ -241,10 +253,19 @@ impl ShardState {
             return Err(ShardError::EmptyBatch);
         }
         if ids.len() > MAX_BATCH {
-            return Err(ShardError::BatchTooLarge { got: ids.len(), max: MAX_BATCH });
+            return Err(ShardError::BatchTooLarge {
+                got: ids.len(),
+                max: MAX_BATCH,
+            });
         }
-        match ids.iter().position(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
-            Some(i) => Err(ShardError::BadId { point: i, len: ids[i].len() }),
+        match ids
+            .iter()
+            .position(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
+        {
+            Some(i) => Err(ShardError::BadId {
+                point: i,
+                len: ids[i].len(),
+            }),
             None => Ok(()),
         }
     }
@@ -261,7 +282,10 @@ impl ShardState {
     ) -> Result<SearchArgs<'a>, ShardError> {
         let dim = self.collection().dimension as usize;
         if vector.len() != dim {
-            return Err(ShardError::QueryDimension { expected: dim, got: vector.len() });
+            return Err(ShardError::QueryDimension {
+                expected: dim,
+                got: vector.len(),
+            });
         }
         if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
             return Err(ShardError::QueryNonFinite { at });
@@ -269,8 +293,7 @@ impl ShardState {
         if k == 0 || k > MAX_K {
             return Err(ShardError::BadK { k, max: MAX_K });
         }
-        let default_ef = self.collection().hnsw.as_ref().and_then(|h| h.ef).unwrap_or(64);
-        let ef = ef.unwrap_or(default_ef);
+        let ef = ef.unwrap_or(self.spec.default_ef());
         if ef == 0 || ef > MAX_EF {
             return Err(ShardError::BadEf { ef, max: MAX_EF });
         }
@@ -292,7 +315,12 @@ impl ShardState {
         for (i, id) in batch.ids.iter().enumerate() {
             let vector = &batch.vectors[i * dim..(i + 1) * dim];
             let payload = batch.payloads[i].as_slice().into();
-            self.put(id.as_str().into(), vector, payload, batch.parsed[i].as_ref())?;
+            self.put(
+                id.as_str().into(),
+                vector,
+                payload,
+                batch.parsed[i].as_ref(),
+            )?;
         }
         Ok(())
     }
@@ -308,9 +336,11 @@ impl ShardState {
         let parsed = if payload.is_empty() {
             None
         } else {
-            Some(serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
-                reason: format!("payload of {id:?} is not JSON: {e}"),
-            })?)
+            Some(
+                serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
+                    reason: format!("payload of {id:?} is not JSON: {e}"),
+                })?,
+            )
         };
         self.put(id.into(), vector, payload.into(), parsed.as_ref())
     }
@@ -325,7 +355,10 @@ impl ShardState {
         if let Some(&old) = self.ids.get(&id) {
             self.remove_node(old)?;
         }
-        let node = self.index.add(vector).map_err(|source| ShardError::Index { source })?;
+        let node = self
+            .index
+            .add(vector)
+            .map_err(|source| ShardError::Index { source })?;
         self.attach(node, id, payload, parsed);
         Ok(())
     }
@@ -354,15 +387,19 @@ impl ShardState {
     ) -> Result<(), ShardError> {
         if !self.index.contains(node) {
             return Err(ShardError::Replay {
-                reason: format!("checkpoint names point {id:?} at node {node}, which the index does not hold"),
+                reason: format!(
+                    "checkpoint names point {id:?} at node {node}, which the index does not hold"
+                ),
             });
         }
         let parsed: Option<Value> = if payload.is_empty() {
             None
         } else {
-            Some(serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
-                reason: format!("checkpointed payload of {id:?} is not JSON: {e}"),
-            })?)
+            Some(
+                serde_json::from_slice(payload).map_err(|e| ShardError::Replay {
+                    reason: format!("checkpointed payload of {id:?} is not JSON: {e}"),
+                })?,
+            )
         };
         self.attach(node, id.into(), payload.into(), parsed.as_ref());
         Ok(())
@@ -395,13 +432,17 @@ impl ShardState {
         self.node_bytes -= (old.id.len() + old.payload.len()) as u64;
         self.ids.remove(&old.id);
         self.live.remove(node.0);
-        self.index.delete(node).map_err(|source| ShardError::Index { source })
+        self.index
+            .delete(node)
+            .map_err(|source| ShardError::Index { source })
     }
 
     /// The ids among `ids` that exist, for logging a delete.
     pub(crate) fn existing(&self, ids: Vec<String>) -> Vec<String> {
-        let mut out: Vec<String> =
-            ids.into_iter().filter(|id| self.ids.contains_key(id.as_str())).collect();
+        let mut out: Vec<String> = ids
+            .into_iter()
+            .filter(|id| self.ids.contains_key(id.as_str()))
+            .collect();
         out.sort_unstable();
         out.dedup();
         out
@@ -413,7 +454,10 @@ impl ShardState {
             return Err(ShardError::EmptyDeleteFilter);
         }
         let plan = self.plan(filter);
-        Ok(self.filtered_nodes(&plan).map(|n| self.node(n).id.to_string()).collect())
+        Ok(self
+            .filtered_nodes(&plan)
+            .map(|n| self.node(n).id.to_string())
+            .collect())
     }
 
     /// Applies a logged delete; returns how many points existed.
@@ -457,7 +501,9 @@ impl ShardState {
     // --- reads --------------------------------------------------------------------
 
     fn node(&self, node: NodeId) -> &Node {
-        self.nodes[node.0 as usize].as_ref().expect("live nodes have a point")
+        self.nodes[node.0 as usize]
+            .as_ref()
+            .expect("live nodes have a point")
     }
 
     fn plan(&self, filter: &Filter) -> Plan {
@@ -467,7 +513,11 @@ impl ShardState {
 
     fn parsed_payload(&self, node: NodeId) -> Option<Value> {
         let payload = &self.node(node).payload;
-        if payload.is_empty() { None } else { serde_json::from_slice(payload).ok() }
+        if payload.is_empty() {
+            None
+        } else {
+            serde_json::from_slice(payload).ok()
+        }
     }
 
     fn passes(&self, plan: &Plan, node: NodeId) -> bool {
@@ -483,7 +533,12 @@ impl ShardState {
     fn filtered_nodes<'s>(&'s self, plan: &'s Plan) -> Box<dyn Iterator<Item = NodeId> + 's> {
         match plan.exact() {
             Some(set) => Box::new(set.iter().map(NodeId)),
-            None => Box::new(self.live.iter().map(NodeId).filter(|&n| self.passes(plan, n))),
+            None => Box::new(
+                self.live
+                    .iter()
+                    .map(NodeId)
+                    .filter(|&n| self.passes(plan, n)),
+            ),
         }
     }
 
@@ -498,7 +553,11 @@ impl ShardState {
             self.run_search(args, exact, None, scratch)?
         } else {
             let plan = self.plan(&args.filter);
-            let predicate = PlanPredicate { shard: self, plan: &plan, ids: None };
+            let predicate = PlanPredicate {
+                shard: self,
+                plan: &plan,
+                ids: None,
+            };
             match plan.exact() {
                 Some(set) => {
                     // An exact set: hand the index the ids, so a selective filter turns
@@ -517,7 +576,11 @@ impl ShardState {
                     id: point.id.to_string(),
                     score: h.score,
                     vector: self.vector_out(h.id, args.with_vector),
-                    payload: if args.with_payload { point.payload.to_vec() } else { Vec::new() },
+                    payload: if args.with_payload {
+                        point.payload.to_vec()
+                    } else {
+                        Vec::new()
+                    },
                 }
             })
             .collect())
@@ -531,9 +594,11 @@ impl ShardState {
         scratch: &'s mut SearchScratch,
     ) -> Result<&'s [SearchHit], ShardError> {
         let found = if exact {
-            self.index.exact_search(args.vector, args.k, filter, scratch)
+            self.index
+                .exact_search(args.vector, args.k, filter, scratch)
         } else {
-            self.index.search(args.vector, args.k, args.ef, filter, scratch)
+            self.index
+                .search(args.vector, args.k, args.ef, filter, scratch)
         };
         found.map_err(|source| match source {
             HnswError::WrongDimension { expected, got } => {
@@ -544,7 +609,14 @@ impl ShardState {
     }
 
     fn vector_out(&self, node: NodeId, with_vector: bool) -> Vec<f32> {
-        if with_vector { self.index.vector(node).map(<[f32]>::to_vec).unwrap_or_default() } else { Vec::new() }
+        if with_vector {
+            self.index
+                .vector(node)
+                .map(<[f32]>::to_vec)
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        }
     }
 
     fn point_out(&self, node: NodeId, with_vector: bool, with_payload: bool) -> PointOut {
@@ -552,12 +624,21 @@ impl ShardState {
         PointOut {
             id: point.id.to_string(),
             vector: self.vector_out(node, with_vector),
-            payload: if with_payload { point.payload.to_vec() } else { Vec::new() },
+            payload: if with_payload {
+                point.payload.to_vec()
+            } else {
+                Vec::new()
+            },
         }
     }
 
     /// The points among `ids` that exist, in the order asked.
-    pub(crate) fn get(&self, ids: &[String], with_vector: bool, with_payload: bool) -> Vec<PointOut> {
+    pub(crate) fn get(
+        &self,
+        ids: &[String],
+        with_vector: bool,
+        with_payload: bool,
+    ) -> Vec<PointOut> {
         ids.iter()
             .filter_map(|id| self.ids.get(id.as_str()))
             .map(|&n| self.point_out(n, with_vector, with_payload))
@@ -587,7 +668,11 @@ impl ShardState {
         with_payload: bool,
     ) -> (Vec<PointOut>, Option<String>) {
         let plan = (!filter.is_empty()).then(|| self.plan(filter));
-        let start = if offset.is_empty() { Bound::Unbounded } else { Bound::Included(offset) };
+        let start = if offset.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Included(offset)
+        };
         let mut page = Vec::with_capacity(limit.min(1024));
         let passing = self
             .ids
@@ -613,9 +698,10 @@ impl ShardState {
 
     /// Every point with its node, for a checkpoint.
     pub(crate) fn points(&self) -> impl Iterator<Item = (NodeId, &str, &[u8])> {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| {
-            n.as_ref().map(|n| (NodeId(i as u32), &*n.id, &*n.payload))
-        })
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (NodeId(i as u32), &*n.id, &*n.payload)))
     }
 }
 
@@ -661,6 +747,10 @@ fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>
             id: id.to_owned(),
             reason: "not a JSON object".into(),
         }),
-        Err(e) => Err(ShardError::BadPayload { point, id: id.to_owned(), reason: e.to_string() }),
+        Err(e) => Err(ShardError::BadPayload {
+            point,
+            id: id.to_owned(),
+            reason: e.to_string(),
+        }),
     }
 }

@@ -38,7 +38,10 @@ impl ShardSpec {
             return bad("the collection has no name".into());
         }
         if collection.dimension == 0 || collection.dimension > 65_536 {
-            return bad(format!("dimension {} is not within 1..=65536", collection.dimension));
+            return bad(format!(
+                "dimension {} is not within 1..=65536",
+                collection.dimension
+            ));
         }
         if collection.metric() == Metric::Unspecified {
             return bad("the collection has no metric".into());
@@ -62,7 +65,10 @@ impl ShardSpec {
         Ok(Self {
             collection,
             shard_id: a.shard_id,
-            range: HashRange { start: a.hash_range_start, end: a.hash_range_end },
+            range: HashRange {
+                start: a.hash_range_start,
+                end: a.hash_range_end,
+            },
             epoch: a.epoch,
         })
     }
@@ -104,6 +110,10 @@ impl ShardSpec {
 
     /// Default search candidate list.
     pub(crate) fn default_ef(&self) -> u32 {
-        self.collection.hnsw.as_ref().and_then(|h| h.ef).unwrap_or(DEFAULT_EF)
+        self.collection
+            .hnsw
+            .as_ref()
+            .and_then(|h| h.ef)
+            .unwrap_or(DEFAULT_EF)
     }
 }

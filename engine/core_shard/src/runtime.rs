@@ -1,0 +1,329 @@
+//! The thread of one core: pinned to its CPU, running its own monoio runtime (io_uring,
+//! or the legacy epoll driver where io_uring is unavailable), serving gRPC on its own
+//! port, and taking commands from the rest of the worker on a bounded channel.
+//!
+//! ```text
+//!  worker thread ── CoreCommand (bounded mpsc) ──► core thread
+//!                                                   ├─ gRPC server (vectron-net) on port P+i
+//!                                                   ├─ indexer (links pending points)
+//!                                                   ├─ checkpointer
+//!                                                   └─ command loop (stats, open/close, stop)
+//! ```
+//!
+//! Nothing is shared between threads but the channel: stats and shard assignments
+//! travel as messages, never through shared memory.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+use vectron_net::{ListenOptions, Server, ServerConfig};
+use vectron_proto::core::v1::{ShardAssignment, ShardRef};
+use vectron_proto::v1::CoreStats;
+use vectron_wal::Options;
+
+use crate::core::{Core, CoreConfig, Notify};
+use crate::error::ShardError;
+use crate::service::{InFlight, router};
+
+/// Commands queued for a core at most; senders wait beyond that.
+const INBOX: usize = 64;
+
+/// A message to a core thread.
+#[derive(Debug)]
+pub enum CoreCommand {
+    /// Reply with the core's statistics.
+    Stats(oneshot::Sender<CoreStats>),
+    /// Open (or adopt a new epoch for) a shard.
+    Open(Box<ShardAssignment>, oneshot::Sender<Result<(), String>>),
+    /// Close a shard, optionally deleting its files.
+    Close(ShardRef, bool, oneshot::Sender<Result<(), String>>),
+    /// Stop serving, checkpoint every shard, and end the thread.
+    Stop,
+}
+
+/// How to start one core.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// Index of the core within the worker.
+    pub index: u32,
+    /// CPU to pin the thread to, if any.
+    pub cpu: Option<usize>,
+    /// The worker's id.
+    pub worker_id: String,
+    /// Address of the core's gRPC port.
+    pub addr: SocketAddr,
+    /// Directory holding this core's shards.
+    pub data_dir: PathBuf,
+    /// Options of every shard's log.
+    pub wal: Options,
+    /// Settings of the gRPC server.
+    pub server: ServerConfig,
+}
+
+/// Why a core did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The thread could not be spawned.
+    #[error("cannot spawn the thread of core {core}")]
+    Spawn {
+        /// The core.
+        core: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime could not be built.
+    #[error("cannot build the runtime of core {core}")]
+    Runtime {
+        /// The core.
+        core: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The gRPC port could not be bound.
+    #[error("core {core}")]
+    Bind {
+        /// The core.
+        core: u32,
+        /// Why.
+        #[source]
+        source: vectron_net::BindError,
+    },
+    /// The server settings are unusable.
+    #[error("core {core}: bad server settings")]
+    Config {
+        /// The core.
+        core: u32,
+        /// Why.
+        #[source]
+        source: vectron_net::ConfigError,
+    },
+    /// A shard found on disk could not be reopened.
+    #[error("core {core}: cannot reopen the shard in {}", dir.display())]
+    Reopen {
+        /// The core.
+        core: u32,
+        /// The shard's directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: ShardError,
+    },
+}
+
+/// What the starter learns once a core runs.
+#[derive(Debug, Clone)]
+pub struct CoreInfo {
+    /// Index of the core.
+    pub index: u32,
+    /// The address its gRPC port listens on.
+    pub addr: SocketAddr,
+    /// `io_uring` or `legacy`.
+    pub driver: &'static str,
+    /// Shards reopened from disk at start.
+    pub reopened: usize,
+}
+
+/// A running core, seen from the rest of the worker.
+#[derive(Debug)]
+pub struct CoreHandle {
+    info: CoreInfo,
+    inbox: mpsc::Sender<CoreCommand>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CoreHandle {
+    /// What the core reported at start.
+    pub fn info(&self) -> &CoreInfo {
+        &self.info
+    }
+
+    /// A sender for commands to the core.
+    pub fn inbox(&self) -> mpsc::Sender<CoreCommand> {
+        self.inbox.clone()
+    }
+
+    /// Asks the core to stop and waits for its thread: in-flight calls finish within the
+    /// server's grace period and every shard checkpoints.
+    pub fn stop(mut self) {
+        let _ = self.inbox.blocking_send(CoreCommand::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Which IO driver monoio picks here: io_uring when the kernel offers every operation
+/// it needs (and `MONOIO_FORCE_LEGACY_DRIVER` is not set), else the legacy epoll one.
+pub fn driver_name() -> &'static str {
+    if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "legacy"
+    }
+}
+
+/// Starts a core on its own thread and returns once it serves (or failed to start).
+pub fn spawn_core(settings: CoreSettings) -> Result<CoreHandle, StartError> {
+    let core = settings.index;
+    let (inbox, commands) = mpsc::channel(INBOX);
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name(format!("vectron-core-{core}"))
+        .spawn(move || run_core(settings, commands, started_tx))
+        .map_err(|source| StartError::Spawn { core, source })?;
+    match started_rx.recv() {
+        Ok(Ok(info)) => Ok(CoreHandle {
+            info,
+            inbox,
+            thread: Some(thread),
+        }),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => {
+            let _ = thread.join();
+            Err(StartError::Runtime {
+                core,
+                source: std::io::Error::other("the core thread ended during start"),
+            })
+        }
+    }
+}
+
+type Started = std::sync::mpsc::Sender<Result<CoreInfo, StartError>>;
+
+fn run_core(settings: CoreSettings, commands: mpsc::Receiver<CoreCommand>, started: Started) {
+    let core = settings.index;
+    if let Some(cpu) = settings.cpu {
+        // Best effort: a container may forbid it; the core still runs, unpinned.
+        let _ = monoio::utils::bind_to_cpu_set(Some(cpu));
+    }
+    let driver = driver_name();
+    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
+    let mut runtime = match built {
+        Ok(r) => r,
+        Err(source) => {
+            let _ = started.send(Err(StartError::Runtime { core, source }));
+            return;
+        }
+    };
+    runtime.block_on(serve_core(settings, driver, commands, started));
+}
+
+async fn serve_core(
+    settings: CoreSettings,
+    driver: &'static str,
+    mut commands: mpsc::Receiver<CoreCommand>,
+    started: Started,
+) {
+    let index = settings.index;
+    let fail = |e| {
+        let _ = started.send(Err(e));
+    };
+    let listener = match vectron_net::bind(settings.addr, &ListenOptions::default()) {
+        Ok(l) => l,
+        Err(source) => {
+            return fail(StartError::Bind {
+                core: index,
+                source,
+            });
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(settings.addr);
+    let core = Core::new(
+        CoreConfig {
+            index,
+            cpu: settings.cpu,
+            worker_id: settings.worker_id.clone(),
+            address: addr.to_string(),
+            data_dir: settings.data_dir.clone(),
+            wal: settings.wal,
+        },
+        driver,
+    );
+    let failures = core.reopen_all().await;
+    if let Some((dir, source)) = failures.into_iter().next() {
+        let _ = core.shutdown().await;
+        return fail(StartError::Reopen {
+            core: index,
+            dir,
+            source,
+        });
+    }
+    let in_flight: InFlight = Rc::new(RefCell::new(None));
+    let routes = match router(Rc::clone(&core), Rc::clone(&in_flight)) {
+        Ok(r) => r,
+        Err(e) => panic!("the CoreService routes are fixed and valid: {e}"),
+    };
+    let server = match Server::new(settings.server.clone(), routes) {
+        Ok(s) => s,
+        Err(source) => {
+            return fail(StartError::Config {
+                core: index,
+                source,
+            });
+        }
+    };
+    *in_flight.borrow_mut() = Some(server.stats());
+    monoio::spawn(Rc::clone(&core).run_indexer());
+    monoio::spawn(Rc::clone(&core).run_checkpointer());
+
+    let stop = Rc::new(Notify::default());
+    let serving = {
+        let stop = Rc::clone(&stop);
+        monoio::spawn(async move {
+            let stopped = async move { stop.notified().await };
+            if let Err(e) = server.serve(listener, stopped).await {
+                tracing::error!(core = index, error = %e, "the core's gRPC server failed");
+            }
+        })
+    };
+    let reopened = core.shards().len();
+    let _ = started.send(Ok(CoreInfo {
+        index,
+        addr,
+        driver,
+        reopened,
+    }));
+    tracing::info!(core = index, %addr, driver, cpu = ?settings.cpu, reopened, "core serving");
+
+    while let Some(command) = commands.recv().await {
+        match command {
+            CoreCommand::Stats(reply) => {
+                let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
+                let _ = reply.send(core.stats(u32::try_from(in_flight).unwrap_or(u32::MAX)));
+            }
+            CoreCommand::Open(assignment, reply) => {
+                let opened = core
+                    .open_shard(&assignment)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(opened);
+            }
+            CoreCommand::Close(shard, delete, reply) => {
+                let closed = core
+                    .close_shard(&shard, delete)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(closed);
+            }
+            CoreCommand::Stop => break,
+        }
+    }
+    stop.notify();
+    serving.await;
+    for e in core.shutdown().await {
+        tracing::error!(core = index, error = %e, "a shard did not close cleanly");
+    }
+    tracing::info!(core = index, "core stopped");
+}

@@ -1,0 +1,198 @@
+//! What the end-to-end tests share: the fixture dataset, and real `vectron` processes
+//! started on loopback with free ports, killed when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The 2,000-point wiki-minilm slice in `testdata/`.
+pub struct Fixture {
+    pub dim: usize,
+    pub base: Vec<Vec<f32>>,
+    pub queries: Vec<Vec<f32>>,
+    /// Exact top-100 base rows per query, best first.
+    pub truth: Vec<Vec<usize>>,
+    /// One JSON object per base row (`id`, `title`, `section`, `text`).
+    pub payloads: Vec<Value>,
+}
+
+fn read_vecs(path: &Path) -> Vec<Vec<[u8; 4]>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut rows = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        let d = i32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        at += 4;
+        rows.push(
+            (0..d)
+                .map(|i| bytes[at + 4 * i..at + 4 * i + 4].try_into().unwrap())
+                .collect(),
+        );
+        at += 4 * d;
+    }
+    rows
+}
+
+impl Fixture {
+    pub fn load() -> Fixture {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/wiki-minilm-2k");
+        let floats = |name: &str| -> Vec<Vec<f32>> {
+            read_vecs(&dir.join(name))
+                .into_iter()
+                .map(|r| r.into_iter().map(f32::from_le_bytes).collect())
+                .collect()
+        };
+        let base = floats("base.fvecs");
+        let queries = floats("query.fvecs");
+        let truth = read_vecs(&dir.join("groundtruth.ivecs"))
+            .into_iter()
+            .map(|r| {
+                r.into_iter()
+                    .map(|b| i32::from_le_bytes(b) as usize)
+                    .collect()
+            })
+            .collect();
+        let payloads = std::fs::read_to_string(dir.join("base.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        Fixture {
+            dim: base[0].len(),
+            base,
+            queries,
+            truth,
+            payloads,
+        }
+    }
+}
+
+/// A `vectron` child process, killed (SIGKILL) when dropped.
+pub struct Process {
+    pub child: Child,
+    pub ready: Value,
+    stdout: Option<BufReader<ChildStdout>>,
+}
+
+impl Process {
+    /// Starts `vectron ARGS…` and waits for its `{"event":"ready",…}` line on stdout.
+    pub fn start(args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vectron"))
+            .args(args)
+            .env("VECTRON_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start vectron");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut stdout = stdout;
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                    let _ = tx.send(None);
+                    return None;
+                }
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["event"] == "ready"
+                {
+                    let _ = tx.send(Some(v));
+                    return Some(stdout);
+                }
+            }
+        });
+        let ready = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some(v)) => v,
+            other => {
+                let _ = child.kill();
+                panic!("vectron {args:?} did not become ready: {other:?}");
+            }
+        };
+        let stdout = reader.join().unwrap();
+        Process {
+            child,
+            ready,
+            stdout,
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let rc = unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "vectron exited with {status}");
+        drop(self.stdout.take());
+    }
+
+    /// SIGKILL, now.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `vectron worker` on free loopback ports with its data in `dir`.
+pub fn worker(dir: &Path, cores: usize) -> Process {
+    let data = dir.to_str().unwrap();
+    let cores = cores.to_string();
+    Process::start(&[
+        "worker",
+        "--data-dir",
+        data,
+        "--cores",
+        &cores,
+        "--core-base-port",
+        "0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--no-pin",
+    ])
+}
+
+/// `http://ADDR` of core `i` from a worker's ready line.
+pub fn core_url(p: &Process, i: usize) -> String {
+    format!("http://{}", p.ready["cores"][i]["addr"].as_str().unwrap())
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, body.to_owned())
+}
+
+/// A fresh temporary directory for one test.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// recall@k of `found` ids against the first `k` of `truth`.
+pub fn recall(found: &[usize], truth: &[usize], k: usize) -> f64 {
+    let truth: std::collections::HashSet<_> = truth.iter().take(k).collect();
+    found.iter().take(k).filter(|i| truth.contains(i)).count() as f64 / k as f64
+}

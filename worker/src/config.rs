@@ -1,0 +1,81 @@
+//! Settings of a worker.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use vectron_wal::SyncPolicy;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Directory holding the worker's identity and every core's shards.
+    pub data_dir: PathBuf,
+    /// Number of cores (threads). Default: every CPU.
+    pub cores: usize,
+    /// Address the core ports listen on. Default 127.0.0.1.
+    pub host: IpAddr,
+    /// Port of core 0; core `i` listens on `core_base_port + i`. 0 picks free ports
+    /// (tests). Default 7400.
+    pub core_base_port: u16,
+    /// Address of the admin HTTP listener (stats, metrics, health). Port 0 picks a free
+    /// port. Default 127.0.0.1:7390.
+    pub admin_addr: SocketAddr,
+    /// The worker's id. Default: the id stored in the data directory, created once.
+    pub worker_id: Option<String>,
+    /// When a write is acknowledged. Default: after `fdatasync`.
+    pub wal_sync: SyncPolicy,
+    /// Pin core `i` to CPU `first_cpu + i` (modulo the CPU count). Default on.
+    pub pin: bool,
+    /// The CPU of core 0 when pinning.
+    pub first_cpu: usize,
+}
+
+impl WorkerConfig {
+    /// Defaults, with data under `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            core_base_port: 7400,
+            admin_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 7390)),
+            worker_id: None,
+            wal_sync: SyncPolicy::Always,
+            pin: true,
+            first_cpu: 0,
+        }
+    }
+}
+
+/// Parses a sync policy: `always`, `never`, or `interval:MS`.
+pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy, String> {
+    match s {
+        "always" => Ok(SyncPolicy::Always),
+        "never" => Ok(SyncPolicy::Never),
+        _ => match s.strip_prefix("interval:").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(SyncPolicy::Interval(Duration::from_millis(ms))),
+            _ => Err(format!(
+                "{s:?} is not a sync policy: use always, never or interval:MS"
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_policies_parse() {
+        assert_eq!(parse_sync_policy("always"), Ok(SyncPolicy::Always));
+        assert_eq!(parse_sync_policy("never"), Ok(SyncPolicy::Never));
+        assert_eq!(
+            parse_sync_policy("interval:5"),
+            Ok(SyncPolicy::Interval(Duration::from_millis(5)))
+        );
+        for bad in ["sometimes", "interval:", "interval:0", "interval:x"] {
+            assert!(parse_sync_policy(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Starting and stopping a worker: its identity, its cores, its admin listener.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use vectron_core_shard::{CoreHandle, CoreInfo, CoreSettings, StartError, spawn_core};
+use vectron_net::ServerConfig;
+use vectron_proto::v1::CoreStats;
+use vectron_wal::Options;
+
+use crate::admin;
+use crate::config::WorkerConfig;
+
+/// How long the admin side waits for a core to answer.
+pub(crate) const CORE_REPLY: Duration = Duration::from_secs(5);
+
+/// Why a worker did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The data directory or the worker id file is unusable.
+    #[error("data directory {}", path.display())]
+    DataDir {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A core did not start.
+    #[error(transparent)]
+    Core(#[from] StartError),
+    /// The admin listener could not be bound.
+    #[error("cannot listen for admin HTTP on {addr}")]
+    Admin {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The settings cannot work.
+    #[error("invalid worker settings: {0}")]
+    Config(String),
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct Worker {
+    id: String,
+    cores: Vec<CoreHandle>,
+    admin_addr: SocketAddr,
+    admin_stop: Option<oneshot::Sender<()>>,
+    admin_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Reads the worker id stored in `data_dir`, creating one the first time.
+fn worker_id(data_dir: &Path, given: Option<&str>) -> Result<String, WorkerError> {
+    let path = data_dir.join("WORKER_ID");
+    let io = |source| WorkerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    if let Some(id) = given {
+        std::fs::write(&path, id).map_err(io)?;
+        return Ok(id.to_owned());
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let id = format!("w-{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff);
+            std::fs::write(&path, &id).map_err(io)?;
+            Ok(id)
+        }
+    }
+}
+
+impl Worker {
+    /// Starts the cores (each reopens the shards it finds on disk) and the admin
+    /// listener. Call from within a tokio runtime.
+    pub async fn start(config: WorkerConfig) -> Result<Self, WorkerError> {
+        if config.cores == 0 {
+            return Err(WorkerError::Config(
+                "a worker needs at least one core".into(),
+            ));
+        }
+        if config.core_base_port != 0
+            && usize::from(config.core_base_port) + config.cores > usize::from(u16::MAX) + 1
+        {
+            return Err(WorkerError::Config(format!(
+                "core ports {}..{} run past 65535",
+                config.core_base_port,
+                usize::from(config.core_base_port) + config.cores
+            )));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| WorkerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let id = worker_id(&config.data_dir, config.worker_id.as_deref())?;
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let server = ServerConfig {
+            // The gateway sends batches of up to 10,000 points per shard.
+            max_recv_message_size: 64 << 20,
+            max_send_message_size: 64 << 20,
+            ..ServerConfig::default()
+        };
+        let mut cores = Vec::with_capacity(config.cores);
+        for i in 0..config.cores {
+            let port = if config.core_base_port == 0 {
+                0
+            } else {
+                config.core_base_port + u16::try_from(i).expect("checked above")
+            };
+            let settings = CoreSettings {
+                index: u32::try_from(i).expect("few cores"),
+                cpu: config.pin.then_some((config.first_cpu + i) % cpus),
+                worker_id: id.clone(),
+                addr: SocketAddr::new(config.host, port),
+                data_dir: config.data_dir.join(format!("core-{i}")),
+                wal: Options::default().sync(config.wal_sync),
+                server: server.clone(),
+            };
+            let started = tokio::task::spawn_blocking(move || spawn_core(settings))
+                .await
+                .expect("spawning a core does not panic");
+            match started {
+                Ok(core) => cores.push(core),
+                Err(e) => {
+                    stop_cores(cores).await;
+                    return Err(e.into());
+                }
+            }
+        }
+        let inboxes = cores.iter().map(CoreHandle::inbox).collect();
+        let listener = match tokio::net::TcpListener::bind(config.admin_addr).await {
+            Ok(l) => l,
+            Err(source) => {
+                stop_cores(cores).await;
+                return Err(WorkerError::Admin {
+                    addr: config.admin_addr,
+                    source,
+                });
+            }
+        };
+        let admin_addr = listener.local_addr().unwrap_or(config.admin_addr);
+        let (admin_stop, stopped) = oneshot::channel();
+        let state = admin::AdminState::new(id.clone(), inboxes);
+        let admin_task = tokio::spawn(admin::serve(listener, state, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            id,
+            cores,
+            admin_addr,
+            admin_stop: Some(admin_stop),
+            admin_task: Some(admin_task),
+        })
+    }
+
+    /// The worker's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// What each core reported at start.
+    pub fn cores(&self) -> impl Iterator<Item = &CoreInfo> {
+        self.cores.iter().map(CoreHandle::info)
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Statistics of every core.
+    pub async fn stats(&self) -> Vec<CoreStats> {
+        let inboxes: Vec<_> = self.cores.iter().map(CoreHandle::inbox).collect();
+        admin::gather(&inboxes).await
+    }
+
+    /// Stops the admin listener, then every core: in-flight calls finish within the
+    /// grace period and every shard checkpoints.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.admin_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.admin_task.take() {
+            let _ = task.await;
+        }
+        stop_cores(std::mem::take(&mut self.cores)).await;
+    }
+}
+
+async fn stop_cores(cores: Vec<CoreHandle>) {
+    let _ = tokio::task::spawn_blocking(move || {
+        for core in cores {
+            core.stop();
+        }
+    })
+    .await;
+}
+
+/// Runs a worker until SIGINT or SIGTERM, then shuts it down cleanly. Prints one JSON
+/// line on stdout once it serves, naming every core's address and the admin address.
+pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    let worker = Worker::start(config).await?;
+    let cores: Vec<serde_json::Value> = worker
+        .cores()
+        .map(|c| serde_json::json!({"core": c.index, "addr": c.addr.to_string(), "driver": c.driver, "reopened_shards": c.reopened}))
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({"event": "ready", "worker_id": worker.id(), "cores": cores, "admin": worker.admin_addr().to_string()})
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down: checkpointing every shard");
+    worker.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
