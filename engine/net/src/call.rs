@@ -109,13 +109,12 @@ async fn run(
     if let Some(encoding) = parts.headers.get(GRPC_ENCODING)
         && encoding != "identity"
     {
-        let encoding = String::from_utf8_lossy(encoding.as_bytes()).into_owned();
-        return fail(
-                Status::unimplemented(format!(
-                    "grpc-encoding {encoding:?} is not supported: this server accepts uncompressed messages only"
-                ))
-                .with_metadata(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("identity")),
-            );
+        let encoding = String::from_utf8_lossy(encoding.as_bytes());
+        let status = Status::unimplemented(format!(
+            "grpc-encoding {encoding:?} is not supported: send uncompressed messages"
+        ));
+        let identity = HeaderValue::from_static("identity");
+        return fail(status.with_metadata(GRPC_ACCEPT_ENCODING, identity));
     }
     let deadline = match parts
         .headers

@@ -115,3 +115,61 @@ drivers!(
         assert_eq!(server.codes(RANGE, 2).await, [Code::Aborted, Code::Ok]);
     }
 );
+
+drivers!(
+    an_oversized_message_mid_stream_ends_the_call,
+    |driver: Driver| async move {
+        // Numbers below 128 encode in 2 bytes, i64::MAX in 10: the limit falls between.
+        let config = ServerConfig {
+            max_recv_message_size: 8,
+            ..ServerConfig::default()
+        };
+        let server = TestServer::start(driver, config);
+        let mut client = server.client().await;
+        // The client goes on streaming long after the server has answered; the server
+        // reads a bounded amount of the rest and then asks it to stop.
+        let values = (0..100).chain([i64::MAX]).chain(0..200_000);
+        let numbers = tokio_stream::iter(values.map(|value| Number { value }));
+        let status = client.sum(numbers).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "request message of 10 bytes exceeds the server's limit of 8 bytes"
+        );
+        // The connection survives the early answer.
+        let total = client.sum(tokio_stream::iter((0..10).map(|value| Number { value })));
+        assert_eq!(total.await.unwrap().into_inner().count, 10);
+        // The first call is recorded once its drain is over, possibly after the second.
+        let mut codes = server.codes(SUM, 2).await;
+        codes.sort();
+        assert_eq!(codes, [Code::Ok, Code::ResourceExhausted]);
+        assert_eq!(server.events().opened, 1);
+    }
+);
+
+drivers!(
+    a_client_dropping_a_stream_stops_its_handler,
+    |driver: Driver| async move {
+        let server = TestServer::start(driver, ServerConfig::default());
+        let mut client = server.client().await;
+        let request = RangeRequest {
+            count: u64::MAX,
+            size: 1024,
+            fail_code: 0,
+        };
+        let mut stream = client.range(request).await.unwrap().into_inner();
+        for seq in 0..10 {
+            assert_eq!(stream.message().await.unwrap().unwrap().seq, seq);
+        }
+        drop(stream);
+        // The handler would stream forever: only the client's RST_STREAM can stop it.
+        assert_eq!(server.codes(RANGE, 1).await, [Code::Cancelled]);
+        let sent = load(&server.probe.range_sent);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            load(&server.probe.range_sent),
+            sent,
+            "the handler still runs"
+        );
+    }
+);
