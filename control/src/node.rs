@@ -271,7 +271,18 @@ pub enum NodeError {
     /// The gRPC server failed.
     #[error("the gRPC server of the control node failed")]
     Serve(#[source] tonic::transport::Error),
+    /// Raft's tasks still held the store after the node stopped.
+    #[error("the control store in {path} was still open {waited:?} after the node stopped")]
+    StoreStillOpen {
+        /// The data directory.
+        path: PathBuf,
+        /// How long shutdown waited.
+        waited: Duration,
+    },
 }
+
+/// How long shutdown waits for openraft's workers to release the store.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 fn raft_error(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> NodeError {
     NodeError::Raft {
@@ -290,6 +301,8 @@ pub struct ControlNode {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     reconciler: JoinHandle<()>,
     rejoin: Option<JoinHandle<()>>,
+    data_dir: PathBuf,
+    store_closed: store::Closed,
 }
 
 impl ControlNode {
@@ -309,10 +322,14 @@ impl ControlNode {
             source,
         })?;
         let node_id = config.node_id;
-        let (log_store, state_machine, shared) =
-            tokio::task::spawn_blocking(move || store::open(&data_dir, node_id))
-                .await
-                .map_err(|e| raft_error("opening the store", e))??;
+        let store::Opened {
+            log: log_store,
+            machine: state_machine,
+            shared,
+            closed: store_closed,
+        } = tokio::task::spawn_blocking(move || store::open(&data_dir, node_id))
+            .await
+            .map_err(|e| raft_error("opening the store", e))??;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -366,6 +383,8 @@ impl ControlNode {
             server,
             reconciler,
             rejoin: None,
+            data_dir: config.data_dir.clone(),
+            store_closed,
         };
 
         match node.bootstrap(&config, advertise).await {
@@ -499,10 +518,12 @@ impl ControlNode {
         self.shutdown().await
     }
 
-    /// Stops serving, stops Raft and closes the store.
+    /// Stops serving, stops Raft and closes the store; returns once the store can be
+    /// opened again.
     ///
     /// # Errors
-    /// [`NodeError::Serve`] when the gRPC server had failed.
+    /// [`NodeError::Serve`] when the gRPC server had failed,
+    /// [`NodeError::StoreStillOpen`] when Raft's workers did not release the store.
     pub async fn shutdown(self) -> Result<(), NodeError> {
         let Self {
             core,
@@ -510,6 +531,8 @@ impl ControlNode {
             server,
             reconciler,
             rejoin,
+            data_dir,
+            store_closed,
             ..
         } = self;
         shutdown.send_replace(true);
@@ -522,6 +545,17 @@ impl ControlNode {
         let _ = reconciler.await;
         let served = server.await;
         drop(core);
+        // openraft joins only its core task; its log and state-machine workers drop their
+        // store handles a moment later.
+        if tokio::time::timeout(STORE_CLOSE_WAIT, store_closed)
+            .await
+            .is_err()
+        {
+            return Err(NodeError::StoreStillOpen {
+                path: data_dir,
+                waited: STORE_CLOSE_WAIT,
+            });
+        }
         match served {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(NodeError::Serve(e)),

@@ -106,6 +106,37 @@ pub enum StoreError {
     },
 }
 
+/// The database, and a signal sent once it is closed: fields drop in order, so the
+/// signal goes out after redb has released the file.
+#[derive(Debug)]
+pub(crate) struct Db {
+    database: Database,
+    _closed: CloseSignal,
+}
+
+impl std::ops::Deref for Db {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        &self.database
+    }
+}
+
+#[derive(Debug)]
+struct CloseSignal(Option<tokio::sync::oneshot::Sender<()>>);
+
+impl Drop for CloseSignal {
+    fn drop(&mut self) {
+        if let Some(closed) = self.0.take() {
+            // Nobody waiting is fine: the node may have stopped waiting.
+            let _ = closed.send(());
+        }
+    }
+}
+
+/// Resolves once the store is closed.
+pub(crate) type Closed = tokio::sync::oneshot::Receiver<()>;
+
 /// The state machine's applied state.
 #[derive(Debug, Default)]
 pub(crate) struct Machine {
@@ -169,10 +200,7 @@ struct SnapshotData {
 /// # Errors
 /// [`StoreError`] when the file cannot be opened, belongs to another node, has another
 /// format, or holds a snapshot that does not decode.
-pub(crate) fn open(
-    dir: &Path,
-    node_id: u64,
-) -> Result<(LogStore, StateMachine, Arc<Shared>), StoreError> {
+pub(crate) fn open(dir: &Path, node_id: u64) -> Result<Opened, StoreError> {
     let path = dir.join(FILE_NAME);
     let db = Database::create(&path).map_err(|source| StoreError::Open {
         path: path.clone(),
@@ -248,16 +276,34 @@ pub(crate) fn open(
             }
         }
     };
-    let db = Arc::new(db);
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    let db = Arc::new(Db {
+        database: db,
+        _closed: CloseSignal(Some(closed_tx)),
+    });
     let shared = Arc::new(Shared::new(machine));
-    Ok((
-        LogStore { db: db.clone() },
-        StateMachine {
+    Ok(Opened {
+        log: LogStore { db: db.clone() },
+        machine: StateMachine {
             db,
             shared: shared.clone(),
         },
         shared,
-    ))
+        closed,
+    })
+}
+
+/// An open store.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    /// The log and vote, for openraft.
+    pub log: LogStore,
+    /// The state machine, for openraft.
+    pub machine: StateMachine,
+    /// The applied state, for the services.
+    pub shared: Arc<Shared>,
+    /// Resolves once openraft has dropped both stores and the file is closed.
+    pub closed: Closed,
 }
 
 fn json<T: Serialize + ?Sized>(value: &T) -> io::Result<Vec<u8>> {
@@ -335,7 +381,7 @@ fn read_meta<T: for<'de> Deserialize<'de>>(
 /// The Raft log and vote.
 #[derive(Debug, Clone)]
 pub(crate) struct LogStore {
-    db: Arc<Database>,
+    db: Arc<Db>,
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -467,7 +513,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// The state machine: applies commands to the shared [`Machine`] and keeps snapshots.
 #[derive(Debug)]
 pub(crate) struct StateMachine {
-    db: Arc<Database>,
+    db: Arc<Db>,
     shared: Arc<Shared>,
 }
 
@@ -550,11 +596,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-async fn persist_snapshot(
-    db: &Arc<Database>,
-    meta: &SnapshotMeta,
-    data: Vec<u8>,
-) -> io::Result<()> {
+async fn persist_snapshot(db: &Arc<Db>, meta: &SnapshotMeta, data: Vec<u8>) -> io::Result<()> {
     let db = db.clone();
     let meta = json(meta)?;
     blocking(move || {
@@ -576,7 +618,7 @@ async fn persist_snapshot(
 /// Builds a snapshot of the applied state.
 #[derive(Debug)]
 pub(crate) struct SnapshotBuilder {
-    db: Arc<Database>,
+    db: Arc<Db>,
     shared: Arc<Shared>,
 }
 

@@ -376,7 +376,7 @@ impl Control for ControlService {
                 // Mark the current version seen before reading the table, so a change
                 // during the read wakes the next wait.
                 let current = *versions.borrow_and_update();
-                if current != known {
+                if current != known || known == 0 {
                     let table = shared.read().state.routing_table("");
                     let Some(table) = table else { break };
                     known = table.version;

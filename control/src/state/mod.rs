@@ -270,6 +270,8 @@ impl ControlState {
             Command::InitCluster { cluster_id } => {
                 if self.cluster_id.is_empty() {
                     self.cluster_id.clone_from(cluster_id);
+                    // The routing table names the cluster.
+                    self.routing_version += 1;
                     Ok(Applied::ClusterInitialized)
                 } else {
                     Ok(Applied::Unchanged)

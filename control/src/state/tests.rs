@@ -151,7 +151,7 @@ fn create_places_one_shard_per_core_with_the_log_index_as_epoch() {
         api::ReplicaState::Opening as i32
     );
     assert_eq!(info.shards[0].replicas[0].address, "127.0.0.1:7000");
-    assert_eq!(state.routing_version, 1);
+    assert_eq!(state.routing_version, 2, "named, then created");
 }
 
 #[test]

@@ -13,8 +13,8 @@ struct Builder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError<TypeConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (log, machine, _) = open(dir.path(), 1).expect("open store");
-        Ok((dir, log, machine))
+        let opened = open(dir.path(), 1).expect("open store");
+        Ok((dir, opened.log, opened.machine))
     }
 }
 
@@ -56,7 +56,12 @@ async fn log_vote_and_snapshot_survive_a_reopen() {
     )
     .unwrap();
     {
-        let (mut log, mut machine, shared) = open(dir.path(), 1).unwrap();
+        let Opened {
+            mut log,
+            mut machine,
+            shared,
+            ..
+        } = open(dir.path(), 1).unwrap();
         log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
         let entries = vec![
             Entry {
@@ -91,7 +96,12 @@ async fn log_vote_and_snapshot_survive_a_reopen() {
         assert_eq!(snapshot.meta.last_log_id, Some(log_id(2, 3)));
         log.purge(log_id(2, 2)).await.unwrap();
     }
-    let (mut log, mut machine, shared) = open(dir.path(), 1).unwrap();
+    let Opened {
+        mut log,
+        mut machine,
+        shared,
+        closed,
+    } = open(dir.path(), 1).unwrap();
     assert_eq!(
         log.read_vote().await.unwrap(),
         Some(Vote::new_committed(2, 1))
@@ -107,6 +117,12 @@ async fn log_vote_and_snapshot_survive_a_reopen() {
     assert_eq!(stored.membership(), &membership);
     assert_eq!(shared.read().state.cluster_id, "c");
     assert!(machine.get_current_snapshot().await.unwrap().is_some());
+    drop((log, machine));
+    closed.await.unwrap();
+    assert!(
+        open(dir.path(), 1).is_ok(),
+        "closed means it can be opened again"
+    );
 }
 
 #[test]
