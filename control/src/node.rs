@@ -117,6 +117,14 @@ pub enum ConfigError {
         /// The address as given.
         address: String,
     },
+    /// The node listens on every interface and says nothing of how to reach it.
+    #[error(
+        "listening on {listen} (every interface): give the address peers and clients should use (advertise)"
+    )]
+    AdvertiseRequired {
+        /// The listen address.
+        listen: SocketAddr,
+    },
     /// openraft refused the derived configuration.
     #[error("the Raft configuration is invalid")]
     Raft(#[source] openraft::ConfigError),
@@ -184,6 +192,11 @@ impl ControlConfig {
             return Err(ConfigError::WorkerTimeout {
                 timeout: self.worker_timeout,
                 heartbeat: self.worker_heartbeat,
+            });
+        }
+        if self.advertise.is_none() && self.listen.ip().is_unspecified() {
+            return Err(ConfigError::AdvertiseRequired {
+                listen: self.listen,
             });
         }
         if let Some(address) = &self.advertise
@@ -686,6 +699,14 @@ mod tests {
             c.validate(),
             Err(ConfigError::Address { field: "join", .. })
         ));
+        let mut c = config();
+        c.listen = "0.0.0.0:7101".parse().unwrap();
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::AdvertiseRequired { .. })
+        ));
+        c.advertise = Some("10.0.0.1:7101".into());
+        assert_eq!(c.validate(), Ok(()));
         let mut c = config();
         c.snapshot_every = 0;
         assert!(matches!(c.validate(), Err(ConfigError::Zero { .. })));

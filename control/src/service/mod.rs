@@ -446,6 +446,8 @@ impl Control for ControlService {
             workers,
             unavailable_shards: state.unavailable_shards(),
             routing_version: state.routing_version,
+            snapshot_index: metrics.snapshot.as_ref().map_or(0, |id| id.index),
+            purged_index: metrics.purged.as_ref().map_or(0, |id| id.index),
         }))
     }
 

@@ -164,6 +164,7 @@ async fn a_restarted_node_catches_up() {
     )
     .await;
 
+    let stopped_at = cluster.node(behind).applied_index();
     cluster.stop(behind).await;
     // Enough writes to take a snapshot and purge the log the stopped node missed.
     for n in 0..15 {
@@ -177,6 +178,11 @@ async fn a_restarted_node_catches_up() {
         }
     }
     let expected = layout(&client.list_collections().await.unwrap());
+    let status = cluster.client_of(leader).cluster_status().await.unwrap();
+    assert!(
+        status.snapshot_index > stopped_at,
+        "the leader snapshotted past the stopped node"
+    );
 
     cluster.restart(behind).await;
     let reader = cluster.client_of(behind);
@@ -189,6 +195,41 @@ async fn a_restarted_node_catches_up() {
         },
     )
     .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_catches_up_from_a_snapshot() {
+    let mut cluster = Cluster::start(1).await;
+    cluster.leader().await;
+    let client = cluster.client();
+    TestWorker::register(client.clone(), "w1", 1, 17700).await;
+    for n in 0..30 {
+        client
+            .create_collection(spec(&format!("c{n:02}"), Some(1)))
+            .await
+            .unwrap();
+    }
+    let expected = layout(&client.list_collections().await.unwrap());
+    let status = client.cluster_status().await.unwrap();
+    assert!(
+        status.purged_index > 1,
+        "the log is purged behind a snapshot, so a new node cannot replay it from the start"
+    );
+
+    let joined = cluster.join_new().await;
+    let reader = cluster.client_of(joined);
+    eventually(
+        "the new node installed the snapshot",
+        Duration::from_secs(20),
+        || async {
+            let listed = layout(&reader.list_collections().await.ok()?);
+            (listed == expected).then_some(())
+        },
+    )
+    .await;
+    let own = reader.cluster_status().await.unwrap();
+    assert!(own.snapshot_index >= status.purged_index);
     cluster.shutdown().await;
 }
 
@@ -218,5 +259,48 @@ async fn a_one_node_cluster_restarts_from_its_disk() {
         again.cluster_id, worker.cluster_id,
         "the cluster keeps its identity"
     );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_join_and_membership_changes_shrink_the_cluster() {
+    let mut cluster = Cluster::start(5).await;
+    let leader = cluster.leader().await;
+    let client = cluster.client();
+    let status = client.cluster_status().await.unwrap();
+    assert_eq!(status.nodes.len(), 5);
+    assert!(status.nodes.iter().all(|n| n.voter));
+
+    // Keep the leader and two others as voters; the other two leave.
+    let leader_id = cluster.node(leader).node_id();
+    let mut voters: Vec<u64> = vec![leader_id];
+    voters.extend((1..=5).filter(|&id| id != leader_id).take(2));
+    let changed = client.change_membership(&voters, false).await.unwrap();
+    let mut kept: Vec<u64> = changed.nodes.iter().map(|n| n.node_id).collect();
+    kept.sort_unstable();
+    voters.sort_unstable();
+    assert_eq!(kept, voters);
+
+    // The remaining three still commit with the two others gone.
+    for i in 0..5 {
+        if !voters.contains(&(i as u64 + 1)) {
+            cluster.stop(i).await;
+        }
+    }
+    TestWorker::register(client.clone(), "w1", 1, 17600).await;
+    client
+        .create_collection(spec("after", Some(1)))
+        .await
+        .unwrap();
+
+    // A learner added by hand, then promoted, makes four voters.
+    let gone = (1..=5u64).find(|id| !voters.contains(id)).unwrap();
+    let learner = cluster.addresses()[gone as usize - 1].clone();
+    cluster.restart(gone as usize - 1).await;
+    let added = client.add_learner(gone, &learner).await.unwrap();
+    assert!(added.nodes.iter().any(|n| n.node_id == gone && !n.voter));
+    voters.push(gone);
+    let promoted = client.change_membership(&voters, false).await.unwrap();
+    assert_eq!(promoted.nodes.iter().filter(|n| n.voter).count(), 4);
     cluster.shutdown().await;
 }

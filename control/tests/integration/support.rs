@@ -55,7 +55,7 @@ where
 
 /// A cluster of in-process control nodes, each with its own data directory.
 pub struct Cluster {
-    _dir: TempDir,
+    dir: TempDir,
     paths: Vec<PathBuf>,
     addrs: Vec<SocketAddr>,
     nodes: Vec<Option<ControlNode>>,
@@ -69,7 +69,7 @@ impl Cluster {
             paths: (1..=size)
                 .map(|id| dir.path().join(format!("control-{id}")))
                 .collect(),
-            _dir: dir,
+            dir,
             addrs: Vec::new(),
             nodes: Vec::new(),
         };
@@ -87,6 +87,24 @@ impl Cluster {
             cluster.nodes.push(Some(node));
         }
         cluster
+    }
+
+    /// Starts one more node that joins through a running node; returns its index.
+    pub async fn join_new(&mut self) -> usize {
+        let i = self.nodes.len();
+        self.paths
+            .push(self.dir.path().join(format!("control-{}", i + 1)));
+        let seed = self.running().next().expect("a running node");
+        let mut config = config(
+            i as u64 + 1,
+            "127.0.0.1:0".parse().unwrap(),
+            self.paths[i].clone(),
+        );
+        config.join = vec![self.node(seed).address().to_owned()];
+        let node = ControlNode::start(config).await.unwrap();
+        self.addrs.push(node.local_addr());
+        self.nodes.push(Some(node));
+        i
     }
 
     /// Addresses of every node, running or not.
