@@ -145,7 +145,10 @@ impl Liveness {
     }
 }
 
-/// Whether a report's load figures differ from the committed ones.
+/// Whether a report's load figures that placement uses (memory of a core, points and
+/// memory of a replica) differ from the committed ones. Rates and queue depths change with
+/// every request and decide nothing, so they alone never cause a commit; they ride along
+/// when something else does.
 fn load_changed(state: &ControlState, report: &WorkerReport) -> bool {
     let Some(worker) = state.workers.get(&report.worker_id) else {
         return false;
@@ -155,13 +158,7 @@ fn load_changed(state: &ControlState, report: &WorkerReport) -> bool {
             .cores
             .iter()
             .find(|c| c.core == reported.core)
-            .is_some_and(|c| {
-                c.memory_bytes != reported.memory_bytes
-                    || c.in_flight != reported.in_flight
-                    || c.queue_depth != reported.queue_depth
-                    || (c.search_qps - reported.search_qps).abs() > 0.5
-                    || (c.upsert_points_per_s - reported.upsert_points_per_s).abs() > 0.5
-            })
+            .is_some_and(|c| c.memory_bytes != reported.memory_bytes)
     });
     if core_changed {
         return true;
@@ -305,6 +302,19 @@ mod tests {
         assert!(matches!(&commands[..], [Command::ObserveWorkers { .. }]));
         state.apply(4, &commands[0]).unwrap();
         assert_eq!(state.workers["w1"].health, Health::Up);
+    }
+
+    #[test]
+    fn rates_alone_are_not_committed() {
+        let state = state_with_worker();
+        let t0 = Instant::now();
+        let mut liveness = Liveness::new(2, t0);
+        let mut busy = report(0, vec![]);
+        busy.cores[0].search_qps = 1500.0;
+        busy.cores[0].in_flight = 12;
+        liveness.record(busy, t0);
+        liveness.settle(&state);
+        assert!(liveness.reconcile(&state, t0, CONFIG).is_empty());
     }
 
     #[test]

@@ -138,3 +138,77 @@ fn a_store_refuses_another_node_id() {
         })
     ));
 }
+
+/// The stored records keep the shapes `FORMAT.md` documents. These are openraft's serde
+/// shapes at the pinned version: a version bump that changes them fails here first.
+#[test]
+fn stored_records_keep_their_documented_shape() {
+    let membership = Membership::new(
+        vec![std::collections::BTreeSet::from([1u64])],
+        std::collections::BTreeMap::from([(
+            1u64,
+            crate::consensus::PeerNode {
+                address: "127.0.0.1:7101".into(),
+            },
+        )]),
+    )
+    .unwrap();
+    fn shape<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+    assert_eq!(
+        shape(&Vote::new_committed(2, 1)),
+        r#"{"leader_id":{"term":2,"node_id":1},"committed":true}"#
+    );
+    assert_eq!(
+        shape(&Some(log_id(2, 7))),
+        r#"{"leader_id":{"term":2,"node_id":1},"index":7}"#
+    );
+    assert_eq!(
+        shape(&Entry {
+            log_id: log_id(2, 1),
+            payload: EntryPayload::Blank
+        }),
+        r#"{"log_id":{"leader_id":{"term":2,"node_id":1},"index":1},"payload":"Blank"}"#
+    );
+    assert_eq!(
+        shape(&Entry {
+            log_id: log_id(2, 1),
+            payload: EntryPayload::Membership(membership.clone())
+        }),
+        r#"{"log_id":{"leader_id":{"term":2,"node_id":1},"index":1},"payload":{"Membership":{"configs":[[1]],"nodes":{"1":{"address":"127.0.0.1:7101"}}}}}"#
+    );
+    assert_eq!(
+        shape(&entry(
+            2,
+            3,
+            Command::DropCollection {
+                name: "docs".into()
+            }
+        )),
+        r#"{"log_id":{"leader_id":{"term":2,"node_id":1},"index":3},"payload":{"Normal":{"DropCollection":{"name":"docs"}}}}"#
+    );
+    assert_eq!(
+        shape(&SnapshotMeta {
+            last_log_id: Some(log_id(2, 3)),
+            last_membership: StoredMembership::new(Some(log_id(2, 1)), membership),
+        }),
+        r#"{"last_log_id":{"leader_id":{"term":2,"node_id":1},"index":3},"last_membership":{"log_id":{"leader_id":{"term":2,"node_id":1},"index":1},"membership":{"configs":[[1]],"nodes":{"1":{"address":"127.0.0.1:7101"}}}},"snapshot_id":""}"#
+    );
+    let mut state = ControlState::default();
+    state
+        .apply(
+            1,
+            &Command::InitCluster {
+                cluster_id: "c".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        shape(&SnapshotData {
+            format: FORMAT_VERSION,
+            state
+        }),
+        r#"{"format":1,"state":{"cluster_id":"c","routing_version":1,"workers":{},"collections":{}}}"#
+    );
+}
