@@ -68,7 +68,9 @@ pub use hashing::{HashRange, ShardLayout, point_hash};
 pub use node::{ConfigError, ControlConfig, ControlNode, NodeError};
 pub use placement::{CoreLoad, PlacementError, Slot, WorkerLoad, live_cores, place};
 pub use spec::{
-    CollectionConfig, CollectionRequest, HnswParams, Metric, PayloadIndexSpec, PayloadKind,
-    Quantization, SpecError, validate_collection_name,
+    CollectionConfig, CollectionRequest, DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M,
+    HnswParams, MAX_DIMENSION, MAX_NAME_LEN, MAX_PAYLOAD_FIELD_LEN, MAX_REPLICATION_FACTOR,
+    MAX_SHARD_COUNT, Metric, PayloadIndexSpec, PayloadKind, Quantization, SpecError,
+    validate_collection_name,
 };
 pub use state::CommandError;

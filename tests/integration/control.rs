@@ -196,3 +196,27 @@ fn a_control_cluster_survives_sigkill_of_its_leader() {
         }
     });
 }
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["control", "--node-id", "0", "--addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node id 0 is reserved"), "stderr: {err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["control", "--node-id", "1", "--addr", "0.0.0.0:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("advertise"), "stderr: {err}");
+}
