@@ -1,15 +1,18 @@
 //! The `vectron` binary: one subcommand per process kind. It only wires crates together;
 //! the logic lives in the crates.
 
+use std::io::IsTerminal as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use vectron_control::{ControlClient, ControlConfig, ControlNode};
 
 /// Vectron: a distributed vector database with thread-per-core shards.
 #[derive(Debug, Parser)]
-#[command(name = "vectron", version)]
+#[command(name = "vectron", version, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,16 +23,19 @@ enum Command {
     /// Run a data node: one pinned thread per core, each owning its shards and serving
     /// gRPC on its own port (core i on core-base-port + i).
     Worker(WorkerArgs),
+    /// Run a control node: the placement driver, replicated with Raft.
+    Control(ControlArgs),
+    /// Ask the control plane about the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
 }
 
 #[derive(Debug, Args)]
 struct WorkerArgs {
     /// Directory for the worker's shards and identity.
-    #[arg(
-        long,
-        env = "VECTRON_DATA_DIR",
-        default_value = "./vectron-data/worker"
-    )]
+    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./vectron-data/worker")]
     data_dir: PathBuf,
     /// Number of cores (threads). Default: every CPU.
     #[arg(long, env = "VECTRON_CORES")]
@@ -57,38 +63,121 @@ struct WorkerArgs {
     first_cpu: usize,
 }
 
-fn init_tracing() {
+#[derive(Debug, Args)]
+struct ControlArgs {
+    /// Raft node id of this control node: 1 or more, never reused for another node.
+    #[arg(long, env = "VECTRON_NODE_ID")]
+    node_id: u64,
+    /// Address the gRPC listener binds (HOST:PORT).
+    #[arg(long, env = "VECTRON_CONTROL_ADDR")]
+    addr: SocketAddr,
+    /// HOST:PORT that other nodes, workers and the gateway use to reach this node
+    /// [default: --addr].
+    #[arg(long, env = "VECTRON_CONTROL_ADVERTISE")]
+    advertise: Option<String>,
+    /// Directory of the node's Raft log, vote and snapshots.
+    #[arg(long, env = "VECTRON_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Control nodes to join through (HOST:PORT, comma-separated). Without it, a node
+    /// with an empty data directory starts a new cluster.
+    #[arg(long, env = "VECTRON_JOIN", value_delimiter = ',')]
+    join: Vec<String>,
+    /// Milliseconds between worker heartbeats.
+    #[arg(long, env = "VECTRON_WORKER_HEARTBEAT_MS", default_value_t = 1000)]
+    worker_heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat before a worker is marked down.
+    #[arg(long, env = "VECTRON_WORKER_TIMEOUT_MS", default_value_t = 5000)]
+    worker_timeout_ms: u64,
+    /// Lower bound of the Raft election timeout in milliseconds; the upper bound is
+    /// twice it.
+    #[arg(long, env = "VECTRON_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    election_timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Print the control nodes, the leader, the workers and the shards that cannot serve.
+    Status {
+        /// Control nodes to ask (HOST:PORT, comma-separated).
+        #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',', required = true)]
+        control: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Worker(args) => {
+            init_logging("info");
+            current_thread()?.block_on(run_worker(args))
+        }
+        Command::Control(args) => {
+            init_logging("info,openraft=warn");
+            multi_thread()?.block_on(run_control(args))
+        }
+        Command::Cluster { command: ClusterCommand::Status { control } } => {
+            init_logging("warn");
+            multi_thread()?.block_on(async {
+                let client = ControlClient::new(control)?;
+                let status =
+                    client.cluster_status().await.context("cannot read the cluster status")?;
+                print!("{}", vectron_control::render_status(&status));
+                Ok(())
+            })
+        }
+    }
+}
+
+fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VECTRON_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    init_tracing();
-    match cli.command {
-        Command::Worker(args) => {
-            let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
-            if let Some(cores) = args.cores {
-                config.cores = cores;
-            }
-            config.host = args.host;
-            config.core_base_port = args.core_base_port;
-            config.admin_addr = args.admin_addr;
-            config.worker_id = args.worker_id;
-            config.wal_sync = args.wal_sync;
-            config.pin = !args.no_pin;
-            config.first_cpu = args.first_cpu;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .context("cannot build the worker's admin runtime")?;
-            runtime
-                .block_on(vectron_worker::run(config))
-                .context("the worker failed")
-        }
+async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
+    if let Some(cores) = args.cores {
+        config.cores = cores;
     }
+    config.host = args.host;
+    config.core_base_port = args.core_base_port;
+    config.admin_addr = args.admin_addr;
+    config.worker_id = args.worker_id;
+    config.wal_sync = args.wal_sync;
+    config.pin = !args.no_pin;
+    config.first_cpu = args.first_cpu;
+    vectron_worker::run(config).await.context("the worker failed")
+}
+
+async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let mut config = ControlConfig::new(args.node_id, args.addr, args.data_dir);
+    config.advertise = args.advertise;
+    config.join = args.join;
+    config.worker_heartbeat = Duration::from_millis(args.worker_heartbeat_ms);
+    config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
+    config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
+    config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
+    let node = ControlNode::start(config).await.context("the control node did not start")?;
+    // One line on stdout, for scripts: the address the node serves on.
+    println!("control node {} serving on {}", node.node_id(), node.address());
+    node.serve_until(vectron_worker::shutdown_signal())
+        .await
+        .context("the control node stopped with an error")
 }

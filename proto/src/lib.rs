@@ -1,7 +1,9 @@
 //! Vectron's gRPC contracts, generated from the `.proto` files beside this crate.
 //!
 //! [`v1`] is the public API that SDKs and the gateway speak: collections, points,
-//! search and stats. Messages are [prost] types; clients and servers are [tonic]
+//! search and stats. [`control::v1`] is the control plane's internal contract: worker
+//! registration and heartbeats, routing, cluster status and the Raft transport between
+//! control nodes. Messages are [prost] types; clients and servers are [tonic]
 //! services. The `.proto` files are the reference documentation of every field.
 //!
 //! ```no_run
@@ -50,6 +52,20 @@ pub mod v1 {
 mod builders;
 pub mod hashing;
 pub mod json;
+/// Internal contracts of the control plane.
+pub mod control {
+    /// The control plane, package `vectron.control.v1`: workers, collections, routing,
+    /// cluster status, membership, and Raft between control nodes.
+    pub mod v1 {
+        #![expect(
+            unused_qualifications,
+            clippy::allow_attributes,
+            clippy::allow_attributes_without_reason,
+            reason = "generated code: full paths and its own bare allows"
+        )]
+        tonic::include_proto!("vectron.control.v1");
+    }
+}
 
 /// The encoded `FileDescriptorSet` of every contract in this crate, for gRPC reflection
 /// and for tools that inspect messages dynamically.

@@ -4,3 +4,4 @@
 mod cli;
 mod support;
 mod worker;
+mod control;

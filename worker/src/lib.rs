@@ -28,4 +28,4 @@ mod config;
 mod worker;
 
 pub use crate::config::{WorkerConfig, parse_sync_policy};
-pub use crate::worker::{Worker, WorkerError, run};
+pub use crate::worker::{Worker, WorkerError, run, shutdown_signal};

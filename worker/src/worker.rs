@@ -217,14 +217,14 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         "{}",
         serde_json::json!({"event": "ready", "worker_id": worker.id(), "cores": cores, "admin": worker.admin_addr().to_string()})
     );
-    wait_for_signal().await;
+    shutdown_signal().await;
     tracing::info!("shutting down: checkpointing every shard");
     worker.shutdown().await;
     Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub(crate) async fn wait_for_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -1,0 +1,613 @@
+//! Collection specs: the rules of `vectron.v1.CollectionSpec`, checked once, with every
+//! default resolved.
+//!
+//! Validation happens in two steps. [`CollectionRequest::from_proto`] checks everything
+//! that depends only on the request (name, dimension, metric, bounds) and resolves the
+//! fixed defaults. What depends on the cluster (the default shard count is the number of
+//! live worker cores; the replication factor cannot exceed the live workers) is resolved
+//! when the request is applied to the replicated state, into a [`CollectionConfig`].
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use vectron_proto::v1 as api;
+
+/// Longest collection name, in characters.
+pub const MAX_NAME_LEN: usize = 64;
+/// Largest vector dimension.
+pub const MAX_DIMENSION: u32 = 65_536;
+/// Largest shard count of a collection.
+pub const MAX_SHARD_COUNT: u32 = 1024;
+/// Largest replication factor.
+pub const MAX_REPLICATION_FACTOR: u32 = 7;
+/// Longest payload field name that can be indexed, in bytes.
+pub const MAX_PAYLOAD_FIELD_LEN: usize = 128;
+
+/// Default HNSW `m`.
+pub const DEFAULT_M: u32 = 16;
+/// Default HNSW `ef_construction`.
+pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
+/// Default search `ef`.
+pub const DEFAULT_EF: u32 = 64;
+
+/// A collection spec that breaks a rule of `vectron.v1.CollectionSpec`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum SpecError {
+    /// The request carries no spec at all.
+    #[error("the request has no collection spec")]
+    Missing,
+    /// The name is empty.
+    #[error("collection name is empty: use 1 to 64 characters from [A-Za-z0-9_-]")]
+    EmptyName,
+    /// The name is longer than [`MAX_NAME_LEN`].
+    #[error("collection name has {len} characters: at most 64 are allowed")]
+    NameTooLong {
+        /// Characters in the name.
+        len: usize,
+    },
+    /// The name holds a character outside `[A-Za-z0-9_-]`, or starts with `_` or `-`.
+    #[error(
+        "collection name {name:?} is not allowed: use [A-Za-z0-9_-], starting with a letter or a digit"
+    )]
+    BadName {
+        /// The name as given.
+        name: String,
+    },
+    /// The dimension is 0 or above [`MAX_DIMENSION`].
+    #[error("dimension must be 1 to 65536, got {got}")]
+    Dimension {
+        /// The dimension given.
+        got: u32,
+    },
+    /// The metric is unset.
+    #[error("metric is required: METRIC_COSINE, METRIC_L2 or METRIC_DOT")]
+    MetricUnspecified,
+    /// The metric is not one this version knows.
+    #[error("unknown metric {value}: use METRIC_COSINE, METRIC_L2 or METRIC_DOT")]
+    UnknownMetric {
+        /// The enum value given.
+        value: i32,
+    },
+    /// The shard count is present but 0 or above [`MAX_SHARD_COUNT`].
+    #[error("shard_count must be 1 to 1024 (or absent for one shard per worker core), got {got}")]
+    ShardCount {
+        /// The shard count given.
+        got: u32,
+    },
+    /// The replication factor is present but 0 or above [`MAX_REPLICATION_FACTOR`].
+    #[error("replication_factor must be 1 to 7 (or absent for 1), got {got}")]
+    ReplicationFactor {
+        /// The replication factor given.
+        got: u32,
+    },
+    /// HNSW `m` is outside 4 to 128.
+    #[error("hnsw.m must be 4 to 128, got {got}")]
+    HnswM {
+        /// The value given.
+        got: u32,
+    },
+    /// HNSW `ef_construction` is outside 8 to 4096 or below `m`.
+    #[error("hnsw.ef_construction must be 8 to 4096 and at least m ({m}), got {got}")]
+    EfConstruction {
+        /// The value given.
+        got: u32,
+        /// The effective `m`.
+        m: u32,
+    },
+    /// The default search `ef` is outside 1 to 32768.
+    #[error("hnsw.ef must be 1 to 32768, got {got}")]
+    Ef {
+        /// The value given.
+        got: u32,
+    },
+    /// The quantization is not one this version knows.
+    #[error("unknown quantization {value}: use QUANTIZATION_NONE or QUANTIZATION_INT8")]
+    UnknownQuantization {
+        /// The enum value given.
+        value: i32,
+    },
+    /// A payload index names an empty field or one longer than 128 bytes.
+    #[error("payload index field must be 1 to 128 bytes, got {len} bytes")]
+    PayloadField {
+        /// Length of the field name in bytes.
+        len: usize,
+    },
+    /// A payload index has no kind or an unknown one.
+    #[error(
+        "payload index on {field:?} needs a kind: PAYLOAD_FIELD_KIND_KEYWORD or PAYLOAD_FIELD_KIND_NUMERIC (got {value})"
+    )]
+    PayloadKind {
+        /// The field.
+        field: String,
+        /// The enum value given.
+        value: i32,
+    },
+    /// Two payload indexes name the same field.
+    #[error("payload field {field:?} is indexed twice")]
+    DuplicatePayloadIndex {
+        /// The field.
+        field: String,
+    },
+}
+
+/// How similarity is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Metric {
+    /// Cosine similarity.
+    Cosine,
+    /// Negated squared Euclidean distance.
+    L2,
+    /// Inner product.
+    Dot,
+}
+
+/// How the index encodes vectors for traversal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Quantization {
+    /// Full-precision vectors.
+    None,
+    /// One signed byte per dimension.
+    Int8,
+}
+
+/// What a payload index holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PayloadKind {
+    /// Strings matched exactly.
+    Keyword,
+    /// Numbers matched by range.
+    Numeric,
+}
+
+/// HNSW parameters with defaults resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HnswParams {
+    /// Links per node on the upper layers.
+    pub m: u32,
+    /// Candidate list size while building.
+    pub ef_construction: u32,
+    /// Default candidate list size while searching.
+    pub ef: u32,
+}
+
+/// One indexed payload field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PayloadIndexSpec {
+    /// Top-level payload key.
+    pub field: String,
+    /// What the index holds.
+    pub kind: PayloadKind,
+}
+
+/// A create request that passed every check that does not depend on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionRequest {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension.
+    pub dimension: u32,
+    /// Similarity measure.
+    pub metric: Metric,
+    /// Shard count asked for; `None` means one per live worker core.
+    pub shard_count: Option<u32>,
+    /// Copies of every shard.
+    pub replication_factor: u32,
+    /// Graph parameters.
+    pub hnsw: HnswParams,
+    /// Vector encoding for traversal.
+    pub quantization: Quantization,
+    /// Indexed payload fields, in request order.
+    pub payload_indexes: Vec<PayloadIndexSpec>,
+}
+
+/// A collection's spec with every default resolved: what the cluster stores and what
+/// workers receive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    /// Collection name.
+    pub name: String,
+    /// Vector dimension.
+    pub dimension: u32,
+    /// Similarity measure.
+    pub metric: Metric,
+    /// Number of shards.
+    pub shard_count: u32,
+    /// Copies of every shard.
+    pub replication_factor: u32,
+    /// Graph parameters.
+    pub hnsw: HnswParams,
+    /// Vector encoding for traversal.
+    pub quantization: Quantization,
+    /// Indexed payload fields.
+    pub payload_indexes: Vec<PayloadIndexSpec>,
+}
+
+/// Checks a collection name against the rule of `CollectionSpec.name`.
+///
+/// # Errors
+/// [`SpecError::EmptyName`], [`SpecError::NameTooLong`] or [`SpecError::BadName`].
+pub fn validate_collection_name(name: &str) -> Result<(), SpecError> {
+    let len = name.chars().count();
+    if len == 0 {
+        return Err(SpecError::EmptyName);
+    }
+    if len > MAX_NAME_LEN {
+        return Err(SpecError::NameTooLong { len });
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_ok || !name.chars().all(allowed) {
+        return Err(SpecError::BadName {
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+impl CollectionRequest {
+    /// Checks a public spec and resolves its fixed defaults.
+    ///
+    /// # Errors
+    /// The first rule of `vectron.v1.CollectionSpec` the spec breaks.
+    pub fn from_proto(spec: &api::CollectionSpec) -> Result<Self, SpecError> {
+        validate_collection_name(&spec.name)?;
+        if spec.dimension == 0 || spec.dimension > MAX_DIMENSION {
+            return Err(SpecError::Dimension {
+                got: spec.dimension,
+            });
+        }
+        let metric = match api::Metric::try_from(spec.metric) {
+            Ok(api::Metric::Cosine) => Metric::Cosine,
+            Ok(api::Metric::L2) => Metric::L2,
+            Ok(api::Metric::Dot) => Metric::Dot,
+            Ok(api::Metric::Unspecified) => return Err(SpecError::MetricUnspecified),
+            Err(_) => return Err(SpecError::UnknownMetric { value: spec.metric }),
+        };
+        if let Some(got) = spec.shard_count
+            && (got == 0 || got > MAX_SHARD_COUNT)
+        {
+            return Err(SpecError::ShardCount { got });
+        }
+        let replication_factor = spec.replication_factor.unwrap_or(1);
+        if replication_factor == 0 || replication_factor > MAX_REPLICATION_FACTOR {
+            return Err(SpecError::ReplicationFactor {
+                got: replication_factor,
+            });
+        }
+        let hnsw = resolve_hnsw(spec.hnsw.as_ref())?;
+        let quantization = match api::Quantization::try_from(spec.quantization) {
+            Ok(api::Quantization::Unspecified | api::Quantization::None) => Quantization::None,
+            Ok(api::Quantization::Int8) => Quantization::Int8,
+            Err(_) => {
+                return Err(SpecError::UnknownQuantization {
+                    value: spec.quantization,
+                });
+            }
+        };
+        let mut seen = BTreeSet::new();
+        let mut payload_indexes = Vec::with_capacity(spec.payload_indexes.len());
+        for index in &spec.payload_indexes {
+            let len = index.field.len();
+            if len == 0 || len > MAX_PAYLOAD_FIELD_LEN {
+                return Err(SpecError::PayloadField { len });
+            }
+            let kind = match api::PayloadFieldKind::try_from(index.kind) {
+                Ok(api::PayloadFieldKind::Keyword) => PayloadKind::Keyword,
+                Ok(api::PayloadFieldKind::Numeric) => PayloadKind::Numeric,
+                Ok(api::PayloadFieldKind::Unspecified) | Err(_) => {
+                    return Err(SpecError::PayloadKind {
+                        field: index.field.clone(),
+                        value: index.kind,
+                    });
+                }
+            };
+            if !seen.insert(index.field.as_str()) {
+                return Err(SpecError::DuplicatePayloadIndex {
+                    field: index.field.clone(),
+                });
+            }
+            payload_indexes.push(PayloadIndexSpec {
+                field: index.field.clone(),
+                kind,
+            });
+        }
+        Ok(Self {
+            name: spec.name.clone(),
+            dimension: spec.dimension,
+            metric,
+            shard_count: spec.shard_count,
+            replication_factor,
+            hnsw,
+            quantization,
+            payload_indexes,
+        })
+    }
+
+    /// The resolved spec once the cluster has chosen the shard count.
+    #[must_use]
+    pub fn resolve(&self, shard_count: u32) -> CollectionConfig {
+        CollectionConfig {
+            name: self.name.clone(),
+            dimension: self.dimension,
+            metric: self.metric,
+            shard_count,
+            replication_factor: self.replication_factor,
+            hnsw: self.hnsw,
+            quantization: self.quantization,
+            payload_indexes: self.payload_indexes.clone(),
+        }
+    }
+}
+
+fn resolve_hnsw(hnsw: Option<&api::HnswConfig>) -> Result<HnswParams, SpecError> {
+    let m = hnsw.and_then(|h| h.m).unwrap_or(DEFAULT_M);
+    if !(4..=128).contains(&m) {
+        return Err(SpecError::HnswM { got: m });
+    }
+    let ef_construction = hnsw
+        .and_then(|h| h.ef_construction)
+        .unwrap_or(DEFAULT_EF_CONSTRUCTION);
+    if !(8..=4096).contains(&ef_construction) || ef_construction < m {
+        return Err(SpecError::EfConstruction {
+            got: ef_construction,
+            m,
+        });
+    }
+    let ef = hnsw.and_then(|h| h.ef).unwrap_or(DEFAULT_EF);
+    if !(1..=32_768).contains(&ef) {
+        return Err(SpecError::Ef { got: ef });
+    }
+    Ok(HnswParams {
+        m,
+        ef_construction,
+        ef,
+    })
+}
+
+impl CollectionConfig {
+    /// The public spec, every optional field present.
+    #[must_use]
+    pub fn to_proto(&self) -> api::CollectionSpec {
+        let metric = match self.metric {
+            Metric::Cosine => api::Metric::Cosine,
+            Metric::L2 => api::Metric::L2,
+            Metric::Dot => api::Metric::Dot,
+        };
+        let quantization = match self.quantization {
+            Quantization::None => api::Quantization::None,
+            Quantization::Int8 => api::Quantization::Int8,
+        };
+        api::CollectionSpec {
+            name: self.name.clone(),
+            dimension: self.dimension,
+            metric: metric.into(),
+            shard_count: Some(self.shard_count),
+            replication_factor: Some(self.replication_factor),
+            hnsw: Some(api::HnswConfig {
+                m: Some(self.hnsw.m),
+                ef_construction: Some(self.hnsw.ef_construction),
+                ef: Some(self.hnsw.ef),
+            }),
+            quantization: quantization.into(),
+            payload_indexes: self
+                .payload_indexes
+                .iter()
+                .map(|index| api::PayloadIndex {
+                    field: index.field.clone(),
+                    kind: match index.kind {
+                        PayloadKind::Keyword => api::PayloadFieldKind::Keyword,
+                        PayloadKind::Numeric => api::PayloadFieldKind::Numeric,
+                    }
+                    .into(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, dimension: u32) -> api::CollectionSpec {
+        api::CollectionSpec {
+            name: name.to_owned(),
+            dimension,
+            metric: api::Metric::Cosine.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let request = CollectionRequest::from_proto(&spec("docs", 384)).unwrap();
+        assert_eq!(request.shard_count, None);
+        assert_eq!(request.replication_factor, 1);
+        assert_eq!(
+            request.hnsw,
+            HnswParams {
+                m: 16,
+                ef_construction: 200,
+                ef: 64
+            }
+        );
+        assert_eq!(request.quantization, Quantization::None);
+        let resolved = request.resolve(4).to_proto();
+        assert_eq!(resolved.shard_count, Some(4));
+        assert_eq!(resolved.replication_factor, Some(1));
+        assert_eq!(resolved.quantization, api::Quantization::None as i32);
+        assert_eq!(resolved.hnsw.unwrap().ef, Some(64));
+    }
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["a", "A-b_9", "9lives", &"x".repeat(64)] {
+            assert_eq!(validate_collection_name(good), Ok(()), "{good}");
+        }
+        assert_eq!(validate_collection_name(""), Err(SpecError::EmptyName));
+        assert_eq!(
+            validate_collection_name(&"x".repeat(65)),
+            Err(SpecError::NameTooLong { len: 65 })
+        );
+        for bad in ["_x", "-x", "a b", "a.b", "é", "a/b"] {
+            assert!(
+                matches!(
+                    validate_collection_name(bad),
+                    Err(SpecError::BadName { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn dimension_bounds() {
+        assert_eq!(
+            CollectionRequest::from_proto(&spec("a", 0)),
+            Err(SpecError::Dimension { got: 0 })
+        );
+        assert_eq!(
+            CollectionRequest::from_proto(&spec("a", 65_537)),
+            Err(SpecError::Dimension { got: 65_537 })
+        );
+        assert!(CollectionRequest::from_proto(&spec("a", 65_536)).is_ok());
+        assert!(CollectionRequest::from_proto(&spec("a", 1)).is_ok());
+    }
+
+    #[test]
+    fn metric_is_required_and_known() {
+        let mut unset = spec("a", 8);
+        unset.metric = 0;
+        assert_eq!(
+            CollectionRequest::from_proto(&unset),
+            Err(SpecError::MetricUnspecified)
+        );
+        let mut unknown = spec("a", 8);
+        unknown.metric = 42;
+        assert_eq!(
+            CollectionRequest::from_proto(&unknown),
+            Err(SpecError::UnknownMetric { value: 42 })
+        );
+    }
+
+    #[test]
+    fn shard_count_and_replication_bounds() {
+        let mut zero = spec("a", 8);
+        zero.shard_count = Some(0);
+        assert_eq!(
+            CollectionRequest::from_proto(&zero),
+            Err(SpecError::ShardCount { got: 0 })
+        );
+        let mut many = spec("a", 8);
+        many.shard_count = Some(1025);
+        assert_eq!(
+            CollectionRequest::from_proto(&many),
+            Err(SpecError::ShardCount { got: 1025 })
+        );
+        let mut rf0 = spec("a", 8);
+        rf0.replication_factor = Some(0);
+        assert_eq!(
+            CollectionRequest::from_proto(&rf0),
+            Err(SpecError::ReplicationFactor { got: 0 })
+        );
+        let mut rf8 = spec("a", 8);
+        rf8.replication_factor = Some(8);
+        assert_eq!(
+            CollectionRequest::from_proto(&rf8),
+            Err(SpecError::ReplicationFactor { got: 8 })
+        );
+    }
+
+    #[test]
+    fn hnsw_bounds() {
+        let with = |m, efc, ef| {
+            let mut s = spec("a", 8);
+            s.hnsw = Some(api::HnswConfig {
+                m,
+                ef_construction: efc,
+                ef,
+            });
+            CollectionRequest::from_proto(&s).map(|r| r.hnsw)
+        };
+        assert_eq!(with(Some(3), None, None), Err(SpecError::HnswM { got: 3 }));
+        assert_eq!(
+            with(Some(129), None, None),
+            Err(SpecError::HnswM { got: 129 })
+        );
+        assert_eq!(
+            with(Some(64), Some(32), None),
+            Err(SpecError::EfConstruction { got: 32, m: 64 })
+        );
+        assert_eq!(
+            with(None, Some(4097), None),
+            Err(SpecError::EfConstruction { got: 4097, m: 16 })
+        );
+        assert_eq!(with(None, None, Some(0)), Err(SpecError::Ef { got: 0 }));
+        assert_eq!(
+            with(None, None, Some(32_769)),
+            Err(SpecError::Ef { got: 32_769 })
+        );
+        assert_eq!(
+            with(Some(8), Some(8), Some(1)),
+            Ok(HnswParams {
+                m: 8,
+                ef_construction: 8,
+                ef: 1
+            })
+        );
+    }
+
+    #[test]
+    fn quantization_and_payload_indexes() {
+        let mut q = spec("a", 8);
+        q.quantization = 9;
+        assert_eq!(
+            CollectionRequest::from_proto(&q),
+            Err(SpecError::UnknownQuantization { value: 9 })
+        );
+        let index = |field: &str, kind: i32| api::PayloadIndex {
+            field: field.to_owned(),
+            kind,
+        };
+        let mut p = spec("a", 8);
+        p.payload_indexes = vec![index("title", 1), index("year", 2)];
+        let request = CollectionRequest::from_proto(&p).unwrap();
+        assert_eq!(request.payload_indexes.len(), 2);
+        assert_eq!(request.payload_indexes[1].kind, PayloadKind::Numeric);
+
+        p.payload_indexes = vec![index("title", 1), index("title", 2)];
+        assert_eq!(
+            CollectionRequest::from_proto(&p),
+            Err(SpecError::DuplicatePayloadIndex {
+                field: "title".into()
+            })
+        );
+        p.payload_indexes = vec![index("", 1)];
+        assert_eq!(
+            CollectionRequest::from_proto(&p),
+            Err(SpecError::PayloadField { len: 0 })
+        );
+        p.payload_indexes = vec![index("t", 0)];
+        assert!(matches!(
+            CollectionRequest::from_proto(&p),
+            Err(SpecError::PayloadKind { value: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn resolved_spec_round_trips_through_proto() {
+        let mut s = spec("round", 96);
+        s.metric = api::Metric::Dot.into();
+        s.shard_count = Some(3);
+        s.replication_factor = Some(2);
+        s.quantization = api::Quantization::Int8.into();
+        let config = CollectionRequest::from_proto(&s).unwrap().resolve(3);
+        let again = CollectionRequest::from_proto(&config.to_proto())
+            .unwrap()
+            .resolve(3);
+        assert_eq!(config, again);
+    }
+}

@@ -1,0 +1,593 @@
+//! The replicated state: workers, collections, shards and replicas, and the commands that
+//! change them. [`ControlState::apply`] is a pure function of the state, the command and
+//! the command's log index, so every control node that applies the same log reaches the
+//! same state; the Raft layer only decides the order.
+//!
+//! ```text
+//!   Command ──(Raft log, index i)──► ControlState::apply ──► Applied | CommandError
+//! ```
+//!
+//! What is replicated and what is not: worker registrations, health transitions, which
+//! replicas serve, and load figures are replicated, because placement and routing depend
+//! on them. When each heartbeat arrived is not: only the leader tracks it (see
+//! `liveness`), and it commits the transitions it observes.
+//!
+//! Epochs: a replica's epoch is the log index of the command that placed it. Indexes only
+//! grow, so an epoch is unique in the cluster and a re-created collection never reuses the
+//! epochs of the one it replaces.
+
+mod views;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use vectron_proto::hashing::ShardLayout;
+use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
+use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
+
+pub(crate) use views::{assignments_for, worker_status};
+
+/// Everything the control plane knows, as applied from the log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ControlState {
+    /// Identity of the cluster, written once by the first leader.
+    pub cluster_id: String,
+    /// Grows with every change that a router must see.
+    pub routing_version: u64,
+    /// Registered workers by id.
+    pub workers: BTreeMap<String, WorkerRecord>,
+    /// Collections by name.
+    pub collections: BTreeMap<String, CollectionRecord>,
+}
+
+/// Health of a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Health {
+    /// Heartbeats arrive.
+    Up,
+    /// Silent for longer than the timeout.
+    Down,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WorkerRecord {
+    pub worker_id: String,
+    pub data_host: String,
+    pub admin_address: String,
+    pub cores: Vec<CoreRecord>,
+    pub health: Health,
+    pub registered_at_ms: u64,
+    pub health_changed_at_ms: u64,
+}
+
+/// One core of a worker, with its last reported load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CoreRecord {
+    pub core: u32,
+    pub port: u32,
+    pub memory_bytes: u64,
+    pub search_qps: f64,
+    pub upsert_points_per_s: f64,
+    pub in_flight: u32,
+    pub queue_depth: u64,
+}
+
+/// A collection and where its shards live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CollectionRecord {
+    pub config: CollectionConfig,
+    /// Log index of the create.
+    pub created_index: u64,
+    /// Every shard has served at least once: from then on a shard without a serving
+    /// replica makes the collection degraded rather than still being created.
+    pub was_ready: bool,
+    pub shards: Vec<ShardRecord>,
+}
+
+/// One shard.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShardRecord {
+    pub shard_id: u32,
+    pub hash_start: u64,
+    pub hash_end: u64,
+    pub replicas: Vec<ReplicaRecord>,
+}
+
+/// One copy of a shard on a worker core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReplicaRecord {
+    pub worker_id: String,
+    pub core: u32,
+    pub epoch: u64,
+    /// The worker's last committed report says the core serves it at this epoch.
+    pub serving: bool,
+    /// It has served at least once, so its data exists and must never be recreated empty.
+    pub served: bool,
+    pub points: u64,
+    pub memory_bytes: u64,
+}
+
+/// A worker's registration, as committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Registration {
+    pub worker_id: String,
+    pub data_host: String,
+    pub admin_address: String,
+    /// (core, port) for every core.
+    pub cores: Vec<(u32, u32)>,
+    /// The cluster the worker says it belongs to; empty for a new worker.
+    pub cluster_id: String,
+}
+
+/// What a worker reported in its latest heartbeat.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WorkerReport {
+    pub worker_id: String,
+    pub cores: Vec<CoreReport>,
+}
+
+/// One core's part of a report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct CoreReport {
+    pub core: u32,
+    pub memory_bytes: u64,
+    pub search_qps: f64,
+    pub upsert_points_per_s: f64,
+    pub in_flight: u32,
+    pub queue_depth: u64,
+    pub shards: Vec<HeldShard>,
+}
+
+/// A replica a core reports serving.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HeldShard {
+    pub collection: String,
+    pub shard_id: u32,
+    pub epoch: u64,
+    pub points: u64,
+    pub memory_bytes: u64,
+}
+
+/// A change to the state: the application data of the Raft log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Command {
+    /// Names the cluster; only the first one counts.
+    InitCluster { cluster_id: String },
+    /// A worker registers (or registers again after a restart).
+    RegisterWorker {
+        registration: Registration,
+        at_ms: u64,
+    },
+    /// The leader commits what heartbeats said: a returning worker, replicas that began
+    /// or stopped serving, load figures.
+    ObserveWorkers {
+        reports: Vec<WorkerReport>,
+        at_ms: u64,
+    },
+    /// The leader's reconciler found these workers silent for too long.
+    MarkWorkersDown { worker_ids: Vec<String>, at_ms: u64 },
+    /// Creates a collection; placement happens while applying.
+    CreateCollection { request: CollectionRequest },
+    /// Drops a collection.
+    DropCollection { name: String },
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InitCluster { cluster_id } => write!(f, "init-cluster({cluster_id})"),
+            Self::RegisterWorker { registration, .. } => {
+                write!(f, "register-worker({})", registration.worker_id)
+            }
+            Self::ObserveWorkers { reports, .. } => {
+                write!(f, "observe-workers({} reports)", reports.len())
+            }
+            Self::MarkWorkersDown { worker_ids, .. } => {
+                write!(f, "mark-workers-down({})", worker_ids.join(","))
+            }
+            Self::CreateCollection { request } => write!(f, "create-collection({})", request.name),
+            Self::DropCollection { name } => write!(f, "drop-collection({name})"),
+        }
+    }
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Applied {
+    /// Nothing changed (for example a second `InitCluster`).
+    Unchanged,
+    /// A worker is registered; `resumed` when its id was known.
+    WorkerRegistered { resumed: bool },
+    /// Reports were recorded.
+    WorkersObserved,
+    /// This many workers went down.
+    WorkersMarkedDown { count: usize },
+    /// The collection exists now.
+    CollectionCreated,
+    /// The collection is gone.
+    CollectionDropped,
+    /// The cluster has its id.
+    ClusterInitialized,
+}
+
+/// Why a command was refused. Refused commands change nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum CommandError {
+    /// The name is taken.
+    #[error("collection {name:?} already exists")]
+    AlreadyExists {
+        /// The collection name.
+        name: String,
+    },
+    /// No such collection.
+    #[error("collection {name:?} does not exist")]
+    NotFound {
+        /// The collection name.
+        name: String,
+    },
+    /// The shards cannot be placed.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
+    /// The worker registered with another cluster before.
+    #[error(
+        "worker {worker_id:?} belongs to cluster {claimed:?}, this is cluster {cluster_id:?}: point it at its own control plane or give it an empty data directory"
+    )]
+    ClusterMismatch {
+        /// The worker.
+        worker_id: String,
+        /// The cluster the worker names.
+        claimed: String,
+        /// This cluster.
+        cluster_id: String,
+    },
+    /// A worker registers again without a core that holds replicas.
+    #[error(
+        "worker {worker_id:?} registers without core {core}, which holds {replicas} replicas: start it with that core"
+    )]
+    CoreInUse {
+        /// The worker.
+        worker_id: String,
+        /// The missing core.
+        core: u32,
+        /// Replicas on that core.
+        replicas: usize,
+    },
+    /// The cluster has no id yet: the first leader is still starting.
+    #[error("the control plane is initialising: retry")]
+    NotInitialized,
+}
+
+/// The result the state machine returns for each command.
+pub(crate) type CommandResult = Result<Applied, CommandError>;
+
+impl ControlState {
+    /// Applies `command`, the log entry at `log_index`.
+    pub(crate) fn apply(&mut self, log_index: u64, command: &Command) -> CommandResult {
+        match command {
+            Command::InitCluster { cluster_id } => {
+                if self.cluster_id.is_empty() {
+                    self.cluster_id.clone_from(cluster_id);
+                    // The routing table names the cluster.
+                    self.routing_version += 1;
+                    Ok(Applied::ClusterInitialized)
+                } else {
+                    Ok(Applied::Unchanged)
+                }
+            }
+            Command::RegisterWorker {
+                registration,
+                at_ms,
+            } => self.register(registration, *at_ms),
+            Command::ObserveWorkers { reports, at_ms } => {
+                for report in reports {
+                    self.observe(report, *at_ms);
+                }
+                self.refresh_readiness();
+                Ok(Applied::WorkersObserved)
+            }
+            Command::MarkWorkersDown { worker_ids, at_ms } => {
+                let mut count = 0;
+                for id in worker_ids {
+                    if let Some(worker) = self.workers.get_mut(id)
+                        && worker.health == Health::Up
+                    {
+                        worker.health = Health::Down;
+                        worker.health_changed_at_ms = *at_ms;
+                        count += 1;
+                    }
+                }
+                if count > 0 {
+                    self.routing_version += 1;
+                }
+                Ok(Applied::WorkersMarkedDown { count })
+            }
+            Command::CreateCollection { request } => self.create(log_index, request),
+            Command::DropCollection { name } => {
+                if self.collections.remove(name).is_none() {
+                    return Err(CommandError::NotFound { name: name.clone() });
+                }
+                self.routing_version += 1;
+                Ok(Applied::CollectionDropped)
+            }
+        }
+    }
+
+    fn register(&mut self, registration: &Registration, at_ms: u64) -> CommandResult {
+        if self.cluster_id.is_empty() {
+            return Err(CommandError::NotInitialized);
+        }
+        if !registration.cluster_id.is_empty() && registration.cluster_id != self.cluster_id {
+            return Err(CommandError::ClusterMismatch {
+                worker_id: registration.worker_id.clone(),
+                claimed: registration.cluster_id.clone(),
+                cluster_id: self.cluster_id.clone(),
+            });
+        }
+        let id = &registration.worker_id;
+        let resumed = self.workers.contains_key(id);
+        if resumed {
+            // Every replica must stay on a core the worker still has.
+            let mut per_core: BTreeMap<u32, usize> = BTreeMap::new();
+            for replica in self.replicas().filter(|r| &r.worker_id == id) {
+                *per_core.entry(replica.core).or_default() += 1;
+            }
+            for (core, replicas) in per_core {
+                if !registration.cores.iter().any(|(c, _)| *c == core) {
+                    return Err(CommandError::CoreInUse {
+                        worker_id: id.clone(),
+                        core,
+                        replicas,
+                    });
+                }
+            }
+        }
+        let cores = registration
+            .cores
+            .iter()
+            .map(|&(core, port)| CoreRecord {
+                core,
+                port,
+                memory_bytes: 0,
+                search_qps: 0.0,
+                upsert_points_per_s: 0.0,
+                in_flight: 0,
+                queue_depth: 0,
+            })
+            .collect();
+        self.workers.insert(
+            id.clone(),
+            WorkerRecord {
+                worker_id: id.clone(),
+                data_host: registration.data_host.clone(),
+                admin_address: registration.admin_address.clone(),
+                cores,
+                health: Health::Up,
+                registered_at_ms: at_ms,
+                health_changed_at_ms: at_ms,
+            },
+        );
+        if resumed {
+            // A restarted worker reopens its replicas; until it reports them they do not
+            // serve. Their data stays where it is: `served` is kept.
+            for replica in self.replicas_mut().filter(|r| &r.worker_id == id) {
+                replica.serving = false;
+            }
+            self.routing_version += 1;
+        }
+        Ok(Applied::WorkerRegistered { resumed })
+    }
+
+    fn observe(&mut self, report: &WorkerReport, at_ms: u64) {
+        let Some(worker) = self.workers.get_mut(&report.worker_id) else {
+            return;
+        };
+        let mut routing_changed = false;
+        if worker.health == Health::Down {
+            worker.health = Health::Up;
+            worker.health_changed_at_ms = at_ms;
+            routing_changed = true;
+        }
+        for core in &mut worker.cores {
+            if let Some(reported) = report.cores.iter().find(|c| c.core == core.core) {
+                core.memory_bytes = reported.memory_bytes;
+                core.search_qps = reported.search_qps;
+                core.upsert_points_per_s = reported.upsert_points_per_s;
+                core.in_flight = reported.in_flight;
+                core.queue_depth = reported.queue_depth;
+            }
+        }
+        for (name, collection) in &mut self.collections {
+            for shard in &mut collection.shards {
+                for replica in &mut shard.replicas {
+                    if replica.worker_id != report.worker_id {
+                        continue;
+                    }
+                    let held = report
+                        .cores
+                        .iter()
+                        .filter(|c| c.core == replica.core)
+                        .flat_map(|c| &c.shards)
+                        .find(|h| {
+                            &h.collection == name
+                                && h.shard_id == shard.shard_id
+                                && h.epoch == replica.epoch
+                        });
+                    let serving = held.is_some();
+                    if serving != replica.serving {
+                        routing_changed = true;
+                    }
+                    replica.serving = serving;
+                    if let Some(held) = held {
+                        replica.served = true;
+                        replica.points = held.points;
+                        replica.memory_bytes = held.memory_bytes;
+                    }
+                }
+            }
+        }
+        if routing_changed {
+            self.routing_version += 1;
+        }
+    }
+
+    fn refresh_readiness(&mut self) {
+        let workers = &self.workers;
+        for collection in self.collections.values_mut() {
+            if !collection.was_ready
+                && collection
+                    .shards
+                    .iter()
+                    .all(|shard| shard_serves(workers, shard))
+            {
+                collection.was_ready = true;
+            }
+        }
+    }
+
+    fn create(&mut self, log_index: u64, request: &CollectionRequest) -> CommandResult {
+        if self.collections.contains_key(&request.name) {
+            return Err(CommandError::AlreadyExists {
+                name: request.name.clone(),
+            });
+        }
+        let loads = self.worker_loads();
+        let shard_count = request
+            .shard_count
+            .unwrap_or_else(|| placement::live_cores(&loads).min(MAX_SHARD_COUNT));
+        let slots = placement::place(&loads, shard_count, request.replication_factor)?;
+        let layout = ShardLayout::with_count(shard_count).ok_or(PlacementError::Empty)?;
+        let shards = slots
+            .into_iter()
+            .zip(layout.ranges())
+            .zip(0..)
+            .map(|((slots, range), shard_id)| ShardRecord {
+                shard_id,
+                hash_start: range.start,
+                hash_end: range.end,
+                replicas: slots
+                    .into_iter()
+                    .map(|slot| ReplicaRecord {
+                        worker_id: slot.worker_id,
+                        core: slot.core,
+                        epoch: log_index,
+                        serving: false,
+                        served: false,
+                        points: 0,
+                        memory_bytes: 0,
+                    })
+                    .collect(),
+            })
+            .collect();
+        self.collections.insert(
+            request.name.clone(),
+            CollectionRecord {
+                config: request.resolve(shard_count),
+                created_index: log_index,
+                was_ready: false,
+                shards,
+            },
+        );
+        self.routing_version += 1;
+        Ok(Applied::CollectionCreated)
+    }
+
+    /// The load of every worker, for placement.
+    pub(crate) fn worker_loads(&self) -> Vec<WorkerLoad> {
+        self.workers
+            .values()
+            .map(|worker| WorkerLoad {
+                worker_id: worker.worker_id.clone(),
+                live: worker.health == Health::Up,
+                cores: worker
+                    .cores
+                    .iter()
+                    .map(|core| {
+                        let on_core = self
+                            .replicas()
+                            .filter(|r| r.worker_id == worker.worker_id && r.core == core.core);
+                        let (mut replicas, mut points) = (0u32, 0u64);
+                        for replica in on_core {
+                            replicas += 1;
+                            points += replica.points;
+                        }
+                        CoreLoad {
+                            core: core.core,
+                            replicas,
+                            points,
+                            memory_bytes: core.memory_bytes,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub(crate) fn replicas(&self) -> impl Iterator<Item = &ReplicaRecord> {
+        self.collections
+            .values()
+            .flat_map(|c| &c.shards)
+            .flat_map(|s| &s.replicas)
+    }
+
+    fn replicas_mut(&mut self) -> impl Iterator<Item = &mut ReplicaRecord> {
+        self.collections
+            .values_mut()
+            .flat_map(|c| &mut c.shards)
+            .flat_map(|s| &mut s.replicas)
+    }
+
+    /// Whether a report says anything that routing must see at once: a worker that comes
+    /// back, or a replica that starts or stops serving.
+    pub(crate) fn report_changes_routing(&self, report: &WorkerReport) -> bool {
+        let Some(worker) = self.workers.get(&report.worker_id) else {
+            return false;
+        };
+        if worker.health == Health::Down {
+            return true;
+        }
+        self.collections.iter().any(|(name, collection)| {
+            collection.shards.iter().any(|shard| {
+                shard.replicas.iter().any(|replica| {
+                    if replica.worker_id != report.worker_id {
+                        return false;
+                    }
+                    let held = report
+                        .cores
+                        .iter()
+                        .filter(|c| c.core == replica.core)
+                        .flat_map(|c| &c.shards)
+                        .any(|h| {
+                            &h.collection == name
+                                && h.shard_id == shard.shard_id
+                                && h.epoch == replica.epoch
+                        });
+                    held != replica.serving
+                })
+            })
+        })
+    }
+}
+
+/// Whether some replica of `shard` serves: its worker is up and it reported the shard.
+pub(crate) fn shard_serves(workers: &BTreeMap<String, WorkerRecord>, shard: &ShardRecord) -> bool {
+    shard
+        .replicas
+        .iter()
+        .any(|replica| replica_serves(workers, replica))
+}
+
+pub(crate) fn replica_serves(
+    workers: &BTreeMap<String, WorkerRecord>,
+    replica: &ReplicaRecord,
+) -> bool {
+    replica.serving
+        && workers
+            .get(&replica.worker_id)
+            .is_some_and(|w| w.health == Health::Up)
+}
+
+#[cfg(test)]
+mod tests;

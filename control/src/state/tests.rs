@@ -1,0 +1,510 @@
+//! The state machine, command by command: exact states and results, no Raft.
+
+use vectron_proto::v1 as api;
+
+use super::*;
+use crate::spec::CollectionRequest;
+
+fn registration(id: &str, cores: u32) -> Registration {
+    Registration {
+        worker_id: id.into(),
+        data_host: "127.0.0.1".into(),
+        admin_address: String::new(),
+        cores: (0..cores).map(|c| (c, 7000 + c)).collect(),
+        cluster_id: String::new(),
+    }
+}
+
+fn request(name: &str, shards: Option<u32>, replication: u32) -> CollectionRequest {
+    let spec = api::CollectionSpec {
+        name: name.into(),
+        dimension: 4,
+        metric: api::Metric::L2.into(),
+        shard_count: shards,
+        replication_factor: Some(replication),
+        ..Default::default()
+    };
+    CollectionRequest::from_proto(&spec).unwrap()
+}
+
+/// A named cluster with two workers of two cores each, the log at index 3.
+fn cluster() -> ControlState {
+    let mut state = ControlState::default();
+    let commands = [
+        Command::InitCluster {
+            cluster_id: "c1".into(),
+        },
+        Command::RegisterWorker {
+            registration: registration("w1", 2),
+            at_ms: 10,
+        },
+        Command::RegisterWorker {
+            registration: registration("w2", 2),
+            at_ms: 20,
+        },
+    ];
+    for (i, command) in commands.iter().enumerate() {
+        state.apply(i as u64 + 1, command).unwrap();
+    }
+    state
+}
+
+fn held(collection: &str, shard_id: u32, epoch: u64, points: u64) -> HeldShard {
+    HeldShard {
+        collection: collection.into(),
+        shard_id,
+        epoch,
+        points,
+        memory_bytes: points * 100,
+    }
+}
+
+/// A report of `worker` holding every replica placed on it, each with `points`.
+fn full_report(state: &ControlState, worker: &str, points: u64) -> WorkerReport {
+    let mut cores: Vec<CoreReport> = state.workers[worker]
+        .cores
+        .iter()
+        .map(|c| CoreReport {
+            core: c.core,
+            memory_bytes: 0,
+            search_qps: 0.0,
+            upsert_points_per_s: 0.0,
+            in_flight: 0,
+            queue_depth: 0,
+            shards: Vec::new(),
+        })
+        .collect();
+    for (name, collection) in &state.collections {
+        for shard in &collection.shards {
+            for replica in shard.replicas.iter().filter(|r| r.worker_id == worker) {
+                cores[replica.core as usize].shards.push(held(
+                    name,
+                    shard.shard_id,
+                    replica.epoch,
+                    points,
+                ));
+            }
+        }
+    }
+    WorkerReport {
+        worker_id: worker.into(),
+        cores,
+    }
+}
+
+#[test]
+fn the_cluster_id_is_written_once() {
+    let mut state = cluster();
+    assert_eq!(
+        state.apply(
+            9,
+            &Command::InitCluster {
+                cluster_id: "other".into()
+            }
+        ),
+        Ok(Applied::Unchanged)
+    );
+    assert_eq!(state.cluster_id, "c1");
+}
+
+#[test]
+fn workers_cannot_register_before_the_cluster_is_named() {
+    let mut state = ControlState::default();
+    assert_eq!(
+        state.apply(
+            1,
+            &Command::RegisterWorker {
+                registration: registration("w1", 1),
+                at_ms: 0
+            }
+        ),
+        Err(CommandError::NotInitialized)
+    );
+}
+
+#[test]
+fn create_places_one_shard_per_core_with_the_log_index_as_epoch() {
+    let mut state = cluster();
+    assert_eq!(
+        state.apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", None, 1)
+            }
+        ),
+        Ok(Applied::CollectionCreated)
+    );
+    let docs = &state.collections["docs"];
+    assert_eq!(docs.config.shard_count, 4);
+    assert_eq!(docs.shards.len(), 4);
+    assert_eq!(docs.shards[0].hash_start, 0);
+    assert_eq!(docs.shards[3].hash_end, u64::MAX);
+    for shard in &docs.shards {
+        assert_eq!(shard.replicas.len(), 1);
+        assert_eq!(shard.replicas[0].epoch, 4);
+        assert!(!shard.replicas[0].serving);
+    }
+    let info = state.collection_info(docs);
+    assert_eq!(info.state, api::CollectionState::Creating as i32);
+    assert_eq!(
+        info.shards[0].replicas[0].state,
+        api::ReplicaState::Opening as i32
+    );
+    assert_eq!(info.shards[0].replicas[0].address, "127.0.0.1:7000");
+    assert_eq!(state.routing_version, 2, "named, then created");
+}
+
+#[test]
+fn duplicate_and_unknown_collections_are_refused() {
+    let mut state = cluster();
+    let create = Command::CreateCollection {
+        request: request("docs", Some(2), 1),
+    };
+    state.apply(4, &create).unwrap();
+    let before = state.clone();
+    assert_eq!(
+        state.apply(5, &create),
+        Err(CommandError::AlreadyExists {
+            name: "docs".into()
+        })
+    );
+    assert_eq!(
+        state.apply(
+            6,
+            &Command::DropCollection {
+                name: "nope".into()
+            }
+        ),
+        Err(CommandError::NotFound {
+            name: "nope".into()
+        })
+    );
+    assert_eq!(state, before, "refused commands change nothing");
+}
+
+#[test]
+fn replication_above_the_live_workers_is_refused() {
+    let mut state = cluster();
+    assert_eq!(
+        state.apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 3)
+            }
+        ),
+        Err(CommandError::Placement(PlacementError::NotEnoughWorkers {
+            replication_factor: 3,
+            live_workers: 2
+        }))
+    );
+    state
+        .apply(
+            5,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w2".into()],
+                at_ms: 30,
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        state.apply(
+            6,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 2)
+            }
+        ),
+        Err(CommandError::Placement(PlacementError::NotEnoughWorkers {
+            live_workers: 1,
+            ..
+        }))
+    ));
+}
+
+#[test]
+fn reports_activate_replicas_and_make_the_collection_ready() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 1),
+            },
+        )
+        .unwrap();
+    let version = state.routing_version;
+    let reports = vec![full_report(&state, "w1", 7), full_report(&state, "w2", 5)];
+    assert!(state.report_changes_routing(&reports[0]));
+    state
+        .apply(5, &Command::ObserveWorkers { reports, at_ms: 40 })
+        .unwrap();
+    assert!(state.routing_version > version);
+    let docs = &state.collections["docs"];
+    assert!(docs.was_ready);
+    let info = state.collection_info(docs);
+    assert_eq!(info.state, api::CollectionState::Ready as i32);
+    assert_eq!(info.point_count, 12);
+    assert!(state.unavailable_shards().is_empty());
+    // The same report again changes nothing that routing sees.
+    assert!(!state.report_changes_routing(&full_report(&state, "w1", 7)));
+}
+
+#[test]
+fn a_report_with_a_stale_epoch_does_not_activate() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(1), 1),
+            },
+        )
+        .unwrap();
+    let owner = state.collections["docs"].shards[0].replicas[0]
+        .worker_id
+        .clone();
+    let mut report = full_report(&state, &owner, 1);
+    report.cores[0].shards[0].epoch = 3;
+    state
+        .apply(
+            5,
+            &Command::ObserveWorkers {
+                reports: vec![report],
+                at_ms: 0,
+            },
+        )
+        .unwrap();
+    assert!(!state.collections["docs"].shards[0].replicas[0].serving);
+}
+
+#[test]
+fn a_dead_worker_makes_its_shards_unavailable_and_its_return_resumes_them() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 1),
+            },
+        )
+        .unwrap();
+    let reports = vec![full_report(&state, "w1", 3), full_report(&state, "w2", 3)];
+    state
+        .apply(5, &Command::ObserveWorkers { reports, at_ms: 0 })
+        .unwrap();
+    assert_eq!(
+        state.apply(
+            6,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w2".into()],
+                at_ms: 50
+            }
+        ),
+        Ok(Applied::WorkersMarkedDown { count: 1 })
+    );
+    let docs = &state.collections["docs"];
+    let info = state.collection_info(docs);
+    assert_eq!(info.state, api::CollectionState::Degraded as i32);
+    let unavailable = state.unavailable_shards();
+    assert_eq!(unavailable.len(), 1);
+    assert!(
+        unavailable[0].reason.contains("worker down"),
+        "{unavailable:?}"
+    );
+    // Nothing was moved or recreated: the replica stays where it was, with its epoch.
+    let replica = docs
+        .shards
+        .iter()
+        .flat_map(|s| &s.replicas)
+        .find(|r| r.worker_id == "w2")
+        .unwrap();
+    assert_eq!(replica.epoch, 4);
+    assert!(replica.served);
+    // Marking it down again does nothing.
+    assert_eq!(
+        state.apply(
+            7,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w2".into()],
+                at_ms: 60
+            }
+        ),
+        Ok(Applied::WorkersMarkedDown { count: 0 })
+    );
+    // It comes back with its data: its heartbeat resumes it.
+    let back = full_report(&state, "w2", 3);
+    assert!(state.report_changes_routing(&back));
+    state
+        .apply(
+            8,
+            &Command::ObserveWorkers {
+                reports: vec![back],
+                at_ms: 70,
+            },
+        )
+        .unwrap();
+    assert_eq!(state.workers["w2"].health, Health::Up);
+    let info = state.collection_info(&state.collections["docs"]);
+    assert_eq!(info.state, api::CollectionState::Ready as i32);
+}
+
+#[test]
+fn registering_again_resumes_and_keeps_the_data_flag() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(4), 1),
+            },
+        )
+        .unwrap();
+    let reports = vec![full_report(&state, "w1", 3), full_report(&state, "w2", 3)];
+    state
+        .apply(5, &Command::ObserveWorkers { reports, at_ms: 0 })
+        .unwrap();
+    let mut again = registration("w1", 2);
+    again.cluster_id = "c1".into();
+    again.cores = vec![(0, 8000), (1, 8001)];
+    assert_eq!(
+        state.apply(
+            6,
+            &Command::RegisterWorker {
+                registration: again,
+                at_ms: 90
+            }
+        ),
+        Ok(Applied::WorkerRegistered { resumed: true })
+    );
+    let assignments = assignments_for(&state, "w1");
+    assert_eq!(assignments.len(), 2);
+    assert!(assignments.iter().all(|a| a.must_exist && a.epoch == 4));
+    let info = state.collection_info(&state.collections["docs"]);
+    assert_eq!(info.state, api::CollectionState::Degraded as i32);
+    let w1 = info
+        .shards
+        .iter()
+        .flat_map(|s| &s.replicas)
+        .find(|r| r.worker_id == "w1")
+        .unwrap();
+    assert_eq!(w1.state, api::ReplicaState::Opening as i32);
+    assert!(w1.address.ends_with(":8000") || w1.address.ends_with(":8001"));
+}
+
+#[test]
+fn registration_from_another_cluster_or_without_a_used_core_is_refused() {
+    let mut state = cluster();
+    let mut foreign = registration("w9", 1);
+    foreign.cluster_id = "c2".into();
+    assert!(matches!(
+        state.apply(
+            4,
+            &Command::RegisterWorker {
+                registration: foreign,
+                at_ms: 0
+            }
+        ),
+        Err(CommandError::ClusterMismatch { .. })
+    ));
+    state
+        .apply(
+            5,
+            &Command::CreateCollection {
+                request: request("docs", None, 1),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        state.apply(
+            6,
+            &Command::RegisterWorker {
+                registration: registration("w1", 1),
+                at_ms: 0
+            }
+        ),
+        Err(CommandError::CoreInUse {
+            worker_id: "w1".into(),
+            core: 1,
+            replicas: 1
+        })
+    );
+}
+
+#[test]
+fn drop_removes_the_assignments() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", None, 1),
+            },
+        )
+        .unwrap();
+    assert_eq!(assignments_for(&state, "w1").len(), 2);
+    state
+        .apply(
+            5,
+            &Command::DropCollection {
+                name: "docs".into(),
+            },
+        )
+        .unwrap();
+    assert!(assignments_for(&state, "w1").is_empty());
+    // A re-created collection of the same name gets new epochs.
+    state
+        .apply(
+            6,
+            &Command::CreateCollection {
+                request: request("docs", None, 1),
+            },
+        )
+        .unwrap();
+    assert!(assignments_for(&state, "w1").iter().all(|a| a.epoch == 6));
+}
+
+#[test]
+fn new_collections_avoid_loaded_cores() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("big", Some(1), 1),
+            },
+        )
+        .unwrap();
+    let big = state.collections["big"].shards[0].replicas[0].clone();
+    state
+        .apply(
+            5,
+            &Command::CreateCollection {
+                request: request("small", Some(3), 1),
+            },
+        )
+        .unwrap();
+    let slots: Vec<(String, u32)> = state.collections["small"]
+        .shards
+        .iter()
+        .map(|s| (s.replicas[0].worker_id.clone(), s.replicas[0].core))
+        .collect();
+    assert!(
+        !slots.contains(&(big.worker_id, big.core)),
+        "the loaded core was skipped: {slots:?}"
+    );
+}
+
+#[test]
+fn the_state_round_trips_through_json() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", None, 2),
+            },
+        )
+        .unwrap();
+    let json = serde_json::to_vec(&state).unwrap();
+    let back: ControlState = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, state);
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# A local multi-process Vectron cluster on loopback: three control nodes for now.
+#
+#   scripts/cluster.sh up       start the cluster (or the processes of it that are down)
+#   scripts/cluster.sh status   which processes run, and the cluster as the control plane sees it
+#   scripts/cluster.sh down     stop every process (SIGTERM, then SIGKILL after 10 s)
+#
+# Everything lives under one folder, $VECTRON_CLUSTER_DIR (default ./vectron-cluster):
+#   control-N/        data directory of control node N (Raft log, vote, snapshots)
+#   logs/control-N.log
+#   pids/control-N.pid
+#
+# Control node N listens on 127.0.0.1:$((VECTRON_CONTROL_BASE_PORT + N)) (base 7100).
+# Node 1 starts a new cluster; nodes 2 and 3 join through node 1. Restarted nodes resume
+# from their data directories. The binary is $VECTRON_BIN, or target/release/vectron,
+# or target/debug/vectron (built if neither exists).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=${VECTRON_CLUSTER_DIR:-./vectron-cluster}
+BASE=${VECTRON_CONTROL_BASE_PORT:-7100}
+CONTROL_NODES=3
+
+binary() {
+  if [[ -n "${VECTRON_BIN:-}" ]]; then
+    echo "$VECTRON_BIN"
+  elif [[ -x target/release/vectron ]]; then
+    echo target/release/vectron
+  else
+    if [[ ! -x target/debug/vectron ]]; then
+      echo "cluster: building target/debug/vectron" >&2
+      cargo build --quiet --bin vectron >&2
+    fi
+    echo target/debug/vectron
+  fi
+}
+
+addr() { echo "127.0.0.1:$((BASE + $1))"; }
+
+control_addrs() {
+  local out=() i
+  for ((i = 1; i <= CONTROL_NODES; i++)); do out+=("$(addr "$i")"); done
+  local IFS=,
+  echo "${out[*]}"
+}
+
+pid_of() {
+  local file="$DIR/pids/$1.pid"
+  [[ -f "$file" ]] || return 1
+  local pid
+  pid=$(<"$file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Waits until the process named $1 prints its serving line, or fails with its log.
+wait_serving() {
+  local name=$1 log="$DIR/logs/$1.log" waited=0
+  until grep -q "serving on" "$log" 2>/dev/null; do
+    if ! pid_of "$name" >/dev/null; then
+      echo "cluster: $name exited; the end of $log:" >&2
+      tail -n 20 "$log" >&2
+      exit 1
+    fi
+    if ((waited >= 600)); then
+      echo "cluster: $name not serving after 60 s; see $log" >&2
+      exit 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+}
+
+start_control() {
+  local id=$1 name="control-$1"
+  if pid=$(pid_of "$name"); then
+    echo "$name already running (pid $pid) on $(addr "$id")"
+    return
+  fi
+  local args=(control --node-id "$id" --addr "$(addr "$id")" --data-dir "$DIR/$name")
+  if ((id > 1)); then args+=(--join "$(addr 1)"); fi
+  : >"$DIR/logs/$name.log"
+  nohup "$BIN" "${args[@]}" >>"$DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DIR/pids/$name.pid"
+  wait_serving "$name"
+  echo "$name serving on $(addr "$id") (pid $(<"$DIR/pids/$name.pid"))"
+}
+
+up() {
+  BIN=$(binary)
+  mkdir -p "$DIR/logs" "$DIR/pids"
+  local i
+  for ((i = 1; i <= CONTROL_NODES; i++)); do start_control "$i"; done
+  echo "control plane: $(control_addrs)"
+}
+
+down() {
+  [[ -d "$DIR/pids" ]] || { echo "nothing to stop"; return; }
+  local file name pid waited
+  for file in "$DIR"/pids/*.pid; do
+    [[ -e "$file" ]] || continue
+    name=$(basename "$file" .pid)
+    if pid=$(pid_of "$name"); then
+      kill -TERM "$pid"
+      waited=0
+      while kill -0 "$pid" 2>/dev/null && ((waited < 100)); do
+        sleep 0.1
+        waited=$((waited + 1))
+      done
+      if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"
+        echo "$name killed (did not stop within 10 s)"
+      else
+        echo "$name stopped"
+      fi
+    fi
+    rm -f "$file"
+  done
+}
+
+status() {
+  local i name pid
+  for ((i = 1; i <= CONTROL_NODES; i++)); do
+    name="control-$i"
+    if pid=$(pid_of "$name"); then
+      echo "$name  running  pid $pid  $(addr "$i")"
+    else
+      echo "$name  stopped           $(addr "$i")"
+    fi
+  done
+  echo
+  BIN=$(binary)
+  "$BIN" cluster status --control "$(control_addrs)"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,222 @@
+//! `vectron control` as real processes: a three-node control plane survives SIGKILL of
+//! its leader, and the killed node restarts from its data directory and catches up.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vectron_control::{ControlClient, RetryPolicy};
+use vectron_proto::control::v1 as ctl;
+use vectron_proto::v1 as api;
+
+/// A `vectron control` process, killed when dropped.
+struct ControlProcess {
+    child: Child,
+    address: String,
+    log: std::path::PathBuf,
+}
+
+impl ControlProcess {
+    fn start(dir: &Path, node_id: u64, addr: &str, join: Option<&str>) -> Self {
+        let log = dir.join(format!("control-{node_id}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vectron"));
+        command
+            .args(["control", "--node-id", &node_id.to_string(), "--addr", addr])
+            .arg("--data-dir")
+            .arg(dir.join(format!("control-{node_id}")))
+            .args([
+                "--election-timeout-ms",
+                "300",
+                "--worker-heartbeat-ms",
+                "100",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap());
+        if let Some(join) = join {
+            command.args(["--join", join]);
+        }
+        let mut child = command.spawn().expect("spawn vectron control");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            line.starts_with(&format!("control node {node_id} serving on ")),
+            "node {node_id} did not start: {line:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Self {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn client(addresses: &[&str]) -> ControlClient {
+    ControlClient::new(addresses.iter().copied())
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            deadline: Duration::from_secs(20),
+            ..RetryPolicy::default()
+        })
+}
+
+async fn names(client: &ControlClient) -> Vec<String> {
+    client
+        .list_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.spec.unwrap().name)
+        .collect()
+}
+
+#[test]
+fn a_control_cluster_survives_sigkill_of_its_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let first = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+    let seed = first.address.clone();
+    let mut nodes = [
+        first,
+        ControlProcess::start(dir.path(), 2, "127.0.0.1:0", Some(&seed)),
+        ControlProcess::start(dir.path(), 3, "127.0.0.1:0", Some(&seed)),
+    ];
+    let addresses: Vec<String> = nodes.iter().map(|n| n.address.clone()).collect();
+    let all: Vec<&str> = addresses.iter().map(String::as_str).collect();
+
+    runtime.block_on(async {
+        let client = client(&all);
+        client
+            .register_worker(ctl::RegisterWorkerRequest {
+                worker_id: "w1".into(),
+                data_host: "127.0.0.1".into(),
+                cores: vec![ctl::CoreEndpoint {
+                    core: 0,
+                    port: 20000,
+                }],
+                admin_address: String::new(),
+                cluster_id: String::new(),
+            })
+            .await
+            .unwrap();
+        for name in ["a", "b", "c"] {
+            client
+                .create_collection(api::CollectionSpec {
+                    name: name.into(),
+                    dimension: 4,
+                    metric: api::Metric::Dot.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+        }
+    });
+
+    let status = runtime.block_on(client(&all).cluster_status()).unwrap();
+    let leader = addresses
+        .iter()
+        .position(|a| *a == status.leader_address)
+        .expect("the leader is one of the three");
+    nodes[leader].kill();
+    let killed = Instant::now();
+
+    let survivors: Vec<&str> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, a)| *a)
+        .collect();
+    runtime.block_on(async {
+        let client = client(&survivors);
+        assert_eq!(names(&client).await, ["a", "b", "c"]);
+        // A write needs a new leader.
+        client
+            .create_collection(api::CollectionSpec {
+                name: "d".into(),
+                dimension: 4,
+                metric: api::Metric::Dot.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        println!(
+            "a write committed {:?} after SIGKILL of the leader",
+            killed.elapsed()
+        );
+    });
+
+    // The killed node comes back on its address with its data and catches up.
+    nodes[leader] = ControlProcess::start(
+        dir.path(),
+        leader as u64 + 1,
+        &addresses[leader],
+        (leader > 0).then_some(seed.as_str()),
+    );
+    runtime.block_on(async {
+        let own = client(&[&addresses[leader]]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if names(&own).await == ["a", "b", "c", "d"] {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the restarted node did not catch up"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["control", "--node-id", "0", "--addr", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("node id 0 is reserved"), "stderr: {err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["control", "--node-id", "1", "--addr", "0.0.0.0:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("advertise"), "stderr: {err}");
+}
