@@ -35,7 +35,11 @@ enum Command {
 #[derive(Debug, Args)]
 struct WorkerArgs {
     /// Directory for the worker's shards and identity.
-    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./vectron-data/worker")]
+    #[arg(
+        long,
+        env = "VECTRON_DATA_DIR",
+        default_value = "./vectron-data/worker"
+    )]
     data_dir: PathBuf,
     /// Number of cores (threads). Default: every CPU.
     #[arg(long, env = "VECTRON_CORES")]
@@ -114,12 +118,16 @@ fn main() -> anyhow::Result<()> {
             init_logging("info,openraft=warn");
             multi_thread()?.block_on(run_control(args))
         }
-        Command::Cluster { command: ClusterCommand::Status { control } } => {
+        Command::Cluster {
+            command: ClusterCommand::Status { control },
+        } => {
             init_logging("warn");
             multi_thread()?.block_on(async {
                 let client = ControlClient::new(control)?;
-                let status =
-                    client.cluster_status().await.context("cannot read the cluster status")?;
+                let status = client
+                    .cluster_status()
+                    .await
+                    .context("cannot read the cluster status")?;
                 print!("{}", vectron_control::render_status(&status));
                 Ok(())
             })
@@ -163,7 +171,9 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.wal_sync = args.wal_sync;
     config.pin = !args.no_pin;
     config.first_cpu = args.first_cpu;
-    vectron_worker::run(config).await.context("the worker failed")
+    vectron_worker::run(config)
+        .await
+        .context("the worker failed")
 }
 
 async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
@@ -174,9 +184,15 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);
     config.election_timeout_max = Duration::from_millis(args.election_timeout_ms * 2);
-    let node = ControlNode::start(config).await.context("the control node did not start")?;
+    let node = ControlNode::start(config)
+        .await
+        .context("the control node did not start")?;
     // One line on stdout, for scripts: the address the node serves on.
-    println!("control node {} serving on {}", node.node_id(), node.address());
+    println!(
+        "control node {} serving on {}",
+        node.node_id(),
+        node.address()
+    );
     node.serve_until(vectron_worker::shutdown_signal())
         .await
         .context("the control node stopped with an error")

@@ -64,7 +64,6 @@ mod status_text;
 pub use client::{ClientError, ControlClient, RetryPolicy, RoutingWatch};
 pub use consensus::store::StoreError;
 pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER, NOT_LEADER_HEADER, RegistrationError};
-pub use vectron_proto::hashing::{HashRange, ShardLayout, point_hash};
 pub use node::{ConfigError, ControlConfig, ControlNode, NodeError};
 pub use placement::{CoreLoad, PlacementError, Slot, WorkerLoad, live_cores, place};
 pub use spec::{
@@ -75,3 +74,4 @@ pub use spec::{
 };
 pub use state::CommandError;
 pub use status_text::render_status;
+pub use vectron_proto::hashing::{HashRange, ShardLayout, point_hash};

@@ -2,6 +2,6 @@
 //! binary, one module per concern.
 
 mod cli;
+mod control;
 mod support;
 mod worker;
-mod control;

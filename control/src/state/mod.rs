@@ -23,9 +23,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use vectron_proto::hashing::ShardLayout;
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
 use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
+use vectron_proto::hashing::ShardLayout;
 
 pub(crate) use views::{assignments_for, worker_status};
 

@@ -281,7 +281,7 @@ mod tests {
             let err = read_points(&path, |_, _, _| Ok(())).unwrap_err();
             assert!(err.to_string().contains(POINTS_FILE), "{err}");
         }
-        let mut flipped = good.clone();
+        let mut flipped = good;
         flipped[30] ^= 0x40;
         fs::write(&path, &flipped).unwrap();
         assert!(read_points(&path, |_, _, _| Ok(())).is_err());

@@ -260,7 +260,7 @@ async fn serve_core(
         });
     }
     let in_flight: InFlight = Rc::new(RefCell::new(None));
-    let routes = match router(Rc::clone(&core), Rc::clone(&in_flight)) {
+    let routes = match router(&core, Rc::clone(&in_flight)) {
         Ok(r) => r,
         Err(e) => panic!("the CoreService routes are fixed and valid: {e}"),
     };

@@ -113,9 +113,9 @@ fn search_one(core: &Core, request: &SearchRequest, exact: bool) -> Result<Searc
 }
 
 /// Every CoreService method, bound to `core`.
-pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError> {
+pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError> {
     const SVC: &str = "/vectron.core.v1.CoreService/";
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = Router::new().unary(
         &format!("{SVC}OpenShard"),
         move |_: RequestContext, r: OpenShardRequest| {
@@ -129,7 +129,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}CloseShard"),
         move |_: RequestContext, r: CloseShardRequest| {
@@ -143,7 +143,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Upsert"),
         move |_: RequestContext, r: UpsertRequest| {
@@ -168,7 +168,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.client_streaming(
         &format!("{SVC}UpsertStream"),
         move |_: RequestContext, stream: RequestStream<UpsertRequest>| {
@@ -176,7 +176,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { upsert_stream(&core, stream).await }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Search"),
         move |_: RequestContext, r: SearchRequest| {
@@ -184,7 +184,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}ExactSearch"),
         move |_: RequestContext, r: SearchRequest| {
@@ -192,7 +192,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}SearchBatch"),
         move |_: RequestContext, r: SearchBatchRequest| {
@@ -213,7 +213,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Get"),
         move |_: RequestContext, r: GetRequest| {
@@ -227,7 +227,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Delete"),
         move |_: RequestContext, r: DeleteRequest| {
@@ -255,7 +255,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Scroll"),
         move |_: RequestContext, r: ScrollRequest| {
@@ -270,7 +270,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Count"),
         move |_: RequestContext, r: CountRequest| {
@@ -282,7 +282,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             async move { result }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Checkpoint"),
         move |_: RequestContext, r: CheckpointRequest| {
@@ -294,7 +294,7 @@ pub fn router(core: Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError
             }
         },
     )?;
-    let c = Rc::clone(&core);
+    let c = Rc::clone(core);
     router.unary(
         &format!("{SVC}Stats"),
         move |_: RequestContext, _: StatsRequest| {

@@ -424,10 +424,11 @@ impl ShardState {
         let Some(old) = self.nodes.get_mut(slot).and_then(Option::take) else {
             return Ok(());
         };
-        if !old.payload.is_empty() && !self.payload_indexes.is_empty() {
-            if let Ok(parsed) = serde_json::from_slice::<Value>(&old.payload) {
-                self.payload_indexes.remove(node.0, &parsed);
-            }
+        if !old.payload.is_empty()
+            && !self.payload_indexes.is_empty()
+            && let Ok(parsed) = serde_json::from_slice::<Value>(&old.payload)
+        {
+            self.payload_indexes.remove(node.0, &parsed);
         }
         self.node_bytes -= (old.id.len() + old.payload.len()) as u64;
         self.ids.remove(&old.id);

@@ -97,7 +97,7 @@ impl ShardSpec {
             Metric::Dot => IndexMetric::Dot,
             Metric::Cosine | Metric::Unspecified => IndexMetric::Cosine,
         };
-        let hnsw = c.hnsw.clone().unwrap_or_default();
+        let hnsw = c.hnsw.unwrap_or_default();
         let mut cfg = IndexConfig::new(c.dimension as usize, metric);
         cfg.m = hnsw.m.unwrap_or(DEFAULT_M) as usize;
         cfg.ef_construction = hnsw.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION) as usize;

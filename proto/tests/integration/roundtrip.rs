@@ -114,6 +114,13 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             ScrollResponse, CountRequest, CountResponse, CheckpointRequest,
             CheckpointResponse, StatsRequest, ShardManifest,
         }
+        "vectron.control.v1" => vectron_proto::control::v1 {
+            CoreEndpoint, RegisterWorkerRequest, RegisterWorkerResponse, ShardAssignment,
+            HeartbeatRequest, CoreSummary, HeldShard, HeartbeatResponse, GetRoutingRequest,
+            RoutingTable, WatchRoutingRequest, ClusterStatusRequest, ControlNode, WorkerStatus,
+            UnavailableShard, ClusterStatusResponse, AddLearnerRequest, ChangeMembershipRequest,
+            JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk,
+        }
     )
 }
 
