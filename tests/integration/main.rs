@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod indexing;
 mod registration;
 mod support;
 mod worker;

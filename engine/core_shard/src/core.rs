@@ -75,19 +75,57 @@ impl Notify {
     }
 }
 
-/// Lets the other tasks of the core run once before continuing.
-pub(crate) async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
+/// Lets the core's other tasks and its network run before continuing.
+///
+/// Two quirks of monoio 0.2.4 shape this. A task that wakes itself while being polled
+/// goes back to the *front* of the run queue, so it would run again before anything
+/// else. And on the io_uring driver, socket readiness (`poll-io`, which h2 uses) is only
+/// collected when the runtime parks, which it does only when no task is ready: a
+/// task that always yields ready starves every connection. So a long-running loop
+/// waits here for an io_uring operation that completes at once (a zero-length read of
+/// `/dev/null`): the run queue empties, the runtime parks, collects socket readiness and
+/// completions in one `io_uring_enter`, and resumes the loop behind the woken tasks.
+pub(crate) struct Yielder {
+    null: Option<monoio::fs::File>,
+}
+
+impl Yielder {
+    pub(crate) async fn new() -> Self {
+        Self {
+            null: monoio::fs::File::open("/dev/null").await.ok(),
         }
-    })
-    .await;
+    }
+
+    pub(crate) async fn yield_now(&self) {
+        match &self.null {
+            Some(null) => {
+                let _ = null.read_at(Vec::<u8>::new(), 0).await;
+            }
+            None => {
+                // No /dev/null: wake through a task spawned at the back of the queue.
+                let mut yielded = false;
+                poll_fn(|cx| {
+                    if yielded {
+                        Poll::Ready(())
+                    } else {
+                        yielded = true;
+                        let waker = cx.waker().clone();
+                        monoio::spawn(async move { waker.wake() });
+                        Poll::Pending
+                    }
+                })
+                .await;
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Yielder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Yielder")
+            .field("io_uring_read", &self.null.is_some())
+            .finish()
+    }
 }
 
 /// The state of one core.
@@ -294,6 +332,7 @@ impl Core {
     /// Indexes pending points and repairs graphs in short slices, yielding to the
     /// core's other tasks between slices; sleeps when there is nothing to do.
     pub async fn run_indexer(self: Rc<Self>) {
+        let yielder = Yielder::new().await;
         while !self.stopping.get() {
             let started = Instant::now();
             let mut worked = false;
@@ -306,7 +345,7 @@ impl Core {
                 }
             }
             if worked {
-                yield_now().await;
+                yielder.yield_now().await;
             } else {
                 self.work.notified().await;
             }
