@@ -65,6 +65,10 @@ struct WorkerArgs {
     /// CPU of core 0 when pinning; core i takes the next ones.
     #[arg(long, default_value_t = 0)]
     first_cpu: usize,
+    /// CPUs to pin the cores to, one per core (comma-separated), instead of
+    /// first-cpu onwards: to put cores on distinct physical cores.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
     /// Control nodes to register with (HOST:PORT, comma-separated). Without it the
     /// worker runs standalone: shards are opened through CoreService.OpenShard.
     #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',')]
@@ -170,6 +174,8 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
     if let Some(cores) = args.cores {
         config.cores = cores;
+    } else if !args.cpus.is_empty() {
+        config.cores = args.cpus.len();
     }
     config.host = args.host;
     config.core_base_port = args.core_base_port;
@@ -178,6 +184,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.wal_sync = args.wal_sync;
     config.pin = !args.no_pin;
     config.first_cpu = args.first_cpu;
+    config.cpus = args.cpus;
     config.control = args.control;
     config.advertise_host = args.advertise_host;
     vectron_worker::run(config)

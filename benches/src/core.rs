@@ -255,7 +255,10 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         during_hist.add(&p.await??.0)?;
     }
 
-    // Idle search load.
+    // Idle search load, with the cores' and this process's CPU time around it to tell
+    // which side limits.
+    let cores_before = core_cpu(&targets).await?;
+    let client_before = process_cpu_seconds();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let keep = Arc::new(AtomicBool::new(true));
     let workers: Vec<_> = (0..args.concurrency)
@@ -283,6 +286,14 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         asked += total;
     }
     let elapsed = load_started.elapsed().as_secs_f64();
+    let client_cpus = (process_cpu_seconds() - client_before) / elapsed;
+    let cores_after = core_cpu(&targets).await?;
+    let utilisation: Vec<f64> = cores_before
+        .iter()
+        .zip(&cores_after)
+        .map(|((cpu0, up0), (cpu1, up1))| (cpu1 - cpu0) / (up1 - up0).max(1e-9))
+        .collect();
+    let mean_utilisation = utilisation.iter().sum::<f64>() / utilisation.len().max(1) as f64;
     let per_core = acknowledged as f64 / n as f64;
     let line = serde_json::json!({
         "bench": "core",
@@ -304,9 +315,36 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         "search_p99_during_ingest_us": during_hist.value_at_quantile(0.99),
         "searches_during_ingest": during_hist.len(),
         "recall": if asked == 0 { 0.0 } else { hits as f64 / asked as f64 },
+        "core_utilisation": mean_utilisation,
+        "client_cpus_used": client_cpus,
+        "client_threads": args.client_threads,
     });
     println!("{line}");
     Ok(())
+}
+
+/// Each distinct core's (CPU seconds, uptime seconds), from its Stats call.
+async fn core_cpu(targets: &[Target]) -> anyhow::Result<Vec<(f64, f64)>> {
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let stats = t.client.clone().stats(StatsRequest {}).await?.into_inner();
+        out.push((stats.cpu_s, stats.uptime_s));
+    }
+    Ok(out)
+}
+
+/// CPU seconds (user + system) this process has used.
+fn process_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the zeroed `rusage` we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: filled by a successful getrusage (and zeroed before).
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// What a search loop needs from the arguments.

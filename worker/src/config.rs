@@ -29,6 +29,9 @@ pub struct WorkerConfig {
     pub pin: bool,
     /// The CPU of core 0 when pinning.
     pub first_cpu: usize,
+    /// Explicit CPUs to pin core `i` to (`cpus[i]`), overriding `first_cpu`: for
+    /// placing cores on distinct physical cores or one NUMA node.
+    pub cpus: Vec<usize>,
     /// Control-plane addresses (`host:port`). Empty: the worker runs standalone and
     /// shards are opened through `CoreService.OpenShard`.
     pub control: Vec<String>,
@@ -50,6 +53,7 @@ impl WorkerConfig {
             wal_sync: SyncPolicy::Always,
             pin: true,
             first_cpu: 0,
+            cpus: Vec::new(),
             control: Vec::new(),
             advertise_host: None,
         }

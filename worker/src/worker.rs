@@ -101,6 +101,13 @@ impl Worker {
                 usize::from(config.core_base_port) + config.cores
             )));
         }
+        if !config.cpus.is_empty() && config.cpus.len() != config.cores {
+            return Err(WorkerError::Config(format!(
+                "{} CPUs given for {} cores: give one CPU per core",
+                config.cpus.len(),
+                config.cores
+            )));
+        }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| WorkerError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -122,7 +129,10 @@ impl Worker {
             };
             let settings = CoreSettings {
                 index: u32::try_from(i).expect("few cores"),
-                cpu: config.pin.then_some((config.first_cpu + i) % cpus),
+                cpu: config.pin.then(|| match config.cpus.get(i) {
+                    Some(&cpu) => cpu,
+                    None => (config.first_cpu + i) % cpus,
+                }),
                 worker_id: id.clone(),
                 addr: SocketAddr::new(config.host, port),
                 data_dir: config.data_dir.join(format!("core-{i}")),

@@ -396,10 +396,26 @@ impl Core {
             counters.in_flight = in_flight;
             counters.fill(self.uptime(), &mut out);
         }
+        out.cpu_s = thread_cpu_seconds();
         let shards = self.shards();
         out.shards = shards.iter().map(|s| s.stats()).collect();
         out.memory_bytes = out.shards.iter().map(|s| s.memory_bytes).sum();
         out.queue_depth = shards.iter().map(|s| s.pending() as u64).sum();
         out
     }
+}
+
+/// CPU time (user + system) of the calling thread, in seconds; 0 if unavailable.
+fn thread_cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a `rusage` into the pointer it is given, which points to
+    // a zeroed value of that type we own.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return 0.0;
+    }
+    // SAFETY: getrusage returned 0, so it filled the value (and it was zeroed anyway).
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
