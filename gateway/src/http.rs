@@ -324,7 +324,7 @@ fn points_json(points: Vec<core::Point>) -> Result<(Value, Vec<Vec<u8>>), Gatewa
 
 /// Puts payload texts back into a JSON array of points or hits.
 fn put_payloads(items: Option<&mut Value>, payloads: Vec<Vec<u8>>) -> Result<(), GatewayError> {
-    let Some(Value::Array(items)) = items else {
+    let Some(Value::Array(items)) = items.map(|v| &mut *v) else {
         return Ok(());
     };
     for (item, text) in items.iter_mut().zip(payloads) {

@@ -207,7 +207,7 @@ mod tests {
             with_vector: false,
         };
         let key = key_bytes(&base, false);
-        assert_eq!(key, key_bytes(&base.clone(), false));
+        assert_eq!(key, key_bytes(&base, false));
         assert_ne!(key, key_bytes(&base, true));
         for changed in [
             core::SearchRequest {
@@ -234,7 +234,7 @@ mod tests {
                 filter: Some(vectron_proto::v1::Filter::must([
                     vectron_proto::v1::Condition::keyword("t", "x"),
                 ])),
-                ..base.clone()
+                ..base
             },
         ] {
             assert_ne!(key, key_bytes(&changed, false), "{changed:?}");

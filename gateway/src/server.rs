@@ -1,7 +1,6 @@
 //! Starting and stopping a gateway: its two listeners, the routing watch, and the order
 //! of shutdown (stop accepting, let calls in flight finish, stop the watch).
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -201,8 +200,6 @@ impl Gateway {
     }
 }
 
-fn stop_signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }
+async fn stop_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
