@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A local multi-process Vectron cluster on loopback: three control nodes for now.
+# A local multi-process Vectron cluster on loopback: three control nodes and two
+# workers with one core each.
 #
 #   scripts/cluster.sh up       start the cluster (or the processes of it that are down)
 #   scripts/cluster.sh status   which processes run, and the cluster as the control plane sees it
@@ -7,12 +8,14 @@
 #
 # Everything lives under one folder, $VECTRON_CLUSTER_DIR (default ./vectron-cluster):
 #   control-N/        data directory of control node N (Raft log, vote, snapshots)
-#   logs/control-N.log
-#   pids/control-N.pid
+#   worker-N/         data directory of worker N (its shards and identity)
+#   logs/NAME.log, pids/NAME.pid
 #
 # Control node N listens on 127.0.0.1:$((VECTRON_CONTROL_BASE_PORT + N)) (base 7100).
-# Node 1 starts a new cluster; nodes 2 and 3 join through node 1. Restarted nodes resume
-# from their data directories. The binary is $VECTRON_BIN, or target/release/vectron,
+# Node 1 starts a new cluster; nodes 2 and 3 join through node 1. Worker N serves its core
+# on 127.0.0.1:$((7400 + 10 * N)) and its admin listener (stats, metrics) on
+# 127.0.0.1:$((7390 + N)); it registers with every control node. Restarted processes
+# resume from their data directories. The binary is $VECTRON_BIN, or target/release/vectron,
 # or target/debug/vectron (built if neither exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 DIR=${VECTRON_CLUSTER_DIR:-./vectron-cluster}
 BASE=${VECTRON_CONTROL_BASE_PORT:-7100}
 CONTROL_NODES=3
+WORKERS=2
 
 binary() {
   if [[ -n "${VECTRON_BIN:-}" ]]; then
@@ -53,10 +57,10 @@ pid_of() {
   echo "$pid"
 }
 
-# Waits until the process named $1 prints its serving line, or fails with its log.
+# Waits until the process named $1 prints $2 (its serving line), or fails with its log.
 wait_serving() {
-  local name=$1 log="$DIR/logs/$1.log" waited=0
-  until grep -q "serving on" "$log" 2>/dev/null; do
+  local name=$1 pattern=$2 log="$DIR/logs/$1.log" waited=0
+  until grep -q "$pattern" "$log" 2>/dev/null; do
     if ! pid_of "$name" >/dev/null; then
       echo "cluster: $name exited; the end of $log:" >&2
       tail -n 20 "$log" >&2
@@ -82,8 +86,27 @@ start_control() {
   : >"$DIR/logs/$name.log"
   nohup "$BIN" "${args[@]}" >>"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
-  wait_serving "$name"
+  wait_serving "$name" "serving on"
   echo "$name serving on $(addr "$id") (pid $(<"$DIR/pids/$name.pid"))"
+}
+
+worker_port() { echo $((7400 + 10 * $1)); }
+worker_admin() { echo "127.0.0.1:$((7390 + $1))"; }
+
+start_worker() {
+  local id=$1 name="worker-$1"
+  if pid=$(pid_of "$name"); then
+    echo "$name already running (pid $pid) on 127.0.0.1:$(worker_port "$id")"
+    return
+  fi
+  local args=(worker --data-dir "$DIR/$name" --cores 1 --no-pin
+    --core-base-port "$(worker_port "$id")" --admin-addr "$(worker_admin "$id")"
+    --control "$(control_addrs)")
+  : >"$DIR/logs/$name.log"
+  nohup "$BIN" "${args[@]}" >>"$DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DIR/pids/$name.pid"
+  wait_serving "$name" '"event":"ready"'
+  echo "$name serving on 127.0.0.1:$(worker_port "$id"), admin $(worker_admin "$id") (pid $(<"$DIR/pids/$name.pid"))"
 }
 
 up() {
@@ -92,6 +115,7 @@ up() {
   local i
   for ((i = 1; i <= CONTROL_NODES; i++)); do start_control "$i"; done
   echo "control plane: $(control_addrs)"
+  for ((i = 1; i <= WORKERS; i++)); do start_worker "$i"; done
 }
 
 down() {
@@ -126,6 +150,14 @@ status() {
       echo "$name  running  pid $pid  $(addr "$i")"
     else
       echo "$name  stopped           $(addr "$i")"
+    fi
+  done
+  for ((i = 1; i <= WORKERS; i++)); do
+    name="worker-$i"
+    if pid=$(pid_of "$name"); then
+      echo "$name   running  pid $pid  127.0.0.1:$(worker_port "$i")"
+    else
+      echo "$name   stopped           127.0.0.1:$(worker_port "$i")"
     fi
   done
   echo

@@ -65,6 +65,13 @@ struct WorkerArgs {
     /// CPU of core 0 when pinning; core i takes the next ones.
     #[arg(long, default_value_t = 0)]
     first_cpu: usize,
+    /// Control nodes to register with (HOST:PORT, comma-separated). Without it the
+    /// worker runs standalone: shards are opened through CoreService.OpenShard.
+    #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',')]
+    control: Vec<String>,
+    /// Host that clients use to reach the core ports [default: --host].
+    #[arg(long, env = "VECTRON_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -171,6 +178,8 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.wal_sync = args.wal_sync;
     config.pin = !args.no_pin;
     config.first_cpu = args.first_cpu;
+    config.control = args.control;
+    config.advertise_host = args.advertise_host;
     vectron_worker::run(config)
         .await
         .context("the worker failed")

@@ -171,7 +171,7 @@ pub(crate) fn run(a: &Args) -> anyhow::Result<()> {
             }
             (index, f64::NAN)
         }
-        None => build(&data, cfg.clone())?,
+        None => build(&data, cfg)?,
     };
     let cfg = index.config().clone();
     let base = json!({"dataset": data.name, "n": n, "dim": cfg.dim, "metric": cfg.metric.to_string(),

@@ -3,6 +3,7 @@
 
 mod ann;
 mod ann_checks;
+mod core;
 mod dataset;
 mod wal;
 
@@ -23,6 +24,9 @@ enum Command {
     Ann(ann::Args),
     /// Memory, save/open, delete and filter checks on an fvecs dataset (JSON lines).
     AnnChecks(ann_checks::Args),
+    /// A running worker's cores over gRPC: open a shard per core, ingest, search; one
+    /// JSON line with ingest and search throughput, latency and recall.
+    Core(core::Args),
     /// Write-ahead log: durable appends from concurrent writers against a raw
     /// `pwrite + fdatasync` baseline, or replay speed against `cat`.
     Wal(wal::Args),
@@ -32,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Ann(args) => ann::run(&args),
         Command::AnnChecks(args) => ann_checks::run(&args),
+        Command::Core(args) => core::run(&args),
         Command::Wal(args) => wal::run(&args),
     }
 }

@@ -1,84 +1,14 @@
 //! `vectron control` as real processes: a three-node control plane survives SIGKILL of
 //! its leader, and the killed node restarts from its data directory and catches up.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1 as ctl;
 use vectron_proto::v1 as api;
 
-/// A `vectron control` process, killed when dropped.
-struct ControlProcess {
-    child: Child,
-    address: String,
-    log: std::path::PathBuf,
-}
-
-impl ControlProcess {
-    fn start(dir: &Path, node_id: u64, addr: &str, join: Option<&str>) -> Self {
-        let log = dir.join(format!("control-{node_id}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vectron"));
-        command
-            .args(["control", "--node-id", &node_id.to_string(), "--addr", addr])
-            .arg("--data-dir")
-            .arg(dir.join(format!("control-{node_id}")))
-            .args([
-                "--election-timeout-ms",
-                "300",
-                "--worker-heartbeat-ms",
-                "100",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(File::create(&log).unwrap());
-        if let Some(join) = join {
-            command.args(["--join", join]);
-        }
-        let mut child = command.spawn().expect("spawn vectron control");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line
-            .trim()
-            .rsplit(' ')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        assert!(
-            line.starts_with(&format!("control node {node_id} serving on ")),
-            "node {node_id} did not start: {line:?}\n{}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        Self {
-            child,
-            address,
-            log,
-        }
-    }
-
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for ControlProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {}\n{}",
-                self.log.display(),
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
+use crate::support::ControlProcess;
 
 fn client(addresses: &[&str]) -> ControlClient {
     ControlClient::new(addresses.iter().copied())

@@ -3,5 +3,6 @@
 
 mod cli;
 mod control;
+mod registration;
 mod support;
 mod worker;

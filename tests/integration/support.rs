@@ -1,6 +1,7 @@
 //! What the end-to-end tests share: the fixture dataset, and real `vectron` processes
 //! started on loopback with free ports, killed when dropped.
 
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -195,4 +196,75 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn recall(found: &[usize], truth: &[usize], k: usize) -> f64 {
     let truth: std::collections::HashSet<_> = truth.iter().take(k).collect();
     found.iter().take(k).filter(|i| truth.contains(i)).count() as f64 / k as f64
+}
+
+/// A `vectron control` process, killed when dropped.
+pub struct ControlProcess {
+    child: Child,
+    pub address: String,
+    log: std::path::PathBuf,
+}
+
+impl ControlProcess {
+    pub fn start(dir: &Path, node_id: u64, addr: &str, join: Option<&str>) -> Self {
+        let log = dir.join(format!("control-{node_id}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vectron"));
+        command
+            .args(["control", "--node-id", &node_id.to_string(), "--addr", addr])
+            .arg("--data-dir")
+            .arg(dir.join(format!("control-{node_id}")))
+            .args([
+                "--election-timeout-ms",
+                "300",
+                "--worker-heartbeat-ms",
+                "100",
+                "--worker-timeout-ms",
+                "1500",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).unwrap());
+        if let Some(join) = join {
+            command.args(["--join", join]);
+        }
+        let mut child = command.spawn().expect("spawn vectron control");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            line.starts_with(&format!("control node {node_id} serving on ")),
+            "node {node_id} did not start: {line:?}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        Self {
+            child,
+            address,
+            log,
+        }
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ControlProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {}\n{}",
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
 }

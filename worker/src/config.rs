@@ -29,6 +29,12 @@ pub struct WorkerConfig {
     pub pin: bool,
     /// The CPU of core 0 when pinning.
     pub first_cpu: usize,
+    /// Control-plane addresses (`host:port`). Empty: the worker runs standalone and
+    /// shards are opened through `CoreService.OpenShard`.
+    pub control: Vec<String>,
+    /// Host that clients use to reach the core ports, sent to the control plane.
+    /// Default: `host`.
+    pub advertise_host: Option<String>,
 }
 
 impl WorkerConfig {
@@ -44,6 +50,8 @@ impl WorkerConfig {
             wal_sync: SyncPolicy::Always,
             pin: true,
             first_cpu: 0,
+            control: Vec::new(),
+            advertise_host: None,
         }
     }
 }

@@ -3,7 +3,8 @@
 //! thread (this crate's tokio runtime) serving per-core statistics over HTTP.
 //!
 //! ```text
-//!   admin thread (tokio): HTTP /v1/stats/cores, /metrics, /healthz; signals
+//!   admin thread (tokio): HTTP /v1/stats/cores, /metrics, /healthz; signals;
+//!                          control agent (register, heartbeat, open/close shards)
 //!        │  CoreCommand messages (bounded channels), never shared memory
 //!        ▼
 //!   core 0 (monoio, CPU 0) :P+0     core 1 (monoio, CPU 1) :P+1     …
@@ -24,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod admin;
+mod agent;
 mod config;
 mod worker;
 

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use vectron_control::ControlClient;
 use vectron_core_shard::{CoreHandle, CoreInfo, CoreSettings, StartError, spawn_core};
 use vectron_net::ServerConfig;
 use vectron_proto::v1::CoreStats;
 use vectron_wal::Options;
 
 use crate::admin;
+use crate::agent::Agent;
 use crate::config::WorkerConfig;
 
 /// How long the admin side waits for a core to answer.
@@ -53,6 +55,8 @@ pub struct Worker {
     admin_addr: SocketAddr,
     admin_stop: Option<oneshot::Sender<()>>,
     admin_task: Option<tokio::task::JoinHandle<()>>,
+    agent_stop: Option<oneshot::Sender<()>>,
+    agent_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Reads the worker id stored in `data_dir`, creating one the first time.
@@ -153,12 +157,39 @@ impl Worker {
         let admin_task = tokio::spawn(admin::serve(listener, state, async {
             let _ = stopped.await;
         }));
+        let (agent_stop, agent_task) = if config.control.is_empty() {
+            (None, None)
+        } else {
+            let client = match ControlClient::new(config.control.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    stop_cores(cores).await;
+                    return Err(WorkerError::Config(e.to_string()));
+                }
+            };
+            let agent = Agent {
+                client,
+                worker_id: id.clone(),
+                data_host: config
+                    .advertise_host
+                    .clone()
+                    .unwrap_or_else(|| config.host.to_string()),
+                admin_address: admin_addr.to_string(),
+                data_dir: config.data_dir.clone(),
+                cores: cores.iter().map(|c| c.info().clone()).collect(),
+                inboxes: cores.iter().map(CoreHandle::inbox).collect(),
+            };
+            let (stop, stopped) = oneshot::channel();
+            (Some(stop), Some(tokio::spawn(agent.run(stopped))))
+        };
         Ok(Self {
             id,
             cores,
             admin_addr,
             admin_stop: Some(admin_stop),
             admin_task: Some(admin_task),
+            agent_stop,
+            agent_task,
         })
     }
 
@@ -183,9 +214,15 @@ impl Worker {
         admin::gather(&inboxes).await
     }
 
-    /// Stops the admin listener, then every core: in-flight calls finish within the
+    /// Stops the control agent and the admin listener, then every core: in-flight calls finish within the
     /// grace period and every shard checkpoints.
     pub async fn shutdown(mut self) {
+        if let Some(stop) = self.agent_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.agent_task.take() {
+            let _ = task.await;
+        }
         if let Some(stop) = self.admin_stop.take() {
             let _ = stop.send(());
         }

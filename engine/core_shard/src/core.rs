@@ -179,10 +179,12 @@ impl Core {
     }
 
     /// Opens a shard (or adopts a new epoch for one already open, or reopens one that
-    /// stopped after a failure). Idempotent.
+    /// stopped after a failure). Idempotent. With `must_exist`, a shard whose directory
+    /// holds no manifest is refused rather than created empty: its data was lost.
     pub async fn open_shard(
         &self,
         assignment: &ShardAssignment,
+        must_exist: bool,
     ) -> Result<Rc<ShardHandle>, ShardError> {
         let spec = ShardSpec::from_assignment(assignment)?;
         let key: ShardKey = (spec.name().to_owned(), spec.shard_id);
@@ -213,6 +215,14 @@ impl Core {
             });
         }
         let dir = self.shard_dir(&key.0, key.1);
+        if must_exist && !dir.join(crate::checkpoint::MANIFEST).exists() {
+            self.opening.borrow_mut().remove(&key);
+            return Err(ShardError::Missing {
+                collection: key.0,
+                shard_id: key.1,
+                dir,
+            });
+        }
         let opened = ShardHandle::open(&dir, spec, self.config.wal).await;
         self.opening.borrow_mut().remove(&key);
         let shard = opened?;
@@ -268,7 +278,7 @@ impl Core {
                 let Some(assignment) = manifest.assignment else {
                     continue;
                 };
-                if let Err(e) = self.open_shard(&assignment).await {
+                if let Err(e) = self.open_shard(&assignment, true).await {
                     failures.push((path, e));
                 }
             }

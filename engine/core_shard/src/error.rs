@@ -200,6 +200,16 @@ pub enum ShardError {
         /// Shard.
         shard_id: u32,
     },
+    /// A shard that served before has no data on this core.
+    #[error("shard {shard_id} of collection {collection:?} served before but {} holds no data for it", dir.display())]
+    Missing {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+        /// Where its data should be.
+        dir: PathBuf,
+    },
     /// The shard stopped after a failure; it must be reopened.
     #[error(
         "shard {shard_id} of collection {collection:?} stopped after a failure ({reason}); reopen it"

@@ -37,8 +37,13 @@ const INBOX: usize = 64;
 pub enum CoreCommand {
     /// Reply with the core's statistics.
     Stats(oneshot::Sender<CoreStats>),
-    /// Open (or adopt a new epoch for) a shard.
-    Open(Box<ShardAssignment>, oneshot::Sender<Result<(), String>>),
+    /// Open (or adopt a new epoch for) a shard. With `must_exist`, a shard whose data
+    /// is not on disk is refused instead of created empty.
+    Open(
+        Box<ShardAssignment>,
+        bool,
+        oneshot::Sender<Result<(), String>>,
+    ),
     /// Close a shard, optionally deleting its files.
     Close(ShardRef, bool, oneshot::Sender<Result<(), String>>),
     /// Stop serving, checkpoint every shard, and end the thread.
@@ -302,9 +307,9 @@ async fn serve_core(
                 let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
                 let _ = reply.send(core.stats(u32::try_from(in_flight).unwrap_or(u32::MAX)));
             }
-            CoreCommand::Open(assignment, reply) => {
+            CoreCommand::Open(assignment, must_exist, reply) => {
                 let opened = core
-                    .open_shard(&assignment)
+                    .open_shard(&assignment, must_exist)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string());

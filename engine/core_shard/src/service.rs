@@ -54,6 +54,7 @@ pub fn status(err: &ShardError) -> Status {
             Code::FailedPrecondition
         }
         E::UnknownShard { .. } => Code::NotFound,
+        E::Missing { .. } => Code::FailedPrecondition,
         E::Stopped { .. }
         | E::Wal { .. }
         | E::Index { .. }
@@ -122,7 +123,10 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             let core = Rc::clone(&c);
             async move {
                 let assignment = r.assignment.unwrap_or_default();
-                let shard = core.open_shard(&assignment).await.map_err(|e| status(&e))?;
+                let shard = core
+                    .open_shard(&assignment, false)
+                    .await
+                    .map_err(|e| status(&e))?;
                 Ok(OpenShardResponse {
                     stats: Some(shard.stats()),
                 })

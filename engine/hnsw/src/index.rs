@@ -686,7 +686,98 @@ impl HnswIndex {
                 .max_by_key(|&i| (self.levels[i], std::cmp::Reverse(i)))
                 .map(|i| (i as u32, usize::from(self.levels[i])));
         }
+        self.repair_connectivity();
         freed
+    }
+
+    /// Makes every live linked point reachable on level 0 from the entry point, and
+    /// returns how many points needed a new in-link. HNSW's pruning can leave a few
+    /// points with no path to them (hnswlib's graphs have them too: about 20 per
+    /// million); each gets an in-link from a reachable neighbour, found in its own list
+    /// or by a search. A full list gives up its entry with the most other in-links.
+    /// O(points × m); runs at the end of every reclaim pass, and after bulk loads.
+    pub fn repair_connectivity(&mut self) -> usize {
+        let mut fixed = 0;
+        for _ in 0..4 {
+            let Some((ep, _)) = self.entry else {
+                return fixed;
+            };
+            let n = self.slots;
+            let v = self.view_f32_mut();
+            let flags = &self.flags;
+            let linked = |i: usize| flags[i] & (FREE | PENDING) == 0;
+            let list = |i: u32| {
+                // SAFETY: `i` is a linked slot; its level-0 list holds `m0` ids.
+                unsafe { std::slice::from_raw_parts_mut(v.links(i, 0).0, v.m0) }
+            };
+            let mut indeg = vec![0u32; n];
+            for i in (0..n).filter(|&i| linked(i)) {
+                for &x in list(i as u32).iter().take_while(|&&x| x != NONE) {
+                    indeg[x as usize] += 1;
+                }
+            }
+            let mut seen = vec![false; n];
+            let mut stack = Vec::new();
+            let reach = |from: u32, seen: &mut Vec<bool>, stack: &mut Vec<u32>| {
+                seen[from as usize] = true;
+                stack.push(from);
+                while let Some(x) = stack.pop() {
+                    for &y in list(x).iter().take_while(|&&y| y != NONE) {
+                        if !seen[y as usize] {
+                            seen[y as usize] = true;
+                            stack.push(y);
+                        }
+                    }
+                }
+            };
+            reach(ep, &mut seen, &mut stack);
+            let lost: Vec<u32> = (0..n)
+                .filter(|&i| linked(i) && flags[i] & DELETED == 0 && !seen[i])
+                .map(|i| i as u32)
+                .collect();
+            if lost.is_empty() {
+                return fixed;
+            }
+            let mut b = std::mem::take(&mut self.build);
+            for &u in &lost {
+                if seen[u as usize] {
+                    continue;
+                }
+                let mut target = list(u)
+                    .iter()
+                    .take_while(|&&x| x != NONE)
+                    .copied()
+                    .find(|&x| seen[x as usize]);
+                if target.is_none() {
+                    let run = Nearest {
+                        v,
+                        entry: self.entry,
+                        slots: n,
+                        b: &mut b,
+                        exclude: u,
+                    };
+                    target = dispatch(self.isa, self.f32_space(), v.vec(u), self.padded, 1.0, run);
+                }
+                let Some(x) = target else { continue };
+                let xs = list(x);
+                let slot = match xs.iter().position(|&y| y == NONE) {
+                    Some(free) => Some(free),
+                    None => (0..xs.len())
+                        .filter(|&j| indeg[xs[j] as usize] >= 2)
+                        .max_by_key(|&j| indeg[xs[j] as usize]),
+                };
+                let Some(j) = slot else { continue };
+                if xs[j] != NONE {
+                    indeg[xs[j] as usize] -= 1;
+                }
+                xs[j] = u;
+                indeg[u as usize] += 1;
+                reach(u, &mut seen, &mut stack);
+                fixed += 1;
+            }
+            self.build = b;
+        }
+        fixed
     }
 
     /// Whether a reclaim pass is under way.
@@ -1052,6 +1143,42 @@ impl WithDist for GraphSearch<'_> {
                 search_layer::<D, false>(v, &d, ep, ep_d, 0, ef, slots, layer, &mut |_| true);
             }
         }
+    }
+}
+
+/// The closest point to a stored vector that a search from the entry point reaches
+/// (so it is itself reachable), other than the point itself.
+struct Nearest<'a> {
+    v: View,
+    entry: Option<(u32, usize)>,
+    slots: usize,
+    b: &'a mut BuildScratch,
+    exclude: u32,
+}
+
+impl WithDist for Nearest<'_> {
+    type Out = Option<u32>;
+
+    #[inline(always)]
+    fn call<D: Dist>(self, d: D) -> Option<u32> {
+        let (ep, top) = self.entry?;
+        let v = self.v;
+        // SAFETY: a consistent index: the entry point has level `top`, list ids are
+        // slots below `slots`.
+        unsafe {
+            let ep_d = d.dist(v.vec(ep));
+            let (ep, ep_d) = greedy(v, &d, ep, ep_d, top, 0);
+            let layer = &mut self.b.layer;
+            search_layer::<D, false>(v, &d, ep, ep_d, 0, 64, self.slots, layer, &mut |_| true);
+        }
+        let exclude = self.exclude;
+        self.b
+            .layer
+            .top
+            .iter()
+            .filter(|c| c.id != exclude)
+            .min_by(|a, b| a.d.total_cmp(&b.d))
+            .map(|c| c.id)
     }
 }
 

@@ -9,8 +9,9 @@
 //! - **Writes are visible at once.** [`HnswIndex::add`] stores a vector and returns its
 //!   [`NodeId`]; until [`HnswIndex::link_pending`] links it into the graph, searches find
 //!   it by exact scan. [`HnswIndex::insert`] does both.
-//! - **Deletes** tombstone at once; [`HnswIndex::reclaim_deleted`] reconnects the graph
-//!   around tombstones and frees their ids for reuse.
+//! - **Deletes** tombstone at once; [`HnswIndex::reclaim_step`] (in bounded steps) or
+//!   [`HnswIndex::reclaim_deleted`] (all at once) reconnects the graph around tombstones
+//!   and frees their ids for reuse.
 //! - **Filters** ([`Filter`]) keep traversal on the graph, or switch to an exact scan of
 //!   the matching ids when few match.
 //! - **int8** ([`Quantization::Int8`]) traverses on 8-bit codes and rescores the best

@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::storage::{MonoioStorage, SegmentFile, Storage};
+use crate::storage::{Durability, MonoioStorage, SegmentFile, Storage};
 
 /// A fault injected into one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,8 @@ pub enum Fault {
         bytes: usize,
     },
     /// The `fdatasync` fails with `EIO`: nothing written since the last sync became durable.
+    /// On a [`Durability::PerWrite`] file every write is also a sync: the write reaches the
+    /// page cache, is not durable, and reports `EIO`.
     FailSync,
     /// Creating a segment file fails with `ENOSPC`.
     FailCreate,
@@ -241,6 +243,7 @@ fn injected(errno: i32) -> io::Error {
 pub struct FaultFile<F> {
     inner: F,
     path: PathBuf,
+    durability: Durability,
     state: Rc<RefCell<FaultState>>,
 }
 
@@ -255,11 +258,11 @@ impl<F> fmt::Debug for FaultFile<F> {
 impl<S: Storage> Storage for FaultStorage<S> {
     type File = FaultFile<S::File>;
 
-    async fn create(&self, path: &Path) -> io::Result<Self::File> {
+    async fn create(&self, path: &Path, durability: Durability) -> io::Result<Self::File> {
         if let Some(Fault::FailCreate) = self.state.borrow_mut().tick(OpKind::Create) {
             return Err(injected(libc::ENOSPC));
         }
-        let inner = self.inner.create(path).await?;
+        let inner = self.inner.create(path, durability).await?;
         self.state
             .borrow_mut()
             .files
@@ -267,12 +270,13 @@ impl<S: Storage> Storage for FaultStorage<S> {
         Ok(FaultFile {
             inner,
             path: path.to_path_buf(),
+            durability,
             state: self.state.clone(),
         })
     }
 
-    async fn open(&self, path: &Path) -> io::Result<Self::File> {
-        let inner = self.inner.open(path).await?;
+    async fn open(&self, path: &Path, durability: Durability) -> io::Result<Self::File> {
+        let inner = self.inner.open(path, durability).await?;
         let mut st = self.state.borrow_mut();
         if st.files.get(path).is_none_or(|sh| sh.removed) {
             // A file from before this storage existed: on disk, so durable.
@@ -289,6 +293,7 @@ impl<S: Storage> Storage for FaultStorage<S> {
         Ok(FaultFile {
             inner,
             path: path.to_path_buf(),
+            durability,
             state: self.state.clone(),
         })
     }
@@ -345,18 +350,31 @@ impl<F: SegmentFile> SegmentFile for FaultFile<F> {
             }
             _ => self.inner.write_at(buf, from, pos).await,
         };
-        if let Ok(n) = res {
-            let mut st = self.state.borrow_mut();
-            if let Some(sh) = st.files.get_mut(&self.path) {
-                let start = pos as usize;
-                if sh.current.len() < start + n {
-                    sh.current.resize(start + n, 0);
+        let Ok(n) = res else { return (res, buf) };
+        let per_write = self.durability == Durability::PerWrite;
+        let mut st = self.state.borrow_mut();
+        // A durable write is a sync too, and can fail like one.
+        let sync_failed = per_write && st.tick(OpKind::Sync) == Some(Fault::FailSync);
+        if let Some(sh) = st.files.get_mut(&self.path) {
+            let (start, end) = (pos as usize, pos as usize + n);
+            if sh.current.len() < end {
+                sh.current.resize(end, 0);
+            }
+            sh.current[start..end].copy_from_slice(&buf[from..from + n]);
+            if per_write && !sync_failed {
+                if sh.durable.len() < end {
+                    sh.durable.resize(end, 0);
                 }
-                sh.current[start..start + n].copy_from_slice(&buf[from..from + n]);
+                sh.durable[start..end].copy_from_slice(&buf[from..from + n]);
+            } else {
                 sh.unsynced.push((pos, n));
             }
         }
-        (res, buf)
+        if sync_failed {
+            // In the page cache, not on the disk.
+            return (Err(injected(libc::EIO)), buf);
+        }
+        (Ok(n), buf)
     }
 
     async fn sync_data(&self) -> io::Result<()> {

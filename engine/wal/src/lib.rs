@@ -70,5 +70,5 @@ pub use crate::record::{
     BodyView, Delete, DeleteView, Lsn, Record, RecordView, Upsert, UpsertView,
 };
 pub use crate::replay::Replay;
-pub use crate::storage::{MonoioFile, MonoioStorage, SegmentFile, Storage};
+pub use crate::storage::{Durability, MonoioFile, MonoioStorage, SegmentFile, Storage};
 pub use crate::wal::{SyncEvent, Wal, WalStats};

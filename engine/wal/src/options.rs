@@ -12,7 +12,8 @@ use crate::error::WalError;
 /// | [`Interval`](Self::Interval) | after the write reached the page cache | yes | all but the last interval |
 /// | [`Never`](Self::Never) | after the write reached the page cache | yes | only what [`Wal::sync`](crate::Wal::sync), a segment switch or close synced |
 ///
-/// `Always` costs one `fdatasync` per group of concurrent appends (group commit shares it);
+/// `Always` costs one sync per group of concurrent appends (group commit shares it; the
+/// group's write is made `O_DSYNC`, so write and sync are one operation);
 /// the others trade the power-loss window for latency and are meant for tests, benchmarks
 /// and data that can be rebuilt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -9,16 +9,34 @@ use std::future::Future;
 use std::io;
 use std::path::Path;
 
+/// How the writes to a segment file reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Writes land in the page cache; [`SegmentFile::sync_data`] makes them durable.
+    Buffered,
+    /// Every write returns only once it is durable (`O_DSYNC`): the write and the
+    /// `fdatasync` of a group are one operation, one trip through the ring.
+    PerWrite,
+}
+
 /// Creates, opens, removes segment files and syncs their directory.
 pub trait Storage: 'static {
     /// An open segment file.
     type File: SegmentFile + 'static;
 
     /// Creates a new, empty segment file; fails if one exists at `path`.
-    fn create(&self, path: &Path) -> impl Future<Output = io::Result<Self::File>>;
+    fn create(
+        &self,
+        path: &Path,
+        durability: Durability,
+    ) -> impl Future<Output = io::Result<Self::File>>;
 
     /// Opens an existing segment file for writing (the log's last segment, at open).
-    fn open(&self, path: &Path) -> impl Future<Output = io::Result<Self::File>>;
+    fn open(
+        &self,
+        path: &Path,
+        durability: Durability,
+    ) -> impl Future<Output = io::Result<Self::File>>;
 
     /// Makes creations and removals in `dir` durable (`fsync` of the directory).
     fn sync_dir(&self, dir: &Path) -> impl Future<Output = io::Result<()>>;
@@ -30,7 +48,8 @@ pub trait Storage: 'static {
 /// One open segment file.
 pub trait SegmentFile {
     /// Writes `buf[from..]` at `pos`; may write less (a short write), and returns how much
-    /// it wrote along with the buffer, whose ownership travels with the operation.
+    /// it wrote along with the buffer, whose ownership travels with the operation. With
+    /// [`Durability::PerWrite`] what it reports written is durable.
     fn write_at(
         &self,
         buf: Vec<u8>,
@@ -59,7 +78,15 @@ pub struct MonoioFile {
 }
 
 impl MonoioFile {
-    fn new(std: std::fs::File) -> io::Result<Self> {
+    fn open(path: &Path, create: bool, durability: Durability) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create_new(create);
+        if durability == Durability::PerWrite {
+            options.custom_flags(libc::O_DSYNC);
+        }
+        // `open(2)` itself is quick; the writes and syncs are what go through the ring.
+        let std = options.open(path)?;
         let file = monoio::fs::File::from_std(std.try_clone()?)?;
         Ok(Self { file, std })
     }
@@ -68,22 +95,12 @@ impl MonoioFile {
 impl Storage for MonoioStorage {
     type File = MonoioFile;
 
-    async fn create(&self, path: &Path) -> io::Result<MonoioFile> {
-        // `open(2)` itself is quick; the writes and syncs are what go through the ring.
-        let std = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?;
-        MonoioFile::new(std)
+    async fn create(&self, path: &Path, durability: Durability) -> io::Result<MonoioFile> {
+        MonoioFile::open(path, true, durability)
     }
 
-    async fn open(&self, path: &Path) -> io::Result<MonoioFile> {
-        let std = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)?;
-        MonoioFile::new(std)
+    async fn open(&self, path: &Path, durability: Durability) -> io::Result<MonoioFile> {
+        MonoioFile::open(path, false, durability)
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -115,5 +132,42 @@ impl SegmentFile for MonoioFile {
     async fn truncate(&self, len: u64) -> io::Result<()> {
         self.std.set_len(len)?;
         self.file.sync_all().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    /// The open flags of `file`, as the kernel reports them.
+    fn open_flags(file: &MonoioFile) -> i32 {
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", file.std.as_raw_fd()))
+            .expect("fdinfo is readable");
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .expect("fdinfo has flags");
+        i32::from_str_radix(flags.trim(), 8).expect("octal flags")
+    }
+
+    #[test]
+    fn per_write_durability_opens_o_dsync() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async { check_flags() });
+    }
+
+    fn check_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let durable = MonoioFile::open(&dir.path().join("a"), true, Durability::PerWrite).unwrap();
+        let buffered = MonoioFile::open(&dir.path().join("b"), true, Durability::Buffered).unwrap();
+        assert_eq!(open_flags(&durable) & libc::O_DSYNC, libc::O_DSYNC);
+        assert_eq!(open_flags(&buffered) & libc::O_DSYNC, 0);
+        let reopened =
+            MonoioFile::open(&dir.path().join("b"), false, Durability::PerWrite).unwrap();
+        assert_eq!(open_flags(&reopened) & libc::O_DSYNC, libc::O_DSYNC);
     }
 }

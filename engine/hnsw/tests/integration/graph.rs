@@ -74,3 +74,22 @@ fn stepwise_reclaim_interleaves_with_writes_and_searches() {
     assert_eq!(index.deleted_len(), 0);
     index.check_invariants().unwrap();
 }
+
+#[test]
+fn connectivity_repair_reaches_every_live_point() {
+    // A small m and many deletes orphan some points; the repair links them back.
+    let data = random_vectors(3_000, 8, 23);
+    let mut index = build(&data, Metric::L2, Quantization::None, 2);
+    let fixed_after_build = index.repair_connectivity();
+    index.check_invariants().unwrap();
+    for i in (0..3_000).filter(|i| i % 10 < 4) {
+        index.delete(NodeId(i)).unwrap();
+    }
+    index.reclaim_deleted(); // repairs connectivity at the end of the pass
+    index.check_invariants().unwrap();
+    assert_eq!(index.repair_connectivity(), 0, "nothing left to repair");
+    assert!(
+        fixed_after_build > 0,
+        "with m = 2 the build leaves orphans to repair"
+    );
+}

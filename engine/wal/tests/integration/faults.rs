@@ -38,7 +38,8 @@ both_drivers! {
                 let err = task.await.expect_err("a record in the failed group was acknowledged");
                 assert!(err.is_fatal() && is_poisoned(&err), "{err:?}");
                 let AppendError::Fatal(WalError::Poisoned { cause, .. }) = &err else { unreachable!() };
-                assert!(matches!(cause.first(), WalError::Io { op: IoOp::Sync, .. }), "{cause:?}");
+                // Under `Always` a group is one O_DSYNC write: its failed sync fails the write.
+                assert!(matches!(cause.first(), WalError::Io { op: IoOp::Write, .. }), "{cause:?}");
             }
             assert!(wal.is_poisoned());
             // Every later call fails, whatever it is.
@@ -63,6 +64,31 @@ both_drivers! {
             let lsn = reopened.append(Batch::seeded(30, 1, 8).record()).await.unwrap();
             assert_eq!(lsn.get(), replayed.len() as u64 + 1);
             reopened.close().await.unwrap();
+        });
+    }
+
+    fn failed_explicit_sync_poisons(driver: Driver) {
+        let dir = tempfile::tempdir().unwrap();
+        let image = tempfile::tempdir().unwrap();
+        let options = Options::default().sync(SyncPolicy::Never);
+        driver.block_on(async {
+            let storage = FaultStorage::new();
+            let wal = Wal::open_with(storage.clone(), dir.path(), options).await.unwrap();
+            let synced = fill(&wal, 1..3).await;
+            wal.sync().await.unwrap();
+            fill(&wal, 3..5).await;
+            storage.inject(0, Fault::FailSync);
+            match wal.sync().await.unwrap_err() {
+                WalError::Poisoned { cause, .. } => {
+                    assert!(matches!(cause.first(), WalError::Io { op: IoOp::Sync, .. }), "{cause:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(is_poisoned(&wal.append(Batch::seeded(9, 1, 8).record()).await.unwrap_err()));
+            storage.crash_image(dir.path(), image.path(), CrashMode::SyncedOnly).unwrap();
+            let recovered = Wal::open(image.path(), options).await.unwrap();
+            assert_eq!(collect(&recovered, Lsn::ZERO).unwrap(), synced);
+            recovered.close().await.unwrap();
         });
     }
 

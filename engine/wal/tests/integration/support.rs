@@ -1,4 +1,4 @@
-//! Shared helpers: driver selection, deterministic records, collecting a replay.
+//! What the suite shares: driver selection, deterministic records, collecting a replay.
 
 use std::future::Future;
 
