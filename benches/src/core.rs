@@ -116,7 +116,9 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         other => bail!("unknown layout {other:?}: use spread or replicate"),
     };
     let n = args.cores_addr.len();
-    let run_id = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    let run_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
     let layout = ShardLayout::with_count(u32::try_from(n)?).context("at least one core")?;
 
     // One shard per core: shard i of one collection (spread), or shard 0 of a collection
@@ -125,23 +127,64 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
     for (i, addr) in args.cores_addr.iter().enumerate() {
         let mut client = connect(addr).await?;
         let (name, shard_id, range) = if replicate {
-            (format!("{}-{run_id}-c{i}", args.collection), 0, (0, u64::MAX))
+            (
+                format!("{}-{run_id}-c{i}", args.collection),
+                0,
+                (0, u64::MAX),
+            )
         } else {
             let r = layout.range(u32::try_from(i)?).expect("shard below count");
-            (format!("{}-{run_id}", args.collection), u32::try_from(i)?, (r.start, r.end))
+            (
+                format!("{}-{run_id}", args.collection),
+                u32::try_from(i)?,
+                (r.start, r.end),
+            )
         };
-        let mut spec = CollectionSpec::new(name.clone(), u32::try_from(data.base.dim)?, metric(&args.metric)?);
-        spec.hnsw = Some(HnswConfig { m: Some(args.m), ef_construction: Some(args.ef_construction), ef: Some(args.ef) });
-        let assignment = ShardAssignment { spec: Some(spec), shard_id, hash_range_start: range.0, hash_range_end: range.1, epoch: 1 };
-        client.open_shard(OpenShardRequest { assignment: Some(assignment) }).await?;
-        targets.push(Target { client, shard: ShardRef { collection: name, shard_id, epoch: 1 } });
+        let mut spec = CollectionSpec::new(
+            name.clone(),
+            u32::try_from(data.base.dim)?,
+            metric(&args.metric)?,
+        );
+        spec.hnsw = Some(HnswConfig {
+            m: Some(args.m),
+            ef_construction: Some(args.ef_construction),
+            ef: Some(args.ef),
+        });
+        let assignment = ShardAssignment {
+            spec: Some(spec),
+            shard_id,
+            hash_range_start: range.0,
+            hash_range_end: range.1,
+            epoch: 1,
+        };
+        client
+            .open_shard(OpenShardRequest {
+                assignment: Some(assignment),
+            })
+            .await?;
+        targets.push(Target {
+            client,
+            shard: ShardRef {
+                collection: name,
+                shard_id,
+                epoch: 1,
+            },
+        });
     }
     let targets = Arc::new(targets);
     let data = Arc::new(data);
 
     // Ingest, with one search at a time running meanwhile.
     let ingesting = Arc::new(AtomicBool::new(true));
-    let during = tokio::spawn(search_loop(Arc::clone(&targets), Arc::clone(&data), args.clone_search(), replicate, Arc::clone(&ingesting), 1, None));
+    let during = tokio::spawn(search_loop(
+        Arc::clone(&targets),
+        Arc::clone(&data),
+        args.clone_search(),
+        replicate,
+        Arc::clone(&ingesting),
+        1,
+        None,
+    ));
     let started = Instant::now();
     let mut streams = Vec::new();
     for (i, t) in targets.iter().enumerate() {
@@ -158,12 +201,19 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
                     shard: Some(shard.clone()),
                     points: chunk
                         .iter()
-                        .map(|&r| Point { id: r.to_string(), vector: data.base.row(r).to_vec(), payload_json: Vec::new() })
+                        .map(|&r| Point {
+                            id: r.to_string(),
+                            vector: data.base.row(r).to_vec(),
+                            payload_json: Vec::new(),
+                        })
                         .collect(),
                     wait: None,
                 })
                 .collect();
-            client.upsert_stream(tokio_stream::iter(batches)).await.map(|r| r.into_inner().count)
+            client
+                .upsert_stream(tokio_stream::iter(batches))
+                .await
+                .map(|r| r.into_inner().count)
         }));
     }
     let mut acknowledged = 0u64;
@@ -176,7 +226,12 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
         let mut pending = 0;
         for t in targets.iter() {
             let stats = t.client.clone().stats(StatsRequest {}).await?.into_inner();
-            pending += stats.shards.iter().filter(|s| s.collection == t.shard.collection).map(|s| s.points - s.indexed_points).sum::<u64>();
+            pending += stats
+                .shards
+                .iter()
+                .filter(|s| s.collection == t.shard.collection)
+                .map(|s| s.points - s.indexed_points)
+                .sum::<u64>();
         }
         if pending == 0 {
             break;
@@ -191,7 +246,17 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let keep = Arc::new(AtomicBool::new(true));
     let workers: Vec<_> = (0..args.concurrency)
-        .map(|w| tokio::spawn(search_loop(Arc::clone(&targets), Arc::clone(&data), args.clone_search(), replicate, Arc::clone(&keep), args.concurrency, Some(w))))
+        .map(|w| {
+            tokio::spawn(search_loop(
+                Arc::clone(&targets),
+                Arc::clone(&data),
+                args.clone_search(),
+                replicate,
+                Arc::clone(&keep),
+                args.concurrency,
+                Some(w),
+            ))
+        })
         .collect();
     let load_started = Instant::now();
     tokio::time::sleep_until(deadline.into()).await;
@@ -240,7 +305,10 @@ struct SearchArgs {
 
 impl Args {
     fn clone_search(&self) -> SearchArgs {
-        SearchArgs { ef: self.ef, k: self.k }
+        SearchArgs {
+            ef: self.ef,
+            k: self.k,
+        }
     }
 }
 
@@ -261,32 +329,58 @@ async fn search_loop(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let (mut hits, mut asked) = (0usize, 0usize);
     let mut q = w.unwrap_or(0);
-    let mut clients: Vec<CoreServiceClient<Channel>> = targets.iter().map(|t| t.client.clone()).collect();
+    let mut clients: Vec<CoreServiceClient<Channel>> =
+        targets.iter().map(|t| t.client.clone()).collect();
     while keep.load(Ordering::Relaxed) {
         let query = data.query.row(q % data.query.len()).to_vec();
         let started = Instant::now();
         let mut found: Vec<(f32, String)> = Vec::new();
         if replicate {
             let i = NEXT_CORE.fetch_add(1, Ordering::Relaxed) % targets.len();
-            let request = SearchRequest { shard: Some(targets[i].shard.clone()), vector: query, k: s.k, ef: Some(s.ef), ..Default::default() };
+            let request = SearchRequest {
+                shard: Some(targets[i].shard.clone()),
+                vector: query,
+                k: s.k,
+                ef: Some(s.ef),
+                ..Default::default()
+            };
             let hits = clients[i].search(request).await?.into_inner().hits;
             found.extend(hits.into_iter().map(|h| (h.score, h.id)));
         } else {
             let calls = targets.iter().zip(clients.iter_mut()).map(|(t, c)| {
-                let request = SearchRequest { shard: Some(t.shard.clone()), vector: query.clone(), k: s.k, ef: Some(s.ef), ..Default::default() };
+                let request = SearchRequest {
+                    shard: Some(t.shard.clone()),
+                    vector: query.clone(),
+                    k: s.k,
+                    ef: Some(s.ef),
+                    ..Default::default()
+                };
                 c.search(request)
             });
             for answer in futures_util::future::join_all(calls).await {
-                found.extend(answer?.into_inner().hits.into_iter().map(|h| (h.score, h.id)));
+                found.extend(
+                    answer?
+                        .into_inner()
+                        .hits
+                        .into_iter()
+                        .map(|h| (h.score, h.id)),
+                );
             }
             found.sort_by(|a, b| b.0.total_cmp(&a.0));
             found.truncate(s.k as usize);
         }
-        hist.saturating_record(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1));
+        hist.saturating_record(
+            u64::try_from(started.elapsed().as_micros())
+                .unwrap_or(u64::MAX)
+                .max(1),
+        );
         let truth = data.truth.row(q % data.query.len());
         let k = (s.k as usize).min(truth.len());
         let truth: std::collections::HashSet<i32> = truth[..k].iter().copied().collect();
-        hits += found.iter().filter(|(_, id)| id.parse::<i32>().is_ok_and(|i| truth.contains(&i))).count();
+        hits += found
+            .iter()
+            .filter(|(_, id)| id.parse::<i32>().is_ok_and(|i| truth.contains(&i)))
+            .count();
         asked += k;
         q += of;
     }

@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -112,6 +111,13 @@ fn check_media_type(
     }
 }
 
+/// After refusing a body as too large, the gateway reads on (and discards) at most this
+/// much of it, for at most [`DRAIN_TIME`], before answering: a client that writes its
+/// whole body before reading the answer then gets the 413 instead of a connection reset.
+const DRAIN_BYTES: u64 = 256 << 20;
+/// See [`DRAIN_BYTES`].
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads a whole body of at most `limit` bytes.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
     let too_large = GatewayError::TooLarge {
@@ -122,16 +128,39 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let mut frames = body.into_data_stream();
+    if let Some(declared) = declared.filter(|&n| n > limit as u64) {
+        if declared <= DRAIN_BYTES {
+            drain(&mut frames).await;
+        }
         return Err(too_large);
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(GatewayError::BadJson {
+    let mut collected = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| GatewayError::BadJson {
             reason: format!("the request body could not be read: {e}"),
-        }),
+        })?;
+        if collected.len() + frame.len() > limit {
+            drain(&mut frames).await;
+            return Err(too_large);
+        }
+        collected.extend_from_slice(&frame);
     }
+    Ok(collected.freeze())
+}
+
+/// Reads and discards what is left of a body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(frames: &mut axum::body::BodyDataStream) {
+    let discard = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = frames.next().await {
+            read += frame.len() as u64;
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// A JSON object body (an empty body reads as `{}`), with `collection` set from the

@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod gateway;
 mod registration;
 mod support;
 mod worker;
