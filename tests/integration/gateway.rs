@@ -866,3 +866,112 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
     assert_eq!(client.count("bad", None).await.unwrap(), 2);
     dev.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let control = support::ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+    let worker_args = |data: &std::path::Path| -> Vec<String> {
+        [
+            "worker",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--cores",
+            "2",
+            "--core-base-port",
+            "0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--no-pin",
+            "--control",
+            &control.address,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let worker_dir = dir.path().join("worker");
+    let args = worker_args(&worker_dir);
+    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let gateway = Process::start(&[
+        "gateway",
+        "--control",
+        &control.address,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    let http = Http::new(&support::http_addr(&gateway));
+    let client = client_after_restart(&gateway).await;
+    // The worker registers in the background; creating waits until the control plane
+    // can place the shards.
+    let mut created = None;
+    for _ in 0..100 {
+        match client.create_collection(spec("moving", f.dim)).await {
+            Ok(info) => {
+                created = Some(info);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(created.expect("the collection was created").shards.len(), 2);
+    assert_eq!(http.send("GET", "/readyz", None, vec![]).await.0, 200);
+    let points: Vec<Point> = (0..300).map(|r| point(&f, r)).collect();
+    client.upsert("moving", points).await.unwrap();
+    let before: Vec<u32> = client
+        .describe_collection("moving")
+        .await
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| {
+            s.replicas[0]
+                .address
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+
+    // The worker comes back on other ports; the gateway finds its shards there.
+    worker.terminate();
+    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut found = None;
+    for _ in 0..100 {
+        match client
+            .search(SearchRequest::new("moving", f.base[42].clone(), 1).with_ef(EF))
+            .await
+        {
+            Ok(hits) => {
+                found = Some(hits);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(found.expect("search after the restart").hits[0].id, "42");
+    assert_eq!(client.count("moving", None).await.unwrap(), 300);
+    let after: Vec<u32> = client
+        .describe_collection("moving")
+        .await
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| {
+            s.replicas[0]
+                .address
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(before, after, "the worker took other ports");
+    gateway.terminate();
+    worker.terminate();
+}
