@@ -237,6 +237,12 @@ pub enum GatewayError {
         /// Which replicas exist and in what state.
         reason: String,
     },
+    /// The gateway has not loaded the routing table yet.
+    #[error("the gateway is not ready: {reason}")]
+    NotReady {
+        /// What it waits for.
+        reason: String,
+    },
     /// A core refused a call or could not be reached.
     #[error("shard {shard_id} of collection {collection:?} on {address}: {}", .status.message())]
     Core {
@@ -329,7 +335,7 @@ impl GatewayError {
             }
             E::RerankUnavailable | E::ReplicationUnavailable { .. } => Code::Unimplemented,
             E::NoLinearizableReplica { .. } => Code::FailedPrecondition,
-            E::ShardUnavailable { .. } => Code::Unavailable,
+            E::ShardUnavailable { .. } | E::NotReady { .. } => Code::Unavailable,
             E::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             E::Core { status, .. } => core_code(status),
             E::Control(error) => match error {

@@ -72,10 +72,8 @@ impl Service {
     /// Whether the gateway can serve: routing is loaded and the control plane answers.
     pub(crate) async fn ready(&self) -> Result<(), GatewayError> {
         if !self.routing.is_loaded() {
-            return Err(GatewayError::ShardUnavailable {
-                collection: String::new(),
-                shard_id: 0,
-                reason: "the routing table has not been loaded yet".into(),
+            return Err(GatewayError::NotReady {
+                reason: "the routing table has not been loaded from the control plane yet".into(),
             });
         }
         self.probe
