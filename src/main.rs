@@ -10,6 +10,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vectron_control::{ControlClient, ControlConfig, ControlNode};
 
+mod dev;
+
 /// Vectron: a distributed vector database with thread-per-core shards.
 #[derive(Debug, Parser)]
 #[command(name = "vectron", version, arg_required_else_help = true)]
@@ -25,6 +27,12 @@ enum Command {
     Worker(WorkerArgs),
     /// Run a control node: the placement driver, replicated with Raft.
     Control(ControlArgs),
+    /// Run the gateway: the public API (gRPC and HTTP/JSON), routing each call to the
+    /// cores that own its shards.
+    Gateway(GatewayArgs),
+    /// Run everything in one process: a single-node control plane, a worker with one
+    /// core per CPU, and the gateway. Data under ./vectron-data; Ctrl-C stops cleanly.
+    Dev(DevArgs),
     /// Ask the control plane about the cluster.
     Cluster {
         #[command(subcommand)]
@@ -109,6 +117,71 @@ struct ControlArgs {
     election_timeout_ms: u64,
 }
 
+/// Settings of the search cache and of the gateway's listeners, shared by `gateway`
+/// and `dev`.
+#[derive(Debug, Args)]
+struct GatewayOptions {
+    /// Address of the public gRPC listener (HOST:PORT; port 0 picks a free one).
+    #[arg(long, env = "VECTRON_GRPC_ADDR", default_value = "127.0.0.1:6334")]
+    grpc_addr: SocketAddr,
+    /// Address of the HTTP/JSON listener (HOST:PORT; port 0 picks a free one).
+    #[arg(long, env = "VECTRON_HTTP_ADDR", default_value = "127.0.0.1:6333")]
+    http_addr: SocketAddr,
+    /// Do not cache search results.
+    #[arg(long)]
+    no_search_cache: bool,
+    /// How long a cached search result may be served, in milliseconds.
+    #[arg(long, env = "VECTRON_SEARCH_CACHE_TTL_MS", default_value_t = 5000)]
+    search_cache_ttl_ms: u64,
+    /// Memory the search cache may hold, in MiB.
+    #[arg(long, env = "VECTRON_SEARCH_CACHE_MIB", default_value_t = 64)]
+    search_cache_mib: u64,
+    /// Run every search, even when an identical one is in flight.
+    #[arg(long)]
+    no_search_dedup: bool,
+    /// Compress gRPC answers with gzip for clients that accept it.
+    #[arg(long)]
+    gzip: bool,
+}
+
+impl GatewayOptions {
+    fn config(&self, control: Vec<String>) -> vectron_gateway::GatewayConfig {
+        let mut config = vectron_gateway::GatewayConfig::new(control);
+        config.grpc_addr = self.grpc_addr;
+        config.http_addr = self.http_addr;
+        config.cache.enabled = !self.no_search_cache;
+        config.cache.ttl = Duration::from_millis(self.search_cache_ttl_ms);
+        config.cache.max_bytes = self.search_cache_mib << 20;
+        config.cache.dedup = !self.no_search_dedup;
+        config.gzip = self.gzip;
+        config
+    }
+}
+
+#[derive(Debug, Args)]
+struct GatewayArgs {
+    /// Control nodes (HOST:PORT, comma-separated).
+    #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',', required = true)]
+    control: Vec<String>,
+    #[command(flatten)]
+    options: GatewayOptions,
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// Directory of every piece's data: control/ and worker/ beneath it.
+    #[arg(long, env = "VECTRON_DATA_DIR", default_value = "./vectron-data")]
+    data_dir: PathBuf,
+    /// Number of worker cores. Default: every CPU.
+    #[arg(long, env = "VECTRON_CORES")]
+    cores: Option<usize>,
+    /// Do not pin core threads to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    #[command(flatten)]
+    options: GatewayOptions,
+}
+
 #[derive(Debug, Subcommand)]
 enum ClusterCommand {
     /// Print the control nodes, the leader, the workers and the shards that cannot serve.
@@ -128,6 +201,14 @@ fn main() -> anyhow::Result<()> {
         Command::Control(args) => {
             init_logging("info,openraft=warn");
             multi_thread()?.block_on(run_control(args))
+        }
+        Command::Gateway(args) => {
+            init_logging("info");
+            multi_thread()?.block_on(run_gateway(args))
+        }
+        Command::Dev(args) => {
+            init_logging("info,openraft=warn");
+            multi_thread()?.block_on(dev::run(args))
         }
         Command::Cluster {
             command: ClusterCommand::Status { control },
@@ -190,6 +271,21 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     vectron_worker::run(config)
         .await
         .context("the worker failed")
+}
+
+async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let gateway = vectron_gateway::Gateway::start(args.options.config(args.control))
+        .await
+        .context("the gateway did not start")?;
+    // One line on stdout, for scripts and tests: where the gateway serves.
+    println!(
+        "{}",
+        serde_json::json!({"event": "ready", "grpc": gateway.grpc_addr().to_string(), "http": gateway.http_addr().to_string()})
+    );
+    vectron_worker::shutdown_signal().await;
+    tracing::info!("shutting down the gateway");
+    gateway.shutdown().await;
+    Ok(())
 }
 
 async fn run_control(args: ControlArgs) -> anyhow::Result<()> {

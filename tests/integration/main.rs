@@ -3,6 +3,7 @@
 
 mod cli;
 mod control;
+mod gateway;
 mod indexing;
 mod registration;
 mod support;

@@ -268,3 +268,96 @@ impl Drop for ControlProcess {
         }
     }
 }
+
+/// A `vectron dev` on free loopback ports with its data in `dir`: a control plane, a
+/// worker with `cores` cores and the gateway in one process.
+pub fn dev(dir: &Path, cores: usize) -> Process {
+    let data = dir.to_str().unwrap();
+    let cores = cores.to_string();
+    Process::start(&[
+        "dev",
+        "--data-dir",
+        data,
+        "--cores",
+        &cores,
+        "--no-pin",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+}
+
+/// `host:port` of a `vectron dev`'s gRPC listener.
+pub fn grpc_addr(p: &Process) -> String {
+    p.ready["grpc"].as_str().unwrap().to_owned()
+}
+
+/// `host:port` of a `vectron dev`'s HTTP listener.
+pub fn http_addr(p: &Process) -> String {
+    p.ready["http"].as_str().unwrap().to_owned()
+}
+
+/// A real HTTP/1.1 client (hyper) for one server.
+pub struct Http {
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    base: String,
+}
+
+impl Http {
+    pub fn new(addr: &str) -> Http {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        Http {
+            client,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// Sends a request; returns the status and the body as text.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        use http_body_util::BodyExt as _;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Sends JSON (or nothing) and parses the JSON answer.
+    pub async fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, text) = match body {
+            Some(body) => {
+                self.send(
+                    method,
+                    path,
+                    Some("application/json"),
+                    body.to_string().into_bytes(),
+                )
+                .await
+            }
+            None => self.send(method, path, None, Vec::new()).await,
+        };
+        let value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{method} {path}: {status} {text:?} is not JSON: {e}"));
+        (status, value)
+    }
+}

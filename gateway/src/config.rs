@@ -1,0 +1,152 @@
+//! How a gateway runs: where it listens, whom it asks for routing, its limits, its
+//! cache and its connections to cores.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// The limits every request is checked against (docs/api.md, "Limits").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest point id, in bytes. Default 128.
+    pub max_id_bytes: usize,
+    /// Most points per upsert request or stream message. Default 10,000.
+    pub max_points: usize,
+    /// Largest payload of one point, as JSON text. Default 64 KiB.
+    pub max_payload_bytes: usize,
+    /// Largest gRPC message and HTTP body. Default 64 MiB.
+    pub max_message_bytes: usize,
+    /// Largest line of an NDJSON upsert stream. Default 8 MiB.
+    pub max_line_bytes: usize,
+    /// Most hits per search. Default 10,000.
+    pub max_k: u32,
+    /// Largest candidate list per search. Default 32,768.
+    pub max_ef: u32,
+    /// Most searches per batch. Default 1,000.
+    pub max_searches: usize,
+    /// Most ids per get or delete. Default 10,000.
+    pub max_ids: usize,
+    /// Most points per scroll page. Default 10,000.
+    pub max_scroll_limit: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_id_bytes: 128,
+            max_points: 10_000,
+            max_payload_bytes: 64 * 1024,
+            max_message_bytes: 64 << 20,
+            max_line_bytes: 8 << 20,
+            max_k: 10_000,
+            max_ef: 32_768,
+            max_searches: 1_000,
+            max_ids: 10_000,
+            max_scroll_limit: 10_000,
+        }
+    }
+}
+
+/// The search cache and the deduplication of identical searches in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Keep search results (TinyLFU admission, TTL expiry). Default on.
+    pub enabled: bool,
+    /// Bytes of results the cache may hold. Default 64 MiB.
+    pub max_bytes: u64,
+    /// How long a result may be served after it was computed. Writes through this
+    /// gateway make a collection's cached results stale at once; the TTL bounds how long
+    /// writes through other gateways may go unseen. Default 5 s.
+    pub ttl: Duration,
+    /// Run identical searches that arrive while one is in flight only once. Default on.
+    pub dedup: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 64 << 20,
+            ttl: Duration::from_secs(5),
+            dedup: true,
+        }
+    }
+}
+
+/// Connections from the gateway to worker cores: one HTTP/2 connection per core,
+/// shared by every call to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreChannelConfig {
+    /// Time allowed to connect to a core. Default 2 s.
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval on idle and busy connections. Default 20 s.
+    pub keepalive_interval: Duration,
+    /// Time a PING may go unanswered before the connection is dropped. Default 10 s.
+    pub keepalive_timeout: Duration,
+    /// Calls to one shard in flight at once for one request. Default 8.
+    pub max_in_flight_per_request: usize,
+    /// Largest batch of points sent to a core in one message, in bytes (ids, vectors
+    /// and payloads). Default 4 MiB.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for CoreChannelConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+            max_in_flight_per_request: 8,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Everything a gateway needs.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Control nodes (`host:port`), any of them; the client follows the leader.
+    pub control: Vec<String>,
+    /// Address of the public gRPC listener. Port 0 picks a free port. Default
+    /// 127.0.0.1:6334.
+    pub grpc_addr: SocketAddr,
+    /// Address of the HTTP/JSON listener. Port 0 picks a free port. Default
+    /// 127.0.0.1:6333.
+    pub http_addr: SocketAddr,
+    /// Request limits.
+    pub limits: Limits,
+    /// Search cache and deduplication.
+    pub cache: CacheConfig,
+    /// Connections to cores.
+    pub cores: CoreChannelConfig,
+    /// Deadline of a call that names none. Default 10 s.
+    pub default_timeout: Duration,
+    /// Time a collection create waits for every shard to serve. Default 10 s.
+    pub create_wait: Duration,
+    /// Compress gRPC answers with gzip for clients that accept it (requests in gzip are
+    /// always accepted). Default off: vectors compress poorly.
+    pub gzip: bool,
+    /// On shutdown, how long calls in flight may take to finish. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults, with the control plane at `control`.
+    pub fn new<I, S>(control: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            control: control.into_iter().map(Into::into).collect(),
+            grpc_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 6334)),
+            http_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 6333)),
+            limits: Limits::default(),
+            cache: CacheConfig::default(),
+            cores: CoreChannelConfig::default(),
+            default_timeout: Duration::from_secs(10),
+            create_wait: Duration::from_secs(10),
+            gzip: false,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

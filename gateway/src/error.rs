@@ -1,0 +1,553 @@
+//! Every error the gateway answers with, and the one place where each becomes a gRPC
+//! status and an HTTP status.
+//!
+//! | variant family | gRPC | HTTP |
+//! | --- | --- | --- |
+//! | input that breaks a rule | `INVALID_ARGUMENT` | 400 (415 for a wrong `Content-Type`) |
+//! | unknown collection or point | `NOT_FOUND` | 404 |
+//! | oversized message or body | `RESOURCE_EXHAUSTED` | 413 |
+//! | a feature this build does not have | `UNIMPLEMENTED` | 501 |
+//! | a shard without a serving replica, control plane down | `UNAVAILABLE` | 503 |
+//! | the deadline passed | `DEADLINE_EXCEEDED` | 504 |
+//! | a core or the control plane refused | their code, passed through | from the code |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use vectron_control::ClientError;
+
+/// Why a gateway call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// A request without points (or ids).
+    #[error("the request carries no points")]
+    EmptyBatch,
+    /// Too many points, ids or searches in one request.
+    #[error("the request carries {got} {what}, more than the limit of {max}")]
+    TooMany {
+        /// What was counted: `points`, `ids`, `searches`.
+        what: &'static str,
+        /// How many were given.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A point id that is empty or too long.
+    #[error("point {point}: id must be 1 to {max} bytes of UTF-8, got {len} bytes")]
+    BadId {
+        /// Position of the point (or id) in the request.
+        point: usize,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A point id given twice in one request.
+    #[error("point id {id:?} appears more than once in the request")]
+    DuplicateId {
+        /// The id.
+        id: String,
+    },
+    /// A vector whose length is not the collection's dimension.
+    #[error(
+        "point {point} (id {id:?}): vector has {got} values, the collection has dimension {expected}"
+    )]
+    WrongDimension {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// The collection's dimension.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A vector holding NaN or an infinity.
+    #[error("point {point} (id {id:?}): vector value {at} is not a finite number")]
+    NonFinite {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// Index of the first bad value.
+        at: usize,
+    },
+    /// An all-zero vector in a cosine collection.
+    #[error("point {point} (id {id:?}): an all-zero vector has no direction for cosine similarity")]
+    ZeroVector {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+    },
+    /// A payload that is not a JSON object with finite numbers.
+    #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
+    BadPayload {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A payload above the size limit.
+    #[error(
+        "point {point} (id {id:?}): payload is {got} bytes of JSON, more than the limit of {max}"
+    )]
+    PayloadTooLarge {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// Its encoded size.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A query vector of the wrong length.
+    #[error("query vector has {got} values, the collection has dimension {expected}")]
+    QueryDimension {
+        /// The collection's dimension.
+        expected: usize,
+        /// Values given.
+        got: usize,
+    },
+    /// A query vector holding NaN or an infinity.
+    #[error("query vector value {at} is not a finite number")]
+    QueryNonFinite {
+        /// Index of the first bad value.
+        at: usize,
+    },
+    /// A numeric parameter outside its range.
+    #[error("{what} must be between {min} and {max}, got {got}")]
+    OutOfRange {
+        /// The parameter: `k`, `ef`, `limit`, `timeout_ms`.
+        what: &'static str,
+        /// Given.
+        got: u64,
+        /// Smallest allowed.
+        min: u64,
+        /// Largest allowed.
+        max: u64,
+    },
+    /// A delete that names neither ids nor a filter.
+    #[error("a delete must name ids or a filter")]
+    NoSelector,
+    /// A delete by filter whose filter has no condition.
+    #[error(
+        "a delete by filter needs a non-empty filter; drop the collection to delete everything"
+    )]
+    EmptyDeleteFilter,
+    /// A request that names no collection.
+    #[error("the request names no collection")]
+    NoCollection,
+    /// Messages of one stream, or a body and its path, name different collections.
+    #[error("the request names collection {got:?}, but it is addressed to {expected:?}")]
+    CollectionMismatch {
+        /// The collection the call is for.
+        expected: String,
+        /// The other name.
+        got: String,
+    },
+    /// A JSON body or line that is not valid JSON, or not the expected message.
+    #[error("malformed JSON: {reason}")]
+    BadJson {
+        /// What is wrong, with line and column where known.
+        reason: String,
+    },
+    /// A query-string parameter that is unknown or has a bad value.
+    #[error("query parameter {name:?}: {reason}")]
+    BadQuery {
+        /// The parameter.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A body sent with a content type this route does not read.
+    #[error("Content-Type must be {expected}, got {got:?}")]
+    UnsupportedMediaType {
+        /// The type the route reads.
+        expected: &'static str,
+        /// The type sent.
+        got: String,
+    },
+    /// A body or message above the size limit.
+    #[error("the {what} is larger than the limit of {max} bytes")]
+    TooLarge {
+        /// `request body`, `request message`, `line`.
+        what: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// An unknown collection.
+    #[error("collection {name:?} does not exist")]
+    UnknownCollection {
+        /// The name asked for.
+        name: String,
+    },
+    /// An unknown worker.
+    #[error("worker {worker_id:?} is not part of the cluster")]
+    UnknownWorker {
+        /// The id asked for.
+        worker_id: String,
+    },
+    /// A single point read that found nothing.
+    #[error("point {id:?} does not exist in collection {collection:?}")]
+    PointNotFound {
+        /// The collection.
+        collection: String,
+        /// The id.
+        id: String,
+    },
+    /// A search that asked for a rerank, which this build cannot do.
+    #[error(
+        "rerank is not available in this build: the gateway runs no reranker; send the search without `rerank`"
+    )]
+    RerankUnavailable,
+    /// A collection with more than one replica per shard, which this build cannot keep
+    /// in step.
+    #[error(
+        "replication is not available in this build: replication_factor must be 1, got {requested}"
+    )]
+    ReplicationUnavailable {
+        /// The factor asked for.
+        requested: u32,
+    },
+    /// A linearizable read of a shard with several replicas: without replication there
+    /// is no leader whose reads are linearizable.
+    #[error(
+        "shard {shard_id} of collection {collection:?} has {replicas} replicas and no replication: linearizable reads need a single replica"
+    )]
+    NoLinearizableReplica {
+        /// The collection.
+        collection: String,
+        /// The shard.
+        shard_id: u32,
+        /// Replicas it has.
+        replicas: usize,
+    },
+    /// A shard without a serving replica.
+    #[error("shard {shard_id} of collection {collection:?} has no serving replica: {reason}")]
+    ShardUnavailable {
+        /// The collection.
+        collection: String,
+        /// The shard.
+        shard_id: u32,
+        /// Which replicas exist and in what state.
+        reason: String,
+    },
+    /// The gateway has not loaded the routing table yet.
+    #[error("the gateway is not ready: {reason}")]
+    NotReady {
+        /// What it waits for.
+        reason: String,
+    },
+    /// A core refused a call or could not be reached.
+    #[error("shard {shard_id} of collection {collection:?} on {address}: {}", .status.message())]
+    Core {
+        /// The collection.
+        collection: String,
+        /// The shard.
+        shard_id: u32,
+        /// The core's address.
+        address: String,
+        /// The core's answer.
+        #[source]
+        status: Status,
+    },
+    /// The control plane refused a call or could not be reached.
+    #[error("{}", control_message(.0))]
+    Control(#[source] ClientError),
+    /// The deadline passed.
+    #[error("the deadline of {after:?} passed before the answer was complete")]
+    DeadlineExceeded {
+        /// The time the request had.
+        after: Duration,
+    },
+    /// One search of a batch failed.
+    #[error("search {search} of the batch: {source}")]
+    InBatch {
+        /// Position of the search in the batch.
+        search: usize,
+        /// Its error.
+        #[source]
+        source: Box<GatewayError>,
+    },
+    /// One message of a stream failed.
+    #[error("{what} {at}: {source}")]
+    InStream {
+        /// What `at` counts: `message` of a gRPC stream, `batch starting at line` of an
+        /// NDJSON body.
+        what: &'static str,
+        /// Position of the message (from 0), or line (from 1).
+        at: usize,
+        /// Its error.
+        #[source]
+        source: Box<GatewayError>,
+    },
+    /// The same failure, shared by every caller of a deduplicated search.
+    #[error("{0}")]
+    Shared(#[source] Arc<GatewayError>),
+    /// The request stream from the client failed (connection lost, bad framing).
+    #[error("reading the request failed: {}", .0.message())]
+    Request(#[source] Status),
+    /// A bug: something that must not happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn control_message(error: &ClientError) -> String {
+    match error {
+        ClientError::Status(status) => status.message().to_owned(),
+        other => format!("control plane: {other}"),
+    }
+}
+
+impl GatewayError {
+    /// The gRPC code of this error: the one mapping from errors to codes.
+    #[must_use]
+    pub fn code(&self) -> Code {
+        use GatewayError as E;
+        match self {
+            E::EmptyBatch
+            | E::TooMany { .. }
+            | E::BadId { .. }
+            | E::DuplicateId { .. }
+            | E::WrongDimension { .. }
+            | E::NonFinite { .. }
+            | E::ZeroVector { .. }
+            | E::BadPayload { .. }
+            | E::PayloadTooLarge { .. }
+            | E::QueryDimension { .. }
+            | E::QueryNonFinite { .. }
+            | E::OutOfRange { .. }
+            | E::NoSelector
+            | E::EmptyDeleteFilter
+            | E::NoCollection
+            | E::CollectionMismatch { .. }
+            | E::BadJson { .. }
+            | E::BadQuery { .. }
+            | E::UnsupportedMediaType { .. } => Code::InvalidArgument,
+            E::TooLarge { .. } => Code::ResourceExhausted,
+            E::UnknownCollection { .. } | E::UnknownWorker { .. } | E::PointNotFound { .. } => {
+                Code::NotFound
+            }
+            E::RerankUnavailable | E::ReplicationUnavailable { .. } => Code::Unimplemented,
+            E::NoLinearizableReplica { .. } => Code::FailedPrecondition,
+            E::ShardUnavailable { .. } | E::NotReady { .. } => Code::Unavailable,
+            E::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            E::Core { status, .. } => core_code(status),
+            E::Control(error) => match error {
+                ClientError::Status(status) => status.code(),
+                ClientError::Unavailable { .. } => Code::Unavailable,
+                ClientError::NoEndpoints | ClientError::BadAddress { .. } => Code::Internal,
+            },
+            E::InBatch { source, .. } | E::InStream { source, .. } => source.code(),
+            E::Shared(inner) => inner.code(),
+            E::Request(status) => match status.code() {
+                // tonic's decoder refuses an oversized message with OUT_OF_RANGE; the
+                // API calls that RESOURCE_EXHAUSTED.
+                Code::OutOfRange => Code::ResourceExhausted,
+                code => code,
+            },
+            E::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The HTTP status of this error.
+    #[must_use]
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            GatewayError::UnsupportedMediaType { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            GatewayError::InBatch { source, .. } | GatewayError::InStream { source, .. } => {
+                source.http_status()
+            }
+            GatewayError::Shared(inner) => inner.http_status(),
+            _ => http_status(self.code()),
+        }
+    }
+
+    /// The gRPC status a client receives.
+    #[must_use]
+    pub fn to_status(&self) -> Status {
+        Status::new(self.code(), self.to_string())
+    }
+
+    /// The JSON body of an HTTP error answer.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": code_name(self.code()), "message": self.to_string()}})
+    }
+
+    /// Whether a search may leave this shard out when partial results are allowed: the
+    /// shard could not answer, as opposed to the request being wrong.
+    #[must_use]
+    pub(crate) fn is_shard_failure(&self) -> bool {
+        matches!(
+            self.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::FailedPrecondition
+        ) && matches!(
+            self,
+            GatewayError::Core { .. }
+                | GatewayError::ShardUnavailable { .. }
+                | GatewayError::DeadlineExceeded { .. }
+        )
+    }
+}
+
+impl From<GatewayError> for Status {
+    fn from(error: GatewayError) -> Self {
+        error.to_status()
+    }
+}
+
+/// What a core's status means to the gateway's caller. A core that ran out of time or
+/// was cut off reads as the deadline or the shard being unavailable; a core that does not
+/// hold the shard (after the routing was refreshed) as the shard being unavailable.
+fn core_code(status: &Status) -> Code {
+    match status.code() {
+        Code::Cancelled | Code::DeadlineExceeded => Code::DeadlineExceeded,
+        Code::NotFound | Code::Unknown | Code::Aborted => Code::Unavailable,
+        code => code,
+    }
+}
+
+/// The HTTP status for a gRPC code (docs/api.md, "Errors").
+#[must_use]
+pub fn http_status(code: Code) -> http::StatusCode {
+    use http::StatusCode as H;
+    match code {
+        Code::Ok => H::OK,
+        Code::InvalidArgument | Code::OutOfRange => H::BAD_REQUEST,
+        Code::Unauthenticated => H::UNAUTHORIZED,
+        Code::PermissionDenied => H::FORBIDDEN,
+        Code::NotFound => H::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => H::CONFLICT,
+        Code::FailedPrecondition => H::PRECONDITION_FAILED,
+        Code::ResourceExhausted => H::PAYLOAD_TOO_LARGE,
+        Code::Unimplemented => H::NOT_IMPLEMENTED,
+        Code::Unavailable => H::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => H::GATEWAY_TIMEOUT,
+        Code::Cancelled => H::from_u16(499).unwrap_or(H::BAD_REQUEST),
+        Code::Internal | Code::Unknown | Code::DataLoss => H::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The canonical name of a gRPC code, as JSON error bodies carry it.
+#[must_use]
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_errors_are_invalid_argument_and_400() {
+        let e = GatewayError::WrongDimension {
+            point: 3,
+            id: "a".into(),
+            expected: 384,
+            got: 385,
+        };
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.http_status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.to_json(),
+            serde_json::json!({"error": {"code": "INVALID_ARGUMENT", "message":
+                "point 3 (id \"a\"): vector has 385 values, the collection has dimension 384"}})
+        );
+    }
+
+    #[test]
+    fn a_wrong_content_type_is_415_with_invalid_argument() {
+        let e = GatewayError::UnsupportedMediaType {
+            expected: "application/json",
+            got: "text/plain".into(),
+        };
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert_eq!(e.http_status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+
+    #[test]
+    fn wrapped_errors_keep_their_code_and_name_their_position() {
+        let inner = GatewayError::UnknownCollection { name: "x".into() };
+        let e = GatewayError::InBatch {
+            search: 2,
+            source: Box::new(inner),
+        };
+        assert_eq!(e.code(), Code::NotFound);
+        assert_eq!(e.http_status(), http::StatusCode::NOT_FOUND);
+        assert!(e.to_string().starts_with("search 2 of the batch: "));
+        let shared = GatewayError::Shared(Arc::new(GatewayError::TooLarge {
+            what: "request body",
+            max: 1,
+        }));
+        assert_eq!(shared.http_status(), http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn core_answers_map_to_what_the_caller_can_do() {
+        let core = |status: Status| GatewayError::Core {
+            collection: "c".into(),
+            shard_id: 0,
+            address: "127.0.0.1:1".into(),
+            status,
+        };
+        assert_eq!(
+            core(Status::invalid_argument("bad")).code(),
+            Code::InvalidArgument
+        );
+        assert_eq!(
+            core(Status::cancelled("Timeout expired")).code(),
+            Code::DeadlineExceeded
+        );
+        assert_eq!(core(Status::not_found("gone")).code(), Code::Unavailable);
+        assert!(core(Status::unavailable("down")).is_shard_failure());
+        assert!(!core(Status::invalid_argument("bad")).is_shard_failure());
+        assert_eq!(
+            GatewayError::Request(Status::out_of_range("too large")).code(),
+            Code::ResourceExhausted
+        );
+    }
+
+    #[test]
+    fn every_code_has_an_http_status_and_a_name() {
+        for (code, http) in [
+            (Code::InvalidArgument, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::FailedPrecondition, 412),
+            (Code::ResourceExhausted, 413),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+        ] {
+            assert_eq!(http_status(code).as_u16(), http, "{code:?}");
+            assert!(!code_name(code).is_empty());
+        }
+    }
+}

@@ -1,0 +1,418 @@
+//! The public gRPC door: tonic services `vectron.v1.Collections`, `Points` and `Stats`
+//! over the shared handlers. Payloads become JSON text on the way in and `Struct`s on
+//! the way out; the call's deadline comes from its `grpc-timeout`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{StreamExt as _, TryFutureExt as _};
+use tonic::{Request, Response, Status, Streaming};
+use vectron_proto::core::v1 as core;
+use vectron_proto::v1::collections_server::Collections;
+use vectron_proto::v1::points_server::Points;
+use vectron_proto::v1::stats_server::Stats;
+use vectron_proto::v1::{
+    CollectionInfo, CoreStatsRequest, CoreStatsResponse, CountRequest, CountResponse,
+    CreateCollectionRequest, CreateCollectionResponse, DeleteRequest, DeleteResponse,
+    DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse, GetRequest,
+    GetResponse, ListCollectionsRequest, ListCollectionsResponse, Point, ScoredPoint,
+    ScrollRequest, ScrollResponse, SearchBatchRequest, SearchBatchResponse, SearchRequest,
+    SearchResponse, UpsertRequest, UpsertResponse,
+};
+
+use crate::cache::SearchOutcome;
+use crate::error::GatewayError;
+use crate::payload::{json_to_struct, struct_to_json};
+use crate::service::Service;
+use crate::stream::{IncomingBatch, Position};
+
+/// The three public services, sharing one [`Service`].
+#[derive(Debug, Clone)]
+pub(crate) struct GrpcApi {
+    service: Arc<Service>,
+}
+
+impl GrpcApi {
+    pub(crate) fn new(service: Arc<Service>) -> Self {
+        Self { service }
+    }
+
+    fn deadline<T>(&self, request: &Request<T>) -> crate::cores::Deadline {
+        self.service.deadline(grpc_timeout(request.metadata()))
+    }
+}
+
+/// The `grpc-timeout` a client sent (`<digits><unit>`, unit one of H M S m u n).
+fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Public points to the cores' form: each payload `Struct` becomes JSON text.
+fn to_core_points(points: Vec<Point>) -> Result<Vec<core::Point>, GatewayError> {
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let payload_json = match &p.payload {
+                Some(payload) => {
+                    struct_to_json(payload).map_err(|reason| GatewayError::BadPayload {
+                        point: i,
+                        id: p.id.clone(),
+                        reason,
+                    })?
+                }
+                None => Vec::new(),
+            };
+            Ok(core::Point {
+                id: p.id,
+                vector: p.vector,
+                payload_json,
+            })
+        })
+        .collect()
+}
+
+fn payload(text: &[u8]) -> Result<Option<prost_types::Struct>, GatewayError> {
+    json_to_struct(text).map_err(|e| {
+        GatewayError::Internal(format!(
+            "a core returned a payload that is not an object: {e}"
+        ))
+    })
+}
+
+fn to_public_point(p: core::Point) -> Result<Point, GatewayError> {
+    Ok(Point {
+        payload: payload(&p.payload_json)?,
+        id: p.id,
+        vector: p.vector,
+    })
+}
+
+fn to_search_response(outcome: &SearchOutcome) -> Result<SearchResponse, GatewayError> {
+    Ok(SearchResponse {
+        hits: outcome
+            .hits
+            .iter()
+            .map(|h| {
+                Ok(ScoredPoint {
+                    id: h.id.clone(),
+                    score: h.score,
+                    vector: h.vector.clone(),
+                    payload: payload(&h.payload_json)?,
+                })
+            })
+            .collect::<Result<_, GatewayError>>()?,
+        missing_shards: outcome.missing_shards.clone(),
+        reranked: false,
+    })
+}
+
+#[tonic::async_trait]
+impl Collections for GrpcApi {
+    async fn create(
+        &self,
+        request: Request<CreateCollectionRequest>,
+    ) -> Result<Response<CreateCollectionResponse>, Status> {
+        let spec = request.into_inner().spec.unwrap_or_default();
+        let collection = self.service.create_collection(spec).await?;
+        Ok(Response::new(CreateCollectionResponse {
+            collection: Some(collection),
+        }))
+    }
+
+    async fn drop(
+        &self,
+        request: Request<DropCollectionRequest>,
+    ) -> Result<Response<DropCollectionResponse>, Status> {
+        self.service
+            .drop_collection(&request.into_inner().name)
+            .await?;
+        Ok(Response::new(DropCollectionResponse {}))
+    }
+
+    async fn list(
+        &self,
+        _request: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
+        let collections = self.service.list_collections().await?;
+        Ok(Response::new(ListCollectionsResponse { collections }))
+    }
+
+    async fn describe(
+        &self,
+        request: Request<DescribeCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        let info = self
+            .service
+            .describe_collection(&request.into_inner().name)
+            .await?;
+        Ok(Response::new(info))
+    }
+}
+
+#[tonic::async_trait]
+impl Points for GrpcApi {
+    async fn upsert(
+        &self,
+        request: Request<UpsertRequest>,
+    ) -> Result<Response<UpsertResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let request = request.into_inner();
+        let points = to_core_points(request.points)?;
+        let answer = self
+            .service
+            .upsert(
+                &request.collection,
+                points,
+                request.wait.unwrap_or(true),
+                deadline,
+            )
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn upsert_stream(
+        &self,
+        request: Request<Streaming<UpsertRequest>>,
+    ) -> Result<Response<UpsertResponse>, Status> {
+        let batches = request.into_inner().enumerate().map(|(n, message)| {
+            let message = message
+                .map_err(|status| Position::Message(n).wrap(GatewayError::Request(status)))?;
+            let points =
+                to_core_points(message.points).map_err(|e| Position::Message(n).wrap(e))?;
+            Ok((
+                n,
+                IncomingBatch {
+                    collection: message.collection,
+                    points,
+                    wait: message.wait.unwrap_or(true),
+                },
+            ))
+        });
+        let answer = self
+            .service
+            .upsert_stream("", batches, Position::Message)
+            .await?;
+        Ok(Response::new(answer))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let points = self.service.get(request.into_inner(), deadline).await?;
+        let points = points
+            .into_iter()
+            .map(to_public_point)
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(GetResponse { points }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let deleted = self.service.delete(request.into_inner(), deadline).await?;
+        Ok(Response::new(DeleteResponse { deleted }))
+    }
+
+    async fn count(
+        &self,
+        request: Request<CountRequest>,
+    ) -> Result<Response<CountResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let count = self.service.count(request.into_inner(), deadline).await?;
+        Ok(Response::new(CountResponse { count }))
+    }
+
+    async fn scroll(
+        &self,
+        request: Request<ScrollRequest>,
+    ) -> Result<Response<ScrollResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let (points, next_offset) = self.service.scroll(request.into_inner(), deadline).await?;
+        let points = points
+            .into_iter()
+            .map(to_public_point)
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(ScrollResponse {
+            points,
+            next_offset,
+        }))
+    }
+
+    async fn search(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<SearchResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let outcome = self.service.search(request.into_inner(), deadline).await?;
+        Ok(Response::new(to_search_response(&outcome)?))
+    }
+
+    async fn search_batch(
+        &self,
+        request: Request<SearchBatchRequest>,
+    ) -> Result<Response<SearchBatchResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let outcomes = self
+            .service
+            .search_batch(request.into_inner().searches, deadline)
+            .await?;
+        let results = outcomes
+            .iter()
+            .map(|o| to_search_response(o))
+            .collect::<Result<_, _>>()?;
+        Ok(Response::new(SearchBatchResponse { results }))
+    }
+}
+
+#[tonic::async_trait]
+impl Stats for GrpcApi {
+    async fn cores(
+        &self,
+        request: Request<CoreStatsRequest>,
+    ) -> Result<Response<CoreStatsResponse>, Status> {
+        let stats = self
+            .service
+            .core_stats(&request.into_inner().worker_id)
+            .await?;
+        Ok(Response::new(stats))
+    }
+}
+
+/// Answers tonic's refusal of an oversized request message, which it sends as
+/// `OUT_OF_RANGE` before any handler runs, as `RESOURCE_EXHAUSTED`, the code the API
+/// promises for a message above the size limit. Handlers never answer `OUT_OF_RANGE`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OversizeLayer;
+
+impl<S> tower::Layer<S> for OversizeLayer {
+    type Service = Oversize<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Oversize(inner)
+    }
+}
+
+/// See [`OversizeLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct Oversize<S>(S);
+
+impl<S, B, RB> tower::Service<http::Request<B>> for Oversize<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>,
+{
+    type Response = http::Response<RB>;
+    type Error = S::Error;
+    type Future =
+        futures_util::future::MapOk<S::Future, fn(http::Response<RB>) -> http::Response<RB>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        self.0
+            .call(request)
+            .map_ok(out_of_range_to_resource_exhausted)
+    }
+}
+
+fn out_of_range_to_resource_exhausted<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let out_of_range = i32::from(tonic::Code::OutOfRange).to_string();
+    if response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == out_of_range.as_bytes())
+    {
+        let exhausted = i32::from(tonic::Code::ResourceExhausted);
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from(exhausted));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use prost_types::value::Kind;
+
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        let parse = |v: &str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&m)
+        };
+        assert_eq!(parse("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse("150m"), Some(Duration::from_millis(150)));
+        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("5x"), None);
+        assert_eq!(parse("S"), None);
+        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
+    }
+
+    #[test]
+    fn payloads_become_json_text_and_bad_ones_name_the_point() {
+        let mut good = prost_types::Struct::default();
+        good.fields.insert(
+            "title".into(),
+            prost_types::Value {
+                kind: Some(Kind::StringValue("Moon".into())),
+            },
+        );
+        let mut bad = prost_types::Struct::default();
+        bad.fields.insert(
+            "x".into(),
+            prost_types::Value {
+                kind: Some(Kind::NumberValue(f64::INFINITY)),
+            },
+        );
+        let points = vec![
+            Point::new("a", vec![1.0]).with_payload(good),
+            Point::new("b", vec![1.0]),
+        ];
+        let core = to_core_points(points).unwrap();
+        assert_eq!(core[0].payload_json, br#"{"title":"Moon"}"#);
+        assert!(core[1].payload_json.is_empty());
+        let err = to_core_points(vec![
+            Point::new("a", vec![1.0]),
+            Point::new("c", vec![1.0]).with_payload(bad),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().starts_with("point 1 (id \"c\")"), "{err}");
+    }
+
+    #[test]
+    fn oversized_messages_read_as_resource_exhausted() {
+        let response = http::Response::builder()
+            .header("grpc-status", "11")
+            .body(())
+            .unwrap();
+        let fixed = out_of_range_to_resource_exhausted(response);
+        assert_eq!(fixed.headers()["grpc-status"], "8");
+        let ok = http::Response::builder()
+            .header("grpc-status", "0")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            out_of_range_to_resource_exhausted(ok).headers()["grpc-status"],
+            "0"
+        );
+    }
+}

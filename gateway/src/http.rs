@@ -1,0 +1,905 @@
+//! The HTTP/JSON door (docs/api.md): axum routes over the shared handlers. Bodies are
+//! read with a size limit and parsed with `vectron_proto::json`, the one JSON mapping of
+//! the API; payloads are taken out before parsing and passed to the cores as the JSON
+//! text they are, and the cores' payload text is put back into answers as it is.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use vectron_proto::core::v1 as core;
+use vectron_proto::json::{from_json, to_json};
+use vectron_proto::v1::{
+    CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, DeleteRequest, DeleteResponse,
+    GetRequest, ListCollectionsResponse, Point, ScrollRequest, SearchRequest, UpsertRequest,
+};
+
+use crate::cache::SearchOutcome;
+use crate::error::GatewayError;
+use crate::service::Service;
+use crate::stream::{IncomingBatch, Position};
+
+type Shared = Arc<Service>;
+type Answer = Result<Response, GatewayError>;
+
+const JSON: &str = "application/json";
+const NDJSON: &str = "application/x-ndjson";
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        if self.code() == tonic::Code::Internal {
+            tracing::error!(error = %self, "internal error");
+        }
+        (
+            self.http_status(),
+            [(header::CONTENT_TYPE, JSON)],
+            self.to_json().to_string(),
+        )
+            .into_response()
+    }
+}
+
+fn json_answer(status: StatusCode, value: &Value) -> Response {
+    (status, [(header::CONTENT_TYPE, JSON)], value.to_string()).into_response()
+}
+
+fn ok(value: &Value) -> Answer {
+    Ok(json_answer(StatusCode::OK, value))
+}
+
+/// Every route of docs/api.md.
+pub(crate) fn router(service: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/stats/cores", get(stats))
+        .route("/v1/collections", post(create).get(list))
+        .route("/v1/collections/{name}", get(describe).delete(drop_collection))
+        .route("/v1/collections/{name}/points", axum::routing::put(upsert))
+        .route("/v1/collections/{name}/points/stream", post(upsert_stream).get(get_named))
+        .route("/v1/collections/{name}/points/get", post(get_points).get(get_named))
+        .route("/v1/collections/{name}/points/delete", post(delete).get(get_named))
+        .route("/v1/collections/{name}/points/count", post(count).get(get_named))
+        .route("/v1/collections/{name}/points/scroll", post(scroll).get(get_named))
+        .route("/v1/collections/{name}/points/search", post(search).get(get_named))
+        .route("/v1/collections/{name}/points/search/batch", post(search_batch))
+        .route("/v1/collections/{name}/points/{id}", get(get_one))
+        .fallback(|| async {
+            json_answer(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": {"code": "NOT_FOUND", "message": "no such route; see docs/api.md"}}),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            json_answer(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({"error": {"code": "UNIMPLEMENTED", "message": "this route does not take that method; see docs/api.md"}}),
+            )
+        })
+        .with_state(service)
+}
+
+// --- reading requests ---------------------------------------------------------------
+
+/// The media type of a request, lowercased, without parameters.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    Some(essence.to_ascii_lowercase())
+}
+
+fn check_media_type(
+    headers: &HeaderMap,
+    expected: &'static str,
+    also: &[&str],
+) -> Result<(), GatewayError> {
+    match media_type(headers) {
+        Some(t) if t == expected || also.contains(&t.as_str()) => Ok(()),
+        got => Err(GatewayError::UnsupportedMediaType {
+            expected,
+            got: got.unwrap_or_else(|| "none".into()),
+        }),
+    }
+}
+
+/// After refusing a body as too large, the gateway reads on (and discards) at most this
+/// much of it, for at most [`DRAIN_TIME`], before answering: a client that writes its
+/// whole body before reading the answer then gets the 413 instead of a connection reset.
+const DRAIN_BYTES: u64 = 256 << 20;
+/// See [`DRAIN_BYTES`].
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads a whole body of at most `limit` bytes.
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, GatewayError> {
+    let too_large = GatewayError::TooLarge {
+        what: "request body",
+        max: limit,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut frames = body.into_data_stream();
+    if let Some(declared) = declared.filter(|&n| n > limit as u64) {
+        if declared <= DRAIN_BYTES {
+            drain(&mut frames).await;
+        }
+        return Err(too_large);
+    }
+    let mut collected = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(frame) = frames.next().await {
+        let frame = frame.map_err(|e| GatewayError::BadJson {
+            reason: format!("the request body could not be read: {e}"),
+        })?;
+        if collected.len() + frame.len() > limit {
+            drain(&mut frames).await;
+            return Err(too_large);
+        }
+        collected.extend_from_slice(&frame);
+    }
+    Ok(collected.freeze())
+}
+
+/// Reads and discards what is left of a body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn drain(frames: &mut axum::body::BodyDataStream) {
+    let discard = async {
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = frames.next().await {
+            read += frame.len() as u64;
+            if read > DRAIN_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
+
+/// A JSON object body (an empty body reads as `{}`), with `collection` set from the
+/// path: a body naming another collection is refused.
+async fn json_body(
+    service: &Service,
+    headers: &HeaderMap,
+    body: Body,
+    collection: Option<&str>,
+) -> Result<Value, GatewayError> {
+    if headers.contains_key(header::CONTENT_TYPE) {
+        check_media_type(headers, JSON, &[])?;
+    }
+    let bytes = read_body(headers, body, service.config.limits.max_message_bytes).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        let mut empty = Value::Object(Map::new());
+        if let Some(name) = collection {
+            set_collection(&mut empty, name)?;
+        }
+        return Ok(empty);
+    }
+    check_media_type(headers, JSON, &[])?;
+    let mut value: Value = serde_json::from_slice(&bytes).map_err(|e| GatewayError::BadJson {
+        reason: e.to_string(),
+    })?;
+    if let Some(name) = collection {
+        set_collection(&mut value, name)?;
+    }
+    Ok(value)
+}
+
+fn set_collection(value: &mut Value, name: &str) -> Result<(), GatewayError> {
+    let Value::Object(map) = value else {
+        return Err(GatewayError::BadJson {
+            reason: "the body must be a JSON object".into(),
+        });
+    };
+    match map.get("collection") {
+        Some(Value::String(given)) if given != name => {
+            return Err(GatewayError::CollectionMismatch {
+                expected: name.to_owned(),
+                got: given.clone(),
+            });
+        }
+        _ => {}
+    }
+    map.insert("collection".into(), Value::String(name.to_owned()));
+    Ok(())
+}
+
+/// Parses a message from its JSON form.
+fn parse<M: prost::Message + prost::Name + Default>(value: &Value) -> Result<M, GatewayError> {
+    from_json(value).map_err(|e| GatewayError::BadJson {
+        reason: e.to_string(),
+    })
+}
+
+/// Takes the payloads out of JSON points (so they travel to the cores as the text the
+/// client sent), checking that each is an object.
+fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
+    points
+        .iter_mut()
+        .enumerate()
+        .map(|(i, point)| {
+            let Value::Object(map) = point else {
+                return Err(GatewayError::BadJson {
+                    reason: format!("point {i} is not a JSON object"),
+                });
+            };
+            match map.remove("payload") {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(payload @ Value::Object(_)) => Ok(payload.to_string().into_bytes()),
+                Some(other) => Err(GatewayError::BadPayload {
+                    point: i,
+                    id: map
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    reason: format!("got {}", json_kind(&other)),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Public points, payloads taken out, back into the cores' form.
+fn core_points(points: Vec<Point>, payloads: Vec<Vec<u8>>) -> Vec<core::Point> {
+    points
+        .into_iter()
+        .zip(payloads)
+        .map(|(p, payload_json)| core::Point {
+            id: p.id,
+            vector: p.vector,
+            payload_json,
+        })
+        .collect()
+}
+
+/// Query parameters, each known name at most once.
+fn query_flags(
+    pairs: &[(String, String)],
+    known: &[&str],
+) -> Result<std::collections::HashMap<String, String>, GatewayError> {
+    let mut out = std::collections::HashMap::new();
+    for (name, value) in pairs {
+        if !known.contains(&name.as_str()) {
+            return Err(GatewayError::BadQuery {
+                name: name.clone(),
+                reason: format!("unknown parameter; this route takes {known:?}"),
+            });
+        }
+        if out.insert(name.clone(), value.clone()).is_some() {
+            return Err(GatewayError::BadQuery {
+                name: name.clone(),
+                reason: "given more than once".into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn flag(
+    flags: &std::collections::HashMap<String, String>,
+    name: &str,
+    default: bool,
+) -> Result<bool, GatewayError> {
+    match flags.get(name).map(String::as_str) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(GatewayError::BadQuery {
+            name: name.to_owned(),
+            reason: format!("{other:?} is not true or false"),
+        }),
+    }
+}
+
+fn query_pairs(
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Result<Vec<(String, String)>, GatewayError> {
+    query
+        .map(|Query(pairs)| pairs)
+        .map_err(|e| GatewayError::BadQuery {
+            name: String::new(),
+            reason: e.body_text(),
+        })
+}
+
+fn path_name(
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, GatewayError> {
+    path.map(|Path(name)| name)
+        .map_err(|e| GatewayError::BadJson {
+            reason: format!("the path is malformed: {}", e.body_text()),
+        })
+}
+
+// --- writing answers ----------------------------------------------------------------
+
+/// The JSON of points: the public message's form, with each payload put back as the
+/// cores' JSON text.
+fn points_json(points: Vec<core::Point>) -> Result<(Value, Vec<Vec<u8>>), GatewayError> {
+    let mut payloads = Vec::with_capacity(points.len());
+    let public: Vec<Point> = points
+        .into_iter()
+        .map(|p| {
+            payloads.push(p.payload_json);
+            Point {
+                id: p.id,
+                vector: p.vector,
+                payload: None,
+            }
+        })
+        .collect();
+    let value = to_json(&vectron_proto::v1::GetResponse { points: public });
+    Ok((value, payloads))
+}
+
+/// Puts payload texts back into a JSON array of points or hits.
+fn put_payloads(items: Option<&mut Value>, payloads: Vec<Vec<u8>>) -> Result<(), GatewayError> {
+    let Some(Value::Array(items)) = items.map(|v| &mut *v) else {
+        return Ok(());
+    };
+    for (item, text) in items.iter_mut().zip(payloads) {
+        if text.is_empty() {
+            continue;
+        }
+        let payload: Value = serde_json::from_slice(&text).map_err(|e| {
+            GatewayError::Internal(format!("a core returned a payload that is not JSON: {e}"))
+        })?;
+        if let Value::Object(map) = item {
+            map.insert("payload".into(), payload);
+        }
+    }
+    Ok(())
+}
+
+fn search_json(outcome: &SearchOutcome) -> Result<Value, GatewayError> {
+    let hits: Vec<vectron_proto::v1::ScoredPoint> = outcome
+        .hits
+        .iter()
+        .map(|h| vectron_proto::v1::ScoredPoint {
+            id: h.id.clone(),
+            score: h.score,
+            vector: h.vector.clone(),
+            payload: None,
+        })
+        .collect();
+    let mut value = to_json(&vectron_proto::v1::SearchResponse {
+        hits,
+        missing_shards: outcome.missing_shards.clone(),
+        reranked: false,
+    });
+    put_payloads(
+        value.get_mut("hits"),
+        outcome
+            .hits
+            .iter()
+            .map(|h| h.payload_json.clone())
+            .collect(),
+    )?;
+    Ok(value)
+}
+
+// --- handlers ------------------------------------------------------------------------
+
+async fn readyz(State(service): State<Shared>) -> Response {
+    match service.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            let mut response = e.into_response();
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        }
+    }
+}
+
+async fn stats(
+    State(service): State<Shared>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let flags = query_flags(&query_pairs(query)?, &["worker_id"])?;
+    let worker = flags.get("worker_id").cloned().unwrap_or_default();
+    let stats: CoreStatsResponse = service.core_stats(&worker).await?;
+    ok(&to_json(&stats))
+}
+
+async fn create(State(service): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let spec: CollectionSpec = parse(&value)?;
+    let info = service.create_collection(spec).await?;
+    ok(&to_json(&info))
+}
+
+async fn list(State(service): State<Shared>) -> Answer {
+    let collections = service.list_collections().await?;
+    ok(&to_json(&ListCollectionsResponse { collections }))
+}
+
+async fn describe(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    let info = service.describe_collection(&path_name(path)?).await?;
+    ok(&to_json(&info))
+}
+
+async fn drop_collection(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Answer {
+    service.drop_collection(&path_name(path)?).await?;
+    ok(&serde_json::json!({}))
+}
+
+async fn upsert(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let mut value = json_body(&service, &headers, body, Some(&name)).await?;
+    let payloads = match value.get_mut("points") {
+        Some(Value::Array(points)) => take_payloads(points)?,
+        _ => Vec::new(),
+    };
+    let request: UpsertRequest = parse(&value)?;
+    let points = core_points(request.points, payloads);
+    let deadline = service.deadline(None);
+    let answer = service
+        .upsert(&name, points, request.wait.unwrap_or(true), deadline)
+        .await?;
+    ok(&to_json(&answer))
+}
+
+/// NDJSON bulk upsert: one point per line, read as the body arrives, gathered into
+/// batches of up to `max_points` points and fed to the streaming upsert. The body as a
+/// whole has no size limit; each line does.
+async fn upsert_stream(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    check_media_type(&headers, NDJSON, &["application/jsonl"])?;
+    let flags = query_flags(&query_pairs(query)?, &["wait"])?;
+    let wait = flag(&flags, "wait", true)?;
+    let (sender, receiver) = mpsc::channel(2);
+    let limits = service.config.limits;
+    let reader = tokio::spawn(read_ndjson(body, sender, limits, wait));
+    let answer = service
+        .upsert_stream(&name, ReceiverStream::new(receiver), Position::Line)
+        .await;
+    reader.abort();
+    ok(&to_json(&answer?))
+}
+
+type LineBatch = Result<(usize, IncomingBatch), GatewayError>;
+
+/// Reads NDJSON lines into batches; a batch is sent at `max_points` points or when the
+/// body ends. The position of a batch is its first line.
+async fn read_ndjson(
+    body: Body,
+    sender: mpsc::Sender<LineBatch>,
+    limits: crate::config::Limits,
+    wait: bool,
+) {
+    let mut frames = body.into_data_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut line_no = 0usize;
+    let mut batch = Vec::new();
+    let mut first_line = 1usize;
+    let mut done = false;
+    while !done {
+        match frames.next().await {
+            Some(Ok(frame)) => pending.extend_from_slice(&frame),
+            Some(Err(e)) => {
+                let _ = sender
+                    .send(Err(GatewayError::BadJson {
+                        reason: format!("the request body could not be read: {e}"),
+                    }))
+                    .await;
+                return;
+            }
+            None => {
+                done = true;
+                if !pending.is_empty() && pending.last() != Some(&b'\n') {
+                    pending.push(b'\n');
+                }
+            }
+        }
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = &pending[start..start + end];
+            start += end + 1;
+            line_no += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            if batch.is_empty() {
+                first_line = line_no;
+            }
+            match parse_line(line, line_no) {
+                Ok(point) => batch.push(point),
+                Err(e) => {
+                    let _ = sender.send(Err(Position::Line(line_no).wrap(e))).await;
+                    return;
+                }
+            }
+            if batch.len() >= limits.max_points {
+                let full = IncomingBatch {
+                    collection: String::new(),
+                    points: std::mem::take(&mut batch),
+                    wait,
+                };
+                if sender.send(Ok((first_line, full))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        pending.drain(..start);
+        if pending.len() > limits.max_line_bytes {
+            let _ = sender
+                .send(Err(Position::Line(line_no + 1).wrap(
+                    GatewayError::TooLarge {
+                        what: "line",
+                        max: limits.max_line_bytes,
+                    },
+                )))
+                .await;
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = sender
+            .send(Ok((
+                first_line,
+                IncomingBatch {
+                    collection: String::new(),
+                    points: batch,
+                    wait,
+                },
+            )))
+            .await;
+    }
+}
+
+/// One NDJSON line: a point.
+fn parse_line(line: &[u8], line_no: usize) -> Result<core::Point, GatewayError> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| GatewayError::BadJson {
+        reason: format!("line {line_no}: {e}"),
+    })?;
+    let mut one = [value];
+    let payload = take_payloads(&mut one)?.pop().unwrap_or_default();
+    let point: Point = parse(&one[0])?;
+    Ok(core::Point {
+        id: point.id,
+        vector: point.vector,
+        payload_json: payload,
+    })
+}
+
+async fn get_points(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let value = json_body(&service, &headers, body, Some(&name)).await?;
+    let request: GetRequest = parse(&value)?;
+    let points = service.get(request, service.deadline(None)).await?;
+    let (mut value, payloads) = points_json(points)?;
+    put_payloads(value.get_mut("points"), payloads)?;
+    ok(&value)
+}
+
+/// `GET …/points/{id}` for the ids that are also route names (`get`, `search`, …).
+async fn get_named(
+    state: State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    uri: http::Uri,
+) -> Answer {
+    let id = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
+    let name = path_name(path)?;
+    one_point(state, name, id, query).await
+}
+
+async fn get_one(
+    state: State<Shared>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let (name, id) = path.map(|Path(p)| p).map_err(|e| GatewayError::BadJson {
+        reason: format!("the path is malformed: {}", e.body_text()),
+    })?;
+    one_point(state, name, id, query).await
+}
+
+async fn one_point(
+    State(service): State<Shared>,
+    name: String,
+    id: String,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Answer {
+    let flags = query_flags(
+        &query_pairs(query)?,
+        &["with_vector", "with_payload", "consistency"],
+    )?;
+    let consistency = match flags.get("consistency") {
+        None => 0,
+        Some(word) => {
+            parse::<GetRequest>(&serde_json::json!({"consistency": word}))
+                .map_err(|e| GatewayError::BadQuery {
+                    name: "consistency".into(),
+                    reason: e.to_string(),
+                })?
+                .consistency
+        }
+    };
+    let request = GetRequest {
+        collection: name.clone(),
+        ids: vec![id.clone()],
+        with_vector: flag(&flags, "with_vector", true)?,
+        with_payload: flag(&flags, "with_payload", true)?,
+        consistency,
+    };
+    let mut points = service.get(request, service.deadline(None)).await?;
+    let Some(point) = points.pop() else {
+        return Err(GatewayError::PointNotFound {
+            collection: name,
+            id,
+        });
+    };
+    let (mut value, payloads) = points_json(vec![point])?;
+    put_payloads(value.get_mut("points"), payloads)?;
+    let point = value
+        .get_mut("points")
+        .and_then(|p| p.as_array_mut())
+        .and_then(Vec::pop)
+        .unwrap_or_default();
+    ok(&point)
+}
+
+async fn delete(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let mut value = json_body(&service, &headers, body, Some(&name)).await?;
+    // `{"ids": [..]}` is the short form of the message's `{"ids": {"ids": [..]}}`.
+    if let Some(ids @ Value::Array(_)) = value.get_mut("ids") {
+        let list = ids.take();
+        *ids = serde_json::json!({ "ids": list });
+    }
+    let request: DeleteRequest = parse(&value)?;
+    let deleted = service.delete(request, service.deadline(None)).await?;
+    ok(&to_json(&DeleteResponse { deleted }))
+}
+
+async fn count(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let value = json_body(&service, &headers, body, Some(&name)).await?;
+    let request: CountRequest = parse(&value)?;
+    let count = service.count(request, service.deadline(None)).await?;
+    ok(&to_json(&CountResponse { count }))
+}
+
+async fn scroll(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let value = json_body(&service, &headers, body, Some(&name)).await?;
+    let request: ScrollRequest = parse(&value)?;
+    let (points, next_offset) = service.scroll(request, service.deadline(None)).await?;
+    let (mut value, payloads) = points_json(points)?;
+    put_payloads(value.get_mut("points"), payloads)?;
+    if let Value::Object(map) = &mut value {
+        map.insert("next_offset".into(), Value::String(next_offset));
+    }
+    ok(&value)
+}
+
+async fn search(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let value = json_body(&service, &headers, body, Some(&name)).await?;
+    let request: SearchRequest = parse(&value)?;
+    let outcome = service.search(request, service.deadline(None)).await?;
+    ok(&search_json(&outcome)?)
+}
+
+async fn search_batch(
+    State(service): State<Shared>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let name = path_name(path)?;
+    let mut value = json_body(&service, &headers, body, None).await?;
+    let Some(Value::Object(map)) = Some(&mut value) else {
+        return Err(GatewayError::BadJson {
+            reason: "the body must be a JSON object".into(),
+        });
+    };
+    if let Some(extra) = map.keys().find(|k| k.as_str() != "searches") {
+        return Err(GatewayError::BadJson {
+            reason: format!("unknown field {extra:?}, expected \"searches\""),
+        });
+    }
+    let searches = match map.remove("searches") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => Vec::new(),
+        Some(other) => {
+            return Err(GatewayError::BadJson {
+                reason: format!("\"searches\" must be an array, got {}", json_kind(&other)),
+            });
+        }
+    };
+    let requests = searches
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            set_collection(&mut s, &name)
+                .and_then(|()| parse::<SearchRequest>(&s))
+                .map_err(|e| GatewayError::InBatch {
+                    search: i,
+                    source: Box::new(e),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = service
+        .search_batch(requests, service.deadline(None))
+        .await?;
+    let results = outcomes
+        .iter()
+        .map(|o| search_json(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    ok(&serde_json::json!({ "results": results }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(content_type: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = content_type {
+            h.insert(header::CONTENT_TYPE, t.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn media_types_are_matched_without_parameters_or_case() {
+        assert!(check_media_type(&headers(Some("application/json")), JSON, &[]).is_ok());
+        assert!(
+            check_media_type(&headers(Some("Application/JSON; charset=utf-8")), JSON, &[]).is_ok()
+        );
+        let err = check_media_type(&headers(Some("text/plain")), JSON, &[]).unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(check_media_type(&headers(None), JSON, &[]).is_err());
+        assert!(
+            check_media_type(
+                &headers(Some("application/jsonl")),
+                NDJSON,
+                &["application/jsonl"]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn payloads_are_taken_out_as_text_and_must_be_objects() {
+        let mut points = vec![
+            serde_json::json!({"id": "a", "vector": [1.0], "payload": {"year": 1969}}),
+            serde_json::json!({"id": "b", "vector": [1.0]}),
+        ];
+        let payloads = take_payloads(&mut points).unwrap();
+        assert_eq!(payloads[0], br#"{"year":1969}"#);
+        assert!(payloads[1].is_empty());
+        assert!(points[0].get("payload").is_none());
+        let mut bad = vec![serde_json::json!({"id": "c", "payload": [1, 2]})];
+        let err = take_payloads(&mut bad).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("payload must be a JSON object: got an array"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_body_naming_another_collection_is_refused() {
+        let mut v = serde_json::json!({"collection": "other"});
+        assert!(matches!(
+            set_collection(&mut v, "mine"),
+            Err(GatewayError::CollectionMismatch { .. })
+        ));
+        let mut v = serde_json::json!({"k": 1});
+        set_collection(&mut v, "mine").unwrap();
+        assert_eq!(v["collection"], "mine");
+        assert!(set_collection(&mut serde_json::json!([1]), "mine").is_err());
+    }
+
+    #[test]
+    fn answers_carry_payloads_as_the_cores_wrote_them() {
+        let points = vec![
+            core::Point {
+                id: "a".into(),
+                vector: vec![0.5],
+                payload_json: br#"{"year":1969,"title":"Moon"}"#.to_vec(),
+            },
+            core::Point {
+                id: "b".into(),
+                vector: vec![],
+                payload_json: Vec::new(),
+            },
+        ];
+        let (mut value, payloads) = points_json(points).unwrap();
+        put_payloads(value.get_mut("points"), payloads).unwrap();
+        assert_eq!(value["points"][0]["id"], "a");
+        assert_eq!(value["points"][0]["payload"]["year"], 1969);
+        assert_eq!(value["points"][0]["vector"][0], 0.5);
+        assert!(value["points"][1]["payload"].is_null());
+    }
+
+    #[test]
+    fn ndjson_lines_parse_into_points() {
+        let p = parse_line(
+            br#"{"id": "7", "vector": [1, 2], "payload": {"t": "x"}}"#,
+            3,
+        )
+        .unwrap();
+        assert_eq!(p.id, "7");
+        assert_eq!(p.vector, [1.0, 2.0]);
+        assert_eq!(p.payload_json, br#"{"t":"x"}"#);
+        let err = parse_line(b"{\"id\": ", 3).unwrap_err();
+        assert!(err.to_string().contains("line 3"), "{err}");
+        assert!(parse_line(br#"{"id": "7", "vectors": []}"#, 1).is_err());
+    }
+
+    #[test]
+    fn query_flags_are_strict() {
+        let pairs = vec![("with_vector".to_owned(), "false".to_owned())];
+        let flags = query_flags(&pairs, &["with_vector"]).unwrap();
+        assert!(!flag(&flags, "with_vector", true).unwrap());
+        assert!(flag(&flags, "with_payload", true).unwrap());
+        assert!(query_flags(&[("x".into(), "1".into())], &["with_vector"]).is_err());
+        let bad = query_flags(&[("with_vector".into(), "maybe".into())], &["with_vector"]).unwrap();
+        assert!(flag(&bad, "with_vector", true).is_err());
+    }
+}

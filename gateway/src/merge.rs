@@ -1,0 +1,342 @@
+//! Pure functions that split requests by shard and merge the shards' answers: points to
+//! the shards that own them, in batches a core accepts; per-shard top-k lists into one
+//! (a k-way merge with a heap); per-shard scroll pages into one page in id order.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use vectron_control::ShardLayout;
+use vectron_proto::core::v1::{Point, ScoredPoint};
+
+/// Bytes a core counts for a point against its batch limit (id, vector, payload and a
+/// fixed overhead).
+pub(crate) fn point_bytes(p: &Point) -> usize {
+    p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16
+}
+
+/// The points of each shard, in request order within a shard.
+pub(crate) fn group_by_shard(points: Vec<Point>, layout: ShardLayout) -> BTreeMap<u32, Vec<Point>> {
+    let mut groups: BTreeMap<u32, Vec<Point>> = BTreeMap::new();
+    for p in points {
+        groups.entry(layout.shard_of(&p.id)).or_default().push(p);
+    }
+    groups
+}
+
+/// Ids grouped the same way, keeping the first occurrence of each.
+pub(crate) fn group_ids_by_shard(
+    ids: &[String],
+    layout: ShardLayout,
+) -> BTreeMap<u32, Vec<String>> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    let mut groups: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for id in ids {
+        if seen.insert(id.as_str()) {
+            groups
+                .entry(layout.shard_of(id))
+                .or_default()
+                .push(id.clone());
+        }
+    }
+    groups
+}
+
+/// Splits one shard's points into batches of at most `max_points` points and
+/// `max_bytes` bytes (a single larger point still travels alone).
+pub(crate) fn chunk(points: Vec<Point>, max_points: usize, max_bytes: usize) -> Vec<Vec<Point>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for p in points {
+        let size = point_bytes(&p);
+        if !current.is_empty() && (current.len() >= max_points || bytes + size > max_bytes) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(p);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// One list's head in the merge heap: the best hit not yet taken from list `list`.
+struct Head<'a> {
+    hit: &'a ScoredPoint,
+    list: usize,
+    at: usize,
+}
+
+/// Higher score first; equal scores by smaller id, so the merge is deterministic.
+fn better(a: &ScoredPoint, b: &ScoredPoint) -> Ordering {
+    a.score
+        .total_cmp(&b.score)
+        .then_with(|| b.id.as_bytes().cmp(a.id.as_bytes()))
+}
+
+impl PartialEq for Head<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head<'_> {}
+impl PartialOrd for Head<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        better(self.hit, other.hit)
+    }
+}
+
+/// The best `k` hits of lists that are each sorted best first, best first. Takes
+/// `O(k log s)` for `s` lists.
+pub(crate) fn merge_top_k(lists: Vec<Vec<ScoredPoint>>, k: usize) -> Vec<ScoredPoint> {
+    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(k);
+    {
+        let mut heap: BinaryHeap<Head<'_>> = lists
+            .iter()
+            .enumerate()
+            .filter_map(|(list, hits)| hits.first().map(|hit| Head { hit, list, at: 0 }))
+            .collect();
+        while picks.len() < k {
+            let Some(head) = heap.pop() else { break };
+            picks.push((head.list, head.at));
+            if let Some(hit) = lists[head.list].get(head.at + 1) {
+                heap.push(Head {
+                    hit,
+                    list: head.list,
+                    at: head.at + 1,
+                });
+            }
+        }
+    }
+    // Move the picked hits out without cloning their vectors and payloads.
+    let mut lists: Vec<Vec<Option<ScoredPoint>>> = lists
+        .into_iter()
+        .map(|l| l.into_iter().map(Some).collect())
+        .collect();
+    picks
+        .into_iter()
+        .filter_map(|(list, at)| lists[list][at].take())
+        .collect()
+}
+
+/// One scroll page out of the shards' pages (each in ascending id order, each with the
+/// id that starts its next page): the first `limit` points over all shards, and the id
+/// that starts the next page (empty when there is none).
+///
+/// Every shard's next page starts above every point it returned, so the first point
+/// not on the merged page is either a returned point left over, or the start of some
+/// shard's next page: the smallest of those starts the next merged page.
+pub(crate) fn merge_scroll(pages: Vec<(Vec<Point>, String)>, limit: usize) -> (Vec<Point>, String) {
+    let mut next: Option<String> = None;
+    let mut keep = |candidate: &str| {
+        if next
+            .as_deref()
+            .is_none_or(|n| candidate.as_bytes() < n.as_bytes())
+        {
+            next = Some(candidate.to_owned());
+        }
+    };
+    let mut points = Vec::new();
+    for (page, next_offset) in pages {
+        if !next_offset.is_empty() {
+            keep(&next_offset);
+        }
+        points.extend(page);
+    }
+    points.sort_unstable_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    if points.len() > limit {
+        keep(&points[limit].id);
+        points.truncate(limit);
+    }
+    (points, next.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn hit(id: &str, score: f32) -> ScoredPoint {
+        ScoredPoint {
+            id: id.into(),
+            score,
+            vector: Vec::new(),
+            payload_json: Vec::new(),
+        }
+    }
+
+    fn point(id: &str) -> Point {
+        Point {
+            id: id.into(),
+            vector: vec![0.0; 2],
+            payload_json: Vec::new(),
+        }
+    }
+
+    fn ids(points: &[Point]) -> Vec<&str> {
+        points.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    #[test]
+    fn top_k_interleaves_the_shards_best_first() {
+        let merged = merge_top_k(
+            vec![
+                vec![hit("a", 0.9), hit("c", 0.5), hit("e", 0.1)],
+                vec![hit("b", 0.8), hit("d", 0.3)],
+                vec![],
+            ],
+            4,
+        );
+        let got: Vec<_> = merged.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(got, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_id_and_stops_when_lists_run_out() {
+        let merged = merge_top_k(vec![vec![hit("z", 0.5)], vec![hit("m", 0.5)]], 10);
+        let got: Vec<_> = merged.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(got, ["m", "z"]);
+        assert!(merge_top_k(vec![vec![], vec![]], 3).is_empty());
+        assert!(merge_top_k(vec![vec![hit("a", 1.0)]], 0).is_empty());
+    }
+
+    #[test]
+    fn scroll_takes_the_first_ids_over_all_shards() {
+        // Shard 0 holds a, c, e, g; shard 1 holds b, d, f; each returned a page of 2.
+        let pages = vec![
+            (vec![point("a"), point("c")], "e".to_owned()),
+            (vec![point("b"), point("d")], "f".to_owned()),
+        ];
+        let (page, next) = merge_scroll(pages, 3);
+        assert_eq!(ids(&page), ["a", "b", "c"]);
+        assert_eq!(next, "d");
+        // A page that takes everything returned continues at the smallest next start.
+        let pages = vec![
+            (vec![point("a")], "e".to_owned()),
+            (vec![point("b")], "c".to_owned()),
+        ];
+        let (page, next) = merge_scroll(pages, 2);
+        assert_eq!(ids(&page), ["a", "b"]);
+        assert_eq!(next, "c");
+        // The last page says so.
+        let (page, next) = merge_scroll(vec![(vec![point("x")], String::new())], 5);
+        assert_eq!(ids(&page), ["x"]);
+        assert!(next.is_empty());
+    }
+
+    #[test]
+    fn scroll_orders_by_bytes_so_10_comes_before_9() {
+        let (page, _) = merge_scroll(
+            vec![
+                (vec![point("9")], String::new()),
+                (vec![point("10")], String::new()),
+            ],
+            10,
+        );
+        assert_eq!(ids(&page), ["10", "9"]);
+    }
+
+    #[test]
+    fn chunks_respect_points_and_bytes() {
+        let points: Vec<Point> = (0..10).map(|i| point(&i.to_string())).collect();
+        let size = point_bytes(&points[0]);
+        let by_count = chunk(points.clone(), 4, usize::MAX);
+        assert_eq!(by_count.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 2]);
+        let by_bytes = chunk(points, 100, size * 3);
+        assert_eq!(
+            by_bytes.iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 3, 3, 1]
+        );
+        let huge = chunk(vec![point("a")], 10, 1);
+        assert_eq!(huge.len(), 1);
+    }
+
+    #[test]
+    fn ids_group_by_owner_once_each() {
+        let layout = ShardLayout::with_count(4).unwrap();
+        let ids: Vec<String> = ["a", "b", "a", "c"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let groups = group_ids_by_shard(&ids, layout);
+        let total: usize = groups.values().map(Vec::len).sum();
+        assert_eq!(total, 3);
+        for (shard, ids) in groups {
+            assert!(ids.iter().all(|id| layout.shard_of(id) == shard));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn top_k_equals_sorting_everything(
+            lists in proptest::collection::vec(
+                proptest::collection::vec(-1000i32..1000, 0..20), 0..6),
+            k in 0usize..40,
+        ) {
+            let mut n = 0;
+            let lists: Vec<Vec<ScoredPoint>> = lists
+                .into_iter()
+                .map(|scores| {
+                    let mut hits: Vec<ScoredPoint> = scores
+                        .into_iter()
+                        .map(|s| { n += 1; hit(&format!("{n:04}"), s as f32 / 7.0) })
+                        .collect();
+                    hits.sort_by(|a, b| better(b, a));
+                    hits
+                })
+                .collect();
+            let mut all: Vec<ScoredPoint> = lists.iter().flatten().cloned().collect();
+            all.sort_by(|a, b| better(b, a));
+            all.truncate(k);
+            let merged = merge_top_k(lists, k);
+            prop_assert_eq!(merged, all);
+        }
+
+        #[test]
+        fn scroll_pages_cover_every_id_once(
+            ids in proptest::collection::btree_set("[a-z0-9]{1,4}", 0..60),
+            shards in 1u32..5,
+            limit in 1usize..12,
+        ) {
+            // Page through the shards the way the gateway does, and compare with the
+            // sorted set of every id.
+            let layout = ShardLayout::with_count(shards).unwrap();
+            let mut held: Vec<Vec<String>> = vec![Vec::new(); shards as usize];
+            for id in &ids {
+                held[layout.shard_of(id) as usize].push(id.clone());
+            }
+            for h in &mut held {
+                h.sort();
+            }
+            let shard_page = |h: &Vec<String>, offset: &str| {
+                let rest: Vec<&String> =
+                    h.iter().filter(|id| id.as_bytes() >= offset.as_bytes()).collect();
+                let page: Vec<Point> = rest.iter().take(limit).map(|id| point(id)).collect();
+                let next = rest.get(limit).map(|s| (*s).clone()).unwrap_or_default();
+                (page, next)
+            };
+            let mut seen = Vec::new();
+            let mut offset = String::new();
+            loop {
+                let pages = held.iter().map(|h| shard_page(h, &offset)).collect();
+                let (page, next) = merge_scroll(pages, limit);
+                prop_assert!(page.len() <= limit);
+                seen.extend(page.into_iter().map(|p| p.id));
+                if next.is_empty() {
+                    break;
+                }
+                offset = next;
+            }
+            let expected: Vec<String> = ids.into_iter().collect();
+            prop_assert_eq!(seen, expected);
+        }
+    }
+}

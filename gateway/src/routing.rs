@@ -1,0 +1,498 @@
+//! The routing table: which core serves each shard of each collection, at which epoch.
+//!
+//! The gateway holds the newest table it has seen as one immutable snapshot, replaced
+//! whole. A background task follows the control plane's `WatchRouting` stream; a call
+//! that meets stale routing (a core answering with another epoch, or saying it does not
+//! hold the shard) asks the control plane for the table at once and retries once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use vectron_control::{ControlClient, ShardLayout};
+use vectron_proto::control::v1::RoutingTable;
+use vectron_proto::core::v1::ShardRef;
+use vectron_proto::v1::{CollectionInfo, CollectionSpec, ReplicaState};
+
+use crate::error::GatewayError;
+
+/// One replica of a shard, as the gateway routes to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Replica {
+    pub(crate) worker_id: String,
+    pub(crate) core: u32,
+    pub(crate) address: String,
+    pub(crate) epoch: u64,
+    pub(crate) state: ReplicaState,
+}
+
+/// One shard and its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ShardRoute {
+    pub(crate) shard_id: u32,
+    pub(crate) replicas: Vec<Replica>,
+}
+
+impl ShardRoute {
+    /// The replica to send a call to: the first one that serves.
+    pub(crate) fn serving(&self) -> Option<&Replica> {
+        self.replicas
+            .iter()
+            .find(|r| r.state == ReplicaState::Active && !r.address.is_empty())
+    }
+
+    /// Why no replica serves, for an error message.
+    pub(crate) fn why_unavailable(&self) -> String {
+        if self.replicas.is_empty() {
+            return "it has no replica".into();
+        }
+        self.replicas
+            .iter()
+            .map(|r| {
+                let state = match r.state {
+                    ReplicaState::Opening => "opening",
+                    ReplicaState::Unavailable => "worker down",
+                    ReplicaState::Active => "active",
+                    ReplicaState::Unspecified => "unknown",
+                };
+                format!("replica on {}/{} is {state}", r.worker_id, r.core)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Everything the gateway needs to route a collection's calls.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct CollectionRoute {
+    pub(crate) spec: CollectionSpec,
+    pub(crate) layout: ShardLayout,
+    /// Indexed by shard id.
+    pub(crate) shards: Vec<ShardRoute>,
+}
+
+impl CollectionRoute {
+    fn from_info(info: &CollectionInfo) -> Option<Self> {
+        let spec = info.spec.clone()?;
+        let count = spec
+            .shard_count
+            .unwrap_or(u32::try_from(info.shards.len()).ok()?);
+        let layout = ShardLayout::with_count(count)?;
+        let mut shards: Vec<ShardRoute> = info
+            .shards
+            .iter()
+            .map(|s| ShardRoute {
+                shard_id: s.shard_id,
+                replicas: s
+                    .replicas
+                    .iter()
+                    .map(|r| Replica {
+                        worker_id: r.worker_id.clone(),
+                        core: r.core,
+                        address: r.address.clone(),
+                        epoch: r.epoch,
+                        state: r.state(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        shards.sort_by_key(|s| s.shard_id);
+        // The layout decides where points go; a table that disagrees with it is unusable.
+        let complete = shards.len() == count as usize
+            && shards
+                .iter()
+                .zip(0..)
+                .all(|(shard, id): (&ShardRoute, u32)| shard.shard_id == id);
+        complete.then_some(Self {
+            spec,
+            layout,
+            shards,
+        })
+    }
+
+    /// The collection's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The replica serving `shard_id`, and the reference a call to it carries.
+    pub(crate) fn target(&self, shard_id: u32) -> Result<(ShardRef, &Replica), GatewayError> {
+        let shard = self.shards.get(shard_id as usize).ok_or_else(|| {
+            GatewayError::Internal(format!(
+                "shard {shard_id} is outside collection {:?}",
+                self.name()
+            ))
+        })?;
+        let replica = shard
+            .serving()
+            .ok_or_else(|| GatewayError::ShardUnavailable {
+                collection: self.name().to_owned(),
+                shard_id,
+                reason: shard.why_unavailable(),
+            })?;
+        let shard_ref = ShardRef {
+            collection: self.name().to_owned(),
+            shard_id,
+            epoch: replica.epoch,
+        };
+        Ok((shard_ref, replica))
+    }
+
+    /// Checks that a linearizable read can be served: every shard has a single
+    /// replica. With one replica per shard every write is acknowledged by the only copy
+    /// after it is applied there, and that core serves calls one at a time on one thread,
+    /// so a read that starts after the acknowledgement is served after the write and
+    /// sees it: the replica's order is the linearization order. With several replicas and
+    /// no replication between them no replica is such a leader.
+    pub(crate) fn check_linearizable(&self) -> Result<(), GatewayError> {
+        match self.shards.iter().find(|s| s.replicas.len() > 1) {
+            None => Ok(()),
+            Some(s) => Err(GatewayError::NoLinearizableReplica {
+                collection: self.name().to_owned(),
+                shard_id: s.shard_id,
+                replicas: s.replicas.len(),
+            }),
+        }
+    }
+
+    /// Whether every shard has a serving replica.
+    pub(crate) fn is_serving(&self) -> bool {
+        self.shards.iter().all(|s| s.serving().is_some())
+    }
+}
+
+/// One routing table, as the gateway uses it.
+#[derive(Debug, Default)]
+pub(crate) struct Routing {
+    pub(crate) version: u64,
+    pub(crate) collections: HashMap<String, Arc<CollectionRoute>>,
+}
+
+impl Routing {
+    fn from_table(table: &RoutingTable) -> Self {
+        let mut collections = HashMap::new();
+        for info in &table.collections {
+            match CollectionRoute::from_info(info) {
+                Some(route) => {
+                    collections.insert(route.spec.name.clone(), Arc::new(route));
+                }
+                None => tracing::warn!(
+                    collection = info.spec.as_ref().map_or("", |s| s.name.as_str()),
+                    "routing lists a collection whose shards do not match its shard count; skipped"
+                ),
+            }
+        }
+        Self {
+            version: table.version,
+            collections,
+        }
+    }
+
+    /// Every core address the table names.
+    pub(crate) fn addresses(&self) -> HashSet<String> {
+        self.collections
+            .values()
+            .flat_map(|c| c.shards.iter())
+            .flat_map(|s| s.replicas.iter())
+            .map(|r| r.address.clone())
+            .collect()
+    }
+}
+
+/// The names of collections whose route differs between two tables (created, dropped,
+/// or placed anew).
+pub(crate) fn changed_collections(old: &Routing, new: &Routing) -> Vec<String> {
+    let mut changed: Vec<String> = new
+        .collections
+        .iter()
+        .filter(|(name, route)| old.collections.get(*name) != Some(route))
+        .map(|(name, _)| name.clone())
+        .collect();
+    changed.extend(
+        old.collections
+            .keys()
+            .filter(|name| !new.collections.contains_key(*name))
+            .cloned(),
+    );
+    changed
+}
+
+/// The gateway's copy of the routing table and the means to keep it current.
+#[derive(Debug)]
+pub(crate) struct RoutingCache {
+    control: ControlClient,
+    current: watch::Sender<Arc<Routing>>,
+    loaded: watch::Sender<bool>,
+    refresh: tokio::sync::Mutex<()>,
+}
+
+impl RoutingCache {
+    pub(crate) fn new(control: ControlClient) -> Self {
+        Self {
+            control,
+            current: watch::Sender::new(Arc::new(Routing::default())),
+            loaded: watch::Sender::new(false),
+            refresh: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The newest table.
+    pub(crate) fn snapshot(&self) -> Arc<Routing> {
+        self.current.borrow().clone()
+    }
+
+    /// Whether a table has been loaded from the control plane.
+    pub(crate) fn is_loaded(&self) -> bool {
+        *self.loaded.borrow()
+    }
+
+    /// Subscribes to every table installed from now on.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Routing>> {
+        self.current.subscribe()
+    }
+
+    /// Installs `table` if it is newer than the one held; returns the names of the
+    /// collections whose route changed.
+    pub(crate) fn install(&self, table: &RoutingTable) -> Vec<String> {
+        let new = Routing::from_table(table);
+        let mut changed = Vec::new();
+        self.current.send_if_modified(|held| {
+            if new.version <= held.version && self.is_loaded() {
+                return false;
+            }
+            changed = changed_collections(held, &new);
+            *held = Arc::new(new);
+            true
+        });
+        self.loaded.send_replace(true);
+        changed
+    }
+
+    /// The route of `name`. An unknown name is looked up once more at the control plane,
+    /// so a collection created through another gateway is found before the watch
+    /// delivers it.
+    pub(crate) async fn collection(
+        &self,
+        name: &str,
+    ) -> Result<Arc<CollectionRoute>, GatewayError> {
+        if name.is_empty() {
+            return Err(GatewayError::NoCollection);
+        }
+        let held = self.snapshot();
+        if let Some(route) = held.collections.get(name) {
+            return Ok(route.clone());
+        }
+        let fresh = self.refresh(held.version).await?;
+        fresh
+            .collections
+            .get(name)
+            .cloned()
+            .ok_or_else(|| GatewayError::UnknownCollection {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Fetches the table from the control plane, unless a table newer than `seen` has
+    /// arrived meanwhile; concurrent refreshes share one fetch.
+    pub(crate) async fn refresh(&self, seen: u64) -> Result<Arc<Routing>, GatewayError> {
+        let _one_at_a_time = self.refresh.lock().await;
+        let held = self.snapshot();
+        if held.version > seen && self.is_loaded() {
+            return Ok(held);
+        }
+        let table = self
+            .control
+            .routing(None)
+            .await
+            .map_err(GatewayError::Control)?;
+        self.install(&table);
+        Ok(self.snapshot())
+    }
+
+    /// Waits until `ready` holds for the route of `name` (or the collection is gone),
+    /// at most `wait`. Returns whether it held.
+    pub(crate) async fn wait_until(
+        &self,
+        name: &str,
+        wait: Duration,
+        ready: impl Fn(&CollectionRoute) -> bool,
+    ) -> bool {
+        let mut updates = self.subscribe();
+        let check = |routing: &Routing| routing.collections.get(name).is_some_and(|r| ready(r));
+        let waited = tokio::time::timeout(wait, async {
+            loop {
+                if check(&updates.borrow_and_update()) {
+                    return;
+                }
+                if updates.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        })
+        .await;
+        waited.is_ok()
+    }
+
+    /// Follows the control plane's routing stream until the process ends, installing
+    /// every table. `on_change` hears which collections changed.
+    pub(crate) async fn follow(self: Arc<Self>, on_change: impl Fn(&[String]) + Send) {
+        let mut watch = self.control.watch_routing(0);
+        loop {
+            match watch.next().await {
+                Ok(table) => {
+                    let changed = self.install(&table);
+                    if !changed.is_empty() {
+                        on_change(&changed);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "routing watch failed; subscribing again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vectron_proto::v1::{Metric, ReplicaInfo, ShardInfo};
+
+    use super::*;
+
+    fn info(name: &str, shards: u32, epoch: u64, state: ReplicaState) -> CollectionInfo {
+        let mut spec = CollectionSpec::new(name, 4, Metric::Cosine);
+        spec.shard_count = Some(shards);
+        let layout = ShardLayout::with_count(shards).unwrap();
+        CollectionInfo {
+            spec: Some(spec),
+            state: 0,
+            point_count: 0,
+            shards: (0..shards)
+                .map(|i| {
+                    let range = layout.range(i).unwrap();
+                    ShardInfo {
+                        shard_id: i,
+                        hash_range_start: range.start,
+                        hash_range_end: range.end,
+                        replicas: vec![ReplicaInfo {
+                            worker_id: "w".into(),
+                            core: i,
+                            address: format!("127.0.0.1:{}", 7400 + i),
+                            epoch,
+                            state: state.into(),
+                        }],
+                        point_count: 0,
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    fn table(version: u64, collections: Vec<CollectionInfo>) -> RoutingTable {
+        RoutingTable {
+            version,
+            collections,
+            cluster_id: "c".into(),
+        }
+    }
+
+    fn cache() -> RoutingCache {
+        RoutingCache::new(ControlClient::new(["127.0.0.1:1"]).unwrap())
+    }
+
+    #[test]
+    fn a_route_targets_the_active_replica_with_its_epoch() {
+        let routing = Routing::from_table(&table(3, vec![info("a", 2, 7, ReplicaState::Active)]));
+        let route = &routing.collections["a"];
+        let (shard_ref, replica) = route.target(1).unwrap();
+        assert_eq!(shard_ref.shard_id, 1);
+        assert_eq!(shard_ref.epoch, 7);
+        assert_eq!(replica.address, "127.0.0.1:7401");
+        assert!(route.is_serving());
+        assert_eq!(routing.addresses().len(), 2);
+    }
+
+    #[test]
+    fn a_shard_without_an_active_replica_is_unavailable_and_says_why() {
+        let routing = Routing::from_table(&table(1, vec![info("a", 1, 1, ReplicaState::Opening)]));
+        let err = routing.collections["a"].target(0).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unavailable);
+        assert!(err.to_string().contains("opening"), "{err}");
+        assert!(!routing.collections["a"].is_serving());
+    }
+
+    #[test]
+    fn a_table_whose_shards_do_not_match_the_count_is_skipped() {
+        let mut broken = info("a", 2, 1, ReplicaState::Active);
+        broken.shards.pop();
+        let routing = Routing::from_table(&table(1, vec![broken]));
+        assert!(routing.collections.is_empty());
+    }
+
+    #[test]
+    fn only_newer_tables_are_installed_and_changes_are_named() {
+        let cache = cache();
+        assert!(!cache.is_loaded());
+        let changed = cache.install(&table(
+            2,
+            vec![
+                info("a", 1, 1, ReplicaState::Active),
+                info("b", 1, 1, ReplicaState::Active),
+            ],
+        ));
+        assert!(cache.is_loaded());
+        assert_eq!(changed.len(), 2);
+        // An older table is ignored.
+        assert!(cache.install(&table(1, vec![])).is_empty());
+        assert_eq!(cache.snapshot().collections.len(), 2);
+        // A newer one names what moved or went away, not what stayed.
+        let mut changed = cache.install(&table(3, vec![info("a", 1, 2, ReplicaState::Active)]));
+        changed.sort();
+        assert_eq!(changed, vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(
+            cache.snapshot().collections["a"].shards[0].replicas[0].epoch,
+            2
+        );
+    }
+
+    #[test]
+    fn linearizable_reads_need_one_replica_per_shard() {
+        let one = Routing::from_table(&table(1, vec![info("a", 1, 1, ReplicaState::Active)]));
+        assert!(one.collections["a"].check_linearizable().is_ok());
+        let mut two = info("a", 1, 1, ReplicaState::Active);
+        let extra = two.shards[0].replicas[0].clone();
+        two.shards[0].replicas.push(extra);
+        let two = Routing::from_table(&table(1, vec![two]));
+        assert_eq!(
+            two.collections["a"]
+                .check_linearizable()
+                .unwrap_err()
+                .code(),
+            tonic::Code::FailedPrecondition
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_collection_sees_the_table_that_makes_it_ready() {
+        let cache = Arc::new(cache());
+        cache.install(&table(1, vec![info("a", 1, 1, ReplicaState::Opening)]));
+        let later = cache.clone();
+        let installer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            later.install(&table(2, vec![info("a", 1, 1, ReplicaState::Active)]));
+        });
+        assert!(
+            cache
+                .wait_until("a", Duration::from_secs(5), CollectionRoute::is_serving)
+                .await
+        );
+        installer.await.unwrap();
+        assert!(
+            !cache
+                .wait_until("b", Duration::from_millis(10), CollectionRoute::is_serving)
+                .await
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! Search: checked at the door, answered from the cache or by joining an identical
+//! search in flight when possible, otherwise fanned out to one replica of every shard
+//! under the request's deadline and merged with a heap.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use futures_util::future::join_all;
+use prost::Message as _;
+use vectron_proto::core::v1 as core;
+use vectron_proto::v1::{ReadConsistency, SearchRequest};
+
+use crate::cache::{SearchKey, SearchOutcome};
+use crate::cores::{Deadline, call_shard};
+use crate::error::GatewayError;
+use crate::merge::merge_top_k;
+use crate::routing::CollectionRoute;
+use crate::service::Service;
+use crate::validate::{check_query, check_range};
+
+/// Searches of one batch run at once.
+const BATCH_CONCURRENCY: usize = 64;
+
+/// Everything a search needs once checked.
+struct Plan {
+    route: Arc<CollectionRoute>,
+    request: core::SearchRequest,
+    allow_partial: bool,
+    deadline: Deadline,
+    /// Linearizable searches neither use the cache nor join searches in flight: either
+    /// could hand them an answer computed before a write that was acknowledged (through
+    /// another gateway) before they started.
+    cacheable: bool,
+}
+
+impl Service {
+    /// One search. `deadline` is the call's (the gRPC deadline or the default); the
+    /// request's `timeout_ms` tightens it.
+    pub(crate) async fn search(
+        self: &Arc<Self>,
+        request: SearchRequest,
+        deadline: Deadline,
+    ) -> Result<Arc<SearchOutcome>, GatewayError> {
+        let plan = self.plan(request, deadline).await?;
+        let deadline = plan.deadline;
+        if !plan.cacheable {
+            return deadline
+                .run(fan_out(self.clone(), plan))
+                .await
+                .map(Arc::new);
+        }
+        let key = SearchKey {
+            collection: plan.route.name().into(),
+            generation: self.generations.get(plan.route.name()),
+            request: key_bytes(&plan.request, plan.allow_partial).into(),
+        };
+        let work = fan_out(self.clone(), plan);
+        deadline
+            .run(async {
+                self.cache
+                    .get_or_run(key, work)
+                    .await
+                    .map_err(GatewayError::Shared)
+            })
+            .await
+    }
+
+    /// Several searches, run concurrently, answered in request order; the first failure
+    /// fails the batch and names the search's position.
+    pub(crate) async fn search_batch(
+        self: &Arc<Self>,
+        searches: Vec<SearchRequest>,
+        deadline: Deadline,
+    ) -> Result<Vec<Arc<SearchOutcome>>, GatewayError> {
+        if searches.len() > self.config.limits.max_searches {
+            return Err(GatewayError::TooMany {
+                what: "searches",
+                got: searches.len(),
+                max: self.config.limits.max_searches,
+            });
+        }
+        futures_util::stream::iter(searches.into_iter().enumerate().map(|(i, s)| async move {
+            self.search(s, deadline)
+                .await
+                .map_err(|e| GatewayError::InBatch {
+                    search: i,
+                    source: Box::new(e),
+                })
+        }))
+        .buffered(BATCH_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+    }
+
+    async fn plan(&self, request: SearchRequest, deadline: Deadline) -> Result<Plan, GatewayError> {
+        if request.rerank.is_some() {
+            return Err(GatewayError::RerankUnavailable);
+        }
+        let route = self.routing.collection(&request.collection).await?;
+        let limits = &self.config.limits;
+        check_query(&route.spec, &request.vector, request.k, request.ef, limits)?;
+        let deadline = match request.timeout_ms {
+            Some(ms) => {
+                check_range("timeout_ms", u64::from(ms), 1, u64::from(u32::MAX))?;
+                let budget = Duration::from_millis(u64::from(ms));
+                if budget < deadline.budget {
+                    Deadline::after(budget)
+                } else {
+                    deadline
+                }
+            }
+            None => deadline,
+        };
+        let linearizable = request.consistency() == ReadConsistency::Linearizable;
+        if linearizable {
+            route.check_linearizable()?;
+        }
+        Ok(Plan {
+            route,
+            allow_partial: request.allow_partial_results,
+            deadline,
+            cacheable: !linearizable,
+            request: core::SearchRequest {
+                shard: None,
+                vector: request.vector,
+                k: request.k,
+                ef: request.ef,
+                filter: request.filter,
+                with_payload: request.with_payload,
+                with_vector: request.with_vector,
+            },
+        })
+    }
+}
+
+/// The bytes that identify a search's answer: the core request (shard left out) and
+/// whether partial results are allowed.
+fn key_bytes(request: &core::SearchRequest, allow_partial: bool) -> Vec<u8> {
+    let mut bytes = request.encode_to_vec();
+    bytes.push(u8::from(allow_partial));
+    bytes
+}
+
+/// Asks one replica of every shard at once and merges the answers. A shard that fails
+/// fails the search, unless partial results are allowed and the failure is the shard's
+/// (unreachable, no serving replica, out of time): then it is named as missing.
+async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, GatewayError> {
+    let Plan {
+        route,
+        request,
+        allow_partial,
+        deadline,
+        ..
+    } = plan;
+    let calls = route.shards.iter().map(|shard| {
+        let request = &request;
+        call_shard(
+            &service.routing,
+            &service.channels,
+            &route,
+            shard.shard_id,
+            deadline,
+            move |mut client, shard_ref| {
+                let r = core::SearchRequest {
+                    shard: Some(shard_ref),
+                    ..request.clone()
+                };
+                async move { client.search(deadline.request(r)).await }
+            },
+        )
+    });
+    let answers = join_all(calls).await;
+    let mut lists = Vec::with_capacity(answers.len());
+    let mut missing_shards = Vec::new();
+    for (shard, answer) in route.shards.iter().zip(answers) {
+        match answer {
+            Ok(found) => lists.push(found.hits),
+            Err(e) if allow_partial && e.is_shard_failure() => {
+                tracing::debug!(shard = shard.shard_id, error = %e, "search goes on without a shard");
+                missing_shards.push(shard.shard_id);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(SearchOutcome {
+        hits: merge_top_k(lists, request.k as usize),
+        missing_shards,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_changes_with_anything_that_changes_the_answer() {
+        let base = core::SearchRequest {
+            shard: None,
+            vector: vec![1.0, 2.0],
+            k: 10,
+            ef: Some(64),
+            filter: None,
+            with_payload: false,
+            with_vector: false,
+        };
+        let key = key_bytes(&base, false);
+        assert_eq!(key, key_bytes(&base, false));
+        assert_ne!(key, key_bytes(&base, true));
+        for changed in [
+            core::SearchRequest {
+                k: 11,
+                ..base.clone()
+            },
+            core::SearchRequest {
+                ef: None,
+                ..base.clone()
+            },
+            core::SearchRequest {
+                vector: vec![1.0, 2.5],
+                ..base.clone()
+            },
+            core::SearchRequest {
+                with_payload: true,
+                ..base.clone()
+            },
+            core::SearchRequest {
+                with_vector: true,
+                ..base.clone()
+            },
+            core::SearchRequest {
+                filter: Some(vectron_proto::v1::Filter::must([
+                    vectron_proto::v1::Condition::keyword("t", "x"),
+                ])),
+                ..base
+            },
+        ] {
+            assert_ne!(key, key_bytes(&changed, false), "{changed:?}");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Starting and stopping a gateway: its two listeners, the routing watch, and the order
+//! of shutdown (stop accepting, let calls in flight finish, stop the watch).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codec::CompressionEncoding;
+use vectron_control::{ClientError, ControlClient};
+use vectron_proto::v1::collections_server::CollectionsServer;
+use vectron_proto::v1::points_server::PointsServer;
+use vectron_proto::v1::stats_server::StatsServer;
+
+use crate::config::GatewayConfig;
+use crate::grpc::{GrpcApi, OversizeLayer};
+use crate::http::router;
+use crate::service::Service;
+
+/// Why a gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The control-plane addresses are unusable.
+    #[error("control-plane addresses {addresses:?}")]
+    Control {
+        /// The addresses given.
+        addresses: Vec<String>,
+        /// Why.
+        #[source]
+        source: ClientError,
+    },
+    /// A listener could not be bound.
+    #[error("cannot listen for {what} on {addr}")]
+    Bind {
+        /// `gRPC` or `HTTP`.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    service: Arc<Service>,
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    grpc: JoinHandle<()>,
+    http: JoinHandle<()>,
+    watch: JoinHandle<()>,
+}
+
+async fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), StartError> {
+    let fail = |source| StartError::Bind { what, addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(fail)?;
+    let local = listener.local_addr().map_err(fail)?;
+    Ok((listener, local))
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving. Routing loads in the background: until
+    /// the control plane has answered, calls that need it wait for it and `/readyz`
+    /// answers 503. Call from within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`StartError`] when an address is unusable.
+    pub async fn start(config: GatewayConfig) -> Result<Self, StartError> {
+        let control =
+            ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {
+                addresses: config.control.clone(),
+                source,
+            })?;
+        let (grpc_listener, grpc_addr) = bind("gRPC", config.grpc_addr).await?;
+        let (http_listener, http_addr) = bind("HTTP", config.http_addr).await?;
+        let grace = config.shutdown_grace;
+        let gzip = config.gzip;
+        let max_message = config.limits.max_message_bytes;
+        let service = Arc::new(Service::new(config, control));
+
+        let routing = service.routing.clone();
+        let on_change = Arc::downgrade(&service);
+        let watch = tokio::spawn(routing.follow(move |changed| {
+            if let Some(service) = on_change.upgrade() {
+                service.routing_changed(changed);
+            }
+        }));
+
+        let (stop, stopped) = watch::channel(false);
+        let api = GrpcApi::new(service.clone());
+        let send = |enabled: bool| enabled.then_some(CompressionEncoding::Gzip);
+        let mut collections = CollectionsServer::new(api.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let mut points = PointsServer::new(api.clone())
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        let mut stats = StatsServer::new(api)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .max_decoding_message_size(max_message)
+            .max_encoding_message_size(max_message);
+        if let Some(encoding) = send(gzip) {
+            collections = collections.send_compressed(encoding);
+            points = points.send_compressed(encoding);
+            stats = stats.send_compressed(encoding);
+        }
+        let grpc_server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .initial_stream_window_size(Some(1 << 20))
+            .initial_connection_window_size(Some(8 << 20))
+            .layer(OversizeLayer)
+            .add_service(collections)
+            .add_service(points)
+            .add_service(stats);
+        let grpc_stop = stop_signal(stopped.clone());
+        let grpc = tokio::spawn(async move {
+            let incoming = TcpListenerStream::new(grpc_listener);
+            if let Err(e) = grpc_server
+                .serve_with_incoming_shutdown(incoming, grpc_stop)
+                .await
+            {
+                tracing::error!(error = %e, "the gRPC listener failed");
+            }
+        });
+        let app = router(service.clone());
+        let http_stop = stop_signal(stopped);
+        let http = tokio::spawn(async move {
+            if let Err(e) = axum::serve(http_listener, app)
+                .with_graceful_shutdown(http_stop)
+                .await
+            {
+                tracing::error!(error = %e, "the HTTP listener failed");
+            }
+        });
+        tracing::info!(%grpc_addr, %http_addr, grace = ?grace, "gateway serving");
+        Ok(Self {
+            service,
+            grpc_addr,
+            http_addr,
+            stop,
+            grpc,
+            http,
+            watch,
+        })
+    }
+
+    /// Where the gRPC listener is bound.
+    #[must_use]
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Where the HTTP listener is bound.
+    #[must_use]
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Whether the routing table has been loaded from the control plane.
+    #[must_use]
+    pub fn routing_loaded(&self) -> bool {
+        self.service.routing.is_loaded()
+    }
+
+    /// The version of the routing table the gateway holds (0 before the first load).
+    #[must_use]
+    pub fn routing_version(&self) -> u64 {
+        self.service.routing.snapshot().version
+    }
+
+    /// Stops accepting calls and waits, at most the configured grace period, for calls
+    /// in flight to finish.
+    pub async fn shutdown(self) {
+        let grace = self.service.config.shutdown_grace;
+        self.stop.send_replace(true);
+        let servers = async {
+            let _ = self.grpc.await;
+            let _ = self.http.await;
+        };
+        if tokio::time::timeout(grace, servers).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "calls still in flight after the grace period; leaving them"
+            );
+        }
+        self.watch.abort();
+    }
+}
+
+async fn stop_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
+}

@@ -1,0 +1,117 @@
+//! `vectron dev`: a whole Vectron in one process, wired from the crates. A single-node
+//! control plane, one worker registered with it, and the gateway, all on loopback; the
+//! control plane and the cores take free ports (only the gateway's addresses matter to
+//! a user), and data lives under one directory so a restart finds every collection and
+//! point again.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use vectron_control::{ControlClient, ControlConfig, ControlNode};
+use vectron_proto::control::v1::WorkerHealth;
+
+use crate::DevArgs;
+
+/// How long `dev` waits for its worker to serve every shard it held before saying it
+/// is ready anyway.
+const READY_WAIT: Duration = Duration::from_secs(60);
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let mut control = ControlConfig::new(1, "127.0.0.1:0".parse()?, data_dir.join("control"));
+    control.worker_heartbeat = Duration::from_millis(500);
+    let control = ControlNode::start(control)
+        .await
+        .context("the control plane did not start")?;
+    let control_addr = control.address().to_owned();
+
+    let mut worker = vectron_worker::WorkerConfig::new(data_dir.join("worker"));
+    if let Some(cores) = args.cores {
+        worker.cores = cores;
+    }
+    worker.core_base_port = 0;
+    worker.admin_addr = "127.0.0.1:0".parse()?;
+    worker.pin = !args.no_pin;
+    worker.control = vec![control_addr.clone()];
+    let worker = match vectron_worker::Worker::start(worker).await {
+        Ok(worker) => worker,
+        Err(e) => {
+            let _ = control.shutdown().await;
+            return Err(e).context("the worker did not start");
+        }
+    };
+
+    let gateway = match vectron_gateway::Gateway::start(
+        args.options.config(vec![control_addr.clone()]),
+    )
+    .await
+    {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            worker.shutdown().await;
+            let _ = control.shutdown().await;
+            return Err(e).context("the gateway did not start");
+        }
+    };
+
+    wait_until_serving(&control_addr, worker.id(), &gateway).await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "event": "ready",
+            "grpc": gateway.grpc_addr().to_string(),
+            "http": gateway.http_addr().to_string(),
+            "control": control_addr,
+            "worker_id": worker.id(),
+            "cores": worker.cores().count(),
+            "data_dir": data_dir.display().to_string(),
+        })
+    );
+    eprintln!(
+        "vectron dev: gRPC on {}, HTTP on {}, data in {}",
+        gateway.grpc_addr(),
+        gateway.http_addr(),
+        data_dir.display()
+    );
+
+    vectron_worker::shutdown_signal().await;
+    tracing::info!("shutting down: gateway, then the worker (checkpoints), then the control plane");
+    gateway.shutdown().await;
+    worker.shutdown().await;
+    control
+        .shutdown()
+        .await
+        .context("the control plane did not stop cleanly")
+}
+
+/// Waits until the worker is up, every shard it holds serves, and the gateway routes by
+/// a table at least that new; gives up (with a warning) after [`READY_WAIT`].
+async fn wait_until_serving(control: &str, worker_id: &str, gateway: &vectron_gateway::Gateway) {
+    let started = Instant::now();
+    let Ok(client) = ControlClient::new([control]) else {
+        return;
+    };
+    loop {
+        if let Ok(status) = client.cluster_status().await {
+            let worker_up = status
+                .workers
+                .iter()
+                .any(|w| w.worker_id == worker_id && w.health() == WorkerHealth::Up);
+            if worker_up
+                && status.unavailable_shards.is_empty()
+                && gateway.routing_loaded()
+                && gateway.routing_version() >= status.routing_version
+            {
+                return;
+            }
+        }
+        if started.elapsed() > READY_WAIT {
+            tracing::warn!("not every shard serves yet; starting anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

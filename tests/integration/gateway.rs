@@ -1,0 +1,977 @@
+//! A real `vectron dev` (control plane, worker and gateway in one process) used the way a
+//! user uses it: through the Rust SDK over gRPC and through HTTP/JSON with a real HTTP
+//! client. Ingest, search with recall against exact ground truth, filters, get, delete,
+//! scroll, count; a clean restart and a SIGKILL, after which everything acknowledged is
+//! there; and bad input, answered with the right code while the server keeps serving.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use vectron_client::{
+    Client, CollectionSpec, Condition, Filter, Metric, PayloadFieldKind, PayloadIndex, Point,
+    ScrollRequest, SearchRequest, payload,
+};
+
+use crate::support::{self, Fixture, Http, Process};
+
+/// The `ef` at which recall@10 over the 2,000-point fixture, split over two shards, is
+/// at least 0.95.
+const EF: u32 = 64;
+/// Cores of every `vectron dev` here; the collections get one shard per core.
+const CORES: usize = 2;
+
+fn spec(name: &str, dim: usize) -> CollectionSpec {
+    let mut spec = CollectionSpec::new(name, dim as u32, Metric::Cosine);
+    spec.shard_count = Some(CORES as u32);
+    spec.payload_indexes = vec![PayloadIndex {
+        field: "title".into(),
+        kind: PayloadFieldKind::Keyword.into(),
+    }];
+    spec
+}
+
+fn point(f: &Fixture, row: usize) -> Point {
+    Point::new(row.to_string(), f.base[row].clone())
+        .with_payload(payload::to_struct(f.payloads[row].clone()).unwrap())
+}
+
+async fn client(p: &Process) -> Client {
+    Client::builder(support::grpc_addr(p))
+        .timeout(Some(Duration::from_secs(60)))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// Mean recall@10 over every fixture query, searched through the SDK.
+async fn sdk_recall(client: &Client, collection: &str, f: &Fixture) -> f64 {
+    let mut total = 0.0;
+    for (q, truth) in f.queries.iter().zip(&f.truth) {
+        let found = client
+            .search(SearchRequest::new(collection, q.clone(), 10).with_ef(EF))
+            .await
+            .unwrap();
+        let ids: Vec<usize> = found.hits.iter().map(|h| h.id.parse().unwrap()).collect();
+        total += support::recall(&ids, truth, 10);
+    }
+    total / f.queries.len() as f64
+}
+
+/// A title shared by several points of the fixture, and those points.
+fn common_title(f: &Fixture) -> (String, HashSet<String>) {
+    let mut counts = std::collections::HashMap::<String, Vec<usize>>::new();
+    for (i, p) in f.payloads.iter().enumerate() {
+        counts
+            .entry(p["title"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(i);
+    }
+    let (title, rows) = counts
+        .into_iter()
+        .max_by_key(|(_, rows)| rows.len())
+        .unwrap();
+    assert!(
+        rows.len() > 3,
+        "the fixture has titles shared by several points"
+    );
+    (title, rows.iter().map(usize::to_string).collect())
+}
+
+async fn scroll_all(client: &Client, collection: &str, limit: u32) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut offset = String::new();
+    loop {
+        let page = client
+            .scroll(ScrollRequest {
+                collection: collection.into(),
+                offset: offset.clone(),
+                limit,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.points.len() <= limit as usize);
+        ids.extend(page.points.into_iter().map(|p| p.id));
+        if page.next_offset.is_empty() {
+            return ids;
+        }
+        offset = page.next_offset;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_ingests_searches_and_finds_everything_after_a_restart() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let client = client(&dev).await;
+
+    let info = client.create_collection(spec("wiki", f.dim)).await.unwrap();
+    assert_eq!(info.shards.len(), CORES);
+    assert_eq!(info.state(), vectron_client::CollectionState::Ready);
+
+    // Bulk ingest over one client stream, 250 points per message, with payloads.
+    let batches: Vec<Vec<Point>> = (0..f.base.len())
+        .collect::<Vec<_>>()
+        .chunks(250)
+        .map(|rows| rows.iter().map(|&r| point(&f, r)).collect())
+        .collect();
+    let ack = client
+        .upsert_stream("wiki", tokio_stream::iter(batches))
+        .await
+        .unwrap();
+    assert_eq!(ack.count as usize, f.base.len());
+    assert!(ack.durable);
+    assert_eq!(
+        client.count("wiki", None).await.unwrap() as usize,
+        f.base.len()
+    );
+
+    let recall = sdk_recall(&client, "wiki", &f).await;
+    assert!(recall >= 0.95, "recall@10 at ef {EF} is {recall}");
+
+    // Filters: every hit passes, and the hits are the points with that title.
+    let (title, rows) = common_title(&f);
+    let filtered = client
+        .search(
+            SearchRequest::new("wiki", f.queries[0].clone(), 100)
+                .with_ef(256)
+                .with_filter(Filter::must([Condition::keyword("title", &title)]))
+                .with_payload(),
+        )
+        .await
+        .unwrap();
+    let hit_ids: HashSet<String> = filtered.hits.iter().map(|h| h.id.clone()).collect();
+    assert_eq!(hit_ids, rows);
+    for hit in &filtered.hits {
+        let p = payload::from_struct(hit.payload.clone().unwrap());
+        assert_eq!(p["title"], title.as_str());
+    }
+    assert_eq!(
+        client
+            .count(
+                "wiki",
+                Some(Filter::must([Condition::keyword("title", &title)]))
+            )
+            .await
+            .unwrap() as usize,
+        rows.len()
+    );
+
+    // Get keeps the order asked, leaves out what does not exist, returns payloads.
+    let got = client
+        .get(
+            "wiki",
+            vec!["7".into(), "nope".into(), "3".into()],
+            true,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["7", "3"]
+    );
+    assert_eq!(got[0].vector.len(), f.dim);
+    assert_eq!(
+        payload::from_struct(got[0].payload.clone().unwrap()),
+        f.payloads[7]
+    );
+
+    // Delete by id and by filter.
+    let doomed: Vec<String> = (0..10).map(|i| (i * 7).to_string()).collect();
+    assert_eq!(client.delete_ids("wiki", doomed.clone()).await.unwrap(), 10);
+    assert!(
+        client
+            .get("wiki", doomed.clone(), false, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let by_title = rows.iter().filter(|r| !doomed.contains(r)).count();
+    let deleted = client
+        .delete_filter("wiki", Filter::must([Condition::keyword("title", &title)]))
+        .await
+        .unwrap();
+    assert_eq!(deleted as usize, by_title);
+    let remaining = f.base.len() - 10 - by_title;
+    assert_eq!(
+        client.count("wiki", None).await.unwrap() as usize,
+        remaining
+    );
+
+    // Scroll pages cover every remaining point once, in byte order of ids.
+    let ids = scroll_all(&client, "wiki", 333).await;
+    assert_eq!(ids.len(), remaining);
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted);
+
+    // Stats reach every core through the gateway.
+    let stats = client.core_stats("").await.unwrap();
+    assert_eq!(stats.cores.len(), CORES);
+    assert!(stats.unreachable_workers.is_empty());
+    let points: u64 = stats
+        .cores
+        .iter()
+        .flat_map(|c| &c.shards)
+        .map(|s| s.points)
+        .sum();
+    assert_eq!(points as usize, remaining);
+
+    // A clean restart keeps the collection and every point.
+    drop(client);
+    dev.terminate();
+    let dev = support::dev(dir.path(), CORES);
+    let client = client_after_restart(&dev).await;
+    assert_eq!(
+        client.count("wiki", None).await.unwrap() as usize,
+        remaining
+    );
+    let listed = client.list_collections().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let got = client
+        .get("wiki", vec!["1".into()], true, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        payload::from_struct(got[0].payload.clone().unwrap()),
+        f.payloads[1]
+    );
+    assert_eq!(scroll_all(&client, "wiki", 1000).await, ids);
+    // Recall over the points still there: every query's truth minus the deleted rows.
+    let gone: HashSet<usize> = (0..f.base.len())
+        .filter(|r| !ids.contains(&r.to_string()))
+        .collect();
+    let mut total = 0.0;
+    for (q, truth) in f.queries.iter().zip(&f.truth) {
+        let truth: Vec<usize> = truth
+            .iter()
+            .copied()
+            .filter(|r| !gone.contains(r))
+            .collect();
+        let found = client
+            .search(SearchRequest::new("wiki", q.clone(), 10).with_ef(EF))
+            .await
+            .unwrap();
+        let found: Vec<usize> = found.hits.iter().map(|h| h.id.parse().unwrap()).collect();
+        total += support::recall(&found, &truth, 10);
+    }
+    let recall = total / f.queries.len() as f64;
+    assert!(recall >= 0.95, "recall@10 after restart is {recall}");
+    dev.terminate();
+}
+
+/// The SDK retries idempotent calls on `UNAVAILABLE`, which covers the moment after a
+/// restart when the gateway serves before every shard has reported in.
+async fn client_after_restart(p: &Process) -> Client {
+    Client::builder(support::grpc_addr(p))
+        .timeout(Some(Duration::from_secs(60)))
+        .retries(10, Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_json_serves_the_same_api_and_survives_a_restart() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let http = Http::new(&support::http_addr(&dev));
+
+    assert_eq!(http.send("GET", "/healthz", None, vec![]).await.0, 200);
+    assert_eq!(http.send("GET", "/readyz", None, vec![]).await.0, 200);
+
+    let (status, created) = http
+        .json(
+            "POST",
+            "/v1/collections",
+            Some(json!({
+                "name": "wiki", "dimension": f.dim, "metric": "cosine", "shard_count": CORES,
+                "payload_indexes": [{"field": "title", "kind": "keyword"}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["spec"]["metric"], "cosine");
+    assert_eq!(created["state"], "ready");
+    let (status, again) = http
+        .json(
+            "POST",
+            "/v1/collections",
+            Some(json!({"name": "wiki", "dimension": 4, "metric": "l2"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{again}");
+    assert_eq!(again["error"]["code"], "ALREADY_EXISTS");
+
+    // The first half as one JSON upsert, the rest as an NDJSON stream.
+    let half = f.base.len() / 2;
+    let points: Vec<Value> = (0..half)
+        .map(|r| json!({"id": r.to_string(), "vector": f.base[r], "payload": f.payloads[r]}))
+        .collect();
+    let (status, ack) = http
+        .json(
+            "PUT",
+            "/v1/collections/wiki/points",
+            Some(json!({"points": points})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    assert_eq!(ack, json!({"count": half, "durable": true}));
+    let mut ndjson = String::new();
+    for r in half..f.base.len() {
+        ndjson.push_str(
+            &json!({"id": r.to_string(), "vector": f.base[r], "payload": f.payloads[r]})
+                .to_string(),
+        );
+        ndjson.push('\n');
+    }
+    let (status, text) = http
+        .send(
+            "POST",
+            "/v1/collections/wiki/points/stream",
+            Some("application/x-ndjson"),
+            ndjson.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    let ack: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(ack["count"], f.base.len() - half);
+
+    let (_, counted) = http
+        .json("POST", "/v1/collections/wiki/points/count", None)
+        .await;
+    assert_eq!(counted["count"], f.base.len());
+
+    // Search: recall, payloads as they were sent, the documented filter shapes.
+    let mut total = 0.0;
+    for (q, truth) in f.queries.iter().zip(&f.truth).take(50) {
+        let (status, found) = http
+            .json(
+                "POST",
+                "/v1/collections/wiki/points/search",
+                Some(json!({"vector": q, "k": 10, "ef": EF})),
+            )
+            .await;
+        assert_eq!(status, 200, "{found}");
+        let ids: Vec<usize> = found["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().parse().unwrap())
+            .collect();
+        total += support::recall(&ids, truth, 10);
+    }
+    assert!(
+        total / 50.0 >= 0.95,
+        "recall@10 over HTTP is {}",
+        total / 50.0
+    );
+    let (title, rows) = common_title(&f);
+    let excluded = rows.iter().next().unwrap().clone();
+    let (status, found) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/search",
+            Some(json!({
+                "vector": f.queries[0], "k": 100, "ef": 256, "with_payload": true,
+                "filter": {"must": [{"field": {"key": "title", "keyword": title}}],
+                           "must_not": [{"has_id": {"ids": [excluded]}}]},
+                "timeout_ms": 5000
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), rows.len() - 1);
+    for hit in hits {
+        let row: usize = hit["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(hit["payload"], f.payloads[row]);
+    }
+    assert_eq!(found["missing_shards"], json!([]));
+    let (status, batch) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/search/batch",
+            Some(json!({"searches": [
+                {"vector": f.queries[0], "k": 3},
+                {"vector": f.queries[1], "k": 5, "filter": {"must": [{"field": {"key": "title", "any_of": {"keywords": [title]}}}]}}
+            ]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch["results"][0]["hits"].as_array().unwrap().len(), 3);
+    assert_eq!(batch["results"][1]["hits"].as_array().unwrap().len(), 5);
+
+    // Get one, get many, delete, scroll.
+    let (status, one) = http
+        .json(
+            "GET",
+            "/v1/collections/wiki/points/5?with_vector=false",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["payload"], f.payloads[5]);
+    assert_eq!(one["vector"], json!([]));
+    let (status, missing) = http
+        .json("GET", "/v1/collections/wiki/points/nope", None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["code"], "NOT_FOUND");
+    let (_, got) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/get",
+            Some(json!({"ids": ["9", "8"], "with_payload": true})),
+        )
+        .await;
+    assert_eq!(got["points"][0]["id"], "9");
+    assert_eq!(got["points"][1]["payload"], f.payloads[8]);
+    let (_, deleted) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/delete",
+            Some(json!({"ids": ["1", "2", "3", "nope"]})),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], 3);
+    let (_, deleted) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/delete",
+            Some(json!({"filter": {"must": [{"field": {"key": "title", "keyword": title}}]}})),
+        )
+        .await;
+    let by_title = rows
+        .iter()
+        .filter(|r| !["1", "2", "3"].contains(&r.as_str()))
+        .count();
+    assert_eq!(deleted["deleted"], by_title);
+    let remaining = f.base.len() - 3 - by_title;
+    let mut ids = Vec::new();
+    let mut offset = String::new();
+    loop {
+        let (status, page) = http
+            .json(
+                "POST",
+                "/v1/collections/wiki/points/scroll",
+                Some(json!({"offset": offset, "limit": 500, "with_payload": true})),
+            )
+            .await;
+        assert_eq!(status, 200, "{page}");
+        for p in page["points"].as_array().unwrap() {
+            let id = p["id"].as_str().unwrap().to_owned();
+            assert_eq!(p["payload"], f.payloads[id.parse::<usize>().unwrap()]);
+            ids.push(id);
+        }
+        offset = page["next_offset"].as_str().unwrap().to_owned();
+        if offset.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(ids.len(), remaining);
+
+    let (status, stats) = http.json("GET", "/v1/stats/cores", None).await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["cores"].as_array().unwrap().len(), CORES);
+
+    // Restart: the same answers.
+    dev.terminate();
+    let dev = support::dev(dir.path(), CORES);
+    let http = Http::new(&support::http_addr(&dev));
+    let (status, counted) = http
+        .json("POST", "/v1/collections/wiki/points/count", Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{counted}");
+    assert_eq!(counted["count"], remaining);
+    let (_, one) = http
+        .json("GET", "/v1/collections/wiki/points/5", None)
+        .await;
+    assert_eq!(one["payload"], f.payloads[5]);
+    let (_, listed) = http.json("GET", "/v1/collections", None).await;
+    assert_eq!(listed["collections"][0]["spec"]["name"], "wiki");
+    let (status, dropped) = http.json("DELETE", "/v1/collections/wiki", None).await;
+    assert_eq!(status, 200, "{dropped}");
+    let (status, gone) = http.json("GET", "/v1/collections/wiki", None).await;
+    assert_eq!(status, 404, "{gone}");
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_stream_writes_survive_sigkill() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let client = client(&dev).await;
+    client
+        .create_collection(spec("crash", f.dim))
+        .await
+        .unwrap();
+
+    // Streams of 100 points each, one after another; the process is killed while they
+    // run. Every stream that was answered is acknowledged, and so durable.
+    let writer = {
+        let client = client.clone();
+        let f = Fixture::load();
+        tokio::spawn(async move {
+            let mut acknowledged: Vec<String> = Vec::new();
+            for round in 0.. {
+                let rows: Vec<usize> = (0..100).map(|i| (round * 100 + i) % f.base.len()).collect();
+                let points: Vec<Point> = rows
+                    .iter()
+                    .map(|&r| {
+                        let mut p = point(&f, r);
+                        p.id = format!("{round}-{r}");
+                        p
+                    })
+                    .collect();
+                let batches = tokio_stream::iter(
+                    points.chunks(25).map(<[Point]>::to_vec).collect::<Vec<_>>(),
+                );
+                match client.upsert_stream("crash", batches).await {
+                    Ok(ack) => {
+                        assert_eq!(ack.count, 100);
+                        acknowledged.extend(rows.iter().map(|r| format!("{round}-{r}")));
+                    }
+                    Err(_) => return acknowledged,
+                }
+            }
+            unreachable!()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    dev.kill();
+    let acknowledged = writer.await.unwrap();
+    assert!(
+        acknowledged.len() >= 200,
+        "only {} points were acknowledged before the kill",
+        acknowledged.len()
+    );
+
+    let dev = support::dev(dir.path(), CORES);
+    let client = client_after_restart(&dev).await;
+    for chunk in acknowledged.chunks(5000) {
+        let found = client
+            .get("crash", chunk.to_vec(), false, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            found.len(),
+            chunk.len(),
+            "acknowledged points are missing after SIGKILL"
+        );
+    }
+    let count = client.count("crash", None).await.unwrap() as usize;
+    assert!(count >= acknowledged.len());
+    // And the collection still takes writes and searches.
+    client.upsert("crash", vec![point(&f, 0)]).await.unwrap();
+    let found = client
+        .search(SearchRequest::new("crash", f.base[0].clone(), 1).with_ef(EF))
+        .await
+        .unwrap();
+    assert_eq!(found.hits.len(), 1);
+    dev.terminate();
+}
+
+/// Asserts a call failed with `code` and a message holding `words`.
+fn expect<T>(result: Result<T, vectron_client::Error>, code: tonic::Code, words: &str) {
+    let Err(err) = result else {
+        panic!("expected {code:?}, the call succeeded")
+    };
+    assert_eq!(err.code(), code, "{err}");
+    assert!(err.to_string().contains(words), "{err} ∌ {words:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
+    use tonic::Code;
+
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let client = Client::builder(support::grpc_addr(&dev))
+        .max_message_bytes(256 << 20)
+        .retries(0, Duration::from_millis(1))
+        .connect()
+        .await
+        .unwrap();
+    let http = Http::new(&support::http_addr(&dev));
+    client.create_collection(spec("bad", f.dim)).await.unwrap();
+    client
+        .upsert("bad", vec![point(&f, 0), point(&f, 1)])
+        .await
+        .unwrap();
+
+    // gRPC.
+    let short = Point::new("w", vec![0.5; f.dim - 1]);
+    expect(
+        client.upsert("bad", vec![short]).await,
+        Code::InvalidArgument,
+        "vector has 383 values, the collection has dimension 384",
+    );
+    let mut nan = vec![0.5; f.dim];
+    nan[7] = f32::NAN;
+    expect(
+        client.upsert("bad", vec![Point::new("n", nan)]).await,
+        Code::InvalidArgument,
+        "vector value 7 is not a finite number",
+    );
+    expect(
+        client
+            .upsert("bad", vec![Point::new("huge", vec![0.5; 10_000])])
+            .await,
+        Code::InvalidArgument,
+        "vector has 10000 values",
+    );
+    expect(
+        client
+            .search(SearchRequest::new("bad", vec![0.5; 10_000], 10))
+            .await,
+        Code::InvalidArgument,
+        "query vector has 10000 values",
+    );
+    expect(
+        client
+            .upsert("bad", vec![Point::new("x".repeat(1024), vec![0.5; f.dim])])
+            .await,
+        Code::InvalidArgument,
+        "id must be 1 to 128 bytes",
+    );
+    expect(
+        client.upsert("nope", vec![point(&f, 0)]).await,
+        Code::NotFound,
+        "\"nope\" does not exist",
+    );
+    expect(
+        client.count("nope", None).await,
+        Code::NotFound,
+        "does not exist",
+    );
+    // 100 MB in one message: refused by size before it is read.
+    let giant = Point::new("g", vec![0.5; 25 << 20]);
+    expect(
+        client.upsert("bad", vec![giant]).await,
+        Code::ResourceExhausted,
+        "too large",
+    );
+    let mut rerank = SearchRequest::new("bad", f.queries[0].clone(), 10);
+    rerank.rerank = Some(vectron_client::Rerank {
+        query_text: "moon".into(),
+        top_n: 0,
+    });
+    expect(
+        client.search(rerank).await,
+        Code::Unimplemented,
+        "rerank is not available",
+    );
+    expect(
+        client
+            .search(SearchRequest::new("bad", f.queries[0].clone(), 0))
+            .await,
+        Code::InvalidArgument,
+        "k must be between 1 and 10000",
+    );
+    expect(
+        client.delete_filter("bad", Filter::default()).await,
+        Code::InvalidArgument,
+        "non-empty filter",
+    );
+    let mut replicated = spec("replicated", 4);
+    replicated.replication_factor = Some(2);
+    expect(
+        client.create_collection(replicated).await,
+        Code::Unimplemented,
+        "replication",
+    );
+
+    // HTTP.
+    let search = "/v1/collections/bad/points/search";
+    let expect_http = |(status, body): (u16, String), want: u16, code: &str, words: &str| {
+        assert_eq!(status, want, "{body}");
+        let body: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        assert_eq!(body["error"]["code"], code, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(words), "{message} ∌ {words:?}");
+    };
+    let upsert = |points: Value| json!({"points": points}).to_string().into_bytes();
+    let points = "/v1/collections/bad/points";
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            upsert(json!([{"id": "a", "vector": [0.5, 0.5]}])),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "vector has 2 values",
+    );
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            upsert(json!([{"id": "a", "vector": vec![0.5; 10_000]}])),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "vector has 10000 values",
+    );
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            upsert(json!([{"id": "x".repeat(1024), "vector": vec![0.5; f.dim]}])),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "id must be 1 to 128 bytes",
+    );
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            b"{\"points\": [{\"id\": \"a\", \"vector\": [NaN]}]}".to_vec(),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "malformed JSON",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            search,
+            Some("application/json"),
+            b"{\"vector\": [1, 2".to_vec(),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "malformed JSON",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            search,
+            Some("application/json"),
+            json!({"vector": f.queries[0], "k": 3, "kk": 1})
+                .to_string()
+                .into_bytes(),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "kk",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            search,
+            Some("text/plain"),
+            json!({"vector": f.queries[0], "k": 3})
+                .to_string()
+                .into_bytes(),
+        )
+        .await,
+        415,
+        "INVALID_ARGUMENT",
+        "Content-Type must be application/json",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            "/v1/collections/nope/points/search",
+            Some("application/json"),
+            json!({"vector": [1.0], "k": 3}).to_string().into_bytes(),
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+        "\"nope\" does not exist",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            search,
+            Some("application/json"),
+            json!({"vector": f.queries[0], "k": 3, "rerank": {"query_text": "x"}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await,
+        501,
+        "UNIMPLEMENTED",
+        "rerank",
+    );
+    // 100 MB body: refused by its declared length.
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            vec![b' '; 100 << 20],
+        )
+        .await,
+        413,
+        "RESOURCE_EXHAUSTED",
+        "larger than the limit",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            "/v1/collections/bad/points/stream",
+            Some("application/json"),
+            b"{}".to_vec(),
+        )
+        .await,
+        415,
+        "INVALID_ARGUMENT",
+        "application/x-ndjson",
+    );
+    expect_http(
+        http.send(
+            "POST",
+            "/v1/collections/bad/points/stream",
+            Some("application/x-ndjson"),
+            b"{\"id\": \"1\", \"vector\": [1]}\n".to_vec(),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "batch starting at line 1: point 0 (id \"1\"): vector has 1 values",
+    );
+
+    // Still serving, on both doors.
+    let found = client
+        .search(SearchRequest::new("bad", f.base[1].clone(), 2).with_ef(EF))
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "1");
+    let (status, found) = http
+        .json("POST", search, Some(json!({"vector": f.base[0], "k": 1})))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["id"], "0");
+    assert_eq!(client.count("bad", None).await.unwrap(), 2);
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let control = support::ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+    let worker_args = |data: &std::path::Path| -> Vec<String> {
+        [
+            "worker",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--cores",
+            "2",
+            "--core-base-port",
+            "0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--no-pin",
+            "--control",
+            &control.address,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let worker_dir = dir.path().join("worker");
+    let args = worker_args(&worker_dir);
+    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let gateway = Process::start(&[
+        "gateway",
+        "--control",
+        &control.address,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    let http = Http::new(&support::http_addr(&gateway));
+    let client = client_after_restart(&gateway).await;
+    // The worker registers in the background; creating waits until the control plane
+    // can place the shards.
+    let mut created = None;
+    for _ in 0..100 {
+        match client.create_collection(spec("moving", f.dim)).await {
+            Ok(info) => {
+                created = Some(info);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(created.expect("the collection was created").shards.len(), 2);
+    assert_eq!(http.send("GET", "/readyz", None, vec![]).await.0, 200);
+    let points: Vec<Point> = (0..300).map(|r| point(&f, r)).collect();
+    client.upsert("moving", points).await.unwrap();
+    let before: Vec<u32> = client
+        .describe_collection("moving")
+        .await
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| {
+            s.replicas[0]
+                .address
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+
+    // The worker comes back on other ports; the gateway finds its shards there.
+    worker.terminate();
+    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut found = None;
+    for _ in 0..100 {
+        match client
+            .search(SearchRequest::new("moving", f.base[42].clone(), 1).with_ef(EF))
+            .await
+        {
+            Ok(hits) => {
+                found = Some(hits);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(found.expect("search after the restart").hits[0].id, "42");
+    assert_eq!(client.count("moving", None).await.unwrap(), 300);
+    let after: Vec<u32> = client
+        .describe_collection("moving")
+        .await
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| {
+            s.replicas[0]
+                .address
+                .rsplit(':')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_ne!(before, after, "the worker took other ports");
+    gateway.terminate();
+    worker.terminate();
+}
