@@ -28,6 +28,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("the control plane did not start")?;
     let control_addr = control.address().to_owned();
 
+    // The control plane remembers the worker and its shards as serving from the last
+    // run; only a registration newer than this instant says the worker of this run has
+    // reopened them.
+    let worker_started_ms = unix_ms();
     let mut worker = vectron_worker::WorkerConfig::new(data_dir.join("worker"));
     if let Some(cores) = args.cores {
         worker.cores = cores;
@@ -57,7 +61,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
 
-    wait_until_serving(&control_addr, worker.id(), &gateway).await;
+    wait_until_serving(&control_addr, worker.id(), worker_started_ms, &gateway).await;
     println!(
         "{}",
         serde_json::json!({
@@ -89,17 +93,30 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
 /// Waits until the worker is up, every shard it holds serves, and the gateway routes by
 /// a table at least that new; gives up (with a warning) after [`READY_WAIT`].
-async fn wait_until_serving(control: &str, worker_id: &str, gateway: &vectron_gateway::Gateway) {
+/// Milliseconds since the Unix epoch, the clock of `registered_at_unix_ms`.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+async fn wait_until_serving(
+    control: &str,
+    worker_id: &str,
+    registered_since_ms: u64,
+    gateway: &vectron_gateway::Gateway,
+) {
     let started = Instant::now();
     let Ok(client) = ControlClient::new([control]) else {
         return;
     };
     loop {
         if let Ok(status) = client.cluster_status().await {
-            let worker_up = status
-                .workers
-                .iter()
-                .any(|w| w.worker_id == worker_id && w.health() == WorkerHealth::Up);
+            let worker_up = status.workers.iter().any(|w| {
+                w.worker_id == worker_id
+                    && w.health() == WorkerHealth::Up
+                    && w.registered_at_unix_ms >= registered_since_ms
+            });
             if worker_up
                 && status.unavailable_shards.is_empty()
                 && gateway.routing_loaded()

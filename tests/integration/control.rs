@@ -19,6 +19,23 @@ fn client(addresses: &[&str]) -> ControlClient {
         })
 }
 
+/// Registers a worker that places no real cores, so collections can be created.
+async fn register(client: &ControlClient) {
+    client
+        .register_worker(ctl::RegisterWorkerRequest {
+            worker_id: "w1".into(),
+            data_host: "127.0.0.1".into(),
+            cores: vec![ctl::CoreEndpoint {
+                core: 0,
+                port: 20000,
+            }],
+            admin_address: String::new(),
+            cluster_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
 async fn names(client: &ControlClient) -> Vec<String> {
     client
         .list_collections()
@@ -45,19 +62,7 @@ fn a_control_cluster_survives_sigkill_of_its_leader() {
 
     runtime.block_on(async {
         let client = client(&all);
-        client
-            .register_worker(ctl::RegisterWorkerRequest {
-                worker_id: "w1".into(),
-                data_host: "127.0.0.1".into(),
-                cores: vec![ctl::CoreEndpoint {
-                    core: 0,
-                    port: 20000,
-                }],
-                admin_address: String::new(),
-                cluster_id: String::new(),
-            })
-            .await
-            .unwrap();
+        register(&client).await;
         for name in ["a", "b", "c"] {
             client
                 .create_collection(api::CollectionSpec {
@@ -88,7 +93,9 @@ fn a_control_cluster_survives_sigkill_of_its_leader() {
     runtime.block_on(async {
         let client = client(&survivors);
         assert_eq!(names(&client).await, ["a", "b", "c"]);
-        // A write needs a new leader.
+        // A write needs a new leader. The worker registers again first: this test sends
+        // no heartbeats, and on a slow machine it may have been declared down already.
+        register(&client).await;
         client
             .create_collection(api::CollectionSpec {
                 name: "d".into(),
