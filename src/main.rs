@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vectron_control::{ControlClient, ControlConfig, ControlNode};
 
+mod bench;
 mod dev;
 
 /// Vectron: a distributed vector database with thread-per-core shards.
@@ -33,6 +34,10 @@ enum Command {
     /// Run everything in one process: a single-node control plane, a worker with one
     /// core per CPU, and the gateway. Data under ./vectron-data; Ctrl-C stops cleanly.
     Dev(DevArgs),
+    /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
+    /// with the streaming upsert, then search it from concurrent clients; prints one
+    /// JSON line (ingest_vectors_per_s, qps, p50_us, p99_us, p999_us, recall).
+    Bench(bench::BenchArgs),
     /// Ask the control plane about the cluster.
     Cluster {
         #[command(subcommand)]
@@ -205,6 +210,10 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => {
             init_logging("info");
             multi_thread()?.block_on(run_gateway(args))
+        }
+        Command::Bench(args) => {
+            init_logging("warn");
+            multi_thread()?.block_on(bench::run(args))
         }
         Command::Dev(args) => {
             init_logging("info,openraft=warn");
