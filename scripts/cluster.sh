@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# A local multi-process Vectron cluster on loopback: three control nodes and two
-# workers with one core each.
+# A local multi-process Vectron cluster on loopback: three control nodes, two workers
+# with one core each, and a gateway (the public API: gRPC 127.0.0.1:6334, HTTP
+# 127.0.0.1:6333; $VECTRON_GRPC_ADDR and $VECTRON_HTTP_ADDR change them).
 #
 #   scripts/cluster.sh up       start the cluster (or the processes of it that are down)
 #   scripts/cluster.sh status   which processes run, and the cluster as the control plane sees it
@@ -15,7 +16,7 @@
 # Node 1 starts a new cluster; nodes 2 and 3 join through node 1. Worker N serves its core
 # on 127.0.0.1:$((7400 + 10 * N)) and its admin listener (stats, metrics) on
 # 127.0.0.1:$((7390 + N)); it registers with every control node. Restarted processes
-# resume from their data directories. The binary is $VECTRON_BIN, or target/release/vectron,
+# resume from their data directories. The gateway follows the control plane. The binary is $VECTRON_BIN, or target/release/vectron,
 # or target/debug/vectron (built if neither exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,6 +110,23 @@ start_worker() {
   echo "$name serving on 127.0.0.1:$(worker_port "$id"), admin $(worker_admin "$id") (pid $(<"$DIR/pids/$name.pid"))"
 }
 
+GRPC_ADDR=${VECTRON_GRPC_ADDR:-127.0.0.1:6334}
+HTTP_ADDR=${VECTRON_HTTP_ADDR:-127.0.0.1:6333}
+
+start_gateway() {
+  local name=gateway
+  if pid=$(pid_of "$name"); then
+    echo "$name already running (pid $pid) on $GRPC_ADDR"
+    return
+  fi
+  : >"$DIR/logs/$name.log"
+  nohup "$BIN" gateway --control "$(control_addrs)" --grpc-addr "$GRPC_ADDR" \
+    --http-addr "$HTTP_ADDR" >>"$DIR/logs/$name.log" 2>&1 &
+  echo $! >"$DIR/pids/$name.pid"
+  wait_serving "$name" '"event":"ready"'
+  echo "$name serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR (pid $(<"$DIR/pids/$name.pid"))"
+}
+
 up() {
   BIN=$(binary)
   mkdir -p "$DIR/logs" "$DIR/pids"
@@ -116,12 +134,14 @@ up() {
   for ((i = 1; i <= CONTROL_NODES; i++)); do start_control "$i"; done
   echo "control plane: $(control_addrs)"
   for ((i = 1; i <= WORKERS; i++)); do start_worker "$i"; done
+  start_gateway
 }
 
 down() {
   [[ -d "$DIR/pids" ]] || { echo "nothing to stop"; return; }
   local file name pid waited
-  for file in "$DIR"/pids/*.pid; do
+  # The gateway and the workers first: they talk to the control plane while they stop.
+  for file in "$DIR"/pids/gateway.pid "$DIR"/pids/worker-*.pid "$DIR"/pids/control-*.pid; do
     [[ -e "$file" ]] || continue
     name=$(basename "$file" .pid)
     if pid=$(pid_of "$name"); then
@@ -160,6 +180,11 @@ status() {
       echo "$name   stopped           127.0.0.1:$(worker_port "$i")"
     fi
   done
+  if pid=$(pid_of gateway); then
+    echo "gateway    running  pid $pid  $GRPC_ADDR (gRPC), $HTTP_ADDR (HTTP)"
+  else
+    echo "gateway    stopped           $GRPC_ADDR (gRPC), $HTTP_ADDR (HTTP)"
+  fi
   echo
   BIN=$(binary)
   "$BIN" cluster status --control "$(control_addrs)"

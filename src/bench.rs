@@ -241,7 +241,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let (client, stop, of) = (client.clone(), Arc::clone(&stop), args.concurrency);
             let requests: Vec<SearchRequest> = (0..data.queries.len()).map(request).collect();
             tokio::spawn(async move {
-                let mut latency = Histogram::<u64>::new(3).expect("3 significant figures");
+                let mut latency = histogram();
                 let mut errors = 0u64;
                 // Start each client at its own place in the query set.
                 let mut q = w * requests.len() / of;
@@ -250,7 +250,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     match client.search(requests[q % requests.len()].clone()).await {
                         Ok(_) => {
                             let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            latency.saturating_record(us.max(1));
+                            latency.saturating_record(us.clamp(1, MAX_LATENCY_US));
                         }
                         Err(_) => errors += 1,
                     }
@@ -262,7 +262,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .collect();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latency = Histogram::<u64>::new(3).expect("3 significant figures");
+    let mut latency = histogram();
     let mut errors = 0;
     for w in workers {
         let (h, e) = w.await?;
@@ -286,6 +286,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     out.insert("searches".into(), latency.len().into());
     out.insert("errors".into(), errors.into());
     out.insert("qps".into(), round(latency.len() as f64 / elapsed).into());
+    out.insert("mean_us".into(), round(latency.mean()).into());
     out.insert("p50_us".into(), latency.value_at_quantile(0.5).into());
     out.insert("p99_us".into(), latency.value_at_quantile(0.99).into());
     out.insert("p999_us".into(), latency.value_at_quantile(0.999).into());
@@ -357,6 +358,13 @@ async fn indexed_points(client: &Client, collection: &str) -> anyhow::Result<(u6
         .flat_map(|c| &c.shards)
         .filter(|s| s.collection == collection)
         .fold((0, 0), |(p, i), s| (p + s.points, i + s.indexed_points)))
+}
+
+/// Latencies up to a minute are told apart; longer ones count as a minute.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds")
 }
 
 fn round(x: f64) -> f64 {

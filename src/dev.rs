@@ -35,7 +35,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let mut worker = vectron_worker::WorkerConfig::new(data_dir.join("worker"));
     if let Some(cores) = args.cores {
         worker.cores = cores;
+    } else if !args.cpus.is_empty() {
+        worker.cores = args.cpus.len();
     }
+    worker.cpus = args.cpus;
     worker.core_base_port = 0;
     worker.admin_addr = "127.0.0.1:0".parse()?;
     worker.pin = !args.no_pin;

@@ -183,6 +183,10 @@ struct DevArgs {
     /// Do not pin core threads to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// CPUs to pin the cores to, one per core (comma-separated); the gateway and the
+    /// control plane run on the CPUs the process may use.
+    #[arg(long, value_delimiter = ',')]
+    cpus: Vec<usize>,
     #[command(flatten)]
     options: GatewayOptions,
 }

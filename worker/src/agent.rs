@@ -73,7 +73,13 @@ impl Agent {
                     _ = ticker.tick() => {}
                     _ = &mut stop => return,
                 }
-                match self.heartbeat(may_delete).await {
+                // The client retries an unreachable control plane for a while: a
+                // shutdown must not wait for that.
+                let beat = tokio::select! {
+                    r = self.heartbeat(may_delete) => r,
+                    _ = &mut stop => return,
+                };
+                match beat {
                     Ok(()) => {}
                     Err(e) if e.code() == Some(tonic::Code::NotFound) => {
                         tracing::warn!(
