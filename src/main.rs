@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use vectron_control::{ControlClient, ControlConfig, ControlNode};
 
+mod cli;
 mod dev;
 
 /// Vectron: a distributed vector database with thread-per-core shards.
@@ -33,6 +34,12 @@ enum Command {
     /// Run everything in one process: a single-node control plane, a worker with one
     /// core per CPU, and the gateway. Data under ./vectron-data; Ctrl-C stops cleanly.
     Dev(DevArgs),
+    /// Create, list, describe and drop collections (a client of the gateway at --addr).
+    Collections(cli::CollectionsArgs),
+    /// Upsert points from fvecs, npy or JSON-lines files; get, count and delete points.
+    Points(cli::PointsArgs),
+    /// Top-k similarity search in a collection, optionally filtered.
+    Search(cli::SearchArgs),
     /// Ask the control plane about the cluster.
     Cluster {
         #[command(subcommand)]
@@ -210,6 +217,9 @@ fn main() -> anyhow::Result<()> {
             init_logging("info,openraft=warn");
             multi_thread()?.block_on(dev::run(args))
         }
+        Command::Collections(args) => client(cli::Action::Collections(args)),
+        Command::Points(args) => client(cli::Action::Points(args)),
+        Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {
             command: ClusterCommand::Status { control },
         } => {
@@ -225,6 +235,13 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Runs a client command; it prints its own errors and exits non-zero on failure.
+fn client(action: cli::Action) -> anyhow::Result<()> {
+    init_logging("warn");
+    cli::run(&multi_thread()?, action);
+    Ok(())
 }
 
 fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {
