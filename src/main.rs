@@ -34,11 +34,9 @@ enum Command {
     /// Run everything in one process: a single-node control plane, a worker with one
     /// core per CPU, and the gateway. Data under ./vectron-data; Ctrl-C stops cleanly.
     Dev(DevArgs),
-    /// Create, list, describe and drop collections (a client of the gateway at --addr).
+    // The client commands; their help is in src/cli/.
     Collections(cli::CollectionsArgs),
-    /// Upsert points from fvecs, npy or JSON-lines files; get, count and delete points.
     Points(cli::PointsArgs),
-    /// Top-k similarity search in a collection, optionally filtered.
     Search(cli::SearchArgs),
     /// Ask the control plane about the cluster.
     Cluster {

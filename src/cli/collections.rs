@@ -9,7 +9,7 @@ use vectron_client::{
 
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
 
-/// Create, list, describe and drop collections.
+/// Create, list, describe and drop collections (a client of the gateway at --addr).
 #[derive(Debug, Args)]
 pub(crate) struct CollectionsArgs {
     #[command(subcommand)]
@@ -20,21 +20,26 @@ pub(crate) struct CollectionsArgs {
 
 #[derive(Debug, Subcommand)]
 enum CollectionsCommand {
-    /// Create a collection: its dimension and metric are fixed for good, as are its
-    /// shard count and index settings. Every other setting takes the server's default.
+    /// Create a collection.
+    ///
+    /// Its dimension and metric are fixed for good, as are its shard count and index
+    /// settings. Settings not given take the server's defaults.
     ///
     /// Example: vectron collections create articles --dimension 384 --metric cosine
     /// --index title:keyword --index year:numeric
     Create(CreateArgs),
     /// List the collections, ordered by name.
     List,
-    /// Show a collection: its settings with every default resolved, its state, its
-    /// point count (as last reported, it lags writes by about a second) and its shards.
+    /// Show a collection: settings, state, point count and shards.
+    ///
+    /// Settings are shown with every default resolved. The point count is as last
+    /// reported by the shards and lags writes by about a second; `vectron points count`
+    /// is exact.
     Describe {
         /// Name of the collection.
         name: String,
     },
-    /// Drop a collection and every point in it. There is no undo.
+    /// Drop a collection and every point in it; there is no undo.
     Drop {
         /// Name of the collection.
         name: String,
@@ -126,7 +131,7 @@ impl CollectionsArgs {
                 if json {
                     output::print_json(&created);
                 } else {
-                    print!("created {}", describe(&created));
+                    output::text(&format!("created {}", describe(&created)));
                 }
             }
             CollectionsCommand::List => {
@@ -134,7 +139,7 @@ impl CollectionsArgs {
                 if json {
                     output::print_json(&ListCollectionsResponse { collections });
                 } else {
-                    print!("{}", table(&collections));
+                    output::text(&table(&collections));
                 }
             }
             CollectionsCommand::Describe { name } => {
@@ -142,7 +147,7 @@ impl CollectionsArgs {
                 if json {
                     output::print_json(&info);
                 } else {
-                    print!("{}", describe(&info));
+                    output::text(&describe(&info));
                 }
             }
             CollectionsCommand::Drop { name } => {
@@ -150,7 +155,7 @@ impl CollectionsArgs {
                 if json {
                     output::print_value(&serde_json::json!({}));
                 } else {
-                    println!("dropped collection {name}");
+                    output::text(&format!("dropped collection {name}\n"));
                 }
             }
         }

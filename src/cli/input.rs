@@ -352,6 +352,13 @@ impl Rows {
         check_vector(&self.source, at, &vector)?;
         let (id, mut payload) =
             id_payload.unwrap_or_else(|| (format!("{}{row}", self.source.id_prefix), None));
+        if id.is_empty() || id.len() > MAX_ID_BYTES {
+            return Err(InputError::BadId {
+                path: self.source.path.clone(),
+                at,
+                id,
+            });
+        }
         if let Some((path, lines)) = &mut self.payloads {
             let Some((line, text)) = lines.next_line(path)? else {
                 return Err(InputError::TooFewPayloads {
@@ -654,6 +661,25 @@ mod tests {
                 err,
                 InputError::Truncated {
                     at: Place::Row(1),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ids_longer_than_the_server_takes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(&dir, "a.fvecs", &fvecs(&[vec![1.0]]));
+        let mut s = source(path, 1);
+        s.id_prefix = "x".repeat(128);
+        let err = read(&s).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::BadId {
+                    at: Place::Row(0),
                     ..
                 }
             ),

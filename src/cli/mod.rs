@@ -35,6 +35,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the gateway is and how to talk to it; shared by every client command.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Connection and output")]
 pub(crate) struct Connection {
     /// Gateway gRPC address: http://HOST:PORT, https://HOST:PORT (TLS), or HOST:PORT.
     #[arg(

@@ -54,10 +54,23 @@ fn integral_numbers(value: &mut serde_json::Value) {
 
 /// Prints a JSON value on stdout, pretty.
 pub(super) fn print_value(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+    let mut doc = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    doc.push('\n');
+    text(&doc);
+}
+
+/// Writes `text` to stdout. When the reader has gone (`vectron … | head`), the process
+/// ends quietly, as Unix tools do, instead of panicking in `println!`.
+pub(super) fn text(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the answer: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// A payload on one line, or `-` when there is none.

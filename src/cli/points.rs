@@ -17,7 +17,7 @@ use vectron_client::{Client, Filter, MAX_POINTS_PER_REQUEST, Point};
 use super::input::{Format, InputError, Source};
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
 
-/// Upsert points from files, and get, count and delete points.
+/// Upsert points from fvecs, npy or JSON-lines files; get, count and delete points.
 #[derive(Debug, Args)]
 pub(crate) struct PointsArgs {
     #[command(subcommand)]
@@ -28,9 +28,9 @@ pub(crate) struct PointsArgs {
 
 #[derive(Debug, Subcommand)]
 enum PointsCommand {
-    /// Insert or replace points read from a file, over one streamed call.
+    /// Insert or replace points read from a file (fvecs, npy or JSON lines).
     ///
-    /// The file is .fvecs (rows of an i32 dimension and that many f32, little-endian),
+    /// The points travel over one streamed call, in batches of --batch. The file is .fvecs (rows of an i32 dimension and that many f32, little-endian),
     /// .npy (a 2-D float32 array in C order) or .jsonl / .ndjson (one
     /// {"id": ..., "vector": [...], "payload": {...}} object per line). Rows of fvecs and
     /// npy files get their row number (from 0) as id, after --id-prefix, and their
@@ -39,8 +39,10 @@ enum PointsCommand {
     /// fails with its row (binary files, from 0) or line (text files, from 1) and
     /// writes nothing. Points are durable when the summary line is printed.
     Upsert(UpsertArgs),
-    /// Read points by id (payloads included; vectors with --with-vector). Ids that do
-    /// not exist are left out of the answer and named on stderr.
+    /// Read points by id.
+    ///
+    /// Prints one line per point found: id, payload and, with --with-vector, the
+    /// stored vector. Ids that do not exist are left out and named on stderr.
     Get {
         /// The collection.
         collection: String,
@@ -51,7 +53,7 @@ enum PointsCommand {
         #[arg(long)]
         with_vector: bool,
     },
-    /// Delete points by id, or every point passing --filter. Prints how many existed.
+    /// Delete points by id, or every point passing --filter; prints how many existed.
     Delete {
         /// The collection.
         collection: String,
@@ -63,7 +65,7 @@ enum PointsCommand {
         #[arg(long, value_name = "JSON")]
         filter: Option<String>,
     },
-    /// Count the points of a collection exactly (those passing --filter, if given).
+    /// Count the points of a collection exactly, or those passing --filter.
     Count {
         /// The collection.
         collection: String,
@@ -130,7 +132,7 @@ impl PointsArgs {
                             line.push('\t');
                             line.push_str(&output::vector(&p.vector));
                         }
-                        println!("{line}");
+                        output::text(&format!("{line}\n"));
                     }
                 }
                 if !missing.is_empty() && !json {
@@ -156,7 +158,7 @@ impl PointsArgs {
                 if json {
                     output::print_json(&DeleteResponse { deleted });
                 } else {
-                    println!("deleted {deleted} points");
+                    output::text(&format!("deleted {deleted} {}\n", points_word(deleted)));
                 }
                 Ok(())
             }
@@ -170,7 +172,7 @@ impl PointsArgs {
                 if json {
                     output::print_json(&CountResponse { count });
                 } else {
-                    println!("{count}");
+                    output::text(&format!("{count}\n"));
                 }
                 Ok(())
             }
@@ -357,18 +359,23 @@ async fn upsert(client: &Client, args: UpsertArgs, json: bool) -> Result<(), Cli
         doc["points_per_s"] = serde_json::json!(rate.round());
         output::print_value(&doc);
     } else {
-        println!(
-            "upserted {} points into {} in {seconds:.2} s ({rate:.0} points/s){}",
+        let durable = if answer.durable {
+            ""
+        } else {
+            ", not yet durable"
+        };
+        output::text(&format!(
+            "upserted {} {} into {} in {seconds:.2} s ({rate:.0} points/s){durable}\n",
             answer.count,
-            args.collection,
-            if answer.durable {
-                ""
-            } else {
-                ", not yet durable"
-            }
-        );
+            points_word(answer.count),
+            args.collection
+        ));
     }
     Ok(())
+}
+
+fn points_word(n: u64) -> &'static str {
+    if n == 1 { "point" } else { "points" }
 }
 
 /// A progress bar on stderr when it is a terminal, else nothing.
@@ -379,7 +386,7 @@ fn progress(terminal: bool, len: Option<u64>, what: &'static str) -> ProgressBar
     let bar = match len {
         Some(len) => ProgressBar::new(len).with_style(
             ProgressStyle::with_template(
-                "{msg} {wide_bar} {human_pos}/{human_len} points, {per_sec}, eta {eta}",
+                "{msg} {wide_bar} {human_pos}/{human_len} points, {elapsed} elapsed, eta {eta}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         ),
@@ -391,4 +398,75 @@ fn progress(terminal: bool, len: Option<u64>, what: &'static str) -> ProgressBar
     bar.set_message(what);
     bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+    use crate::cli::input::Place;
+
+    fn batches() -> (mpsc::Sender<Message>, Batches) {
+        let (tx, rx) = mpsc::channel(4);
+        let batches = Batches {
+            rx,
+            failed: Arc::new((Mutex::new(None), Notify::new())),
+            progress: ProgressBar::hidden(),
+            stopped: false,
+        };
+        (tx, batches)
+    }
+
+    async fn stalls(batches: &mut Batches) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), batches.next())
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn the_stream_ends_only_after_the_readers_done() {
+        let (tx, mut b) = batches();
+        tx.send(Message::Batch(vec![Point::new("a", vec![1.0])]))
+            .await
+            .unwrap();
+        tx.send(Message::Done).await.unwrap();
+        assert_eq!(b.next().await.unwrap().len(), 1);
+        assert!(b.next().await.is_none());
+        assert!(b.failed.0.lock().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_failed_reader_stalls_the_stream_and_says_why() {
+        let (tx, mut b) = batches();
+        let failed = b.failed.clone();
+        tx.send(Message::Batch(vec![Point::new("a", vec![1.0])]))
+            .await
+            .unwrap();
+        tx.send(Message::Failed(InputError::Truncated {
+            path: "a.fvecs".into(),
+            at: Place::Row(1),
+        }))
+        .await
+        .unwrap();
+        assert!(b.next().await.is_some());
+        assert!(stalls(&mut b).await, "the stream must not end");
+        failed.1.notified().await;
+        let error = failed.0.lock().unwrap().take();
+        assert!(matches!(
+            error,
+            Some(CliError::Input(InputError::Truncated { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_vanished_reader_is_no_end_of_input() {
+        let (tx, mut b) = batches();
+        drop(tx);
+        assert!(stalls(&mut b).await, "the stream must not end");
+        assert!(matches!(
+            b.failed.0.lock().unwrap().take(),
+            Some(CliError::ReaderLost)
+        ));
+    }
 }

@@ -8,7 +8,9 @@ use vectron_client::SearchRequest;
 use super::points::parse_filter;
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
 
-/// Find the k points most similar to a query vector, best first. The query is given
+/// Top-k similarity search in a collection, optionally filtered.
+///
+/// Finds the k points most similar to a query vector, best first. The query is given
 /// inline (--vector), in a JSON file (--vector-file) or as the stored vector of a point
 /// (--from-id; that point is then usually the top hit). Scores are similarities: higher
 /// is closer, for every metric.
@@ -103,7 +105,7 @@ impl SearchArgs {
             return Ok(());
         }
         if answer.hits.is_empty() {
-            println!("no hits");
+            output::text("no hits\n");
         }
         for (rank, hit) in answer.hits.into_iter().enumerate() {
             let mut line = format!("{:>3}  {:<20} {:.6}", rank + 1, hit.id, hit.score);
@@ -115,7 +117,7 @@ impl SearchArgs {
                 line.push_str("  ");
                 line.push_str(&output::vector(&hit.vector));
             }
-            println!("{line}");
+            output::text(&format!("{line}\n"));
         }
         if !answer.missing_shards.is_empty() {
             eprintln!("missing shards: {:?}", answer.missing_shards);
