@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use vectron_control::{ControlClient, ControlConfig, ControlNode};
 
 mod bench;
+mod cli;
 mod dev;
 
 /// Vectron: a distributed vector database with thread-per-core shards.
@@ -34,6 +35,10 @@ enum Command {
     /// Run everything in one process: a single-node control plane, a worker with one
     /// core per CPU, and the gateway. Data under ./vectron-data; Ctrl-C stops cleanly.
     Dev(DevArgs),
+    // The client commands; their help is in src/cli/.
+    Collections(cli::CollectionsArgs),
+    Points(cli::PointsArgs),
+    Search(cli::SearchArgs),
     /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
     /// with the streaming upsert, then search it from concurrent clients; prints one
     /// JSON line (ingest_vectors_per_s, qps, p50_us, p99_us, p999_us, recall).
@@ -223,6 +228,9 @@ fn main() -> anyhow::Result<()> {
             init_logging("info,openraft=warn");
             multi_thread()?.block_on(dev::run(args))
         }
+        Command::Collections(args) => client(cli::Action::Collections(args)),
+        Command::Points(args) => client(cli::Action::Points(args)),
+        Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {
             command: ClusterCommand::Status { control },
         } => {
@@ -238,6 +246,13 @@ fn main() -> anyhow::Result<()> {
             })
         }
     }
+}
+
+/// Runs a client command; it prints its own errors and exits non-zero on failure.
+fn client(action: cli::Action) -> anyhow::Result<()> {
+    init_logging("warn");
+    cli::run(&multi_thread()?, action);
+    Ok(())
 }
 
 fn current_thread() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -33,6 +33,8 @@ pub struct ClientBuilder {
     backoff: Duration,
     max_message_bytes: usize,
     gzip: bool,
+    #[cfg(feature = "tls")]
+    tls: Option<Tls>,
 }
 
 impl ClientBuilder {
@@ -45,6 +47,8 @@ impl ClientBuilder {
             backoff: Duration::from_millis(50),
             max_message_bytes: 64 << 20,
             gzip: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -83,6 +87,16 @@ impl ClientBuilder {
         self
     }
 
+    /// Speaks TLS to the gateway with these settings. An `https://` endpoint uses TLS
+    /// without this call, trusting the system's root certificates; an endpoint without a
+    /// scheme becomes `https://` once TLS is set, and an explicit `http://` endpoint is
+    /// refused ([`Error::TlsOverPlaintext`]) rather than silently sent in the clear.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Connects now, failing fast when the gateway is unreachable.
     pub async fn connect(self) -> Result<Client, Error> {
         let endpoint = self.endpoint()?;
@@ -108,9 +122,12 @@ impl ClientBuilder {
     fn endpoint(&self) -> Result<Endpoint, Error> {
         let uri = if self.endpoint.contains("://") {
             self.endpoint.clone()
+        } else if self.wants_tls() {
+            format!("https://{}", self.endpoint)
         } else {
             format!("http://{}", self.endpoint)
         };
+        let https = uri.starts_with("https://");
         let mut endpoint = Endpoint::from_shared(uri)
             .map_err(|source| Error::InvalidEndpoint {
                 endpoint: self.endpoint.clone(),
@@ -123,7 +140,131 @@ impl ClientBuilder {
         if let Some(t) = self.timeout {
             endpoint = endpoint.timeout(t);
         }
-        Ok(endpoint)
+        match (https, self.wants_tls()) {
+            (true, _) => self.with_tls(endpoint),
+            (false, true) => Err(Error::TlsOverPlaintext {
+                endpoint: self.endpoint.clone(),
+            }),
+            (false, false) => Ok(endpoint),
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn wants_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn wants_tls(&self) -> bool {
+        false
+    }
+
+    #[cfg(feature = "tls")]
+    fn with_tls(&self, endpoint: Endpoint) -> Result<Endpoint, Error> {
+        let config = self
+            .tls
+            .clone()
+            .unwrap_or_default()
+            .client_config(self.connect_timeout);
+        endpoint
+            .tls_config(config)
+            .map_err(|source| Error::TlsConfig {
+                endpoint: self.endpoint.clone(),
+                source,
+            })
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn with_tls(&self, _: Endpoint) -> Result<Endpoint, Error> {
+        Err(Error::TlsNotBuilt {
+            endpoint: self.endpoint.clone(),
+        })
+    }
+}
+
+/// TLS settings of a client: which certificate authorities to trust, the name to
+/// verify the gateway's certificate against, and an optional client certificate.
+///
+/// ```no_run
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), vectron_client::Error> {
+/// use vectron_client::{Client, Tls};
+///
+/// let ca = std::fs::read("ca.pem").expect("the CA certificate");
+/// let client = Client::builder("https://vectron.internal:6334")
+///     .tls(Tls::new().ca_certificate_pem(ca))
+///     .connect()
+///     .await?;
+/// println!("{} collections", client.list_collections().await?.len());
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+#[derive(Clone, Default)]
+pub struct Tls {
+    ca_pems: Vec<Vec<u8>>,
+    domain: Option<String>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Debug for Tls {
+    // The client key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca_certificates", &self.ca_pems.len())
+            .field("domain", &self.domain)
+            .field("client_identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+#[cfg(feature = "tls")]
+impl Tls {
+    /// Trusts the system's root certificates, verifies the host name of the endpoint.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts this certificate authority (PEM; one or more certificates). Once any is
+    /// given, only the given authorities are trusted, not the system's roots.
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pems.push(pem.into());
+        self
+    }
+
+    /// Verifies the gateway's certificate against this name instead of the endpoint's
+    /// host (for an endpoint given by IP address, for instance).
+    pub fn domain(mut self, name: impl Into<String>) -> Self {
+        self.domain = Some(name.into());
+        self
+    }
+
+    /// Presents this client certificate and private key (both PEM) for mutual TLS.
+    pub fn client_identity_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    fn client_config(self, handshake_timeout: Duration) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut config = ClientTlsConfig::new().timeout(handshake_timeout);
+        config = if self.ca_pems.is_empty() {
+            config.with_native_roots()
+        } else {
+            config.ca_certificates(self.ca_pems.iter().map(Certificate::from_pem))
+        };
+        if let Some(domain) = self.domain {
+            config = config.domain_name(domain);
+        }
+        if let Some((cert, key)) = self.identity {
+            config = config.identity(Identity::from_pem(cert, key));
+        }
+        config
     }
 }
 

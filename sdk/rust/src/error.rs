@@ -65,6 +65,28 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
+    /// TLS settings were given for an explicit `http://` endpoint.
+    #[error("TLS is set but the endpoint {endpoint:?} says http://; use https:// or no scheme")]
+    TlsOverPlaintext {
+        /// The endpoint given.
+        endpoint: String,
+    },
+    /// An `https://` endpoint, but this build has no TLS (cargo feature `tls` of
+    /// vectron-client).
+    #[error("{endpoint:?} needs TLS, which this build leaves out (cargo feature `tls`)")]
+    TlsNotBuilt {
+        /// The endpoint given.
+        endpoint: String,
+    },
+    /// The TLS settings could not be used (a certificate or key that does not parse).
+    #[error("invalid TLS settings for {endpoint}")]
+    TlsConfig {
+        /// The endpoint given.
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: tonic::transport::Error,
+    },
     /// A payload could not be turned into a JSON object.
     #[error("payload must be a JSON object with finite numbers: {0}")]
     InvalidPayload(String),
@@ -86,8 +108,38 @@ impl Error {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Cancelled(_) => Code::Cancelled,
             Error::Internal(_) => Code::Internal,
-            Error::InvalidEndpoint { .. } => Code::InvalidArgument,
+            Error::InvalidEndpoint { .. }
+            | Error::TlsOverPlaintext { .. }
+            | Error::TlsNotBuilt { .. }
+            | Error::TlsConfig { .. } => Code::InvalidArgument,
             Error::Other { code, .. } => *code,
+        }
+    }
+}
+
+impl Error {
+    /// The server's own message, without the code: `None` for errors raised by the
+    /// client itself (connection, endpoint, TLS, payload).
+    pub fn server_message(&self) -> Option<&str> {
+        match self {
+            Error::InvalidArgument(m)
+            | Error::NotFound(m)
+            | Error::AlreadyExists(m)
+            | Error::Unauthenticated(m)
+            | Error::PermissionDenied(m)
+            | Error::ResourceExhausted(m)
+            | Error::FailedPrecondition(m)
+            | Error::Unavailable(m)
+            | Error::DeadlineExceeded(m)
+            | Error::Cancelled(m)
+            | Error::Internal(m)
+            | Error::Other { message: m, .. } => Some(m),
+            Error::Connect { .. }
+            | Error::InvalidEndpoint { .. }
+            | Error::TlsOverPlaintext { .. }
+            | Error::TlsNotBuilt { .. }
+            | Error::TlsConfig { .. }
+            | Error::InvalidPayload(_) => None,
         }
     }
 }
@@ -136,6 +188,7 @@ mod tests {
             let err = Error::from(Status::new(code, "why"));
             assert_eq!(err.code(), code, "{err}");
             assert!(err.to_string().contains("why"));
+            assert_eq!(err.server_message(), Some("why"));
         }
         assert_eq!(
             Error::from(Status::out_of_range("x")).code(),

@@ -5,22 +5,41 @@
 //! Idempotent calls (reads, searches, upserts, deletes by id) are retried with backoff
 //! when the server answers `UNAVAILABLE`; nothing else is retried.
 //!
+//! The walk-through of `examples/quickstart.rs`: connect to a running `vectron dev`,
+//! create a collection, upsert points with payloads, search with a filter.
+//!
 //! ```no_run
 //! use serde_json::json;
-//! use vectron_client::{Client, CollectionSpec, Condition, Filter, Metric, Point, SearchRequest, payload};
+//! use vectron_client::{
+//!     Client, CollectionSpec, Condition, Error, Filter, Metric, PayloadFieldKind, PayloadIndex,
+//!     Point, SearchRequest, payload,
+//! };
 //!
 //! # #[tokio::main]
-//! # async fn main() -> Result<(), vectron_client::Error> {
-//! let client = Client::connect("127.0.0.1:6334").await?;
-//! client.create_collection(CollectionSpec::new("articles", 4, Metric::Cosine)).await?;
+//! # async fn main() -> Result<(), Error> {
+//! let client = Client::connect("http://127.0.0.1:6334").await?;
 //!
-//! let point = Point::new("moon-1", vec![0.1, 0.9, 0.2, 0.0])
-//!     .with_payload(payload::to_struct(json!({"title": "Moon", "year": 1969}))?);
-//! client.upsert("articles", vec![point]).await?;
+//! let mut spec = CollectionSpec::new("books", 4, Metric::Cosine);
+//! spec.payload_indexes.push(PayloadIndex {
+//!     field: "genre".into(),
+//!     kind: PayloadFieldKind::Keyword.into(),
+//! });
+//! match client.create_collection(spec).await {
+//!     Ok(_) | Err(Error::AlreadyExists(_)) => {}
+//!     Err(e) => return Err(e),
+//! }
 //!
-//! let request = SearchRequest::new("articles", vec![0.1, 0.8, 0.3, 0.0], 10)
+//! let points = vec![
+//!     Point::new("1", vec![0.9, 0.1, 0.0, 0.1])
+//!         .with_payload(payload::to_struct(json!({"title": "Dune", "genre": "sci-fi"}))?),
+//!     Point::new("3", vec![0.9, 0.2, 0.0, 0.0])
+//!         .with_payload(payload::to_struct(json!({"title": "Emma", "genre": "novel"}))?),
+//! ];
+//! client.upsert("books", points).await?; // durable and searchable when it returns
+//!
+//! let request = SearchRequest::new("books", vec![0.9, 0.2, 0.0, 0.05], 3)
 //!     .with_ef(128)
-//!     .with_filter(Filter::must([Condition::keyword("title", "Moon")]))
+//!     .with_filter(Filter::must([Condition::keyword("genre", "sci-fi")]))
 //!     .with_payload();
 //! for hit in client.search(request).await?.hits {
 //!     println!("{} {:.3} {:?}", hit.id, hit.score, hit.payload.map(payload::from_struct));
@@ -28,6 +47,16 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! For bulk loads, [`Client::upsert_stream`] sends batches over one client stream and
+//! answers once all of them are durable.
+//!
+//! # TLS
+//!
+//! With the cargo feature `tls` (on by default; rustls with the ring provider, no
+//! system OpenSSL), an `https://` endpoint speaks TLS and trusts the system's root
+//! certificates; [`ClientBuilder::tls`] with a [`Tls`] trusts a given certificate
+//! authority instead, checks another name, or presents a client certificate.
 //!
 //! The message types are those of the API contract, re-exported from
 //! [`vectron_proto::v1`]; the `.proto` files document every field.
@@ -38,6 +67,8 @@ mod client;
 mod error;
 pub mod payload;
 
+#[cfg(feature = "tls")]
+pub use client::Tls;
 pub use client::{Client, ClientBuilder, MAX_POINTS_PER_REQUEST};
 pub use error::Error;
 /// Every message and enum of the API contract.

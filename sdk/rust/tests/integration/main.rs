@@ -2,3 +2,5 @@
 //! End-to-end tests against a real Vectron live with the `vectron` binary's tests.
 
 mod retries;
+#[cfg(feature = "tls")]
+mod tls;
