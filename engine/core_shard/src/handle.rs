@@ -91,6 +91,10 @@ pub struct ShardHandle {
     /// Set when the shard must stop: every later call fails with it.
     failed: RefCell<Option<String>>,
     checkpoint_lsn: Cell<u64>,
+    /// LSN of the last upsert or delete logged (0 when none since the log began). A
+    /// checkpoint is due only when it is above `checkpoint_lsn`: checkpoint markers take
+    /// LSNs too, but change nothing.
+    data_lsn: Cell<u64>,
     checkpointing: Cell<bool>,
 }
 
@@ -129,7 +133,7 @@ impl ShardHandle {
         let wal = Wal::open(dir.join("wal"), wal)
             .await
             .map_err(|source| ShardError::Wal { source })?;
-        replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
+        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
 
         let handle = Self {
             state: RefCell::new(state),
@@ -137,6 +141,7 @@ impl ShardHandle {
             dir: dir.to_path_buf(),
             failed: RefCell::new(None),
             checkpoint_lsn: Cell::new(checkpoint_lsn),
+            data_lsn: Cell::new(data_lsn),
             checkpointing: Cell::new(false),
         };
         handle.write_manifest()?;
@@ -253,6 +258,7 @@ impl ShardHandle {
         });
         let logged = Box::pin(self.wal.append(record));
         let lsn = self.wal.last_lsn().get();
+        self.data_lsn.set(lsn);
         if let Err(e) = self.state.borrow_mut().apply_upsert(&batch) {
             return Err(self.stop_on(e));
         }
@@ -288,6 +294,7 @@ impl ShardHandle {
         }
         let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids: &ids })));
         let lsn = self.wal.last_lsn().get();
+        self.data_lsn.set(lsn);
         let applied = self
             .state
             .borrow_mut()
@@ -405,6 +412,7 @@ impl ShardHandle {
 
     /// Writes a checkpoint covering every durable write, then drops the log segments it
     /// covers. Returns the LSN covered. Blocks the core while the files are written.
+    /// Writes nothing when no upsert or delete was logged since the last checkpoint.
     pub async fn checkpoint(&self) -> Result<u64, ShardError> {
         self.usable()?;
         if self.checkpointing.replace(true) {
@@ -415,7 +423,15 @@ impl ShardHandle {
         result.map_err(|e| self.stop_on(e))
     }
 
+    /// Whether an upsert or delete was logged after the current checkpoint.
+    fn changed_since_checkpoint(&self) -> bool {
+        self.data_lsn.get() > self.checkpoint_lsn.get()
+    }
+
     async fn write_checkpoint(&self) -> Result<u64, ShardError> {
+        if !self.changed_since_checkpoint() {
+            return Ok(self.checkpoint_lsn.get());
+        }
         // Everything logged so far becomes durable; the state holds at least that (and
         // perhaps later writes too, which replaying them again leaves unchanged).
         let lsn = self
@@ -470,9 +486,10 @@ impl ShardHandle {
         Ok(lsn)
     }
 
-    /// Checkpoints (when anything changed) and closes the log.
+    /// Checkpoints (when an upsert or delete was logged since the last checkpoint) and
+    /// closes the log.
     pub async fn close(&self) -> Result<(), ShardError> {
-        if !self.is_stopped() && self.wal.last_lsn().get() > self.checkpoint_lsn.get() {
+        if !self.is_stopped() && self.changed_since_checkpoint() {
             self.checkpoint().await?;
         }
         self.wal
@@ -542,8 +559,10 @@ fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError
     Ok(state)
 }
 
-/// Applies every logged write from `from` on to `state`.
-fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError> {
+/// Applies every logged write from `from` on to `state`; returns the LSN of the last
+/// upsert or delete applied (0 when none).
+fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<u64, ShardError> {
+    let mut data_lsn = 0;
     let mut records = wal
         .replay(from)
         .map_err(|source| ShardError::Wal { source })?;
@@ -556,12 +575,102 @@ fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError
                 for (id, vector, payload) in batch.points() {
                     state.replay_upsert(id, vector, payload)?;
                 }
+                data_lsn = record.lsn().get();
             }
             BodyView::Delete(batch) => {
                 state.apply_delete(batch.ids())?;
+                data_lsn = record.lsn().get();
             }
             BodyView::Checkpoint { .. } => {}
         }
     }
-    Ok(())
+    Ok(data_lsn)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use vectron_proto::core::v1::ShardAssignment;
+    use vectron_proto::v1::{CollectionSpec, Metric};
+
+    /// Runs `f` on a monoio runtime, as a core thread does.
+    pub(crate) fn run<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("a monoio runtime")
+            .block_on(f)
+    }
+
+    /// Shard 0 of a 4-d cosine collection, owning every hash.
+    pub(crate) fn assignment(collection: &str) -> ShardAssignment {
+        ShardAssignment {
+            spec: Some(CollectionSpec {
+                name: collection.to_owned(),
+                dimension: 4,
+                metric: Metric::Cosine.into(),
+                ..Default::default()
+            }),
+            shard_id: 0,
+            hash_range_start: 0,
+            hash_range_end: u64::MAX,
+            epoch: 1,
+        }
+    }
+
+    /// Points `p<from>` .. `p<to>`, each with a distinct direction.
+    pub(crate) fn points(range: std::ops::Range<usize>) -> Vec<Point> {
+        range
+            .map(|i| Point {
+                id: format!("p{i}"),
+                vector: vec![1.0, i as f32, 0.5, -(i as f32)],
+                payload_json: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn spec(collection: &str) -> ShardSpec {
+        ShardSpec::from_assignment(&assignment(collection)).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_with_no_write_since_the_last_one_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            let covered = shard.checkpoint().await.unwrap();
+            assert!(covered >= 1);
+            // The checkpoint's own marker took an LSN; it is no reason for another.
+            assert_eq!(shard.checkpoint().await.unwrap(), covered);
+            shard.close().await.unwrap();
+            drop(shard);
+
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            assert_eq!(shard.stats().checkpoint_lsn, covered);
+            shard.close().await.unwrap();
+            drop(shard);
+            let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+            assert_eq!(
+                manifest.checkpoint_lsn, covered,
+                "a clean close with no writes"
+            );
+
+            // A delete is a write: the next close checkpoints it.
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            let deleted = shard.delete_ids(vec!["p1".into()], true).await.unwrap();
+            assert_eq!(deleted.count, 1);
+            shard.close().await.unwrap();
+            drop(shard);
+            let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+            assert_eq!(manifest.checkpoint_lsn, deleted.lsn);
+        });
+    }
 }
