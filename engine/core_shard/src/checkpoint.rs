@@ -10,9 +10,13 @@
 //!     points.bin             node → point id and payload (CRC32C)
 //! ```
 //!
-//! Every file is written to a temporary name, synced, renamed into place, and its
-//! directory synced, so a crash leaves either the old or the new file, never a torn
-//! one. A checkpoint directory is complete before the manifest names it.
+//! The manifest is written to a temporary name, synced, renamed into place, and its
+//! directory synced, so a crash leaves either the old or the new manifest, never a torn
+//! one. A checkpoint is written whole into a temporary directory `checkpoint-<lsn>.tmp/`
+//! (the index through a temporary name of its own, `points.bin` directly), every file
+//! and the directory synced, then renamed into place: a checkpoint directory is complete
+//! before the manifest names it, and a partial one is never named and is removed at the
+//! next open.
 
 use std::fs::{self, File};
 use std::io::{self, Write};

@@ -4,9 +4,13 @@
 //!
 //! A write is validated, appended to the log (which fixes its LSN at once, so log order
 //! is call order), applied to the state right away, and acknowledged when the log says
-//! it is durable. A reader may therefore see a write a few hundred microseconds before
-//! it is acknowledged; it never sees one the log will not replay, because a failed
-//! `fdatasync` stops the shard and a restart rebuilds the state from the log.
+//! it is durable. Every acknowledged write survives a crash. A reader may see a write a
+//! few hundred microseconds before it is acknowledged, and may see one that is never
+//! acknowledged: a failed `fdatasync` stops the shard and a restart rebuilds the state
+//! from disk without it, and a crash loses it from the log. A checkpoint saves the state
+//! as it is, including writes appended while the checkpoint's own sync was in flight, so
+//! such an unacknowledged write can outlive a crash that lost its log record
+//! (`FORMAT.md`, "Known limit").
 
 use std::cell::{Cell, RefCell};
 use std::fs;
@@ -432,8 +436,10 @@ impl ShardHandle {
         if !self.changed_since_checkpoint() {
             return Ok(self.checkpoint_lsn.get());
         }
-        // Everything logged so far becomes durable; the state holds at least that (and
-        // perhaps later writes too, which replaying them again leaves unchanged).
+        // Everything logged so far becomes durable; the state holds at least that, and
+        // perhaps writes appended during the sync. Those that reach the log are replayed
+        // again (which leaves them unchanged); those a crash loses from the log stay in
+        // the checkpoint. None of them was acknowledged yet.
         let lsn = self
             .wal
             .sync()
