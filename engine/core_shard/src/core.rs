@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -284,16 +284,14 @@ impl Core {
             .remove(&(r.collection.clone(), r.shard_id));
         if delete_data {
             let _ = shard.wal().close().await;
-            let dir = shard.dir().to_path_buf();
-            std::fs::remove_dir_all(&dir)
-                .map_err(|source| ShardError::Checkpoint { path: dir, source })?;
-            Ok(())
+            remove_shard_dir(shard.dir())
         } else {
             shard.close().await
         }
     }
 
-    /// Reopens every shard found under the core's data directory.
+    /// Reopens every shard found under the core's data directory. Finishes the removal
+    /// of shard directories a crash interrupted.
     pub async fn reopen_all(&self) -> Vec<(PathBuf, ShardError)> {
         let mut failures = Vec::new();
         let Ok(collections) = std::fs::read_dir(&self.config.data_dir) else {
@@ -305,6 +303,16 @@ impl Core {
             };
             for dir in shards.flatten() {
                 let path = dir.path();
+                if dir
+                    .file_name()
+                    .as_encoded_bytes()
+                    .starts_with(DELETING.as_bytes())
+                {
+                    if let Err(e) = finish_removal(&path) {
+                        failures.push((path, e));
+                    }
+                    continue;
+                }
                 let manifest = match crate::checkpoint::read_manifest(&path) {
                     Ok(Some(m)) => m,
                     Ok(None) => continue,
@@ -405,6 +413,43 @@ impl Core {
     }
 }
 
+/// Prefix of a shard directory being removed: renamed aside first, so a crash during
+/// the removal never leaves a shard directory that is only partly there.
+const DELETING: &str = ".deleting-";
+
+/// Removes a shard directory: renames it aside (durably), then removes the renamed copy.
+/// A crash leaves either the whole directory or a `.deleting-` one that
+/// [`Core::reopen_all`] removes.
+fn remove_shard_dir(dir: &Path) -> Result<(), ShardError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = parent.join(format!("{DELETING}{name}"));
+    // A leftover of an earlier removal would block the rename.
+    if aside.symlink_metadata().is_ok() {
+        finish_removal(&aside)?;
+    }
+    std::fs::rename(dir, &aside).map_err(|source| ShardError::Checkpoint {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    crate::checkpoint::sync_dir(parent)?;
+    finish_removal(&aside)
+}
+
+/// Removes a directory renamed aside by [`remove_shard_dir`], and makes that durable.
+fn finish_removal(aside: &Path) -> Result<(), ShardError> {
+    let removed = if aside.is_dir() {
+        std::fs::remove_dir_all(aside)
+    } else {
+        std::fs::remove_file(aside)
+    };
+    removed.map_err(|source| ShardError::Checkpoint {
+        path: aside.to_path_buf(),
+        source,
+    })?;
+    crate::checkpoint::sync_dir(aside.parent().unwrap_or(Path::new(".")))
+}
+
 /// CPU time (user + system) of the calling thread, in seconds; 0 if unavailable.
 fn thread_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -418,4 +463,73 @@ fn thread_cpu_seconds() -> f64 {
     let usage = unsafe { usage.assume_init() };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::tests::{assignment, points, run};
+
+    fn new_core(data_dir: &Path) -> Rc<Core> {
+        Core::new(
+            CoreConfig {
+                index: 0,
+                cpu: None,
+                worker_id: "w-test".into(),
+                address: "127.0.0.1:0".into(),
+                data_dir: data_dir.to_path_buf(),
+                wal: Options::default(),
+            },
+            "test",
+        )
+    }
+
+    fn shard_ref(collection: &str) -> ShardRef {
+        ShardRef {
+            collection: collection.to_owned(),
+            shard_id: 0,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn a_shard_removal_cut_short_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            for name in ["kept", "dropped"] {
+                let shard = core.open_shard(&assignment(name), false).await.unwrap();
+                shard.upsert(points(0..3), true).await.unwrap();
+                shard.checkpoint().await.unwrap();
+            }
+            core.close_shard(&shard_ref("dropped"), true).await.unwrap();
+            let collection = dir.path().join("dropped");
+            let left: Vec<_> = std::fs::read_dir(&collection).unwrap().flatten().collect();
+            assert!(left.is_empty(), "{left:?}");
+            assert!(core.shutdown().await.is_empty());
+
+            // A crash in the middle of removing `kept`: renamed aside, its checkpoint
+            // already gone, its manifest still there.
+            let shard_dir = dir.path().join("kept").join("shard-0");
+            let aside = dir.path().join("kept").join(".deleting-shard-0");
+            std::fs::rename(&shard_dir, &aside).unwrap();
+            for entry in std::fs::read_dir(&aside).unwrap().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("checkpoint-")
+                {
+                    std::fs::remove_dir_all(entry.path()).unwrap();
+                }
+            }
+            assert!(aside.join("MANIFEST").is_file());
+
+            let core = new_core(dir.path());
+            let failures = core.reopen_all().await;
+            assert!(failures.is_empty(), "{failures:?}");
+            assert!(core.shards().is_empty());
+            assert!(!aside.exists());
+            core.shutdown().await;
+        });
+    }
 }
