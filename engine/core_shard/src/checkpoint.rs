@@ -233,7 +233,8 @@ pub(crate) fn checkpoint_dir_name(lsn: u64) -> String {
     format!("checkpoint-{lsn:020}")
 }
 
-/// Removes checkpoint directories (complete or half-written) other than `keep`.
+/// Removes checkpoint directories (complete or half-written) other than `keep`. Entries
+/// that are not directories are left alone.
 pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), ShardError> {
     let entries = fs::read_dir(dir).map_err(file_err(dir))?;
     let mut removed = false;
@@ -243,6 +244,11 @@ pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), Sha
         let name = name.to_string_lossy();
         if name.starts_with("checkpoint-") && name != keep {
             let path: PathBuf = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // Not something a checkpoint leaves: not the shard's to remove.
+                tracing::warn!(path = %path.display(), "not a checkpoint directory; left alone");
+                continue;
+            }
             fs::remove_dir_all(&path).map_err(file_err(&path))?;
             removed = true;
         }

@@ -291,14 +291,20 @@ impl Core {
     }
 
     /// Reopens every shard found under the core's data directory. Finishes the removal
-    /// of shard directories a crash interrupted.
+    /// of shard directories a crash interrupted, and skips (with a warning) entries that
+    /// are not directories.
     pub async fn reopen_all(&self) -> Vec<(PathBuf, ShardError)> {
         let mut failures = Vec::new();
         let Ok(collections) = std::fs::read_dir(&self.config.data_dir) else {
             return failures;
         };
         for collection in collections.flatten() {
-            let Ok(shards) = std::fs::read_dir(collection.path()) else {
+            let collection = collection.path();
+            if !collection.is_dir() {
+                tracing::warn!(path = %collection.display(), "not a collection directory; skipped");
+                continue;
+            }
+            let Ok(shards) = std::fs::read_dir(&collection) else {
                 continue;
             };
             for dir in shards.flatten() {
@@ -311,6 +317,10 @@ impl Core {
                     if let Err(e) = finish_removal(&path) {
                         failures.push((path, e));
                     }
+                    continue;
+                }
+                if !path.is_dir() {
+                    tracing::warn!(path = %path.display(), "not a shard directory; skipped");
                     continue;
                 }
                 let manifest = match crate::checkpoint::read_manifest(&path) {
@@ -490,6 +500,30 @@ mod tests {
             shard_id: 0,
             epoch: 1,
         }
+    }
+
+    #[test]
+    fn stray_files_in_the_data_directory_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&assignment("docs"), false).await.unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            let shard_dir = shard.dir().to_path_buf();
+            drop(shard);
+            assert!(core.shutdown().await.is_empty());
+            std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+            std::fs::write(dir.path().join("docs").join("notes.txt"), b"x").unwrap();
+            std::fs::write(shard_dir.join("checkpoint-notes"), b"x").unwrap();
+
+            let core = new_core(dir.path());
+            let failures = core.reopen_all().await;
+            assert!(failures.is_empty(), "{failures:?}");
+            assert_eq!(core.shards().len(), 1);
+            assert_eq!(core.shards()[0].stats().points, 3);
+            assert!(shard_dir.join("checkpoint-notes").is_file());
+            core.shutdown().await;
+        });
     }
 
     #[test]
