@@ -139,6 +139,8 @@ pub struct Core {
     scratch: RefCell<SearchScratch>,
     counters: Rc<RefCell<CoreCounters>>,
     work: Notify,
+    /// The shard the indexer stepped last; the next slice starts after it.
+    index_cursor: RefCell<Option<ShardKey>>,
     stopping: Cell<bool>,
 }
 
@@ -154,6 +156,7 @@ impl Core {
             scratch: RefCell::new(SearchScratch::new()),
             counters: Rc::new(RefCell::new(CoreCounters::default())),
             work: Notify::default(),
+            index_cursor: RefCell::new(None),
             stopping: Cell::new(false),
         })
     }
@@ -352,22 +355,48 @@ impl Core {
     pub async fn run_indexer(self: Rc<Self>) {
         let yielder = Yielder::new().await;
         while !self.stopping.get() {
-            let started = Instant::now();
-            let mut worked = false;
-            for shard in self.shards() {
-                while started.elapsed() < INDEX_SLICE && shard.index_step(1) {
-                    worked = true;
-                }
-                if started.elapsed() >= INDEX_SLICE {
-                    break;
-                }
-            }
-            if worked {
+            if self.index_slice(INDEX_SLICE) {
                 yielder.yield_now().await;
             } else {
                 self.work.notified().await;
             }
         }
+    }
+
+    /// One slice of background indexing, at least one step and then until `slice` has
+    /// passed. Shards take turns: a slice starts at the shard after the one the last
+    /// slice stepped last, so a shard with a long backlog does not starve the others.
+    /// Returns whether there was work.
+    fn index_slice(&self, slice: Duration) -> bool {
+        let started = Instant::now();
+        let shards: Vec<_> = self
+            .shards
+            .borrow()
+            .iter()
+            .map(|(key, shard)| (key.clone(), Rc::clone(shard)))
+            .collect();
+        let first = self.index_cursor.borrow().as_ref().map_or(0, |last| {
+            shards.partition_point(|(key, _)| key <= last) % shards.len().max(1)
+        });
+        let mut worked = false;
+        for i in 0..shards.len() {
+            let (key, shard) = &shards[(first + i) % shards.len()];
+            let mut stepped = false;
+            while shard.index_step(1) {
+                stepped = true;
+                if started.elapsed() >= slice {
+                    break;
+                }
+            }
+            if stepped {
+                worked = true;
+                *self.index_cursor.borrow_mut() = Some(key.clone());
+            }
+            if worked && started.elapsed() >= slice {
+                break;
+            }
+        }
+        worked
     }
 
     /// Checkpoints shards whose log grew past the threshold, periodically.
@@ -500,6 +529,33 @@ mod tests {
             shard_id: 0,
             epoch: 1,
         }
+    }
+
+    #[test]
+    fn indexing_slices_take_turns_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            for name in ["a", "b", "c"] {
+                let shard = core.open_shard(&assignment(name), false).await.unwrap();
+                shard.upsert(points(0..4), true).await.unwrap();
+                assert_eq!(shard.pending(), 4);
+            }
+            // A zero-length slice makes exactly one step: three slices, one per shard.
+            for _ in 0..3 {
+                assert!(core.index_slice(Duration::ZERO));
+            }
+            let pending: Vec<_> = core.shards().iter().map(|s| s.pending()).collect();
+            assert_eq!(pending, [3, 3, 3]);
+            // A shard without a backlog is passed over.
+            core.shards()[1].index_step(usize::MAX);
+            for _ in 0..2 {
+                assert!(core.index_slice(Duration::ZERO));
+            }
+            let pending: Vec<_> = core.shards().iter().map(|s| s.pending()).collect();
+            assert_eq!(pending, [2, 0, 2]);
+            core.shutdown().await;
+        });
     }
 
     #[test]
