@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 
-use vectron_hnsw::{HnswIndex, SearchScratch};
+use vectron_hnsw::{HnswIndex, IndexConfig, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
@@ -545,24 +545,55 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Loads a checkpoint directory into a shard state.
 fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError> {
-    let index =
-        HnswIndex::open(dir.join(INDEX_FILE)).map_err(|source| ShardError::Index { source })?;
-    if index.dim() != spec.collection.dimension as usize {
-        return Err(ShardError::Replay {
-            reason: format!(
-                "checkpoint index in {} has dimension {}, the collection {}",
-                dir.display(),
-                index.dim(),
-                spec.collection.dimension
-            ),
-        });
-    }
+    let path = dir.join(INDEX_FILE);
+    let index = HnswIndex::open(&path).map_err(|source| ShardError::Index { source })?;
+    check_index_config(&path, index.config(), &spec.index_config())?;
     let mut state = ShardState::with_index(spec, index);
     checkpoint::read_points(&dir.join(POINTS_FILE), |node, id, payload| {
         state.restore_node(node, id, payload)
     })?;
     state.check_restored()?;
     Ok(state)
+}
+
+/// Refuses an index built with other parameters than the spec's. `ef_construction` and
+/// the seed only shape how later points are linked, so they may differ.
+fn check_index_config(
+    path: &Path,
+    found: &IndexConfig,
+    expected: &IndexConfig,
+) -> Result<(), ShardError> {
+    let mismatch = |field, expected: String, found: String| ShardError::IndexMismatch {
+        path: path.to_path_buf(),
+        field,
+        expected,
+        found,
+    };
+    if found.dim != expected.dim {
+        return Err(mismatch(
+            "dimension",
+            expected.dim.to_string(),
+            found.dim.to_string(),
+        ));
+    }
+    if found.metric != expected.metric {
+        return Err(mismatch(
+            "metric",
+            format!("{:?}", expected.metric),
+            format!("{:?}", found.metric),
+        ));
+    }
+    if found.m != expected.m {
+        return Err(mismatch("m", expected.m.to_string(), found.m.to_string()));
+    }
+    if found.quantization != expected.quantization {
+        return Err(mismatch(
+            "quantization",
+            format!("{:?}", expected.quantization),
+            format!("{:?}", found.quantization),
+        ));
+    }
+    Ok(())
 }
 
 /// Applies every logged write from `from` on to `state`; returns the LSN of the last
@@ -678,5 +709,41 @@ pub(crate) mod tests {
             let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
             assert_eq!(manifest.checkpoint_lsn, deleted.lsn);
         });
+    }
+
+    #[test]
+    fn a_checkpoint_index_built_with_other_parameters_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            shard.close().await.unwrap();
+        });
+        let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+        type Change = fn(&mut CollectionSpec);
+        let changes: [(&str, Change); 3] = [
+            ("metric", |c| c.set_metric(Metric::L2)),
+            ("m", |c| c.hnsw.get_or_insert_default().m = Some(8)),
+            ("quantization", |c| {
+                c.set_quantization(vectron_proto::v1::Quantization::Int8);
+            }),
+        ];
+        for (field, change) in changes {
+            // A manifest whose spec says otherwise than the index it names.
+            let mut a = assignment("docs");
+            change(a.spec.as_mut().unwrap());
+            let spec = ShardSpec::from_assignment(&a).unwrap();
+            let mut m = manifest.clone();
+            m.assignment = Some(spec.to_assignment());
+            checkpoint::write_manifest(&shard_dir, &m).unwrap();
+            let err = run(ShardHandle::open(&shard_dir, spec, Options::default())).unwrap_err();
+            match err {
+                ShardError::IndexMismatch { field: f, .. } => assert_eq!(f, field, "{err}"),
+                other => panic!("{field}: {other}"),
+            }
+        }
     }
 }
