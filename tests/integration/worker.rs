@@ -412,6 +412,21 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
         core.search(unknown).await.unwrap_err().code(),
         Code::NotFound
     );
+    // A collection name is a directory name: one outside the control plane's rule (here,
+    // one that climbs out of the data directory) is refused before anything is created.
+    for name in ["../escape", "a/b", ".hidden", ""] {
+        let mut bad = assignment(f.dim, 1);
+        bad.spec.as_mut().unwrap().name = name.into();
+        let err = core
+            .open_shard(OpenShardRequest {
+                assignment: Some(bad),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{name:?}: {err:?}");
+        assert!(err.message().contains("collection name"), "{err:?}");
+    }
+    assert!(!dir.path().join("escape").exists());
 
     // A message over the core's 64 MiB limit.
     let huge = vec![one(vec![0.5; f.dim]); 50_000];

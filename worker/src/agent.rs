@@ -13,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +24,7 @@ use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 
 use crate::admin::gather;
+use crate::identity;
 
 /// Pause before registering again after a failure.
 const RETRY: Duration = Duration::from_secs(1);
@@ -35,16 +37,10 @@ pub(crate) struct Agent {
     pub(crate) data_host: String,
     pub(crate) admin_address: String,
     pub(crate) data_dir: PathBuf,
+    /// The cluster id recorded in `data_dir` (read at start, updated when recorded).
+    pub(crate) cluster: Mutex<Option<String>>,
     pub(crate) cores: Vec<CoreInfo>,
     pub(crate) inboxes: Vec<mpsc::Sender<CoreCommand>>,
-}
-
-/// The cluster id a worker recorded, if any.
-fn recorded_cluster(data_dir: &std::path::Path) -> Option<String> {
-    std::fs::read_to_string(data_dir.join("CLUSTER_ID"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 impl Agent {
@@ -98,7 +94,7 @@ impl Agent {
     /// Registers the worker and applies the assignments; returns the heartbeat interval
     /// and whether unlisted shards may be deleted.
     async fn register(&self) -> Result<(Duration, bool), ClientError> {
-        let recorded = recorded_cluster(&self.data_dir);
+        let recorded = self.cluster.lock().expect("never poisoned").clone();
         let request = ctl::RegisterWorkerRequest {
             worker_id: self.worker_id.clone(),
             data_host: self.data_host.clone(),
@@ -114,10 +110,14 @@ impl Agent {
             cluster_id: recorded.clone().unwrap_or_default(),
         };
         let answer = self.client.register_worker(request).await?;
-        if recorded.as_deref() != Some(answer.cluster_id.as_str())
-            && let Err(e) = std::fs::write(self.data_dir.join("CLUSTER_ID"), &answer.cluster_id)
+        if !answer.cluster_id.is_empty() && recorded.as_deref() != Some(answer.cluster_id.as_str())
         {
-            tracing::error!(error = %e, "cannot record the cluster id");
+            match identity::record_cluster(&self.data_dir, &answer.cluster_id) {
+                Ok(()) => {
+                    *self.cluster.lock().expect("never poisoned") = Some(answer.cluster_id.clone());
+                }
+                Err(e) => tracing::error!(error = %e, "cannot record the cluster id"),
+            }
         }
         tracing::info!(
             cluster = %answer.cluster_id,

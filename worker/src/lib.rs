@@ -27,6 +27,7 @@
 mod admin;
 mod agent;
 mod config;
+mod identity;
 mod worker;
 
 pub use crate::config::{WorkerConfig, parse_sync_policy};

@@ -1,7 +1,7 @@
 //! Starting and stopping a worker: its identity, its cores, its admin listener.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -14,6 +14,7 @@ use vectron_wal::Options;
 use crate::admin;
 use crate::agent::Agent;
 use crate::config::WorkerConfig;
+use crate::identity;
 
 /// How long the admin side waits for a core to answer.
 pub(crate) const CORE_REPLY: Duration = Duration::from_secs(5);
@@ -25,6 +26,19 @@ pub enum WorkerError {
     #[error("data directory {}", path.display())]
     DataDir {
         /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `WORKER_ID` or `CLUSTER_ID` exists but cannot be read, is not UTF-8 or is empty.
+    /// The worker refuses to start rather than take another identity.
+    #[error(
+        "{} exists but cannot be used; restore it (a worker id can also be given with --worker-id)",
+        path.display()
+    )]
+    IdentityFile {
+        /// The file.
         path: PathBuf,
         /// Why.
         #[source]
@@ -59,30 +73,6 @@ pub struct Worker {
     agent_task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Reads the worker id stored in `data_dir`, creating one the first time.
-fn worker_id(data_dir: &Path, given: Option<&str>) -> Result<String, WorkerError> {
-    let path = data_dir.join("WORKER_ID");
-    let io = |source| WorkerError::DataDir {
-        path: path.clone(),
-        source,
-    };
-    if let Some(id) = given {
-        std::fs::write(&path, id).map_err(io)?;
-        return Ok(id.to_owned());
-    }
-    match std::fs::read_to_string(&path) {
-        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
-        Ok(_) | Err(_) => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos());
-            let id = format!("w-{:x}-{:x}", std::process::id(), nanos & 0xffff_ffff);
-            std::fs::write(&path, &id).map_err(io)?;
-            Ok(id)
-        }
-    }
-}
-
 impl Worker {
     /// Starts the cores (each reopens the shards it finds on disk) and the admin
     /// listener. Call from within a tokio runtime.
@@ -112,7 +102,8 @@ impl Worker {
             path: config.data_dir.clone(),
             source,
         })?;
-        let id = worker_id(&config.data_dir, config.worker_id.as_deref())?;
+        let id = identity::worker_id(&config.data_dir, config.worker_id.as_deref())?;
+        let cluster = identity::recorded_cluster(&config.data_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         let server = ServerConfig {
             // The gateway sends batches of up to 10,000 points per shard.
@@ -186,6 +177,7 @@ impl Worker {
                     .unwrap_or_else(|| config.host.to_string()),
                 admin_address: admin_addr.to_string(),
                 data_dir: config.data_dir.clone(),
+                cluster: std::sync::Mutex::new(cluster),
                 cores: cores.iter().map(|c| c.info().clone()).collect(),
                 inboxes: cores.iter().map(CoreHandle::inbox).collect(),
             };

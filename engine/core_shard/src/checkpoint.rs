@@ -10,9 +10,13 @@
 //!     points.bin             node → point id and payload (CRC32C)
 //! ```
 //!
-//! Every file is written to a temporary name, synced, renamed into place, and its
-//! directory synced, so a crash leaves either the old or the new file, never a torn
-//! one. A checkpoint directory is complete before the manifest names it.
+//! The manifest is written to a temporary name, synced, renamed into place, and its
+//! directory synced, so a crash leaves either the old or the new manifest, never a torn
+//! one. A checkpoint is written whole into a temporary directory `checkpoint-<lsn>.tmp/`
+//! (the index through a temporary name of its own, `points.bin` directly), every file
+//! and the directory synced, then renamed into place: a checkpoint directory is complete
+//! before the manifest names it, and a partial one is never named and is removed at the
+//! next open.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -229,7 +233,8 @@ pub(crate) fn checkpoint_dir_name(lsn: u64) -> String {
     format!("checkpoint-{lsn:020}")
 }
 
-/// Removes checkpoint directories (complete or half-written) other than `keep`.
+/// Removes checkpoint directories (complete or half-written) other than `keep`. Entries
+/// that are not directories are left alone.
 pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), ShardError> {
     let entries = fs::read_dir(dir).map_err(file_err(dir))?;
     let mut removed = false;
@@ -239,6 +244,11 @@ pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), Sha
         let name = name.to_string_lossy();
         if name.starts_with("checkpoint-") && name != keep {
             let path: PathBuf = entry.path();
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                // Not something a checkpoint leaves: not the shard's to remove.
+                tracing::warn!(path = %path.display(), "not a checkpoint directory; left alone");
+                continue;
+            }
             fs::remove_dir_all(&path).map_err(file_err(&path))?;
             removed = true;
         }

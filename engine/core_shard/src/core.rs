@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -139,6 +139,8 @@ pub struct Core {
     scratch: RefCell<SearchScratch>,
     counters: Rc<RefCell<CoreCounters>>,
     work: Notify,
+    /// The shard the indexer stepped last; the next slice starts after it.
+    index_cursor: RefCell<Option<ShardKey>>,
     stopping: Cell<bool>,
 }
 
@@ -154,6 +156,7 @@ impl Core {
             scratch: RefCell::new(SearchScratch::new()),
             counters: Rc::new(RefCell::new(CoreCounters::default())),
             work: Notify::default(),
+            index_cursor: RefCell::new(None),
             stopping: Cell::new(false),
         })
     }
@@ -284,27 +287,45 @@ impl Core {
             .remove(&(r.collection.clone(), r.shard_id));
         if delete_data {
             let _ = shard.wal().close().await;
-            let dir = shard.dir().to_path_buf();
-            std::fs::remove_dir_all(&dir)
-                .map_err(|source| ShardError::Checkpoint { path: dir, source })?;
-            Ok(())
+            remove_shard_dir(shard.dir())
         } else {
             shard.close().await
         }
     }
 
-    /// Reopens every shard found under the core's data directory.
+    /// Reopens every shard found under the core's data directory. Finishes the removal
+    /// of shard directories a crash interrupted, and skips (with a warning) entries that
+    /// are not directories.
     pub async fn reopen_all(&self) -> Vec<(PathBuf, ShardError)> {
         let mut failures = Vec::new();
         let Ok(collections) = std::fs::read_dir(&self.config.data_dir) else {
             return failures;
         };
         for collection in collections.flatten() {
-            let Ok(shards) = std::fs::read_dir(collection.path()) else {
+            let collection = collection.path();
+            if !collection.is_dir() {
+                tracing::warn!(path = %collection.display(), "not a collection directory; skipped");
+                continue;
+            }
+            let Ok(shards) = std::fs::read_dir(&collection) else {
                 continue;
             };
             for dir in shards.flatten() {
                 let path = dir.path();
+                if dir
+                    .file_name()
+                    .as_encoded_bytes()
+                    .starts_with(DELETING.as_bytes())
+                {
+                    if let Err(e) = finish_removal(&path) {
+                        failures.push((path, e));
+                    }
+                    continue;
+                }
+                if !path.is_dir() {
+                    tracing::warn!(path = %path.display(), "not a shard directory; skipped");
+                    continue;
+                }
                 let manifest = match crate::checkpoint::read_manifest(&path) {
                     Ok(Some(m)) => m,
                     Ok(None) => continue,
@@ -334,22 +355,48 @@ impl Core {
     pub async fn run_indexer(self: Rc<Self>) {
         let yielder = Yielder::new().await;
         while !self.stopping.get() {
-            let started = Instant::now();
-            let mut worked = false;
-            for shard in self.shards() {
-                while started.elapsed() < INDEX_SLICE && shard.index_step(1) {
-                    worked = true;
-                }
-                if started.elapsed() >= INDEX_SLICE {
-                    break;
-                }
-            }
-            if worked {
+            if self.index_slice(INDEX_SLICE) {
                 yielder.yield_now().await;
             } else {
                 self.work.notified().await;
             }
         }
+    }
+
+    /// One slice of background indexing, at least one step and then until `slice` has
+    /// passed. Shards take turns: a slice starts at the shard after the one the last
+    /// slice stepped last, so a shard with a long backlog does not starve the others.
+    /// Returns whether there was work.
+    fn index_slice(&self, slice: Duration) -> bool {
+        let started = Instant::now();
+        let shards: Vec<_> = self
+            .shards
+            .borrow()
+            .iter()
+            .map(|(key, shard)| (key.clone(), Rc::clone(shard)))
+            .collect();
+        let first = self.index_cursor.borrow().as_ref().map_or(0, |last| {
+            shards.partition_point(|(key, _)| key <= last) % shards.len().max(1)
+        });
+        let mut worked = false;
+        for i in 0..shards.len() {
+            let (key, shard) = &shards[(first + i) % shards.len()];
+            let mut stepped = false;
+            while shard.index_step(1) {
+                stepped = true;
+                if started.elapsed() >= slice {
+                    break;
+                }
+            }
+            if stepped {
+                worked = true;
+                *self.index_cursor.borrow_mut() = Some(key.clone());
+            }
+            if worked && started.elapsed() >= slice {
+                break;
+            }
+        }
+        worked
     }
 
     /// Checkpoints shards whose log grew past the threshold, periodically.
@@ -405,6 +452,43 @@ impl Core {
     }
 }
 
+/// Prefix of a shard directory being removed: renamed aside first, so a crash during
+/// the removal never leaves a shard directory that is only partly there.
+const DELETING: &str = ".deleting-";
+
+/// Removes a shard directory: renames it aside (durably), then removes the renamed copy.
+/// A crash leaves either the whole directory or a `.deleting-` one that
+/// [`Core::reopen_all`] removes.
+fn remove_shard_dir(dir: &Path) -> Result<(), ShardError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = parent.join(format!("{DELETING}{name}"));
+    // A leftover of an earlier removal would block the rename.
+    if aside.symlink_metadata().is_ok() {
+        finish_removal(&aside)?;
+    }
+    std::fs::rename(dir, &aside).map_err(|source| ShardError::Checkpoint {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    crate::checkpoint::sync_dir(parent)?;
+    finish_removal(&aside)
+}
+
+/// Removes a directory renamed aside by [`remove_shard_dir`], and makes that durable.
+fn finish_removal(aside: &Path) -> Result<(), ShardError> {
+    let removed = if aside.is_dir() {
+        std::fs::remove_dir_all(aside)
+    } else {
+        std::fs::remove_file(aside)
+    };
+    removed.map_err(|source| ShardError::Checkpoint {
+        path: aside.to_path_buf(),
+        source,
+    })?;
+    crate::checkpoint::sync_dir(aside.parent().unwrap_or(Path::new(".")))
+}
+
 /// CPU time (user + system) of the calling thread, in seconds; 0 if unavailable.
 fn thread_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -418,4 +502,124 @@ fn thread_cpu_seconds() -> f64 {
     let usage = unsafe { usage.assume_init() };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::tests::{assignment, points, run};
+
+    fn new_core(data_dir: &Path) -> Rc<Core> {
+        Core::new(
+            CoreConfig {
+                index: 0,
+                cpu: None,
+                worker_id: "w-test".into(),
+                address: "127.0.0.1:0".into(),
+                data_dir: data_dir.to_path_buf(),
+                wal: Options::default(),
+            },
+            "test",
+        )
+    }
+
+    fn shard_ref(collection: &str) -> ShardRef {
+        ShardRef {
+            collection: collection.to_owned(),
+            shard_id: 0,
+            epoch: 1,
+        }
+    }
+
+    #[test]
+    fn indexing_slices_take_turns_across_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            for name in ["a", "b", "c"] {
+                let shard = core.open_shard(&assignment(name), false).await.unwrap();
+                shard.upsert(points(0..4), true).await.unwrap();
+                assert_eq!(shard.pending(), 4);
+            }
+            // A zero-length slice makes exactly one step: three slices, one per shard.
+            for _ in 0..3 {
+                assert!(core.index_slice(Duration::ZERO));
+            }
+            let pending: Vec<_> = core.shards().iter().map(|s| s.pending()).collect();
+            assert_eq!(pending, [3, 3, 3]);
+            // A shard without a backlog is passed over.
+            core.shards()[1].index_step(usize::MAX);
+            for _ in 0..2 {
+                assert!(core.index_slice(Duration::ZERO));
+            }
+            let pending: Vec<_> = core.shards().iter().map(|s| s.pending()).collect();
+            assert_eq!(pending, [2, 0, 2]);
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn stray_files_in_the_data_directory_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&assignment("docs"), false).await.unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            let shard_dir = shard.dir().to_path_buf();
+            drop(shard);
+            assert!(core.shutdown().await.is_empty());
+            std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+            std::fs::write(dir.path().join("docs").join("notes.txt"), b"x").unwrap();
+            std::fs::write(shard_dir.join("checkpoint-notes"), b"x").unwrap();
+
+            let core = new_core(dir.path());
+            let failures = core.reopen_all().await;
+            assert!(failures.is_empty(), "{failures:?}");
+            assert_eq!(core.shards().len(), 1);
+            assert_eq!(core.shards()[0].stats().points, 3);
+            assert!(shard_dir.join("checkpoint-notes").is_file());
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn a_shard_removal_cut_short_is_finished_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            for name in ["kept", "dropped"] {
+                let shard = core.open_shard(&assignment(name), false).await.unwrap();
+                shard.upsert(points(0..3), true).await.unwrap();
+                shard.checkpoint().await.unwrap();
+            }
+            core.close_shard(&shard_ref("dropped"), true).await.unwrap();
+            let collection = dir.path().join("dropped");
+            let left: Vec<_> = std::fs::read_dir(&collection).unwrap().flatten().collect();
+            assert!(left.is_empty(), "{left:?}");
+            assert!(core.shutdown().await.is_empty());
+
+            // A crash in the middle of removing `kept`: renamed aside, its checkpoint
+            // already gone, its manifest still there.
+            let shard_dir = dir.path().join("kept").join("shard-0");
+            let aside = dir.path().join("kept").join(".deleting-shard-0");
+            std::fs::rename(&shard_dir, &aside).unwrap();
+            for entry in std::fs::read_dir(&aside).unwrap().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("checkpoint-")
+                {
+                    std::fs::remove_dir_all(entry.path()).unwrap();
+                }
+            }
+            assert!(aside.join("MANIFEST").is_file());
+
+            let core = new_core(dir.path());
+            let failures = core.reopen_all().await;
+            assert!(failures.is_empty(), "{failures:?}");
+            assert!(core.shards().is_empty());
+            assert!(!aside.exists());
+            core.shutdown().await;
+        });
+    }
 }

@@ -245,6 +245,22 @@ pub enum ShardError {
         #[source]
         source: std::io::Error,
     },
+    /// A checkpoint's index was built with other parameters than the collection's spec
+    /// (dimension, metric, `m` or quantization): loading it would serve wrong results.
+    #[error(
+        "checkpoint index {} has {field} {found}, the collection's spec {expected}",
+        path.display()
+    )]
+    IndexMismatch {
+        /// The index file.
+        path: PathBuf,
+        /// The parameter that differs: `dimension`, `metric`, `m` or `quantization`.
+        field: &'static str,
+        /// The spec's value.
+        expected: String,
+        /// The index's value.
+        found: String,
+    },
     /// A checkpoint or log does not agree with itself.
     #[error("cannot recover the shard: {reason}")]
     Replay {

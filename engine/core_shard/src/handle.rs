@@ -4,9 +4,13 @@
 //!
 //! A write is validated, appended to the log (which fixes its LSN at once, so log order
 //! is call order), applied to the state right away, and acknowledged when the log says
-//! it is durable. A reader may therefore see a write a few hundred microseconds before
-//! it is acknowledged; it never sees one the log will not replay, because a failed
-//! `fdatasync` stops the shard and a restart rebuilds the state from the log.
+//! it is durable. Every acknowledged write survives a crash. A reader may see a write a
+//! few hundred microseconds before it is acknowledged, and may see one that is never
+//! acknowledged: a failed `fdatasync` stops the shard and a restart rebuilds the state
+//! from disk without it, and a crash loses it from the log. A checkpoint saves the state
+//! as it is, including writes appended while the checkpoint's own sync was in flight, so
+//! such an unacknowledged write can outlive a crash that lost its log record
+//! (`FORMAT.md`, "Known limit").
 
 use std::cell::{Cell, RefCell};
 use std::fs;
@@ -14,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 
-use vectron_hnsw::{HnswIndex, SearchScratch};
+use vectron_hnsw::{HnswIndex, IndexConfig, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
@@ -91,6 +95,10 @@ pub struct ShardHandle {
     /// Set when the shard must stop: every later call fails with it.
     failed: RefCell<Option<String>>,
     checkpoint_lsn: Cell<u64>,
+    /// LSN of the last upsert or delete logged (0 when none since the log began). A
+    /// checkpoint is due only when it is above `checkpoint_lsn`: checkpoint markers take
+    /// LSNs too, but change nothing.
+    data_lsn: Cell<u64>,
     checkpointing: Cell<bool>,
 }
 
@@ -129,7 +137,7 @@ impl ShardHandle {
         let wal = Wal::open(dir.join("wal"), wal)
             .await
             .map_err(|source| ShardError::Wal { source })?;
-        replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
+        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
 
         let handle = Self {
             state: RefCell::new(state),
@@ -137,6 +145,7 @@ impl ShardHandle {
             dir: dir.to_path_buf(),
             failed: RefCell::new(None),
             checkpoint_lsn: Cell::new(checkpoint_lsn),
+            data_lsn: Cell::new(data_lsn),
             checkpointing: Cell::new(false),
         };
         handle.write_manifest()?;
@@ -253,6 +262,7 @@ impl ShardHandle {
         });
         let logged = Box::pin(self.wal.append(record));
         let lsn = self.wal.last_lsn().get();
+        self.data_lsn.set(lsn);
         if let Err(e) = self.state.borrow_mut().apply_upsert(&batch) {
             return Err(self.stop_on(e));
         }
@@ -288,6 +298,7 @@ impl ShardHandle {
         }
         let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids: &ids })));
         let lsn = self.wal.last_lsn().get();
+        self.data_lsn.set(lsn);
         let applied = self
             .state
             .borrow_mut()
@@ -405,6 +416,7 @@ impl ShardHandle {
 
     /// Writes a checkpoint covering every durable write, then drops the log segments it
     /// covers. Returns the LSN covered. Blocks the core while the files are written.
+    /// Writes nothing when no upsert or delete was logged since the last checkpoint.
     pub async fn checkpoint(&self) -> Result<u64, ShardError> {
         self.usable()?;
         if self.checkpointing.replace(true) {
@@ -415,9 +427,19 @@ impl ShardHandle {
         result.map_err(|e| self.stop_on(e))
     }
 
+    /// Whether an upsert or delete was logged after the current checkpoint.
+    fn changed_since_checkpoint(&self) -> bool {
+        self.data_lsn.get() > self.checkpoint_lsn.get()
+    }
+
     async fn write_checkpoint(&self) -> Result<u64, ShardError> {
-        // Everything logged so far becomes durable; the state holds at least that (and
-        // perhaps later writes too, which replaying them again leaves unchanged).
+        if !self.changed_since_checkpoint() {
+            return Ok(self.checkpoint_lsn.get());
+        }
+        // Everything logged so far becomes durable; the state holds at least that, and
+        // perhaps writes appended during the sync. Those that reach the log are replayed
+        // again (which leaves them unchanged); those a crash loses from the log stay in
+        // the checkpoint. None of them was acknowledged yet.
         let lsn = self
             .wal
             .sync()
@@ -470,9 +492,10 @@ impl ShardHandle {
         Ok(lsn)
     }
 
-    /// Checkpoints (when anything changed) and closes the log.
+    /// Checkpoints (when an upsert or delete was logged since the last checkpoint) and
+    /// closes the log.
     pub async fn close(&self) -> Result<(), ShardError> {
-        if !self.is_stopped() && self.wal.last_lsn().get() > self.checkpoint_lsn.get() {
+        if !self.is_stopped() && self.changed_since_checkpoint() {
             self.checkpoint().await?;
         }
         self.wal
@@ -522,18 +545,9 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Loads a checkpoint directory into a shard state.
 fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError> {
-    let index =
-        HnswIndex::open(dir.join(INDEX_FILE)).map_err(|source| ShardError::Index { source })?;
-    if index.dim() != spec.collection.dimension as usize {
-        return Err(ShardError::Replay {
-            reason: format!(
-                "checkpoint index in {} has dimension {}, the collection {}",
-                dir.display(),
-                index.dim(),
-                spec.collection.dimension
-            ),
-        });
-    }
+    let path = dir.join(INDEX_FILE);
+    let index = HnswIndex::open(&path).map_err(|source| ShardError::Index { source })?;
+    check_index_config(&path, index.config(), &spec.index_config())?;
     let mut state = ShardState::with_index(spec, index);
     checkpoint::read_points(&dir.join(POINTS_FILE), |node, id, payload| {
         state.restore_node(node, id, payload)
@@ -542,8 +556,50 @@ fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError
     Ok(state)
 }
 
-/// Applies every logged write from `from` on to `state`.
-fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError> {
+/// Refuses an index built with other parameters than the spec's. `ef_construction` and
+/// the seed only shape how later points are linked, so they may differ.
+fn check_index_config(
+    path: &Path,
+    found: &IndexConfig,
+    expected: &IndexConfig,
+) -> Result<(), ShardError> {
+    let mismatch = |field, expected: String, found: String| ShardError::IndexMismatch {
+        path: path.to_path_buf(),
+        field,
+        expected,
+        found,
+    };
+    if found.dim != expected.dim {
+        return Err(mismatch(
+            "dimension",
+            expected.dim.to_string(),
+            found.dim.to_string(),
+        ));
+    }
+    if found.metric != expected.metric {
+        return Err(mismatch(
+            "metric",
+            format!("{:?}", expected.metric),
+            format!("{:?}", found.metric),
+        ));
+    }
+    if found.m != expected.m {
+        return Err(mismatch("m", expected.m.to_string(), found.m.to_string()));
+    }
+    if found.quantization != expected.quantization {
+        return Err(mismatch(
+            "quantization",
+            format!("{:?}", expected.quantization),
+            format!("{:?}", found.quantization),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies every logged write from `from` on to `state`; returns the LSN of the last
+/// upsert or delete applied (0 when none).
+fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<u64, ShardError> {
+    let mut data_lsn = 0;
     let mut records = wal
         .replay(from)
         .map_err(|source| ShardError::Wal { source })?;
@@ -556,12 +612,138 @@ fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<(), ShardError
                 for (id, vector, payload) in batch.points() {
                     state.replay_upsert(id, vector, payload)?;
                 }
+                data_lsn = record.lsn().get();
             }
             BodyView::Delete(batch) => {
                 state.apply_delete(batch.ids())?;
+                data_lsn = record.lsn().get();
             }
             BodyView::Checkpoint { .. } => {}
         }
     }
-    Ok(())
+    Ok(data_lsn)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use vectron_proto::core::v1::ShardAssignment;
+    use vectron_proto::v1::{CollectionSpec, Metric};
+
+    /// Runs `f` on a monoio runtime, as a core thread does.
+    pub(crate) fn run<F: Future>(f: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("a monoio runtime")
+            .block_on(f)
+    }
+
+    /// Shard 0 of a 4-d cosine collection, owning every hash.
+    pub(crate) fn assignment(collection: &str) -> ShardAssignment {
+        ShardAssignment {
+            spec: Some(CollectionSpec {
+                name: collection.to_owned(),
+                dimension: 4,
+                metric: Metric::Cosine.into(),
+                ..Default::default()
+            }),
+            shard_id: 0,
+            hash_range_start: 0,
+            hash_range_end: u64::MAX,
+            epoch: 1,
+        }
+    }
+
+    /// Points `p<from>` .. `p<to>`, each with a distinct direction.
+    pub(crate) fn points(range: std::ops::Range<usize>) -> Vec<Point> {
+        range
+            .map(|i| Point {
+                id: format!("p{i}"),
+                vector: vec![1.0, i as f32, 0.5, -(i as f32)],
+                payload_json: Vec::new(),
+            })
+            .collect()
+    }
+
+    fn spec(collection: &str) -> ShardSpec {
+        ShardSpec::from_assignment(&assignment(collection)).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_with_no_write_since_the_last_one_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            let covered = shard.checkpoint().await.unwrap();
+            assert!(covered >= 1);
+            // The checkpoint's own marker took an LSN; it is no reason for another.
+            assert_eq!(shard.checkpoint().await.unwrap(), covered);
+            shard.close().await.unwrap();
+            drop(shard);
+
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            assert_eq!(shard.stats().checkpoint_lsn, covered);
+            shard.close().await.unwrap();
+            drop(shard);
+            let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+            assert_eq!(
+                manifest.checkpoint_lsn, covered,
+                "a clean close with no writes"
+            );
+
+            // A delete is a write: the next close checkpoints it.
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            let deleted = shard.delete_ids(vec!["p1".into()], true).await.unwrap();
+            assert_eq!(deleted.count, 1);
+            shard.close().await.unwrap();
+            drop(shard);
+            let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+            assert_eq!(manifest.checkpoint_lsn, deleted.lsn);
+        });
+    }
+
+    #[test]
+    fn a_checkpoint_index_built_with_other_parameters_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            shard.close().await.unwrap();
+        });
+        let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
+        type Change = fn(&mut CollectionSpec);
+        let changes: [(&str, Change); 3] = [
+            ("metric", |c| c.set_metric(Metric::L2)),
+            ("m", |c| c.hnsw.get_or_insert_default().m = Some(8)),
+            ("quantization", |c| {
+                c.set_quantization(vectron_proto::v1::Quantization::Int8);
+            }),
+        ];
+        for (field, change) in changes {
+            // A manifest whose spec says otherwise than the index it names.
+            let mut a = assignment("docs");
+            change(a.spec.as_mut().unwrap());
+            let spec = ShardSpec::from_assignment(&a).unwrap();
+            let mut m = manifest.clone();
+            m.assignment = Some(spec.to_assignment());
+            checkpoint::write_manifest(&shard_dir, &m).unwrap();
+            let err = run(ShardHandle::open(&shard_dir, spec, Options::default())).unwrap_err();
+            match err {
+                ShardError::IndexMismatch { field: f, .. } => assert_eq!(f, field, "{err}"),
+                other => panic!("{field}: {other}"),
+            }
+        }
+    }
 }

@@ -59,6 +59,7 @@ pub fn status(err: &ShardError) -> Status {
         | E::Wal { .. }
         | E::Index { .. }
         | E::Checkpoint { .. }
+        | E::IndexMismatch { .. }
         | E::Replay { .. } => Code::Unavailable,
     };
     let mut message = err.to_string();

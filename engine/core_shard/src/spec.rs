@@ -14,6 +14,21 @@ pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
 /// Default search candidate list.
 pub const DEFAULT_EF: u32 = 64;
 
+/// Longest collection name, in characters: the control plane's limit. A shard's
+/// directory is named after its collection, so the name is checked here too.
+pub const MAX_COLLECTION_NAME_LEN: usize = 64;
+
+/// Whether `name` is a collection name the control plane would accept: 1 to
+/// [`MAX_COLLECTION_NAME_LEN`] characters from `[A-Za-z0-9_-]`, starting with a letter or
+/// a digit. Such a name is one plain path component (no `/`, no `..`).
+fn valid_collection_name(name: &str) -> bool {
+    (1..=MAX_COLLECTION_NAME_LEN).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
 /// The identity and parameters of one shard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShardSpec {
@@ -34,8 +49,11 @@ impl ShardSpec {
             reason: "the assignment has no collection spec".into(),
         })?;
         let bad = |reason: String| Err(ShardError::BadAssignment { reason });
-        if collection.name.is_empty() {
-            return bad("the collection has no name".into());
+        if !valid_collection_name(&collection.name) {
+            return bad(format!(
+                "collection name {:?} is not allowed: use 1 to {MAX_COLLECTION_NAME_LEN} characters from [A-Za-z0-9_-], starting with a letter or a digit",
+                collection.name
+            ));
         }
         if collection.dimension == 0 || collection.dimension > 65_536 {
             return bad(format!(
@@ -115,5 +133,58 @@ impl ShardSpec {
             .as_ref()
             .and_then(|h| h.ef)
             .unwrap_or(DEFAULT_EF)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(name: &str) -> ShardAssignment {
+        ShardAssignment {
+            spec: Some(CollectionSpec {
+                name: name.to_owned(),
+                dimension: 4,
+                metric: Metric::Cosine.into(),
+                ..Default::default()
+            }),
+            hash_range_end: u64::MAX,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn collection_names_follow_the_control_planes_rule() {
+        assert_eq!(MAX_COLLECTION_NAME_LEN, vectron_control::MAX_NAME_LEN);
+        let longest = "a".repeat(MAX_COLLECTION_NAME_LEN);
+        let too_long = "a".repeat(MAX_COLLECTION_NAME_LEN + 1);
+        let cases = [
+            "docs",
+            "Docs_2",
+            "a-b",
+            "0",
+            longest.as_str(), // accepted
+            "",
+            "../x",
+            "x/y",
+            "..",
+            ".hidden",
+            "_x",
+            "-x",
+            "a b",
+            "é",
+            "a.b",
+            "x\0",
+            too_long.as_str(),
+        ];
+        for name in cases {
+            let control = vectron_control::validate_collection_name(name).is_ok();
+            let shard = ShardSpec::from_assignment(&named(name));
+            assert_eq!(shard.is_ok(), control, "{name:?}: {shard:?}");
+            if let Err(e) = shard {
+                assert!(matches!(e, ShardError::BadAssignment { .. }), "{e}");
+            }
+        }
+        assert!(ShardSpec::from_assignment(&named("../x")).is_err());
     }
 }
