@@ -12,7 +12,9 @@
 #   scale    replicate layout (every core holds every point; queries round robin) on
 #            1, 2, 4 and (physical cores - 2) cores: `vectron-bench core`
 #   direct   4 cores, one collection in 4 shards, queries fan out from the client
+#   inprocess  one thread searching the index in process (the ceiling of one core)
 #   gateway  the same through `vectron dev` and `vectron bench` (gateway on 2 cores)
+#   ingest2  `vectron dev` on 2 cores: streaming ingest through the gateway (sync always)
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 B=${VECTRON_BIN_DIR:-$ROOT/target/release}
@@ -51,6 +53,10 @@ for l in sys.stdin:
     d=json.loads(l); d.update(json.loads(sys.argv[1])); print(json.dumps(d))" "$1" | tee -a "$OUTF"; }
 NP=${#PC[@]}
 
+# 0. The in-process baseline: one thread searching the index directly (no network).
+taskset -c "$(firsts 0 1)" "$B/vectron-bench" ann "$DATA" --metric cosine --ef 64 --k 10 \
+  | tag '{"run":"inprocess","n":1}'
+
 # 1. Scaling, replicate layout: every core holds all points; queries round robin.
 SIZES="1 2 4"
 [ "$NP" -ge 8 ] && SIZES="$SIZES $((NP - 2))"
@@ -86,3 +92,14 @@ for rep in 1 2; do
     | tag "{\"run\":\"gateway\",\"rep\":$rep,\"n\":$G,\"core_cpus\":\"$CORES\",\"gateway_cpus\":\"$GW\",\"load_cpus\":\"$LOAD\"}"
   stop "$DP"
 done
+
+# 3. Ingest through the gateway into a dev of 2 cores (the figure quoted per 2 cores).
+CORES=$(firsts 0 2)
+rm -rf /tmp/vectron-scale-d
+"$B/vectron" dev --data-dir /tmp/vectron-scale-d --cpus "$CORES" \
+  --grpc-addr 127.0.0.1:6334 --http-addr 127.0.0.1:6333 > /tmp/vectron-scale-d.log 2>&1 &
+DP=$!
+wait_ready /tmp/vectron-scale-d.log && "$B/vectron" bench --addr http://127.0.0.1:6334 \
+  --dataset "$DATA" --collection wiki --create --shards 2 --ef 64 --concurrency 16 --seconds 2 \
+  | tag "{\"run\":\"ingest2\",\"n\":2,\"core_cpus\":\"$CORES\"}"
+stop "$DP"
