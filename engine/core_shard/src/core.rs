@@ -511,7 +511,7 @@ mod tests {
     fn yielding_lets_other_tasks_run_on_either_path() {
         run(async {
             for yielder in [Yielder::new().await, Yielder { null: None }] {
-                let ran = Rc::new(std::cell::Cell::new(false));
+                let ran = Rc::new(Cell::new(false));
                 let flag = Rc::clone(&ran);
                 monoio::spawn(async move { flag.set(true) });
                 yielder.yield_now().await;
