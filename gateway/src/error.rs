@@ -49,38 +49,9 @@ pub enum GatewayError {
         /// The id.
         id: String,
     },
-    /// A vector whose length is not the collection's dimension.
-    #[error(
-        "point {point} (id {id:?}): vector has {got} values, the collection has dimension {expected}"
-    )]
-    WrongDimension {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// The collection's dimension.
-        expected: usize,
-        /// Values given.
-        got: usize,
-    },
-    /// A vector holding NaN or an infinity.
-    #[error("point {point} (id {id:?}): vector value {at} is not a finite number")]
-    NonFinite {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// Index of the first bad value.
-        at: usize,
-    },
-    /// An all-zero vector in a cosine collection.
-    #[error("point {point} (id {id:?}): an all-zero vector has no direction for cosine similarity")]
-    ZeroVector {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-    },
+    /// A point's vector breaks a rule (dimension, finite values, direction).
+    #[error(transparent)]
+    Vector(#[from] vectron_proto::validate::VectorError),
     /// A payload that is not a JSON object with finite numbers.
     #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
     BadPayload {
@@ -314,9 +285,7 @@ impl GatewayError {
             | E::TooMany { .. }
             | E::BadId { .. }
             | E::DuplicateId { .. }
-            | E::WrongDimension { .. }
-            | E::NonFinite { .. }
-            | E::ZeroVector { .. }
+            | E::Vector(_)
             | E::BadPayload { .. }
             | E::PayloadTooLarge { .. }
             | E::QueryDimension { .. }
@@ -464,12 +433,12 @@ mod tests {
 
     #[test]
     fn input_errors_are_invalid_argument_and_400() {
-        let e = GatewayError::WrongDimension {
+        let e = GatewayError::from(vectron_proto::validate::VectorError::WrongDimension {
             point: 3,
             id: "a".into(),
             expected: 384,
             got: 385,
-        };
+        });
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.http_status(), http::StatusCode::BAD_REQUEST);
         assert_eq!(

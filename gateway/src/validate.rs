@@ -31,27 +31,7 @@ pub(crate) fn check_points(
     let mut seen = HashSet::with_capacity(points.len());
     for (i, p) in points.iter().enumerate() {
         check_id(i, &p.id, limits)?;
-        if p.vector.len() != dim {
-            return Err(GatewayError::WrongDimension {
-                point: i,
-                id: p.id.clone(),
-                expected: dim,
-                got: p.vector.len(),
-            });
-        }
-        if let Some(at) = p.vector.iter().position(|x| !x.is_finite()) {
-            return Err(GatewayError::NonFinite {
-                point: i,
-                id: p.id.clone(),
-                at,
-            });
-        }
-        if cosine && p.vector.iter().all(|&x| x == 0.0) {
-            return Err(GatewayError::ZeroVector {
-                point: i,
-                id: p.id.clone(),
-            });
-        }
+        vectron_proto::validate::check_vector(i, &p.id, &p.vector, dim, cosine)?;
         if p.payload_json.len() > limits.max_payload_bytes {
             return Err(GatewayError::PayloadTooLarge {
                 point: i,

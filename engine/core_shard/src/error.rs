@@ -47,38 +47,9 @@ pub enum ShardError {
         /// The id.
         id: String,
     },
-    /// A vector of the wrong length.
-    #[error(
-        "point {point} (id {id:?}): vector has {got} values, the collection has dimension {expected}"
-    )]
-    WrongDimension {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// The collection's dimension.
-        expected: usize,
-        /// Values given.
-        got: usize,
-    },
-    /// A vector with NaN or an infinity.
-    #[error("point {point} (id {id:?}): vector value {at} is not a finite number")]
-    NonFinite {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// Index of the first bad value.
-        at: usize,
-    },
-    /// An all-zero vector in a cosine collection, which has no direction.
-    #[error("point {point} (id {id:?}): an all-zero vector has no direction for cosine similarity")]
-    ZeroVector {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-    },
+    /// A point's vector breaks a rule (dimension, finite values, direction).
+    #[error(transparent)]
+    Vector(#[from] vectron_proto::validate::VectorError),
     /// A payload that is not a JSON object.
     #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
     BadPayload {

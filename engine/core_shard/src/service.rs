@@ -35,9 +35,7 @@ pub fn status(err: &ShardError) -> Status {
         | E::BatchTooLarge { .. }
         | E::BadId { .. }
         | E::DuplicateId { .. }
-        | E::WrongDimension { .. }
-        | E::NonFinite { .. }
-        | E::ZeroVector { .. }
+        | E::Vector(_)
         | E::BadPayload { .. }
         | E::PayloadTooLarge { .. }
         | E::QueryDimension { .. }

@@ -198,24 +198,7 @@ impl ShardState {
         let mut seen = hashbrown::HashSet::with_capacity(points.len());
         for (i, p) in points.into_iter().enumerate() {
             self.check_id(i, &p.id)?;
-            if p.vector.len() != dim {
-                return Err(ShardError::WrongDimension {
-                    point: i,
-                    id: p.id,
-                    expected: dim,
-                    got: p.vector.len(),
-                });
-            }
-            if let Some(at) = p.vector.iter().position(|x| !x.is_finite()) {
-                return Err(ShardError::NonFinite {
-                    point: i,
-                    id: p.id,
-                    at,
-                });
-            }
-            if cosine && p.vector.iter().all(|&x| x == 0.0) {
-                return Err(ShardError::ZeroVector { point: i, id: p.id });
-            }
+            vectron_proto::validate::check_vector(i, &p.id, &p.vector, dim, cosine)?;
             let parsed = parse_payload(i, &p.id, &p.payload_json)?;
             if !seen.insert(p.id.clone()) {
                 return Err(ShardError::DuplicateId { id: p.id });
