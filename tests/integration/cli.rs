@@ -539,3 +539,83 @@ async fn the_quickstart_example_runs_against_vectron_dev() {
     assert_eq!(quickstart::run(&addr, "books").await.unwrap().len(), 3);
     server.terminate();
 }
+
+/// `vectron bench` end to end against a real `vectron dev`: it creates the collection,
+/// streams the fixture with its payloads, waits until every point is indexed, and
+/// measures recall and a short search loop; its JSON line says so.
+#[test]
+fn bench_ingests_and_searches_through_the_gateway() {
+    let dir = tempdir();
+    let dev = dev(dir.path(), 2);
+    let dataset = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/wiki-minilm-2k");
+    let out = vectron()
+        .args(["bench", "--addr", &format!("http://{}", grpc_addr(&dev))])
+        .arg("--dataset")
+        .arg(&dataset)
+        .args(["--collection", "b", "--create", "--shards", "2"])
+        .args(["--concurrency", "2", "--seconds", "1", "--ef", "64"])
+        .output()
+        .expect("run vectron bench");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "bench failed: {stderr}");
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(line["points"], 2000, "{line}");
+    assert_eq!(line["errors"], 0, "{line}");
+    assert_eq!(line["consistency"], "linearizable", "{line}");
+    assert!(
+        line["ingest_vectors_per_s"].as_f64().unwrap() > 0.0,
+        "{line}"
+    );
+    assert!(line["searches"].as_u64().unwrap() > 0, "{line}");
+    assert!(line["recall"].as_f64().unwrap() >= 0.95, "{line}");
+    let (p50, p99) = (
+        line["p50_us"].as_u64().unwrap(),
+        line["p99_us"].as_u64().unwrap(),
+    );
+    // A search crosses two network hops: no answer takes under 20 µs.
+    assert!(20 <= p50 && p50 <= p99, "{line}");
+    // Little's law: with 2 searches always in flight, the mean latency is 2 / QPS.
+    let mean = line["mean_us"].as_f64().unwrap();
+    let implied = 2.0 / line["qps"].as_f64().unwrap() * 1e6;
+    assert!(
+        (0.5..2.0).contains(&(mean / implied)),
+        "mean {mean} µs against {implied} µs implied: {line}"
+    );
+
+    // A second --create of the same collection is refused, naming it.
+    let again = vectron()
+        .args(["bench", "--addr", &format!("http://{}", grpc_addr(&dev))])
+        .arg("--dataset")
+        .arg(&dataset)
+        .args(["--collection", "b", "--create", "--seconds", "1"])
+        .output()
+        .expect("run vectron bench");
+    assert!(!again.status.success());
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("creating collection \"b\""), "{stderr}");
+    dev.terminate();
+}
+
+/// `--cpus` gives one CPU per core; a list of another length is refused before
+/// anything starts.
+#[test]
+fn a_worker_refuses_cpus_that_do_not_match_its_cores() {
+    let dir = tempdir();
+    let out = vectron()
+        .args([
+            "worker",
+            "--cores",
+            "2",
+            "--cpus",
+            "0",
+            "--core-base-port",
+            "0",
+        ])
+        .args(["--admin-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run vectron worker");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1 CPUs given for 2 cores"), "{stderr}");
+}
