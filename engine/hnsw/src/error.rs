@@ -85,11 +85,11 @@ pub enum Corruption {
     #[error("not a Vectron HNSW file (bad magic)")]
     BadMagic,
     /// The file was written by a format version this build cannot read.
-    #[error("format version {found} is not supported (this build reads {supported})")]
+    #[error("format version {found} is not supported (this build reads versions 1 to {supported})")]
     UnsupportedVersion {
         /// Version in the file.
         found: u32,
-        /// Version this build reads.
+        /// Newest version this build reads.
         supported: u32,
     },
     /// The file is shorter than its header says.

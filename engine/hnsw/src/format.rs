@@ -16,18 +16,19 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::distance::IsaKind;
 use crate::graph::BuildScratch;
-use crate::index::{IndexConfig, MAX_LEVEL, Quantization, layout};
+use crate::index::{IndexConfig, MAX_LEVEL, MAX_POINTS_3B, Quantization, layout};
 use crate::quant::Quantizer;
-use crate::search::{DELETED, FREE, NONE, PENDING, RECLAIMING};
+use crate::search::{DELETED, FREE, NONE, PENDING, RECLAIMING, id_mask};
 use crate::storage::Arena;
 use crate::{Corruption, HnswError, HnswIndex, Metric};
 
 const MAGIC: [u8; 8] = *b"VECTHNSW";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes. It also reads version 1 (4-byte level-0 ids,
+/// int8 codes inside the blocks, no codes section).
+pub const FORMAT_VERSION: u32 = 2;
 /// Header size; sections start at multiples of it.
 const PAGE: u64 = 4096;
-const SECTION_NAMES: [&str; 9] = [
+const SECTION_NAMES: [&str; 10] = [
     "blocks",
     "vectors",
     "levels",
@@ -37,9 +38,14 @@ const SECTION_NAMES: [&str; 9] = [
     "pending list",
     "free list",
     "quantizer",
+    "codes",
 ];
 const TABLE_AT: usize = 88;
-const HEADER_SUM_AT: usize = TABLE_AT + 24 * SECTION_NAMES.len();
+/// Where the header checksum lies after a table of `sections` entries.
+const fn header_sum_at(sections: usize) -> usize {
+    TABLE_AT + 24 * sections
+}
+const HEADER_SUM_AT: usize = header_sum_at(SECTION_NAMES.len());
 
 fn io_err(path: &Path) -> impl Fn(std::io::Error) -> HnswError + '_ {
     move |source| HnswError::Io {
@@ -72,7 +78,7 @@ impl HnswIndex {
         let quant: Vec<u8> = self.quant.as_ref().map_or(Vec::new(), |q| {
             q.params().iter().flat_map(|x| x.to_le_bytes()).collect()
         });
-        let sections: [&[u8]; 9] = [
+        let sections: [&[u8]; 10] = [
             &self.blocks.bytes()[..n * self.stride],
             self.side
                 .as_ref()
@@ -88,6 +94,9 @@ impl HnswIndex {
             &u32s(&pending),
             &u32s(&self.free),
             &quant,
+            self.codes
+                .as_ref()
+                .map_or(&[][..], |c| &c.bytes()[..n * self.code_len]),
         ];
         let mut header = vec![0u8; PAGE as usize];
         header[..8].copy_from_slice(&MAGIC);
@@ -100,6 +109,7 @@ impl HnswIndex {
             Quantization::Int8 => 1,
         };
         header[22] = u8::from(self.quant.is_some());
+        header[23] = self.id_bytes as u8;
         header[24..28].copy_from_slice(&(self.cfg.m as u32).to_le_bytes());
         header[28..32].copy_from_slice(&(self.cfg.ef_construction as u32).to_le_bytes());
         header[32..40].copy_from_slice(&self.cfg.seed.to_le_bytes());
@@ -172,16 +182,19 @@ impl HnswIndex {
             u64::from_le_bytes(b)
         };
         let version = rd32(8);
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(corrupt(Corruption::UnsupportedVersion {
                 found: version,
                 supported: FORMAT_VERSION,
             }));
         }
-        if rd64(HEADER_SUM_AT) != xxh3_64(&h[..HEADER_SUM_AT]) {
+        // Version 1 has no codes section.
+        let nsec = if version == 1 { 9 } else { SECTION_NAMES.len() };
+        let sum_at = header_sum_at(nsec);
+        if rd64(sum_at) != xxh3_64(&h[..sum_at]) {
             return Err(corrupt(Corruption::Checksum { section: "header" }));
         }
-        if rd32(12) != PAGE as u32 || rd32(80) != SECTION_NAMES.len() as u32 {
+        if rd32(12) != PAGE as u32 || rd32(80) != nsec as u32 {
             return Err(invalid("header length"));
         }
         let metric = Metric::from_byte(h[20]).ok_or_else(|| invalid("metric"))?;
@@ -199,9 +212,20 @@ impl HnswIndex {
             seed: rd64(32),
         };
         cfg.validate().map_err(|_| invalid("config"))?;
-        let (padded, code_len, m0, links_bytes, stride) = layout(&cfg);
+        // Version 1 has 4-byte level-0 ids and a zero byte here.
+        let id_bytes = match (version, h[23]) {
+            (1, 0) | (2, 4) => 4,
+            (2, 3) if quantization == Quantization::Int8 => 3,
+            _ => return Err(invalid("id width")),
+        };
+        let (padded, code_len, m0, links_bytes, stride) = layout(&cfg, id_bytes);
+        // Version 1 keeps int8 codes in the blocks, after the links.
+        let file_stride = match version {
+            1 => stride + code_len,
+            _ => stride,
+        };
         let n64 = rd64(48);
-        if n64 > crate::index::MAX_POINTS as u64 {
+        if n64 > crate::index::MAX_POINTS as u64 || (id_bytes == 3 && n64 > MAX_POINTS_3B as u64) {
             return Err(invalid("slot count"));
         }
         let n = n64 as usize;
@@ -211,8 +235,8 @@ impl HnswIndex {
             _ => return Err(invalid("quantizer flag")),
         };
         // Section table.
-        let mut secs = [(0u64, 0u64); 9];
-        for (i, (s, name)) in secs.iter_mut().zip(SECTION_NAMES).enumerate() {
+        let mut secs = [(0u64, 0u64); SECTION_NAMES.len()];
+        for (i, (s, name)) in secs.iter_mut().zip(SECTION_NAMES).take(nsec).enumerate() {
             let t = TABLE_AT + 24 * i;
             let (off, slen, sum) = (rd64(t), rd64(t + 8), rd64(t + 16));
             if off % PAGE != 0 || off < PAGE {
@@ -229,6 +253,18 @@ impl HnswIndex {
             }
             *s = (off, slen);
         }
+        // The writer pads the file to a whole page after its last section.
+        let padded_end = secs
+            .iter()
+            .map(|&(off, slen)| (off + slen).div_ceil(PAGE) * PAGE)
+            .max()
+            .unwrap_or(PAGE);
+        if len < padded_end {
+            return Err(corrupt(Corruption::Truncated {
+                needed: padded_end,
+                len,
+            }));
+        }
         let sec = |i: usize| &map[secs[i].0 as usize..(secs[i].0 + secs[i].1) as usize];
         let want = |i: usize, bytes: usize, field| {
             if secs[i].1 as usize == bytes {
@@ -237,7 +273,16 @@ impl HnswIndex {
                 Err(invalid(field))
             }
         };
-        want(0, n * stride, "blocks length")?;
+        want(0, n * file_stride, "blocks length")?;
+        want(
+            9,
+            if quantization == Quantization::Int8 && version > 1 {
+                n * code_len
+            } else {
+                0
+            },
+            "codes length",
+        )?;
         want(
             1,
             if quantization == Quantization::Int8 {
@@ -307,10 +352,15 @@ impl HnswIndex {
         let blocks_bytes = sec(0);
         let linked = |x: u32| (x as usize) < n && flags[x as usize] & (FREE | PENDING) == 0;
         for i in 0..n {
-            let start = i * stride;
-            let list = &blocks_bytes[start..start + m0 * 4];
-            for c in list.chunks_exact(4) {
-                let x = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            let start = i * file_stride;
+            let list = &blocks_bytes[start..start + m0 * id_bytes];
+            for c in list.chunks_exact(id_bytes) {
+                let mut b = [0; 4];
+                b[..id_bytes].copy_from_slice(c);
+                let x = match u32::from_le_bytes(b) {
+                    x if x == id_mask(id_bytes) => NONE,
+                    x => x,
+                };
                 if x != NONE && (flags[i] & (FREE | PENDING) != 0 || !linked(x)) {
                     return Err(invalid("level-0 links"));
                 }
@@ -358,6 +408,19 @@ impl HnswIndex {
         if rd64(64) != live as u64 || rd64(72) != tombstones as u64 {
             return Err(invalid("counts"));
         }
+        // Version 1 int8: the links and the codes are taken apart into their arenas.
+        let split = if version == 1 && quantization == Quantization::Int8 {
+            let mut links = Arena::anon(n * stride)?;
+            let mut codes = Arena::anon(n * code_len)?;
+            for i in 0..n {
+                let b = &blocks_bytes[i * file_stride..(i + 1) * file_stride];
+                links.bytes_mut()[i * stride..(i + 1) * stride].copy_from_slice(&b[..stride]);
+                codes.bytes_mut()[i * code_len..(i + 1) * code_len].copy_from_slice(&b[stride..]);
+            }
+            Some((links, codes))
+        } else {
+            None
+        };
         drop(map);
 
         let map_section = |i: usize| -> Result<Arena, HnswError> {
@@ -376,7 +439,11 @@ impl HnswIndex {
             .map_err(io_err(path))?;
             Ok(Arena::mapped(m, 0, slen as usize))
         };
-        let blocks = map_section(0)?;
+        let (blocks, codes) = match (split, quantization) {
+            (Some((links, codes)), _) => (links, Some(codes)),
+            (None, Quantization::None) => (map_section(0)?, None),
+            (None, Quantization::Int8) => (map_section(0)?, Some(map_section(9)?)),
+        };
         let side = match quantization {
             Quantization::None => None,
             Quantization::Int8 => Some(map_section(1)?),
@@ -387,9 +454,11 @@ impl HnswIndex {
             padded,
             code_len,
             m0,
+            id_bytes,
             links_bytes,
             stride,
             blocks,
+            codes,
             side,
             levels,
             flags,
@@ -413,5 +482,71 @@ impl HnswIndex {
     /// Whether the graph blocks are still used in place from the opened file.
     pub fn is_mapped(&self) -> bool {
         self.blocks.is_file_backed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NodeId;
+    use crate::index::tests::vectors;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("vectron-format-{}-{name}", std::process::id()))
+    }
+
+    /// Rewrites header fields and its checksum, as another writer would have.
+    fn patch_header(path: &Path, edit: impl FnOnce(&mut [u8])) {
+        let mut b = std::fs::read(path).unwrap();
+        edit(&mut b[..PAGE as usize]);
+        let sum = xxh3_64(&b[..HEADER_SUM_AT]);
+        b[HEADER_SUM_AT..HEADER_SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(path, b).unwrap();
+    }
+
+    fn int8_index(n: usize) -> HnswIndex {
+        let mut cfg = IndexConfig::new(16, Metric::Cosine);
+        cfg.quantization = Quantization::Int8;
+        let mut idx = HnswIndex::new(cfg).unwrap();
+        for v in vectors(n, 16, 9) {
+            idx.insert(&v).unwrap();
+        }
+        idx.delete(NodeId(2)).unwrap();
+        idx
+    }
+
+    #[test]
+    fn an_id_width_that_does_not_fit_the_file_is_refused() {
+        let idx = int8_index(300);
+        let path = temp("width.hnsw");
+        idx.save(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        assert_eq!(good[23], 3);
+        for (width, reason) in [(4u8, "blocks length"), (5, "id width"), (0, "id width")] {
+            std::fs::write(&path, &good).unwrap();
+            patch_header(&path, |h| h[23] = width);
+            match HnswIndex::open(&path) {
+                Err(HnswError::Corrupt {
+                    reason: Corruption::InvalidValue { field },
+                    ..
+                }) => assert_eq!(field, reason, "width {width}"),
+                other => panic!("width {width}: {other:?}"),
+            }
+        }
+        // 3-byte ids are for int8 only.
+        let mut f = HnswIndex::new(IndexConfig::new(16, Metric::Cosine)).unwrap();
+        for v in vectors(50, 16, 11) {
+            f.insert(&v).unwrap();
+        }
+        f.save(&path).unwrap();
+        patch_header(&path, |h| h[23] = 3);
+        assert!(matches!(
+            HnswIndex::open(&path),
+            Err(HnswError::Corrupt {
+                reason: Corruption::InvalidValue { field: "id width" },
+                ..
+            })
+        ));
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -3,7 +3,7 @@
 //! and tombstone consolidation that reconnects around deleted nodes.
 
 use crate::distance::{Dist, WithDist};
-use crate::search::{Cand, DELETED, FREE, Layer, NONE, PENDING, View, greedy, search_layer};
+use crate::search::{Cand, DELETED, FREE, Layer, List, NONE, PENDING, View, greedy, search_layer};
 
 /// Reusable buffers of insertion and repair.
 #[derive(Debug, Default)]
@@ -77,15 +77,15 @@ unsafe fn select_filled<D: Dist>(v: View, d: &D, sorted: &[Cand], m: usize, out:
     }
 }
 
-/// Writes `ids` into a list of capacity `cap`, padding with `NONE`.
+/// Writes `ids` into a list, padding with `NONE`.
 ///
 /// # Safety
-/// `links` is writable for `cap` ids and `ids.len() <= cap`.
+/// The list is writable and `ids.len() <= cap`; the ids fit its width.
 #[inline(always)]
-unsafe fn write_list(links: *mut u32, cap: usize, ids: &[Cand]) {
-    for i in 0..cap {
+unsafe fn write_list(links: List, ids: &[Cand]) {
+    for i in 0..links.cap() {
         // SAFETY: forwarded.
-        unsafe { *links.add(i) = ids.get(i).map_or(NONE, |c| c.id) };
+        unsafe { links.set(i, ids.get(i).map_or(NONE, |c| c.id)) };
     }
 }
 
@@ -110,20 +110,18 @@ unsafe fn connect<D: Dist>(
 ) {
     // SAFETY: forwarded: `s` is a slot on `level` and list ids are slots.
     unsafe {
-        let (links, cap) = v.links(s, level);
-        let mut count = 0;
-        while count < cap && *links.add(count) != NONE {
-            count += 1;
-        }
+        let links = v.links(s, level);
+        let cap = links.cap();
+        let count = links.ids().count();
         if count < cap {
-            *links.add(count) = node;
+            links.set(count, node);
             return;
         }
         let ds = d.rebase(v.vec(s));
         tmp.clear();
         tmp.push(Cand { d: d_sn, id: node });
         for i in 0..cap {
-            let e = *links.add(i);
+            let e = links.get(i);
             tmp.push(Cand {
                 d: ds.dist(v.vec(e)),
                 id: e,
@@ -131,7 +129,7 @@ unsafe fn connect<D: Dist>(
         }
         tmp.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
         select(v, d, tmp, cap, sel);
-        write_list(links, cap, sel);
+        write_list(links, sel);
     }
 }
 
@@ -204,8 +202,7 @@ impl WithDist for Insert<'_> {
                 b.tmp.extend_from_slice(&b.layer.top);
                 b.tmp.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
                 select(v, &d, &b.tmp, v.m, &mut b.sel);
-                let (links, cap) = v.links(node, l);
-                write_list(links, cap, &b.sel);
+                write_list(v.links(node, l), &b.sel);
                 for j in 0..b.sel.len() {
                     let s = b.sel[j];
                     connect(v, &d, s.id, node, s.d, l, &mut b.tmp2, &mut b.sel2);
@@ -259,27 +256,15 @@ impl WithDist for Consolidate<'_> {
                 // SAFETY: `p` is a linked slot with level >= l; list ids are slots, and
                 // a node listed on level l has level >= l.
                 unsafe {
-                    let (links, cap) = v.links(p, l);
-                    let mut has_deleted = false;
-                    for i in 0..cap {
-                        let e = *links.add(i);
-                        if e == NONE {
-                            break;
-                        }
-                        has_deleted |= v.deleted(e);
-                    }
-                    if !has_deleted {
+                    let links = v.links(p, l);
+                    if !links.ids().any(|e| v.deleted(e)) {
                         continue;
                     }
                     let dp = d.rebase(v.vec(p));
                     b.layer.visited.reset(slots);
                     b.layer.visited.test_set(p);
                     b.tmp.clear();
-                    for i in 0..cap {
-                        let e = *links.add(i);
-                        if e == NONE {
-                            break;
-                        }
+                    for e in links.ids() {
                         if !v.deleted(e) {
                             if !b.layer.visited.test_set(e) {
                                 b.tmp.push(Cand {
@@ -289,12 +274,7 @@ impl WithDist for Consolidate<'_> {
                             }
                             continue;
                         }
-                        let (elinks, ecap) = v.links(e, l);
-                        for j in 0..ecap {
-                            let f = *elinks.add(j);
-                            if f == NONE {
-                                break;
-                            }
+                        for f in v.links(e, l).ids() {
                             if !v.deleted(f) && !b.layer.visited.test_set(f) {
                                 b.tmp.push(Cand {
                                     d: dp.dist(v.vec(f)),
@@ -304,8 +284,8 @@ impl WithDist for Consolidate<'_> {
                         }
                     }
                     b.tmp.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
-                    select_filled(v, &dp, &b.tmp, cap, &mut b.sel);
-                    write_list(links, cap, &b.sel);
+                    select_filled(v, &dp, &b.tmp, links.cap(), &mut b.sel);
+                    write_list(links, &b.sel);
                 }
             }
         }

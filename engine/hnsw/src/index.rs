@@ -3,13 +3,16 @@
 //! Level-0 block of slot `i`, at `i * stride` in one arena (no pointer chasing):
 //!
 //! ```text
-//! | m0 × u32 neighbour ids (NONE-terminated), padded | vector: f32 × padded_dim (f32 mode)
-//! |                                                   | or codes: u8 × code_len (int8 mode) |
+//! f32 mode:  | m0 × u32 neighbour ids (NONE-terminated), padded | f32 × padded_dim |
+//! int8 mode: | m0 × 3-byte neighbour ids, padded to 32 bytes |
 //! ```
 //!
-//! In int8 mode the f32 vectors (for rescoring, construction and `vector`) live in a
-//! second arena. Upper-level lists (`m` ids per level) live in `upper`, found through
-//! `upper_off`.
+//! In int8 mode the codes live in their own arena (`code_len` bytes per slot, so each
+//! code stays within as few cache lines as its length allows), and so do the f32 vectors
+//! (for rescoring, construction and `vector`). Level-0 ids take 3 bytes there: at 128
+//! dims 32 four-byte ids would weigh as much as the codes. An int8 index widens them to
+//! 4 bytes, once, when it outgrows 3-byte ids ([`MAX_POINTS_3B`] slots). Upper-level
+//! lists (`m` u32 ids per level) live in `upper`, found through `upper_off`.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use crate::distance::{CODE_PAD, Dist, F32_PAD, IsaKind, Space, WithDist, dispatc
 use crate::graph::{BuildScratch, Consolidate, Insert};
 use crate::quant::Quantizer;
 use crate::search::{
-    Cand, DELETED, FREE, Layer, NONE, PENDING, RECLAIMING, View, greedy, scan, search_layer,
+    Cand, DELETED, FREE, Layer, List, NONE, PENDING, RECLAIMING, View, greedy, scan, search_layer,
 };
 use crate::storage::Arena;
 use crate::{Filter, HnswError, Metric};
@@ -27,6 +30,8 @@ use crate::{Filter, HnswError, Metric};
 pub(crate) const MAX_LEVEL: usize = 15;
 /// Most slots an index holds: ids are `u32` and `u32::MAX` marks an empty list slot.
 pub const MAX_POINTS: usize = u32::MAX as usize - 1;
+/// Most slots with 3-byte level-0 ids: `0xFFFFFF` marks an empty list slot.
+pub(crate) const MAX_POINTS_3B: usize = 0xFF_FFFF;
 /// The int8 quantizer is trained once this many points have been added; before that,
 /// searches traverse the f32 vectors.
 pub(crate) const QUANT_TRAIN_POINTS: usize = 1024;
@@ -53,7 +58,7 @@ impl std::fmt::Display for NodeId {
 pub enum Quantization {
     /// Full-precision f32 vectors in the graph blocks.
     None,
-    /// int8 codes in the graph blocks for traversal, f32 vectors beside them for
+    /// int8 codes beside the graph blocks for traversal, f32 vectors beside them for
     /// rescoring the best candidates.
     Int8,
 }
@@ -173,10 +178,14 @@ pub struct HnswIndex {
     /// Code bytes per vector in int8 mode (dim padded to 32), else 0.
     pub(crate) code_len: usize,
     pub(crate) m0: usize,
+    /// Bytes per level-0 neighbour id: 3 (int8 mode, up to [`MAX_POINTS_3B`] slots) or 4.
+    pub(crate) id_bytes: usize,
     /// Bytes of the neighbour list at the start of a block.
     pub(crate) links_bytes: usize,
     pub(crate) stride: usize,
     pub(crate) blocks: Arena,
+    /// int8 codes, slot `i` at `i * code_len` (int8 mode).
+    pub(crate) codes: Option<Arena>,
     /// f32 vectors in int8 mode.
     pub(crate) side: Option<Arena>,
     pub(crate) levels: Vec<u8>,
@@ -199,19 +208,29 @@ pub struct HnswIndex {
     pub(crate) source: Option<PathBuf>,
 }
 
-/// Layout derived from a config: (padded, code_len, m0, links_bytes, stride).
-pub(crate) fn layout(cfg: &IndexConfig) -> (usize, usize, usize, usize, usize) {
+/// Bytes per level-0 id of a new index: 3 in int8 mode (where the lists weigh as much as
+/// the codes), 4 otherwise (f32 vectors stay 64-byte aligned in their blocks).
+pub(crate) fn initial_id_bytes(cfg: &IndexConfig) -> usize {
+    match cfg.quantization {
+        Quantization::None => 4,
+        Quantization::Int8 => 3,
+    }
+}
+
+/// Layout derived from a config and a level-0 id width: (padded, code_len, m0,
+/// links_bytes, stride).
+pub(crate) fn layout(cfg: &IndexConfig, id_bytes: usize) -> (usize, usize, usize, usize, usize) {
     let padded = cfg.dim.div_ceil(F32_PAD) * F32_PAD;
     let m0 = 2 * cfg.m;
     match cfg.quantization {
         Quantization::None => {
-            let links_bytes = (m0 * 4).div_ceil(64) * 64;
+            let links_bytes = (m0 * id_bytes).div_ceil(64) * 64;
             (padded, 0, m0, links_bytes, links_bytes + padded * 4)
         }
         Quantization::Int8 => {
             let code_len = cfg.dim.div_ceil(CODE_PAD) * CODE_PAD;
-            let links_bytes = (m0 * 4).div_ceil(32) * 32;
-            (padded, code_len, m0, links_bytes, links_bytes + code_len)
+            let links_bytes = (m0 * id_bytes).div_ceil(32) * 32;
+            (padded, code_len, m0, links_bytes, links_bytes)
         }
     }
 }
@@ -220,10 +239,11 @@ impl HnswIndex {
     /// An empty index.
     pub fn new(cfg: IndexConfig) -> Result<Self, HnswError> {
         cfg.validate()?;
-        let (padded, code_len, m0, links_bytes, stride) = layout(&cfg);
-        let side = match cfg.quantization {
-            Quantization::None => None,
-            Quantization::Int8 => Some(Arena::anon(0)?),
+        let id_bytes = initial_id_bytes(&cfg);
+        let (padded, code_len, m0, links_bytes, stride) = layout(&cfg, id_bytes);
+        let (side, codes) = match cfg.quantization {
+            Quantization::None => (None, None),
+            Quantization::Int8 => (Some(Arena::anon(0)?), Some(Arena::anon(0)?)),
         };
         Ok(Self {
             rng: cfg.seed,
@@ -232,9 +252,11 @@ impl HnswIndex {
             padded,
             code_len,
             m0,
+            id_bytes,
             links_bytes,
             stride,
             blocks: Arena::anon(0)?,
+            codes,
             side,
             levels: Vec::new(),
             flags: Vec::new(),
@@ -383,11 +405,18 @@ impl HnswIndex {
                 if self.slots >= MAX_POINTS {
                     return Err(HnswError::CapacityExceeded { max: MAX_POINTS });
                 }
+                if self.id_bytes < 4 && self.slots >= MAX_POINTS_3B {
+                    self.widen_ids()?;
+                }
                 let n = self.slots;
                 self.blocks.ensure((n + 1) * self.stride, n * self.stride)?;
                 let vb = self.vec_bytes();
                 if let Some(side) = &mut self.side {
                     side.ensure((n + 1) * vb, n * vb)?;
+                }
+                let cl = self.code_len;
+                if let Some(codes) = &mut self.codes {
+                    codes.ensure((n + 1) * cl, n * cl)?;
                 }
                 self.levels.push(0);
                 self.flags.push(FREE);
@@ -419,9 +448,12 @@ impl HnswIndex {
             None => &mut self.blocks,
         };
         arena.bytes_mut()[foff..foff + f32_bytes.len()].copy_from_slice(f32_bytes);
-        if let Some(q) = &self.quant {
-            let code = &mut self.blocks.bytes_mut()[start + links_bytes..start + stride];
-            q.encode(&v[..self.cfg.dim], code);
+        if let (Some(q), Some(codes)) = (&self.quant, &mut self.codes) {
+            let at = slot * self.code_len;
+            q.encode(
+                &v[..self.cfg.dim],
+                &mut codes.bytes_mut()[at..at + self.code_len],
+            );
         }
         self.flags[slot] = PENDING;
         self.pending.push_back(slot as u32);
@@ -459,13 +491,41 @@ impl HnswIndex {
             for (x, c) in v.iter_mut().zip(src.chunks_exact(4)) {
                 *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
             }
-            let start = i * self.stride + self.links_bytes;
-            q.encode(
-                &v,
-                &mut self.blocks.bytes_mut()[start..start + self.code_len],
-            );
+            let at = i * self.code_len;
+            if let Some(codes) = &mut self.codes {
+                q.encode(&v, &mut codes.bytes_mut()[at..at + self.code_len]);
+            }
         }
         self.quant = Some(q);
+    }
+
+    /// Rewrites every level-0 list with 4-byte ids: once, when an int8 index outgrows
+    /// 3-byte ids. O(slots); the old arena is released.
+    pub(crate) fn widen_ids(&mut self) -> Result<(), HnswError> {
+        if self.id_bytes == 4 {
+            return Ok(());
+        }
+        let (_, _, m0, links_bytes, stride) = layout(&self.cfg, 4);
+        let n = self.slots;
+        let mut next = Arena::anon(n.max(1).saturating_mul(stride))?;
+        let old = self.view(true);
+        let dst = next.bytes_mut();
+        for i in 0..n {
+            let d = i * stride;
+            // SAFETY: `i` is a slot; its level-0 list lies in its block.
+            let ids = unsafe { old.links(i as u32, 0) };
+            for j in 0..m0 {
+                // SAFETY: `j < m0`.
+                let x = unsafe { ids.get(j) };
+                dst[d + 4 * j..d + 4 * j + 4].copy_from_slice(&x.to_le_bytes());
+            }
+            dst[d + 4 * m0..d + links_bytes].fill(0xFF);
+        }
+        self.blocks = next;
+        self.id_bytes = 4;
+        self.links_bytes = links_bytes;
+        self.stride = stride;
+        Ok(())
     }
 
     /// A view whose distances read f32 vectors, with pointers derived for writing.
@@ -485,9 +545,10 @@ impl HnswIndex {
             stride: self.stride,
             m0: self.m0,
             m: self.cfg.m,
+            id_bytes: self.id_bytes,
             vecs,
             vstride,
-            pf_lines: (self.vec_bytes() / 64).clamp(1, PREFETCH_LINES),
+            pf_lines: prefetch_lines(self.vec_bytes(), vstride),
             upper: self.upper.as_mut_ptr(),
             upper_off: self.upper_off.as_ptr(),
             flags: self.flags.as_ptr(),
@@ -497,13 +558,14 @@ impl HnswIndex {
     /// A read-only view over f32 vectors (`codes = false`) or int8 codes.
     pub(crate) fn view(&self, codes: bool) -> View {
         let blocks = self.blocks.as_ptr();
-        let (vecs, vstride, vlen) = match (&self.side, codes) {
-            (Some(_), true) | (None, _) => (
+        let (vecs, vstride, vlen) = match (&self.side, &self.codes, codes) {
+            (Some(side), _, false) => (side.as_ptr(), self.vec_bytes(), self.vec_bytes()),
+            (_, Some(c), true) => (c.as_ptr(), self.code_len, self.code_len),
+            _ => (
                 blocks.wrapping_add(self.links_bytes),
                 self.stride,
-                self.stride - self.links_bytes,
+                self.vec_bytes(),
             ),
-            (Some(side), false) => (side.as_ptr(), self.vec_bytes(), self.vec_bytes()),
         };
         View {
             // Never written through: searches only read.
@@ -511,9 +573,10 @@ impl HnswIndex {
             stride: self.stride,
             m0: self.m0,
             m: self.cfg.m,
+            id_bytes: self.id_bytes,
             vecs,
             vstride,
-            pf_lines: (vlen / 64).clamp(1, PREFETCH_LINES),
+            pf_lines: prefetch_lines(vlen, vstride),
             upper: self.upper.as_ptr().cast_mut(),
             upper_off: self.upper_off.as_ptr(),
             flags: self.flags.as_ptr(),
@@ -706,13 +769,13 @@ impl HnswIndex {
             let v = self.view_f32_mut();
             let flags = &self.flags;
             let linked = |i: usize| flags[i] & (FREE | PENDING) == 0;
-            let list = |i: u32| {
-                // SAFETY: `i` is a linked slot; its level-0 list holds `m0` ids.
-                unsafe { std::slice::from_raw_parts_mut(v.links(i, 0).0, v.m0) }
-            };
+            // SAFETY: every caller passes a linked slot; its level-0 list is in bounds.
+            let list = |i: u32| -> List { unsafe { v.links(i, 0) } };
+            // SAFETY: as `list`: the lists of linked slots are readable.
+            let ids = |i: u32| unsafe { list(i).ids() };
             let mut indeg = vec![0u32; n];
             for i in (0..n).filter(|&i| linked(i)) {
-                for &x in list(i as u32).iter().take_while(|&&x| x != NONE) {
+                for x in ids(i as u32) {
                     indeg[x as usize] += 1;
                 }
             }
@@ -722,7 +785,7 @@ impl HnswIndex {
                 seen[from as usize] = true;
                 stack.push(from);
                 while let Some(x) = stack.pop() {
-                    for &y in list(x).iter().take_while(|&&y| y != NONE) {
+                    for y in ids(x) {
                         if !seen[y as usize] {
                             seen[y as usize] = true;
                             stack.push(y);
@@ -743,11 +806,7 @@ impl HnswIndex {
                 if seen[u as usize] {
                     continue;
                 }
-                let mut target = list(u)
-                    .iter()
-                    .take_while(|&&x| x != NONE)
-                    .copied()
-                    .find(|&x| seen[x as usize]);
+                let mut target = ids(u).find(|&x| seen[x as usize]);
                 if target.is_none() {
                     let run = Nearest {
                         v,
@@ -760,17 +819,21 @@ impl HnswIndex {
                 }
                 let Some(x) = target else { continue };
                 let xs = list(x);
-                let slot = match xs.iter().position(|&y| y == NONE) {
+                // SAFETY: `x` is a linked slot (reached or listed), `j < cap`, and `u`
+                // is a slot, so it fits the list's id width.
+                let at = |j: usize| unsafe { xs.get(j) };
+                let slot = match (0..xs.cap()).position(|j| at(j) == NONE) {
                     Some(free) => Some(free),
-                    None => (0..xs.len())
-                        .filter(|&j| indeg[xs[j] as usize] >= 2)
-                        .max_by_key(|&j| indeg[xs[j] as usize]),
+                    None => (0..xs.cap())
+                        .filter(|&j| indeg[at(j) as usize] >= 2)
+                        .max_by_key(|&j| indeg[at(j) as usize]),
                 };
                 let Some(j) = slot else { continue };
-                if xs[j] != NONE {
-                    indeg[xs[j] as usize] -= 1;
+                if at(j) != NONE {
+                    indeg[at(j) as usize] -= 1;
                 }
-                xs[j] = u;
+                // SAFETY: as `at`.
+                unsafe { xs.set(j, u) };
                 indeg[u as usize] += 1;
                 reach(u, &mut seen, &mut stack);
                 fixed += 1;
@@ -1004,10 +1067,9 @@ impl HnswIndex {
     /// Where the index's bytes go.
     pub fn memory_usage(&self) -> MemoryUsage {
         let n = self.slots;
-        let payload = n * (self.stride - self.links_bytes);
-        let (vectors, codes) = match &self.side {
-            Some(_) => (n * self.vec_bytes(), payload),
-            None => (payload, 0),
+        let (vectors, codes) = match &self.codes {
+            Some(_) => (n * self.vec_bytes(), n * self.code_len),
+            None => (n * (self.stride - self.links_bytes), 0),
         };
         MemoryUsage {
             links: n * self.links_bytes + self.upper.capacity() * 4,
@@ -1052,9 +1114,10 @@ impl HnswIndex {
             }
             for l in 0..=usize::from(self.levels[i]) {
                 // SAFETY: `i` is a linked slot with level >= l.
-                let (links, cap) = unsafe { v.links(i as u32, l) };
+                let links = unsafe { v.links(i as u32, l) };
                 // SAFETY: a list has `cap` entries.
-                let list = unsafe { std::slice::from_raw_parts(links, cap) };
+                let list: Vec<u32> = (0..links.cap()).map(|j| unsafe { links.get(j) }).collect();
+                let cap = list.len();
                 let len = list.iter().position(|&x| x == NONE).unwrap_or(cap);
                 if list[len..].iter().any(|&x| x != NONE) {
                     return Err(format!("node {i} level {l}: ids after the end marker"));
@@ -1074,13 +1137,9 @@ impl HnswIndex {
         }
         while let Some(x) = stack.pop() {
             // SAFETY: `x` is a linked slot.
-            let (links, cap) = unsafe { v.links(x, 0) };
-            for j in 0..cap {
-                // SAFETY: within the list.
-                let y = unsafe { *links.add(j) };
-                if y == NONE {
-                    break;
-                }
+            let links = unsafe { v.links(x, 0) };
+            // SAFETY: `x` is a linked slot, its list readable.
+            for y in unsafe { links.ids() } {
                 if !seen[y as usize] {
                     seen[y as usize] = true;
                     stack.push(y);
@@ -1097,6 +1156,13 @@ impl HnswIndex {
         }
         Ok(())
     }
+}
+
+/// Cache lines to prefetch for a vector of `len` bytes at a multiple of `stride`: one
+/// more when the stride does not keep vectors 64-byte aligned.
+fn prefetch_lines(len: usize, stride: usize) -> usize {
+    let extra = usize::from(!stride.is_multiple_of(64));
+    (len / 64 + extra).clamp(1, PREFETCH_LINES)
 }
 
 /// Reinterprets f32s as their little-endian bytes (the index stores vectors as such).
@@ -1232,20 +1298,87 @@ impl<I: Iterator<Item = u32>, A: FnMut(u32) -> bool> WithDist for ScanRun<'_, I,
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
     fn layout_matches_the_memory_budget() {
         let mut cfg = IndexConfig::new(128, Metric::L2);
-        let (padded, _, m0, links, stride) = layout(&cfg);
+        let (padded, _, m0, links, stride) = layout(&cfg, initial_id_bytes(&cfg));
         assert_eq!((padded, m0, links, stride), (128, 32, 128, 640));
         cfg.quantization = Quantization::Int8;
-        let (_, code_len, _, links, stride) = layout(&cfg);
-        assert_eq!((code_len, links, stride), (128, 128, 256));
+        // 3-byte ids: 96 bytes of links beside 128 of codes.
+        let (_, code_len, _, links, stride) = layout(&cfg, initial_id_bytes(&cfg));
+        assert_eq!((code_len, links, stride), (128, 96, 96));
+        let (_, _, _, links, stride) = layout(&cfg, 4);
+        assert_eq!((links, stride), (128, 128));
         cfg.dim = 100;
-        let (_, code_len, _, _, stride) = layout(&cfg);
-        assert_eq!((code_len, stride), (128, 256));
+        let (_, code_len, _, _, stride) = layout(&cfg, 3);
+        assert_eq!((code_len, stride), (128, 96));
+    }
+
+    /// Seeded vectors in [-1, 1).
+    pub(crate) fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                (0..dim)
+                    .map(|_| {
+                        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn answers(idx: &HnswIndex, queries: &[Vec<f32>]) -> Vec<Vec<SearchHit>> {
+        let mut s = SearchScratch::new();
+        queries
+            .iter()
+            .map(|q| idx.search(q, 10, 40, None, &mut s).unwrap().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn widening_to_4_byte_ids_keeps_the_graph() {
+        let mut cfg = IndexConfig::new(24, Metric::L2);
+        cfg.quantization = Quantization::Int8;
+        let mut idx = HnswIndex::new(cfg).unwrap();
+        let data = vectors(1_600, 24, 5);
+        for v in &data[..1_500] {
+            idx.insert(v).unwrap();
+        }
+        for id in (0..1_500).step_by(7) {
+            idx.delete(NodeId(id)).unwrap();
+        }
+        idx.add(&data[1_500]).unwrap();
+        assert!(idx.quant.is_some());
+        assert_eq!((idx.id_bytes, idx.links_bytes, idx.stride), (3, 96, 96));
+        idx.check_invariants().unwrap();
+        let queries = vectors(30, 24, 6);
+        let before = answers(&idx, &queries);
+
+        idx.widen_ids().unwrap();
+        assert_eq!((idx.id_bytes, idx.links_bytes, idx.stride), (4, 128, 128));
+        idx.check_invariants().unwrap();
+        assert_eq!(answers(&idx, &queries), before);
+
+        // It keeps working, and saves and opens with 4-byte ids.
+        idx.reclaim_deleted();
+        idx.link_pending(usize::MAX);
+        for v in &data[1_501..] {
+            idx.insert(v).unwrap();
+        }
+        idx.check_invariants().unwrap();
+        let after = answers(&idx, &queries);
+        let path = std::env::temp_dir().join(format!("vectron-widen-{}.hnsw", std::process::id()));
+        idx.save(&path).unwrap();
+        let opened = HnswIndex::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(opened.id_bytes, 4);
+        opened.check_invariants().unwrap();
+        assert_eq!(answers(&opened, &queries), after);
     }
 
     #[test]

@@ -15,7 +15,10 @@
 //! - **Filters** ([`Filter`]) keep traversal on the graph, or switch to an exact scan of
 //!   the matching ids when few match.
 //! - **int8** ([`Quantization::Int8`]) traverses on 8-bit codes and rescores the best
-//!   candidates with the f32 vectors.
+//!   candidates with the f32 vectors. The codes sit in their own arena and level-0
+//!   neighbour ids take 3 bytes (4 past 16.7 M slots), so the memory held per vector
+//!   (codes and graph, the f32 vectors staying in the mapped file) is about 0.37× of
+//!   the f32 index at 128 dimensions.
 //! - **Files**: [`HnswIndex::save`] / [`HnswIndex::open`]; the opened index maps the file
 //!   and keeps accepting writes (format in `FORMAT.md`, little-endian, versioned).
 //!

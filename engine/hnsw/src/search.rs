@@ -28,14 +28,120 @@ pub(crate) struct Cand {
     pub(crate) id: u32,
 }
 
+/// One neighbour list: `cap` little-endian ids of `w` bytes each, filled from the front,
+/// the first [`NONE`] ending it. Level-0 lists of int8 indexes use 3-byte ids (a quarter
+/// of their bytes saved, the stored form of `NONE` being `0xFFFFFF`); every other list
+/// uses 4.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct List {
+    p: *mut u8,
+    cap: usize,
+    w: usize,
+    /// `0xFFFFFF` or `0xFFFFFFFF`: the low `w` bytes, and the stored `NONE`.
+    mask: u32,
+}
+
+impl List {
+    /// Entries the list can hold.
+    #[inline(always)]
+    pub(crate) fn cap(self) -> usize {
+        self.cap
+    }
+
+    /// Address of the first entry (for prefetching).
+    #[inline(always)]
+    pub(crate) fn addr(self) -> *const u8 {
+        self.p
+    }
+
+    /// Entry `i`, or [`NONE`].
+    ///
+    /// # Safety
+    /// `i < cap`, and the list is readable.
+    #[inline(always)]
+    pub(crate) unsafe fn get(self, i: usize) -> u32 {
+        // SAFETY: forwarded: the `w` bytes of entry `i` are in the list; the crate is
+        // little-endian only. (The branch is the same for every list of a search.)
+        let x = unsafe {
+            let e = self.p.add(i * self.w);
+            if self.w == 4 {
+                e.cast::<u32>().read_unaligned()
+            } else {
+                u32::from(e.cast::<u16>().read_unaligned()) | u32::from(*e.add(2)) << 16
+            }
+        };
+        if x == self.mask { NONE } else { x }
+    }
+
+    /// Writes entry `i` (`NONE` allowed).
+    ///
+    /// # Safety
+    /// `i < cap`, the list is writable, and `id` is `NONE` or fits in `w` bytes below
+    /// the stored `NONE`.
+    #[inline(always)]
+    pub(crate) unsafe fn set(self, i: usize, id: u32) {
+        debug_assert!(id == NONE || id < self.mask);
+        let b = id.to_le_bytes();
+        // SAFETY: forwarded: the `w` bytes of entry `i` are in the list.
+        unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.p.add(i * self.w), self.w) };
+    }
+
+    /// Calls `f` with each id before the first `NONE`: the hot loops' form, one loop
+    /// per width with the width tested once per list.
+    ///
+    /// # Safety
+    /// As [`List::get`], for the whole list.
+    #[inline(always)]
+    pub(crate) unsafe fn for_each(self, mut f: impl FnMut(u32)) {
+        // SAFETY: forwarded: every entry below `cap` is in the list.
+        unsafe {
+            if self.w == 4 {
+                let p = self.p.cast::<u32>();
+                for i in 0..self.cap {
+                    let x = p.add(i).read_unaligned();
+                    if x == NONE {
+                        break;
+                    }
+                    f(x);
+                }
+            } else {
+                for i in 0..self.cap {
+                    let e = self.p.add(3 * i);
+                    let x =
+                        u32::from(e.cast::<u16>().read_unaligned()) | u32::from(*e.add(2)) << 16;
+                    if x == self.mask {
+                        break;
+                    }
+                    f(x);
+                }
+            }
+        }
+    }
+
+    /// The ids before the first `NONE`.
+    ///
+    /// # Safety
+    /// As [`List::get`], for the whole list, while the iterator lives.
+    #[inline(always)]
+    pub(crate) unsafe fn ids(self) -> impl Iterator<Item = u32> {
+        // SAFETY: forwarded: `i < cap`.
+        (0..self.cap)
+            .map(move |i| unsafe { self.get(i) })
+            .take_while(|&x| x != NONE)
+    }
+}
+
 /// Raw addresses of one index's graph and of the vectors a distance reads.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct View {
-    /// Level-0 blocks; a block starts with `m0` neighbour ids.
+    /// Level-0 blocks; a block starts with `m0` neighbour ids of `id_bytes` bytes (and
+    /// holds nothing else in int8 mode).
     pub(crate) blocks: *mut u8,
     pub(crate) stride: usize,
     pub(crate) m0: usize,
     pub(crate) m: usize,
+    /// Bytes per level-0 id: 3 or 4.
+    pub(crate) id_bytes: usize,
     /// The vectors the distance reads (f32 vectors or codes) and their stride.
     pub(crate) vecs: *const u8,
     pub(crate) vstride: usize,
@@ -46,21 +152,41 @@ pub(crate) struct View {
     pub(crate) flags: *const u8,
 }
 
+/// The stored `NONE` of `w`-byte ids.
+#[inline(always)]
+pub(crate) fn id_mask(w: usize) -> u32 {
+    if w >= 4 {
+        u32::MAX
+    } else {
+        (1u32 << (8 * w)) - 1
+    }
+}
+
 impl View {
-    /// Neighbour list of `id` on `level`, and its capacity.
+    /// Neighbour list of `id` on `level`.
     ///
     /// # Safety
     /// `id` is a slot of the index and has `level` (its upper chunk exists).
     #[inline(always)]
-    pub(crate) unsafe fn links(self, id: u32, level: usize) -> (*mut u32, usize) {
+    pub(crate) unsafe fn links(self, id: u32, level: usize) -> List {
         // SAFETY: forwarded: the slot exists, so its block and (for level > 0) its
         // upper chunk are in bounds.
         unsafe {
             if level == 0 {
-                (self.blocks.add(id as usize * self.stride).cast(), self.m0)
+                List {
+                    p: self.blocks.add(id as usize * self.stride),
+                    cap: self.m0,
+                    w: self.id_bytes,
+                    mask: id_mask(self.id_bytes),
+                }
             } else {
                 let off = *self.upper_off.add(id as usize) as usize + (level - 1) * self.m;
-                (self.upper.add(off), self.m)
+                List {
+                    p: self.upper.add(off).cast(),
+                    cap: self.m,
+                    w: 4,
+                    mask: u32::MAX,
+                }
             }
         }
     }
@@ -251,26 +377,16 @@ pub(crate) unsafe fn greedy<D: Dist>(
             // SAFETY: `cur` has level >= `level` (it came from a list on this level or
             // is the entry point), and every id in a list is a slot of the index.
             unsafe {
-                let (links, cap) = v.links(cur, level);
-                for i in 0..cap {
-                    let nb = *links.add(i);
-                    if nb == NONE {
-                        break;
-                    }
-                    v.prefetch_vec(nb);
-                }
-                for i in 0..cap {
-                    let nb = *links.add(i);
-                    if nb == NONE {
-                        break;
-                    }
+                let links = v.links(cur, level);
+                links.for_each(|nb| v.prefetch_vec(nb));
+                links.for_each(|nb| {
                     let dd = d.dist(v.vec(nb));
                     if dd < cur_d {
                         cur_d = dd;
                         cur = nb;
                         changed = true;
                     }
-                }
+                });
             }
             if !changed {
                 break;
@@ -324,33 +440,24 @@ pub(crate) unsafe fn search_layer<D: Dist, const FILTERED: bool>(
         if let Some(next) = s.cand.first() {
             // The next candidate's neighbour list is likely read next.
             // SAFETY: computing the address only; `links` does not read.
-            prefetch(unsafe { v.links(next.id, 0) }.0.cast::<u8>().cast_const());
+            prefetch(unsafe { v.links(next.id, 0) }.addr());
         }
         // Pass 1: collect the unvisited neighbours.
         let mut n = 0;
         // SAFETY: `c.id` is on `level` (reached through lists of this level); ids in
         // lists are slots (< n_slots, the visited size); `buf` holds `m0` >= cap.
         unsafe {
-            let (links, cap) = v.links(c.id, level);
+            let links = v.links(c.id, level);
             let buf = s.buf.as_mut_ptr();
-            for i in 0..cap {
-                let nb = *links.add(i);
-                if nb == NONE {
-                    break;
-                }
-                s.visited.prefetch(nb);
-            }
-            for i in 0..cap {
-                let nb = *links.add(i);
-                if nb == NONE {
-                    break;
-                }
-                if !s.visited.test_set(nb) {
+            let visited = &mut s.visited;
+            links.for_each(|nb| visited.prefetch(nb));
+            links.for_each(|nb| {
+                if !visited.test_set(nb) {
                     *buf.add(n) = nb;
                     n += 1;
                     v.prefetch_vec(nb);
                 }
-            }
+            });
         }
         // Pass 2: distances.
         for i in 0..n {
@@ -423,6 +530,33 @@ mod tests {
         kept.sort_by(f32::total_cmp);
         assert_eq!(kept, vec![0.5, 1.0, 2.0]);
         assert_eq!(top[0].d, 2.0);
+    }
+
+    #[test]
+    fn three_and_four_byte_lists_round_trip_every_id_width() {
+        for w in [3usize, 4] {
+            let ids = [0u32, 1, 0xFFFF, 0x1_0000, 0x12_3456, id_mask(w) - 1];
+            let mut bytes = vec![0xAAu8; 8 * w];
+            let list = List {
+                p: bytes.as_mut_ptr(),
+                cap: 8,
+                w,
+                mask: id_mask(w),
+            };
+            // SAFETY: 8 entries of `w` bytes fit in `bytes`; ids fit the width.
+            unsafe {
+                for (i, &x) in ids.iter().enumerate() {
+                    list.set(i, x);
+                }
+                list.set(ids.len(), NONE);
+                list.set(ids.len() + 1, 7);
+                assert_eq!(list.get(ids.len()), NONE);
+                assert_eq!(list.ids().collect::<Vec<_>>(), ids, "width {w}");
+                let mut seen = Vec::new();
+                list.for_each(|x| seen.push(x));
+                assert_eq!(seen, ids, "width {w}");
+            }
+        }
     }
 
     #[test]

@@ -60,6 +60,61 @@ fn round_trip_then_keep_writing() {
     }
 }
 
+/// Files written by format version 1 (4-byte level-0 ids; int8 codes inside the blocks)
+/// open, answer like the same index built now (equal seeds and inputs give equal graphs),
+/// keep accepting writes, and save as the current version.
+#[test]
+fn version_1_files_still_open() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    for (name, metric, quantization, n) in [
+        (
+            "v1-int8-cosine.hnsw",
+            Metric::Cosine,
+            Quantization::Int8,
+            1_100,
+        ),
+        ("v1-f32-l2.hnsw", Metric::L2, Quantization::None, 200),
+    ] {
+        let data = random_vectors(n + 1, 16, 51);
+        let mut built = build(&data[..n], metric, quantization, 4);
+        built.delete(NodeId(2)).unwrap();
+        built.add(&data[n]).unwrap();
+        let mut opened = HnswIndex::open(dir.join(name)).unwrap();
+        opened.check_invariants().unwrap();
+        assert_eq!(
+            (opened.len(), opened.pending_len(), opened.deleted_len()),
+            (built.len(), 1, 1),
+            "{name}"
+        );
+        let queries = random_vectors(25, 16, 52);
+        let answers = |index: &HnswIndex| -> Vec<Vec<vectron_hnsw::SearchHit>> {
+            let mut s = SearchScratch::new();
+            queries
+                .iter()
+                .map(|q| index.search(q, 10, 40, None, &mut s).unwrap().to_vec())
+                .collect()
+        };
+        assert_eq!(answers(&opened), answers(&built), "{name}");
+        assert_eq!(opened.vector(NodeId(10)), built.vector(NodeId(10)));
+        for index in [&mut opened, &mut built] {
+            index.link_pending(usize::MAX);
+            index.reclaim_deleted();
+            index.insert(&random_vectors(1, 16, 53)[0]).unwrap();
+        }
+        opened.check_invariants().unwrap();
+        assert_eq!(answers(&opened), answers(&built), "{name} after writes");
+        let path = temp(&format!("resaved-{name}"));
+        opened.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]),
+            vectron_hnsw::FORMAT_VERSION
+        );
+        assert_eq!(answers(&HnswIndex::open(&path).unwrap()), answers(&built));
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
 fn open_err(path: &std::path::Path) -> HnswError {
     match HnswIndex::open(path) {
         Ok(_) => panic!("damaged file {} opened", path.display()),
