@@ -41,6 +41,9 @@ const SECTION_NAMES: [&str; 10] = [
     "codes",
 ];
 const TABLE_AT: usize = 88;
+/// Fuzzing builds (`--cfg fuzzing`, set by cargo-fuzz) skip the checksums, so that
+/// mutated files reach the structural checks behind them.
+const VERIFY_SUMS: bool = !cfg!(fuzzing);
 /// Where the header checksum lies after a table of `sections` entries.
 const fn header_sum_at(sections: usize) -> usize {
     TABLE_AT + 24 * sections
@@ -52,6 +55,20 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> HnswError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// Whether a stored list is well formed: every id before the first `NONE` passes `ok`,
+/// and only `NONE` follows it.
+fn list_ok(ids: impl Iterator<Item = u32>, ok: impl Fn(u32) -> bool) -> bool {
+    let mut ended = false;
+    for x in ids {
+        if x == NONE {
+            ended = true;
+        } else if ended || !ok(x) {
+            return false;
+        }
+    }
+    true
 }
 
 fn u32s(v: &[u32]) -> Vec<u8> {
@@ -191,7 +208,7 @@ impl HnswIndex {
         // Version 1 has no codes section.
         let nsec = if version == 1 { 9 } else { SECTION_NAMES.len() };
         let sum_at = header_sum_at(nsec);
-        if rd64(sum_at) != xxh3_64(&h[..sum_at]) {
+        if VERIFY_SUMS && rd64(sum_at) != xxh3_64(&h[..sum_at]) {
             return Err(corrupt(Corruption::Checksum { section: "header" }));
         }
         if rd32(12) != PAGE as u32 || rd32(80) != nsec as u32 {
@@ -248,7 +265,7 @@ impl HnswIndex {
             if end > len {
                 return Err(corrupt(Corruption::Truncated { needed: end, len }));
             }
-            if xxh3_64(&map[off as usize..end as usize]) != sum {
+            if VERIFY_SUMS && xxh3_64(&map[off as usize..end as usize]) != sum {
                 return Err(corrupt(Corruption::Checksum { section: name }));
             }
             *s = (off, slen);
@@ -349,30 +366,46 @@ impl HnswIndex {
                 }
             }
         }
+        // Lists are written in place: no two slots' upper chunks may share an id.
+        let mut chunks: Vec<(usize, usize)> = (0..n)
+            .filter(|&i| levels[i] > 0)
+            .map(|i| (upper_off[i] as usize, usize::from(levels[i]) * cfg.m))
+            .collect();
+        chunks.sort_unstable();
+        if chunks.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+            return Err(invalid("upper offsets"));
+        }
         let blocks_bytes = sec(0);
         let linked = |x: u32| (x as usize) < n && flags[x as usize] & (FREE | PENDING) == 0;
         for i in 0..n {
             let start = i * file_stride;
             let list = &blocks_bytes[start..start + m0 * id_bytes];
-            for c in list.chunks_exact(id_bytes) {
+            let ids = list.chunks_exact(id_bytes).map(|c| {
                 let mut b = [0; 4];
                 b[..id_bytes].copy_from_slice(c);
-                let x = match u32::from_le_bytes(b) {
+                match u32::from_le_bytes(b) {
                     x if x == id_mask(id_bytes) => NONE,
                     x => x,
-                };
-                if x != NONE && (flags[i] & (FREE | PENDING) != 0 || !linked(x)) {
-                    return Err(invalid("level-0 links"));
                 }
+            });
+            // Free and pending slots have empty lists; a list ends at its first NONE.
+            let unlinked = flags[i] & (FREE | PENDING) != 0;
+            if !list_ok(ids, |x| !unlinked && linked(x)) {
+                return Err(invalid("level-0 links"));
             }
             let lv = usize::from(levels[i]);
-            if lv > 0 && flags[i] & (FREE | PENDING) == 0 {
+            // Free slots' chunks are cleared when reused; pending slots' are empty
+            // (linking writes only the levels the graph has).
+            if lv > 0 && flags[i] & FREE == 0 {
                 let off = upper_off[i] as usize;
                 for l in 1..=lv {
-                    for &x in &upper[off + (l - 1) * cfg.m..off + l * cfg.m] {
-                        if x != NONE && (!linked(x) || usize::from(levels[x as usize]) < l) {
-                            return Err(invalid("upper links"));
-                        }
+                    let ids = upper[off + (l - 1) * cfg.m..off + l * cfg.m]
+                        .iter()
+                        .copied();
+                    let ok =
+                        |x: u32| !unlinked && linked(x) && usize::from(levels[x as usize]) >= l;
+                    if !list_ok(ids, ok) {
+                        return Err(invalid("upper links"));
                     }
                 }
             }
@@ -502,6 +535,106 @@ mod tests {
         let sum = xxh3_64(&b[..HEADER_SUM_AT]);
         b[HEADER_SUM_AT..HEADER_SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
         std::fs::write(path, b).unwrap();
+    }
+
+    /// Edits section `i` and rewrites its checksum and the header's, as a writer that
+    /// got the structure wrong would have: only the structural checks can refuse it.
+    fn patch_section(path: &Path, i: usize, edit: impl FnOnce(&mut [u8])) {
+        let mut b = std::fs::read(path).unwrap();
+        let t = TABLE_AT + 24 * i;
+        let rd = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap());
+        let (off, len) = (rd(&b, t) as usize, rd(&b, t + 8) as usize);
+        edit(&mut b[off..off + len]);
+        let sum = xxh3_64(&b[off..off + len]);
+        b[t + 16..t + 24].copy_from_slice(&sum.to_le_bytes());
+        std::fs::write(path, b).unwrap();
+        patch_header(path, |_| {});
+    }
+
+    fn section(path: &Path, i: usize) -> Vec<u8> {
+        let b = std::fs::read(path).unwrap();
+        let t = TABLE_AT + 24 * i;
+        let rd = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+        b[rd(t)..rd(t) + rd(t + 8)].to_vec()
+    }
+
+    fn refused_as(path: &Path, want: &str) {
+        match HnswIndex::open(path) {
+            Err(HnswError::Corrupt {
+                reason: Corruption::InvalidValue { field },
+                ..
+            }) => assert_eq!(field, want),
+            other => panic!("expected {want}: {other:?}"),
+        }
+    }
+
+    fn le32(b: &[u8], i: usize) -> u32 {
+        u32::from_le_bytes(b[4 * i..4 * i + 4].try_into().unwrap())
+    }
+
+    /// An f32 index (m 4) with linked points and pending ones of level > 0.
+    fn small_index() -> HnswIndex {
+        let cfg = IndexConfig {
+            m: 4,
+            ef_construction: 32,
+            ..IndexConfig::new(8, Metric::L2)
+        };
+        let mut idx = HnswIndex::new(cfg).unwrap();
+        let data = vectors(300, 8, 21);
+        for v in &data[..200] {
+            idx.insert(v).unwrap();
+        }
+        for v in &data[200..] {
+            idx.add(v).unwrap();
+        }
+        idx
+    }
+
+    #[test]
+    fn upper_lists_shared_by_two_slots_are_refused() {
+        let path = temp("overlap.hnsw");
+        small_index().save(&path).unwrap();
+        let levels = section(&path, 2);
+        let tall: Vec<usize> = (0..200).filter(|&i| levels[i] > 0).take(2).collect();
+        assert_eq!(tall.len(), 2);
+        HnswIndex::open(&path).unwrap();
+        patch_section(&path, 4, |offs| {
+            let a = le32(offs, tall[0]);
+            offs[4 * tall[1]..4 * tall[1] + 4].copy_from_slice(&a.to_le_bytes());
+        });
+        refused_as(&path, "upper offsets");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_pending_slot_with_upper_links_is_refused() {
+        let path = temp("pending-upper.hnsw");
+        small_index().save(&path).unwrap();
+        let levels = section(&path, 2);
+        let offs = section(&path, 4);
+        let p = (200..300).find(|&i| levels[i] > 0).unwrap();
+        let at = le32(&offs, p) as usize;
+        patch_section(&path, 5, |upper| {
+            upper[4 * at..4 * at + 4].copy_from_slice(&0u32.to_le_bytes())
+        });
+        refused_as(&path, "upper links");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn ids_after_the_end_of_a_list_are_refused() {
+        let path = temp("after-end.hnsw");
+        let idx = small_index();
+        idx.save(&path).unwrap();
+        let blocks = section(&path, 0);
+        let node = (0..200)
+            .find(|&i| le32(&blocks[i * idx.stride..], 1) != NONE)
+            .unwrap();
+        patch_section(&path, 0, |b| {
+            b[node * idx.stride..node * idx.stride + 4].copy_from_slice(&NONE.to_le_bytes());
+        });
+        refused_as(&path, "level-0 links");
+        std::fs::remove_file(&path).unwrap();
     }
 
     fn int8_index(n: usize) -> HnswIndex {
