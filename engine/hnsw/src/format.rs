@@ -615,7 +615,7 @@ mod tests {
         let p = (200..300).find(|&i| levels[i] > 0).unwrap();
         let at = le32(&offs, p) as usize;
         patch_section(&path, 5, |upper| {
-            upper[4 * at..4 * at + 4].copy_from_slice(&0u32.to_le_bytes())
+            upper[4 * at..4 * at + 4].copy_from_slice(&0u32.to_le_bytes());
         });
         refused_as(&path, "upper links");
         std::fs::remove_file(&path).unwrap();
