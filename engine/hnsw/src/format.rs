@@ -71,6 +71,13 @@ fn list_ok(ids: impl Iterator<Item = u32>, ok: impl Fn(u32) -> bool) -> bool {
     true
 }
 
+/// Whether no id of `ids` (each below `n`) appears twice.
+fn distinct(ids: &[u32], n: usize) -> bool {
+    let mut seen = vec![false; n];
+    ids.iter()
+        .all(|&x| !std::mem::replace(&mut seen[x as usize], true))
+}
+
 fn u32s(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -423,17 +430,21 @@ impl HnswIndex {
         if entry.is_none() && (0..n).any(|i| flags[i] & (FREE | PENDING) == 0) {
             return Err(invalid("entry point"));
         }
+        // Each list holds every slot of its kind exactly once: a repeated id would be
+        // linked twice, or handed out twice while its first taker is live.
         if pending.iter().any(|&p| {
             (p as usize) >= n
                 || flags[p as usize] & PENDING == 0
                 || flags[p as usize] & DELETED != 0
-        }) || pending.len() != (0..n).filter(|&i| flags[i] & PENDING != 0).count()
+        }) || !distinct(&pending, n)
+            || pending.len() != (0..n).filter(|&i| flags[i] & PENDING != 0).count()
         {
             return Err(invalid("pending list"));
         }
         if free
             .iter()
             .any(|&p| (p as usize) >= n || flags[p as usize] != FREE)
+            || !distinct(&free, n)
             || free.len() != (0..n).filter(|&i| flags[i] == FREE).count()
         {
             return Err(invalid("free list"));
@@ -634,6 +645,30 @@ mod tests {
             b[node * idx.stride..node * idx.stride + 4].copy_from_slice(&NONE.to_le_bytes());
         });
         refused_as(&path, "level-0 links");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_slot_listed_twice_as_pending_or_free_is_refused() {
+        let path = temp("listed-twice.hnsw");
+        let mut idx = small_index();
+        for id in (0..200).step_by(9) {
+            idx.delete(NodeId(id)).unwrap();
+        }
+        idx.reclaim_deleted();
+        idx.save(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        HnswIndex::open(&path).unwrap();
+        // Same length as the list of flagged slots, each entry flagged, one repeated.
+        for (sec, field) in [(6, "pending list"), (7, "free list")] {
+            assert!(section(&path, sec).len() >= 8, "{field} has two entries");
+            patch_section(&path, sec, |ids| {
+                let first = le32(ids, 0);
+                ids[4..8].copy_from_slice(&first.to_le_bytes());
+            });
+            refused_as(&path, field);
+            std::fs::write(&path, &good).unwrap();
+        }
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -1,7 +1,8 @@
 //! Writes the seed corpus of the `open_index` fuzz target: small valid index files
 //! built through the public API, one per shape of state a file can hold (each metric,
 //! f32 and int8 before and after the quantizer is trained, empty, one point,
-//! tombstones, pending points, a free list left by a reclaim).
+//! tombstones, pending points, a free list left by a reclaim), and the version-1
+//! files of the crate's tests.
 //!
 //! `cargo run --example seeds [OUT_DIR]`; the default is `corpus/open_index` beside
 //! this crate's manifest.
@@ -191,6 +192,18 @@ fn main() -> Result<(), Box<dyn Error>> {
             index.deleted_len(),
             index.id_bound()
         );
+    }
+    // `save` writes the current version only: the version-1 files of the crate's tests
+    // (f32, and int8 whose blocks hold the codes) take `open` through its older path.
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data");
+    for entry in std::fs::read_dir(&fixtures)? {
+        let from = entry?.path();
+        if from.extension().is_some_and(|e| e == "hnsw") {
+            let to = out.join(from.file_name().ok_or("a fixture has a file name")?);
+            std::fs::copy(&from, &to)?;
+            HnswIndex::open(&to)?;
+            println!("{}: copied from {}", to.display(), from.display());
+        }
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod bad_input;
 mod deletes;
 mod filters;
+mod fuzz_regressions;
 mod graph;
 mod pending;
 mod persist;
