@@ -78,6 +78,36 @@ fn common_title(f: &Fixture) -> (String, HashSet<String>) {
     (title, rows.iter().map(usize::to_string).collect())
 }
 
+/// Streams every fixture point, with its payload, over one client stream of `batch`
+/// points per message, and returns the acknowledgement.
+async fn ingest_fixture(
+    client: &Client,
+    collection: &str,
+    f: &Fixture,
+    batch: usize,
+) -> vectron_client::UpsertResponse {
+    let batches: Vec<Vec<Point>> = (0..f.base.len())
+        .collect::<Vec<_>>()
+        .chunks(batch)
+        .map(|rows| rows.iter().map(|&r| point(f, r)).collect())
+        .collect();
+    client
+        .upsert_stream(collection, tokio_stream::iter(batches))
+        .await
+        .unwrap()
+}
+
+/// The stats of the (only) shard of `collection`, through the gateway.
+async fn shard_stats(client: &Client, collection: &str) -> vectron_client::api::ShardStats {
+    let stats = client.core_stats("").await.unwrap();
+    stats
+        .cores
+        .into_iter()
+        .flat_map(|c| c.shards)
+        .find(|s| s.collection == collection)
+        .expect("the shard reports")
+}
+
 async fn scroll_all(client: &Client, collection: &str, limit: u32) -> Vec<String> {
     let mut ids = Vec::new();
     let mut offset = String::new();
@@ -112,15 +142,7 @@ async fn the_sdk_ingests_searches_and_finds_everything_after_a_restart() {
     assert_eq!(info.state(), vectron_client::CollectionState::Ready);
 
     // Bulk ingest over one client stream, 250 points per message, with payloads.
-    let batches: Vec<Vec<Point>> = (0..f.base.len())
-        .collect::<Vec<_>>()
-        .chunks(250)
-        .map(|rows| rows.iter().map(|&r| point(&f, r)).collect())
-        .collect();
-    let ack = client
-        .upsert_stream("wiki", tokio_stream::iter(batches))
-        .await
-        .unwrap();
+    let ack = ingest_fixture(&client, "wiki", &f, 250).await;
     assert_eq!(ack.count as usize, f.base.len());
     assert!(ack.durable);
     assert_eq!(
@@ -277,29 +299,14 @@ async fn an_int8_collection_searches_and_answers_the_same_after_a_restart() {
     spec.shard_count = Some(1);
     spec.set_quantization(Quantization::Int8);
     client.create_collection(spec).await.unwrap();
-    let batches: Vec<Vec<Point>> = (0..f.base.len())
-        .collect::<Vec<_>>()
-        .chunks(500)
-        .map(|rows| rows.iter().map(|&r| point(&f, r)).collect())
-        .collect();
-    let ack = client
-        .upsert_stream("wiki8", tokio_stream::iter(batches))
-        .await
-        .unwrap();
+    let ack = ingest_fixture(&client, "wiki8", &f, 500).await;
     assert_eq!(ack.count as usize, f.base.len());
 
     // Wait until every point is in the graph, so that the answers compared below come
     // from the same graph before and after the restart.
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let stats = client.core_stats("").await.unwrap();
-        let shard = stats
-            .cores
-            .iter()
-            .flat_map(|c| &c.shards)
-            .find(|s| s.collection == "wiki8")
-            .expect("the shard reports")
-            .clone();
+        let shard = shard_stats(&client, "wiki8").await;
         if shard.points as usize == f.base.len() && shard.indexed_points == shard.points {
             break;
         }
@@ -348,13 +355,7 @@ async fn an_int8_collection_searches_and_answers_the_same_after_a_restart() {
         f.base.len()
     );
     // The index came back from the checkpoint written at shutdown, not from the log.
-    let stats = client.core_stats("").await.unwrap();
-    let shard = stats
-        .cores
-        .iter()
-        .flat_map(|c| &c.shards)
-        .find(|s| s.collection == "wiki8")
-        .expect("the shard reports");
+    let shard = shard_stats(&client, "wiki8").await;
     assert!(
         shard.checkpoint_lsn >= 4,
         "every batch is in the checkpoint: {shard:?}"
