@@ -351,21 +351,29 @@ fn points_json(points: Vec<core::Point>) -> Result<(Value, Vec<Vec<u8>>), Gatewa
     Ok((value, payloads))
 }
 
-/// Puts payload texts back into a JSON array of points or hits.
+/// Puts payload texts back into a JSON array of points or hits, and leaves out the
+/// `vector` of those that carry none (the request did not ask for vectors: a stored
+/// vector is never empty).
 fn put_payloads(items: Option<&mut Value>, payloads: Vec<Vec<u8>>) -> Result<(), GatewayError> {
     let Some(Value::Array(items)) = items.map(|v| &mut *v) else {
         return Ok(());
     };
     for (item, text) in items.iter_mut().zip(payloads) {
+        let Value::Object(map) = item else { continue };
+        if map
+            .get("vector")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            map.remove("vector");
+        }
         if text.is_empty() {
             continue;
         }
         let payload: Value = serde_json::from_slice(&text).map_err(|e| {
             GatewayError::Internal(format!("a core returned a payload that is not JSON: {e}"))
         })?;
-        if let Value::Object(map) = item {
-            map.insert("payload".into(), payload);
-        }
+        map.insert("payload".into(), payload);
     }
     Ok(())
 }
@@ -875,6 +883,7 @@ mod tests {
         assert_eq!(value["points"][0]["payload"]["year"], 1969);
         assert_eq!(value["points"][0]["vector"][0], 0.5);
         assert!(value["points"][1]["payload"].is_null());
+        assert!(value["points"][1].get("vector").is_none());
     }
 
     #[test]
