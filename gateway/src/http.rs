@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,12 +66,12 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/collections", post(create).get(list))
         .route("/v1/collections/{name}", get(describe).delete(drop_collection))
         .route("/v1/collections/{name}/points", axum::routing::put(upsert))
-        .route("/v1/collections/{name}/points/stream", post(upsert_stream).get(get_named))
-        .route("/v1/collections/{name}/points/get", post(get_points).get(get_named))
-        .route("/v1/collections/{name}/points/delete", post(delete).get(get_named))
-        .route("/v1/collections/{name}/points/count", post(count).get(get_named))
-        .route("/v1/collections/{name}/points/scroll", post(scroll).get(get_named))
-        .route("/v1/collections/{name}/points/search", post(search).get(get_named))
+        .route("/v1/collections/{name}/points/stream", post(upsert_stream).get(get_one))
+        .route("/v1/collections/{name}/points/get", post(get_points).get(get_one))
+        .route("/v1/collections/{name}/points/delete", post(delete).get(get_one))
+        .route("/v1/collections/{name}/points/count", post(count).get(get_one))
+        .route("/v1/collections/{name}/points/scroll", post(scroll).get(get_one))
+        .route("/v1/collections/{name}/points/search", post(search).get(get_one))
         .route("/v1/collections/{name}/points/search/batch", post(search_batch))
         .route("/v1/collections/{name}/points/{id}", get(get_one))
         .fallback(|| async {
@@ -310,31 +311,84 @@ fn flag(
     }
 }
 
-fn query_pairs(
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Vec<(String, String)>, GatewayError> {
-    query
-        .map(|Query(pairs)| pairs)
-        .map_err(|e| GatewayError::BadQuery {
-            name: String::new(),
-            reason: e.body_text(),
-        })
+/// The query parameters of a request, in order (`?a=1&b=2`); see [`query_flags`].
+struct QueryPairs(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryPairs {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GatewayError> {
+        let Query(pairs) = Query::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| GatewayError::BadQuery {
+                name: String::new(),
+                reason: e.body_text(),
+            })?;
+        Ok(Self(pairs))
+    }
 }
 
-fn path_name(
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<String, GatewayError> {
-    path.map(|Path(name)| name)
-        .map_err(|e| GatewayError::BadJson {
-            reason: format!("the path is malformed: {}", e.body_text()),
+/// The `{name}` (and, on the one-point route, `{id}`) of the path.
+struct PathParts {
+    name: String,
+    id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParts {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, GatewayError> {
+        let Path(mut params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| GatewayError::BadJson {
+                    reason: format!("the path is malformed: {}", e.body_text()),
+                })?;
+        let name = params.remove("name").ok_or_else(|| GatewayError::BadJson {
+            reason: "the path names no collection".into(),
+        })?;
+        Ok(Self {
+            name,
+            id: params.remove("id"),
         })
+    }
+}
+
+/// The collection named in the path, and the JSON object body (see [`json_body`]) with
+/// its `collection` set to it.
+struct CollectionJson {
+    name: String,
+    value: Value,
+}
+
+impl FromRequest<Shared> for CollectionJson {
+    type Rejection = GatewayError;
+
+    async fn from_request(req: Request, service: &Shared) -> Result<Self, GatewayError> {
+        let (mut parts, body) = req.into_parts();
+        let PathParts { name, .. } = PathParts::from_request_parts(&mut parts, service).await?;
+        let value = json_body(service, &parts.headers, body, Some(&name)).await?;
+        Ok(Self { name, value })
+    }
+}
+
+/// A request message read from [`CollectionJson`].
+struct Message<M>(M);
+
+impl<M: prost::Message + prost::Name + Default> FromRequest<Shared> for Message<M> {
+    type Rejection = GatewayError;
+
+    async fn from_request(req: Request, service: &Shared) -> Result<Self, GatewayError> {
+        let CollectionJson { value, .. } = CollectionJson::from_request(req, service).await?;
+        parse(&value).map(Self)
+    }
 }
 
 // --- writing answers ----------------------------------------------------------------
 
 /// The JSON of points: the public message's form, with each payload put back as the
 /// cores' JSON text.
-fn points_json(points: Vec<core::Point>) -> Result<(Value, Vec<Vec<u8>>), GatewayError> {
+fn points_json(points: Vec<core::Point>) -> Result<Value, GatewayError> {
     let mut payloads = Vec::with_capacity(points.len());
     let public: Vec<Point> = points
         .into_iter()
@@ -347,8 +401,9 @@ fn points_json(points: Vec<core::Point>) -> Result<(Value, Vec<Vec<u8>>), Gatewa
             }
         })
         .collect();
-    let value = to_json(&vectron_proto::v1::GetResponse { points: public });
-    Ok((value, payloads))
+    let mut value = to_json(&vectron_proto::v1::GetResponse { points: public });
+    put_payloads(value.get_mut("points"), payloads)?;
+    Ok(value)
 }
 
 /// Puts payload texts back into a JSON array of points or hits, and leaves out the
@@ -418,11 +473,8 @@ async fn readyz(State(service): State<Shared>) -> Response {
     }
 }
 
-async fn stats(
-    State(service): State<Shared>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Answer {
-    let flags = query_flags(&query_pairs(query)?, &["worker_id"])?;
+async fn stats(State(service): State<Shared>, QueryPairs(query): QueryPairs) -> Answer {
+    let flags = query_flags(&query, &["worker_id"])?;
     let worker = flags.get("worker_id").cloned().unwrap_or_default();
     let stats: CoreStatsResponse = service.core_stats(&worker).await?;
     ok(&to_json(&stats))
@@ -440,30 +492,20 @@ async fn list(State(service): State<Shared>) -> Answer {
     ok(&to_json(&ListCollectionsResponse { collections }))
 }
 
-async fn describe(
-    State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Answer {
-    let info = service.describe_collection(&path_name(path)?).await?;
+async fn describe(State(service): State<Shared>, path: PathParts) -> Answer {
+    let info = service.describe_collection(&path.name).await?;
     ok(&to_json(&info))
 }
 
-async fn drop_collection(
-    State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-) -> Answer {
-    service.drop_collection(&path_name(path)?).await?;
+async fn drop_collection(State(service): State<Shared>, path: PathParts) -> Answer {
+    service.drop_collection(&path.name).await?;
     ok(&serde_json::json!({}))
 }
 
 async fn upsert(
     State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    CollectionJson { name, mut value }: CollectionJson,
 ) -> Answer {
-    let name = path_name(path)?;
-    let mut value = json_body(&service, &headers, body, Some(&name)).await?;
     let payloads = match value.get_mut("points") {
         Some(Value::Array(points)) => take_payloads(points)?,
         _ => Vec::new(),
@@ -482,14 +524,13 @@ async fn upsert(
 /// whole has no size limit; each line does.
 async fn upsert_stream(
     State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+    PathParts { name, .. }: PathParts,
+    QueryPairs(query): QueryPairs,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let name = path_name(path)?;
     check_media_type(&headers, NDJSON, &["application/jsonl"])?;
-    let flags = query_flags(&query_pairs(query)?, &["wait"])?;
+    let flags = query_flags(&query, &["wait"])?;
     let wait = flag(&flags, "wait", true)?;
     let (sender, receiver) = mpsc::channel(2);
     let limits = service.config.limits;
@@ -608,52 +649,23 @@ fn parse_line(line: &[u8], line_no: usize) -> Result<core::Point, GatewayError> 
 
 async fn get_points(
     State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    Message(request): Message<GetRequest>,
 ) -> Answer {
-    let name = path_name(path)?;
-    let value = json_body(&service, &headers, body, Some(&name)).await?;
-    let request: GetRequest = parse(&value)?;
     let points = service.get(request, service.deadline(None)).await?;
-    let (mut value, payloads) = points_json(points)?;
-    put_payloads(value.get_mut("points"), payloads)?;
+    let value = points_json(points)?;
     ok(&value)
 }
 
-/// `GET …/points/{id}` for the ids that are also route names (`get`, `search`, …).
-async fn get_named(
-    state: State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+/// `GET …/points/{id}`, also for the ids that are route names (`get`, `search`, …): their
+/// routes take `GET` here.
+async fn get_one(
+    State(service): State<Shared>,
+    PathParts { name, id }: PathParts,
+    QueryPairs(query): QueryPairs,
     uri: http::Uri,
 ) -> Answer {
-    let id = uri.path().rsplit('/').next().unwrap_or_default().to_owned();
-    let name = path_name(path)?;
-    one_point(state, name, id, query).await
-}
-
-async fn get_one(
-    state: State<Shared>,
-    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Answer {
-    let (name, id) = path.map(|Path(p)| p).map_err(|e| GatewayError::BadJson {
-        reason: format!("the path is malformed: {}", e.body_text()),
-    })?;
-    one_point(state, name, id, query).await
-}
-
-async fn one_point(
-    State(service): State<Shared>,
-    name: String,
-    id: String,
-    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
-) -> Answer {
-    let flags = query_flags(
-        &query_pairs(query)?,
-        &["with_vector", "with_payload", "consistency"],
-    )?;
+    let id = id.unwrap_or_else(|| uri.path().rsplit('/').next().unwrap_or_default().to_owned());
+    let flags = query_flags(&query, &["with_vector", "with_payload", "consistency"])?;
     let consistency = match flags.get("consistency") {
         None => 0,
         Some(word) => {
@@ -679,8 +691,7 @@ async fn one_point(
             id,
         });
     };
-    let (mut value, payloads) = points_json(vec![point])?;
-    put_payloads(value.get_mut("points"), payloads)?;
+    let mut value = points_json(vec![point])?;
     let point = value
         .get_mut("points")
         .and_then(|p| p.as_array_mut())
@@ -691,12 +702,8 @@ async fn one_point(
 
 async fn delete(
     State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
+    CollectionJson { mut value, .. }: CollectionJson,
 ) -> Answer {
-    let name = path_name(path)?;
-    let mut value = json_body(&service, &headers, body, Some(&name)).await?;
     // `{"ids": [..]}` is the short form of the message's `{"ids": {"ids": [..]}}`.
     if let Some(ids @ Value::Array(_)) = value.get_mut("ids") {
         let list = ids.take();
@@ -707,57 +714,31 @@ async fn delete(
     ok(&to_json(&DeleteResponse { deleted }))
 }
 
-async fn count(
-    State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let name = path_name(path)?;
-    let value = json_body(&service, &headers, body, Some(&name)).await?;
-    let request: CountRequest = parse(&value)?;
+async fn count(State(service): State<Shared>, Message(request): Message<CountRequest>) -> Answer {
     let count = service.count(request, service.deadline(None)).await?;
     ok(&to_json(&CountResponse { count }))
 }
 
-async fn scroll(
-    State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let name = path_name(path)?;
-    let value = json_body(&service, &headers, body, Some(&name)).await?;
-    let request: ScrollRequest = parse(&value)?;
+async fn scroll(State(service): State<Shared>, Message(request): Message<ScrollRequest>) -> Answer {
     let (points, next_offset) = service.scroll(request, service.deadline(None)).await?;
-    let (mut value, payloads) = points_json(points)?;
-    put_payloads(value.get_mut("points"), payloads)?;
+    let mut value = points_json(points)?;
     if let Value::Object(map) = &mut value {
         map.insert("next_offset".into(), Value::String(next_offset));
     }
     ok(&value)
 }
 
-async fn search(
-    State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
-    headers: HeaderMap,
-    body: Body,
-) -> Answer {
-    let name = path_name(path)?;
-    let value = json_body(&service, &headers, body, Some(&name)).await?;
-    let request: SearchRequest = parse(&value)?;
+async fn search(State(service): State<Shared>, Message(request): Message<SearchRequest>) -> Answer {
     let outcome = service.search(request, service.deadline(None)).await?;
     ok(&search_json(&outcome)?)
 }
 
 async fn search_batch(
     State(service): State<Shared>,
-    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    PathParts { name, .. }: PathParts,
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let name = path_name(path)?;
     let mut value = json_body(&service, &headers, body, None).await?;
     let Some(Value::Object(map)) = Some(&mut value) else {
         return Err(GatewayError::BadJson {
@@ -877,8 +858,7 @@ mod tests {
                 payload_json: Vec::new(),
             },
         ];
-        let (mut value, payloads) = points_json(points).unwrap();
-        put_payloads(value.get_mut("points"), payloads).unwrap();
+        let value = points_json(points).unwrap();
         assert_eq!(value["points"][0]["id"], "a");
         assert_eq!(value["points"][0]["payload"]["year"], 1969);
         assert_eq!(value["points"][0]["vector"][0], 0.5);

@@ -543,6 +543,32 @@ async fn http_json_serves_the_same_api_and_survives_a_restart() {
         .await;
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "NOT_FOUND");
+    // An id that is also a route name is read by `GET` on that route.
+    let named = json!({"id": "search", "vector": f.base[0], "payload": {"title": "named"}});
+    let (status, put) = http
+        .json(
+            "PUT",
+            "/v1/collections/wiki/points",
+            Some(json!({"points": [named]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{put}");
+    let (status, one) = http
+        .json("GET", "/v1/collections/wiki/points/search", None)
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        (&one["id"], &one["payload"]),
+        (&named["id"], &named["payload"])
+    );
+    let (_, deleted) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/delete",
+            Some(json!({"ids": ["search"]})),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], 1);
     let (_, got) = http
         .json(
             "POST",
