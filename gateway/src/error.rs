@@ -52,6 +52,16 @@ pub enum GatewayError {
     /// A point's vector breaks a rule (dimension, finite values, direction).
     #[error(transparent)]
     Vector(#[from] vectron_proto::validate::VectorError),
+    /// A payload nested deeper than `vectron_proto::validate::MAX_PAYLOAD_DEPTH`.
+    #[error("point {point} (id {id:?}): payload {reason}")]
+    PayloadDepth {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// How deep it nests.
+        reason: vectron_proto::validate::PayloadDepthError,
+    },
     /// A payload that is not a JSON object with finite numbers.
     #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
     BadPayload {
@@ -90,6 +100,9 @@ pub enum GatewayError {
         /// Index of the first bad value.
         at: usize,
     },
+    /// A query vector whose length is out of range.
+    #[error("query {0}")]
+    QueryLength(vectron_proto::validate::LengthError),
     /// A numeric parameter outside its range.
     #[error("{what} must be between {min} and {max}, got {got}")]
     OutOfRange {
@@ -287,9 +300,11 @@ impl GatewayError {
             | E::DuplicateId { .. }
             | E::Vector(_)
             | E::BadPayload { .. }
+            | E::PayloadDepth { .. }
             | E::PayloadTooLarge { .. }
             | E::QueryDimension { .. }
             | E::QueryNonFinite { .. }
+            | E::QueryLength(_)
             | E::OutOfRange { .. }
             | E::NoSelector
             | E::EmptyDeleteFilter

@@ -23,7 +23,7 @@ use vectron_proto::v1::{
 
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
-use crate::payload::{json_to_struct, struct_to_json};
+use crate::payload::{json_to_struct, struct_depth, struct_to_json};
 use crate::service::Service;
 use crate::stream::{IncomingBatch, Position};
 
@@ -67,6 +67,13 @@ fn to_core_points(points: Vec<Point>) -> Result<Vec<core::Point>, GatewayError> 
         .map(|(i, p)| {
             let payload_json = match &p.payload {
                 Some(payload) => {
+                    vectron_proto::validate::check_payload_depth(struct_depth(payload)).map_err(
+                        |reason| GatewayError::PayloadDepth {
+                            point: i,
+                            id: p.id.clone(),
+                            reason,
+                        },
+                    )?;
                     struct_to_json(payload).map_err(|reason| GatewayError::BadPayload {
                         point: i,
                         id: p.id.clone(),

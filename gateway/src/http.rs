@@ -233,19 +233,34 @@ fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
             };
             match map.remove("payload") {
                 None | Some(Value::Null) => Ok(Vec::new()),
-                Some(payload @ Value::Object(_)) => Ok(payload.to_string().into_bytes()),
+                Some(payload @ Value::Object(_)) => {
+                    let depth = vectron_proto::validate::json_depth(&payload);
+                    vectron_proto::validate::check_payload_depth(depth).map_err(|reason| {
+                        GatewayError::PayloadDepth {
+                            point: i,
+                            id: point_id(map),
+                            reason,
+                        }
+                    })?;
+                    Ok(payload.to_string().into_bytes())
+                }
                 Some(other) => Err(GatewayError::BadPayload {
                     point: i,
-                    id: map
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    id: point_id(map),
                     reason: format!("got {}", json_kind(&other)),
                 }),
             }
         })
         .collect()
+}
+
+/// The id of a JSON point, for an error message ("" when it has none).
+fn point_id(point: &Map<String, Value>) -> String {
+    point
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn json_kind(value: &Value) -> &'static str {

@@ -55,6 +55,27 @@ fn value(json: serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
+/// The nesting depth of a payload as JSON (`vectron_proto::validate::json_depth` of its
+/// JSON form): 1 for an object of scalars.
+pub(crate) fn struct_depth(payload: &Struct) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = payload.fields.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        match &value.kind {
+            Some(Kind::StructValue(inner)) => {
+                deepest = deepest.max(depth);
+                stack.extend(inner.fields.values().map(|v| (v, depth + 1)));
+            }
+            Some(Kind::ListValue(list)) => {
+                deepest = deepest.max(depth);
+                stack.extend(list.values.iter().map(|v| (v, depth + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
 struct StructJson<'a>(&'a Struct);
 struct ValueJson<'a>(&'a Value);
 
@@ -140,6 +161,49 @@ mod tests {
             },
         );
         assert!(struct_to_json(&s).unwrap_err().contains("finite"));
+    }
+
+    /// `{"a": {"a": … [[…[1]…]] …}}`: `objects` levels of objects around `arrays` of arrays.
+    fn nested(objects: usize, arrays: usize) -> serde_json::Value {
+        let mut v = serde_json::json!(1);
+        for _ in 0..arrays {
+            v = serde_json::json!([v]);
+        }
+        for _ in 0..objects {
+            v = serde_json::json!({ "a": v });
+        }
+        v
+    }
+
+    /// A payload at the depth limit decodes in the deepest gRPC answer that carries
+    /// payloads (a batch of searches), whatever mix of objects and arrays it nests; a
+    /// deeper one may not, which is why the limit exists.
+    #[test]
+    fn a_payload_at_the_depth_limit_decodes_in_every_grpc_answer() {
+        use prost::Message as _;
+        use vectron_proto::v1::{ScoredPoint, SearchBatchResponse, SearchResponse};
+        use vectron_proto::validate::{MAX_PAYLOAD_DEPTH, json_depth};
+
+        let decodes = |json: &serde_json::Value| {
+            let payload = to_struct(json.clone());
+            assert_eq!(struct_depth(&payload), json_depth(json));
+            let answer = SearchBatchResponse {
+                results: vec![SearchResponse {
+                    hits: vec![ScoredPoint {
+                        payload: Some(payload),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            SearchBatchResponse::decode(answer.encode_to_vec().as_slice()).is_ok()
+        };
+        for arrays in 0..MAX_PAYLOAD_DEPTH {
+            let json = nested(MAX_PAYLOAD_DEPTH - arrays, arrays);
+            assert_eq!(json_depth(&json), MAX_PAYLOAD_DEPTH);
+            assert!(decodes(&json), "{arrays} arrays deep");
+        }
+        assert!(!decodes(&nested(40, 0)));
     }
 
     #[test]

@@ -93,6 +93,8 @@ pub(crate) fn check_query(
     if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
         return Err(GatewayError::QueryNonFinite { at });
     }
+    let cosine = spec.metric() == Metric::Cosine;
+    vectron_proto::validate::check_length(vector, cosine).map_err(GatewayError::QueryLength)?;
     check_range("k", u64::from(k), 1, u64::from(limits.max_k))?;
     if let Some(ef) = ef {
         check_range("ef", u64::from(ef), 1, u64::from(limits.max_ef))?;

@@ -781,6 +781,31 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         "query vector has 10000 values",
     );
+    // Finite values that f32 arithmetic cannot normalise (their squares underflow) or
+    // score (their squares overflow): refused, and the shard keeps serving.
+    expect(
+        client
+            .upsert("bad", vec![Point::new("tiny", vec![1e-30; f.dim])])
+            .await,
+        Code::InvalidArgument,
+        "too short to give a direction",
+    );
+    expect(
+        client
+            .upsert("bad", vec![Point::new("vast", vec![3e38; f.dim])])
+            .await,
+        Code::InvalidArgument,
+        "where scores overflow",
+    );
+    for (value, words) in [(0.0, "all-zero"), (1e-30, "too short"), (3e38, "overflow")] {
+        expect(
+            client
+                .search(SearchRequest::new("bad", vec![value; f.dim], 10))
+                .await,
+            Code::InvalidArgument,
+            words,
+        );
+    }
     expect(
         client
             .upsert("bad", vec![Point::new("x".repeat(1024), vec![0.5; f.dim])])
@@ -827,6 +852,41 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
         Code::InvalidArgument,
         "non-empty filter",
     );
+    // A payload nested past the limit would not decode in a gRPC answer: refused at the
+    // door, over gRPC and over HTTP; one at the limit reads back over gRPC.
+    let nested = |depth: usize| {
+        let mut v = json!("leaf");
+        for _ in 0..depth {
+            v = json!({ "a": v });
+        }
+        v
+    };
+    let deep = |id: &str, depth: usize| {
+        Point::new(id, f.base[2].clone()).with_payload(payload::to_struct(nested(depth)).unwrap())
+    };
+    expect(
+        client.upsert("bad", vec![deep("deep", 25)]).await,
+        Code::InvalidArgument,
+        "25 levels deep, more than the limit of 24",
+    );
+    client.upsert("bad", vec![deep("limit", 24)]).await.unwrap();
+    let found = client
+        .search(SearchRequest::new("bad", f.base[2].clone(), 3).with_payload())
+        .await
+        .unwrap();
+    let hit = found
+        .hits
+        .iter()
+        .find(|h| h.id == "limit")
+        .expect("the point at the limit");
+    assert_eq!(
+        payload::from_struct(hit.payload.clone().unwrap()),
+        nested(24)
+    );
+    client
+        .delete_ids("bad", vec!["limit".into()])
+        .await
+        .unwrap();
     let mut replicated = spec("replicated", 4);
     replicated.replication_factor = Some(2);
     expect(
@@ -847,6 +907,18 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
     };
     let upsert = |points: Value| json!({"points": points}).to_string().into_bytes();
     let points = "/v1/collections/bad/points";
+    expect_http(
+        http.send(
+            "PUT",
+            points,
+            Some("application/json"),
+            upsert(json!([{"id": "deep", "vector": f.base[2], "payload": nested(30)}])),
+        )
+        .await,
+        400,
+        "INVALID_ARGUMENT",
+        "point 0 (id \"deep\"): payload nests objects and arrays 30 levels deep",
+    );
     expect_http(
         http.send(
             "PUT",

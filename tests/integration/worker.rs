@@ -354,6 +354,17 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
             })]),
             "finite",
         ),
+        // Finite values whose squares underflow (or overflow) f32: no direction to
+        // normalise, or scores that overflow. The core refuses them before its log.
+        (upsert(vec![one(vec![1e-30; f.dim])]), "too short"),
+        (upsert(vec![one(vec![3e38; f.dim])]), "scores overflow"),
+        (
+            upsert(vec![Point {
+                payload_json: format!("{}1{}", "{\"a\":".repeat(25), "}".repeat(25)).into(),
+                ..one(vec![0.5; f.dim])
+            }]),
+            "25 levels deep",
+        ),
         (upsert(vec![]), "no points"),
         (
             upsert(vec![Point {
@@ -400,6 +411,14 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    for (query, needle) in [(0.0, "all-zero"), (1e-30, "too short"), (3e38, "overflow")] {
+        let err = core
+            .search(search(&vec![query; f.dim], 10, 64, None))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        assert!(err.message().contains(needle), "{}", err.message());
+    }
     let unknown = SearchRequest {
         shard: Some(ShardRef {
             collection: "nope".into(),

@@ -50,6 +50,16 @@ pub enum ShardError {
     /// A point's vector breaks a rule (dimension, finite values, direction).
     #[error(transparent)]
     Vector(#[from] vectron_proto::validate::VectorError),
+    /// A payload nested deeper than `vectron_proto::validate::MAX_PAYLOAD_DEPTH`.
+    #[error("point {point} (id {id:?}): payload {reason}")]
+    PayloadDepth {
+        /// Position in the request.
+        point: usize,
+        /// The point's id.
+        id: String,
+        /// How deep it nests.
+        reason: vectron_proto::validate::PayloadDepthError,
+    },
     /// A payload that is not a JSON object.
     #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
     BadPayload {
@@ -86,6 +96,9 @@ pub enum ShardError {
         /// Index of the first bad value.
         at: usize,
     },
+    /// A query vector whose length is out of range.
+    #[error("query {0}")]
+    QueryLength(vectron_proto::validate::LengthError),
     /// `k` out of range.
     #[error("k must be between 1 and {max}, got {k}")]
     BadK {

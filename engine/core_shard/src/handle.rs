@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 
-use vectron_hnsw::{HnswIndex, IndexConfig, SearchScratch};
+use vectron_hnsw::{HnswError, HnswIndex, IndexConfig, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
@@ -610,7 +610,20 @@ fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<u64, ShardErro
         match record.body() {
             BodyView::Upsert(batch) => {
                 for (id, vector, payload) in batch.points() {
-                    state.replay_upsert(id, vector, payload)?;
+                    match state.replay_upsert(id, vector, payload) {
+                        // Logs written before the length rules (`check_length`) can
+                        // hold a vector the index cannot take; its write failed when it
+                        // was made, so it is left out now too.
+                        Err(ShardError::Index {
+                            source: source @ (HnswError::ZeroVector | HnswError::NonFinite { .. }),
+                        }) => tracing::warn!(
+                            lsn = record.lsn().get(),
+                            id,
+                            error = %source,
+                            "a logged point the index refuses is skipped"
+                        ),
+                        other => other?,
+                    }
                 }
                 data_lsn = record.lsn().get();
             }
@@ -708,6 +721,46 @@ pub(crate) mod tests {
             drop(shard);
             let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
             assert_eq!(manifest.checkpoint_lsn, deleted.lsn);
+        });
+    }
+
+    #[test]
+    fn a_logged_point_the_index_refuses_is_skipped_on_replay_and_the_rest_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            // What an older build could log: a cosine vector whose squares underflow,
+            // between two good points of the same batch.
+            let ids = ["p1".to_owned(), "tiny".to_owned(), "p9".to_owned()];
+            let mut vectors = vec![0.0, 1.0, 0.0, 0.0];
+            vectors.extend([1e-30_f32; 4]);
+            vectors.extend([0.0, 0.0, 1.0, 0.0]);
+            let payloads = vec![Vec::new(); 3];
+            let record = Record::Upsert(Upsert {
+                ids: &ids,
+                dim: 4,
+                vectors: &vectors,
+                payloads: &payloads,
+            });
+            shard.wal().append(record).await.unwrap();
+            // As after a crash: the log is closed, no checkpoint is written.
+            shard.wal().close().await.unwrap();
+            drop(shard);
+
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            assert!(!shard.is_stopped());
+            let all: Vec<String> = ["p0", "p1", "p2", "tiny", "p9"].map(String::from).into();
+            let got = shard.get(&all, true, false).unwrap();
+            let ids: Vec<&str> = got.iter().map(|p| p.id.as_str()).collect();
+            assert_eq!(ids, ["p0", "p1", "p2", "p9"]);
+            assert_eq!(got[1].vector, [0.0, 1.0, 0.0, 0.0], "p1 was overwritten");
+            shard.close().await.unwrap();
         });
     }
 

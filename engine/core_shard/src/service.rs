@@ -37,9 +37,11 @@ pub fn status(err: &ShardError) -> Status {
         | E::DuplicateId { .. }
         | E::Vector(_)
         | E::BadPayload { .. }
+        | E::PayloadDepth { .. }
         | E::PayloadTooLarge { .. }
         | E::QueryDimension { .. }
         | E::QueryNonFinite { .. }
+        | E::QueryLength(_)
         | E::BadK { .. }
         | E::BadEf { .. }
         | E::BadLimit { .. }

@@ -273,6 +273,8 @@ impl ShardState {
         if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
             return Err(ShardError::QueryNonFinite { at });
         }
+        let cosine = self.collection().metric() == Metric::Cosine;
+        vectron_proto::validate::check_length(vector, cosine).map_err(ShardError::QueryLength)?;
         if k == 0 || k > MAX_K {
             return Err(ShardError::BadK { k, max: MAX_K });
         }
@@ -335,13 +337,14 @@ impl ShardState {
         payload: Box<[u8]>,
         parsed: Option<&Value>,
     ) -> Result<(), ShardError> {
-        if let Some(&old) = self.ids.get(&id) {
-            self.remove_node(old)?;
-        }
+        // The new vector goes in first: when the index refuses it, the point is as it was.
         let node = self
             .index
             .add(vector)
             .map_err(|source| ShardError::Index { source })?;
+        if let Some(&old) = self.ids.get(&id) {
+            self.remove_node(old)?;
+        }
         self.attach(node, id, payload, parsed);
         Ok(())
     }
@@ -725,7 +728,17 @@ fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>
         });
     }
     match serde_json::from_slice::<Value>(payload) {
-        Ok(v @ Value::Object(_)) => Ok(Some(v)),
+        Ok(v @ Value::Object(_)) => {
+            let depth = vectron_proto::validate::json_depth(&v);
+            vectron_proto::validate::check_payload_depth(depth).map_err(|reason| {
+                ShardError::PayloadDepth {
+                    point,
+                    id: id.to_owned(),
+                    reason,
+                }
+            })?;
+            Ok(Some(v))
+        }
         Ok(_) => Err(ShardError::BadPayload {
             point,
             id: id.to_owned(),
