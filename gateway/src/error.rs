@@ -140,6 +140,12 @@ pub enum GatewayError {
         /// What is wrong, with line and column where known.
         reason: String,
     },
+    /// A URL path whose parts cannot be read (not UTF-8 once percent-decoded).
+    #[error("malformed path: {reason}")]
+    BadPath {
+        /// What is wrong.
+        reason: String,
+    },
     /// A query-string parameter that is unknown or has a bad value.
     #[error("query parameter {name:?}: {reason}")]
     BadQuery {
@@ -228,7 +234,7 @@ pub enum GatewayError {
         reason: String,
     },
     /// A core refused a call or could not be reached.
-    #[error("shard {shard_id} of collection {collection:?} on {address}: {}", .status.message())]
+    #[error("{}", core_message(*.shard_id, .collection, .address, .status))]
     Core {
         /// The collection.
         collection: String,
@@ -281,6 +287,19 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// A core's answer as the caller reads it: input the core refused is the caller's to fix
+/// and reads as the core put it; anything else also says which shard and core answered.
+fn core_message(shard_id: u32, collection: &str, address: &str, status: &Status) -> String {
+    if status.code() == Code::InvalidArgument {
+        status.message().to_owned()
+    } else {
+        format!(
+            "shard {shard_id} of collection {collection:?} on {address}: {}",
+            status.message()
+        )
+    }
+}
+
 fn control_message(error: &ClientError) -> String {
     match error {
         ClientError::Status(status) => status.message().to_owned(),
@@ -311,6 +330,7 @@ impl GatewayError {
             | E::NoCollection
             | E::CollectionMismatch { .. }
             | E::BadJson { .. }
+            | E::BadPath { .. }
             | E::BadQuery { .. }
             | E::UnsupportedMediaType { .. } => Code::InvalidArgument,
             E::TooLarge { .. } => Code::ResourceExhausted,

@@ -356,11 +356,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PathParts {
         let Path(mut params) =
             Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
                 .await
-                .map_err(|e| GatewayError::BadJson {
-                    reason: format!("the path is malformed: {}", e.body_text()),
+                .map_err(|e| GatewayError::BadPath {
+                    reason: e.body_text(),
                 })?;
-        let name = params.remove("name").ok_or_else(|| GatewayError::BadJson {
-            reason: "the path names no collection".into(),
+        let name = params.remove("name").ok_or_else(|| GatewayError::BadPath {
+            reason: "it names no collection".into(),
         })?;
         Ok(Self {
             name,
@@ -507,12 +507,23 @@ async fn list(State(service): State<Shared>) -> Answer {
     ok(&to_json(&ListCollectionsResponse { collections }))
 }
 
-async fn describe(State(service): State<Shared>, path: PathParts) -> Answer {
+async fn describe(
+    State(service): State<Shared>,
+    path: PathParts,
+    QueryPairs(query): QueryPairs,
+) -> Answer {
+    query_flags(&query, &[])?;
     let info = service.describe_collection(&path.name).await?;
     ok(&to_json(&info))
 }
 
-async fn drop_collection(State(service): State<Shared>, path: PathParts) -> Answer {
+async fn drop_collection(
+    State(service): State<Shared>,
+    path: PathParts,
+    QueryPairs(query): QueryPairs,
+) -> Answer {
+    // A parameter this route does not know is refused before anything is dropped.
+    query_flags(&query, &[])?;
     service.drop_collection(&path.name).await?;
     ok(&serde_json::json!({}))
 }

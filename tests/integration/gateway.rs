@@ -1070,6 +1070,38 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
         "INVALID_ARGUMENT",
         "batch starting at line 1: point 0 (id \"1\"): vector has 1 values",
     );
+    // A filter the cores refuse reads as they put it, without naming a core.
+    let (status, body) = http
+        .send(
+            "POST",
+            search,
+            Some("application/json"),
+            json!({"vector": f.base[0], "k": 1, "filter": {"must": [{"field": {"key": "title"}}]}})
+                .to_string()
+                .into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "field condition must[0] on key \"title\" sets no match: give keyword, any_of or range"
+    );
+    expect_http(
+        http.send("GET", "/v1/collections/bad/points/%FF", None, vec![])
+            .await,
+        400,
+        "INVALID_ARGUMENT",
+        "malformed path",
+    );
+    // A drop with a parameter it does not take is refused, and drops nothing.
+    expect_http(
+        http.send("DELETE", "/v1/collections/bad?force=1", None, vec![])
+            .await,
+        400,
+        "INVALID_ARGUMENT",
+        "unknown parameter",
+    );
 
     // Still serving, on both doors.
     let found = client
