@@ -219,8 +219,18 @@ fn parse<M: prost::Message + prost::Name + Default>(value: &Value) -> Result<M, 
     })
 }
 
+/// A non-negative integer id (`7`) as the decimal string it stands for (`"7"`): ids are
+/// strings, and integer ids travel as their decimal text (as the CLI reads them).
+fn id_as_text(id: &mut Value) {
+    if let Value::Number(n) = id
+        && let Some(n) = n.as_u64()
+    {
+        *id = Value::String(n.to_string());
+    }
+}
+
 /// Takes the payloads out of JSON points (so they travel to the cores as the text the
-/// client sent), checking that each is an object.
+/// client sent), checking that each is an object; integer ids become text.
 fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
     points
         .iter_mut()
@@ -231,6 +241,9 @@ fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
                     reason: format!("point {i} is not a JSON object"),
                 });
             };
+            if let Some(id) = map.get_mut("id") {
+                id_as_text(id);
+            }
             match map.remove("payload") {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(payload @ Value::Object(_)) => {
@@ -382,7 +395,11 @@ impl FromRequest<Shared> for CollectionJson {
     async fn from_request(req: Request, service: &Shared) -> Result<Self, GatewayError> {
         let (mut parts, body) = req.into_parts();
         let PathParts { name, .. } = PathParts::from_request_parts(&mut parts, service).await?;
-        let value = json_body(service, &parts.headers, body, Some(&name)).await?;
+        let mut value = json_body(service, &parts.headers, body, Some(&name)).await?;
+        // The ids of a get or a delete.
+        if let Some(Value::Array(ids)) = value.get_mut("ids") {
+            ids.iter_mut().for_each(id_as_text);
+        }
         Ok(Self { name, value })
     }
 }

@@ -569,6 +569,42 @@ async fn http_json_serves_the_same_api_and_survives_a_restart() {
         )
         .await;
     assert_eq!(deleted["deleted"], 1);
+    // Integer ids stand for their decimal strings, in bodies and in NDJSON lines.
+    let (status, put) = http
+        .json(
+            "PUT",
+            "/v1/collections/wiki/points",
+            Some(json!({"points": [{"id": 70_000, "vector": f.base[0]}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{put}");
+    let line = json!({"id": 70_001, "vector": f.base[1]}).to_string() + "\n";
+    let (status, body) = http
+        .send(
+            "POST",
+            "/v1/collections/wiki/points/stream",
+            Some("application/x-ndjson"),
+            line.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, got) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/get",
+            Some(json!({"ids": [70_000, "70001"]})),
+        )
+        .await;
+    assert_eq!(got["points"][0]["id"], "70000", "{got}");
+    assert_eq!(got["points"][1]["id"], "70001", "{got}");
+    let (_, deleted) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/delete",
+            Some(json!({"ids": [70_000, 70_001]})),
+        )
+        .await;
+    assert_eq!(deleted["deleted"], 2);
     let (_, got) = http
         .json(
             "POST",
