@@ -161,6 +161,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             hash_range_start: range.0,
             hash_range_end: range.1,
             epoch: 1,
+            ..Default::default()
         };
         client
             .open_shard(OpenShardRequest {

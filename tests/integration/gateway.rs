@@ -1262,3 +1262,119 @@ async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
     gateway.terminate();
     worker.terminate();
 }
+
+/// Waits (at most 20 s) until no core of the `vectron dev` in `dir` has a directory for
+/// `collection`.
+async fn files_gone(dir: &std::path::Path, collection: &str) {
+    let dirs: Vec<_> = (0..CORES)
+        .map(|core| {
+            dir.join("worker")
+                .join(format!("core-{core}"))
+                .join(collection)
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Some(left) = dirs.iter().find(|d| d.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} is still there after the drop",
+            left.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Drops `rc` and creates it again at once with `dimension`; checks that the new
+/// collection is empty (the dropped `old` point is not found) and that it takes writes
+/// and answers searches.
+async fn drop_and_recreate(http: &Http, dimension: usize) {
+    let (status, dropped) = http.json("DELETE", "/v1/collections/rc", None).await;
+    assert_eq!(status, 200, "{dropped}");
+    let spec = json!({"name": "rc", "dimension": dimension, "metric": "l2", "shard_count": CORES});
+    let (status, created) = http.json("POST", "/v1/collections", Some(spec)).await;
+    assert_eq!(status, 200, "{created}");
+    assert_eq!(created["state"], "ready", "{created}");
+    let (status, counted) = http
+        .json("POST", "/v1/collections/rc/points/count", Some(json!({})))
+        .await;
+    assert_eq!((status, &counted["count"]), (200, &json!(0)), "{counted}");
+    let (status, old) = http
+        .json("GET", "/v1/collections/rc/points/old", None)
+        .await;
+    assert_eq!(status, 404, "the dropped point is back: {old}");
+    let points: Vec<Value> = (0..10)
+        .map(|i| json!({"id": format!("new-{i}"), "vector": vec![i as f32; dimension]}))
+        .collect();
+    let (status, ack) = http
+        .json(
+            "PUT",
+            "/v1/collections/rc/points",
+            Some(json!({"points": points})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+    let (status, found) = http
+        .json(
+            "POST",
+            "/v1/collections/rc/points/search",
+            Some(json!({"vector": vec![3.0; dimension], "k": 3})),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["hits"][0]["id"], "new-3", "{found}");
+    assert_eq!(found["hits"].as_array().unwrap().len(), 3, "{found}");
+    let (_, counted) = http
+        .json("POST", "/v1/collections/rc/points/count", Some(json!({})))
+        .await;
+    assert_eq!(counted["count"], 10, "{counted}");
+}
+
+/// Creates `rc` (2-d) holding the point `old` and a few more.
+async fn create_with_old_point(http: &Http) {
+    let spec = json!({"name": "rc", "dimension": 2, "metric": "l2", "shard_count": CORES});
+    let (status, created) = http.json("POST", "/v1/collections", Some(spec)).await;
+    assert_eq!(status, 200, "{created}");
+    let mut points = vec![json!({"id": "old", "vector": [1, 1], "payload": {"v": "old"}})];
+    points.extend((0..20).map(|i| json!({"id": format!("old-{i}"), "vector": [i, 0]})));
+    let (status, ack) = http
+        .json(
+            "PUT",
+            "/v1/collections/rc/points",
+            Some(json!({"points": points})),
+        )
+        .await;
+    assert_eq!(status, 200, "{ack}");
+}
+
+/// A dropped collection's points came back when the name was created again (the worker
+/// reopened the old shard under the new placement), a re-created name with another spec
+/// never served, and on a data directory's first run a drop left the shards on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_collection_is_gone_and_its_name_starts_empty() {
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let http = Http::new(&support::http_addr(&dev));
+    create_with_old_point(&http).await;
+    // Same spec, then another dimension: each time right after the drop.
+    drop_and_recreate(&http, 2).await;
+    drop_and_recreate(&http, 3).await;
+    let (status, dropped) = http.json("DELETE", "/v1/collections/rc", None).await;
+    assert_eq!(status, 200, "{dropped}");
+    files_gone(dir.path(), "rc").await;
+
+    // After a restart: the same.
+    create_with_old_point(&http).await;
+    dev.terminate();
+    let dev = support::dev(dir.path(), CORES);
+    let http = Http::new(&support::http_addr(&dev));
+    let (status, counted) = http
+        .json("POST", "/v1/collections/rc/points/count", Some(json!({})))
+        .await;
+    assert_eq!((status, &counted["count"]), (200, &json!(21)), "{counted}");
+    drop_and_recreate(&http, 2).await;
+    drop_and_recreate(&http, 3).await;
+    let (status, dropped) = http.json("DELETE", "/v1/collections/rc", None).await;
+    assert_eq!(status, 200, "{dropped}");
+    files_gone(dir.path(), "rc").await;
+    dev.terminate();
+}

@@ -34,6 +34,7 @@ async fn searches_are_answered_while_a_backlog_is_indexed() {
         hash_range_start: 0,
         hash_range_end: u64::MAX,
         epoch: 1,
+        ..Default::default()
     };
     core.open_shard(OpenShardRequest {
         assignment: Some(assignment),

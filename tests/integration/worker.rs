@@ -47,6 +47,7 @@ fn assignment(dim: usize, epoch: u64) -> ShardAssignment {
         hash_range_start: 0,
         hash_range_end: u64::MAX,
         epoch,
+        ..Default::default()
     }
 }
 

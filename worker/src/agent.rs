@@ -7,9 +7,16 @@
 //! agent retries; it never closes a shard because the control plane is silent.
 //!
 //! Safety of deletes: a shard the control plane no longer lists belonged to a dropped
-//! collection, and its data is deleted, but only when the worker recorded the cluster's
-//! id before this registration. Shards created before the worker ever joined a cluster
-//! are closed and kept on disk instead.
+//! collection, and its data is deleted whenever the worker belongs to the cluster (its
+//! id is recorded in the data directory, from an earlier run or from this one's
+//! registration). The one exception is the reconcile of the registration that first
+//! records the cluster: shards held then were created before the worker ever joined a
+//! cluster, and are closed and kept on disk. A data directory of another cluster never
+//! gets that far: the control plane refuses its registration.
+//!
+//! A collection re-created under a dropped one's name is another incarnation: the core
+//! replaces a shard of the old one it still holds, or finds on disk, with an empty one
+//! when the new assignment arrives (`Core::open_shard`), however soon after the drop.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -51,7 +58,7 @@ impl Agent {
                 r = self.register() => r,
                 _ = &mut stop => return,
             };
-            let (interval, may_delete) = match registered {
+            let interval = match registered {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register with the control plane; retrying");
@@ -72,7 +79,7 @@ impl Agent {
                 // The client retries an unreachable control plane for a while: a
                 // shutdown must not wait for that.
                 let beat = tokio::select! {
-                    r = self.heartbeat(may_delete) => r,
+                    r = self.heartbeat() => r,
                     _ = &mut stop => return,
                 };
                 match beat {
@@ -91,9 +98,13 @@ impl Agent {
         }
     }
 
-    /// Registers the worker and applies the assignments; returns the heartbeat interval
-    /// and whether unlisted shards may be deleted.
-    async fn register(&self) -> Result<(Duration, bool), ClientError> {
+    /// Whether the worker belongs to a cluster: its id is recorded.
+    fn in_cluster(&self) -> bool {
+        self.cluster.lock().expect("never poisoned").is_some()
+    }
+
+    /// Registers the worker and applies the assignments; returns the heartbeat interval.
+    async fn register(&self) -> Result<Duration, ClientError> {
         let recorded = self.cluster.lock().expect("never poisoned").clone();
         let request = ctl::RegisterWorkerRequest {
             worker_id: self.worker_id.clone(),
@@ -125,15 +136,17 @@ impl Agent {
             shards = answer.assignments.len(),
             "registered with the control plane"
         );
-        let may_delete = recorded.is_some();
+        // Shards held when the cluster is first recorded predate it: kept on disk.
         let stats = gather(&self.inboxes).await;
-        self.reconcile(&answer.assignments, &stats, may_delete)
+        self.reconcile(&answer.assignments, &stats, recorded.is_some())
             .await;
         let interval = Duration::from_millis(u64::from(answer.heartbeat_interval_ms.max(100)));
-        Ok((interval, may_delete))
+        Ok(interval)
     }
 
-    async fn heartbeat(&self, may_delete: bool) -> Result<(), ClientError> {
+    async fn heartbeat(&self) -> Result<(), ClientError> {
+        // Read at every beat: the registration may have recorded the cluster since.
+        let may_delete = self.in_cluster();
         let stats = gather(&self.inboxes).await;
         let request = ctl::HeartbeatRequest {
             worker_id: self.worker_id.clone(),
@@ -173,6 +186,7 @@ impl Agent {
                 hash_range_start: a.hash_range_start,
                 hash_range_end: a.hash_range_end,
                 epoch: a.epoch,
+                incarnation: a.incarnation,
             };
             let opened = ask(inbox, |tx| {
                 CoreCommand::Open(Box::new(assignment), a.must_exist, tx)
@@ -246,5 +260,173 @@ fn summary(c: &CoreStats) -> ctl::CoreSummary {
                 memory_bytes: s.memory_bytes,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A worker on a fresh data directory under a real in-process control plane: a drop
+    //! deletes the collection's shards on its first run (they used to be kept until a
+    //! restart), and a collection re-created under the name at once, with the same spec
+    //! or another, starts empty and serves.
+
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use vectron_control::{ControlClient, ControlConfig, ControlNode, RetryPolicy};
+    use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+    use vectron_proto::core::v1::{CountRequest, GetRequest, Point, ShardRef, UpsertRequest};
+    use vectron_proto::v1::{CollectionInfo, CollectionSpec, Metric, ReplicaState};
+
+    use crate::{Worker, WorkerConfig};
+
+    async fn eventually<T, F: Future<Output = Option<T>>>(
+        what: &str,
+        mut probe: impl FnMut() -> F,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The collection once its shard serves at its current epoch.
+    async fn active(client: &ControlClient, name: &str, dimension: u32) -> CollectionInfo {
+        eventually("the shard to serve", || async {
+            let info = client.describe_collection(name).await.ok()?;
+            let spec_now = info.spec.as_ref()?.dimension == dimension;
+            let serving = info
+                .shards
+                .iter()
+                .all(|s| s.replicas.iter().any(|r| r.state() == ReplicaState::Active));
+            (spec_now && serving).then_some(info)
+        })
+        .await
+    }
+
+    /// The shard's core client and its reference.
+    async fn shard(
+        info: &CollectionInfo,
+    ) -> (CoreServiceClient<tonic::transport::Channel>, ShardRef) {
+        let replica = &info.shards[0].replicas[0];
+        let client = CoreServiceClient::connect(format!("http://{}", replica.address))
+            .await
+            .unwrap();
+        let name = info.spec.as_ref().unwrap().name.clone();
+        let r = ShardRef {
+            collection: name,
+            shard_id: 0,
+            epoch: replica.epoch,
+        };
+        (client, r)
+    }
+
+    async fn upsert(info: &CollectionInfo, id: &str) {
+        let (mut core, r) = shard(info).await;
+        let dimension = info.spec.as_ref().unwrap().dimension as usize;
+        let point = Point {
+            id: id.into(),
+            vector: vec![1.0; dimension],
+            payload_json: Vec::new(),
+        };
+        let request = UpsertRequest {
+            shard: Some(r),
+            points: vec![point],
+            wait: None,
+        };
+        core.upsert(request).await.unwrap();
+    }
+
+    async fn count_and_get(info: &CollectionInfo, id: &str) -> (u64, usize) {
+        let (mut core, r) = shard(info).await;
+        let count = CountRequest {
+            shard: Some(r.clone()),
+            filter: None,
+        };
+        let count = core.count(count).await.unwrap().into_inner().count;
+        let get = GetRequest {
+            shard: Some(r),
+            ids: vec![id.into()],
+            ..Default::default()
+        };
+        let found = core.get(get).await.unwrap().into_inner().points.len();
+        (count, found)
+    }
+
+    fn spec(dimension: u32) -> CollectionSpec {
+        let mut spec = CollectionSpec::new("docs", dimension, Metric::L2);
+        spec.shard_count = Some(1);
+        spec
+    }
+
+    async fn control(dir: &Path) -> ControlNode {
+        let listen: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut config = ControlConfig::new(1, listen, dir.join("control"));
+        config.raft_heartbeat = Duration::from_millis(50);
+        config.election_timeout_min = Duration::from_millis(300);
+        config.election_timeout_max = Duration::from_millis(600);
+        config.worker_heartbeat = Duration::from_millis(200);
+        config.stats_flush_interval = Duration::from_millis(200);
+        config.reconcile_interval = Duration::from_millis(50);
+        ControlNode::start(config).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_first_run_deletes_dropped_shards_and_a_re_created_name_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = control(dir.path()).await;
+        let client = ControlClient::new([node.address()])
+            .unwrap()
+            .with_retry_policy(RetryPolicy {
+                deadline: Duration::from_secs(20),
+                ..RetryPolicy::default()
+            });
+        let data = dir.path().join("worker");
+        let mut config = WorkerConfig::new(&data);
+        config.cores = 1;
+        config.core_base_port = 0;
+        config.admin_addr = "127.0.0.1:0".parse().unwrap();
+        config.pin = false;
+        config.control = vec![node.address().to_owned()];
+        let worker = Worker::start(config).await.unwrap();
+        eventually("the worker to register", || async {
+            let status = client.cluster_status().await.ok()?;
+            (status.workers.len() == 1).then_some(())
+        })
+        .await;
+        assert!(data.join("CLUSTER_ID").is_file());
+
+        // Dropped and re-created at once, same spec, then another dimension: each time
+        // the old point is gone and the new collection takes writes.
+        client.create_collection(spec(2)).await.unwrap();
+        let info = active(&client, "docs", 2).await;
+        upsert(&info, "old").await;
+        assert_eq!(count_and_get(&info, "old").await, (1, 1));
+        for (dimension, id) in [(2, "same-spec"), (3, "other-spec")] {
+            client.drop_collection("docs").await.unwrap();
+            client.create_collection(spec(dimension)).await.unwrap();
+            let info = active(&client, "docs", dimension).await;
+            assert_eq!(count_and_get(&info, "old").await, (0, 0), "{id}");
+            upsert(&info, id).await;
+            assert_eq!(count_and_get(&info, id).await, (1, 1), "{id}");
+        }
+
+        // A drop deletes the data on this first run of the data directory.
+        let collection = data.join("core-0").join("docs");
+        assert!(collection.join("shard-0").join("MANIFEST").is_file());
+        client.drop_collection("docs").await.unwrap();
+        eventually("the dropped collection's files to go", || async {
+            (!collection.exists()).then_some(())
+        })
+        .await;
+
+        worker.shutdown().await;
+        node.shutdown().await.unwrap();
     }
 }

@@ -440,7 +440,12 @@ fn drop_removes_the_assignments() {
             },
         )
         .unwrap();
-    assert_eq!(assignments_for(&state, "w1").len(), 2);
+    let before = assignments_for(&state, "w1");
+    assert_eq!(before.len(), 2);
+    assert!(
+        before.iter().all(|a| a.incarnation == 4),
+        "the incarnation is the create's log index: {before:?}"
+    );
     state
         .apply(
             5,
@@ -450,7 +455,8 @@ fn drop_removes_the_assignments() {
         )
         .unwrap();
     assert!(assignments_for(&state, "w1").is_empty());
-    // A re-created collection of the same name gets new epochs.
+    // A re-created collection of the same name gets new epochs and a new incarnation,
+    // which tells a worker still holding the old shards to start them empty.
     state
         .apply(
             6,
@@ -459,7 +465,19 @@ fn drop_removes_the_assignments() {
             },
         )
         .unwrap();
-    assert!(assignments_for(&state, "w1").iter().all(|a| a.epoch == 6));
+    let after = assignments_for(&state, "w1");
+    assert_eq!(after.len(), 2);
+    assert!(after.iter().all(|a| a.epoch == 6 && a.incarnation == 6));
+    // The incarnation is the collection's, not a replica's: serving keeps it.
+    let reports = vec![full_report(&state, "w1", 3)];
+    state
+        .apply(7, &Command::ObserveWorkers { reports, at_ms: 0 })
+        .unwrap();
+    assert!(
+        assignments_for(&state, "w1")
+            .iter()
+            .all(|a| a.incarnation == 6 && a.must_exist)
+    );
 }
 
 #[test]

@@ -179,6 +179,7 @@ pub(crate) fn assignments_for(state: &ControlState, worker_id: &str) -> Vec<ctl:
                     epoch: replica.epoch,
                     core: replica.core,
                     must_exist: replica.served,
+                    incarnation: collection.created_index,
                 });
             }
         }

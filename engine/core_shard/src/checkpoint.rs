@@ -259,6 +259,55 @@ pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), Sha
     Ok(())
 }
 
+/// Prefix of a shard directory being removed: renamed aside first, so a crash during
+/// the removal never leaves a shard directory that is only partly there.
+pub(crate) const DELETING: &str = ".deleting-";
+
+/// Removes a shard directory: renames it aside (durably), then removes the renamed copy.
+/// A crash leaves either the whole directory or a `.deleting-` one that
+/// [`crate::Core::reopen_all`] removes.
+pub(crate) fn remove_shard_dir(dir: &Path) -> Result<(), ShardError> {
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    let aside = parent.join(format!("{DELETING}{name}"));
+    // A leftover of an earlier removal would block the rename.
+    if aside.symlink_metadata().is_ok() {
+        finish_removal(&aside)?;
+    }
+    fs::rename(dir, &aside).map_err(|source| ShardError::Checkpoint {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    sync_dir(parent)?;
+    finish_removal(&aside)
+}
+
+/// Removes a directory renamed aside by [`remove_shard_dir`], and makes that durable.
+/// The collection directory holding it goes too once it is empty (its last shard on the
+/// core is gone); a collection directory that cannot be removed is left with a warning,
+/// since the shard's data is gone either way.
+pub(crate) fn finish_removal(aside: &Path) -> Result<(), ShardError> {
+    let removed = if aside.is_dir() {
+        fs::remove_dir_all(aside)
+    } else {
+        fs::remove_file(aside)
+    };
+    removed.map_err(|source| ShardError::Checkpoint {
+        path: aside.to_path_buf(),
+        source,
+    })?;
+    let collection = aside.parent().unwrap_or(Path::new("."));
+    sync_dir(collection)?;
+    match fs::remove_dir(collection) {
+        Ok(()) => sync_dir(collection.parent().unwrap_or(Path::new("."))),
+        Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        Err(e) => {
+            tracing::warn!(path = %collection.display(), error = %e, "cannot remove an empty collection directory; left");
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::future::poll_fn;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 use vectron_wal::Options;
 
+use crate::checkpoint::{DELETING, finish_removal, remove_shard_dir};
 use crate::error::ShardError;
 use crate::handle::ShardHandle;
 use crate::spec::ShardSpec;
@@ -218,29 +219,38 @@ impl Core {
     /// Opens a shard (or adopts a new epoch for one already open, or reopens one that
     /// stopped after a failure). Idempotent. With `must_exist`, a shard whose directory
     /// holds no manifest is refused rather than created empty: its data was lost.
+    ///
+    /// A shard held or stored under the same name and id but another incarnation
+    /// belonged to a dropped collection: it is closed, its files are removed, and the
+    /// shard opens empty (or, with `must_exist`, is refused as missing).
     pub async fn open_shard(
         &self,
         assignment: &ShardAssignment,
         must_exist: bool,
     ) -> Result<Rc<ShardHandle>, ShardError> {
-        let spec = ShardSpec::from_assignment(assignment)?;
+        let mut spec = ShardSpec::from_assignment(assignment)?;
         let key: ShardKey = (spec.name().to_owned(), spec.shard_id);
         let existing = self.shards.borrow().get(&key).cloned();
         if let Some(shard) = existing {
-            if !shard.is_stopped() {
-                let held = shard.spec();
+            let held = shard.spec();
+            if !shard.is_stopped() && !spec.replaces(held.incarnation) {
                 if held.collection != spec.collection || held.range != spec.range {
                     return Err(ShardError::SpecMismatch {
                         collection: key.0,
                         shard_id: key.1,
                     });
                 }
-                if held.epoch != spec.epoch {
-                    shard.set_epoch(spec.epoch)?;
+                let incarnation = match spec.incarnation {
+                    0 => held.incarnation,
+                    wanted => wanted,
+                };
+                if held.epoch != spec.epoch || held.incarnation != incarnation {
+                    shard.set_placement(spec.epoch, incarnation)?;
                 }
                 return Ok(shard);
             }
-            // A stopped shard: drop it and recover from disk.
+            // A stopped shard, or one of a dropped collection: close it; the open below
+            // recovers the first from disk and removes the second's files.
             self.shards.borrow_mut().remove(&key);
             let _ = shard.wal().close().await;
         }
@@ -252,13 +262,17 @@ impl Core {
             });
         }
         let dir = self.shard_dir(&key.0, key.1);
-        if must_exist && !dir.join(crate::checkpoint::MANIFEST).exists() {
-            self.opening.borrow_mut().remove(&key);
-            return Err(ShardError::Missing {
-                collection: key.0,
-                shard_id: key.1,
-                dir,
-            });
+        if must_exist {
+            let found = ShardHandle::current_manifest(&dir, &mut spec);
+            if !matches!(found, Ok(Some(_))) {
+                self.opening.borrow_mut().remove(&key);
+                found?;
+                return Err(ShardError::Missing {
+                    collection: key.0,
+                    shard_id: key.1,
+                    dir,
+                });
+            }
         }
         let opened = ShardHandle::open(&dir, spec, self.config.wal).await;
         self.opening.borrow_mut().remove(&key);
@@ -448,43 +462,6 @@ impl Core {
     }
 }
 
-/// Prefix of a shard directory being removed: renamed aside first, so a crash during
-/// the removal never leaves a shard directory that is only partly there.
-const DELETING: &str = ".deleting-";
-
-/// Removes a shard directory: renames it aside (durably), then removes the renamed copy.
-/// A crash leaves either the whole directory or a `.deleting-` one that
-/// [`Core::reopen_all`] removes.
-fn remove_shard_dir(dir: &Path) -> Result<(), ShardError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir.file_name().unwrap_or_default().to_string_lossy();
-    let aside = parent.join(format!("{DELETING}{name}"));
-    // A leftover of an earlier removal would block the rename.
-    if aside.symlink_metadata().is_ok() {
-        finish_removal(&aside)?;
-    }
-    std::fs::rename(dir, &aside).map_err(|source| ShardError::Checkpoint {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    crate::checkpoint::sync_dir(parent)?;
-    finish_removal(&aside)
-}
-
-/// Removes a directory renamed aside by [`remove_shard_dir`], and makes that durable.
-fn finish_removal(aside: &Path) -> Result<(), ShardError> {
-    let removed = if aside.is_dir() {
-        std::fs::remove_dir_all(aside)
-    } else {
-        std::fs::remove_file(aside)
-    };
-    removed.map_err(|source| ShardError::Checkpoint {
-        path: aside.to_path_buf(),
-        source,
-    })?;
-    crate::checkpoint::sync_dir(aside.parent().unwrap_or(Path::new(".")))
-}
-
 /// CPU time (user + system) of the calling thread, in seconds; 0 if unavailable.
 fn thread_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -504,6 +481,8 @@ fn thread_cpu_seconds() -> f64 {
 mod tests {
     use super::*;
     use crate::handle::tests::{assignment, points, run};
+    use std::path::Path;
+    use vectron_proto::core::v1::Point;
 
     /// Both ways of yielding (the io_uring read, and the timer the legacy driver uses)
     /// let a task that became ready meanwhile run before the loop goes on.
@@ -605,8 +584,10 @@ mod tests {
             }
             core.close_shard(&shard_ref("dropped"), true).await.unwrap();
             let collection = dir.path().join("dropped");
-            let left: Vec<_> = std::fs::read_dir(&collection).unwrap().flatten().collect();
-            assert!(left.is_empty(), "{left:?}");
+            assert!(
+                !collection.exists(),
+                "the collection's last shard took its directory with it"
+            );
             assert!(core.shutdown().await.is_empty());
 
             // A crash in the middle of removing `kept`: renamed aside, its checkpoint
@@ -630,7 +611,193 @@ mod tests {
             assert!(failures.is_empty(), "{failures:?}");
             assert!(core.shards().is_empty());
             assert!(!aside.exists());
+            assert!(!dir.path().join("kept").exists());
             core.shutdown().await;
+        });
+    }
+
+    /// `docs` shard 0 as the collection created at log index `incarnation` places it.
+    fn incarnation(incarnation: u64, epoch: u64, dimension: u32) -> ShardAssignment {
+        let mut a = assignment("docs");
+        a.incarnation = incarnation;
+        a.epoch = epoch;
+        a.spec.as_mut().unwrap().dimension = dimension;
+        a
+    }
+
+    fn files_under(dir: &Path) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Opens `docs` at incarnation 1 with three points checkpointed and one more in the
+    /// log; returns the shard's directory.
+    async fn filled(core: &Core) -> PathBuf {
+        let shard = core.open_shard(&incarnation(1, 1, 4), false).await.unwrap();
+        shard.upsert(points(0..3), true).await.unwrap();
+        shard.checkpoint().await.unwrap();
+        shard.upsert(points(3..4), true).await.unwrap();
+        assert_eq!(shard.stats().points, 4);
+        shard.dir().to_path_buf()
+    }
+
+    #[test]
+    fn a_new_epoch_of_the_same_incarnation_keeps_the_data() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard_dir = filled(&core).await;
+            let moved = core.open_shard(&incarnation(1, 9, 4), false).await.unwrap();
+            assert_eq!((moved.epoch(), moved.stats().points), (9, 4));
+            assert!(core.shutdown().await.is_empty());
+            drop(moved);
+
+            // And from disk, under another epoch again.
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&incarnation(1, 12, 4), true).await.unwrap();
+            assert_eq!((shard.epoch(), shard.stats().points), (12, 4));
+            let manifest = crate::checkpoint::read_manifest(&shard_dir)
+                .unwrap()
+                .unwrap();
+            let recorded = manifest.assignment.unwrap();
+            assert_eq!((recorded.epoch, recorded.incarnation), (12, 1));
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn a_held_shard_of_a_dropped_collection_is_replaced_by_an_empty_one() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard_dir = filled(&core).await;
+            let old = core.shard(Some(&ShardRef {
+                collection: "docs".into(),
+                shard_id: 0,
+                epoch: 1,
+            }));
+            let old = old.unwrap();
+            // Re-created under the same name with another dimension, before the worker
+            // saw the drop: the held shard is closed and its files go.
+            let new = core.open_shard(&incarnation(5, 5, 3), false).await.unwrap();
+            assert!(!Rc::ptr_eq(&old, &new));
+            assert_eq!(new.stats().points, 0);
+            assert_eq!(new.spec().collection.dimension, 3);
+            assert_eq!(new.spec().incarnation, 5);
+            assert_eq!(files_under(&shard_dir), ["MANIFEST", "wal"]);
+            let p = Point {
+                id: "p0".into(),
+                vector: vec![1.0, 2.0, 3.0],
+                payload_json: Vec::new(),
+            };
+            new.upsert(vec![p], true).await.unwrap();
+            assert_eq!(new.stats().points, 1);
+            assert!(matches!(
+                core.shard(Some(&shard_ref("docs"))),
+                Err(ShardError::WrongEpoch { .. })
+            ));
+            drop(old);
+            assert!(core.shutdown().await.is_empty());
+            drop(new);
+
+            // The new incarnation is what the disk holds now.
+            let core = new_core(dir.path());
+            assert!(core.reopen_all().await.is_empty());
+            let reopened = core.open_shard(&incarnation(5, 5, 3), true).await.unwrap();
+            assert_eq!(reopened.stats().points, 1);
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn a_stored_shard_of_a_dropped_collection_is_removed_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard_dir = filled(&core).await;
+            assert!(core.shutdown().await.is_empty());
+
+            // The worker was down while the collection was dropped and re-created with
+            // the same spec: the restarted core reopens the old shard, and the new
+            // assignment replaces it.
+            let core = new_core(dir.path());
+            assert!(core.reopen_all().await.is_empty());
+            assert_eq!(core.shards()[0].stats().points, 4);
+            let new = core.open_shard(&incarnation(7, 7, 4), false).await.unwrap();
+            assert_eq!(new.stats().points, 0);
+            assert_eq!(core.shards().len(), 1);
+            assert!(
+                new.get(&["p0".to_owned()], false, false)
+                    .unwrap()
+                    .is_empty()
+            );
+            drop(new);
+            assert!(core.shutdown().await.is_empty());
+
+            // Not reopened first: the open itself finds the old manifest.
+            let core = new_core(dir.path());
+            let stale = core.open_shard(&incarnation(7, 7, 4), false).await.unwrap();
+            stale.upsert(points(0..2), true).await.unwrap();
+            drop(stale);
+            assert!(core.shutdown().await.is_empty());
+            let core = new_core(dir.path());
+            let new = core.open_shard(&incarnation(8, 8, 4), false).await.unwrap();
+            assert_eq!(new.stats().points, 0);
+            drop(new);
+            assert!(core.shutdown().await.is_empty());
+
+            // A replica that served before must not be created empty: another
+            // incarnation on disk is removed and the shard reported missing.
+            let core = new_core(dir.path());
+            let err = core
+                .open_shard(&incarnation(9, 9, 4), true)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ShardError::Missing { .. }), "{err}");
+            assert!(
+                !shard_dir.exists(),
+                "the dropped collection's files are gone"
+            );
+            assert!(core.shards().is_empty());
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn a_shard_without_a_recorded_incarnation_adopts_the_one_it_is_opened_with() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&incarnation(0, 1, 4), false).await.unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            let shard_dir = shard.dir().to_path_buf();
+            drop(shard);
+            assert!(core.shutdown().await.is_empty());
+            let manifest = crate::checkpoint::read_manifest(&shard_dir)
+                .unwrap()
+                .unwrap();
+            assert_eq!(manifest.assignment.unwrap().incarnation, 0);
+
+            // Written before incarnations: kept, and the incarnation recorded.
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&incarnation(4, 4, 4), true).await.unwrap();
+            assert_eq!((shard.stats().points, shard.spec().incarnation), (3, 4));
+            // An open that names no incarnation takes the shard as it is.
+            let same = core.open_shard(&incarnation(0, 6, 4), false).await.unwrap();
+            assert!(Rc::ptr_eq(&shard, &same));
+            assert_eq!((same.epoch(), same.spec().incarnation), (6, 4));
+            drop((shard, same));
+            assert!(core.shutdown().await.is_empty());
+            let manifest = crate::checkpoint::read_manifest(&shard_dir)
+                .unwrap()
+                .unwrap();
+            let recorded = manifest.assignment.unwrap();
+            assert_eq!((recorded.epoch, recorded.incarnation), (6, 4));
         });
     }
 }

@@ -105,13 +105,19 @@ pub struct ShardHandle {
 impl ShardHandle {
     /// Opens the shard stored in `dir`, creating it when new: reads the newest
     /// checkpoint, replays the log after it, and adopts the assignment's epoch. An
-    /// existing shard must have the same collection spec and range.
-    pub async fn open(dir: &Path, spec: ShardSpec, wal: Options) -> Result<Rc<Self>, ShardError> {
+    /// existing shard of the same incarnation must have the same collection spec and
+    /// range; one of another incarnation belonged to a dropped collection of the same
+    /// name: its files are removed and the shard is created empty.
+    pub async fn open(
+        dir: &Path,
+        mut spec: ShardSpec,
+        wal: Options,
+    ) -> Result<Rc<Self>, ShardError> {
+        let manifest = Self::current_manifest(dir, &mut spec)?;
         fs::create_dir_all(dir).map_err(|source| ShardError::Checkpoint {
             path: dir.to_path_buf(),
             source,
         })?;
-        let manifest = checkpoint::read_manifest(dir)?;
         if let Some(m) = &manifest {
             let held = m
                 .assignment
@@ -155,6 +161,34 @@ impl ShardHandle {
         Ok(Rc::new(handle))
     }
 
+    /// The manifest in `dir` that an open as `spec` would use: `None` when there is
+    /// none, and when it records another incarnation than `spec` (a dropped collection
+    /// of the same name), in which case the directory is removed first. When `spec`
+    /// names no incarnation it takes the recorded one.
+    pub(crate) fn current_manifest(
+        dir: &Path,
+        spec: &mut ShardSpec,
+    ) -> Result<Option<ShardManifest>, ShardError> {
+        let Some(manifest) = checkpoint::read_manifest(dir)? else {
+            return Ok(None);
+        };
+        let held = manifest.assignment.as_ref().map_or(0, |a| a.incarnation);
+        if spec.replaces(held) {
+            tracing::info!(
+                dir = %dir.display(),
+                held,
+                incarnation = spec.incarnation,
+                "removing a shard of a dropped collection of the same name"
+            );
+            checkpoint::remove_shard_dir(dir)?;
+            return Ok(None);
+        }
+        if spec.incarnation == 0 {
+            spec.incarnation = held;
+        }
+        Ok(Some(manifest))
+    }
+
     /// The shard's identity.
     pub fn spec(&self) -> ShardSpec {
         self.state.borrow().spec().clone()
@@ -167,7 +201,15 @@ impl ShardHandle {
 
     /// Adopts a new placement epoch (recorded in the manifest).
     pub fn set_epoch(&self, epoch: u64) -> Result<(), ShardError> {
-        self.state.borrow_mut().set_epoch(epoch);
+        let incarnation = self.spec().incarnation;
+        self.set_placement(epoch, incarnation)
+    }
+
+    /// Adopts a new placement epoch and incarnation (recorded in the manifest). Only an
+    /// unknown incarnation (0) may be replaced: any other change of incarnation means
+    /// another collection, which [`ShardHandle::open`] handles by starting empty.
+    pub(crate) fn set_placement(&self, epoch: u64, incarnation: u64) -> Result<(), ShardError> {
+        self.state.borrow_mut().set_placement(epoch, incarnation);
         self.write_manifest()
     }
 
@@ -665,6 +707,7 @@ pub(crate) mod tests {
             hash_range_start: 0,
             hash_range_end: u64::MAX,
             epoch: 1,
+            incarnation: 1,
         }
     }
 

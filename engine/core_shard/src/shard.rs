@@ -147,8 +147,9 @@ impl ShardState {
         &self.spec
     }
 
-    pub(crate) fn set_epoch(&mut self, epoch: u64) {
+    pub(crate) fn set_placement(&mut self, epoch: u64, incarnation: u64) {
         self.spec.epoch = epoch;
+        self.spec.incarnation = incarnation;
     }
 
     pub(crate) fn index(&self) -> &HnswIndex {

@@ -40,6 +40,9 @@ pub struct ShardSpec {
     pub range: HashRange,
     /// Placement epoch.
     pub epoch: u64,
+    /// Which collection of this name the shard belongs to (the control plane's log
+    /// index of its create); 0 when unknown.
+    pub incarnation: u64,
 }
 
 impl ShardSpec {
@@ -88,6 +91,7 @@ impl ShardSpec {
                 end: a.hash_range_end,
             },
             epoch: a.epoch,
+            incarnation: a.incarnation,
         })
     }
 
@@ -99,7 +103,17 @@ impl ShardSpec {
             hash_range_start: self.range.start,
             hash_range_end: self.range.end,
             epoch: self.epoch,
+            incarnation: self.incarnation,
         }
+    }
+
+    /// Whether a shard that recorded incarnation `held` belongs to another collection
+    /// of this name than the one this spec opens: a dropped one, whose data must go.
+    /// An unknown incarnation (0) on either side never counts as another: a shard
+    /// written before incarnations existed adopts the one it is opened with, and an
+    /// open that names none adopts the shard as it is.
+    pub fn replaces(&self, held: u64) -> bool {
+        held != 0 && self.incarnation != 0 && held != self.incarnation
     }
 
     /// The collection's name.
@@ -186,5 +200,23 @@ mod tests {
             }
         }
         assert!(ShardSpec::from_assignment(&named("../x")).is_err());
+    }
+
+    #[test]
+    fn only_two_known_and_different_incarnations_replace_a_shard() {
+        let at = |incarnation| {
+            ShardSpec::from_assignment(&ShardAssignment {
+                incarnation,
+                ..named("docs")
+            })
+            .unwrap()
+        };
+        assert!(at(7).replaces(5), "a re-created collection");
+        assert!(at(5).replaces(7));
+        assert!(!at(7).replaces(7), "the same collection");
+        assert!(!at(7).replaces(0), "a shard written before incarnations");
+        assert!(!at(0).replaces(7), "an open that names none");
+        assert!(!at(0).replaces(0));
+        assert_eq!(at(7).to_assignment().incarnation, 7, "round trip");
     }
 }
