@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, watch};
 use vectron_control::{ClientError, ControlClient};
 use vectron_core_shard::{CoreCommand, CoreInfo};
 use vectron_proto::control::v1 as ctl;
@@ -50,9 +52,23 @@ pub(crate) struct Agent {
     pub(crate) inboxes: Vec<mpsc::Sender<CoreCommand>>,
 }
 
+/// What the latest heartbeat asked for: the shards to hold, and whether shards no longer
+/// listed may be deleted.
+#[derive(Debug)]
+struct Target {
+    assignments: Vec<ctl::ShardAssignment>,
+    may_delete: bool,
+}
+
 impl Agent {
-    /// Registers, then heartbeats until `stop` resolves.
+    /// Registers, then heartbeats until `stop` resolves. Heartbeats go out every interval
+    /// whatever the cores are doing: the shards a heartbeat's answer asks for are opened
+    /// and closed by a task of their own, which always works from the latest answer, so
+    /// a worker placing many shards is never taken for a silent one.
     pub(crate) async fn run(self, mut stop: oneshot::Receiver<()>) {
+        let (latest, targets) = watch::channel(None);
+        // Ends once `latest` is dropped, when this returns.
+        tokio::spawn(reconciler(self.inboxes.clone(), targets));
         loop {
             let registered = tokio::select! {
                 r = self.register() => r,
@@ -79,7 +95,7 @@ impl Agent {
                 // The client retries an unreachable control plane for a while: a
                 // shutdown must not wait for that.
                 let beat = tokio::select! {
-                    r = self.heartbeat() => r,
+                    r = self.heartbeat(&latest) => r,
                     _ = &mut stop => return,
                 };
                 match beat {
@@ -138,13 +154,22 @@ impl Agent {
         );
         // Shards held when the cluster is first recorded predate it: kept on disk.
         let stats = gather(&self.inboxes).await;
-        self.reconcile(&answer.assignments, &stats, recorded.is_some())
-            .await;
+        reconcile(
+            &self.inboxes,
+            &answer.assignments,
+            &stats,
+            recorded.is_some(),
+        )
+        .await;
         let interval = Duration::from_millis(u64::from(answer.heartbeat_interval_ms.max(100)));
         Ok(interval)
     }
 
-    async fn heartbeat(&self) -> Result<(), ClientError> {
+    /// Sends one heartbeat and hands its answer to the reconciler.
+    async fn heartbeat(
+        &self,
+        latest: &watch::Sender<Option<Arc<Target>>>,
+    ) -> Result<(), ClientError> {
         // Read at every beat: the registration may have recorded the cluster since.
         let may_delete = self.in_cluster();
         let stats = gather(&self.inboxes).await;
@@ -153,78 +178,96 @@ impl Agent {
             cores: stats.iter().map(summary).collect(),
         };
         let answer = self.client.heartbeat(request).await?;
-        self.reconcile(&answer.assignments, &stats, may_delete)
-            .await;
+        latest.send_replace(Some(Arc::new(Target {
+            assignments: answer.assignments,
+            may_delete,
+        })));
         Ok(())
     }
+}
 
-    /// Opens every assigned shard (idempotent: it also adopts new epochs and reopens a
-    /// shard that stopped after a failure) and closes held shards no longer assigned.
-    async fn reconcile(
-        &self,
-        assignments: &[ctl::ShardAssignment],
-        stats: &[CoreStats],
-        may_delete: bool,
-    ) {
-        let mut wanted: HashMap<u32, HashSet<(String, u32)>> = HashMap::new();
-        for a in assignments {
-            let Some(inbox) = self.inboxes.get(a.core as usize) else {
-                tracing::error!(
-                    core = a.core,
-                    "assignment names a core this worker does not have"
-                );
-                continue;
-            };
-            let name = a.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
-            wanted
-                .entry(a.core)
-                .or_default()
-                .insert((name.clone(), a.shard_id));
-            let assignment = ShardAssignment {
-                spec: a.spec.clone(),
-                shard_id: a.shard_id,
-                hash_range_start: a.hash_range_start,
-                hash_range_end: a.hash_range_end,
-                epoch: a.epoch,
-                incarnation: a.incarnation,
-            };
-            let opened = ask(inbox, |tx| {
-                CoreCommand::Open(Box::new(assignment), a.must_exist, tx)
-            })
-            .await;
-            if let Some(Err(e)) = opened {
-                tracing::error!(collection = %name, shard = a.shard_id, error = %e, "cannot open an assigned shard");
-            }
+/// Reconciles the cores with each heartbeat's answer, one at a time; answers that came
+/// in while it worked are skipped but the latest. Ends when the agent stops.
+async fn reconciler(
+    inboxes: Vec<mpsc::Sender<CoreCommand>>,
+    mut targets: watch::Receiver<Option<Arc<Target>>>,
+) {
+    while targets.changed().await.is_ok() {
+        let Some(target) = targets.borrow_and_update().clone() else {
+            continue;
+        };
+        // What the cores hold now, not when the heartbeat left.
+        let stats = gather(&inboxes).await;
+        reconcile(&inboxes, &target.assignments, &stats, target.may_delete).await;
+    }
+}
+
+/// Opens every assigned shard (idempotent: it also adopts new epochs and reopens a
+/// shard that stopped after a failure) and closes held shards no longer assigned.
+async fn reconcile(
+    inboxes: &[mpsc::Sender<CoreCommand>],
+    assignments: &[ctl::ShardAssignment],
+    stats: &[CoreStats],
+    may_delete: bool,
+) {
+    let mut wanted: HashMap<u32, HashSet<(String, u32)>> = HashMap::new();
+    for a in assignments {
+        let Some(inbox) = inboxes.get(a.core as usize) else {
+            tracing::error!(
+                core = a.core,
+                "assignment names a core this worker does not have"
+            );
+            continue;
+        };
+        let name = a.spec.as_ref().map(|s| s.name.clone()).unwrap_or_default();
+        wanted
+            .entry(a.core)
+            .or_default()
+            .insert((name.clone(), a.shard_id));
+        let assignment = ShardAssignment {
+            spec: a.spec.clone(),
+            shard_id: a.shard_id,
+            hash_range_start: a.hash_range_start,
+            hash_range_end: a.hash_range_end,
+            epoch: a.epoch,
+            incarnation: a.incarnation,
+        };
+        let opened = ask(inbox, |tx| {
+            CoreCommand::Open(Box::new(assignment), a.must_exist, tx)
+        })
+        .await;
+        if let Some(Err(e)) = opened {
+            tracing::error!(collection = %name, shard = a.shard_id, error = %e, "cannot open an assigned shard");
         }
-        for core in stats {
-            let Some(inbox) = self.inboxes.get(core.core as usize) else {
+    }
+    for core in stats {
+        let Some(inbox) = inboxes.get(core.core as usize) else {
+            continue;
+        };
+        for held in &core.shards {
+            let key = (held.collection.clone(), held.shard_id);
+            if wanted.get(&core.core).is_some_and(|w| w.contains(&key)) {
                 continue;
+            }
+            let shard = ShardRef {
+                collection: held.collection.clone(),
+                shard_id: held.shard_id,
+                epoch: held.epoch,
             };
-            for held in &core.shards {
-                let key = (held.collection.clone(), held.shard_id);
-                if wanted.get(&core.core).is_some_and(|w| w.contains(&key)) {
-                    continue;
-                }
-                let shard = ShardRef {
-                    collection: held.collection.clone(),
-                    shard_id: held.shard_id,
-                    epoch: held.epoch,
-                };
-                match ask(inbox, |tx| CoreCommand::Close(shard, may_delete, tx)).await {
-                    Some(Ok(())) => tracing::info!(
-                        collection = %held.collection,
-                        shard = held.shard_id,
-                        deleted = may_delete,
-                        "closed a shard the control plane no longer assigns"
-                    ),
-                    Some(Err(e)) => tracing::error!(
-                        collection = %held.collection,
-                        shard = held.shard_id,
-                        error = %e,
-                        "cannot close an unassigned shard"
-                    ),
-                    None => {}
-                }
+            match ask(inbox, |tx| CoreCommand::Close(shard, may_delete, tx)).await {
+                Some(Ok(())) => tracing::info!(
+                    collection = %held.collection,
+                    shard = held.shard_id,
+                    deleted = may_delete,
+                    "closed a shard the control plane no longer assigns"
+                ),
+                Some(Err(e)) => tracing::error!(
+                    collection = %held.collection,
+                    shard = held.shard_id,
+                    error = %e,
+                    "cannot close an unassigned shard"
+                ),
+                None => {}
             }
         }
     }

@@ -224,6 +224,29 @@ fn run_core(settings: CoreSettings, commands: mpsc::Receiver<CoreCommand>, start
     runtime.block_on(serve_core(settings, driver, commands, started));
 }
 
+/// Runs one open or close.
+async fn place(core: &Core, command: CoreCommand) {
+    match command {
+        CoreCommand::Open(assignment, must_exist, reply) => {
+            let opened = core
+                .open_shard(&assignment, must_exist)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            let _ = reply.send(opened);
+        }
+        CoreCommand::Close(shard, delete, reply) => {
+            let closed = core
+                .close_shard(&shard, delete)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = reply.send(closed);
+        }
+        // Never queued: the command loop answers these itself.
+        CoreCommand::Stats(_) | CoreCommand::Stop => {}
+    }
+}
+
 async fn serve_core(
     settings: CoreSettings,
     driver: &'static str,
@@ -301,34 +324,87 @@ async fn serve_core(
     }));
     tracing::info!(core = index, %addr, driver, cpu = ?settings.cpu, reopened, "core serving");
 
+    // Opens and closes run one at a time, in the order they came, on a task of their
+    // own: a core replaying a shard's log still answers `Stats` between the awaits of
+    // that work, so the worker's heartbeats carry every core while shards are placed.
+    let (placements, mut queued) = mpsc::unbounded_channel::<CoreCommand>();
+    let placing = {
+        let core = Rc::clone(&core);
+        monoio::spawn(async move {
+            while let Some(command) = queued.recv().await {
+                place(&core, command).await;
+            }
+        })
+    };
     while let Some(command) = commands.recv().await {
         match command {
             CoreCommand::Stats(reply) => {
                 let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
                 let _ = reply.send(core.stats(u32::try_from(in_flight).unwrap_or(u32::MAX)));
             }
-            CoreCommand::Open(assignment, must_exist, reply) => {
-                let opened = core
-                    .open_shard(&assignment, must_exist)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(opened);
-            }
-            CoreCommand::Close(shard, delete, reply) => {
-                let closed = core
-                    .close_shard(&shard, delete)
-                    .await
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(closed);
-            }
             CoreCommand::Stop => break,
+            // The task ends only once `placements` is dropped; were it gone, the
+            // command's reply would be dropped with it and the asker told so.
+            placement @ (CoreCommand::Open(..) | CoreCommand::Close(..)) => {
+                let _ = placements.send(placement);
+            }
         }
     }
+    // Placements already asked for finish before the shards are closed for good.
+    drop(placements);
+    placing.await;
     stop.notify();
     serving.await;
     for e in core.shutdown().await {
         tracing::error!(core = index, error = %e, "a shard did not close cleanly");
     }
     tracing::info!(core = index, "core stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handle::tests::assignment;
+
+    /// While a core opens a run of shards, it still answers `Stats` at once: the worker's
+    /// heartbeat is never held up behind a placement.
+    #[test]
+    fn a_core_answers_stats_while_it_opens_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = spawn_core(CoreSettings {
+            index: 0,
+            cpu: None,
+            worker_id: "w".into(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_owned(),
+            wal: Options::default(),
+            server: ServerConfig::default(),
+        })
+        .unwrap();
+        let inbox = core.inbox();
+        const SHARDS: usize = 64;
+        let opened: Vec<_> = (0..SHARDS)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel();
+                let open = CoreCommand::Open(Box::new(assignment(&format!("c{i}"))), false, tx);
+                inbox.blocking_send(open).unwrap();
+                rx
+            })
+            .collect();
+        let stats = |inbox: &mpsc::Sender<CoreCommand>| {
+            let (tx, rx) = oneshot::channel();
+            inbox.blocking_send(CoreCommand::Stats(tx)).unwrap();
+            rx.blocking_recv().unwrap()
+        };
+        let during = stats(&inbox).shards.len();
+        assert!(
+            during < SHARDS,
+            "Stats waited for every open ({during} shards)"
+        );
+        for rx in opened {
+            rx.blocking_recv().unwrap().unwrap();
+        }
+        assert_eq!(stats(&inbox).shards.len(), SHARDS);
+        core.stop();
+    }
 }
