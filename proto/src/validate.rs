@@ -262,6 +262,7 @@ mod tests {
         assert_eq!(json_depth(&json!(1)), 0);
         assert_eq!(json_depth(&json!({})), 1);
         assert_eq!(json_depth(&json!({"a": 1, "b": "x"})), 1);
-        assert_eq!(json_depth(&json!({"a": [1, {"b": []}], "c": {}})), 3);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": []}], "c": {}})), 4);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": 2}], "c": {}})), 3);
     }
 }
