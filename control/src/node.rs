@@ -22,7 +22,7 @@ use openraft::{ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use vectron_proto::control::v1::control_server::ControlServer;
 use vectron_proto::control::v1::raft_transport_server::RaftTransportServer;
 
@@ -595,9 +595,14 @@ async fn serve(
         .tcp_nodelay(true)
         .add_service(ControlServer::new(ControlService::new(core)))
         .add_service(raft)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
+        .serve_with_incoming_shutdown(
+            // Not `TcpListenerStream`: accepted sockets need TCP_NODELAY set here, the
+            // builder's setting does not reach them.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            },
+        )
         .await
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codec::CompressionEncoding;
+use tonic::transport::server::TcpIncoming;
 use vectron_control::{ClientError, ControlClient};
 use vectron_proto::v1::collections_server::CollectionsServer;
 use vectron_proto::v1::points_server::PointsServer;
@@ -127,7 +127,10 @@ impl Gateway {
             .add_service(stats);
         let grpc_stop = stop_signal(stopped.clone());
         let grpc = tokio::spawn(async move {
-            let incoming = TcpListenerStream::new(grpc_listener);
+            // The builder's `tcp_nodelay` only reaches sockets it accepts itself: with
+            // Nagle on, an answer of more than one small segment waited for the client's
+            // delayed ACK (about 40 ms).
+            let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             if let Err(e) = grpc_server
                 .serve_with_incoming_shutdown(incoming, grpc_stop)
                 .await
