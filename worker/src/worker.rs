@@ -73,6 +73,25 @@ pub struct Worker {
     agent_task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Below this many open files, a worker warns at start: each shard holds about three
+/// (its log segment, its mapped index, its directory), and each connection one.
+const OPEN_FILES_WANTED: u64 = 65_536;
+
+/// Raises the soft limit on open files to the hard limit (shells often start processes
+/// at 1,024, which a worker with a few hundred shards exhausts: its logs then fail with
+/// `Too many open files`), and says what it is.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < OPEN_FILES_WANTED => tracing::warn!(
+            limit,
+            "the open-files limit is low for a worker (each shard holds about 3 open \
+             files): raise the hard limit (ulimit -Hn, LimitNOFILE) to hold many shards"
+        ),
+        Ok(limit) => tracing::info!(limit, "open-files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-files limit"),
+    }
+}
+
 impl Worker {
     /// Starts the cores (each reopens the shards it finds on disk) and the admin
     /// listener. Call from within a tokio runtime.
@@ -102,6 +121,7 @@ impl Worker {
             path: config.data_dir.clone(),
             source,
         })?;
+        raise_open_files_limit();
         let id = identity::worker_id(&config.data_dir, config.worker_id.as_deref())?;
         let cluster = identity::recorded_cluster(&config.data_dir)?;
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);

@@ -263,3 +263,16 @@ impl ShardError {
         )
     }
 }
+
+/// An error and every cause under it, as one line (`open failed: checkpoint: No space
+/// left on device`): logs and statuses name the cause, not only the step that failed.
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}

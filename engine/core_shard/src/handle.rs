@@ -256,13 +256,12 @@ impl ShardHandle {
     /// Records a fatal failure: the shard stops serving until reopened.
     fn stop_on(&self, err: ShardError) -> ShardError {
         if err.is_fatal() && self.failed.borrow().is_none() {
-            let mut reason = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(s) = source {
-                reason.push_str(": ");
-                reason.push_str(&s.to_string());
-                source = s.source();
-            }
+            let reason = crate::error::chain(&err);
+            tracing::error!(
+                shard = %self.dir.display(),
+                error = %reason,
+                "the shard stopped after a failure; it serves again once reopened"
+            );
             *self.failed.borrow_mut() = Some(reason);
         }
         err

@@ -26,7 +26,7 @@ use vectron_proto::v1::CoreStats;
 use vectron_wal::Options;
 
 use crate::core::{Core, CoreConfig, Notify};
-use crate::error::ShardError;
+use crate::error::{ShardError, chain};
 use crate::service::{InFlight, router};
 
 /// Commands queued for a core at most; senders wait beyond that.
@@ -232,14 +232,14 @@ async fn place(core: &Core, command: CoreCommand) {
                 .open_shard(&assignment, must_exist)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string());
+                .map_err(|e| chain(&e));
             let _ = reply.send(opened);
         }
         CoreCommand::Close(shard, delete, reply) => {
             let closed = core
                 .close_shard(&shard, delete)
                 .await
-                .map_err(|e| e.to_string());
+                .map_err(|e| chain(&e));
             let _ = reply.send(closed);
         }
         // Never queued: the command loop answers these itself.
@@ -356,7 +356,7 @@ async fn serve_core(
     stop.notify();
     serving.await;
     for e in core.shutdown().await {
-        tracing::error!(core = index, error = %e, "a shard did not close cleanly");
+        tracing::error!(core = index, error = %chain(&e), "a shard did not close cleanly");
     }
     tracing::info!(core = index, "core stopped");
 }

@@ -62,14 +62,7 @@ pub fn status(err: &ShardError) -> Status {
         | E::IndexMismatch { .. }
         | E::Replay { .. } => Code::Unavailable,
     };
-    let mut message = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    let status = Status::new(code, message);
+    let status = Status::new(code, crate::error::chain(err));
     match err {
         E::WrongEpoch { current, .. } => status.with_metadata(
             http::HeaderName::from_static(EPOCH_METADATA),
