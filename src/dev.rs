@@ -72,6 +72,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             "grpc": gateway.grpc_addr().to_string(),
             "http": gateway.http_addr().to_string(),
             "control": control_addr,
+            "admin": worker.admin_addr().to_string(),
             "worker_id": worker.id(),
             "cores": worker.cores().count(),
             "data_dir": data_dir.display().to_string(),

@@ -76,11 +76,21 @@ impl Service {
                 reason: "the routing table has not been loaded from the control plane yet".into(),
             });
         }
-        self.probe
+        let status = self
+            .probe
             .cluster_status()
             .await
-            .map(drop)
-            .map_err(GatewayError::Control)
+            .map_err(GatewayError::Control)?;
+        if !status
+            .workers
+            .iter()
+            .any(|w| w.health() == WorkerHealth::Up)
+        {
+            return Err(GatewayError::NotReady {
+                reason: "no worker is up: nothing could store or serve a collection yet".into(),
+            });
+        }
+        Ok(())
     }
 
     // --- collections -----------------------------------------------------------------

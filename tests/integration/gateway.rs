@@ -1177,9 +1177,6 @@ async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
         .map(str::to_owned)
         .to_vec()
     };
-    let worker_dir = dir.path().join("worker");
-    let args = worker_args(&worker_dir);
-    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let gateway = Process::start(&[
         "gateway",
         "--control",
@@ -1190,6 +1187,21 @@ async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
         "127.0.0.1:0",
     ]);
     let http = Http::new(&support::http_addr(&gateway));
+    // Not ready while no worker could hold a collection.
+    let mut waiting = String::new();
+    for _ in 0..100 {
+        let (status, body) = http.send("GET", "/readyz", None, vec![]).await;
+        assert_eq!(status, 503, "{body}");
+        if body.contains("no worker is up") {
+            waiting = body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(waiting.contains("UNAVAILABLE"), "{waiting}");
+    let worker_dir = dir.path().join("worker");
+    let args = worker_args(&worker_dir);
+    let worker = Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let client = client_after_restart(&gateway).await;
     // The worker registers in the background; creating waits until the control plane
     // can place the shards.
