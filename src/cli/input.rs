@@ -115,6 +115,13 @@ pub(crate) enum InputError {
         at: Place,
         id: String,
     },
+    #[error("{}: {at}: id {id:?} is also at {first}; an id may appear once per file", path.display())]
+    DuplicateId {
+        path: PathBuf,
+        at: Place,
+        first: Place,
+        id: String,
+    },
     #[error("{}: {at}: payload is not a JSON object (or null)", path.display())]
     BadPayload {
         path: PathBuf,
@@ -187,6 +194,7 @@ impl Source {
             payloads,
             row: 0,
             rows,
+            seen: (self.format == Format::Jsonl).then(std::collections::HashMap::new),
             finished: false,
         })
     }
@@ -307,6 +315,9 @@ pub(crate) struct Rows {
     row: u64,
     /// Rows of a `.npy` file, from its header.
     rows: Option<u64>,
+    /// Where each id of a JSON-lines file was first seen (fvecs and npy rows get
+    /// distinct ids from their row numbers).
+    seen: Option<std::collections::HashMap<String, Place>>,
     finished: bool,
 }
 
@@ -358,6 +369,17 @@ impl Rows {
                 at,
                 id,
             });
+        }
+        if let Some(seen) = &mut self.seen {
+            if let Some(&first) = seen.get(&id) {
+                return Err(InputError::DuplicateId {
+                    path: self.source.path.clone(),
+                    at,
+                    first,
+                    id,
+                });
+            }
+            seen.insert(id.clone(), at);
         }
         if let Some((path, lines)) = &mut self.payloads {
             let Some((line, text)) = lines.next_line(path)? else {
@@ -791,7 +813,7 @@ mod tests {
     fn json_line_errors_name_the_line() {
         let dir = tempfile::tempdir().unwrap();
         type Expected = fn(&InputError) -> bool;
-        let cases: [(&str, Expected); 6] = [
+        let cases: [(&str, Expected); 7] = [
             ("{\"id\": \"b\", \"vector\": [1]}", |e| {
                 matches!(
                     e,
@@ -835,6 +857,17 @@ mod tests {
                     e,
                     InputError::BadId {
                         at: Place::Line(3),
+                        ..
+                    }
+                )
+            }),
+            // The id of line 1 again.
+            ("{\"id\": \"a\", \"vector\": [1, 2]}", |e| {
+                matches!(
+                    e,
+                    InputError::DuplicateId {
+                        at: Place::Line(3),
+                        first: Place::Line(1),
                         ..
                     }
                 )

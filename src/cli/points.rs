@@ -35,8 +35,8 @@ enum PointsCommand {
     /// {"id": ..., "vector": [...], "payload": {...}} object per line). Rows of fvecs and
     /// npy files get their row number (from 0) as id, after --id-prefix, and their
     /// payloads from --payloads. Every row is read and checked before anything is sent:
-    /// a wrong dimension, a NaN or infinite value, bad JSON or a missing payload line
-    /// fails with its row (binary files, from 0) or line (text files, from 1) and
+    /// a wrong dimension, a NaN or infinite value, bad JSON, a missing payload line or an
+    /// id that appears twice fails with its row (binary files, from 0) or line (text files, from 1) and
     /// writes nothing. Points are durable when the summary line is printed.
     Upsert(UpsertArgs),
     /// Read points by id.
