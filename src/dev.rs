@@ -43,7 +43,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     worker.admin_addr = "127.0.0.1:0".parse()?;
     worker.pin = !args.no_pin;
     worker.control = vec![control_addr.clone()];
-    let worker = match vectron_worker::Worker::start(worker).await {
+    let mut worker = match vectron_worker::Worker::start(worker).await {
         Ok(worker) => worker,
         Err(e) => {
             let _ = control.shutdown().await;
@@ -64,7 +64,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
     };
 
-    wait_until_serving(&control_addr, worker.id(), worker_started_ms, &gateway).await;
+    let worker_id = worker.id().to_owned();
+    let refused = tokio::select! {
+        () = wait_until_serving(&control_addr, &worker_id, worker_started_ms, &gateway) => None,
+        e = worker.refused() => Some(e),
+    };
+    if let Some(e) = refused {
+        gateway.shutdown().await;
+        worker.shutdown().await;
+        let _ = control.shutdown().await;
+        return Err(e).context("the worker cannot serve");
+    }
     println!(
         "{}",
         serde_json::json!({
@@ -85,14 +95,21 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         data_dir.display()
     );
 
-    vectron_worker::shutdown_signal().await;
+    let refused = tokio::select! {
+        () = vectron_worker::shutdown_signal() => None,
+        e = worker.refused() => Some(e),
+    };
     tracing::info!("shutting down: gateway, then the worker (checkpoints), then the control plane");
     gateway.shutdown().await;
     worker.shutdown().await;
-    control
+    let stopped = control
         .shutdown()
         .await
-        .context("the control plane did not stop cleanly")
+        .context("the control plane did not stop cleanly");
+    match refused {
+        Some(e) => Err(e).context("the worker cannot serve"),
+        None => stopped,
+    }
 }
 
 /// Waits until the worker is up, every shard it holds serves, and the gateway routes by

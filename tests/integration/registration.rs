@@ -192,3 +192,70 @@ async fn a_worker_follows_the_control_plane() {
     }
     w.terminate();
 }
+
+/// A worker that comes back without a core that holds replicas cannot serve them: the
+/// control plane refuses it, and it stops with the reason instead of reporting ready
+/// and retrying for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_without_a_core_in_use_stops_and_says_why() {
+    let dir = support::tempdir();
+    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+    let client = ControlClient::new([control.address.clone()])
+        .unwrap()
+        .with_retry_policy(RetryPolicy {
+            deadline: Duration::from_secs(20),
+            ..RetryPolicy::default()
+        });
+    let worker_dir = dir.path().join("worker");
+    let w = worker(&worker_dir, &control.address);
+    eventually("the worker to register", || async {
+        let status = client.cluster_status().await.ok()?;
+        (status.workers.len() == 1).then_some(())
+    })
+    .await;
+    client
+        .create_collection(CollectionSpec::new("docs", 4, Metric::L2))
+        .await
+        .unwrap();
+    eventually("both shards to be active", || active(&client, "docs")).await;
+    w.terminate();
+
+    let mut one_core = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args([
+            "worker",
+            "--data-dir",
+            worker_dir.to_str().unwrap(),
+            "--cores",
+            "1",
+            "--core-base-port",
+            "0",
+            "--admin-addr",
+            "127.0.0.1:0",
+            "--no-pin",
+            "--control",
+            &control.address,
+        ])
+        .env("VECTRON_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = one_core.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            one_core.kill().unwrap();
+            panic!("the worker kept running without core 1");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(one_core.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("registers without core 1, which holds 1 replicas"),
+        "{stderr}"
+    );
+}

@@ -65,7 +65,14 @@ impl Agent {
     /// whatever the cores are doing: the shards a heartbeat's answer asks for are opened
     /// and closed by a task of their own, which always works from the latest answer, so
     /// a worker placing many shards is never taken for a silent one.
-    pub(crate) async fn run(self, mut stop: oneshot::Receiver<()>) {
+    /// A registration the control plane refuses for good (`FAILED_PRECONDITION` or
+    /// `INVALID_ARGUMENT`: another cluster's data directory, a core missing that holds
+    /// replicas) ends the agent, its reason sent on `refused`; other failures are retried.
+    pub(crate) async fn run(
+        self,
+        mut stop: oneshot::Receiver<()>,
+        refused: oneshot::Sender<String>,
+    ) {
         let (latest, targets) = watch::channel(None);
         // Ends once `latest` is dropped, when this returns.
         tokio::spawn(reconciler(self.inboxes.clone(), targets));
@@ -76,6 +83,16 @@ impl Agent {
             };
             let interval = match registered {
                 Ok(r) => r,
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        Some(tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument)
+                    ) =>
+                {
+                    tracing::error!(error = %e, "the control plane refuses this worker");
+                    let _ = refused.send(e.to_string());
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot register with the control plane; retrying");
                     tokio::select! {

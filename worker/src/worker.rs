@@ -59,6 +59,10 @@ pub enum WorkerError {
     /// The settings cannot work.
     #[error("invalid worker settings: {0}")]
     Config(String),
+    /// The control plane refused the worker for good (it belongs to another cluster, or
+    /// it came back without a core that holds replicas).
+    #[error("the control plane refused the worker: {0}")]
+    Refused(String),
 }
 
 /// A running worker.
@@ -71,11 +75,13 @@ pub struct Worker {
     admin_task: Option<tokio::task::JoinHandle<()>>,
     agent_stop: Option<oneshot::Sender<()>>,
     agent_task: Option<tokio::task::JoinHandle<()>>,
+    /// Says why, should the control plane refuse the worker for good.
+    refusal: Option<oneshot::Receiver<String>>,
 }
 
 /// Below this many open files, a worker warns at start: each shard holds about three
 /// (its log segment, its mapped index, its directory), and each connection one.
-const OPEN_FILES_WANTED: u64 = 65_536;
+const OPEN_FILES_WANTED: u64 = 8_192;
 
 /// Raises the soft limit on open files to the hard limit (shells often start processes
 /// at 1,024, which a worker with a few hundred shards exhausts: its logs then fail with
@@ -178,8 +184,8 @@ impl Worker {
         let admin_task = tokio::spawn(admin::serve(listener, state, async {
             let _ = stopped.await;
         }));
-        let (agent_stop, agent_task) = if config.control.is_empty() {
-            (None, None)
+        let (agent_stop, agent_task, refusal) = if config.control.is_empty() {
+            (None, None, None)
         } else {
             let client = match ControlClient::new(config.control.clone()) {
                 Ok(c) => c,
@@ -202,7 +208,12 @@ impl Worker {
                 inboxes: cores.iter().map(CoreHandle::inbox).collect(),
             };
             let (stop, stopped) = oneshot::channel();
-            (Some(stop), Some(tokio::spawn(agent.run(stopped))))
+            let (refused, refusal) = oneshot::channel();
+            (
+                Some(stop),
+                Some(tokio::spawn(agent.run(stopped, refused))),
+                Some(refusal),
+            )
         };
         Ok(Self {
             id,
@@ -212,7 +223,21 @@ impl Worker {
             admin_task: Some(admin_task),
             agent_stop,
             agent_task,
+            refusal,
         })
+    }
+
+    /// Resolves if the control plane refuses the worker for good: it cannot serve, and
+    /// should stop and say why ([`WorkerError::Refused`]). Never resolves otherwise.
+    pub async fn refused(&mut self) -> WorkerError {
+        if let Some(refusal) = self.refusal.as_mut() {
+            let answer = refusal.await;
+            self.refusal = None;
+            if let Ok(reason) = answer {
+                return WorkerError::Refused(reason);
+            }
+        }
+        std::future::pending().await
     }
 
     /// The worker's id.
@@ -276,10 +301,14 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         "{}",
         serde_json::json!({"event": "ready", "worker_id": worker.id(), "cores": cores, "admin": worker.admin_addr().to_string()})
     );
-    shutdown_signal().await;
+    let mut worker = worker;
+    let refused = tokio::select! {
+        () = shutdown_signal() => None,
+        e = worker.refused() => Some(e),
+    };
     tracing::info!("shutting down: checkpointing every shard");
     worker.shutdown().await;
-    Ok(())
+    refused.map_or(Ok(()), Err)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
