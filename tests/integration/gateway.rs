@@ -661,6 +661,9 @@ async fn http_json_serves_the_same_api_and_survives_a_restart() {
     let (status, stats) = http.json("GET", "/v1/stats/cores", None).await;
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["cores"].as_array().unwrap().len(), CORES);
+    // Started with --no-pin: no core names a CPU it is not pinned to.
+    assert!(stats["cores"][0].get("cpu").is_none(), "{stats}");
+    assert_eq!(stats["cores"][0]["core"], 0);
 
     // Restart: the same answers.
     dev.terminate();

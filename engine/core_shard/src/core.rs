@@ -443,7 +443,7 @@ impl Core {
         let mut out = CoreStats {
             worker_id: self.config.worker_id.clone(),
             core: self.config.index,
-            cpu: self.config.cpu.map_or(u32::MAX, |c| c as u32),
+            cpu: self.config.cpu.and_then(|c| u32::try_from(c).ok()),
             address: self.config.address.clone(),
             driver: self.driver.to_owned(),
             ..Default::default()
