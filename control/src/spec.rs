@@ -60,10 +60,14 @@ pub enum SpecError {
         got: u32,
     },
     /// The metric is unset.
-    #[error("metric is required: METRIC_COSINE, METRIC_L2 or METRIC_DOT")]
+    #[error(
+        "metric is required: \"cosine\", \"l2\" or \"dot\" (METRIC_COSINE, METRIC_L2 or METRIC_DOT in protobuf)"
+    )]
     MetricUnspecified,
     /// The metric is not one this version knows.
-    #[error("unknown metric {value}: use METRIC_COSINE, METRIC_L2 or METRIC_DOT")]
+    #[error(
+        "unknown metric {value}: use \"cosine\", \"l2\" or \"dot\" (METRIC_COSINE, METRIC_L2 or METRIC_DOT in protobuf)"
+    )]
     UnknownMetric {
         /// The enum value given.
         value: i32,
@@ -114,7 +118,7 @@ pub enum SpecError {
     },
     /// A payload index has no kind or an unknown one.
     #[error(
-        "payload index on {field:?} needs a kind: PAYLOAD_FIELD_KIND_KEYWORD or PAYLOAD_FIELD_KIND_NUMERIC (got {value})"
+        "payload index on {field:?} needs a kind: \"keyword\" or \"numeric\" (PAYLOAD_FIELD_KIND_KEYWORD or PAYLOAD_FIELD_KIND_NUMERIC in protobuf; got {value})"
     )]
     PayloadKind {
         /// The field.
