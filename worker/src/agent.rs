@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use vectron_control::{ClientError, ControlClient};
 use vectron_core_shard::{CoreCommand, CoreInfo};
 use vectron_proto::control::v1 as ctl;
@@ -74,8 +74,21 @@ impl Agent {
         refused: oneshot::Sender<String>,
     ) {
         let (latest, targets) = watch::channel(None);
+        // Woken when a reconcile changed what the cores hold: the control plane hears of
+        // it at once (a create waits for its shards to serve), not at the next tick.
+        let changed = Arc::new(Notify::new());
         // Ends once `latest` is dropped, when this returns.
-        tokio::spawn(reconciler(self.inboxes.clone(), targets));
+        tokio::spawn(reconciler(
+            self.inboxes.clone(),
+            targets,
+            Arc::clone(&changed),
+        ));
+        // A new routing table (a collection created or dropped, a replica placed) is
+        // news for this worker too: it asks for its assignments at once.
+        let _watching = AbortOnDrop(tokio::spawn(watch_routing(
+            self.client.clone(),
+            Arc::clone(&changed),
+        )));
         loop {
             let registered = tokio::select! {
                 r = self.register() => r,
@@ -107,6 +120,7 @@ impl Agent {
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
+                    () = changed.notified() => {}
                     _ = &mut stop => return,
                 }
                 // The client retries an unreachable control plane for a while: a
@@ -208,6 +222,7 @@ impl Agent {
 async fn reconciler(
     inboxes: Vec<mpsc::Sender<CoreCommand>>,
     mut targets: watch::Receiver<Option<Arc<Target>>>,
+    changed: Arc<Notify>,
 ) {
     while targets.changed().await.is_ok() {
         let Some(target) = targets.borrow_and_update().clone() else {
@@ -216,7 +231,43 @@ async fn reconciler(
         // What the cores hold now, not when the heartbeat left.
         let stats = gather(&inboxes).await;
         reconcile(&inboxes, &target.assignments, &stats, target.may_delete).await;
+        if held(&gather(&inboxes).await) != held(&stats) {
+            changed.notify_one();
+        }
     }
+}
+
+/// Wakes the heartbeat loop whenever the routing table changes.
+async fn watch_routing(client: ControlClient, changed: Arc<Notify>) {
+    let mut watch = client.watch_routing(0);
+    loop {
+        match watch.next().await {
+            Ok(_) => changed.notify_one(),
+            // The heartbeat loop keeps its own schedule meanwhile.
+            Err(_) => tokio::time::sleep(RETRY).await,
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The shards the cores hold, at their epochs.
+fn held(stats: &[CoreStats]) -> HashSet<(u32, &str, u32, u64)> {
+    stats
+        .iter()
+        .flat_map(|core| {
+            core.shards
+                .iter()
+                .map(|s| (core.core, s.collection.as_str(), s.shard_id, s.epoch))
+        })
+        .collect()
 }
 
 /// Opens every assigned shard (idempotent: it also adopts new epochs and reopens a
