@@ -61,25 +61,34 @@ async fn core(address: &str) -> CoreServiceClient<Channel> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_follows_the_control_plane() {
-    let dir = support::tempdir();
-    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+/// A control plane in `dir`, a client of it, and a two-core worker (data in
+/// `dir/worker`) once it has registered.
+async fn registered_worker(
+    dir: &std::path::Path,
+) -> (ControlProcess, ControlClient, std::path::PathBuf, Process) {
+    let control = ControlProcess::start(dir, 1, "127.0.0.1:0", None);
     let client = ControlClient::new([control.address.clone()])
         .unwrap()
         .with_retry_policy(RetryPolicy {
             deadline: Duration::from_secs(20),
             ..RetryPolicy::default()
         });
-    let worker_dir = dir.path().join("worker");
+    let worker_dir = dir.join("worker");
     let w = worker(&worker_dir, &control.address);
-
-    // The worker registers; a collection's shards land on its two cores.
     eventually("the worker to register", || async {
         let status = client.cluster_status().await.ok()?;
         (status.workers.len() == 1).then_some(())
     })
     .await;
+    (control, client, worker_dir, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_follows_the_control_plane() {
+    let dir = support::tempdir();
+    let (control, client, worker_dir, w) = registered_worker(dir.path()).await;
+
+    // A collection's shards land on the worker's two cores.
     let spec = CollectionSpec::new("docs", 4, Metric::L2);
     let created = client.create_collection(spec).await.unwrap();
     assert_eq!(
@@ -199,20 +208,7 @@ async fn a_worker_follows_the_control_plane() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_restarted_without_a_core_in_use_stops_and_says_why() {
     let dir = support::tempdir();
-    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
-    let client = ControlClient::new([control.address.clone()])
-        .unwrap()
-        .with_retry_policy(RetryPolicy {
-            deadline: Duration::from_secs(20),
-            ..RetryPolicy::default()
-        });
-    let worker_dir = dir.path().join("worker");
-    let w = worker(&worker_dir, &control.address);
-    eventually("the worker to register", || async {
-        let status = client.cluster_status().await.ok()?;
-        (status.workers.len() == 1).then_some(())
-    })
-    .await;
+    let (control, client, worker_dir, w) = registered_worker(dir.path()).await;
     client
         .create_collection(CollectionSpec::new("docs", 4, Metric::L2))
         .await
