@@ -14,13 +14,14 @@ use vectron_proto::v1::{CollectionInfo, CollectionSpec, Metric, ReplicaState};
 
 use crate::support::{self, ControlProcess, Process};
 
-fn worker(dir: &std::path::Path, control: &str) -> Process {
-    Process::start(&[
+/// `vectron worker` with `cores` cores on free loopback ports, its data in `dir`.
+fn worker_args<'a>(dir: &'a std::path::Path, control: &'a str, cores: &'a str) -> [&'a str; 12] {
+    [
         "worker",
         "--data-dir",
         dir.to_str().unwrap(),
         "--cores",
-        "2",
+        cores,
         "--core-base-port",
         "0",
         "--admin-addr",
@@ -28,7 +29,11 @@ fn worker(dir: &std::path::Path, control: &str) -> Process {
         "--no-pin",
         "--control",
         control,
-    ])
+    ]
+}
+
+fn worker(dir: &std::path::Path, control: &str) -> Process {
+    Process::start(&worker_args(dir, control, "2"))
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most 20 s.
@@ -217,20 +222,7 @@ async fn a_worker_restarted_without_a_core_in_use_stops_and_says_why() {
     w.terminate();
 
     let mut one_core = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args([
-            "worker",
-            "--data-dir",
-            worker_dir.to_str().unwrap(),
-            "--cores",
-            "1",
-            "--core-base-port",
-            "0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--no-pin",
-            "--control",
-            &control.address,
-        ])
+        .args(worker_args(&worker_dir, &control.address, "1"))
         .env("VECTRON_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
