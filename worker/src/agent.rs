@@ -65,6 +65,7 @@ impl Agent {
     /// whatever the cores are doing: the shards a heartbeat's answer asks for are opened
     /// and closed by a task of their own, which always works from the latest answer, so
     /// a worker placing many shards is never taken for a silent one.
+    ///
     /// A registration the control plane refuses for good (`FAILED_PRECONDITION` or
     /// `INVALID_ARGUMENT`: another cluster's data directory, a core missing that holds
     /// replicas) ends the agent, its reason sent on `refused`; other failures are retried.
