@@ -109,6 +109,7 @@ impl From<ServiceError> for Status {
                 | CommandError::ClusterMismatch { .. }
                 | CommandError::CoreInUse { .. } => Status::failed_precondition(message),
                 CommandError::NotInitialized => Status::unavailable(message),
+                CommandError::TooManyCollections { .. } => Status::resource_exhausted(message),
             },
             ServiceError::UnknownWorker { .. } => Status::not_found(message),
             ServiceError::NodeAddressConflict { .. } => Status::failed_precondition(message),

@@ -12,23 +12,11 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use vectron_proto::v1 as api;
 
-/// Longest collection name, in characters.
-pub const MAX_NAME_LEN: usize = 64;
-/// Largest vector dimension.
-pub const MAX_DIMENSION: u32 = 65_536;
-/// Largest shard count of a collection.
-pub const MAX_SHARD_COUNT: u32 = 1024;
-/// Largest replication factor.
-pub const MAX_REPLICATION_FACTOR: u32 = 7;
-/// Longest payload field name that can be indexed, in bytes.
-pub const MAX_PAYLOAD_FIELD_LEN: usize = 128;
-
-/// Default HNSW `m`.
-pub const DEFAULT_M: u32 = 16;
-/// Default HNSW `ef_construction`.
-pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
-/// Default search `ef`.
-pub const DEFAULT_EF: u32 = 64;
+use vectron_proto::rules::{self, EF_CONSTRUCTION_RANGE, HnswParamError, M_RANGE, NameError};
+pub use vectron_proto::rules::{
+    DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, MAX_COLLECTION_NAME_LEN as MAX_NAME_LEN,
+    MAX_DIMENSION, MAX_PAYLOAD_FIELD_LEN, MAX_REPLICATION_FACTOR, MAX_SHARD_COUNT,
+};
 
 /// A collection spec that breaks a rule of `vectron.v1.CollectionSpec`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -37,10 +25,10 @@ pub enum SpecError {
     #[error("the request has no collection spec")]
     Missing,
     /// The name is empty.
-    #[error("collection name is empty: use 1 to 64 characters from [A-Za-z0-9_-]")]
+    #[error("collection name is empty: use 1 to {MAX_NAME_LEN} characters from [A-Za-z0-9_-]")]
     EmptyName,
     /// The name is longer than [`MAX_NAME_LEN`].
-    #[error("collection name has {len} characters: at most 64 are allowed")]
+    #[error("collection name has {len} characters: at most {MAX_NAME_LEN} are allowed")]
     NameTooLong {
         /// Characters in the name.
         len: usize,
@@ -54,7 +42,7 @@ pub enum SpecError {
         name: String,
     },
     /// The dimension is 0 or above [`MAX_DIMENSION`].
-    #[error("dimension must be 1 to 65536, got {got}")]
+    #[error("dimension must be 1 to {MAX_DIMENSION}, got {got}")]
     Dimension {
         /// The dimension given.
         got: u32,
@@ -73,25 +61,33 @@ pub enum SpecError {
         value: i32,
     },
     /// The shard count is present but 0 or above [`MAX_SHARD_COUNT`].
-    #[error("shard_count must be 1 to 1024 (or absent for one shard per worker core), got {got}")]
+    #[error(
+        "shard_count must be 1 to {MAX_SHARD_COUNT} (or absent for one shard per worker core), got {got}"
+    )]
     ShardCount {
         /// The shard count given.
         got: u32,
     },
     /// The replication factor is present but 0 or above [`MAX_REPLICATION_FACTOR`].
-    #[error("replication_factor must be 1 to 7 (or absent for 1), got {got}")]
+    #[error(
+        "replication_factor must be 1 to {MAX_REPLICATION_FACTOR} (or absent for 1), got {got}"
+    )]
     ReplicationFactor {
         /// The replication factor given.
         got: u32,
     },
     /// HNSW `m` is outside 4 to 128.
-    #[error("hnsw.m must be 4 to 128, got {got}")]
+    #[error("hnsw.m must be {} to {}, got {got}", M_RANGE.start(), M_RANGE.end())]
     HnswM {
         /// The value given.
         got: u32,
     },
     /// HNSW `ef_construction` is outside 8 to 4096 or below `m`.
-    #[error("hnsw.ef_construction must be 8 to 4096 and at least m ({m}), got {got}")]
+    #[error(
+        "hnsw.ef_construction must be {} to {} and at least m ({m}), got {got}",
+        EF_CONSTRUCTION_RANGE.start(),
+        EF_CONSTRUCTION_RANGE.end()
+    )]
     EfConstruction {
         /// The value given.
         got: u32,
@@ -99,7 +95,7 @@ pub enum SpecError {
         m: u32,
     },
     /// The default search `ef` is outside 1 to 32768.
-    #[error("hnsw.ef must be 1 to 32768, got {got}")]
+    #[error("hnsw.ef must be 1 to {}, got {got}", rules::Limits::DEFAULT.max_ef)]
     Ef {
         /// The value given.
         got: u32,
@@ -111,7 +107,7 @@ pub enum SpecError {
         value: i32,
     },
     /// A payload index names an empty field or one longer than 128 bytes.
-    #[error("payload index field must be 1 to 128 bytes, got {len} bytes")]
+    #[error("payload index field must be 1 to {MAX_PAYLOAD_FIELD_LEN} bytes, got {len} bytes")]
     PayloadField {
         /// Length of the field name in bytes.
         len: usize,
@@ -231,24 +227,11 @@ pub struct CollectionConfig {
 /// # Errors
 /// [`SpecError::EmptyName`], [`SpecError::NameTooLong`] or [`SpecError::BadName`].
 pub fn validate_collection_name(name: &str) -> Result<(), SpecError> {
-    let len = name.chars().count();
-    if len == 0 {
-        return Err(SpecError::EmptyName);
-    }
-    if len > MAX_NAME_LEN {
-        return Err(SpecError::NameTooLong { len });
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-    let first_ok = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok || !name.chars().all(allowed) {
-        return Err(SpecError::BadName {
-            name: name.to_owned(),
-        });
-    }
-    Ok(())
+    rules::check_collection_name(name).map_err(|e| match e {
+        NameError::Empty => SpecError::EmptyName,
+        NameError::TooLong { len } => SpecError::NameTooLong { len },
+        NameError::BadCharacters { name } => SpecError::BadName { name },
+    })
 }
 
 impl CollectionRequest {
@@ -347,27 +330,20 @@ impl CollectionRequest {
 }
 
 fn resolve_hnsw(hnsw: Option<&api::HnswConfig>) -> Result<HnswParams, SpecError> {
-    let m = hnsw.and_then(|h| h.m).unwrap_or(DEFAULT_M);
-    if !(4..=128).contains(&m) {
-        return Err(SpecError::HnswM { got: m });
-    }
-    let ef_construction = hnsw
-        .and_then(|h| h.ef_construction)
-        .unwrap_or(DEFAULT_EF_CONSTRUCTION);
-    if !(8..=4096).contains(&ef_construction) || ef_construction < m {
-        return Err(SpecError::EfConstruction {
-            got: ef_construction,
-            m,
-        });
-    }
-    let ef = hnsw.and_then(|h| h.ef).unwrap_or(DEFAULT_EF);
-    if !(1..=32_768).contains(&ef) {
-        return Err(SpecError::Ef { got: ef });
-    }
+    let resolved = rules::resolve_hnsw(
+        hnsw.and_then(|h| h.m),
+        hnsw.and_then(|h| h.ef_construction),
+        hnsw.and_then(|h| h.ef),
+    )
+    .map_err(|e| match e {
+        HnswParamError::M { got } => SpecError::HnswM { got },
+        HnswParamError::EfConstruction { got, m } => SpecError::EfConstruction { got, m },
+        HnswParamError::Ef { got } => SpecError::Ef { got },
+    })?;
     Ok(HnswParams {
-        m,
-        ef_construction,
-        ef,
+        m: resolved.m,
+        ef_construction: resolved.ef_construction,
+        ef: resolved.ef,
     })
 }
 

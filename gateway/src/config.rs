@@ -4,47 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-/// The limits every request is checked against (docs/api.md, "Limits").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest point id, in bytes. Default 128.
-    pub max_id_bytes: usize,
-    /// Most points per upsert request or stream message. Default 10,000.
-    pub max_points: usize,
-    /// Largest payload of one point, as JSON text. Default 64 KiB.
-    pub max_payload_bytes: usize,
-    /// Largest gRPC message and HTTP body. Default 64 MiB.
-    pub max_message_bytes: usize,
-    /// Largest line of an NDJSON upsert stream. Default 8 MiB.
-    pub max_line_bytes: usize,
-    /// Most hits per search. Default 10,000.
-    pub max_k: u32,
-    /// Largest candidate list per search. Default 32,768.
-    pub max_ef: u32,
-    /// Most searches per batch. Default 1,000.
-    pub max_searches: usize,
-    /// Most ids per get or delete. Default 10,000.
-    pub max_ids: usize,
-    /// Most points per scroll page. Default 10,000.
-    pub max_scroll_limit: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_id_bytes: 128,
-            max_points: 10_000,
-            max_payload_bytes: 64 * 1024,
-            max_message_bytes: 64 << 20,
-            max_line_bytes: 8 << 20,
-            max_k: 10_000,
-            max_ef: 32_768,
-            max_searches: 1_000,
-            max_ids: 10_000,
-            max_scroll_limit: 10_000,
-        }
-    }
-}
+pub use vectron_proto::rules::Limits;
 
 /// The search cache and the deduplication of identical searches in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +72,8 @@ pub struct GatewayConfig {
     /// Address of the HTTP/JSON listener. Port 0 picks a free port. Default
     /// 127.0.0.1:6333.
     pub http_addr: SocketAddr,
-    /// Request limits.
+    /// Request limits: the rulebook's by default, and never looser (a core refuses
+    /// what the rulebook does).
     pub limits: Limits,
     /// Search cache and deduplication.
     pub cache: CacheConfig,

@@ -13,13 +13,11 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
 use vectron_proto::core::v1::ShardRef;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+use vectron_proto::rules::EPOCH_TRAILER;
 
 use crate::config::CoreChannelConfig;
 use crate::error::GatewayError;
 use crate::routing::{CollectionRoute, RoutingCache};
-
-/// Trailer in which a core names the epoch it serves a shard at.
-const EPOCH_METADATA: &str = "vectron-epoch";
 
 /// The connections to cores.
 #[derive(Debug)]
@@ -94,7 +92,7 @@ impl CoreChannels {
 /// core that does not hold the shard.
 fn routing_is_stale(status: &Status) -> bool {
     match status.code() {
-        Code::FailedPrecondition => status.metadata().contains_key(EPOCH_METADATA),
+        Code::FailedPrecondition => status.metadata().contains_key(EPOCH_TRAILER),
         Code::NotFound => true,
         _ => false,
     }
@@ -213,7 +211,7 @@ mod tests {
         let mut wrong_epoch = Status::failed_precondition("epoch 3");
         wrong_epoch
             .metadata_mut()
-            .insert(EPOCH_METADATA, "3".parse().unwrap());
+            .insert(EPOCH_TRAILER, "3".parse().unwrap());
         assert!(routing_is_stale(&wrong_epoch));
         assert!(routing_is_stale(&Status::not_found("not on this core")));
         assert!(!routing_is_stale(&Status::failed_precondition(

@@ -16,113 +16,15 @@ use std::time::Duration;
 
 use tonic::{Code, Status};
 use vectron_control::ClientError;
+use vectron_proto::rules::RuleError;
+pub use vectron_proto::rules::code_name;
 
 /// Why a gateway call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    /// A request without points (or ids).
-    #[error("the request carries no points")]
-    EmptyBatch,
-    /// Too many points, ids or searches in one request.
-    #[error("the request carries {got} {what}, more than the limit of {max}")]
-    TooMany {
-        /// What was counted: `points`, `ids`, `searches`.
-        what: &'static str,
-        /// How many were given.
-        got: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A point id that is empty or too long.
-    #[error("point {point}: id must be 1 to {max} bytes of UTF-8, got {len} bytes")]
-    BadId {
-        /// Position of the point (or id) in the request.
-        point: usize,
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A point id given twice in one request.
-    #[error("point id {id:?} appears more than once in the request")]
-    DuplicateId {
-        /// The id.
-        id: String,
-    },
-    /// A point's vector breaks a rule (dimension, finite values, direction).
+    /// A request that breaks a rule of the data contract (`vectron_proto::rules`).
     #[error(transparent)]
-    Vector(#[from] vectron_proto::validate::VectorError),
-    /// A payload nested deeper than `vectron_proto::validate::MAX_PAYLOAD_DEPTH`.
-    #[error("point {point} (id {id:?}): payload {reason}")]
-    PayloadDepth {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// How deep it nests.
-        reason: vectron_proto::validate::PayloadDepthError,
-    },
-    /// A payload that is not a JSON object with finite numbers.
-    #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
-    BadPayload {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A payload above the size limit.
-    #[error(
-        "point {point} (id {id:?}): payload is {got} bytes of JSON, more than the limit of {max}"
-    )]
-    PayloadTooLarge {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// Its encoded size.
-        got: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A query vector of the wrong length.
-    #[error("query vector has {got} values, the collection has dimension {expected}")]
-    QueryDimension {
-        /// The collection's dimension.
-        expected: usize,
-        /// Values given.
-        got: usize,
-    },
-    /// A query vector holding NaN or an infinity.
-    #[error("query vector value {at} is not a finite number")]
-    QueryNonFinite {
-        /// Index of the first bad value.
-        at: usize,
-    },
-    /// A query vector whose length is out of range.
-    #[error("query {0}")]
-    QueryLength(vectron_proto::validate::LengthError),
-    /// A numeric parameter outside its range.
-    #[error("{what} must be between {min} and {max}, got {got}")]
-    OutOfRange {
-        /// The parameter: `k`, `ef`, `limit`, `timeout_ms`.
-        what: &'static str,
-        /// Given.
-        got: u64,
-        /// Smallest allowed.
-        min: u64,
-        /// Largest allowed.
-        max: u64,
-    },
-    /// A delete that names neither ids nor a filter.
-    #[error("a delete must name ids or a filter")]
-    NoSelector,
-    /// A delete by filter whose filter has no condition.
-    #[error(
-        "a delete by filter needs a non-empty filter; drop the collection to delete everything"
-    )]
-    EmptyDeleteFilter,
+    Rule(#[from] RuleError),
     /// A request that names no collection.
     #[error("the request names no collection")]
     NoCollection,
@@ -313,21 +215,8 @@ impl GatewayError {
     pub fn code(&self) -> Code {
         use GatewayError as E;
         match self {
-            E::EmptyBatch
-            | E::TooMany { .. }
-            | E::BadId { .. }
-            | E::DuplicateId { .. }
-            | E::Vector(_)
-            | E::BadPayload { .. }
-            | E::PayloadDepth { .. }
-            | E::PayloadTooLarge { .. }
-            | E::QueryDimension { .. }
-            | E::QueryNonFinite { .. }
-            | E::QueryLength(_)
-            | E::OutOfRange { .. }
-            | E::NoSelector
-            | E::EmptyDeleteFilter
-            | E::NoCollection
+            E::Rule(rule) => rule.code(),
+            E::NoCollection
             | E::CollectionMismatch { .. }
             | E::BadJson { .. }
             | E::BadPath { .. }
@@ -438,42 +327,20 @@ pub fn http_status(code: Code) -> http::StatusCode {
     }
 }
 
-/// The canonical name of a gRPC code, as JSON error bodies carry it.
-#[must_use]
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn input_errors_are_invalid_argument_and_400() {
-        let e = GatewayError::from(vectron_proto::validate::VectorError::WrongDimension {
-            point: 3,
-            id: "a".into(),
-            expected: 384,
-            got: 385,
-        });
+        let e = GatewayError::from(RuleError::from(
+            vectron_proto::rules::VectorError::WrongDimension {
+                point: 3,
+                id: "a".into(),
+                expected: 384,
+                got: 385,
+            },
+        ));
         assert_eq!(e.code(), Code::InvalidArgument);
         assert_eq!(e.http_status(), http::StatusCode::BAD_REQUEST);
         assert_eq!(

@@ -21,6 +21,8 @@ use vectron_proto::v1::{
     SearchResponse, UpsertRequest, UpsertResponse,
 };
 
+use vectron_proto::rules::{self, RuleError};
+
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::payload::{json_to_struct, struct_depth, struct_to_json};
@@ -67,14 +69,14 @@ fn to_core_points(points: Vec<Point>) -> Result<Vec<core::Point>, GatewayError> 
         .map(|(i, p)| {
             let payload_json = match &p.payload {
                 Some(payload) => {
-                    vectron_proto::validate::check_payload_depth(struct_depth(payload)).map_err(
-                        |reason| GatewayError::PayloadDepth {
+                    rules::check_payload_depth(struct_depth(payload)).map_err(|reason| {
+                        RuleError::PayloadDepth {
                             point: i,
                             id: p.id.clone(),
                             reason,
-                        },
-                    )?;
-                    struct_to_json(payload).map_err(|reason| GatewayError::BadPayload {
+                        }
+                    })?;
+                    struct_to_json(payload).map_err(|reason| RuleError::BadPayload {
                         point: i,
                         id: p.id.clone(),
                         reason,

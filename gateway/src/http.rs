@@ -24,6 +24,8 @@ use vectron_proto::v1::{
     GetRequest, ListCollectionsResponse, Point, ScrollRequest, SearchRequest, UpsertRequest,
 };
 
+use vectron_proto::rules::{self, RuleError};
+
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::service::Service;
@@ -247,9 +249,9 @@ fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
             match map.remove("payload") {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(payload @ Value::Object(_)) => {
-                    let depth = vectron_proto::validate::json_depth(&payload);
-                    vectron_proto::validate::check_payload_depth(depth).map_err(|reason| {
-                        GatewayError::PayloadDepth {
+                    let depth = rules::json_depth(&payload);
+                    rules::check_payload_depth(depth).map_err(|reason| {
+                        RuleError::PayloadDepth {
                             point: i,
                             id: point_id(map),
                             reason,
@@ -257,11 +259,12 @@ fn take_payloads(points: &mut [Value]) -> Result<Vec<Vec<u8>>, GatewayError> {
                     })?;
                     Ok(payload.to_string().into_bytes())
                 }
-                Some(other) => Err(GatewayError::BadPayload {
+                Some(other) => Err(RuleError::BadPayload {
                     point: i,
                     id: point_id(map),
                     reason: format!("got {}", json_kind(&other)),
-                }),
+                }
+                .into()),
             }
         })
         .collect()

@@ -47,7 +47,6 @@ mod search;
 mod server;
 mod service;
 mod stream;
-mod validate;
 
 pub use crate::config::{CacheConfig, CoreChannelConfig, GatewayConfig, Limits};
 pub use crate::error::{GatewayError, code_name, http_status};

@@ -55,7 +55,7 @@ fn value(json: serde_json::Value) -> Value {
     Value { kind: Some(kind) }
 }
 
-/// The nesting depth of a payload as JSON (`vectron_proto::validate::json_depth` of its
+/// The nesting depth of a payload as JSON (`vectron_proto::rules::json_depth` of its
 /// JSON form): 1 for an object of scalars.
 pub(crate) fn struct_depth(payload: &Struct) -> usize {
     let mut deepest = 1;
@@ -181,8 +181,8 @@ mod tests {
     #[test]
     fn a_payload_at_the_depth_limit_decodes_in_every_grpc_answer() {
         use prost::Message as _;
+        use vectron_proto::rules::{MAX_PAYLOAD_DEPTH, json_depth};
         use vectron_proto::v1::{ScoredPoint, SearchBatchResponse, SearchResponse};
-        use vectron_proto::validate::{MAX_PAYLOAD_DEPTH, json_depth};
 
         let decodes = |json: &serde_json::Value| {
             let payload = to_struct(json.clone());

@@ -18,10 +18,7 @@ use crate::error::GatewayError;
 use crate::merge::{chunk, group_by_shard, group_ids_by_shard, merge_scroll};
 use crate::routing::CollectionRoute;
 use crate::service::Service;
-use crate::validate::{check_ids, check_points, check_range};
-
-/// Scroll page size when the request leaves it at 0.
-const DEFAULT_SCROLL_LIMIT: u32 = 100;
+use vectron_proto::rules::{self, RuleError};
 
 impl Service {
     /// Upserts points: validated, grouped by the shard that owns each id, split into
@@ -36,7 +33,7 @@ impl Service {
         deadline: Deadline,
     ) -> Result<UpsertResponse, GatewayError> {
         let route = self.routing.collection(collection).await?;
-        check_points(&route.spec, &points, &self.config.limits)?;
+        rules::check_points(&self.config.limits, &route.spec, &points)?;
         let _write = WriteGuard::new(&self.generations, collection);
         let batches = self.split(&route, points);
         let acks: Vec<core::UpsertResponse> = futures_util::stream::iter(
@@ -108,7 +105,7 @@ impl Service {
         deadline: Deadline,
     ) -> Result<Vec<core::Point>, GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
-        check_ids(&request.ids, &self.config.limits)?;
+        rules::check_ids(&self.config.limits, &request.ids)?;
         self.check_consistency(&route, request.consistency())?;
         let groups = group_ids_by_shard(&request.ids, route.layout);
         let calls = groups.into_iter().map(|(shard, ids)| {
@@ -152,10 +149,10 @@ impl Service {
     ) -> Result<u64, GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
         let wait = request.wait.unwrap_or(true);
-        let selector = request.selector.ok_or(GatewayError::NoSelector)?;
+        let selector = request.selector.ok_or(RuleError::NoSelector)?;
         let per_shard: Vec<(u32, core::delete_request::Selector)> = match selector {
             delete_request::Selector::Ids(ids) => {
-                check_ids(&ids.ids, &self.config.limits)?;
+                rules::check_ids(&self.config.limits, &ids.ids)?;
                 group_ids_by_shard(&ids.ids, route.layout)
                     .into_iter()
                     .map(|(shard, ids)| {
@@ -168,7 +165,7 @@ impl Service {
             }
             delete_request::Selector::Filter(filter) => {
                 if is_empty(&filter) {
-                    return Err(GatewayError::EmptyDeleteFilter);
+                    return Err(RuleError::EmptyDeleteFilter.into());
                 }
                 route
                     .shards
@@ -241,22 +238,9 @@ impl Service {
     ) -> Result<(Vec<core::Point>, String), GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
         self.check_consistency(&route, request.consistency())?;
-        let limit = match request.limit {
-            0 => DEFAULT_SCROLL_LIMIT,
-            limit => limit,
-        };
-        check_range(
-            "limit",
-            u64::from(limit),
-            1,
-            u64::from(self.config.limits.max_scroll_limit),
-        )?;
-        if request.offset.len() > self.config.limits.max_id_bytes {
-            return Err(GatewayError::BadId {
-                point: 0,
-                len: request.offset.len(),
-                max: self.config.limits.max_id_bytes,
-            });
+        let limit = rules::check_scroll_limit(&self.config.limits, request.limit)?;
+        if !request.offset.is_empty() {
+            rules::check_id(&self.config.limits, 0, &request.offset)?;
         }
         let calls = route.shards.iter().map(|s| {
             let r = core::ScrollRequest {

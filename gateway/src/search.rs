@@ -17,7 +17,7 @@ use crate::error::GatewayError;
 use crate::merge::merge_top_k;
 use crate::routing::CollectionRoute;
 use crate::service::Service;
-use crate::validate::{check_query, check_range};
+use vectron_proto::rules::{self, RuleError};
 
 /// Searches of one batch run at once.
 const BATCH_CONCURRENCY: usize = 64;
@@ -74,11 +74,12 @@ impl Service {
         deadline: Deadline,
     ) -> Result<Vec<Arc<SearchOutcome>>, GatewayError> {
         if searches.len() > self.config.limits.max_searches {
-            return Err(GatewayError::TooMany {
+            return Err(RuleError::TooMany {
                 what: "searches",
                 got: searches.len(),
                 max: self.config.limits.max_searches,
-            });
+            }
+            .into());
         }
         futures_util::stream::iter(searches.into_iter().enumerate().map(|(i, s)| async move {
             self.search(s, deadline)
@@ -101,10 +102,10 @@ impl Service {
         }
         let route = self.routing.collection(&request.collection).await?;
         let limits = &self.config.limits;
-        check_query(&route.spec, &request.vector, request.k, request.ef, limits)?;
+        rules::check_query(limits, &route.spec, &request.vector, request.k, request.ef)?;
         let deadline = match request.timeout_ms {
             Some(ms) => {
-                check_range("timeout_ms", u64::from(ms), 1, u64::from(u32::MAX))?;
+                rules::check_range("timeout_ms", u64::from(ms), 1, u64::from(u32::MAX))?;
                 let budget = Duration::from_millis(u64::from(ms));
                 if budget < deadline.budget {
                     Deadline::after(budget)

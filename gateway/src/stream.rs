@@ -29,7 +29,7 @@ use crate::cache::WriteGuard;
 use crate::error::GatewayError;
 use crate::routing::CollectionRoute;
 use crate::service::Service;
-use crate::validate::check_points;
+use vectron_proto::rules::{self, RuleError};
 
 /// Batches queued towards one core stream before the sender waits.
 const CHANNEL_DEPTH: usize = 4;
@@ -119,7 +119,7 @@ impl Service {
         S: Stream<Item = Result<(usize, IncomingBatch), GatewayError>> + Unpin,
     {
         let Some(first) = batches.next().await else {
-            return Err(GatewayError::EmptyBatch);
+            return Err(RuleError::EmptyBatch.into());
         };
         let (n, first) = first?;
         let name = if collection.is_empty() {
@@ -155,8 +155,8 @@ impl Service {
                     got: batch.collection,
                 }));
             }
-            check_points(&streams.route.spec, &batch.points, &self.config.limits)
-                .map_err(|e| position(n).wrap(e))?;
+            rules::check_points(&self.config.limits, &streams.route.spec, &batch.points)
+                .map_err(|e| position(n).wrap(e.into()))?;
             streams
                 .send(batch.points, batch.wait)
                 .await

@@ -52,7 +52,7 @@ pub mod v1 {
 mod builders;
 pub mod hashing;
 pub mod json;
-pub mod validate;
+pub mod rules;
 /// Internal contracts of the control plane.
 pub mod control {
     /// The control plane, package `vectron.control.v1`: workers, collections, routing,

@@ -1,6 +1,8 @@
 //! Files of points for `vectron points upsert`, read row by row into [`Point`]s with
 //! every row checked on the way: the dimension against the collection's, every value
-//! finite, ids and payloads well formed. An error names the file and the place:
+//! finite, a length the collection's metric can compare, ids and payloads within the
+//! limits of `vectron_proto::rules` (the same checks the gateway makes, so a file that
+//! passes is not refused halfway through an upload). An error names the file and the place:
 //! `row N` in a binary file (counted from 0, like the ids it gives), `line N` in a text
 //! file (counted from 1, like an editor).
 //!
@@ -20,9 +22,10 @@ use std::path::{Path, PathBuf};
 use clap::ValueEnum;
 use prost_types::Struct;
 use vectron_client::Point;
+use vectron_proto::rules::{self, LengthError, Limits, MAX_PAYLOAD_DEPTH};
 
-/// Longest point id the server accepts, in bytes.
-const MAX_ID_BYTES: usize = 128;
+/// The limits the gateway checks every point against.
+const LIMITS: &Limits = &Limits::DEFAULT;
 
 /// The layout of a file of points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,6 +96,12 @@ pub(crate) enum InputError {
         index: usize,
         value: f32,
     },
+    #[error("{}: {at}: {reason}", path.display())]
+    Length {
+        path: PathBuf,
+        at: Place,
+        reason: LengthError,
+    },
     #[error("{}: {at}: the file ends inside this row", path.display())]
     Truncated { path: PathBuf, at: Place },
     #[error("{}: {at}: not a point {{\"id\", \"vector\", \"payload\"}}", path.display())]
@@ -109,7 +118,7 @@ pub(crate) enum InputError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("{}: {at}: id {id} is not a string of 1 to 128 bytes or an integer", path.display())]
+    #[error("{}: {at}: id {id} is not a string of 1 to {} bytes or an integer", path.display(), LIMITS.max_id_bytes)]
     BadId {
         path: PathBuf,
         at: Place,
@@ -128,6 +137,18 @@ pub(crate) enum InputError {
         at: Place,
         #[source]
         source: vectron_client::Error,
+    },
+    #[error("{}: {at}: payload is {got} bytes of JSON, more than the limit of {}", path.display(), LIMITS.max_payload_bytes)]
+    PayloadTooLarge {
+        path: PathBuf,
+        at: Place,
+        got: usize,
+    },
+    #[error("{}: {at}: payload nests objects and arrays {depth} levels deep, more than the limit of {MAX_PAYLOAD_DEPTH}", path.display())]
+    PayloadDepth {
+        path: PathBuf,
+        at: Place,
+        depth: usize,
     },
     #[error("{}: not a .npy file", path.display())]
     NpyHeader {
@@ -169,6 +190,8 @@ pub(crate) struct Source {
     pub(crate) payloads: Option<PathBuf>,
     pub(crate) id_prefix: String,
     pub(crate) dimension: usize,
+    /// The collection compares by cosine similarity, so every vector needs a direction.
+    pub(crate) cosine: bool,
 }
 
 impl Source {
@@ -363,7 +386,7 @@ impl Rows {
         check_vector(&self.source, at, &vector)?;
         let (id, mut payload) =
             id_payload.unwrap_or_else(|| (format!("{}{row}", self.source.id_prefix), None));
-        if id.is_empty() || id.len() > MAX_ID_BYTES {
+        if rules::check_id(LIMITS, 0, &id).is_err() {
             return Err(InputError::BadId {
                 path: self.source.path.clone(),
                 at,
@@ -513,7 +536,7 @@ fn parse_json_point(
         source,
     })?;
     let id = match &point.id {
-        serde_json::Value::String(s) if !s.is_empty() && s.len() <= MAX_ID_BYTES => s.clone(),
+        serde_json::Value::String(s) if rules::check_id(LIMITS, 0, s).is_ok() => s.clone(),
         serde_json::Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
         other => {
             return Err(InputError::BadId {
@@ -535,13 +558,32 @@ fn to_payload(
     if value.is_null() {
         return Ok(None);
     }
-    vectron_client::payload::to_struct(value)
-        .map(Some)
-        .map_err(|source| InputError::BadPayload {
+    let depth = rules::json_depth(&value);
+    if rules::check_payload_depth(depth).is_err() {
+        return Err(InputError::PayloadDepth {
+            path: path.to_owned(),
+            at,
+            depth,
+        });
+    }
+    let payload =
+        vectron_client::payload::to_struct(value).map_err(|source| InputError::BadPayload {
             path: path.to_owned(),
             at,
             source,
-        })
+        })?;
+    // Measured as the gateway measures it: the JSON text of the `Struct` sent.
+    let got = vectron_client::payload::from_struct(payload.clone())
+        .to_string()
+        .len();
+    if got > LIMITS.max_payload_bytes {
+        return Err(InputError::PayloadTooLarge {
+            path: path.to_owned(),
+            at,
+            got,
+        });
+    }
+    Ok(Some(payload))
 }
 
 fn check_vector(source: &Source, at: Place, vector: &[f32]) -> Result<(), InputError> {
@@ -561,7 +603,11 @@ fn check_vector(source: &Source, at: Place, vector: &[f32]) -> Result<(), InputE
             value,
         });
     }
-    Ok(())
+    rules::check_length(vector, source.cosine).map_err(|reason| InputError::Length {
+        path: source.path.clone(),
+        at,
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -594,6 +640,7 @@ mod tests {
             payloads: None,
             id_prefix: String::new(),
             dimension,
+            cosine: false,
         }
     }
 
@@ -704,6 +751,52 @@ mod tests {
                     at: Place::Row(0),
                     ..
                 }
+            ),
+            "{err}"
+        );
+    }
+
+    /// Pins that pass 1 refuses what the gateway refuses: a zero vector in a cosine
+    /// collection, an overlong or over-deep payload, passed here and failed mid-upload.
+    #[test]
+    fn rows_the_gateway_would_refuse_are_refused_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(&dir, "a.fvecs", &fvecs(&[vec![1.0, 0.0], vec![0.0, 0.0]]));
+        let mut s = source(path, 2);
+        assert_eq!(read(&s).unwrap().len(), 2, "l2 takes a zero vector");
+        s.cosine = true;
+        let err = read(&s).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::Length {
+                    at: Place::Row(1),
+                    reason: LengthError::Zero,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let big = format!(
+            "{{\"id\": \"a\", \"vector\": [1], \"payload\": {{\"t\": \"{}\"}}}}\n",
+            "x".repeat(LIMITS.max_payload_bytes)
+        );
+        let deep = format!(
+            "{{\"id\": \"b\", \"vector\": [1], \"payload\": {{\"t\": {}1{}}}}}\n",
+            "[".repeat(MAX_PAYLOAD_DEPTH),
+            "]".repeat(MAX_PAYLOAD_DEPTH)
+        );
+        let err = read(&source(file(&dir, "big.jsonl", big.as_bytes()), 1)).unwrap_err();
+        assert!(matches!(err, InputError::PayloadTooLarge { .. }), "{err}");
+        let err = read(&source(file(&dir, "deep.jsonl", deep.as_bytes()), 1)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                InputError::PayloadDepth {
+                    depth,
+                    ..
+                } if depth == MAX_PAYLOAD_DEPTH + 1
             ),
             "{err}"
         );

@@ -3,7 +3,8 @@
 //! CLI and curl without rewriting its parsing.
 
 use prost::{Message, Name};
-use tonic::Code;
+
+use vectron_proto::rules::code_name;
 
 use super::CliError;
 
@@ -87,29 +88,6 @@ pub(super) fn vector(v: &[f32]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// The name the API uses for a gRPC code (`NOT_FOUND`), as in the HTTP API's errors.
-pub(super) fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
-
 /// `error: CODE: message` for a failed call, `error: what: why: …` for anything
 /// else, on stderr; with `json`, `{"error": {"code", "message"}}` as the HTTP API
 /// answers (code `null` for a local problem).
@@ -152,6 +130,8 @@ fn chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]

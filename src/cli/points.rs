@@ -270,13 +270,14 @@ async fn upsert(client: &Client, args: UpsertArgs, json: bool) -> Result<(), Cli
     // The collection first: an unknown one fails before the file is read, and the
     // rows are checked against its dimension.
     let info = client.describe_collection(&args.collection).await?;
-    let dimension = info.spec.map_or(0, |s| s.dimension) as usize;
+    let spec = info.spec.unwrap_or_default();
     let source = Source {
         path: args.file,
         format,
         payloads: args.payloads,
         id_prefix: args.id_prefix,
-        dimension,
+        dimension: spec.dimension as usize,
+        cosine: spec.metric() == vectron_client::api::Metric::Cosine,
     };
     let terminal = std::io::stderr().is_terminal();
 

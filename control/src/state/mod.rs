@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
 use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
 use vectron_proto::hashing::ShardLayout;
+use vectron_proto::rules::MAX_COLLECTIONS;
 
 pub(crate) use views::{assignments_for, worker_status};
 
@@ -258,6 +259,12 @@ pub enum CommandError {
     /// The cluster has no id yet: the first leader is still starting.
     #[error("the control plane is initialising: retry")]
     NotInitialized,
+    /// The cluster holds as many collections as it may.
+    #[error("the cluster holds {max} collections, the most it may; drop one first")]
+    TooManyCollections {
+        /// The limit (`vectron_proto::rules::MAX_COLLECTIONS`).
+        max: usize,
+    },
 }
 
 /// The result the state machine returns for each command.
@@ -451,6 +458,11 @@ impl ControlState {
         if self.collections.contains_key(&request.name) {
             return Err(CommandError::AlreadyExists {
                 name: request.name.clone(),
+            });
+        }
+        if self.collections.len() >= MAX_COLLECTIONS {
+            return Err(CommandError::TooManyCollections {
+                max: MAX_COLLECTIONS,
             });
         }
         let loads = self.worker_loads();

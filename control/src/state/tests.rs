@@ -183,6 +183,32 @@ fn duplicate_and_unknown_collections_are_refused() {
 }
 
 #[test]
+fn a_cluster_holds_at_most_the_rulebooks_number_of_collections() {
+    let mut state = cluster();
+    for i in 0..MAX_COLLECTIONS {
+        let create = Command::CreateCollection {
+            request: request(&format!("c{i}"), Some(1), 1),
+        };
+        state.apply(4 + i as u64, &create).unwrap();
+    }
+    let before = state.clone();
+    let one_more = Command::CreateCollection {
+        request: request("one-more", Some(1), 1),
+    };
+    assert_eq!(
+        state.apply(10_000, &one_more),
+        Err(CommandError::TooManyCollections {
+            max: MAX_COLLECTIONS
+        })
+    );
+    assert_eq!(state, before, "refused commands change nothing");
+    state
+        .apply(10_001, &Command::DropCollection { name: "c0".into() })
+        .unwrap();
+    state.apply(10_002, &one_more).unwrap();
+}
+
+#[test]
 fn replication_above_the_live_workers_is_refused() {
     let mut state = cluster();
     assert_eq!(

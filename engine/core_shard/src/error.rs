@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use vectron_hnsw::HnswError;
+use vectron_proto::rules::RuleError;
 use vectron_wal::WalError;
 
 use crate::filter::FilterError;
@@ -12,128 +13,12 @@ use crate::filter::FilterError;
 /// Why a shard operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    /// A write carried no points (or a read no ids).
-    #[error("the request carries no points")]
-    EmptyBatch,
-    /// Too many points or ids in one request.
-    #[error("the request carries {got} points or ids, more than the limit of {max}")]
-    BatchTooLarge {
-        /// Points given.
-        got: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// Too many bytes in one write.
-    #[error(
-        "the request carries {got} bytes of points, more than the limit of {max} per shard; split it"
-    )]
-    BatchBytes {
-        /// Bytes given.
-        got: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A point id that is empty or too long.
-    #[error("point {point}: id must be 1 to 128 bytes, got {len}")]
-    BadId {
-        /// Position in the request.
-        point: usize,
-        /// Its length in bytes.
-        len: usize,
-    },
-    /// A point id that appears twice in one request.
-    #[error("point id {id:?} appears more than once in the request")]
-    DuplicateId {
-        /// The id.
-        id: String,
-    },
-    /// A point's vector breaks a rule (dimension, finite values, direction).
+    /// A request that breaks a rule of the data contract (`vectron_proto::rules`).
     #[error(transparent)]
-    Vector(#[from] vectron_proto::validate::VectorError),
-    /// A payload nested deeper than `vectron_proto::validate::MAX_PAYLOAD_DEPTH`.
-    #[error("point {point} (id {id:?}): payload {reason}")]
-    PayloadDepth {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// How deep it nests.
-        reason: vectron_proto::validate::PayloadDepthError,
-    },
-    /// A payload that is not a JSON object.
-    #[error("point {point} (id {id:?}): payload must be a JSON object: {reason}")]
-    BadPayload {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A payload over the size limit.
-    #[error("point {point} (id {id:?}): payload is {got} bytes, more than the limit of {max}")]
-    PayloadTooLarge {
-        /// Position in the request.
-        point: usize,
-        /// The point's id.
-        id: String,
-        /// Its size.
-        got: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// A query of the wrong length.
-    #[error("query vector has {got} values, the collection has dimension {expected}")]
-    QueryDimension {
-        /// The collection's dimension.
-        expected: usize,
-        /// Values given.
-        got: usize,
-    },
-    /// A query with NaN or an infinity.
-    #[error("query vector value {at} is not a finite number")]
-    QueryNonFinite {
-        /// Index of the first bad value.
-        at: usize,
-    },
-    /// A query vector whose length is out of range.
-    #[error("query {0}")]
-    QueryLength(vectron_proto::validate::LengthError),
-    /// `k` out of range.
-    #[error("k must be between 1 and {max}, got {k}")]
-    BadK {
-        /// Given.
-        k: u32,
-        /// The limit.
-        max: u32,
-    },
-    /// `ef` out of range.
-    #[error("ef must be between 1 and {max}, got {ef}")]
-    BadEf {
-        /// Given.
-        ef: u32,
-        /// The limit.
-        max: u32,
-    },
-    /// A scroll page size out of range.
-    #[error("limit must be between 1 and {max}, got {limit}")]
-    BadLimit {
-        /// Given.
-        limit: u32,
-        /// The limit.
-        max: u32,
-    },
+    Rule(#[from] RuleError),
     /// A bad filter.
     #[error(transparent)]
     Filter(#[from] FilterError),
-    /// A delete by filter with an empty filter.
-    #[error(
-        "a delete by filter needs a non-empty filter; drop the collection to delete everything"
-    )]
-    EmptyDeleteFilter,
-    /// A delete naming neither ids nor a filter.
-    #[error("a delete must name ids or a filter")]
-    NoSelector,
     /// A point id whose hash belongs to another shard: the caller routed wrongly.
     #[error("point id {id:?} hashes to {hash}, outside this shard's range {start}..={end}")]
     OutsideRange {

@@ -20,6 +20,7 @@ use std::rc::Rc;
 
 use vectron_hnsw::{HnswError, HnswIndex, IndexConfig, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
+use vectron_proto::rules::{self, Limits};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
 
@@ -407,17 +408,7 @@ impl ShardHandle {
         request: &vectron_proto::core::v1::ScrollRequest,
     ) -> Result<(Vec<PointOut>, Option<String>), ShardError> {
         self.usable()?;
-        let limit = if request.limit == 0 {
-            100
-        } else {
-            request.limit
-        };
-        if limit > crate::shard::MAX_BATCH as u32 {
-            return Err(ShardError::BadLimit {
-                limit,
-                max: crate::shard::MAX_BATCH as u32,
-            });
-        }
+        let limit = rules::check_scroll_limit(&Limits::DEFAULT, request.limit)?;
         let filter = Filter::from_proto(request.filter.as_ref())?;
         Ok(self.state.borrow().scroll(
             &request.offset,

@@ -20,7 +20,7 @@ pub use crate::handle::{PendingWrite, ShardHandle, WriteAck};
 pub use crate::runtime::{
     CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, driver_name, spawn_core,
 };
-pub use crate::service::{EPOCH_METADATA, InFlight, router, status};
+pub use crate::service::{InFlight, router, status};
 pub use crate::shard::{HitOut, PointOut};
 pub use crate::spec::ShardSpec;
 pub use crate::stats::{CoreCounters, Latency};

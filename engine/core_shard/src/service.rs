@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Instant;
 
+use vectron_hnsw::HnswError;
 use vectron_net::{Code, RequestContext, RequestStream, Router, RouterError, StatsHandle, Status};
 use vectron_proto::core::v1::{
     CheckpointRequest, CheckpointResponse, CloseShardRequest, CloseShardResponse, CountRequest,
@@ -15,15 +16,15 @@ use vectron_proto::core::v1::{
     SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest, UpsertRequest,
     UpsertResponse, delete_request,
 };
+use vectron_proto::rules::{EPOCH_TRAILER, RuleError};
 use vectron_proto::v1::CoreStats;
+use vectron_wal::WalError;
 
 use crate::core::Core;
 use crate::error::ShardError;
 use crate::filter::Filter;
 use crate::shard::{HitOut, PointOut};
 
-/// Trailer carrying a shard's current epoch on `FAILED_PRECONDITION`.
-pub const EPOCH_METADATA: &str = "vectron-epoch";
 /// Batches of one upsert stream that may wait for the log at once.
 const STREAM_WINDOW: usize = 8;
 
@@ -31,41 +32,39 @@ const STREAM_WINDOW: usize = 8;
 pub fn status(err: &ShardError) -> Status {
     use ShardError as E;
     let code = match err {
-        E::EmptyBatch
-        | E::BatchTooLarge { .. }
-        | E::BadId { .. }
-        | E::DuplicateId { .. }
-        | E::Vector(_)
-        | E::BadPayload { .. }
-        | E::PayloadDepth { .. }
-        | E::PayloadTooLarge { .. }
-        | E::QueryDimension { .. }
-        | E::QueryNonFinite { .. }
-        | E::QueryLength(_)
-        | E::BadK { .. }
-        | E::BadEf { .. }
-        | E::BadLimit { .. }
-        | E::Filter(_)
-        | E::EmptyDeleteFilter
-        | E::NoSelector
-        | E::BadAssignment { .. } => Code::InvalidArgument,
-        E::BatchBytes { .. } => Code::ResourceExhausted,
+        E::Rule(rule) => Code::from_i32(rule.code() as i32),
+        E::Filter(_) | E::BadAssignment { .. } => Code::InvalidArgument,
         E::OutsideRange { .. } | E::WrongEpoch { .. } | E::SpecMismatch { .. } => {
             Code::FailedPrecondition
         }
         E::UnknownShard { .. } => Code::NotFound,
         E::Missing { .. } => Code::FailedPrecondition,
-        E::Stopped { .. }
-        | E::Wal { .. }
-        | E::Index { .. }
-        | E::Checkpoint { .. }
-        | E::IndexMismatch { .. }
-        | E::Replay { .. } => Code::Unavailable,
+        // A shard that stopped is reopened by its worker's reconciler; a failed read or
+        // write of its files may pass (a full disk): worth retrying.
+        E::Stopped { .. } => Code::Unavailable,
+        E::Wal { source } => match source {
+            WalError::Corrupt { .. } | WalError::ReplayGap { .. } => Code::DataLoss,
+            WalError::InvalidOptions(_) => Code::Internal,
+            _ => Code::Unavailable,
+        },
+        E::Index { source } => match source {
+            HnswError::Corrupt { .. } => Code::DataLoss,
+            HnswError::Io { .. } => Code::Unavailable,
+            HnswError::CapacityExceeded { .. } | HnswError::Alloc { .. } => Code::ResourceExhausted,
+            _ => Code::Internal,
+        },
+        E::Checkpoint { source, .. } if source.kind() == std::io::ErrorKind::InvalidData => {
+            Code::DataLoss
+        }
+        E::Checkpoint { .. } => Code::Unavailable,
+        // Stored data that disagrees with itself or with the collection: retrying cannot
+        // help, and serving it would answer wrongly.
+        E::IndexMismatch { .. } | E::Replay { .. } => Code::DataLoss,
     };
     let status = Status::new(code, crate::error::chain(err));
     match err {
         E::WrongEpoch { current, .. } => status.with_metadata(
-            http::HeaderName::from_static(EPOCH_METADATA),
+            http::HeaderName::from_static(EPOCH_TRAILER),
             http::HeaderValue::from(*current),
         ),
         _ => status,
@@ -242,7 +241,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
                         Ok(filter) => shard.delete_filter(&filter, wait).await,
                         Err(e) => Err(e.into()),
                     },
-                    None => Err(ShardError::NoSelector),
+                    None => Err(RuleError::NoSelector.into()),
                 }
                 .map_err(|e| status(&e))?;
                 core.wake_indexer();

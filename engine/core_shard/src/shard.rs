@@ -20,26 +20,16 @@ use roaring::RoaringBitmap;
 use serde_json::Value;
 use vectron_hnsw::{HnswError, HnswIndex, IdFilter, NodeId, SearchHit, SearchScratch};
 use vectron_proto::core::v1::Point;
-use vectron_proto::v1::{CollectionSpec, Metric};
+use vectron_proto::rules::{self, Limits, RuleError};
+use vectron_proto::v1::CollectionSpec;
 
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
 use crate::payload_index::PayloadIndexes;
 use crate::spec::ShardSpec;
 
-/// Most points in one upsert or delete request.
-pub const MAX_BATCH: usize = 10_000;
-/// Longest point id, in bytes.
-pub const MAX_ID_BYTES: usize = 128;
-/// Largest payload of one point, as JSON text.
-pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
-/// Most bytes of ids, vectors and payloads in one write: one log record must fit a
-/// log segment (64 MiB by default) with room to spare.
-pub const MAX_BATCH_BYTES: usize = 32 << 20;
-/// Most hits one search returns.
-pub const MAX_K: u32 = 10_000;
-/// Largest candidate list of one search.
-pub const MAX_EF: u32 = 32_768;
+/// The rulebook's limits: a core enforces exactly what every gateway may at most allow.
+const LIMITS: &Limits = &Limits::DEFAULT;
 
 /// A point as stored: its id and payload. The vector lives in the index.
 #[derive(Debug, Clone)]
@@ -169,41 +159,25 @@ impl ShardState {
 
     /// Checks an upsert and puts it into log columns. Nothing is changed.
     pub(crate) fn validate_upsert(&self, points: Vec<Point>) -> Result<UpsertBatch, ShardError> {
-        if points.is_empty() {
-            return Err(ShardError::EmptyBatch);
-        }
-        if points.len() > MAX_BATCH {
-            return Err(ShardError::BatchTooLarge {
-                got: points.len(),
-                max: MAX_BATCH,
-            });
-        }
         let dim = self.collection().dimension as usize;
-        let cosine = self.collection().metric() == Metric::Cosine;
+        rules::check_points(LIMITS, self.collection(), &points)?;
+        let bytes: usize = points.iter().map(rules::point_bytes).sum();
+        if bytes > LIMITS.max_batch_bytes {
+            return Err(RuleError::BatchBytes {
+                got: bytes,
+                max: LIMITS.max_batch_bytes,
+            }
+            .into());
+        }
         let mut batch = UpsertBatch {
             ids: Vec::with_capacity(points.len()),
             vectors: Vec::with_capacity(points.len() * dim),
             payloads: Vec::with_capacity(points.len()),
             parsed: Vec::with_capacity(points.len()),
         };
-        let bytes: usize = points
-            .iter()
-            .map(|p| p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16)
-            .sum();
-        if bytes > MAX_BATCH_BYTES {
-            return Err(ShardError::BatchBytes {
-                got: bytes,
-                max: MAX_BATCH_BYTES,
-            });
-        }
-        let mut seen = hashbrown::HashSet::with_capacity(points.len());
         for (i, p) in points.into_iter().enumerate() {
-            self.check_id(i, &p.id)?;
-            vectron_proto::validate::check_vector(i, &p.id, &p.vector, dim, cosine)?;
+            self.check_range(&p.id)?;
             let parsed = parse_payload(i, &p.id, &p.payload_json)?;
-            if !seen.insert(p.id.clone()) {
-                return Err(ShardError::DuplicateId { id: p.id });
-            }
             batch.vectors.extend_from_slice(&p.vector);
             batch.ids.push(p.id);
             batch.payloads.push(p.payload_json);
@@ -212,13 +186,8 @@ impl ShardState {
         Ok(batch)
     }
 
-    fn check_id(&self, point: usize, id: &str) -> Result<(), ShardError> {
-        if id.is_empty() || id.len() > MAX_ID_BYTES {
-            return Err(ShardError::BadId {
-                point,
-                len: id.len(),
-            });
-        }
+    /// Checks that this shard owns the point `id`.
+    fn check_range(&self, id: &str) -> Result<(), ShardError> {
         let hash = vectron_proto::hashing::point_hash(id);
         if !self.spec.range.contains(hash) {
             return Err(ShardError::OutsideRange {
@@ -233,25 +202,7 @@ impl ShardState {
 
     /// Checks ids for a get or delete.
     pub(crate) fn validate_ids(ids: &[String]) -> Result<(), ShardError> {
-        if ids.is_empty() {
-            return Err(ShardError::EmptyBatch);
-        }
-        if ids.len() > MAX_BATCH {
-            return Err(ShardError::BatchTooLarge {
-                got: ids.len(),
-                max: MAX_BATCH,
-            });
-        }
-        match ids
-            .iter()
-            .position(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
-        {
-            Some(i) => Err(ShardError::BadId {
-                point: i,
-                len: ids[i].len(),
-            }),
-            None => Ok(()),
-        }
+        Ok(rules::check_ids(LIMITS, ids)?)
     }
 
     /// Checks a search request.
@@ -264,25 +215,8 @@ impl ShardState {
         with_payload: bool,
         with_vector: bool,
     ) -> Result<SearchArgs<'a>, ShardError> {
-        let dim = self.collection().dimension as usize;
-        if vector.len() != dim {
-            return Err(ShardError::QueryDimension {
-                expected: dim,
-                got: vector.len(),
-            });
-        }
-        if let Some(at) = vector.iter().position(|x| !x.is_finite()) {
-            return Err(ShardError::QueryNonFinite { at });
-        }
-        let cosine = self.collection().metric() == Metric::Cosine;
-        vectron_proto::validate::check_length(vector, cosine).map_err(ShardError::QueryLength)?;
-        if k == 0 || k > MAX_K {
-            return Err(ShardError::BadK { k, max: MAX_K });
-        }
         let ef = ef.unwrap_or(self.spec.default_ef());
-        if ef == 0 || ef > MAX_EF {
-            return Err(ShardError::BadEf { ef, max: MAX_EF });
-        }
+        rules::check_query(LIMITS, self.collection(), vector, k, Some(ef))?;
         Ok(SearchArgs {
             vector,
             k: k as usize,
@@ -439,7 +373,7 @@ impl ShardState {
     /// The ids of every point passing a non-empty filter, for logging a delete.
     pub(crate) fn matching_ids(&self, filter: &Filter) -> Result<Vec<String>, ShardError> {
         if filter.is_empty() {
-            return Err(ShardError::EmptyDeleteFilter);
+            return Err(RuleError::EmptyDeleteFilter.into());
         }
         let plan = self.plan(filter);
         Ok(self
@@ -590,7 +524,7 @@ impl ShardState {
         };
         found.map_err(|source| match source {
             HnswError::WrongDimension { expected, got } => {
-                ShardError::QueryDimension { expected, got }
+                RuleError::QueryDimension { expected, got }.into()
             }
             source => ShardError::Index { source },
         })
@@ -716,23 +650,15 @@ impl vectron_hnsw::Filter for PlanPredicate<'_> {
 
 /// Parses a payload: empty means none; anything else must be a JSON object within the
 /// size limit.
-fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>, ShardError> {
+fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>, RuleError> {
     if payload.is_empty() {
         return Ok(None);
     }
-    if payload.len() > MAX_PAYLOAD_BYTES {
-        return Err(ShardError::PayloadTooLarge {
-            point,
-            id: id.to_owned(),
-            got: payload.len(),
-            max: MAX_PAYLOAD_BYTES,
-        });
-    }
+    rules::check_payload_size(LIMITS, point, id, payload.len())?;
     match serde_json::from_slice::<Value>(payload) {
         Ok(v @ Value::Object(_)) => {
-            let depth = vectron_proto::validate::json_depth(&v);
-            vectron_proto::validate::check_payload_depth(depth).map_err(|reason| {
-                ShardError::PayloadDepth {
+            rules::check_payload_depth(rules::json_depth(&v)).map_err(|reason| {
+                RuleError::PayloadDepth {
                     point,
                     id: id.to_owned(),
                     reason,
@@ -740,12 +666,12 @@ fn parse_payload(point: usize, id: &str, payload: &[u8]) -> Result<Option<Value>
             })?;
             Ok(Some(v))
         }
-        Ok(_) => Err(ShardError::BadPayload {
+        Ok(_) => Err(RuleError::BadPayload {
             point,
             id: id.to_owned(),
             reason: "not a JSON object".into(),
         }),
-        Err(e) => Err(ShardError::BadPayload {
+        Err(e) => Err(RuleError::BadPayload {
             point,
             id: id.to_owned(),
             reason: e.to_string(),

@@ -3,31 +3,10 @@
 use vectron_hnsw::{IndexConfig, Metric as IndexMetric, Quantization as IndexQuantization};
 use vectron_proto::core::v1::ShardAssignment;
 use vectron_proto::hashing::HashRange;
+use vectron_proto::rules::{self, MAX_DIMENSION};
 use vectron_proto::v1::{CollectionSpec, Metric, Quantization};
 
 use crate::error::ShardError;
-
-/// Default links per node when a spec leaves `m` out.
-pub const DEFAULT_M: u32 = 16;
-/// Default build candidate list.
-pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
-/// Default search candidate list.
-pub const DEFAULT_EF: u32 = 64;
-
-/// Longest collection name, in characters: the control plane's limit. A shard's
-/// directory is named after its collection, so the name is checked here too.
-pub const MAX_COLLECTION_NAME_LEN: usize = 64;
-
-/// Whether `name` is a collection name the control plane would accept: 1 to
-/// [`MAX_COLLECTION_NAME_LEN`] characters from `[A-Za-z0-9_-]`, starting with a letter or
-/// a digit. Such a name is one plain path component (no `/`, no `..`).
-fn valid_collection_name(name: &str) -> bool {
-    (1..=MAX_COLLECTION_NAME_LEN).contains(&name.len())
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-}
 
 /// The identity and parameters of one shard.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,15 +31,14 @@ impl ShardSpec {
             reason: "the assignment has no collection spec".into(),
         })?;
         let bad = |reason: String| Err(ShardError::BadAssignment { reason });
-        if !valid_collection_name(&collection.name) {
-            return bad(format!(
-                "collection name {:?} is not allowed: use 1 to {MAX_COLLECTION_NAME_LEN} characters from [A-Za-z0-9_-], starting with a letter or a digit",
-                collection.name
-            ));
+        // A shard's directory is named after its collection: the name is checked here
+        // too, so that no assignment can name a path outside the core's directory.
+        if let Err(e) = rules::check_collection_name(&collection.name) {
+            return bad(e.to_string());
         }
-        if collection.dimension == 0 || collection.dimension > 65_536 {
+        if collection.dimension == 0 || collection.dimension > MAX_DIMENSION {
             return bad(format!(
-                "dimension {} is not within 1..=65536",
+                "dimension {} is not within 1..={MAX_DIMENSION}",
                 collection.dimension
             ));
         }
@@ -68,12 +46,14 @@ impl ShardSpec {
             return bad("the collection has no metric".into());
         }
         let hnsw = collection.hnsw.get_or_insert_default();
-        let m = *hnsw.m.get_or_insert(DEFAULT_M);
-        let efc = *hnsw.ef_construction.get_or_insert(DEFAULT_EF_CONSTRUCTION);
-        hnsw.ef.get_or_insert(DEFAULT_EF);
-        if !(4..=128).contains(&m) || efc < m {
-            return bad(format!("m = {m}, ef_construction = {efc} are out of range"));
-        }
+        let resolved = rules::resolve_hnsw(hnsw.m, hnsw.ef_construction, hnsw.ef).map_err(|e| {
+            ShardError::BadAssignment {
+                reason: e.to_string(),
+            }
+        })?;
+        hnsw.m = Some(resolved.m);
+        hnsw.ef_construction = Some(resolved.ef_construction);
+        hnsw.ef = Some(resolved.ef);
         if collection.quantization() == Quantization::Unspecified {
             collection.set_quantization(Quantization::None);
         }
@@ -131,8 +111,10 @@ impl ShardSpec {
         };
         let hnsw = c.hnsw.unwrap_or_default();
         let mut cfg = IndexConfig::new(c.dimension as usize, metric);
-        cfg.m = hnsw.m.unwrap_or(DEFAULT_M) as usize;
-        cfg.ef_construction = hnsw.ef_construction.unwrap_or(DEFAULT_EF_CONSTRUCTION) as usize;
+        cfg.m = hnsw.m.unwrap_or(rules::DEFAULT_M) as usize;
+        cfg.ef_construction = hnsw
+            .ef_construction
+            .unwrap_or(rules::DEFAULT_EF_CONSTRUCTION) as usize;
         cfg.quantization = match c.quantization() {
             Quantization::Int8 => IndexQuantization::Int8,
             Quantization::None | Quantization::Unspecified => IndexQuantization::None,
@@ -146,7 +128,7 @@ impl ShardSpec {
             .hnsw
             .as_ref()
             .and_then(|h| h.ef)
-            .unwrap_or(DEFAULT_EF)
+            .unwrap_or(rules::DEFAULT_EF)
     }
 }
 
@@ -168,10 +150,9 @@ mod tests {
     }
 
     #[test]
-    fn collection_names_follow_the_control_planes_rule() {
-        assert_eq!(MAX_COLLECTION_NAME_LEN, vectron_control::MAX_NAME_LEN);
-        let longest = "a".repeat(MAX_COLLECTION_NAME_LEN);
-        let too_long = "a".repeat(MAX_COLLECTION_NAME_LEN + 1);
+    fn collection_names_follow_the_rulebook() {
+        let longest = "a".repeat(rules::MAX_COLLECTION_NAME_LEN);
+        let too_long = "a".repeat(rules::MAX_COLLECTION_NAME_LEN + 1);
         let cases = [
             "docs",
             "Docs_2",
@@ -192,7 +173,7 @@ mod tests {
             too_long.as_str(),
         ];
         for name in cases {
-            let control = vectron_control::validate_collection_name(name).is_ok();
+            let control = rules::check_collection_name(name).is_ok();
             let shard = ShardSpec::from_assignment(&named(name));
             assert_eq!(shard.is_ok(), control, "{name:?}: {shard:?}");
             if let Err(e) = shard {
