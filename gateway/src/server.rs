@@ -32,6 +32,9 @@ pub enum StartError {
         #[source]
         source: ClientError,
     },
+    /// The configured limits are looser than the rulebook's, which every core enforces.
+    #[error("gateway limits")]
+    Limits(#[source] vectron_proto::rules::LimitError),
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}")]
     Bind {
@@ -75,6 +78,10 @@ impl Gateway {
     /// # Errors
     /// [`StartError`] when an address is unusable.
     pub async fn start(config: GatewayConfig) -> Result<Self, StartError> {
+        config
+            .limits
+            .check_within(&vectron_proto::rules::Limits::DEFAULT)
+            .map_err(StartError::Limits)?;
         let control =
             ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {
                 addresses: config.control.clone(),

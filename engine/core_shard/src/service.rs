@@ -355,3 +355,42 @@ async fn upsert_stream(
         lsn,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    #[test]
+    fn what_a_client_can_do_decides_the_code() {
+        let code = |e: ShardError| status(&e).code();
+        assert_eq!(
+            code(RuleError::BatchBytes { got: 2, max: 1 }.into()),
+            Code::ResourceExhausted
+        );
+        assert_eq!(code(RuleError::EmptyBatch.into()), Code::InvalidArgument);
+        // A stopped shard is reopened by its worker: worth retrying.
+        let stopped = ShardError::Stopped {
+            collection: "c".into(),
+            shard_id: 0,
+            reason: "fsync failed".into(),
+        };
+        assert_eq!(code(stopped), Code::Unavailable);
+        // Stored data that fails a check: retrying cannot help.
+        let replay = ShardError::Replay {
+            reason: "checkpoint names a node the index does not hold".into(),
+        };
+        assert_eq!(code(replay), Code::DataLoss);
+        let corrupt = ShardError::Checkpoint {
+            path: PathBuf::from("points.bin"),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "bad checksum"),
+        };
+        assert_eq!(code(corrupt), Code::DataLoss);
+        let full = ShardError::Checkpoint {
+            path: PathBuf::from("points.bin"),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert_eq!(code(full), Code::Unavailable, "a full disk may pass");
+    }
+}
