@@ -50,10 +50,10 @@ impl CoreChannels {
                 }
             }
         };
-        // Bodies larger than a core accepts are split before they are sent; the limit
-        // here only guards against a core answering with more than a client may receive.
+        // Bodies larger than a core accepts are split before they are sent; a core keeps
+        // its answers within the rulebook's answer limit, far below this one.
         Ok(CoreServiceClient::new(channel)
-            .max_decoding_message_size(self.max_message_bytes.saturating_mul(2))
+            .max_decoding_message_size(self.max_message_bytes)
             .max_encoding_message_size(self.max_message_bytes))
     }
 

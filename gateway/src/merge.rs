@@ -7,12 +7,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use vectron_control::ShardLayout;
 use vectron_proto::core::v1::{Point, ScoredPoint};
-
-/// Bytes a core counts for a point against its batch limit (id, vector, payload and a
-/// fixed overhead).
-pub(crate) fn point_bytes(p: &Point) -> usize {
-    p.id.len() + p.vector.len() * 4 + p.payload_json.len() + 16
-}
+use vectron_proto::rules::point_bytes;
 
 /// The points of each shard, in request order within a shard.
 pub(crate) fn group_by_shard(points: Vec<Point>, layout: ShardLayout) -> BTreeMap<u32, Vec<Point>> {
@@ -127,35 +122,50 @@ pub(crate) fn merge_top_k(lists: Vec<Vec<ScoredPoint>>, k: usize) -> Vec<ScoredP
 }
 
 /// One scroll page out of the shards' pages (each in ascending id order, each with the
-/// id that starts its next page): the first `limit` points over all shards, and the id
-/// that starts the next page (empty when there is none).
+/// id that starts its next page): the points over all shards in id order, up to `limit`
+/// points and `max_bytes` (at least one point), and the id that starts the next page
+/// (empty when there is none).
 ///
-/// Every shard's next page starts above every point it returned, so the first point
-/// not on the merged page is either a returned point left over, or the start of some
-/// shard's next page: the smallest of those starts the next merged page.
-pub(crate) fn merge_scroll(pages: Vec<(Vec<Point>, String)>, limit: usize) -> (Vec<Point>, String) {
-    let mut next: Option<String> = None;
-    let mut keep = |candidate: &str| {
-        if next
-            .as_deref()
-            .is_none_or(|n| candidate.as_bytes() < n.as_bytes())
-        {
-            next = Some(candidate.to_owned());
-        }
-    };
+/// A shard's page may end before `limit` points (a core ends a page at the answer
+/// limit), so the merged page stops before the smallest start of a shard's next page:
+/// past it, that shard may hold points it did not send yet. The first point left out
+/// starts the next merged page.
+pub(crate) fn merge_scroll(
+    pages: Vec<(Vec<Point>, String)>,
+    limit: usize,
+    max_bytes: usize,
+) -> (Vec<Point>, String) {
+    let mut cut: Option<String> = None;
     let mut points = Vec::new();
     for (page, next_offset) in pages {
-        if !next_offset.is_empty() {
-            keep(&next_offset);
+        if !next_offset.is_empty()
+            && cut
+                .as_deref()
+                .is_none_or(|c| next_offset.as_bytes() < c.as_bytes())
+        {
+            cut = Some(next_offset);
         }
         points.extend(page);
     }
     points.sort_unstable_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
-    if points.len() > limit {
-        keep(&points[limit].id);
-        points.truncate(limit);
+    if let Some(c) = &cut {
+        let before = points.partition_point(|p| p.id.as_bytes() < c.as_bytes());
+        points.truncate(before);
     }
-    (points, next.unwrap_or_default())
+    let mut end = points.len().min(limit);
+    let mut bytes = 0;
+    for (i, p) in points.iter().enumerate().take(end) {
+        bytes += point_bytes(p);
+        if i > 0 && bytes > max_bytes {
+            end = i;
+            break;
+        }
+    }
+    if end < points.len() {
+        cut = Some(points[end].id.clone());
+    }
+    points.truncate(end);
+    (points, cut.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -215,7 +225,7 @@ mod tests {
             (vec![point("a"), point("c")], "e".to_owned()),
             (vec![point("b"), point("d")], "f".to_owned()),
         ];
-        let (page, next) = merge_scroll(pages, 3);
+        let (page, next) = merge_scroll(pages, 3, usize::MAX);
         assert_eq!(ids(&page), ["a", "b", "c"]);
         assert_eq!(next, "d");
         // A page that takes everything returned continues at the smallest next start.
@@ -223,11 +233,11 @@ mod tests {
             (vec![point("a")], "e".to_owned()),
             (vec![point("b")], "c".to_owned()),
         ];
-        let (page, next) = merge_scroll(pages, 2);
+        let (page, next) = merge_scroll(pages, 2, usize::MAX);
         assert_eq!(ids(&page), ["a", "b"]);
         assert_eq!(next, "c");
         // The last page says so.
-        let (page, next) = merge_scroll(vec![(vec![point("x")], String::new())], 5);
+        let (page, next) = merge_scroll(vec![(vec![point("x")], String::new())], 5, usize::MAX);
         assert_eq!(ids(&page), ["x"]);
         assert!(next.is_empty());
     }
@@ -240,6 +250,7 @@ mod tests {
                 (vec![point("10")], String::new()),
             ],
             10,
+            usize::MAX,
         );
         assert_eq!(ids(&page), ["10", "9"]);
     }
@@ -305,9 +316,13 @@ mod tests {
             ids in proptest::collection::btree_set("[a-z0-9]{1,4}", 0..60),
             shards in 1u32..5,
             limit in 1usize..12,
+            short in proptest::collection::vec(1usize..12, 5),
+            max_points in 1usize..12,
         ) {
             // Page through the shards the way the gateway does, and compare with the
-            // sorted set of every id.
+            // sorted set of every id. Shard `s` ends its pages after `short[s]` points
+            // (as a core does at its answer limit), and the merged page holds at most
+            // about `max_points` points' bytes.
             let layout = ShardLayout::with_count(shards).unwrap();
             let mut held: Vec<Vec<String>> = vec![Vec::new(); shards as usize];
             for id in &ids {
@@ -316,18 +331,24 @@ mod tests {
             for h in &mut held {
                 h.sort();
             }
-            let shard_page = |h: &Vec<String>, offset: &str| {
+            let shard_page = |h: &Vec<String>, size: usize, offset: &str| {
                 let rest: Vec<&String> =
                     h.iter().filter(|id| id.as_bytes() >= offset.as_bytes()).collect();
-                let page: Vec<Point> = rest.iter().take(limit).map(|id| point(id)).collect();
-                let next = rest.get(limit).map(|s| (*s).clone()).unwrap_or_default();
+                let page: Vec<Point> = rest.iter().take(size).map(|id| point(id)).collect();
+                let next = rest.get(size).map(|s| (*s).clone()).unwrap_or_default();
                 (page, next)
             };
+            let max_bytes = max_points * point_bytes(&point("ab"));
             let mut seen = Vec::new();
             let mut offset = String::new();
             loop {
-                let pages = held.iter().map(|h| shard_page(h, &offset)).collect();
-                let (page, next) = merge_scroll(pages, limit);
+                let pages = held
+                    .iter()
+                    .zip(&short)
+                    .map(|(h, &s)| shard_page(h, s.min(limit), &offset))
+                    .collect();
+                let (page, next) = merge_scroll(pages, limit, max_bytes);
+                prop_assert!(!page.is_empty() || next.is_empty(), "every page moves on");
                 prop_assert!(page.len() <= limit);
                 seen.extend(page.into_iter().map(|p| p.id));
                 if next.is_empty() {

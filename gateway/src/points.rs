@@ -128,6 +128,19 @@ impl Service {
             )
         });
         let found = try_join_all(calls).await?;
+        let bytes: usize = found
+            .iter()
+            .flat_map(|r| &r.points)
+            .map(rules::point_bytes)
+            .sum();
+        if bytes > self.config.limits.max_answer_bytes {
+            return Err(RuleError::AnswerTooLarge {
+                what: "points",
+                unit: "ids",
+                max: self.config.limits.max_answer_bytes,
+            }
+            .into());
+        }
         let mut by_id: HashMap<String, core::Point> = found
             .into_iter()
             .flat_map(|r| r.points)
@@ -273,6 +286,7 @@ impl Service {
                 .map(|p| (p.points, p.next_offset))
                 .collect(),
             limit as usize,
+            self.config.limits.max_answer_bytes,
         ))
     }
 

@@ -186,8 +186,24 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             Err(e) => return Err(e),
         }
     }
+    let hits = merge_top_k(lists, request.k as usize);
+    let bytes: usize = hits
+        .iter()
+        .map(|h| {
+            h.id.len() + h.vector.len() * 4 + h.payload_json.len() + rules::ANSWER_OVERHEAD_BYTES
+        })
+        .sum();
+    let max = service.config.limits.max_answer_bytes;
+    if bytes > max {
+        return Err(RuleError::AnswerTooLarge {
+            what: "search hits",
+            unit: "hits (k)",
+            max,
+        }
+        .into());
+    }
     Ok(SearchOutcome {
-        hits: merge_top_k(lists, request.k as usize),
+        hits,
         missing_shards,
     })
 }

@@ -171,7 +171,7 @@ impl ShardStreams<'_> {
     /// Sends one validated message's points to their shards' streams.
     async fn send(&mut self, points: Vec<core::Point>, wait: bool) -> Result<(), GatewayError> {
         for (shard, batch) in self.service.split(&self.route, points) {
-            let bytes: usize = batch.iter().map(crate::merge::point_bytes).sum();
+            let bytes: usize = batch.iter().map(rules::point_bytes).sum();
             if self
                 .open
                 .get(&shard)

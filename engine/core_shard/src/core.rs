@@ -86,23 +86,27 @@ impl Notify {
 /// waits here for an io_uring operation that completes at once (a zero-length read of
 /// `/dev/null`): the run queue empties, the runtime parks, collects socket readiness and
 /// completions in one `io_uring_enter`, and resumes the loop behind the woken tasks.
-pub(crate) struct Yielder {
+pub struct Yielder {
     null: Option<monoio::fs::File>,
 }
 
 impl Yielder {
-    pub(crate) async fn new() -> Self {
+    /// A yielder for the runtime of this thread.
+    pub fn new() -> Self {
         // Only io_uring completes the read asynchronously; the legacy driver performs
         // file operations in place, which would not park the runtime.
         let null = if monoio::utils::detect_uring() {
-            monoio::fs::File::open("/dev/null").await.ok()
+            std::fs::File::open("/dev/null")
+                .and_then(monoio::fs::File::from_std)
+                .ok()
         } else {
             None
         };
         Self { null }
     }
 
-    pub(crate) async fn yield_now(&self) {
+    /// Waits until the core's other ready tasks and its sockets had a turn.
+    pub async fn yield_now(&self) {
         match &self.null {
             Some(null) => {
                 let _ = null.read_at(Vec::<u8>::new(), 0).await;
@@ -114,6 +118,12 @@ impl Yielder {
                 monoio::time::sleep(Duration::from_micros(1)).await;
             }
         }
+    }
+}
+
+impl Default for Yielder {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -135,6 +145,7 @@ pub struct Core {
     opening: RefCell<HashSet<ShardKey>>,
     scratch: RefCell<SearchScratch>,
     counters: Rc<RefCell<CoreCounters>>,
+    yielder: Yielder,
     work: Notify,
     /// The shard the indexer stepped last; the next slice starts after it.
     index_cursor: RefCell<Option<ShardKey>>,
@@ -152,6 +163,7 @@ impl Core {
             opening: RefCell::new(HashSet::new()),
             scratch: RefCell::new(SearchScratch::new()),
             counters: Rc::new(RefCell::new(CoreCounters::default())),
+            yielder: Yielder::new(),
             work: Notify::default(),
             index_cursor: RefCell::new(None),
             stopping: Cell::new(false),
@@ -171,6 +183,12 @@ impl Core {
     /// The core's counters.
     pub fn counters(&self) -> &Rc<RefCell<CoreCounters>> {
         &self.counters
+    }
+
+    /// What long work on this core waits on between slices, so that the core's other
+    /// calls, its log acknowledgements and its keepalives go on meanwhile.
+    pub(crate) fn yielder(&self) -> &Yielder {
+        &self.yielder
     }
 
     /// Runs `f` with the core's search scratch.
@@ -363,10 +381,9 @@ impl Core {
     /// Indexes pending points and repairs graphs in short slices, yielding to the
     /// core's other tasks between slices; sleeps when there is nothing to do.
     pub async fn run_indexer(self: Rc<Self>) {
-        let yielder = Yielder::new().await;
         while !self.stopping.get() {
             if self.index_slice(INDEX_SLICE) {
-                yielder.yield_now().await;
+                self.yielder.yield_now().await;
             } else {
                 self.work.notified().await;
             }
@@ -489,7 +506,7 @@ mod tests {
     #[test]
     fn yielding_lets_other_tasks_run_on_either_path() {
         run(async {
-            for yielder in [Yielder::new().await, Yielder { null: None }] {
+            for yielder in [Yielder::new(), Yielder { null: None }] {
                 let ran = Rc::new(Cell::new(false));
                 let flag = Rc::clone(&ran);
                 monoio::spawn(async move { flag.set(true) });

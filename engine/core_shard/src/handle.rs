@@ -14,21 +14,52 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use vectron_hnsw::{HnswError, HnswIndex, IndexConfig, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
-use vectron_proto::rules::{self, Limits};
+use vectron_proto::rules::{self, Limits, RuleError};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
 
 use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE};
+use crate::core::Yielder;
 use crate::error::ShardError;
-use crate::filter::Filter;
-use crate::shard::{HitOut, PointOut, SearchArgs, ShardState};
+use crate::filter::{Filter, Plan};
+use crate::shard::{HitOut, PointOut, ScrollRead, ScrollStep, SearchArgs, ShardState};
 use crate::spec::ShardSpec;
+
+/// The rulebook's limits, which a core enforces.
+const LIMITS: &Limits = &Limits::DEFAULT;
+
+/// Work a long scan (a count, a scroll or a delete by a filter that reads payloads)
+/// does before it lets the core's other work run.
+pub(crate) const SCAN_SLICE: Duration = Duration::from_micros(500);
+
+/// A filter's plan, made again whenever the shard changed since it was made (a plan
+/// names nodes, and a node may since hold another point).
+struct Planned<'f> {
+    filter: &'f Filter,
+    made: Option<(u64, Plan)>,
+}
+
+impl<'f> Planned<'f> {
+    fn new(filter: &'f Filter) -> Self {
+        Self { filter, made: None }
+    }
+
+    fn plan(&mut self, state: &ShardState) -> &Plan {
+        let generation = state.generation();
+        if self.made.as_ref().is_none_or(|(at, _)| *at != generation) {
+            self.made = Some((generation, state.plan(self.filter)));
+        }
+        &self.made.as_ref().expect("planned above").1
+    }
+}
 
 /// The outcome of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,8 +270,14 @@ impl ShardHandle {
         checkpoint::write_manifest(&self.dir, &manifest)
     }
 
-    /// Fails when the shard stopped.
+    /// Fails when the shard stopped, and stops it when its log failed under a write
+    /// nobody waited for (`wait = false`): nothing is accepted on top of it.
     fn usable(&self) -> Result<(), ShardError> {
+        if self.failed.borrow().is_none()
+            && let Some(source) = self.wal.poison()
+        {
+            self.stop_on(ShardError::Wal { source });
+        }
         match &*self.failed.borrow() {
             None => Ok(()),
             Some(reason) => {
@@ -324,10 +361,68 @@ impl ShardHandle {
     }
 
     /// Deletes every point passing a non-empty filter; returns how many.
-    pub async fn delete_filter(&self, filter: &Filter, wait: bool) -> Result<WriteAck, ShardError> {
+    ///
+    /// The points are found and deleted in slices of at most [`SCAN_SLICE`] of work and
+    /// at most `max_ids` points, each slice one log record, with the core's other work
+    /// running between slices: however many points match, no record outgrows the log
+    /// and no call waits behind the scan for long. Each slice deletes what matches when
+    /// it runs, so a point written while the delete is under way is deleted when it
+    /// matches and its slice is still to come. With `wait`, answers once the last
+    /// record is durable (the log acknowledges in order, so every earlier one is too).
+    pub async fn delete_filter(
+        &self,
+        filter: &Filter,
+        wait: bool,
+        yielder: &Yielder,
+    ) -> Result<WriteAck, ShardError> {
         self.usable()?;
-        let existing = self.state.borrow().matching_ids(filter)?;
-        self.delete_existing(existing, wait).await
+        if filter.is_empty() {
+            return Err(RuleError::EmptyDeleteFilter.into());
+        }
+        let mut planned = Planned::new(filter);
+        let mut from = Some(0);
+        let mut ack = WriteAck {
+            count: 0,
+            lsn: 0,
+            durable: true,
+        };
+        let mut last = None;
+        while let Some(start) = from {
+            let mut nodes = Vec::new();
+            let ids = {
+                let st = self.state.borrow();
+                let plan = planned.plan(&st);
+                from = st.scan(
+                    plan,
+                    start,
+                    Instant::now() + SCAN_SLICE,
+                    LIMITS.max_ids,
+                    |n| nodes.push(n),
+                );
+                st.ids_of(&nodes)
+            };
+            if !ids.is_empty() {
+                let pending = self.log_delete(&ids)?;
+                ack.count += pending.count;
+                ack.lsn = pending.lsn;
+                last = Some(pending);
+            }
+            if from.is_some() {
+                yielder.yield_now().await;
+                self.usable()?;
+            }
+        }
+        match last {
+            Some(pending) if wait => pending.finish(self).await.map(|done| WriteAck {
+                count: ack.count,
+                ..done
+            }),
+            Some(_) => Ok(WriteAck {
+                durable: false,
+                ..ack
+            }),
+            None => Ok(ack),
+        }
     }
 
     async fn delete_existing(&self, ids: Vec<String>, wait: bool) -> Result<WriteAck, ShardError> {
@@ -338,26 +433,31 @@ impl ShardHandle {
                 durable: true,
             });
         }
-        let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids: &ids })));
+        let pending = self.log_delete(&ids)?;
+        if wait {
+            pending.finish(self).await
+        } else {
+            Ok(WriteAck {
+                count: pending.count,
+                lsn: pending.lsn,
+                durable: false,
+            })
+        }
+    }
+
+    /// Logs and applies the delete of `ids` (points that exist, at most `max_ids`).
+    fn log_delete(&self, ids: &[String]) -> Result<PendingWrite<'_>, ShardError> {
+        self.usable()?;
+        let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids })));
         let lsn = self.wal.last_lsn().get();
         self.data_lsn.set(lsn);
         let applied = self
             .state
             .borrow_mut()
             .apply_delete(ids.iter().map(String::as_str));
-        let count = match applied {
-            Ok(n) => n,
-            Err(e) => return Err(self.stop_on(e)),
-        };
-        let pending = PendingWrite { logged, count, lsn };
-        if wait {
-            pending.finish(self).await
-        } else {
-            Ok(WriteAck {
-                count,
-                lsn,
-                durable: false,
-            })
+        match applied {
+            Ok(count) => Ok(PendingWrite { logged, count, lsn }),
+            Err(e) => Err(self.stop_on(e)),
         }
     }
 
@@ -392,31 +492,92 @@ impl ShardHandle {
     ) -> Result<Vec<PointOut>, ShardError> {
         self.usable()?;
         ShardState::validate_ids(ids)?;
-        Ok(self.state.borrow().get(ids, with_vector, with_payload))
+        self.state.borrow().get(ids, with_vector, with_payload)
     }
 
-    /// Counts points passing `filter`.
-    pub fn count(&self, filter: Option<&vectron_proto::v1::Filter>) -> Result<u64, ShardError> {
+    /// Counts points passing `filter`. A filter the payload indexes answer is counted at
+    /// once; one that reads payloads is counted in slices of [`SCAN_SLICE`], with the
+    /// core's other work running between them.
+    pub async fn count(
+        &self,
+        filter: Option<&vectron_proto::v1::Filter>,
+        yielder: &Yielder,
+    ) -> Result<u64, ShardError> {
         self.usable()?;
         let filter = Filter::from_proto(filter)?;
-        Ok(self.state.borrow().count(&filter))
+        if filter.is_empty() {
+            return Ok(self.state.borrow().len());
+        }
+        let mut planned = Planned::new(&filter);
+        let mut total = 0u64;
+        let mut from = 0;
+        loop {
+            let next = {
+                let st = self.state.borrow();
+                let plan = planned.plan(&st);
+                if let Some(set) = plan.exact() {
+                    // Exactness depends on the filter and the indexes, not the points:
+                    // such a plan is exact from the first slice on.
+                    return Ok(set.len());
+                }
+                st.scan(plan, from, Instant::now() + SCAN_SLICE, usize::MAX, |_| {
+                    total += 1;
+                })
+            };
+            match next {
+                None => return Ok(total),
+                Some(n) => from = n,
+            }
+            yielder.yield_now().await;
+            self.usable()?;
+        }
     }
 
-    /// One page of points in id order.
-    pub fn scroll(
+    /// One page of points in id order: at most `limit` points, and fewer when more
+    /// would outgrow one answer ([`Limits::max_answer_bytes`]); the next page starts at
+    /// the returned id. Read in slices of [`SCAN_SLICE`], with the core's other work
+    /// running between them.
+    pub async fn scroll(
         &self,
         request: &vectron_proto::core::v1::ScrollRequest,
+        yielder: &Yielder,
     ) -> Result<(Vec<PointOut>, Option<String>), ShardError> {
         self.usable()?;
-        let limit = rules::check_scroll_limit(&Limits::DEFAULT, request.limit)?;
+        let read = ScrollRead {
+            limit: rules::check_scroll_limit(LIMITS, request.limit)? as usize,
+            with_vector: request.with_vector,
+            with_payload: request.with_payload,
+        };
         let filter = Filter::from_proto(request.filter.as_ref())?;
-        Ok(self.state.borrow().scroll(
-            &request.offset,
-            limit as usize,
-            &filter,
-            request.with_vector,
-            request.with_payload,
-        ))
+        let mut planned = (!filter.is_empty()).then(|| Planned::new(&filter));
+        let mut page = Vec::with_capacity(read.limit.min(1024));
+        let mut page_bytes = 0;
+        let mut resume = None::<String>;
+        loop {
+            let step = {
+                let st = self.state.borrow();
+                let plan = planned.as_mut().map(|p| p.plan(&st));
+                let start = match &resume {
+                    Some(id) => Bound::Included(id.as_str()),
+                    None if request.offset.is_empty() => Bound::Unbounded,
+                    None => Bound::Included(request.offset.as_str()),
+                };
+                st.scroll_step(
+                    start,
+                    plan,
+                    &read,
+                    &mut page,
+                    &mut page_bytes,
+                    Instant::now() + SCAN_SLICE,
+                )
+            };
+            match step {
+                ScrollStep::Done(next) => return Ok((page, next)),
+                ScrollStep::Paused(id) => resume = Some(id),
+            }
+            yielder.yield_now().await;
+            self.usable()?;
+        }
     }
 
     // --- background work and checkpoints ---------------------------------------------
@@ -754,6 +915,156 @@ pub(crate) mod tests {
             drop(shard);
             let manifest = checkpoint::read_manifest(&shard_dir).unwrap().unwrap();
             assert_eq!(manifest.checkpoint_lsn, deleted.lsn);
+        });
+    }
+
+    /// `n` points `q<i>` with the payload `{"k": "x"}` (a field no index covers), in
+    /// upserts of 2,000.
+    async fn upsert_tagged(shard: &ShardHandle, n: usize) {
+        for start in (0..n).step_by(2_000) {
+            let batch = (start..(start + 2_000).min(n))
+                .map(|i| Point {
+                    id: format!("q{i}"),
+                    vector: vec![1.0, i as f32, 0.5, 2.0],
+                    payload_json: br#"{"k":"x"}"#.to_vec(),
+                })
+                .collect();
+            shard.upsert(batch, true).await.unwrap();
+        }
+    }
+
+    fn tagged() -> vectron_proto::v1::Filter {
+        use vectron_proto::v1::{Condition, Filter as F};
+        F::must([Condition::keyword("k", "x")])
+    }
+
+    /// Pins a delete by filter whose matches made one log record larger than a log
+    /// segment: the log refused it after the points were gone from memory, the shard
+    /// stopped, and the points came back at reopen.
+    #[test]
+    fn a_delete_by_filter_of_more_points_than_a_record_holds_deletes_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("shard-0");
+        // Segments of 128 KiB: 30,000 ids (240 KB as the log stores them) in one record
+        // would not fit one.
+        let wal = Options::default().segment_bytes(128 << 10);
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), wal)
+                .await
+                .unwrap();
+            upsert_tagged(&shard, 30_000).await;
+            let before = shard.stats().last_lsn;
+            let yielder = Yielder::new();
+            let filter = Filter::from_proto(Some(&tagged())).unwrap();
+            let ack = shard.delete_filter(&filter, true, &yielder).await.unwrap();
+            assert_eq!(ack.count, 30_000);
+            assert!(ack.durable);
+            assert!(
+                ack.lsn >= before + 3,
+                "at most {} ids per record",
+                LIMITS.max_ids
+            );
+            assert!(!shard.is_stopped());
+            assert_eq!(shard.count(None, &yielder).await.unwrap(), 0);
+            // As after a crash: no checkpoint, the log replays.
+            shard.wal().close().await.unwrap();
+            drop(shard);
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), wal)
+                .await
+                .unwrap();
+            assert_eq!(shard.count(None, &Yielder::new()).await.unwrap(), 0);
+            shard.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_count_that_reads_every_payload_lets_the_cores_other_tasks_run() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_tagged(&shard, 50_000).await;
+            let ran = Rc::new(Cell::new(false));
+            let flag = Rc::clone(&ran);
+            monoio::spawn(async move { flag.set(true) });
+            let counted = shard.count(Some(&tagged()), &Yielder::new()).await.unwrap();
+            assert_eq!(counted, 50_000);
+            assert!(
+                ran.get(),
+                "the other task ran while the count was under way"
+            );
+            shard.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn answers_are_kept_within_the_answer_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
+                .await
+                .unwrap();
+            // 600 payloads of 60 KB: 36 MB, more than one answer carries.
+            let payload = format!("{{\"t\":\"{}\"}}", "x".repeat(60_000)).into_bytes();
+            let points: Vec<Point> = (0..600)
+                .map(|i| Point {
+                    id: format!("p{i:03}"),
+                    vector: vec![1.0, i as f32, 0.5, 2.0],
+                    payload_json: payload.clone(),
+                })
+                .collect();
+            for half in points.chunks(300) {
+                shard.upsert(half.to_vec(), true).await.unwrap();
+            }
+            let ids: Vec<String> = points.iter().map(|p| p.id.clone()).collect();
+            let err = shard.get(&ids, false, true).unwrap_err();
+            assert!(
+                matches!(err, ShardError::Rule(RuleError::AnswerTooLarge { .. })),
+                "{err}"
+            );
+            assert_eq!(shard.get(&ids, true, false).unwrap().len(), 600);
+
+            let search = |with_payload| vectron_proto::core::v1::SearchRequest {
+                vector: vec![1.0, 0.0, 0.0, 0.0],
+                k: 600,
+                with_payload,
+                ..Default::default()
+            };
+            let mut scratch = SearchScratch::new();
+            let err = shard
+                .search(&search(true), false, &mut scratch)
+                .unwrap_err();
+            assert_eq!(
+                crate::status(&err).code(),
+                vectron_net::Code::ResourceExhausted
+            );
+            assert_eq!(
+                shard
+                    .search(&search(false), false, &mut scratch)
+                    .unwrap()
+                    .len(),
+                600
+            );
+
+            // A scroll page ends early and the next one goes on from there.
+            let mut request = vectron_proto::core::v1::ScrollRequest {
+                limit: 10_000,
+                with_payload: true,
+                ..Default::default()
+            };
+            let yielder = Yielder::new();
+            let (first, next) = shard.scroll(&request, &yielder).await.unwrap();
+            let next = next.expect("a next page");
+            assert!(first.len() < 600 && !first.is_empty());
+            let bytes: usize = first.iter().map(|p| p.payload.len()).sum();
+            assert!(bytes <= LIMITS.max_answer_bytes);
+            request.offset = next;
+            let (second, last) = shard.scroll(&request, &yielder).await.unwrap();
+            assert_eq!(first.len() + second.len(), 600);
+            assert_eq!(last, None);
+            assert_eq!(second[0].id, format!("p{:03}", first.len()));
+            shard.close().await.unwrap();
         });
     }
 

@@ -238,7 +238,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
                     }
                     Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f))
                     {
-                        Ok(filter) => shard.delete_filter(&filter, wait).await,
+                        Ok(filter) => shard.delete_filter(&filter, wait, core.yielder()).await,
                         Err(e) => Err(e.into()),
                     },
                     None => Err(RuleError::NoSelector.into()),
@@ -256,27 +256,33 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
     let router = router.unary(
         &format!("{SVC}Scroll"),
         move |_: RequestContext, r: ScrollRequest| {
-            let result = c
-                .shard(r.shard.as_ref())
-                .and_then(|s| s.scroll(&r))
-                .map(|(points, next)| ScrollResponse {
+            let core = Rc::clone(&c);
+            async move {
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                let (points, next) = shard
+                    .scroll(&r, core.yielder())
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(ScrollResponse {
                     points: points.into_iter().map(point).collect(),
                     next_offset: next.unwrap_or_default(),
                 })
-                .map_err(|e| status(&e));
-            async move { result }
+            }
         },
     )?;
     let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Count"),
         move |_: RequestContext, r: CountRequest| {
-            let result = c
-                .shard(r.shard.as_ref())
-                .and_then(|s| s.count(r.filter.as_ref()))
-                .map(|count| CountResponse { count })
-                .map_err(|e| status(&e));
-            async move { result }
+            let core = Rc::clone(&c);
+            async move {
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                let count = shard
+                    .count(r.filter.as_ref(), core.yielder())
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(CountResponse { count })
+            }
         },
     )?;
     let c = Rc::clone(core);

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::time::Instant;
 
 use roaring::RoaringBitmap;
 use serde_json::Value;
@@ -94,6 +95,27 @@ pub(crate) struct SearchArgs<'a> {
     pub(crate) with_vector: bool,
 }
 
+/// What a scroll page reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScrollRead {
+    /// Most points in the page.
+    pub(crate) limit: usize,
+    pub(crate) with_vector: bool,
+    pub(crate) with_payload: bool,
+}
+
+/// Where a step of a scroll stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ScrollStep {
+    /// The page is complete; the id that starts the next one, if any.
+    Done(Option<String>),
+    /// Out of time: continue from this id (inclusive).
+    Paused(String),
+}
+
+/// Nodes a scan visits between two looks at the clock.
+pub(crate) const SCAN_CHECK_EVERY: usize = 256;
+
 /// The state of one shard.
 #[derive(Debug)]
 pub(crate) struct ShardState {
@@ -108,6 +130,9 @@ pub(crate) struct ShardState {
     live: RoaringBitmap,
     /// Bytes of ids and payloads held in `nodes`.
     node_bytes: u64,
+    /// Moves on every point stored or removed: a filter plan (whose exact sets name
+    /// nodes) made at one generation holds only while the generation stays.
+    generation: u64,
 }
 
 impl ShardState {
@@ -130,6 +155,7 @@ impl ShardState {
             payload_indexes,
             live: RoaringBitmap::new(),
             node_bytes: 0,
+            generation: 0,
         }
     }
 
@@ -294,6 +320,7 @@ impl ShardState {
             self.payload_indexes.insert(node.0, p);
         }
         self.node_bytes += (id.len() + payload.len()) as u64;
+        self.generation += 1;
         self.ids.insert(id.clone(), node);
         self.nodes[slot] = Some(Node { id, payload });
         self.live.insert(node.0);
@@ -352,6 +379,7 @@ impl ShardState {
             self.payload_indexes.remove(node.0, &parsed);
         }
         self.node_bytes -= (old.id.len() + old.payload.len()) as u64;
+        self.generation += 1;
         self.ids.remove(&old.id);
         self.live.remove(node.0);
         self.index
@@ -370,16 +398,45 @@ impl ShardState {
         out
     }
 
-    /// The ids of every point passing a non-empty filter, for logging a delete.
-    pub(crate) fn matching_ids(&self, filter: &Filter) -> Result<Vec<String>, ShardError> {
-        if filter.is_empty() {
-            return Err(RuleError::EmptyDeleteFilter.into());
+    /// Moves whenever a point is stored or removed (see [`ShardState::plan`]).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Scans the live points passing `plan` in node order from node `from` on, handing
+    /// each to `found`, until `until` passes (checked every [`SCAN_CHECK_EVERY`] nodes)
+    /// or `found` has taken `max` nodes. Returns the node to continue from, or `None`
+    /// when the scan is complete. The plan must have been made at the current
+    /// [`ShardState::generation`].
+    pub(crate) fn scan(
+        &self,
+        plan: &Plan,
+        from: u32,
+        until: Instant,
+        max: usize,
+        mut found: impl FnMut(NodeId),
+    ) -> Option<u32> {
+        let candidates = match plan.exact() {
+            Some(set) => set.range(from..),
+            None => self.live.range(from..),
+        };
+        let mut taken = 0;
+        for (i, n) in candidates.enumerate() {
+            if taken == max || (i > 0 && i % SCAN_CHECK_EVERY == 0 && Instant::now() >= until) {
+                return Some(n);
+            }
+            let node = NodeId(n);
+            if self.live.contains(n) && (plan.exact().is_some() || self.passes(plan, node)) {
+                found(node);
+                taken += 1;
+            }
         }
-        let plan = self.plan(filter);
-        Ok(self
-            .filtered_nodes(&plan)
-            .map(|n| self.node(n).id.to_string())
-            .collect())
+        None
+    }
+
+    /// The point ids of `nodes`.
+    pub(crate) fn ids_of(&self, nodes: &[NodeId]) -> Vec<String> {
+        nodes.iter().map(|&n| self.node(n).id.to_string()).collect()
     }
 
     /// Applies a logged delete; returns how many points existed.
@@ -428,7 +485,9 @@ impl ShardState {
             .expect("live nodes have a point")
     }
 
-    fn plan(&self, filter: &Filter) -> Plan {
+    /// The filter planned against the payload indexes and the points as they are now;
+    /// valid while [`ShardState::generation`] stays.
+    pub(crate) fn plan(&self, filter: &Filter) -> Plan {
         let resolve = |id: &str| self.ids.get(id).map(|n| n.0);
         filter.plan(&self.payload_indexes, &self.live, &resolve)
     }
@@ -448,19 +507,6 @@ impl ShardState {
             plan.matches(node.0, &point.id, self.parsed_payload(node).as_ref())
         } else {
             plan.matches(node.0, &point.id, None)
-        }
-    }
-
-    /// Every live node passing the plan, in node order.
-    fn filtered_nodes<'s>(&'s self, plan: &'s Plan) -> Box<dyn Iterator<Item = NodeId> + 's> {
-        match plan.exact() {
-            Some(set) => Box::new(set.iter().map(NodeId)),
-            None => Box::new(
-                self.live
-                    .iter()
-                    .map(NodeId)
-                    .filter(|&n| self.passes(plan, n)),
-            ),
         }
     }
 
@@ -490,6 +536,18 @@ impl ShardState {
                 None => self.run_search(args, exact, Some(&predicate), scratch)?,
             }
         };
+        let bytes: usize = hits
+            .iter()
+            .map(|h| self.answer_bytes(h.id, args.with_vector, args.with_payload))
+            .sum();
+        if bytes > LIMITS.max_answer_bytes {
+            return Err(RuleError::AnswerTooLarge {
+                what: "search hits",
+                unit: "hits (k)",
+                max: LIMITS.max_answer_bytes,
+            }
+            .into());
+        }
         Ok(hits
             .iter()
             .map(|h| {
@@ -554,59 +612,80 @@ impl ShardState {
         }
     }
 
-    /// The points among `ids` that exist, in the order asked.
+    /// Bytes a point takes in an answer (see [`Limits::max_answer_bytes`]).
+    fn answer_bytes(&self, node: NodeId, with_vector: bool, with_payload: bool) -> usize {
+        let point = self.node(node);
+        let mut bytes = point.id.len() + rules::ANSWER_OVERHEAD_BYTES;
+        if with_vector {
+            bytes += self.collection().dimension as usize * 4;
+        }
+        if with_payload {
+            bytes += point.payload.len();
+        }
+        bytes
+    }
+
+    /// The points among `ids` that exist, in the order asked; refused before anything
+    /// is copied when they would not fit in one answer.
     pub(crate) fn get(
         &self,
         ids: &[String],
         with_vector: bool,
         with_payload: bool,
-    ) -> Vec<PointOut> {
-        ids.iter()
-            .filter_map(|id| self.ids.get(id.as_str()))
-            .map(|&n| self.point_out(n, with_vector, with_payload))
-            .collect()
-    }
-
-    /// Number of points passing `filter`.
-    pub(crate) fn count(&self, filter: &Filter) -> u64 {
-        if filter.is_empty() {
-            return self.live.len();
-        }
-        let plan = self.plan(filter);
-        match plan.exact() {
-            Some(set) => set.len(),
-            None => self.filtered_nodes(&plan).count() as u64,
-        }
-    }
-
-    /// Up to `limit` points passing `filter` from `offset` (inclusive) in id order, and
-    /// the id that starts the next page.
-    pub(crate) fn scroll(
-        &self,
-        offset: &str,
-        limit: usize,
-        filter: &Filter,
-        with_vector: bool,
-        with_payload: bool,
-    ) -> (Vec<PointOut>, Option<String>) {
-        let plan = (!filter.is_empty()).then(|| self.plan(filter));
-        let start = if offset.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Included(offset)
-        };
-        let mut page = Vec::with_capacity(limit.min(1024));
-        let passing = self
-            .ids
-            .range::<str, _>((start, Bound::Unbounded))
-            .filter(|&(_, &n)| plan.as_ref().is_none_or(|p| self.passes(p, n)));
-        for (id, &node) in passing {
-            if page.len() == limit {
-                return (page, Some(id.to_string()));
+    ) -> Result<Vec<PointOut>, ShardError> {
+        let nodes: Vec<NodeId> = ids
+            .iter()
+            .filter_map(|id| self.ids.get(id.as_str()).copied())
+            .collect();
+        let bytes: usize = nodes
+            .iter()
+            .map(|&n| self.answer_bytes(n, with_vector, with_payload))
+            .sum();
+        if bytes > LIMITS.max_answer_bytes {
+            return Err(RuleError::AnswerTooLarge {
+                what: "points",
+                unit: "ids",
+                max: LIMITS.max_answer_bytes,
             }
-            page.push(self.point_out(node, with_vector, with_payload));
+            .into());
         }
-        (page, None)
+        Ok(nodes
+            .into_iter()
+            .map(|n| self.point_out(n, with_vector, with_payload))
+            .collect())
+    }
+
+    /// Continues a scroll page: adds to `page` the points from `start` on, in id order,
+    /// that pass `plan` (made at the current generation; `None`: every point), until
+    /// the page holds `limit` points, would grow past [`Limits::max_answer_bytes`]
+    /// (`page_bytes` counts it), or `until` passes.
+    pub(crate) fn scroll_step(
+        &self,
+        start: Bound<&str>,
+        plan: Option<&Plan>,
+        read: &ScrollRead,
+        page: &mut Vec<PointOut>,
+        page_bytes: &mut usize,
+        until: Instant,
+    ) -> ScrollStep {
+        let points = self.ids.range::<str, _>((start, Bound::Unbounded));
+        for (i, (id, &node)) in points.enumerate() {
+            if i > 0 && i % SCAN_CHECK_EVERY == 0 && Instant::now() >= until {
+                return ScrollStep::Paused(id.to_string());
+            }
+            if !plan.is_none_or(|p| self.passes(p, node)) {
+                continue;
+            }
+            let bytes = self.answer_bytes(node, read.with_vector, read.with_payload);
+            let full = page.len() == read.limit
+                || (!page.is_empty() && *page_bytes + bytes > LIMITS.max_answer_bytes);
+            if full {
+                return ScrollStep::Done(Some(id.to_string()));
+            }
+            *page_bytes += bytes;
+            page.push(self.point_out(node, read.with_vector, read.with_payload));
+        }
+        ScrollStep::Done(None)
     }
 
     /// Approximate heap bytes: index, ids, payloads, payload indexes.

@@ -403,6 +403,13 @@ impl<S: Storage> Wal<S> {
         self.shared.state.borrow().poison.is_some()
     }
 
+    /// The error every call fails with once a write or sync failed
+    /// ([`WalError::Poisoned`], naming the cause), or `None` while the log is usable.
+    pub fn poison(&self) -> Option<WalError> {
+        let st = self.shared.state.borrow();
+        st.poison.as_ref().map(|cause| self.shared.poisoned(cause))
+    }
+
     /// The log directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
