@@ -123,12 +123,7 @@ where
     loop {
         let (shard_ref, replica) = route.target(shard_id)?;
         let address = replica.address.clone();
-        let core = |status: Status| GatewayError::Core {
-            collection: route.name().to_owned(),
-            shard_id,
-            address: address.clone(),
-            status,
-        };
+        let core = |status: Status| GatewayError::core(route.name(), shard_id, &address, status);
         let client = channels.client(&address).map_err(core)?;
         let status =
             match tokio::time::timeout_at(deadline.at, call(client, shard_ref.clone())).await {
@@ -160,6 +155,10 @@ where
     }
 }
 
+/// The longest a request may run, whatever deadline it asks for: gRPC allows deadlines
+/// of eleven thousand years, and an instant that far out overflows.
+const LONGEST_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+
 /// When a request must be answered by, and how long it had.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
@@ -170,8 +169,9 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    /// `budget` from now.
+    /// `budget` from now, at most [`LONGEST_DEADLINE`].
     pub(crate) fn after(budget: Duration) -> Self {
+        let budget = budget.min(LONGEST_DEADLINE);
         Self {
             at: Instant::now() + budget,
             budget,
@@ -218,6 +218,18 @@ mod tests {
             "outside range"
         )));
         assert!(!routing_is_stale(&Status::invalid_argument("bad")));
+    }
+
+    /// Pins a `grpc-timeout` of 99999999H (the largest gRPC allows) panicking the call:
+    /// an instant that far ahead overflowed.
+    #[tokio::test]
+    async fn any_deadline_a_client_asks_for_is_usable() {
+        for budget in [Duration::from_secs(99_999_999 * 3600), Duration::MAX] {
+            let deadline = Deadline::after(budget);
+            assert_eq!(deadline.budget, LONGEST_DEADLINE);
+            assert_eq!(deadline.run(async { Ok(7) }).await.unwrap(), 7);
+            let _ = deadline.request(());
+        }
     }
 
     #[tokio::test]

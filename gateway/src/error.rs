@@ -135,8 +135,9 @@ pub enum GatewayError {
         /// What it waits for.
         reason: String,
     },
-    /// A core refused a call or could not be reached.
-    #[error("{}", core_message(*.shard_id, .collection, .address, .status))]
+    /// A core refused a call or could not be reached. The message a client sees names
+    /// the shard, never the core's address or files (those are logged).
+    #[error("{}", core_message(*.shard_id, .collection, .status))]
     Core {
         /// The collection.
         collection: String,
@@ -189,16 +190,28 @@ pub enum GatewayError {
     Internal(String),
 }
 
-/// A core's answer as the caller reads it: input the core refused is the caller's to fix
-/// and reads as the core put it; anything else also says which shard and core answered.
-fn core_message(shard_id: u32, collection: &str, address: &str, status: &Status) -> String {
-    if status.code() == Code::InvalidArgument {
-        status.message().to_owned()
-    } else {
-        format!(
-            "shard {shard_id} of collection {collection:?} on {address}: {}",
-            status.message()
-        )
+/// A core's answer as the caller reads it. Input the core refused is the caller's to fix
+/// and reads as the core put it; a stale routing answer names the shard; a failure of
+/// the core says what the caller can do, and leaves out the core's address and the
+/// files it names (the gateway logs them).
+fn core_message(shard_id: u32, collection: &str, status: &Status) -> String {
+    let shard = format!("shard {shard_id} of collection {collection:?}");
+    match status.code() {
+        Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => {
+            status.message().to_owned()
+        }
+        Code::FailedPrecondition | Code::NotFound => format!("{shard}: {}", status.message()),
+        Code::Cancelled | Code::DeadlineExceeded => {
+            format!("{shard} did not answer in time")
+        }
+        Code::Unavailable => format!("{shard} is unavailable for now; retry"),
+        Code::DataLoss => format!(
+            "{shard} cannot serve: its stored data failed a check; the worker's log names the files"
+        ),
+        code => format!(
+            "{shard} failed ({}); the worker's log has the cause",
+            code_name(code)
+        ),
     }
 }
 
@@ -210,6 +223,36 @@ fn control_message(error: &ClientError) -> String {
 }
 
 impl GatewayError {
+    /// A core's refusal or failure. What the client is not told (the core's address,
+    /// the files a failure names) is logged here when the failure is the core's.
+    pub(crate) fn core(collection: &str, shard_id: u32, address: &str, status: Status) -> Self {
+        if matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::DataLoss
+                | Code::Internal
+                | Code::Unknown
+                | Code::Unimplemented
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+        ) {
+            tracing::warn!(
+                collection,
+                shard_id,
+                core = address,
+                code = ?status.code(),
+                message = status.message(),
+                "a core failed a call"
+            );
+        }
+        GatewayError::Core {
+            collection: collection.to_owned(),
+            shard_id,
+            address: address.to_owned(),
+            status,
+        }
+    }
+
     /// The gRPC code of this error: the one mapping from errors to codes.
     #[must_use]
     pub fn code(&self) -> Code {
@@ -400,6 +443,37 @@ mod tests {
             GatewayError::Request(Status::out_of_range("too large")).code(),
             Code::ResourceExhausted
         );
+    }
+
+    /// Pins public errors that carried a core's address and the paths of its files.
+    #[test]
+    fn a_cores_failure_reads_without_its_address_or_files() {
+        let failed = Status::unavailable(
+            "shard 0 of collection \"c\" stopped after a failure (write-ahead log failed: write /data/core-0/c/shard-0/wal/00000001.seg: No space left on device)",
+        );
+        let e = GatewayError::core("c", 0, "10.1.2.3:7400", failed);
+        let message = e.to_string();
+        assert_eq!(
+            message,
+            "shard 0 of collection \"c\" is unavailable for now; retry"
+        );
+        let e = GatewayError::core(
+            "c",
+            0,
+            "10.1.2.3:7400",
+            Status::data_loss("index file /data/x.hnsw is unusable"),
+        );
+        assert!(!e.to_string().contains("/data"), "{e}");
+        assert!(!e.to_string().contains("10.1.2.3"), "{e}");
+        assert_eq!(e.code(), Code::DataLoss);
+        // The caller's own mistakes read as the core put them.
+        let e = GatewayError::core(
+            "c",
+            0,
+            "10.1.2.3:7400",
+            Status::invalid_argument("k must be between 1 and 10000, got 0"),
+        );
+        assert_eq!(e.to_string(), "k must be between 1 and 10000, got 0");
     }
 
     #[test]

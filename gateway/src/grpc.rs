@@ -45,10 +45,14 @@ impl GrpcApi {
     }
 }
 
-/// The `grpc-timeout` a client sent (`<digits><unit>`, unit one of H M S m u n).
+/// The `grpc-timeout` a client sent (1 to 8 digits and a unit, one of H M S m u n); a
+/// malformed one is ignored, as tonic does, and the call gets the default deadline.
 fn grpc_timeout(metadata: &tonic::metadata::MetadataMap) -> Option<Duration> {
     let value = metadata.get("grpc-timeout")?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let n: u64 = digits.parse().ok()?;
     Some(match unit {
         "H" => Duration::from_secs(n.saturating_mul(3600)),
@@ -373,6 +377,13 @@ mod tests {
         assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
         assert_eq!(parse("5x"), None);
         assert_eq!(parse("S"), None);
+        assert_eq!(
+            parse("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        // Past the eight digits gRPC allows, or signed: malformed.
+        assert_eq!(parse("123456789H"), None);
+        assert_eq!(parse("+5S"), None);
         assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
     }
 

@@ -590,6 +590,56 @@ async fn upsert_stream(
 
 type LineBatch = Result<(usize, IncomingBatch), GatewayError>;
 
+/// Cuts a body into lines as its frames arrive, looking at each byte once: a long line
+/// that arrives in many frames is not scanned again from its start for every frame.
+#[derive(Debug, Default)]
+struct LineSplitter {
+    buf: Vec<u8>,
+    /// Where the next line starts.
+    start: usize,
+    /// Bytes from `start` on known to hold no newline.
+    scanned: usize,
+    /// Bytes looked at for a newline, in all.
+    examined: u64,
+}
+
+impl LineSplitter {
+    /// Adds the next frame, dropping the lines already taken.
+    fn push(&mut self, frame: &[u8]) {
+        self.buf.drain(..self.start);
+        self.start = 0;
+        self.buf.extend_from_slice(frame);
+    }
+
+    /// The body ended: what is left is the last line.
+    fn finish(&mut self) {
+        if self.buf.len() > self.start && self.buf.last() != Some(&b'\n') {
+            self.buf.push(b'\n');
+        }
+    }
+
+    /// The next whole line (without its newline), if one has arrived.
+    fn next_line(&mut self) -> Option<&[u8]> {
+        let from = self.start + self.scanned;
+        let found = self.buf[from..].iter().position(|&b| b == b'\n');
+        let Some(at) = found else {
+            self.examined += (self.buf.len() - from) as u64;
+            self.scanned = self.buf.len() - self.start;
+            return None;
+        };
+        self.examined += at as u64 + 1;
+        let line = self.start..from + at;
+        self.start = from + at + 1;
+        self.scanned = 0;
+        Some(&self.buf[line])
+    }
+
+    /// Bytes of a line that has not ended yet.
+    fn partial(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
 /// Reads NDJSON lines into batches; a batch is sent at `max_points` points or when the
 /// body ends. The position of a batch is its first line.
 async fn read_ndjson(
@@ -599,14 +649,14 @@ async fn read_ndjson(
     wait: bool,
 ) {
     let mut frames = body.into_data_stream();
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = LineSplitter::default();
     let mut line_no = 0usize;
     let mut batch = Vec::new();
     let mut first_line = 1usize;
     let mut done = false;
     while !done {
         match frames.next().await {
-            Some(Ok(frame)) => pending.extend_from_slice(&frame),
+            Some(Ok(frame)) => lines.push(&frame),
             Some(Err(e)) => {
                 let _ = sender
                     .send(Err(GatewayError::BadJson {
@@ -617,15 +667,10 @@ async fn read_ndjson(
             }
             None => {
                 done = true;
-                if !pending.is_empty() && pending.last() != Some(&b'\n') {
-                    pending.push(b'\n');
-                }
+                lines.finish();
             }
         }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
-            let line = &pending[start..start + end];
-            start += end + 1;
+        while let Some(line) = lines.next_line() {
             line_no += 1;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
@@ -651,8 +696,7 @@ async fn read_ndjson(
                 }
             }
         }
-        pending.drain(..start);
-        if pending.len() > limits.max_line_bytes {
+        if lines.partial() > limits.max_line_bytes {
             let _ = sender
                 .send(Err(Position::Line(line_no + 1).wrap(
                     GatewayError::TooLarge {
@@ -910,6 +954,30 @@ mod tests {
         assert_eq!(value["points"][0]["vector"][0], 0.5);
         assert!(value["points"][1]["payload"].is_null());
         assert!(value["points"][1].get("vector").is_none());
+    }
+
+    /// Pins the NDJSON reader scanning a line from its start again for every frame it
+    /// arrived in: quadratic in the line's length.
+    #[test]
+    fn a_long_line_in_many_frames_is_scanned_once() {
+        let mut lines = LineSplitter::default();
+        let mut got = Vec::new();
+        let line = vec![b'x'; 1 << 20];
+        for frame in line.chunks(100) {
+            lines.push(frame);
+            assert!(lines.next_line().is_none());
+        }
+        lines.push(b"\nab\n\ncd");
+        while let Some(l) = lines.next_line() {
+            got.push(l.len());
+        }
+        lines.finish();
+        while let Some(l) = lines.next_line() {
+            got.push(l.len());
+        }
+        assert_eq!(got, [1 << 20, 2, 0, 2]);
+        assert!(lines.examined <= (1 << 20) + 16, "{}", lines.examined);
+        assert_eq!(lines.partial(), 0);
     }
 
     #[test]

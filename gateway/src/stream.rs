@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
@@ -81,6 +82,14 @@ struct Segment {
     /// Every batch sent on it, for a resend.
     batches: Vec<core::UpsertRequest>,
     bytes: usize,
+}
+
+impl Drop for Segment {
+    /// A segment given up (the stream failed, or its core stalled) takes its call with
+    /// it, instead of leaving it waiting on the core.
+    fn drop(&mut self) {
+        self.call.abort();
+    }
 }
 
 /// The running total of acknowledged points.
@@ -195,7 +204,14 @@ impl ShardStreams<'_> {
                 .sender
                 .as_ref()
                 .expect("open segments have a sender");
-            if sender.send(request).await.is_err() {
+            // A core that stops reading (stalled, or its host gone quiet) must not hold
+            // the stream forever: each batch gets the call timeout to be taken.
+            let patience = self.service.config.default_timeout;
+            let sent = match tokio::time::timeout(patience, sender.send(request)).await {
+                Ok(sent) => sent,
+                Err(_) => return Err(self.stalled(shard, patience)),
+            };
+            if sent.is_err() {
                 // The core ended the stream early (an error): settle it now, which
                 // resends it if the routing was stale.
                 self.close(shard).await?;
@@ -207,6 +223,24 @@ impl ShardStreams<'_> {
         Ok(())
     }
 
+    /// The error of a shard whose core took no batch, or did not acknowledge a segment,
+    /// for `patience`.
+    fn stalled(&self, shard: u32, patience: Duration) -> GatewayError {
+        let address = self
+            .route
+            .target(shard)
+            .map(|(_, r)| r.address.clone())
+            .unwrap_or_default();
+        GatewayError::core(
+            self.route.name(),
+            shard,
+            &address,
+            Status::deadline_exceeded(format!(
+                "the core made no progress on the stream for {patience:?}"
+            )),
+        )
+    }
+
     /// Opens a client stream to the core serving `shard`.
     fn start(&self, shard: u32) -> Result<Segment, GatewayError> {
         let (shard_ref, replica) = self.route.target(shard)?;
@@ -214,11 +248,8 @@ impl ShardStreams<'_> {
             .service
             .channels
             .client(&replica.address)
-            .map_err(|status| GatewayError::Core {
-                collection: self.route.name().to_owned(),
-                shard_id: shard,
-                address: replica.address.clone(),
-                status,
+            .map_err(|status| {
+                GatewayError::core(self.route.name(), shard, &replica.address, status)
             })?;
         let (sender, receiver) = mpsc::channel::<core::UpsertRequest>(CHANNEL_DEPTH);
         // Every message names the shard; the core checks they all name the same one.
@@ -260,7 +291,7 @@ impl ShardStreams<'_> {
     /// idempotent, so batches that had already landed may land again), so a point
     /// written twice in one stream keeps its last value.
     async fn settle_oldest(&mut self, shard: u32) -> Result<(), GatewayError> {
-        let Some(oldest) = self.closing.get_mut(&shard).and_then(VecDeque::pop_front) else {
+        let Some(mut oldest) = self.closing.get_mut(&shard).and_then(VecDeque::pop_front) else {
             return Ok(());
         };
         let address = self
@@ -268,7 +299,11 @@ impl ShardStreams<'_> {
             .target(shard)
             .map(|(_, r)| r.address.clone())
             .unwrap_or_default();
-        let status = match oldest.call.await {
+        let patience = self.service.config.default_timeout;
+        let Ok(answer) = tokio::time::timeout(patience, &mut oldest.call).await else {
+            return Err(self.stalled(shard, patience));
+        };
+        let status = match answer {
             Ok(Ok(ack)) => {
                 self.acks.add(&ack);
                 return Ok(());
@@ -285,15 +320,15 @@ impl ShardStreams<'_> {
             Code::FailedPrecondition | Code::NotFound | Code::Unavailable
         );
         if !resend {
-            return Err(GatewayError::Core {
-                collection: self.route.name().to_owned(),
-                shard_id: shard,
-                address,
+            return Err(GatewayError::core(
+                self.route.name(),
+                shard,
+                &address,
                 status,
-            });
+            ));
         }
         tracing::debug!(shard, code = ?status.code(), "resending a shard's stream segments after a refusal");
-        let mut batches = oldest.batches;
+        let mut batches = std::mem::take(&mut oldest.batches);
         let later: Vec<Segment> = self
             .closing
             .remove(&shard)
@@ -303,8 +338,9 @@ impl ShardStreams<'_> {
             .collect();
         for mut segment in later {
             segment.sender = None;
-            let _ = segment.call.await;
-            batches.extend(segment.batches);
+            // Whatever it answers, its batches are sent again.
+            let _ = tokio::time::timeout(patience, &mut segment.call).await;
+            batches.extend(std::mem::take(&mut segment.batches));
         }
         let seen = self.service.routing.snapshot().version;
         let fresh = self.service.routing.refresh(seen).await?;

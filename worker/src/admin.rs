@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -35,24 +36,34 @@ impl AdminState {
     }
 }
 
-/// Asks every core for its statistics: all requests go out first, then the answers are
-/// collected; cores that do not answer in time are left out.
+/// Asks every core for its statistics, all at once; cores that do not answer in time
+/// are left out.
 pub(crate) async fn gather(inboxes: &[Sender<CoreCommand>]) -> Vec<CoreStats> {
-    let mut replies = Vec::with_capacity(inboxes.len());
-    for inbox in inboxes {
-        let (tx, rx) = oneshot::channel();
-        if inbox.send(CoreCommand::Stats(tx)).await.is_ok() {
-            replies.push(rx);
+    gather_within(inboxes, CORE_REPLY).await
+}
+
+/// [`gather`], with every core given `within`. A core whose inbox stays full (a stalled
+/// core) is left out like one that does not answer: the others are still reported, so
+/// one stalled core does not stop the worker's heartbeats.
+async fn gather_within(inboxes: &[Sender<CoreCommand>], within: Duration) -> Vec<CoreStats> {
+    let ask = |inbox: &Sender<CoreCommand>| {
+        let inbox = inbox.clone();
+        async move {
+            let (tx, rx) = oneshot::channel();
+            inbox.send(CoreCommand::Stats(tx)).await.ok()?;
+            rx.await.ok()
         }
-    }
-    let deadline = tokio::time::Instant::now() + CORE_REPLY;
-    let mut out = Vec::with_capacity(replies.len());
-    for rx in replies {
-        if let Ok(Ok(stats)) = tokio::time::timeout_at(deadline, rx).await {
-            out.push(stats);
-        }
-    }
-    out
+    };
+    let answers = futures_util::future::join_all(
+        inboxes
+            .iter()
+            .map(|inbox| tokio::time::timeout(within, ask(inbox))),
+    )
+    .await;
+    answers
+        .into_iter()
+        .filter_map(|a| a.ok().flatten())
+        .collect()
 }
 
 pub(crate) async fn serve(
@@ -268,6 +279,29 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
     use vectron_proto::v1::ShardStats;
+
+    /// Pins a stalled core (its inbox full, never read) holding back the statistics of
+    /// every core, and with them the worker's heartbeats.
+    #[tokio::test]
+    async fn a_stalled_core_is_left_out_and_the_others_reported() {
+        let (stalled, _kept) = tokio::sync::mpsc::channel(1);
+        let (fill, _) = oneshot::channel();
+        stalled.try_send(CoreCommand::Stats(fill)).unwrap();
+        let (healthy, mut inbox) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while let Some(CoreCommand::Stats(reply)) = inbox.recv().await {
+                let _ = reply.send(CoreStats {
+                    core: 1,
+                    ..CoreStats::default()
+                });
+            }
+        });
+        let started = std::time::Instant::now();
+        let stats = gather_within(&[stalled, healthy], Duration::from_millis(200)).await;
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(stats.len(), 1);
+        assert_eq!(stats[0].core, 1);
+    }
 
     #[test]
     fn prometheus_text_names_every_core_and_shard() {

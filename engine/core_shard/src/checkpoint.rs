@@ -72,6 +72,29 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ShardError> {
         .map_err(file_err(dir))
 }
 
+/// Creates `dir` and the missing directories above it, each made durable: the entry of
+/// every directory created is synced in its parent, so a crash cannot lose a shard's
+/// directory (and the log and manifest inside it) after a write into it was acknowledged.
+pub(crate) fn create_dir_durable(dir: &Path) -> Result<(), ShardError> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        missing.push(d);
+        at = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::create_dir(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(file_err(d)(e)),
+        }
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads the manifest of a shard directory, if it has one.
 pub(crate) fn read_manifest(dir: &Path) -> Result<Option<ShardManifest>, ShardError> {
     let path = dir.join(MANIFEST);
@@ -311,6 +334,20 @@ pub(crate) fn finish_removal(aside: &Path) -> Result<(), ShardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_shard_directory_is_created_with_every_missing_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("core-0").join("docs").join("shard-3");
+        create_dir_durable(&shard).unwrap();
+        assert!(shard.is_dir());
+        // Again, and beside it: nothing to create, nothing fails.
+        create_dir_durable(&shard).unwrap();
+        create_dir_durable(&dir.path().join("core-0").join("docs").join("shard-4")).unwrap();
+        let file = dir.path().join("file");
+        fs::write(&file, b"x").unwrap();
+        assert!(create_dir_durable(&file.join("below")).is_err());
+    }
     use vectron_proto::core::v1::ShardAssignment;
 
     #[test]

@@ -146,10 +146,7 @@ impl ShardHandle {
         wal: Options,
     ) -> Result<Rc<Self>, ShardError> {
         let manifest = Self::current_manifest(dir, &mut spec)?;
-        fs::create_dir_all(dir).map_err(|source| ShardError::Checkpoint {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        checkpoint::create_dir_durable(dir)?;
         if let Some(m) = &manifest {
             let held = m
                 .assignment
