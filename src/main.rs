@@ -152,6 +152,27 @@ struct GatewayOptions {
     /// Compress gRPC answers with gzip for clients that accept it.
     #[arg(long)]
     gzip: bool,
+    /// Calls served at once; more are refused with RESOURCE_EXHAUSTED (HTTP 429)
+    /// [default: 1024].
+    #[arg(long, env = "VECTRON_MAX_CALLS")]
+    max_calls: Option<usize>,
+    /// Upsert streams (gRPC and NDJSON) at once [default: 8].
+    #[arg(long, env = "VECTRON_MAX_STREAMS")]
+    max_streams: Option<usize>,
+    /// MiB of request bodies and shard answers that calls in flight may hold
+    /// [default: 512].
+    #[arg(long, env = "VECTRON_MAX_INFLIGHT_MIB")]
+    max_inflight_mib: Option<usize>,
+    /// Connections open at once on each listener [default: 4096].
+    #[arg(long, env = "VECTRON_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Milliseconds a request body may go without a byte arriving [default: 30000].
+    #[arg(long, env = "VECTRON_BODY_IDLE_TIMEOUT_MS")]
+    body_idle_timeout_ms: Option<u64>,
+    /// Milliseconds an HTTP client has to send a request's headers, idle keep-alive
+    /// connections included [default: 30000].
+    #[arg(long, env = "VECTRON_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: Option<u64>,
 }
 
 impl GatewayOptions {
@@ -164,6 +185,25 @@ impl GatewayOptions {
         config.cache.max_bytes = self.search_cache_mib << 20;
         config.cache.dedup = !self.no_search_dedup;
         config.gzip = self.gzip;
+        let admission = &mut config.admission;
+        if let Some(n) = self.max_calls {
+            admission.max_calls = n;
+        }
+        if let Some(n) = self.max_streams {
+            admission.max_streams = n;
+        }
+        if let Some(mib) = self.max_inflight_mib {
+            admission.max_inflight_bytes = mib << 20;
+        }
+        if let Some(n) = self.max_connections {
+            admission.max_connections = n;
+        }
+        if let Some(ms) = self.body_idle_timeout_ms {
+            admission.body_idle_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.header_timeout_ms {
+            admission.header_timeout = Duration::from_millis(ms);
+        }
         config
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 pub use vectron_proto::rules::Limits;
 
+use crate::admission::AdmissionConfig;
+
 /// The search cache and the deduplication of identical searches in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -79,6 +81,8 @@ pub struct GatewayConfig {
     pub cache: CacheConfig,
     /// Connections to cores.
     pub cores: CoreChannelConfig,
+    /// How much the gateway takes on at once.
+    pub admission: AdmissionConfig,
     /// Deadline of a call that names none. Default 10 s.
     pub default_timeout: Duration,
     /// Time a collection create waits for every shard to serve. Default 10 s.
@@ -104,6 +108,7 @@ impl GatewayConfig {
             limits: Limits::default(),
             cache: CacheConfig::default(),
             cores: CoreChannelConfig::default(),
+            admission: AdmissionConfig::default(),
             default_timeout: Duration::from_secs(10),
             create_wait: Duration::from_secs(10),
             gzip: false,

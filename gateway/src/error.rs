@@ -179,6 +179,26 @@ pub enum GatewayError {
         #[source]
         source: Box<GatewayError>,
     },
+    /// The gateway is at one of its budgets (`AdmissionConfig`): the request is refused
+    /// at once, and the client told when to try again.
+    #[error(
+        "the gateway is at its limit of {limit} {what}; retry after {}s",
+        retry_after.as_secs().max(1)
+    )]
+    Overloaded {
+        /// The budget: `calls in flight`, `upsert streams`, `bytes in flight`.
+        what: &'static str,
+        /// Its size.
+        limit: usize,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A request body that stopped arriving.
+    #[error("the request body sent nothing for {after:?}; the call was given up")]
+    RequestTimeout {
+        /// How long nothing arrived.
+        after: Duration,
+    },
     /// The same failure, shared by every caller of a deduplicated search.
     #[error("{0}")]
     Shared(#[source] Arc<GatewayError>),
@@ -272,7 +292,8 @@ impl GatewayError {
             E::RerankUnavailable | E::ReplicationUnavailable { .. } => Code::Unimplemented,
             E::NoLinearizableReplica { .. } => Code::FailedPrecondition,
             E::ShardUnavailable { .. } | E::NotReady { .. } => Code::Unavailable,
-            E::DeadlineExceeded { .. } => Code::DeadlineExceeded,
+            E::DeadlineExceeded { .. } | E::RequestTimeout { .. } => Code::DeadlineExceeded,
+            E::Overloaded { .. } => Code::ResourceExhausted,
             E::Core { status, .. } => core_code(status),
             E::Control(error) => match error {
                 ClientError::Status(status) => status.code(),
@@ -300,14 +321,46 @@ impl GatewayError {
                 source.http_status()
             }
             GatewayError::Shared(inner) => inner.http_status(),
+            GatewayError::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Core { .. } if self.retry_after().is_some() => {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
+            GatewayError::RequestTimeout { .. } => http::StatusCode::REQUEST_TIMEOUT,
             _ => http_status(self.code()),
         }
     }
 
-    /// The gRPC status a client receives.
+    /// The gRPC status a client receives; a refusal for load carries `retry-after`.
     #[must_use]
     pub fn to_status(&self) -> Status {
-        Status::new(self.code(), self.to_string())
+        let mut status = Status::new(self.code(), self.to_string());
+        if let Some(after) = self.retry_after() {
+            status.metadata_mut().insert(
+                vectron_proto::rules::RETRY_AFTER,
+                tonic::metadata::MetadataValue::from(after.as_secs().max(1)),
+            );
+        }
+        status
+    }
+
+    /// When a refused client may try again, for a refusal for load.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            GatewayError::Overloaded { retry_after, .. } => Some(*retry_after),
+            GatewayError::InBatch { source, .. } | GatewayError::InStream { source, .. } => {
+                source.retry_after()
+            }
+            GatewayError::Shared(inner) => inner.retry_after(),
+            // A core refusing for load says when to come back.
+            GatewayError::Core { status, .. } if status.code() == Code::ResourceExhausted => status
+                .metadata()
+                .get(vectron_proto::rules::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs),
+            _ => None,
+        }
     }
 
     /// The JSON body of an HTTP error answer.

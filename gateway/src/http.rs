@@ -26,6 +26,7 @@ use vectron_proto::v1::{
 
 use vectron_proto::rules::{self, RuleError};
 
+use crate::admission::{BodyRefused, CallKind, GuardedBody, JSON_EXPANSION, within};
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::service::Service;
@@ -42,12 +43,19 @@ impl IntoResponse for GatewayError {
         if self.code() == tonic::Code::Internal {
             tracing::error!(error = %self, "internal error");
         }
-        (
+        let mut response = (
             self.http_status(),
             [(header::CONTENT_TYPE, JSON)],
             self.to_json().to_string(),
         )
-            .into_response()
+            .into_response();
+        if let Some(after) = self.retry_after() {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(after.as_secs().max(1)),
+            );
+        }
+        response
     }
 }
 
@@ -88,6 +96,7 @@ pub(crate) fn router(service: Shared) -> Router {
                 &serde_json::json!({"error": {"code": "UNIMPLEMENTED", "message": "this route does not take that method; see docs/api.md"}}),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(service.clone(), admit))
         .with_state(service)
 }
 
@@ -140,9 +149,7 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
     }
     let mut collected = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
     while let Some(frame) = frames.next().await {
-        let frame = frame.map_err(|e| GatewayError::BadJson {
-            reason: format!("the request body could not be read: {e}"),
-        })?;
+        let frame = frame.map_err(body_error)?;
         if collected.len() + frame.len() > limit {
             drain(&mut frames).await;
             return Err(too_large);
@@ -150,6 +157,43 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
         collected.extend_from_slice(&frame);
     }
     Ok(collected.freeze())
+}
+
+/// Why a body could not be read: the gateway's refusal (its budget, a body that stopped
+/// arriving), or a connection that failed.
+fn body_error(e: axum::Error) -> GatewayError {
+    let inner = e.into_inner();
+    match BodyRefused::find(inner.as_ref()) {
+        Some(refused) => refused.error(),
+        None => GatewayError::BadJson {
+            reason: format!("the request body could not be read: {inner}"),
+        },
+    }
+}
+
+/// Admits a request (see `admission.rs`): refused at once beyond a budget, its body
+/// charged as it arrives and timed out when it stops arriving.
+async fn admit(
+    State(service): State<Shared>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let kind = if path == "/healthz" || path == "/readyz" {
+        CallKind::Probe
+    } else if request.method() == http::Method::POST && path.ends_with("/points/stream") {
+        CallKind::Stream
+    } else {
+        CallKind::Unary {
+            expansion: JSON_EXPANSION,
+        }
+    };
+    let ticket = match service.admission.admit(kind) {
+        Ok(ticket) => ticket,
+        Err(refused) => return refused.into_response(),
+    };
+    let request = request.map(|body| Body::new(GuardedBody::new(body, Arc::clone(&ticket))));
+    within(ticket, next.run(request)).await
 }
 
 /// Reads and discards what is left of a body, within [`DRAIN_BYTES`] and [`DRAIN_TIME`].
@@ -658,11 +702,7 @@ async fn read_ndjson(
         match frames.next().await {
             Some(Ok(frame)) => lines.push(&frame),
             Some(Err(e)) => {
-                let _ = sender
-                    .send(Err(GatewayError::BadJson {
-                        reason: format!("the request body could not be read: {e}"),
-                    }))
-                    .await;
+                let _ = sender.send(Err(body_error(e))).await;
                 return;
             }
             None => {

@@ -33,6 +33,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod admission;
 mod cache;
 mod config;
 mod cores;
@@ -48,6 +49,7 @@ mod server;
 mod service;
 mod stream;
 
+pub use crate::admission::AdmissionConfig;
 pub use crate::config::{CacheConfig, CoreChannelConfig, GatewayConfig, Limits};
 pub use crate::error::{GatewayError, code_name, http_status};
-pub use crate::server::{Gateway, StartError};
+pub use crate::server::{Gateway, GatewayLoad, StartError};

@@ -12,6 +12,7 @@ use vectron_proto::v1::{
     UpsertResponse, delete_request,
 };
 
+use crate::admission::charge_answer;
 use crate::cache::WriteGuard;
 use crate::cores::{Deadline, call_shard};
 use crate::error::GatewayError;
@@ -141,6 +142,7 @@ impl Service {
             }
             .into());
         }
+        charge_answer(bytes)?;
         let mut by_id: HashMap<String, core::Point> = found
             .into_iter()
             .flat_map(|r| r.points)
@@ -280,6 +282,13 @@ impl Service {
             )
         });
         let pages = try_join_all(calls).await?;
+        charge_answer(
+            pages
+                .iter()
+                .flat_map(|p| &p.points)
+                .map(rules::point_bytes)
+                .sum(),
+        )?;
         Ok(merge_scroll(
             pages
                 .into_iter()

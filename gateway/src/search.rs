@@ -11,6 +11,7 @@ use prost::Message as _;
 use vectron_proto::core::v1 as core;
 use vectron_proto::v1::{ReadConsistency, SearchRequest};
 
+use crate::admission::charge_answer;
 use crate::cache::{SearchKey, SearchOutcome};
 use crate::cores::{Deadline, call_shard};
 use crate::error::GatewayError;
@@ -145,6 +146,11 @@ fn key_bytes(request: &core::SearchRequest, allow_partial: bool) -> Vec<u8> {
     bytes
 }
 
+/// Bytes a hit takes in an answer.
+fn hit_bytes(h: &core::ScoredPoint) -> usize {
+    h.id.len() + h.vector.len() * 4 + h.payload_json.len() + rules::ANSWER_OVERHEAD_BYTES
+}
+
 /// Asks one replica of every shard at once and merges the answers. A shard that fails
 /// fails the search, unless partial results are allowed and the failure is the shard's
 /// (unreachable, no serving replica, out of time): then it is named as missing.
@@ -178,7 +184,11 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
     let mut missing_shards = Vec::new();
     for (shard, answer) in route.shards.iter().zip(answers) {
         match answer {
-            Ok(found) => lists.push(found.hits),
+            Ok(found) => {
+                let bytes = found.hits.iter().map(hit_bytes).sum();
+                charge_answer(bytes)?;
+                lists.push(found.hits);
+            }
             Err(e) if allow_partial && e.is_shard_failure() => {
                 tracing::debug!(shard = shard.shard_id, error = %e, "search goes on without a shard");
                 missing_shards.push(shard.shard_id);
@@ -187,12 +197,7 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
         }
     }
     let hits = merge_top_k(lists, request.k as usize);
-    let bytes: usize = hits
-        .iter()
-        .map(|h| {
-            h.id.len() + h.vector.len() * 4 + h.payload_json.len() + rules::ANSWER_OVERHEAD_BYTES
-        })
-        .sum();
+    let bytes: usize = hits.iter().map(hit_bytes).sum();
     let max = service.config.limits.max_answer_bytes;
     if bytes > max {
         return Err(RuleError::AnswerTooLarge {

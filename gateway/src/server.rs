@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::codec::CompressionEncoding;
@@ -15,6 +17,7 @@ use vectron_proto::v1::collections_server::CollectionsServer;
 use vectron_proto::v1::points_server::PointsServer;
 use vectron_proto::v1::stats_server::StatsServer;
 
+use crate::admission::{AdmissionConfig, AdmissionLayer, Limited};
 use crate::config::GatewayConfig;
 use crate::grpc::{GrpcApi, OversizeLayer};
 use crate::http::router;
@@ -35,6 +38,12 @@ pub enum StartError {
     /// The configured limits are looser than the rulebook's, which every core enforces.
     #[error("gateway limits")]
     Limits(#[source] vectron_proto::rules::LimitError),
+    /// An admission budget that admits nothing.
+    #[error("admission budget {budget} must be greater than zero")]
+    Admission {
+        /// The field of `AdmissionConfig`.
+        budget: &'static str,
+    },
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}")]
     Bind {
@@ -46,6 +55,15 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// What a gateway holds against its admission budgets (`AdmissionConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatewayLoad {
+    /// Bytes of request bodies and shard answers held by calls in flight.
+    pub inflight_bytes: usize,
+    /// Calls refused for a budget since the gateway started.
+    pub refused: usize,
 }
 
 /// A running gateway.
@@ -82,6 +100,10 @@ impl Gateway {
             .limits
             .check_within(&vectron_proto::rules::Limits::DEFAULT)
             .map_err(StartError::Limits)?;
+        config
+            .admission
+            .validate()
+            .map_err(|budget| StartError::Admission { budget })?;
         let control =
             ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {
                 addresses: config.control.clone(),
@@ -92,6 +114,7 @@ impl Gateway {
         let grace = config.shutdown_grace;
         let gzip = config.gzip;
         let max_message = config.limits.max_message_bytes;
+        let admission = config.admission;
         let service = Arc::new(Service::new(config, control));
 
         let routing = service.routing.clone();
@@ -129,6 +152,7 @@ impl Gateway {
             .initial_stream_window_size(Some(1 << 20))
             .initial_connection_window_size(Some(8 << 20))
             .layer(OversizeLayer)
+            .layer(AdmissionLayer::new(Arc::clone(&service.admission)))
             .add_service(collections)
             .add_service(points)
             .add_service(stats);
@@ -138,6 +162,15 @@ impl Gateway {
             // Nagle on, an answer of more than one small segment waited for the client's
             // delayed ACK (about 40 ms).
             let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
+            let slots = Arc::new(Semaphore::new(admission.max_connections));
+            let incoming = incoming.filter_map(move |accepted| {
+                // Past the connection limit, a connection is closed as it arrives.
+                let limited = match accepted {
+                    Ok(stream) => Limited::new(stream, &slots).map(Ok),
+                    Err(e) => Some(Err(e)),
+                };
+                std::future::ready(limited)
+            });
             if let Err(e) = grpc_server
                 .serve_with_incoming_shutdown(incoming, grpc_stop)
                 .await
@@ -147,14 +180,7 @@ impl Gateway {
         });
         let app = router(service.clone());
         let http_stop = stop_signal(stopped);
-        let http = tokio::spawn(async move {
-            if let Err(e) = axum::serve(http_listener, app)
-                .with_graceful_shutdown(http_stop)
-                .await
-            {
-                tracing::error!(error = %e, "the HTTP listener failed");
-            }
-        });
+        let http = tokio::spawn(serve_http(http_listener, app, admission, http_stop));
         tracing::info!(%grpc_addr, %http_addr, grace = ?grace, "gateway serving");
         Ok(Self {
             service,
@@ -191,6 +217,15 @@ impl Gateway {
         self.service.routing.snapshot().version
     }
 
+    /// What the gateway holds now against its admission budgets.
+    #[must_use]
+    pub fn load(&self) -> GatewayLoad {
+        GatewayLoad {
+            inflight_bytes: self.service.admission.inflight_bytes(),
+            refused: self.service.admission.refused(),
+        }
+    }
+
     /// Stops accepting calls and waits, at most the configured grace period, for calls
     /// in flight to finish.
     pub async fn shutdown(self) {
@@ -208,6 +243,54 @@ impl Gateway {
         }
         self.watch.abort();
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until `stop`, then lets open connections finish: at
+/// most `max_connections` at once (more are closed as they arrive), each given
+/// `header_timeout` to send a request's headers, idle keep-alive connections included.
+async fn serve_http(
+    listener: TcpListener,
+    app: axum::Router,
+    admission: AdmissionConfig,
+    stop: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(admission.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(admission.header_timeout);
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it was
+                // accepted: wait a moment rather than spin.
+                tracing::debug!(error = %e, "accepting an HTTP connection failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let Some(stream) = Limited::new(stream, &slots) else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "an HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 async fn stop_signal(mut stopped: watch::Receiver<bool>) {

@@ -14,6 +14,7 @@ use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
 use vectron_proto::v1::{CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse};
 
+use crate::admission::Admission;
 use crate::cache::{Generations, SearchCache};
 use crate::config::GatewayConfig;
 use crate::cores::{CoreChannels, Deadline};
@@ -34,6 +35,7 @@ pub(crate) struct Service {
     pub(crate) channels: CoreChannels,
     pub(crate) generations: Generations,
     pub(crate) cache: SearchCache,
+    pub(crate) admission: Arc<Admission>,
 }
 
 impl Service {
@@ -49,6 +51,7 @@ impl Service {
             channels: CoreChannels::new(config.cores, config.limits.max_message_bytes),
             generations: Generations::default(),
             cache: SearchCache::new(&config.cache),
+            admission: Admission::new(config.admission),
             control,
             probe,
             config,

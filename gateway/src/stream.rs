@@ -26,6 +26,7 @@ use tonic::{Code, Status};
 use vectron_proto::core::v1 as core;
 use vectron_proto::v1::UpsertResponse;
 
+use crate::admission::STREAM_HELD_BYTES;
 use crate::cache::WriteGuard;
 use crate::error::GatewayError;
 use crate::routing::CollectionRoute;
@@ -34,9 +35,6 @@ use vectron_proto::rules::{self, RuleError};
 
 /// Batches queued towards one core stream before the sender waits.
 const CHANNEL_DEPTH: usize = 4;
-/// Bytes of points held for all shards of one stream, spread over two segments per
-/// shard.
-const HELD_BYTES: usize = 64 << 20;
 /// Smallest and largest segment.
 const SEGMENT_BYTES: (usize, usize) = (1 << 20, 32 << 20);
 
@@ -142,8 +140,8 @@ impl Service {
             .await
             .map_err(|e| position(n).wrap(e))?;
         let _write = WriteGuard::new(&self.generations, &name);
-        let segment_bytes =
-            (HELD_BYTES / (2 * route.shards.len().max(1))).clamp(SEGMENT_BYTES.0, SEGMENT_BYTES.1);
+        let segment_bytes = (STREAM_HELD_BYTES / (2 * route.shards.len().max(1)))
+            .clamp(SEGMENT_BYTES.0, SEGMENT_BYTES.1);
         let mut streams = ShardStreams {
             service: self,
             route,
