@@ -18,7 +18,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use prost::Message;
 
-use crate::codec::FrameDecoder;
+use crate::codec::{Decoded, FrameDecoder};
 use crate::status::Status;
 
 /// Messages handed out in a row without the body being pending, before the call yields
@@ -40,7 +40,7 @@ impl Inbound {
     pub(crate) fn new(body: RecvStream, max_message: usize) -> Inbound {
         Inbound {
             body,
-            decoder: FrameDecoder::new(max_message),
+            decoder: FrameDecoder::new(max_message, usize::MAX),
             chunk: Bytes::new(),
             ended: false,
             ready_in_a_row: 0,
@@ -58,9 +58,16 @@ impl Inbound {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if let Some(message) = self.decoder.decode(&mut self.chunk)? {
-                self.ready_in_a_row += 1;
-                return Poll::Ready(Ok(Some(message)));
+            match self.decoder.decode(&mut self.chunk)? {
+                Decoded::Message(message) => {
+                    self.ready_in_a_row += 1;
+                    return Poll::Ready(Ok(Some(message)));
+                }
+                Decoded::Announced(_) => {
+                    self.decoder.admit();
+                    continue;
+                }
+                Decoded::More => {}
             }
             if self.ended {
                 self.decoder.finish()?;

@@ -85,7 +85,8 @@ impl Outbound {
             return Err(Status::cancelled("the call is already over"));
         }
         self.encoding_from = Some(self.pending.len());
-        let encoded = codec::encode(message, self.max_message, &mut self.pending);
+        let encoded = codec::checked_len(message, self.max_message)
+            .and_then(|len| codec::encode(message, len, &mut self.pending));
         self.encoding_from = None;
         encoded
     }
