@@ -88,6 +88,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod admission;
 mod call;
 mod codec;
 mod config;
