@@ -33,6 +33,7 @@ use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
 use monoio::time::Sleep;
 
+use crate::connection::OpenCall;
 use crate::context::RequestContext;
 use crate::inbound::Inbound;
 use crate::outbound::Outbound;
@@ -54,12 +55,14 @@ const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-en
 /// The timer of a call's deadline.
 type Deadline = Option<Pin<Box<Sleep>>>;
 
-/// Serves one stream to its end and accounts for it.
+/// Serves one stream to its end and accounts for it. `open` counts the call on its
+/// connection until the call is over.
 pub(crate) async fn serve(
     shared: Rc<Shared>,
     peer: SocketAddr,
     request: Request<RecvStream>,
     respond: SendResponse<Bytes>,
+    open: OpenCall,
 ) {
     let started = Instant::now();
     shared.stats.call_started();
@@ -85,6 +88,7 @@ pub(crate) async fn serve(
     drop(outbound);
     drain(&inbound).await;
     drop(inbound);
+    drop(open);
 
     shared.stats.call_finished();
     shared.observe(|o| o.call_finished(method, code, started.elapsed()));

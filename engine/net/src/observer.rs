@@ -29,6 +29,9 @@ pub enum ConnectionEnd {
     Unresponsive,
     /// The shutdown grace period expired with calls still running.
     Aborted,
+    /// The server closed it after `idle_timeout` with no call in flight (GOAWAY, then
+    /// the close once any call that raced the GOAWAY has ended).
+    Idle,
 }
 
 /// Receives the server's events, inline on the core's thread. Every method has an empty
