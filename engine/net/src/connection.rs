@@ -116,9 +116,7 @@ async fn run(shared: &Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) 
             tracing::debug!(%peer, "connection idle; closing it");
             goaway_sent = true;
             conn.graceful_shutdown();
-            closing_idle = Some(Box::pin(monoio::time::sleep(
-                shared.config.shutdown_grace,
-            )));
+            closing_idle = Some(Box::pin(monoio::time::sleep(shared.config.shutdown_grace)));
         }
         if let Some(grace) = &mut closing_idle
             && grace.as_mut().poll(cx).is_ready()
@@ -131,12 +129,14 @@ async fn run(shared: &Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) 
                     let open = OpenCall::new(&activity);
                     monoio::spawn(call::serve(Rc::clone(shared), peer, request, respond, open));
                 }
+                // Told to go away, a peer may close the socket at once, failing h2's
+                // last writes: that is how an idle connection is expected to end.
+                Poll::Ready(Some(Err(_)) | None) if closing_idle.is_some() => {
+                    return Poll::Ready(ConnectionEnd::Idle);
+                }
                 Poll::Ready(Some(Err(error))) => {
                     tracing::debug!(%peer, %error, "HTTP/2 connection failed");
                     return Poll::Ready(ConnectionEnd::Error);
-                }
-                Poll::Ready(None) if closing_idle.is_some() => {
-                    return Poll::Ready(ConnectionEnd::Idle);
                 }
                 Poll::Ready(None) => return Poll::Ready(ConnectionEnd::Closed),
                 Poll::Pending => return Poll::Pending,
