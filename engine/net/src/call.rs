@@ -1,20 +1,27 @@
-//! One call, on its own task: checks, routing, the handler under its deadline and a
-//! panic guard, the final status, and the drain of the request body.
+//! One call, on its own task: checks, admission, routing, the handler under its deadline
+//! and a panic guard, the final status, and the drain of the request body.
 //!
 //! ```text
 //! request headers ─► POST? application/grpc? ──no──► HTTP 405 / 415
 //!                    known path? identity encoding? valid grpc-timeout? ──no──► trailers-only error
+//!                    under max_calls? ──no──► trailers-only RESOURCE_EXHAUSTED + retry-after
 //!                    handler future ◄── polled with: catch_unwind, the deadline timer,
 //!                        │                the client's RST_STREAM, pending response bytes
-//!                        ▼
-//!                    status in trailers (or trailers-only) ─► drain the request body ─► stats
+//!                        ▼                (reset when they stall for send_timeout)
+//!                    pending bytes under send capacity, then the status in trailers
+//!                        (or trailers-only) ─► drain the request body ─► stats
 //! ```
+//!
+//! A call refused for `max_calls` is answered before any of its request is read, and is
+//! never queued. An admitted call holds its slot until its status is sent or its stream
+//! reset; the drain that follows holds no slot.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -24,7 +31,9 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, StatusCode};
+use monoio::time::Sleep;
 
+use crate::connection::OpenCall;
 use crate::context::RequestContext;
 use crate::inbound::Inbound;
 use crate::outbound::Outbound;
@@ -43,12 +52,17 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
-/// Serves one stream to its end and accounts for it.
+/// The timer of a call's deadline.
+type Deadline = Option<Pin<Box<Sleep>>>;
+
+/// Serves one stream to its end and accounts for it. `open` counts the call on its
+/// connection until the call is over.
 pub(crate) async fn serve(
     shared: Rc<Shared>,
     peer: SocketAddr,
     request: Request<RecvStream>,
     respond: SendResponse<Bytes>,
+    open: OpenCall,
 ) {
     let started = Instant::now();
     shared.stats.call_started();
@@ -58,18 +72,23 @@ pub(crate) async fn serve(
     shared.observe(|o| o.call_started(method));
 
     let config = &shared.config;
+    let budget = shared.admission.budget();
     let inbound = Rc::new(RefCell::new(Inbound::new(
         body,
         config.max_recv_message_size,
+        budget,
     )));
     let outbound = Rc::new(RefCell::new(Outbound::new(
         respond,
         config.max_send_message_size,
+        budget,
+        config.send_timeout,
     )));
-    let code = run(peer, parts, route, started, &inbound, &outbound).await;
+    let code = run(&shared, peer, parts, route, started, &inbound, &outbound).await;
     drop(outbound);
     drain(&inbound).await;
     drop(inbound);
+    drop(open);
 
     shared.stats.call_finished();
     shared.observe(|o| o.call_finished(method, code, started.elapsed()));
@@ -77,6 +96,7 @@ pub(crate) async fn serve(
 }
 
 async fn run(
+    shared: &Shared,
     peer: SocketAddr,
     parts: http::request::Parts,
     route: Option<&Route>,
@@ -84,10 +104,6 @@ async fn run(
     inbound: &Rc<RefCell<Inbound>>,
     outbound: &Rc<RefCell<Outbound>>,
 ) -> Code {
-    let fail = |status: Status| {
-        outbound.borrow_mut().finish(&status);
-        status.code()
-    };
     if parts.method != http::Method::POST {
         outbound
             .borrow_mut()
@@ -101,10 +117,8 @@ async fn run(
         return Code::Internal;
     }
     let Some(route) = route else {
-        return fail(Status::unimplemented(format!(
-            "unknown method {}",
-            parts.uri.path()
-        )));
+        let status = Status::unimplemented(format!("unknown method {}", parts.uri.path()));
+        return finish(shared, outbound, &status, &mut None).await;
     };
     if let Some(encoding) = parts.headers.get(GRPC_ENCODING)
         && encoding != "identity"
@@ -112,9 +126,9 @@ async fn run(
         let encoding = String::from_utf8_lossy(encoding.as_bytes());
         let status = Status::unimplemented(format!(
             "grpc-encoding {encoding:?} is not supported: send uncompressed messages"
-        ));
-        let identity = HeaderValue::from_static("identity");
-        return fail(status.with_metadata(GRPC_ACCEPT_ENCODING, identity));
+        ))
+        .with_metadata(GRPC_ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        return finish(shared, outbound, &status, &mut None).await;
     }
     let deadline = match parts
         .headers
@@ -124,17 +138,32 @@ async fn run(
         None => None,
         // A timeout too long to represent is no deadline at all.
         Some(Ok(timeout)) => started.checked_add(timeout),
-        Some(Err(error)) => return fail(Status::internal(error.to_string())),
+        Some(Err(error)) => {
+            let status = Status::internal(error.to_string());
+            return finish(shared, outbound, &status, &mut None).await;
+        }
+    };
+    let path = route.method.path();
+    let _slot = match shared.admission.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => {
+            tracing::debug!(method = path, %peer, %refusal, "call refused");
+            return finish(shared, outbound, &refusal.into(), &mut None).await;
+        }
     };
 
-    let path = route.method.path();
+    let mut timer: Deadline = deadline.map(|deadline| {
+        Box::pin(monoio::time::sleep_until(monoio::time::Instant::from_std(
+            deadline,
+        )))
+    });
     let ctx = RequestContext::new(route.method.clone(), deadline, peer, parts.headers);
     let call = Call {
         ctx,
         inbound: Rc::clone(inbound),
         outbound: Rc::clone(outbound),
     };
-    let status = match supervise((route.handler)(call), deadline, outbound).await {
+    let status = match supervise((route.handler)(call), &mut timer, outbound).await {
         Outcome::Done(Ok(())) => Status::new(Code::Ok, ""),
         Outcome::Done(Err(status)) => status,
         Outcome::Panicked(payload) => {
@@ -146,11 +175,20 @@ async fn run(
             Status::internal(format!("the handler of {path} panicked"))
         }
         Outcome::DeadlineExceeded => {
+            // Past the deadline, what is pending still goes out ahead of the status, as
+            // long as the client takes it (the send timeout still applies).
+            timer = None;
             Status::deadline_exceeded(format!("{path} did not complete before its deadline"))
         }
         Outcome::Gone => return Code::Cancelled,
+        Outcome::Stalled => {
+            tracing::debug!(method = path, %peer, "the client left its answer unread; stream reset");
+            outbound.borrow_mut().reset();
+            shared.stats.send_timed_out();
+            return Code::Cancelled;
+        }
     };
-    fail(status)
+    finish(shared, outbound, &status, &mut timer).await
 }
 
 /// How a handler's future ended.
@@ -160,21 +198,19 @@ enum Outcome {
     DeadlineExceeded,
     /// The client reset the stream, or the connection is gone.
     Gone,
+    /// Response bytes waited `send_timeout` for the client without any of them moving.
+    Stalled,
 }
 
-/// Polls the handler's future until it completes, panics, overruns its deadline or loses
-/// its client. Whatever ends first wins; the future is dropped when this returns.
+/// Polls the handler's future until it completes, panics, overruns its deadline, loses
+/// its client or leaves its answer unread. Whatever ends first wins; the future is
+/// dropped when this returns.
 async fn supervise(
     future: CallFuture,
-    deadline: Option<Instant>,
+    timer: &mut Deadline,
     outbound: &RefCell<Outbound>,
 ) -> Outcome {
     let mut future = Some(future);
-    let mut timer = deadline.map(|deadline| {
-        Box::pin(monoio::time::sleep_until(monoio::time::Instant::from_std(
-            deadline,
-        )))
-    });
     poll_fn(|cx| {
         let Some(running) = future.as_mut() else {
             return Poll::Ready(Outcome::Gone);
@@ -198,13 +234,52 @@ async fn supervise(
             if outbound.poll_gone(cx).is_ready() {
                 return Poll::Ready(Outcome::Gone);
             }
+            if outbound.poll_stalled(cx).is_ready() {
+                return Poll::Ready(Outcome::Stalled);
+            }
         }
-        if let Some(timer) = &mut timer
+        if let Some(timer) = timer
             && timer.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Outcome::DeadlineExceeded);
         }
         Poll::Pending
+    })
+    .await
+}
+
+/// Ends the call with `status` behind the pending response bytes, waiting for the client
+/// to take them until the `deadline` timer fires or they stall for `send_timeout`; then
+/// the stream is reset instead. The code to report.
+async fn finish(
+    shared: &Shared,
+    outbound: &RefCell<Outbound>,
+    status: &Status,
+    deadline: &mut Deadline,
+) -> Code {
+    poll_fn(|cx| {
+        let mut outbound = outbound.borrow_mut();
+        match outbound.poll_finish(cx, status) {
+            Poll::Ready(Ok(())) => return Poll::Ready(status.code()),
+            Poll::Ready(Err(_)) => return Poll::Ready(Code::Cancelled),
+            Poll::Pending => {}
+        }
+        if outbound.poll_gone(cx).is_ready() {
+            return Poll::Ready(Code::Cancelled);
+        }
+        let code = if outbound.poll_stalled(cx).is_ready() {
+            Code::Cancelled
+        } else if let Some(timer) = deadline
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            Code::DeadlineExceeded
+        } else {
+            return Poll::Pending;
+        };
+        tracing::debug!(%code, "the client left its answer unread; stream reset");
+        outbound.reset();
+        shared.stats.send_timed_out();
+        Poll::Ready(code)
     })
     .await
 }

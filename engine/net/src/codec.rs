@@ -10,7 +10,10 @@
 //! A message may span several DATA frames and a DATA frame may hold several messages.
 //! The decoder hands out a message without copying when it lies inside one frame, and
 //! assembles it otherwise. It checks the length against the receive limit as soon as the
-//! 5-byte prefix is in, before any of the body is buffered.
+//! 5-byte prefix is in, before any of the body is buffered, and stops at the prefix of a
+//! large message until its owner admits it (the server charges it against the budget of
+//! buffered bytes first). An assembled body grows with the bytes that arrive, never with
+//! the length announced.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use prost::Message;
@@ -62,24 +65,43 @@ impl From<FrameError> for Status {
     }
 }
 
-/// Appends `message` with its prefix to `out`, refusing messages over `max` bytes.
-pub(crate) fn encode<M: Message>(
-    message: &M,
-    max: usize,
-    out: &mut BytesMut,
-) -> Result<(), Status> {
+/// The body length of a response message that passed the send limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BodyLen {
+    len: usize,
+    wire: u32,
+}
+
+impl BodyLen {
+    /// The message's length once framed: prefix and body.
+    pub(crate) fn framed(self) -> usize {
+        PREFIX_LEN + self.len
+    }
+}
+
+/// The body length of `message`, refusing messages over `max` bytes.
+pub(crate) fn checked_len<M: Message>(message: &M, max: usize) -> Result<BodyLen, Status> {
     let len = message.encoded_len();
-    let wire_len = u32::try_from(len)
+    u32::try_from(len)
         .ok()
         .filter(|_| len <= max)
+        .map(|wire| BodyLen { len, wire })
         .ok_or_else(|| {
             Status::resource_exhausted(format!(
                 "response message of {len} bytes exceeds the server's limit of {max} bytes"
             ))
-        })?;
-    out.reserve(PREFIX_LEN + len);
+        })
+}
+
+/// Appends `message`, whose body length [`checked_len`] gave, with its prefix to `out`.
+pub(crate) fn encode<M: Message>(
+    message: &M,
+    len: BodyLen,
+    out: &mut BytesMut,
+) -> Result<(), Status> {
+    out.reserve(len.framed());
     out.put_u8(0);
-    out.put_u32(wire_len);
+    out.put_u32(len.wire);
     message.encode(out).map_err(|error| {
         Status::internal(format!("response message could not be encoded: {error}"))
     })
@@ -88,53 +110,78 @@ pub(crate) fn encode<M: Message>(
 /// Where the decoder is inside the current message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Expect {
-    /// The prefix; `partial` holds the prefix bytes received so far.
+    /// The prefix; `prefix[..prefix_len]` holds the bytes received so far.
     Prefix,
-    /// A body of this many bytes; `partial` holds the body bytes received so far.
+    /// A prefix announced a body of this many bytes, over the reporting threshold:
+    /// nothing of it is decoded until [`FrameDecoder::admit`].
+    Announced(usize),
+    /// A body of this many bytes; `body` holds the bytes received so far.
     Body(usize),
 }
 
+/// What [`FrameDecoder::decode`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// A whole message body.
+    Message(Bytes),
+    /// A prefix announcing a body of this many bytes, over the threshold the decoder
+    /// was made with. The same announcement is reported until [`FrameDecoder::admit`]
+    /// is called; the chunk is left as it is.
+    Announced(usize),
+    /// More bytes are needed: the chunk is empty, whatever it held is buffered here.
+    More,
+}
+
 /// Splits the DATA frames of a request body into message bodies.
+///
+/// Memory follows the bytes received, not the lengths announced: a body assembled from
+/// several chunks grows by doubling, capped at its announced length, so a prefix
+/// announcing a large message costs nothing until its bytes arrive.
 #[derive(Debug)]
 pub(crate) struct FrameDecoder {
     max: usize,
+    report_above: usize,
     expect: Expect,
-    partial: BytesMut,
+    prefix: [u8; PREFIX_LEN],
+    prefix_len: usize,
+    body: Vec<u8>,
 }
 
 impl FrameDecoder {
-    /// A decoder refusing messages over `max` bytes.
-    pub(crate) fn new(max: usize) -> FrameDecoder {
+    /// A decoder refusing messages over `max` bytes, and reporting prefixes that
+    /// announce more than `report_above` bytes ([`Decoded::Announced`]).
+    pub(crate) fn new(max: usize, report_above: usize) -> FrameDecoder {
         FrameDecoder {
             max,
+            report_above,
             expect: Expect::Prefix,
-            partial: BytesMut::new(),
+            prefix: [0; PREFIX_LEN],
+            prefix_len: 0,
+            body: Vec::new(),
         }
     }
 
     /// Takes the next whole message body out of `chunk`, together with what was buffered
-    /// from earlier chunks. `None` means more bytes are needed, and `chunk` is then empty:
-    /// whatever it held is buffered here.
-    pub(crate) fn decode(&mut self, chunk: &mut Bytes) -> Result<Option<Bytes>, FrameError> {
+    /// from earlier chunks, or reports a large message's announcement.
+    pub(crate) fn decode(&mut self, chunk: &mut Bytes) -> Result<Decoded, FrameError> {
         loop {
             match self.expect {
                 Expect::Prefix => {
-                    let prefix: [u8; PREFIX_LEN] =
-                        if self.partial.is_empty() && chunk.len() >= PREFIX_LEN {
-                            let mut prefix = [0; PREFIX_LEN];
-                            chunk.copy_to_slice(&mut prefix);
-                            prefix
-                        } else {
-                            let take = (PREFIX_LEN - self.partial.len()).min(chunk.len());
-                            self.partial.extend_from_slice(&chunk.split_to(take));
-                            match <[u8; PREFIX_LEN]>::try_from(&self.partial[..]) {
-                                Ok(prefix) => {
-                                    self.partial.clear();
-                                    prefix
-                                }
-                                Err(_) => return Ok(None),
-                            }
-                        };
+                    let prefix = if self.prefix_len == 0 && chunk.len() >= PREFIX_LEN {
+                        let mut prefix = [0; PREFIX_LEN];
+                        chunk.copy_to_slice(&mut prefix);
+                        prefix
+                    } else {
+                        let take = (PREFIX_LEN - self.prefix_len).min(chunk.len());
+                        let end = self.prefix_len + take;
+                        chunk.copy_to_slice(&mut self.prefix[self.prefix_len..end]);
+                        self.prefix_len = end;
+                        if end < PREFIX_LEN {
+                            return Ok(Decoded::More);
+                        }
+                        self.prefix_len = 0;
+                        self.prefix
+                    };
                     let [flag, length @ ..] = prefix;
                     match flag {
                         0 => {}
@@ -145,38 +192,65 @@ impl FrameDecoder {
                     if len > self.max {
                         return Err(FrameError::TooLarge { len, max: self.max });
                     }
-                    self.expect = Expect::Body(len);
+                    self.expect = if len > self.report_above {
+                        Expect::Announced(len)
+                    } else {
+                        Expect::Body(len)
+                    };
                 }
+                Expect::Announced(len) => return Ok(Decoded::Announced(len)),
                 Expect::Body(len) => {
-                    if self.partial.is_empty() && chunk.len() >= len {
+                    if self.body.is_empty() && chunk.len() >= len {
                         self.expect = Expect::Prefix;
-                        return Ok(Some(chunk.split_to(len)));
+                        return Ok(Decoded::Message(chunk.split_to(len)));
                     }
-                    if self.partial.is_empty() {
-                        self.partial.reserve(len);
-                    }
-                    let take = (len - self.partial.len()).min(chunk.len());
-                    self.partial.extend_from_slice(&chunk.split_to(take));
-                    if self.partial.len() < len {
-                        return Ok(None);
+                    let take = (len - self.body.len()).min(chunk.len());
+                    self.make_room(len, take);
+                    self.body.extend_from_slice(&chunk.split_to(take));
+                    if self.body.len() < len {
+                        return Ok(Decoded::More);
                     }
                     self.expect = Expect::Prefix;
-                    return Ok(Some(self.partial.split().freeze()));
+                    return Ok(Decoded::Message(Bytes::from(std::mem::take(
+                        &mut self.body,
+                    ))));
                 }
             }
+        }
+    }
+
+    /// Lets the announced message be decoded; does nothing in any other state.
+    pub(crate) fn admit(&mut self) {
+        if let Expect::Announced(len) = self.expect {
+            self.expect = Expect::Body(len);
+        }
+    }
+
+    /// Makes room for `take` more bytes of a body of `len`: at least doubling the
+    /// capacity, so a large body is copied a bounded number of times, but never past
+    /// `len`, so the last growth fits it exactly.
+    fn make_room(&mut self, len: usize, take: usize) {
+        let needed = self.body.len() + take;
+        if needed > self.body.capacity() {
+            let target = needed.max(self.body.capacity() * 2).min(len);
+            self.body.reserve_exact(target - self.body.len());
         }
     }
 
     /// Checks that the body may end here: no message is half received.
     pub(crate) fn finish(&self) -> Result<(), FrameError> {
         match self.expect {
-            Expect::Prefix if self.partial.is_empty() => Ok(()),
+            Expect::Prefix if self.prefix_len == 0 => Ok(()),
             Expect::Prefix => Err(FrameError::Truncated {
-                buffered: self.partial.len(),
+                buffered: self.prefix_len,
                 expected: PREFIX_LEN,
             }),
+            Expect::Announced(len) => Err(FrameError::Truncated {
+                buffered: PREFIX_LEN,
+                expected: PREFIX_LEN + len,
+            }),
             Expect::Body(len) => Err(FrameError::Truncated {
-                buffered: PREFIX_LEN + self.partial.len(),
+                buffered: PREFIX_LEN + self.body.len(),
                 expected: PREFIX_LEN + len,
             }),
         }
@@ -197,14 +271,27 @@ mod tests {
         out
     }
 
-    /// Feeds `wire` in chunks of `step` bytes and collects every message.
-    fn decode_all(wire: &[u8], step: usize, max: usize) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut decoder = FrameDecoder::new(max);
+    /// Feeds `wire` in chunks of `step` bytes and collects every message, admitting
+    /// every announcement of more than `report_above` bytes.
+    fn decode_all(
+        wire: &[u8],
+        step: usize,
+        max: usize,
+        report_above: usize,
+    ) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut decoder = FrameDecoder::new(max, report_above);
         let mut out = Vec::new();
         for piece in wire.chunks(step) {
             let mut chunk = Bytes::copy_from_slice(piece);
-            while let Some(message) = decoder.decode(&mut chunk)? {
-                out.push(message.to_vec());
+            loop {
+                match decoder.decode(&mut chunk)? {
+                    Decoded::Message(message) => out.push(message.to_vec()),
+                    Decoded::Announced(len) => {
+                        assert!(len > report_above);
+                        decoder.admit();
+                    }
+                    Decoded::More => break,
+                }
             }
             assert!(
                 chunk.is_empty(),
@@ -222,11 +309,13 @@ mod tests {
         let wire = framed(&bodies);
         let expected: Vec<Vec<u8>> = bodies.iter().map(|b| b.to_vec()).collect();
         for step in [1, 2, 4, 5, 6, 7, 13, 100, 1005, wire.len()] {
-            assert_eq!(
-                decode_all(&wire, step, 4096).unwrap(),
-                expected,
-                "step {step}"
-            );
+            for report_above in [0, 10, usize::MAX] {
+                assert_eq!(
+                    decode_all(&wire, step, 4096, report_above).unwrap(),
+                    expected,
+                    "step {step}, reporting above {report_above}"
+                );
+            }
         }
     }
 
@@ -234,12 +323,17 @@ mod tests {
     fn a_whole_message_inside_one_chunk_is_not_copied() {
         let wire = Bytes::from(framed(&[b"abc", b"defg"]));
         let mut chunk = wire.clone();
-        let mut decoder = FrameDecoder::new(16);
-        let first = decoder.decode(&mut chunk).unwrap().unwrap();
+        let mut decoder = FrameDecoder::new(16, usize::MAX);
+        let Decoded::Message(first) = decoder.decode(&mut chunk).unwrap() else {
+            panic!("expected a message");
+        };
         assert_eq!(first, &b"abc"[..]);
         assert_eq!(first.as_ptr(), wire[PREFIX_LEN..].as_ptr());
-        assert_eq!(decoder.decode(&mut chunk).unwrap().unwrap(), &b"defg"[..]);
-        assert_eq!(decoder.decode(&mut chunk).unwrap(), None);
+        assert_eq!(
+            decoder.decode(&mut chunk).unwrap(),
+            Decoded::Message(Bytes::from_static(b"defg"))
+        );
+        assert_eq!(decoder.decode(&mut chunk).unwrap(), Decoded::More);
     }
 
     #[test]
@@ -247,7 +341,9 @@ mod tests {
         let mut wire = vec![0];
         wire.extend_from_slice(&4097u32.to_be_bytes());
         let mut chunk = Bytes::from(wire);
-        let error = FrameDecoder::new(4096).decode(&mut chunk).unwrap_err();
+        let error = FrameDecoder::new(4096, usize::MAX)
+            .decode(&mut chunk)
+            .unwrap_err();
         assert_eq!(
             error,
             FrameError::TooLarge {
@@ -259,15 +355,55 @@ mod tests {
     }
 
     #[test]
+    fn large_announcements_wait_for_admission_and_cost_only_what_arrived() {
+        const ANNOUNCED: usize = 60 << 20;
+        let mut wire = vec![0];
+        wire.extend_from_slice(&u32::try_from(ANNOUNCED).unwrap().to_be_bytes());
+        wire.extend_from_slice(&[7; 10]);
+        let mut chunk = Bytes::from(wire);
+        let mut decoder = FrameDecoder::new(64 << 20, 1024);
+        for _ in 0..2 {
+            assert_eq!(
+                decoder.decode(&mut chunk).unwrap(),
+                Decoded::Announced(ANNOUNCED)
+            );
+            assert_eq!(chunk.len(), 10, "nothing of the body is taken before admit");
+        }
+        decoder.admit();
+        assert_eq!(decoder.decode(&mut chunk).unwrap(), Decoded::More);
+        assert!(
+            decoder.body.capacity() < 1024,
+            "{} bytes reserved for 10 received",
+            decoder.body.capacity()
+        );
+    }
+
+    #[test]
+    fn an_assembled_body_never_reserves_past_its_length() {
+        let body: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let wire = framed(&[&body]);
+        let mut decoder = FrameDecoder::new(1 << 20, usize::MAX);
+        let mut pieces = wire.chunks(7_000);
+        let message = loop {
+            let mut chunk = Bytes::copy_from_slice(pieces.next().unwrap());
+            if let Decoded::Message(message) = decoder.decode(&mut chunk).unwrap() {
+                break message;
+            }
+            assert!(decoder.body.capacity() <= body.len());
+        };
+        assert_eq!(message, body);
+    }
+
+    #[test]
     fn compressed_and_invalid_flags_are_refused() {
         let mut chunk = Bytes::from_static(&[1, 0, 0, 0, 1, 9]);
         assert_eq!(
-            FrameDecoder::new(16).decode(&mut chunk),
+            FrameDecoder::new(16, usize::MAX).decode(&mut chunk),
             Err(FrameError::Compressed)
         );
         let mut chunk = Bytes::from_static(&[2, 0, 0, 0, 1, 9]);
         assert_eq!(
-            FrameDecoder::new(16).decode(&mut chunk),
+            FrameDecoder::new(16, usize::MAX).decode(&mut chunk),
             Err(FrameError::InvalidFlag { flag: 2 })
         );
     }
@@ -275,7 +411,7 @@ mod tests {
     #[test]
     fn a_body_ending_inside_a_message_is_truncated() {
         let wire = framed(&[b"abcdef"]);
-        let error = decode_all(&wire[..8], 3, 16).unwrap_err();
+        let error = decode_all(&wire[..8], 3, 16, usize::MAX).unwrap_err();
         assert_eq!(
             error,
             FrameError::Truncated {
@@ -283,7 +419,7 @@ mod tests {
                 expected: 11
             }
         );
-        let error = decode_all(&wire[..3], 3, 16).unwrap_err();
+        let error = decode_all(&wire[..3], 3, 16, usize::MAX).unwrap_err();
         assert_eq!(
             error,
             FrameError::Truncated {
@@ -297,15 +433,18 @@ mod tests {
     fn encode_writes_the_prefix_and_enforces_the_send_limit() {
         let message = String::from("vectron");
         let mut out = BytesMut::new();
-        encode(&message, 64, &mut out).unwrap();
+        let len = checked_len(&message, 64).unwrap();
+        assert_eq!(len.framed(), PREFIX_LEN + 9);
+        encode(&message, len, &mut out).unwrap();
         assert_eq!(&out[..PREFIX_LEN], &[0, 0, 0, 0, 9]);
         let mut chunk = out.freeze();
-        let body = FrameDecoder::new(64).decode(&mut chunk).unwrap().unwrap();
+        let decoded = FrameDecoder::new(64, usize::MAX).decode(&mut chunk);
+        let Ok(Decoded::Message(body)) = decoded else {
+            panic!("expected a message: {decoded:?}");
+        };
         assert_eq!(String::decode(body).unwrap(), "vectron");
 
-        let mut out = BytesMut::new();
-        let status = encode(&"x".repeat(100), 64, &mut out).unwrap_err();
+        let status = checked_len(&"x".repeat(100), 64).unwrap_err();
         assert_eq!(status.code(), crate::Code::ResourceExhausted);
-        assert!(out.is_empty());
     }
 }

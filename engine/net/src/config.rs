@@ -21,7 +21,8 @@ pub struct Keepalive {
 /// Settings of one gRPC server (one core port).
 ///
 /// The defaults suit a data core behind a gateway: few long-lived connections with many
-/// concurrent streams, 4 MiB requests, 16 MiB responses.
+/// concurrent streams, 4 MiB requests, 16 MiB responses, at most 4,096 calls and 256 MiB
+/// of buffered messages at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Largest request message accepted, in bytes; larger ones are refused with
@@ -56,6 +57,29 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Set TCP_NODELAY on accepted sockets (small responses leave at once). Default on.
     pub tcp_nodelay: bool,
+    /// Calls in flight on this server, across all its connections. A call beyond it is
+    /// answered at once, before its request is read, with `RESOURCE_EXHAUSTED` and a
+    /// `retry-after` entry; it is never queued. Default 4096.
+    pub max_calls: usize,
+    /// Bytes of messages the server holds for its calls, across all of them: request
+    /// messages over 64 KiB being received or held (charged their announced length as
+    /// soon as their prefix arrives), plus response bytes waiting for the client's
+    /// flow-control window. A request or response message over 64 KiB that does not fit
+    /// ends its call with `RESOURCE_EXHAUSTED`; smaller messages are always let through,
+    /// so small calls keep flowing while large ones are refused. Default 256 MiB.
+    pub max_buffered_bytes: usize,
+    /// A connection with no call in flight for this long is closed gracefully (GOAWAY),
+    /// even when its peer answers keepalive PINGs, so idle peers do not hold
+    /// `max_connections` slots. `None` keeps idle connections open. Default 5 minutes.
+    pub idle_timeout: Option<Duration>,
+    /// How long response bytes may wait for the client's flow-control window without any
+    /// of them moving; past it the stream is reset and the bytes are dropped. The call's
+    /// deadline, when it has one, bounds the wait too. Default 30 s.
+    pub send_timeout: Duration,
+    /// What refusals for `max_calls` or `max_buffered_bytes` tell the client to wait
+    /// before it retries: the `retry-after` trailer, in whole seconds, at least 1.
+    /// Default 1 s.
+    pub retry_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +100,11 @@ impl Default for ServerConfig {
             handshake_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             tcp_nodelay: true,
+            max_calls: 4096,
+            max_buffered_bytes: 256 << 20,
+            idle_timeout: Some(Duration::from_secs(5 * 60)),
+            send_timeout: Duration::from_secs(30),
+            retry_after: Duration::from_secs(1),
         }
     }
 }
@@ -128,7 +157,7 @@ impl ServerConfig {
     ///
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, bool); 10] = [
+        let positive: [(&'static str, bool); 15] = [
             ("max_recv_message_size", self.max_recv_message_size > 0),
             ("max_send_message_size", self.max_send_message_size > 0),
             ("max_concurrent_streams", self.max_concurrent_streams > 0),
@@ -151,6 +180,14 @@ impl ServerConfig {
                 self.keepalive.is_none_or(|k| !k.timeout.is_zero()),
             ),
             ("handshake_timeout", !self.handshake_timeout.is_zero()),
+            ("max_calls", self.max_calls > 0),
+            ("max_buffered_bytes", self.max_buffered_bytes > 0),
+            (
+                "idle_timeout",
+                self.idle_timeout.is_none_or(|idle| !idle.is_zero()),
+            ),
+            ("send_timeout", !self.send_timeout.is_zero()),
+            ("retry_after", !self.retry_after.is_zero()),
         ];
         if let Some((setting, _)) = positive.iter().find(|(_, ok)| !ok) {
             return Err(ConfigError::Zero { setting });
@@ -244,6 +281,51 @@ mod tests {
                 setting: "keepalive.timeout"
             })
         );
+
+        for (setting, config) in [
+            (
+                "max_calls",
+                ServerConfig {
+                    max_calls: 0,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "max_buffered_bytes",
+                ServerConfig {
+                    max_buffered_bytes: 0,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "idle_timeout",
+                ServerConfig {
+                    idle_timeout: Some(Duration::ZERO),
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "send_timeout",
+                ServerConfig {
+                    send_timeout: Duration::ZERO,
+                    ..ServerConfig::default()
+                },
+            ),
+            (
+                "retry_after",
+                ServerConfig {
+                    retry_after: Duration::ZERO,
+                    ..ServerConfig::default()
+                },
+            ),
+        ] {
+            assert_eq!(config.validate(), Err(ConfigError::Zero { setting }));
+        }
+        let no_idle_timeout = ServerConfig {
+            idle_timeout: None,
+            ..ServerConfig::default()
+        };
+        assert_eq!(no_idle_timeout.validate(), Ok(()));
 
         let frame = ServerConfig {
             max_frame_size: 1024,

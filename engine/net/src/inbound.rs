@@ -1,12 +1,18 @@
 //! The request side of a call: the h2 body, decoded into messages, with flow control.
 //!
-//! Two rules hold here. Flow-control capacity is released as soon as a DATA frame is
+//! Three rules hold here. Flow-control capacity is released as soon as a DATA frame is
 //! taken from h2, and no further frame is taken until the decoder needs one, so what a
-//! call buffers is bounded by one message plus one frame. And the body is read to
-//! END_STREAM before a call is finished whenever the client sends it promptly (see
-//! [`Inbound::poll_drain`]), because a stream dropped half-read makes h2 reset it, and a
-//! connection on which too many streams were reset by the library is torn down by h2
-//! (`GOAWAY ENHANCE_YOUR_CALM`, `too_many_internal_resets`).
+//! call buffers is bounded by one message plus one frame. A message over
+//! [`SMALL_MESSAGE`] is charged its announced length against the server's budget of
+//! buffered bytes as soon as its prefix is in, before any of its body is taken; one that
+//! does not fit ends the call with `RESOURCE_EXHAUSTED`, so what all calls buffer
+//! together is bounded by `max_buffered_bytes` plus one small message and one frame per
+//! call (h2 itself holds up to a connection window of unread DATA per connection). The
+//! charge is held until the next message of the stream starts, or the call ends. And
+//! the body is read to END_STREAM before a call is finished whenever the client sends it
+//! promptly (see [`Inbound::poll_drain`]), because a stream dropped half-read makes h2
+//! reset it, and a connection on which too many streams were reset by the library is
+//! torn down by h2 (`GOAWAY ENHANCE_YOUR_CALM`, `too_many_internal_resets`).
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -18,7 +24,8 @@ use bytes::Bytes;
 use h2::RecvStream;
 use prost::Message;
 
-use crate::codec::FrameDecoder;
+use crate::admission::{Budget, Charge, SMALL_MESSAGE, Side};
+use crate::codec::{Decoded, FrameDecoder};
 use crate::status::Status;
 
 /// Messages handed out in a row without the body being pending, before the call yields
@@ -32,16 +39,22 @@ pub(crate) struct Inbound {
     decoder: FrameDecoder,
     /// The rest of the last DATA frame taken from h2.
     chunk: Bytes,
+    /// What the last large message holds against the budget.
+    charge: Charge,
+    /// The message being decoded is the one `charge` is for.
+    charged: bool,
     ended: bool,
     ready_in_a_row: u32,
 }
 
 impl Inbound {
-    pub(crate) fn new(body: RecvStream, max_message: usize) -> Inbound {
+    pub(crate) fn new(body: RecvStream, max_message: usize, budget: &Budget) -> Inbound {
         Inbound {
             body,
-            decoder: FrameDecoder::new(max_message),
+            decoder: FrameDecoder::new(max_message, SMALL_MESSAGE),
             chunk: Bytes::new(),
+            charge: budget.charge(),
+            charged: false,
             ended: false,
             ready_in_a_row: 0,
         }
@@ -58,9 +71,23 @@ impl Inbound {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            if let Some(message) = self.decoder.decode(&mut self.chunk)? {
-                self.ready_in_a_row += 1;
-                return Poll::Ready(Ok(Some(message)));
+            match self.decoder.decode(&mut self.chunk)? {
+                Decoded::Message(message) => {
+                    if !std::mem::take(&mut self.charged) {
+                        // A small message followed a large one: that one is done with.
+                        self.charge.set(0);
+                    }
+                    self.ready_in_a_row += 1;
+                    return Poll::Ready(Ok(Some(message)));
+                }
+                Decoded::Announced(len) => {
+                    self.charge.set(0);
+                    self.charge.try_grow(len, Side::Request)?;
+                    self.charged = true;
+                    self.decoder.admit();
+                    continue;
+                }
+                Decoded::More => {}
             }
             if self.ended {
                 self.decoder.finish()?;
@@ -94,6 +121,7 @@ impl Inbound {
     /// HTTP/2 lets a server that has answered stop a client that is still sending.
     pub(crate) fn poll_drain(&mut self, cx: &mut Context<'_>, budget: &mut usize) -> Poll<bool> {
         self.chunk.clear();
+        self.charge.set(0);
         while !self.ended {
             match ready!(self.body.poll_data(cx)) {
                 Some(Ok(data)) => {
@@ -168,8 +196,10 @@ impl<T: Message + Default> RequestStream<T> {
     ///
     /// # Errors
     ///
-    /// `RESOURCE_EXHAUSTED` for a message over the receive limit, `INTERNAL` for bytes
-    /// that are not a valid message, `CANCELLED` when the client cancels the call.
+    /// `RESOURCE_EXHAUSTED` for a message over the receive limit or one that does not
+    /// fit the server's budget of buffered bytes (with a `retry-after` trailer when
+    /// retrying may succeed: return the error as it is), `INTERNAL` for bytes that are
+    /// not a valid message, `CANCELLED` when the client cancels the call.
     pub async fn message(&mut self) -> Result<Option<T>, Status> {
         if self.done {
             return Ok(None);

@@ -19,6 +19,12 @@
 //!   and that the server enforces (`DEADLINE_EXCEEDED`);
 //! - refuses request and response messages over the configured sizes
 //!   (`RESOURCE_EXHAUSTED`, with both sizes in the message);
+//! - admits at most [`ServerConfig::max_calls`] calls at once across all connections,
+//!   and keeps request and response messages within
+//!   [`ServerConfig::max_buffered_bytes`] (see below);
+//! - moves response bytes into h2 only as fast as the client's flow-control window
+//!   allows, the last message of a call included, and resets the stream of a client that
+//!   leaves them unread for [`ServerConfig::send_timeout`] or past the deadline;
 //! - sends the final [`Status`] in trailers (`grpc-status`, percent-encoded
 //!   `grpc-message`), or as a trailers-only response when nothing else was sent;
 //! - answers `INTERNAL` when the handler panics, and goes on serving;
@@ -26,9 +32,11 @@
 //!   reset streams on its own (which it punishes by closing the connection).
 //!
 //! And for every connection: HTTP/2 settings from [`ServerConfig`], a bound on open
-//! connections, keepalive PINGs that close a connection whose peer stopped answering,
-//! and a graceful shutdown (GOAWAY, a grace period for in-flight calls, then close).
-//! Garbage bytes or a client that does not speak HTTP/2 close that connection only.
+//! connections, keepalive PINGs that close a connection whose peer stopped answering, a
+//! graceful close (GOAWAY) of a connection with no call for
+//! [`ServerConfig::idle_timeout`] even if its peer answers PINGs, and a graceful
+//! shutdown (GOAWAY, a grace period for in-flight calls, then close). Garbage bytes or a
+//! client that does not speak HTTP/2 close that connection only.
 //!
 //! # Example
 //!
@@ -69,6 +77,31 @@
 //! }
 //! ```
 //!
+//! # Admission and memory
+//!
+//! A misbehaving client cannot make a core hold more than the server's limits, and a
+//! busy core refuses work instead of queueing it:
+//!
+//! - A call beyond [`ServerConfig::max_calls`] is answered at once, before its request is
+//!   read, with `RESOURCE_EXHAUSTED`, a message naming the limit and a `retry-after`
+//!   trailer (whole seconds, from [`ServerConfig::retry_after`]).
+//! - A request message over 64 KiB is charged its announced length against
+//!   [`ServerConfig::max_buffered_bytes`] as soon as its 5-byte prefix arrives, and holds
+//!   it until the next message of the stream starts or the call ends. Encoded response
+//!   bytes are charged while they wait for the client's window. A message over 64 KiB
+//!   that does not fit ends its call the same way (without `retry-after` when it is
+//!   larger than the whole budget, which retrying cannot help). Smaller messages are
+//!   always let through, so small calls such as searches keep flowing while large
+//!   uploads are refused.
+//! - Memory follows the bytes that arrive, never the lengths announced: a client that
+//!   announces 64 MiB and sends nothing costs next to nothing.
+//!
+//! What a server holds in messages is then about `max_buffered_bytes`, plus at most one
+//! small message and one DATA frame per call, plus what h2 itself buffers under the
+//! HTTP/2 windows (a connection window of unread request bytes per connection, and
+//! h2's send buffer per stream). [`StatsHandle`] reports the bytes held, their peak,
+//! and the calls refused for each limit.
+//!
 //! # Panics in handlers
 //!
 //! A handler's future is polled inside `catch_unwind`. When it panics, the future is
@@ -88,6 +121,7 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod admission;
 mod call;
 mod codec;
 mod config;

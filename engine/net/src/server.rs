@@ -24,6 +24,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 use monoio::net::{ListenerOpts, TcpListener};
 
+use crate::admission::Admission;
 use crate::config::{ConfigError, ServerConfig};
 use crate::connection;
 use crate::observer::{Observer, StatsHandle};
@@ -101,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) h2: h2::server::Builder,
     observer: Option<Rc<dyn Observer>>,
     pub(crate) stats: StatsHandle,
+    /// `max_calls` and the budget of buffered bytes.
+    pub(crate) admission: Admission,
     phase: Cell<Phase>,
     /// Connection tasks to wake when the phase changes, by connection id.
     watchers: RefCell<HashMap<u64, Waker>>,
@@ -201,7 +204,8 @@ impl Server {
         self
     }
 
-    /// The server's live counters (in-flight calls, open connections, totals).
+    /// The server's live counters (in-flight calls, open connections, buffered bytes,
+    /// refusals, totals).
     pub fn stats(&self) -> StatsHandle {
         self.stats.clone()
     }
@@ -221,12 +225,14 @@ impl Server {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
         let h2 = self.config.h2_builder();
+        let admission = Admission::new(&self.config, self.stats.clone());
         let shared = Rc::new(Shared {
             router: self.router,
             config: self.config,
             h2,
             observer: self.observer,
             stats: self.stats,
+            admission,
             phase: Cell::new(Phase::Serving),
             watchers: RefCell::new(HashMap::new()),
             quiescence: RefCell::new(None),

@@ -1,5 +1,6 @@
-//! A monoio server on its own thread, a tonic client on the test's tokio runtime, and an
-//! observer that records what the server reports.
+//! A monoio server on its own thread, a tonic client on the test's tokio runtime, an
+//! observer that records what the server reports, and the server's counters, copied
+//! out every few milliseconds.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tokio::sync::{Notify, oneshot};
 use tonic::transport::{Channel, Endpoint};
@@ -19,6 +21,9 @@ use vectron_net::{
 
 use crate::netcheck::check_client::CheckClient;
 use crate::service;
+
+/// How often the server thread copies its counters out for [`TestServer::stats`].
+const STATS_EVERY: Duration = Duration::from_millis(5);
 
 /// The monoio driver a server runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,6 +156,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub probe: Arc<Probe>,
     events: Arc<Mutex<EventLog>>,
+    stats: Arc<Mutex<ServerStats>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<Result<ServerStats, ServeError>>>,
 }
@@ -160,10 +166,12 @@ impl TestServer {
     pub fn start(driver: Driver, config: ServerConfig) -> TestServer {
         let probe = Arc::new(Probe::default());
         let events = Arc::new(Mutex::new(EventLog::default()));
+        let published = Arc::new(Mutex::new(ServerStats::default()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::spawn({
             let (probe, events) = (Arc::clone(&probe), Arc::clone(&events));
+            let published = Arc::clone(&published);
             move || {
                 let serve = async move {
                     let listener = vectron_net::bind(
@@ -176,6 +184,14 @@ impl TestServer {
                         .unwrap()
                         .with_observer(Rc::new(Recorder(events)));
                     let stats = server.stats();
+                    let sampled = server.stats();
+                    monoio::spawn(async move {
+                        loop {
+                            *published.lock().unwrap_or_else(PoisonError::into_inner) =
+                                sampled.snapshot();
+                            monoio::time::sleep(STATS_EVERY).await;
+                        }
+                    });
                     server
                         .serve(listener, async move {
                             let _ = stopped.await;
@@ -204,6 +220,7 @@ impl TestServer {
             addr,
             probe,
             events,
+            stats: published,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -251,6 +268,43 @@ impl TestServer {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         panic!("timed out waiting for {what}: {:?}", self.events());
+    }
+
+    /// The server's counters, as of a few milliseconds ago.
+    pub fn stats(&self) -> ServerStats {
+        *self.stats.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits (up to 10 s) until `condition` holds for the server's counters.
+    pub async fn wait_for_stats(&self, what: &str, condition: impl Fn(&ServerStats) -> bool) {
+        for _ in 0..1000 {
+            if condition(&self.stats()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting for {what}: {:?}", self.stats());
+    }
+
+    /// A raw h2 client on a new connection, for what a gRPC library would not send.
+    pub async fn h2_client(&self, builder: &h2::client::Builder) -> h2::client::SendRequest<Bytes> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.unwrap();
+        let (send, connection) = builder.handshake(tcp).await.unwrap();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        send.ready().await.unwrap()
+    }
+
+    /// A gRPC request to `path` for a raw h2 client.
+    pub fn grpc_request(&self, path: &str) -> http::Request<()> {
+        http::Request::builder()
+            .method("POST")
+            .uri(format!("{}{path}", self.url()))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap()
     }
 
     /// Signals shutdown without waiting for it.

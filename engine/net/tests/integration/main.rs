@@ -9,6 +9,7 @@ mod calls;
 mod connections;
 mod frames;
 mod harness;
+mod limits;
 mod protocol;
 mod service;
 mod shutdown;
