@@ -1,0 +1,130 @@
+//! What the reliability cases share: a `vectron dev` with a small collection, a
+//! well-behaved client to run beside an abusive one, and the process's memory.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{self, Http, Process};
+
+/// The collection every case uses: 4-d cosine, two shards, a keyword index on "kind".
+pub const COLLECTION: &str = "docs";
+
+/// Starts `vectron dev` (two cores) with `extra` flags, and creates [`COLLECTION`] with
+/// 200 points.
+pub async fn dev_with_docs(dir: &std::path::Path, extra: &[&str]) -> Process {
+    let data = dir.to_str().unwrap();
+    let mut args = vec![
+        "dev",
+        "--data-dir",
+        data,
+        "--cores",
+        "2",
+        "--no-pin",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let dev = Process::start(&args);
+    let http = Http::new(&support::http_addr(&dev));
+    let (status, body) = http
+        .json(
+            "POST",
+            "/v1/collections",
+            Some(json!({
+                "name": COLLECTION, "dimension": 4, "metric": "cosine", "shard_count": 2,
+                "payload_indexes": [{"field": "kind", "kind": "keyword"}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let points: Vec<Value> = (0..200)
+        .map(|i| {
+            json!({"id": format!("p{i}"), "vector": vector(i),
+                   "payload": {"kind": if i % 2 == 0 { "even" } else { "odd" }, "n": i}})
+        })
+        .collect();
+    let (status, body) = http
+        .json(
+            "PUT",
+            &format!("/v1/collections/{COLLECTION}/points"),
+            Some(json!({ "points": points })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    dev
+}
+
+/// A distinct unit-ish vector per point.
+pub fn vector(i: usize) -> Vec<f32> {
+    let x = i as f32;
+    vec![1.0, (x * 0.37).sin(), (x * 0.11).cos(), x / 200.0]
+}
+
+/// One small search over HTTP; panics unless it answers 200 with hits.
+pub async fn search_ok(http: &Http) {
+    let (status, body) = http
+        .json(
+            "POST",
+            &format!("/v1/collections/{COLLECTION}/points/search"),
+            Some(json!({"vector": [1.0, 0.2, 0.3, 0.1], "k": 5, "consistency": "linearizable"})),
+        )
+        .await;
+    assert_eq!(status, 200, "a normal search after the case: {body}");
+    assert_eq!(body["hits"].as_array().map(Vec::len), Some(5), "{body}");
+}
+
+/// Runs small searches one after another until `stop`, and returns how long each took
+/// and how many failed.
+pub async fn well_behaved(
+    http_addr: String,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> (Vec<Duration>, usize) {
+    let http = Http::new(&http_addr);
+    let mut took = Vec::new();
+    let mut failed = 0;
+    while !*stop.borrow() {
+        let started = Instant::now();
+        let (status, _) = http
+            .send(
+                "POST",
+                &format!("/v1/collections/{COLLECTION}/points/search"),
+                Some("application/json"),
+                json!({"vector": [1.0, 0.2, 0.3, 0.1], "k": 5, "consistency": "linearizable"})
+                    .to_string()
+                    .into_bytes(),
+            )
+            .await;
+        if status == 200 {
+            took.push(started.elapsed());
+        } else {
+            failed += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (took, failed)
+}
+
+/// The `p`-th percentile of `samples`.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort_unstable();
+    let at = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples.get(at).copied().unwrap_or_default()
+}
+
+/// A field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
+pub fn memory(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    kib * 1024
+}
