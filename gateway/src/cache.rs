@@ -247,6 +247,7 @@ mod tests {
                 score: 1.0,
                 vector: Vec::new(),
                 payload_json: Vec::new(),
+                payload_bytes: 0,
             }],
             missing_shards: Vec::new(),
         }

@@ -180,6 +180,7 @@ mod tests {
             score,
             vector: Vec::new(),
             payload_json: Vec::new(),
+            payload_bytes: 0,
         }
     }
 

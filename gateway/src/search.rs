@@ -2,6 +2,7 @@
 //! search in flight when possible, otherwise fanned out to one replica of every shard
 //! under the request's deadline and merged with a heap.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use futures_util::StreamExt as _;
 use futures_util::future::join_all;
 use prost::Message as _;
 use vectron_proto::core::v1 as core;
-use vectron_proto::v1::{ReadConsistency, SearchRequest};
+use vectron_proto::v1::{GetRequest, ReadConsistency, SearchRequest};
 
 use crate::admission::charge_answer;
 use crate::cache::{SearchKey, SearchOutcome};
@@ -29,6 +30,8 @@ struct Plan {
     request: core::SearchRequest,
     allow_partial: bool,
     deadline: Deadline,
+    /// The consistency asked for, which the second round of a large answer keeps.
+    consistency: ReadConsistency,
     /// Linearizable searches neither use the cache nor join searches in flight: either
     /// could hand them an answer computed before a write that was acknowledged (through
     /// another gateway) before they started.
@@ -122,6 +125,7 @@ impl Service {
         }
         Ok(Plan {
             route,
+            consistency: request.consistency(),
             allow_partial: request.allow_partial_results,
             deadline,
             cacheable: !linearizable,
@@ -146,24 +150,59 @@ fn key_bytes(request: &core::SearchRequest, allow_partial: bool) -> Vec<u8> {
     bytes
 }
 
-/// Bytes a hit takes in an answer.
-fn hit_bytes(h: &core::ScoredPoint) -> usize {
-    h.id.len() + h.vector.len() * 4 + h.payload_json.len() + rules::ANSWER_OVERHEAD_BYTES
+/// Worst-case bytes of the shards' answers below which a search asks for payloads and
+/// vectors in one round; above it, it asks for ids and scores first and fetches the
+/// payloads and vectors of the final hits only (see [`fan_out`]).
+const ONE_ROUND_MAX_BYTES: usize = 4 << 20;
+
+/// Bytes a hit takes in the answer, with its vector and payload when they are asked
+/// for (whether or not they are in `h` yet).
+fn hit_bytes(h: &core::ScoredPoint, request: &core::SearchRequest, dimension: usize) -> usize {
+    let mut bytes = h.id.len() + rules::ANSWER_OVERHEAD_BYTES;
+    if request.with_vector {
+        bytes += dimension * 4;
+    }
+    if request.with_payload {
+        bytes += h.payload_bytes as usize;
+    }
+    bytes
 }
 
 /// Asks one replica of every shard at once and merges the answers. A shard that fails
 /// fails the search, unless partial results are allowed and the failure is the shard's
 /// (unreachable, no serving replica, out of time): then it is named as missing.
+///
+/// When the shards' answers could be large (many hits, with payloads or vectors), the
+/// shards answer with ids, scores and payload sizes only; the merged hits are sized (a
+/// search whose answer would pass the answer limit is refused before any payload is
+/// read), and only then are the final hits' payloads and vectors fetched from their
+/// shards. Each shard thus sends what the answer keeps, not its whole top-k. A hit whose
+/// point was deleted between the two rounds is left out.
 async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, GatewayError> {
     let Plan {
         route,
         request,
         allow_partial,
         deadline,
+        consistency,
         ..
     } = plan;
+    let dimension = route.spec.dimension as usize;
+    let wanted = request.with_payload || request.with_vector;
+    let worst = route.shards.len()
+        * request.k as usize
+        * (rules::ANSWER_OVERHEAD_BYTES
+            + service.config.limits.max_id_bytes
+            + usize::from(request.with_vector) * dimension * 4
+            + usize::from(request.with_payload) * service.config.limits.max_payload_bytes);
+    let two_rounds = wanted && worst > ONE_ROUND_MAX_BYTES;
+    let first = core::SearchRequest {
+        with_payload: request.with_payload && !two_rounds,
+        with_vector: request.with_vector && !two_rounds,
+        ..request.clone()
+    };
     let calls = route.shards.iter().map(|shard| {
-        let request = &request;
+        let first = &first;
         call_shard(
             &service.routing,
             &service.channels,
@@ -173,7 +212,7 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             move |mut client, shard_ref| {
                 let r = core::SearchRequest {
                     shard: Some(shard_ref),
-                    ..request.clone()
+                    ..first.clone()
                 };
                 async move { client.search(deadline.request(r)).await }
             },
@@ -185,7 +224,11 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
     for (shard, answer) in route.shards.iter().zip(answers) {
         match answer {
             Ok(found) => {
-                let bytes = found.hits.iter().map(hit_bytes).sum();
+                let bytes = found
+                    .hits
+                    .iter()
+                    .map(|h| hit_bytes(h, &first, dimension))
+                    .sum();
                 charge_answer(bytes)?;
                 lists.push(found.hits);
             }
@@ -196,8 +239,8 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             Err(e) => return Err(e),
         }
     }
-    let hits = merge_top_k(lists, request.k as usize);
-    let bytes: usize = hits.iter().map(hit_bytes).sum();
+    let mut hits = merge_top_k(lists, request.k as usize);
+    let bytes: usize = hits.iter().map(|h| hit_bytes(h, &request, dimension)).sum();
     let max = service.config.limits.max_answer_bytes;
     if bytes > max {
         return Err(RuleError::AnswerTooLarge {
@@ -206,6 +249,29 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             max,
         }
         .into());
+    }
+    if two_rounds && !hits.is_empty() {
+        let fetch = GetRequest {
+            collection: route.name().to_owned(),
+            ids: hits.iter().map(|h| h.id.clone()).collect(),
+            with_vector: request.with_vector,
+            with_payload: request.with_payload,
+            consistency: consistency.into(),
+        };
+        // Boxed: the second round would otherwise double every search's future.
+        let mut points: HashMap<String, core::Point> = Box::pin(service.get(fetch, deadline))
+            .await?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        hits.retain_mut(|h| match points.remove(&h.id) {
+            Some(p) => {
+                h.vector = p.vector;
+                h.payload_json = p.payload_json;
+                true
+            }
+            None => false,
+        });
     }
     Ok(SearchOutcome {
         hits,

@@ -128,3 +128,26 @@ pub fn memory(pid: u32, field: &str) -> u64 {
         .unwrap();
     kib * 1024
 }
+
+/// Sends JSON to `addr` and reads the JSON answer; `None` when the connection fails (the
+/// process was killed, say), where [`Http::json`] would panic.
+pub async fn try_json(addr: &str, method: &str, path: &str, body: &Value) -> Option<(u16, Value)> {
+    use http_body_util::BodyExt as _;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            body.to_string(),
+        )))
+        .ok()?;
+    let response = tokio::time::timeout(Duration::from_secs(30), client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+}

@@ -14,6 +14,8 @@ mod support;
 
 mod abuse;
 mod bad_input;
+mod crash;
+mod disk_full;
 mod harness;
 
 /// Whether the long campaigns run (`VECTRON_RELIABILITY=long`).

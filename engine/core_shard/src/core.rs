@@ -314,6 +314,7 @@ impl Core {
             .borrow_mut()
             .remove(&(r.collection.clone(), r.shard_id));
         if delete_data {
+            shard.begin_close();
             let _ = shard.wal().close().await;
             remove_shard_dir(shard.dir())
         } else {

@@ -132,6 +132,10 @@ pub struct ShardHandle {
     /// LSNs too, but change nothing.
     data_lsn: Cell<u64>,
     checkpointing: Cell<bool>,
+    /// Set once the shard is being closed: a checkpoint under way when it is set writes
+    /// nothing more (its files could bring back a shard whose directory is being
+    /// deleted).
+    closing: Cell<bool>,
 }
 
 impl ShardHandle {
@@ -182,6 +186,7 @@ impl ShardHandle {
             checkpoint_lsn: Cell::new(checkpoint_lsn),
             data_lsn: Cell::new(data_lsn),
             checkpointing: Cell::new(false),
+            closing: Cell::new(false),
         };
         handle.write_manifest()?;
         if let Some(m) = &manifest {
@@ -639,30 +644,27 @@ impl ShardHandle {
         if lsn == self.checkpoint_lsn.get() {
             return Ok(lsn);
         }
+        if self.closing.get() {
+            return Err(self.closed());
+        }
         let name = checkpoint::checkpoint_dir_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp).map_err(|source| ShardError::Checkpoint {
-            path: tmp.clone(),
-            source,
-        })?;
-        {
-            let st = self.state.borrow();
-            let index_path = tmp.join(INDEX_FILE);
-            st.index()
-                .save(&index_path)
-                .map_err(|source| ShardError::Index { source })?;
-            checkpoint::write_points(&tmp.join(POINTS_FILE), st.points())?;
+        let written = self.write_checkpoint_files(&tmp, &name);
+        if written.is_err() {
+            // A full disk, most likely: what was written is given back, the log still
+            // holds every write, and the next checkpoint tries again.
+            let _ = fs::remove_dir_all(&tmp);
+            let _ = fs::remove_dir_all(self.dir.join(&name));
         }
-        checkpoint::sync_dir(&tmp)?;
-        let dest = self.dir.join(&name);
-        fs::rename(&tmp, &dest).map_err(|source| ShardError::Checkpoint {
-            path: dest.clone(),
-            source,
-        })?;
-        checkpoint::sync_dir(&self.dir)?;
-        self.checkpoint_lsn.set(lsn);
-        self.write_manifest()?;
+        written?;
+        let previous = self.checkpoint_lsn.replace(lsn);
+        if let Err(e) = self.write_manifest() {
+            // The manifest on disk still names the previous checkpoint, which the log
+            // completes: keep using it.
+            self.checkpoint_lsn.set(previous);
+            let _ = fs::remove_dir_all(self.dir.join(&name));
+            return Err(e);
+        }
         checkpoint::remove_stale_checkpoints(&self.dir, &name)?;
         self.wal
             .append(Record::Checkpoint {
@@ -682,12 +684,58 @@ impl ShardHandle {
         Ok(lsn)
     }
 
+    /// Writes the files of a checkpoint into `tmp`, then moves them to `name`. Nothing
+    /// here waits: the state cannot change while they are written.
+    fn write_checkpoint_files(&self, tmp: &Path, name: &str) -> Result<(), ShardError> {
+        let _ = fs::remove_dir_all(tmp);
+        // Not `create_dir_all`: a shard directory deleted meanwhile stays deleted.
+        fs::create_dir(tmp).map_err(|source| ShardError::Checkpoint {
+            path: tmp.to_path_buf(),
+            source,
+        })?;
+        {
+            let st = self.state.borrow();
+            let index_path = tmp.join(INDEX_FILE);
+            st.index().save(&index_path).map_err(|e| match e {
+                // Writing the file failed (a full disk): the checkpoint failed, the
+                // index did not.
+                HnswError::Io { path, source } => ShardError::Checkpoint { path, source },
+                source => ShardError::Index { source },
+            })?;
+            checkpoint::write_points(&tmp.join(POINTS_FILE), st.points())?;
+        }
+        checkpoint::sync_dir(tmp)?;
+        let dest = self.dir.join(name);
+        fs::rename(tmp, &dest).map_err(|source| ShardError::Checkpoint {
+            path: dest.clone(),
+            source,
+        })?;
+        checkpoint::sync_dir(&self.dir)
+    }
+
+    /// The error of a call on a shard that is closing.
+    fn closed(&self) -> ShardError {
+        let st = self.state.borrow();
+        ShardError::Stopped {
+            collection: st.spec().name().to_owned(),
+            shard_id: st.spec().shard_id,
+            reason: "the shard is closing".into(),
+        }
+    }
+
+    /// Marks the shard as closing: a checkpoint under way writes nothing more. Called
+    /// before the shard's directory is deleted.
+    pub fn begin_close(&self) {
+        self.closing.set(true);
+    }
+
     /// Checkpoints (when an upsert or delete was logged since the last checkpoint) and
     /// closes the log.
     pub async fn close(&self) -> Result<(), ShardError> {
         if !self.is_stopped() && self.changed_since_checkpoint() {
             self.checkpoint().await?;
         }
+        self.begin_close();
         self.wal
             .close()
             .await
@@ -1062,6 +1110,37 @@ pub(crate) mod tests {
             assert_eq!(last, None);
             assert_eq!(second[0].id, format!("p{:03}", first.len()));
             shard.close().await.unwrap();
+        });
+    }
+
+    /// Pins a checkpoint that waited for its log sync while the shard was deleted (its
+    /// collection dropped), then wrote its files and a MANIFEST into a directory it
+    /// created again: the dropped shard came back at the next start.
+    #[test]
+    fn a_checkpoint_under_way_does_not_bring_back_a_deleted_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("docs").join("shard-0");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            shard.upsert(points(0..3), true).await.unwrap();
+            // A write the log has not synced yet: the checkpoint waits for it.
+            shard.upsert(points(3..6), false).await.unwrap();
+            let mut checkpointing = Box::pin(shard.checkpoint());
+            // Once: it stops where it waits for the log's sync.
+            std::future::poll_fn(|cx| {
+                assert!(checkpointing.as_mut().poll(cx).is_pending());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            // The collection is dropped: as `Core::close_shard` with `delete_data`.
+            shard.begin_close();
+            checkpoint::remove_shard_dir(&shard_dir).unwrap();
+            let outcome = checkpointing.await;
+            assert!(outcome.is_err(), "{outcome:?}");
+            assert!(!shard_dir.exists(), "the deleted shard's directory is back");
+            let _ = shard.wal().close().await;
         });
     }
 

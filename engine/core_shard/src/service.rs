@@ -85,6 +85,7 @@ fn hit(h: HitOut) -> ScoredPoint {
         score: h.score,
         vector: h.vector,
         payload_json: h.payload,
+        payload_bytes: h.payload_bytes,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct HitOut {
     pub vector: Vec<f32>,
     /// Payload JSON text, when asked for.
     pub payload: Vec<u8>,
+    /// Bytes of the point's payload, whether or not it is returned.
+    pub payload_bytes: u32,
 }
 
 /// What a search asks for, validated.
@@ -555,6 +557,7 @@ impl ShardState {
                 HitOut {
                     id: point.id.to_string(),
                     score: h.score,
+                    payload_bytes: u32::try_from(point.payload.len()).unwrap_or(u32::MAX),
                     vector: self.vector_out(h.id, args.with_vector),
                     payload: if args.with_payload {
                         point.payload.to_vec()
