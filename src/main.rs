@@ -94,6 +94,10 @@ struct WorkerArgs {
     /// Host that clients use to reach the core ports [default: --host].
     #[arg(long, env = "VECTRON_ADVERTISE_HOST")]
     advertise_host: Option<String>,
+    /// Points a shard may hold acknowledged and not yet indexed before writes to it
+    /// wait for the indexer [default: 20000].
+    #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
+    max_unindexed: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +236,10 @@ struct DevArgs {
     /// control plane run on the CPUs the process may use.
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
+    /// Points a shard may hold acknowledged and not yet indexed before writes to it
+    /// wait for the indexer [default: 20000].
+    #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
+    max_unindexed: Option<usize>,
     #[command(flatten)]
     options: GatewayOptions,
 }
@@ -336,6 +344,9 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.cpus = args.cpus;
     config.control = args.control;
     config.advertise_host = args.advertise_host;
+    if let Some(n) = args.max_unindexed {
+        config.max_unindexed = n;
+    }
     vectron_worker::run(config)
         .await
         .context("the worker failed")

@@ -17,6 +17,7 @@ mod bad_input;
 mod crash;
 mod disk_full;
 mod harness;
+mod ingest;
 
 /// Whether the long campaigns run (`VECTRON_RELIABILITY=long`).
 fn long() -> bool {

@@ -38,6 +38,10 @@ pub struct WorkerConfig {
     /// Host that clients use to reach the core ports, sent to the control plane.
     /// Default: `host`.
     pub advertise_host: Option<String>,
+    /// Points a shard may hold acknowledged and not yet indexed before writes to it wait
+    /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
+    /// `vectron_core_shard::DEFAULT_MAX_UNINDEXED` (20,000).
+    pub max_unindexed: usize,
 }
 
 impl WorkerConfig {
@@ -56,6 +60,7 @@ impl WorkerConfig {
             cpus: Vec::new(),
             control: Vec::new(),
             advertise_host: None,
+            max_unindexed: vectron_core_shard::DEFAULT_MAX_UNINDEXED,
         }
     }
 }

@@ -155,6 +155,7 @@ impl Worker {
                 data_dir: config.data_dir.join(format!("core-{i}")),
                 wal: Options::default().sync(config.wal_sync),
                 server: server.clone(),
+                max_unindexed: config.max_unindexed,
             };
             let started = tokio::task::spawn_blocking(move || spawn_core(settings))
                 .await

@@ -46,7 +46,25 @@ pub struct CoreConfig {
     pub data_dir: PathBuf,
     /// Options of every shard's write-ahead log.
     pub wal: Options,
+    /// Points a shard may hold acknowledged but not yet indexed (searched by an exact
+    /// scan) before writes to it wait for the indexer: writes faster than indexing get
+    /// backpressure instead of a backlog that slows every search. Default
+    /// [`DEFAULT_MAX_UNINDEXED`].
+    pub max_unindexed: usize,
 }
+
+/// See [`CoreConfig::max_unindexed`]: at 384 dimensions an exact scan of this many
+/// points costs a search about a millisecond.
+pub const DEFAULT_MAX_UNINDEXED: usize = 20_000;
+
+/// Bytes a shard's log may hold appended but not yet written before writes to it wait:
+/// writes acknowledged before they are durable (`wait = false`) cannot outrun the disk
+/// without bound.
+const MAX_UNWRITTEN_LOG_BYTES: u64 = 64 << 20;
+
+/// How long a write waits for a shard's backlog to drop before it is refused with
+/// `RESOURCE_EXHAUSTED` (and a `retry-after`).
+const BACKLOG_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A one-shot wake-up for a task that sleeps until there is work.
 #[derive(Debug, Default)]
@@ -189,6 +207,42 @@ impl Core {
     /// calls, its log acknowledgements and its keepalives go on meanwhile.
     pub(crate) fn yielder(&self) -> &Yielder {
         &self.yielder
+    }
+
+    /// Waits until `shard` may take a write: while its unindexed points or its log's
+    /// unwritten bytes are over their bounds, the indexer and the log work and the write
+    /// waits, at most [`BACKLOG_PATIENCE`].
+    ///
+    /// # Errors
+    /// [`ShardError::Backlog`] when the backlog did not drop in time.
+    pub(crate) async fn admit_write(&self, shard: &ShardHandle) -> Result<(), ShardError> {
+        self.admit_write_within(shard, BACKLOG_PATIENCE).await
+    }
+
+    async fn admit_write_within(
+        &self,
+        shard: &ShardHandle,
+        patience: Duration,
+    ) -> Result<(), ShardError> {
+        let started = Instant::now();
+        loop {
+            let unindexed = shard.pending();
+            let unwritten = shard.wal().stats().unwritten_bytes;
+            if unindexed <= self.config.max_unindexed && unwritten <= MAX_UNWRITTEN_LOG_BYTES {
+                return Ok(());
+            }
+            if started.elapsed() >= patience {
+                let spec = shard.spec();
+                return Err(ShardError::Backlog {
+                    collection: spec.name().to_owned(),
+                    shard_id: spec.shard_id,
+                    unindexed,
+                    max: self.config.max_unindexed,
+                });
+            }
+            self.wake_indexer();
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Runs `f` with the core's search scratch.
@@ -526,6 +580,7 @@ mod tests {
                 address: "127.0.0.1:0".into(),
                 data_dir: data_dir.to_path_buf(),
                 wal: Options::default(),
+                max_unindexed: 100,
             },
             "test",
         )
@@ -562,6 +617,42 @@ mod tests {
             }
             let pending: Vec<_> = core.shards().iter().map(|s| s.pending()).collect();
             assert_eq!(pending, [2, 0, 2]);
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn writes_wait_for_a_backlog_over_its_bound_then_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            // At most 100 points unindexed (new_core); 500 written, nothing indexing.
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&assignment("a"), false).await.unwrap();
+            shard.upsert(points(0..500), true).await.unwrap();
+            let refused = core
+                .admit_write_within(&shard, Duration::from_millis(50))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    refused,
+                    ShardError::Backlog {
+                        unindexed: 500,
+                        max: 100,
+                        ..
+                    }
+                ),
+                "{refused}"
+            );
+            let status = crate::status(&refused);
+            assert_eq!(status.code(), vectron_net::Code::ResourceExhausted);
+            // With the indexer at work, the write waits until the backlog is under the
+            // bound, then goes ahead.
+            monoio::spawn(Rc::clone(&core).run_indexer());
+            core.admit_write_within(&shard, Duration::from_secs(60))
+                .await
+                .unwrap();
+            assert!(shard.pending() <= 100, "{}", shard.pending());
             core.shutdown().await;
         });
     }

@@ -79,6 +79,21 @@ pub enum ShardError {
         /// Where its data should be.
         dir: PathBuf,
     },
+    /// The shard's backlog (points not yet indexed, or log bytes not yet written) stayed
+    /// over its bound: the write is refused, to be retried.
+    #[error(
+        "shard {shard_id} of collection {collection:?} is taking writes faster than it can index them ({unindexed} points waiting, the bound is {max}); retry shortly"
+    )]
+    Backlog {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+        /// Points acknowledged and not yet indexed.
+        unindexed: usize,
+        /// The bound.
+        max: usize,
+    },
     /// The shard stopped after a failure; it must be reopened.
     #[error(
         "shard {shard_id} of collection {collection:?} stopped after a failure ({reason}); reopen it"

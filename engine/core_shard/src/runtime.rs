@@ -67,6 +67,8 @@ pub struct CoreSettings {
     pub wal: Options,
     /// Settings of the gRPC server.
     pub server: ServerConfig,
+    /// See [`crate::CoreConfig::max_unindexed`].
+    pub max_unindexed: usize,
 }
 
 /// Why a core did not start.
@@ -275,6 +277,7 @@ async fn serve_core(
             address: addr.to_string(),
             data_dir: settings.data_dir.clone(),
             wal: settings.wal,
+            max_unindexed: settings.max_unindexed,
         },
         driver,
     );
@@ -379,6 +382,7 @@ mod tests {
             data_dir: dir.path().to_owned(),
             wal: Options::default(),
             server: ServerConfig::default(),
+            max_unindexed: crate::DEFAULT_MAX_UNINDEXED,
         })
         .unwrap();
         let inbox = core.inbox();

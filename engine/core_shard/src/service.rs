@@ -16,7 +16,7 @@ use vectron_proto::core::v1::{
     SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest, UpsertRequest,
     UpsertResponse, delete_request,
 };
-use vectron_proto::rules::{EPOCH_TRAILER, RuleError};
+use vectron_proto::rules::{EPOCH_TRAILER, RETRY_AFTER, RuleError};
 use vectron_proto::v1::CoreStats;
 use vectron_wal::WalError;
 
@@ -38,6 +38,7 @@ pub fn status(err: &ShardError) -> Status {
             Code::FailedPrecondition
         }
         E::UnknownShard { .. } => Code::NotFound,
+        E::Backlog { .. } => Code::ResourceExhausted,
         E::Missing { .. } => Code::FailedPrecondition,
         // A shard that stopped is reopened by its worker's reconciler; a failed read or
         // write of its files may pass (a full disk): worth retrying.
@@ -66,6 +67,10 @@ pub fn status(err: &ShardError) -> Status {
         E::WrongEpoch { current, .. } => status.with_metadata(
             http::HeaderName::from_static(EPOCH_TRAILER),
             http::HeaderValue::from(*current),
+        ),
+        E::Backlog { .. } => status.with_metadata(
+            http::HeaderName::from_static(RETRY_AFTER),
+            http::HeaderValue::from(1u64),
         ),
         _ => status,
     }
@@ -149,6 +154,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             async move {
                 let started = Instant::now();
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                core.admit_write(&shard).await.map_err(|e| status(&e))?;
                 let points = r.points.len() as u64;
                 let ack = shard
                     .upsert(r.points, r.wait.unwrap_or(true))
@@ -337,6 +343,7 @@ async fn upsert_stream(
         }
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
+        core.admit_write(&shard).await.map_err(|e| status(&e))?;
         let pending = shard.begin_upsert(batch.points).map_err(|e| status(&e))?;
         core.wake_indexer();
         total += pending.count();

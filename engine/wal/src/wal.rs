@@ -71,6 +71,9 @@ pub struct WalStats {
     pub groups: u64,
     /// Syncs of groups since open (durable writes under `Always`, else `fdatasync`s).
     pub syncs: u64,
+    /// Bytes of records appended and waiting for the flusher (not counting a write in
+    /// progress).
+    pub unwritten_bytes: u64,
 }
 
 /// Records encoded and waiting for the flusher, all bound for one segment.
@@ -384,6 +387,7 @@ impl<S: Storage> Wal<S> {
             segments: st.segments.len(),
             bytes_on_disk,
             bytes_since_checkpoint,
+            unwritten_bytes: st.pending.iter().map(|c| c.buf.len() as u64).sum(),
             ..st.stats
         }
     }
