@@ -6,8 +6,11 @@
 //! hold the shard) asks the control plane for the table at once and retries once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, Shared};
 
 use tokio::sync::watch;
 use vectron_control::{ControlClient, ShardLayout};
@@ -224,8 +227,14 @@ pub(crate) struct RoutingCache {
     control: ControlClient,
     current: watch::Sender<Arc<Routing>>,
     loaded: watch::Sender<bool>,
-    refresh: tokio::sync::Mutex<()>,
+    /// The fetch of the table in flight, which every refresh arriving meanwhile joins.
+    fetching: Mutex<Option<Fetch>>,
 }
+
+/// One fetch of the routing table, shared by the refreshes that wait for it: each waits
+/// only as long as its own deadline, and the control plane is asked once however many
+/// calls met stale routing at the same time.
+type Fetch = Shared<BoxFuture<'static, Result<Arc<RoutingTable>, Arc<GatewayError>>>>;
 
 impl RoutingCache {
     pub(crate) fn new(control: ControlClient) -> Self {
@@ -233,7 +242,7 @@ impl RoutingCache {
             control,
             current: watch::Sender::new(Arc::new(Routing::default())),
             loaded: watch::Sender::new(false),
-            refresh: tokio::sync::Mutex::new(()),
+            fetching: Mutex::new(None),
         }
     }
 
@@ -294,18 +303,33 @@ impl RoutingCache {
     }
 
     /// Fetches the table from the control plane, unless a table newer than `seen` has
-    /// arrived meanwhile; concurrent refreshes share one fetch.
+    /// arrived meanwhile; concurrent refreshes share one fetch (see [`Fetch`]).
     pub(crate) async fn refresh(&self, seen: u64) -> Result<Arc<Routing>, GatewayError> {
-        let _one_at_a_time = self.refresh.lock().await;
         let held = self.snapshot();
         if held.version > seen && self.is_loaded() {
             return Ok(held);
         }
-        let table = self
-            .control
-            .routing(None)
-            .await
-            .map_err(GatewayError::Control)?;
+        let fetch = {
+            let mut slot = self.fetching.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.as_ref() {
+                Some(in_flight) if in_flight.peek().is_none() => in_flight.clone(),
+                _ => {
+                    let control = self.control.clone();
+                    let fetch = async move {
+                        control
+                            .routing(None)
+                            .await
+                            .map(Arc::new)
+                            .map_err(|e| Arc::new(GatewayError::Control(e)))
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some(fetch.clone());
+                    fetch
+                }
+            }
+        };
+        let table = fetch.await.map_err(GatewayError::Shared)?;
         self.install(&table);
         Ok(self.snapshot())
     }

@@ -309,6 +309,15 @@ async fn abusive_clients_neither_take_the_server_down_nor_starve_others() {
     )
     .await;
 
+    // The core counted what it refused, and holds nothing once the streams are gone.
+    let (_, stats) = http.json("GET", "/v1/stats/cores", None).await;
+    let cores = stats["cores"].as_array().unwrap();
+    let refused: u64 = cores
+        .iter()
+        .map(|c| c["calls_refused_total"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(refused > 0, "the core reports its refusals: {stats}");
+
     let idle_conns = async {
         let open = idle_connections(&[http_addr.clone(), grpc_addr.clone()], 500).await;
         assert!(open.len() >= 900, "{} connections opened", open.len());

@@ -161,6 +161,30 @@ pub(crate) fn prometheus_text(cores: &[CoreStats]) -> String {
         ),
     );
     family(
+        "vectron_core_calls_refused_total",
+        "counter",
+        "Calls the core refused at its limits (calls in flight, buffered message bytes).",
+        &mut per_core(
+            |c| c.calls_refused_total as f64,
+            "vectron_core_calls_refused_total",
+        ),
+    );
+    family(
+        "vectron_core_buffered_bytes",
+        "gauge",
+        "Bytes of request and response messages the core's calls hold.",
+        &mut per_core(|c| c.buffered_bytes as f64, "vectron_core_buffered_bytes"),
+    );
+    family(
+        "vectron_core_writes_refused_backlog_total",
+        "counter",
+        "Writes refused because a shard's backlog stayed over its bound.",
+        &mut per_core(
+            |c| c.writes_refused_backlog_total as f64,
+            "vectron_core_writes_refused_backlog_total",
+        ),
+    );
+    family(
         "vectron_core_in_flight",
         "gauge",
         "Calls being served by the core.",

@@ -11,6 +11,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use vectron_hnsw::SearchScratch;
+use vectron_net::StatsHandle;
 use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 use vectron_wal::Options;
@@ -232,6 +233,7 @@ impl Core {
                 return Ok(());
             }
             if started.elapsed() >= patience {
+                self.counters.borrow_mut().backlog_refusals += 1;
                 let spec = shard.spec();
                 return Err(ShardError::Backlog {
                     collection: spec.name().to_owned(),
@@ -510,8 +512,9 @@ impl Core {
         errors
     }
 
-    /// Statistics of the core and every shard it holds.
-    pub fn stats(&self, in_flight: u32) -> CoreStats {
+    /// Statistics of the core and every shard it holds; `server` is the core's gRPC
+    /// server, once it runs.
+    pub fn stats(&self, server: Option<&StatsHandle>) -> CoreStats {
         let mut out = CoreStats {
             worker_id: self.config.worker_id.clone(),
             core: self.config.index,
@@ -522,7 +525,12 @@ impl Core {
         };
         {
             let mut counters = self.counters.borrow_mut();
-            counters.in_flight = in_flight;
+            if let Some(server) = server {
+                counters.in_flight = u32::try_from(server.in_flight()).unwrap_or(u32::MAX);
+                counters.calls_refused =
+                    server.calls_refused_max_calls() + server.calls_refused_max_buffered_bytes();
+                counters.buffered_bytes = server.buffered_bytes() as u64;
+            }
             counters.fill(self.uptime(), &mut out);
         }
         out.cpu_s = thread_cpu_seconds();

@@ -342,8 +342,7 @@ async fn serve_core(
     while let Some(command) = commands.recv().await {
         match command {
             CoreCommand::Stats(reply) => {
-                let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
-                let _ = reply.send(core.stats(u32::try_from(in_flight).unwrap_or(u32::MAX)));
+                let _ = reply.send(core.stats(in_flight.borrow().as_ref()));
             }
             CoreCommand::Stop => break,
             // The task ends only once `placements` is dropped; were it gone, the

@@ -308,8 +308,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
     router.unary(
         &format!("{SVC}Stats"),
         move |_: RequestContext, _: StatsRequest| {
-            let in_flight = in_flight.borrow().as_ref().map_or(0, |h| h.in_flight());
-            let stats: CoreStats = c.stats(u32::try_from(in_flight).unwrap_or(u32::MAX));
+            let stats: CoreStats = c.stats(in_flight.borrow().as_ref());
             async move { Ok(stats) }
         },
     )

@@ -97,6 +97,12 @@ pub struct CoreCounters {
     pub wal_sync_latency: Latency,
     /// Requests being served.
     pub in_flight: u32,
+    /// Calls refused at the core's limits (calls in flight, buffered bytes).
+    pub calls_refused: u64,
+    /// Bytes of messages the core's calls hold.
+    pub buffered_bytes: u64,
+    /// Writes refused for a shard's backlog.
+    pub backlog_refusals: u64,
 }
 
 impl CoreCounters {
@@ -126,6 +132,9 @@ impl CoreCounters {
         out.upsert_latency = Some(self.upsert_latency.summary());
         out.wal_sync_latency = Some(self.wal_sync_latency.summary());
         out.in_flight = self.in_flight;
+        out.calls_refused_total = self.calls_refused;
+        out.buffered_bytes = self.buffered_bytes;
+        out.writes_refused_backlog_total = self.backlog_refusals;
     }
 }
 
