@@ -19,7 +19,7 @@
 //! next open.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -147,79 +147,224 @@ fn unframe<'a>(path: &Path, magic: &[u8; 8], bytes: &'a [u8]) -> Result<&'a [u8]
 }
 
 /// Writes the points file: per point its node, id and payload.
+#[cfg(test)]
 pub(crate) fn write_points<'a>(
     path: &Path,
-    points: impl Iterator<Item = (NodeId, &'a str, &'a [u8])>,
+    points: impl Iterator<Item = (NodeId, &'a str, &'a [u8])> + Clone,
 ) -> Result<(), ShardError> {
-    let mut body = Vec::new();
-    let mut count = 0u64;
-    body.extend_from_slice(&0u64.to_le_bytes());
-    for (node, id, payload) in points {
-        body.extend_from_slice(&node.0.to_le_bytes());
-        body.extend_from_slice(
-            &u16::try_from(id.len())
-                .expect("ids are short")
-                .to_le_bytes(),
-        );
-        body.extend_from_slice(id.as_bytes());
-        body.extend_from_slice(
-            &u32::try_from(payload.len())
-                .expect("payloads are small")
-                .to_le_bytes(),
-        );
-        body.extend_from_slice(payload);
-        count += 1;
+    let mut writer = PointsWriter::begin(path, points.clone())?;
+    writer.write_some(points, usize::MAX)?;
+    let file = writer.finish()?;
+    file.sync_all().map_err(file_err(path))
+}
+
+/// Bytes a point takes in the points file.
+fn record_len(id: &str, payload: &[u8]) -> u64 {
+    (4 + 2 + id.len() + 4 + payload.len()) as u64
+}
+
+/// The points file written piece by piece, so that a checkpoint of a large shard lets
+/// the core's other work run between pieces, and holds one buffer of the file in
+/// memory rather than all of it. The points must not change until it is finished.
+#[derive(Debug)]
+pub(crate) struct PointsWriter {
+    file: BufWriter<File>,
+    path: PathBuf,
+    crc: u32,
+    /// Points still to write.
+    left: u64,
+    /// The node to continue from.
+    next: u32,
+}
+
+impl PointsWriter {
+    /// Creates the file and writes its header, sized from `points` (every point the
+    /// file will hold, in node order).
+    pub(crate) fn begin<'a>(
+        path: &Path,
+        points: impl Iterator<Item = (NodeId, &'a str, &'a [u8])>,
+    ) -> Result<Self, ShardError> {
+        let (count, bytes) = points.fold((0u64, 0u64), |(c, b), (_, id, payload)| {
+            (c + 1, b + record_len(id, payload))
+        });
+        let body_len = 8 + bytes;
+        let mut file =
+            BufWriter::with_capacity(1 << 20, File::create(path).map_err(file_err(path))?);
+        let header = [
+            &POINTS_MAGIC[..],
+            &body_len.to_le_bytes(),
+            &count.to_le_bytes(),
+        ];
+        for part in header {
+            file.write_all(part).map_err(file_err(path))?;
+        }
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            crc: crc32c::crc32c(&count.to_le_bytes()),
+            left: count,
+            next: 0,
+        })
     }
-    body[..8].copy_from_slice(&count.to_le_bytes());
-    let mut out = Vec::with_capacity(body.len() + 20);
-    out.extend_from_slice(POINTS_MAGIC);
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&body);
-    out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-    let mut f = File::create(path).map_err(file_err(path))?;
-    f.write_all(&out).map_err(file_err(path))?;
-    f.sync_all().map_err(file_err(path))
+
+    /// The node the next piece starts from.
+    pub(crate) fn next_node(&self) -> usize {
+        self.next as usize
+    }
+
+    /// Writes points from `points` (which continue from [`PointsWriter::next_node`]) up
+    /// to about `max_bytes`; returns whether every point is written.
+    pub(crate) fn write_some<'a>(
+        &mut self,
+        points: impl Iterator<Item = (NodeId, &'a str, &'a [u8])>,
+        max_bytes: usize,
+    ) -> Result<bool, ShardError> {
+        let mut written = 0u64;
+        let err = file_err(&self.path);
+        for (node, id, payload) in points {
+            if self.left == 0 {
+                return Err(corrupt(&self.path, "more points than when the file began"));
+            }
+            if written >= max_bytes as u64 {
+                return Ok(false);
+            }
+            let id_len = u16::try_from(id.len())
+                .expect("ids are short")
+                .to_le_bytes();
+            let payload_len = u32::try_from(payload.len())
+                .expect("payloads are small")
+                .to_le_bytes();
+            let node_bytes = node.0.to_le_bytes();
+            for part in [
+                &node_bytes[..],
+                &id_len,
+                id.as_bytes(),
+                &payload_len,
+                payload,
+            ] {
+                self.file.write_all(part).map_err(&err)?;
+                self.crc = crc32c::crc32c_append(self.crc, part);
+            }
+            written += record_len(id, payload);
+            self.left -= 1;
+            self.next = node.0 + 1;
+        }
+        if self.left != 0 {
+            return Err(corrupt(&self.path, "fewer points than when the file began"));
+        }
+        Ok(true)
+    }
+
+    /// Writes the checksum and flushes; the file is then written but not yet synced.
+    pub(crate) fn finish(mut self) -> Result<File, ShardError> {
+        let err = file_err(&self.path);
+        self.file.write_all(&self.crc.to_le_bytes()).map_err(&err)?;
+        self.file.into_inner().map_err(|e| err(e.into_error()))
+    }
 }
 
 /// Reads the points file, calling `each` for every point.
+#[cfg(test)]
 pub(crate) fn read_points(
     path: &Path,
     mut each: impl FnMut(NodeId, &str, &[u8]) -> Result<(), ShardError>,
 ) -> Result<(), ShardError> {
-    let bytes = fs::read(path).map_err(file_err(path))?;
-    if bytes.len() < 20 || &bytes[..8] != POINTS_MAGIC {
-        return Err(corrupt(path, "bad magic or truncated header"));
-    }
-    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
-    if bytes.len() as u64 != 20 + len {
-        return Err(corrupt(path, "length does not match the file size"));
-    }
-    let body = &bytes[16..bytes.len() - 4];
-    let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
-    if crc32c::crc32c(body) != crc {
-        return Err(corrupt(path, "checksum mismatch"));
-    }
-    let mut r = Reader {
-        bytes: body,
-        at: 0,
-        path,
-    };
-    let count = r.u64()?;
-    for _ in 0..count {
-        let node = NodeId(r.u32()?);
-        let id_len = r.u16()? as usize;
-        let id = std::str::from_utf8(r.take(id_len)?)
-            .map_err(|_| corrupt(path, "a point id is not UTF-8"))?;
-        let payload_len = r.u32()? as usize;
-        let payload = r.take(payload_len)?;
+    let file = PointsFile::read(path)?;
+    let mut points = file.points()?;
+    for point in points.by_ref() {
+        let (node, id, payload) = point?;
         each(node, id, payload)?;
     }
-    if r.at != body.len() {
-        return Err(corrupt(path, "bytes after the last point"));
-    }
-    Ok(())
+    points.finish()
 }
 
+/// A points file read whole and checked (magic, length, checksum); its points are then
+/// decoded one at a time ([`PointsFile::points`]), so a caller can restore them in
+/// slices.
+#[derive(Debug)]
+pub(crate) struct PointsFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl PointsFile {
+    pub(crate) fn read(path: &Path) -> Result<Self, ShardError> {
+        let bytes = fs::read(path).map_err(file_err(path))?;
+        if bytes.len() < 20 || &bytes[..8] != POINTS_MAGIC {
+            return Err(corrupt(path, "bad magic or truncated header"));
+        }
+        let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
+        if bytes.len() as u64 != 20 + len {
+            return Err(corrupt(path, "length does not match the file size"));
+        }
+        let body = &bytes[16..bytes.len() - 4];
+        let crc = u32::from_le_bytes(bytes[bytes.len() - 4..].try_into().expect("4 bytes"));
+        if crc32c::crc32c(body) != crc {
+            return Err(corrupt(path, "checksum mismatch"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+        })
+    }
+
+    /// The points, in the order written.
+    pub(crate) fn points(&self) -> Result<PointsIter<'_>, ShardError> {
+        let mut reader = Reader {
+            bytes: &self.bytes[16..self.bytes.len() - 4],
+            at: 0,
+            path: &self.path,
+        };
+        let left = reader.u64()?;
+        Ok(PointsIter { reader, left })
+    }
+}
+
+/// The points of a [`PointsFile`].
+#[derive(Debug)]
+pub(crate) struct PointsIter<'a> {
+    reader: Reader<'a>,
+    left: u64,
+}
+
+impl<'a> Iterator for PointsIter<'a> {
+    type Item = Result<(NodeId, &'a str, &'a [u8]), ShardError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let r = &mut self.reader;
+        let mut point = || {
+            let node = NodeId(r.u32()?);
+            let id_len = r.u16()? as usize;
+            let id = std::str::from_utf8(r.take(id_len)?)
+                .map_err(|_| corrupt(r.path, "a point id is not UTF-8"))?;
+            let payload_len = r.u32()? as usize;
+            let payload = r.take(payload_len)?;
+            Ok((node, id, payload))
+        };
+        let read = point();
+        if read.is_err() {
+            self.left = 0;
+        }
+        Some(read)
+    }
+}
+
+impl PointsIter<'_> {
+    /// Checks, once every point is read, that nothing follows the last one.
+    pub(crate) fn finish(&self) -> Result<(), ShardError> {
+        if self.left == 0 && self.reader.at == self.reader.bytes.len() {
+            Ok(())
+        } else {
+            Err(corrupt(self.reader.path, "bytes after the last point"))
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,

@@ -210,31 +210,46 @@ impl Core {
         &self.yielder
     }
 
-    /// Waits until `shard` may take a write: while its unindexed points or its log's
-    /// unwritten bytes are over their bounds, the indexer and the log work and the write
+    /// Waits until `shard` may take a write: while a checkpoint holds its writes, or (for
+    /// an upsert, `adds`) while its unindexed points or its log's unwritten bytes are
+    /// over their bounds, the checkpoint, the indexer and the log work and the write
     /// waits, at most [`BACKLOG_PATIENCE`].
     ///
     /// # Errors
-    /// [`ShardError::Backlog`] when the backlog did not drop in time.
-    pub(crate) async fn admit_write(&self, shard: &ShardHandle) -> Result<(), ShardError> {
-        self.admit_write_within(shard, BACKLOG_PATIENCE).await
+    /// [`ShardError::WritesHeld`] or [`ShardError::Backlog`] when it waited in vain.
+    pub(crate) async fn admit_write(
+        &self,
+        shard: &ShardHandle,
+        adds: bool,
+    ) -> Result<(), ShardError> {
+        self.admit_write_within(shard, adds, BACKLOG_PATIENCE).await
     }
 
     async fn admit_write_within(
         &self,
         shard: &ShardHandle,
+        adds: bool,
         patience: Duration,
     ) -> Result<(), ShardError> {
         let started = Instant::now();
         loop {
             let unindexed = shard.pending();
             let unwritten = shard.wal().stats().unwritten_bytes;
-            if unindexed <= self.config.max_unindexed && unwritten <= MAX_UNWRITTEN_LOG_BYTES {
+            let held = shard.writes_held();
+            let behind = adds
+                && (unindexed > self.config.max_unindexed || unwritten > MAX_UNWRITTEN_LOG_BYTES);
+            if !held && !behind {
                 return Ok(());
             }
             if started.elapsed() >= patience {
                 self.counters.borrow_mut().backlog_refusals += 1;
                 let spec = shard.spec();
+                if held {
+                    return Err(ShardError::WritesHeld {
+                        collection: spec.name().to_owned(),
+                        shard_id: spec.shard_id,
+                    });
+                }
                 return Err(ShardError::Backlog {
                     collection: spec.name().to_owned(),
                     shard_id: spec.shard_id,
@@ -638,7 +653,7 @@ mod tests {
             let shard = core.open_shard(&assignment("a"), false).await.unwrap();
             shard.upsert(points(0..500), true).await.unwrap();
             let refused = core
-                .admit_write_within(&shard, Duration::from_millis(50))
+                .admit_write_within(&shard, true, Duration::from_millis(50))
                 .await
                 .unwrap_err();
             assert!(
@@ -657,7 +672,7 @@ mod tests {
             // With the indexer at work, the write waits until the backlog is under the
             // bound, then goes ahead.
             monoio::spawn(Rc::clone(&core).run_indexer());
-            core.admit_write_within(&shard, Duration::from_secs(60))
+            core.admit_write_within(&shard, true, Duration::from_secs(60))
                 .await
                 .unwrap();
             assert!(shard.pending() <= 100, "{}", shard.pending());

@@ -94,6 +94,15 @@ pub enum ShardError {
         /// The bound.
         max: usize,
     },
+    /// A checkpoint is writing its files: writes wait, and one that waited too long is
+    /// refused, to be retried.
+    #[error("shard {shard_id} of collection {collection:?} is writing a checkpoint; retry shortly")]
+    WritesHeld {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+    },
     /// The shard stopped after a failure; it must be reopened.
     #[error(
         "shard {shard_id} of collection {collection:?} stopped after a failure ({reason}); reopen it"

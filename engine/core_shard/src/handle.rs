@@ -26,7 +26,7 @@ use vectron_proto::rules::{self, Limits, RuleError};
 use vectron_proto::v1::ShardStats;
 use vectron_wal::{AppendError, BodyView, Delete, Lsn, Options, Record, Upsert, Wal};
 
-use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE};
+use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE, PointsFile, PointsWriter};
 use crate::core::Yielder;
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
@@ -136,6 +136,10 @@ pub struct ShardHandle {
     /// nothing more (its files could bring back a shard whose directory is being
     /// deleted).
     closing: Cell<bool>,
+    /// Set while a checkpoint writes its files: writes and the indexer wait.
+    writes_held: Cell<bool>,
+    /// What a checkpoint waits on between slices.
+    yielder: Yielder,
 }
 
 impl ShardHandle {
@@ -169,14 +173,19 @@ impl ShardHandle {
             }
         }
         let checkpoint_lsn = manifest.as_ref().map_or(0, |m| m.checkpoint_lsn);
+        // Loading and replaying a large shard take a while: they let the core's other
+        // shards and calls run between slices.
+        let yielder = Yielder::new();
         let mut state = match manifest.as_ref().filter(|m| !m.checkpoint_dir.is_empty()) {
             None => ShardState::new(spec.clone())?,
-            Some(m) => load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone())?,
+            Some(m) => {
+                load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone(), &yielder).await?
+            }
         };
         let wal = Wal::open(dir.join("wal"), wal)
             .await
             .map_err(|source| ShardError::Wal { source })?;
-        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state)?;
+        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state, &yielder).await?;
 
         let handle = Self {
             state: RefCell::new(state),
@@ -187,6 +196,8 @@ impl ShardHandle {
             data_lsn: Cell::new(data_lsn),
             checkpointing: Cell::new(false),
             closing: Cell::new(false),
+            writes_held: Cell::new(false),
+            yielder,
         };
         handle.write_manifest()?;
         if let Some(m) = &manifest {
@@ -307,6 +318,20 @@ impl ShardHandle {
         err
     }
 
+    /// Refuses a write while a checkpoint writes its files (callers wait for
+    /// [`ShardHandle::writes_held`] to clear first; this keeps the files consistent if
+    /// one does not).
+    fn check_writable(&self) -> Result<(), ShardError> {
+        if self.writes_held.get() {
+            let st = self.state.borrow();
+            return Err(ShardError::WritesHeld {
+                collection: st.spec().name().to_owned(),
+                shard_id: st.spec().shard_id,
+            });
+        }
+        Ok(())
+    }
+
     /// Whether the shard stopped after a failure.
     pub fn is_stopped(&self) -> bool {
         self.failed.borrow().is_some()
@@ -333,6 +358,7 @@ impl ShardHandle {
     /// log acknowledges it. Several may be outstanding: they resolve in log order.
     pub fn begin_upsert(&self, points: Vec<Point>) -> Result<PendingWrite<'_>, ShardError> {
         self.usable()?;
+        self.check_writable()?;
         let batch = self.state.borrow().validate_upsert(points)?;
         let dim = self.state.borrow().spec().collection.dimension;
         let record = Record::Upsert(Upsert {
@@ -390,6 +416,10 @@ impl ShardHandle {
         };
         let mut last = None;
         while let Some(start) = from {
+            // A slice is found and logged at once, never across a checkpoint.
+            while self.writes_held.get() {
+                yielder.yield_now().await;
+            }
             let mut nodes = Vec::new();
             let ids = {
                 let st = self.state.borrow();
@@ -450,6 +480,7 @@ impl ShardHandle {
     /// Logs and applies the delete of `ids` (points that exist, at most `max_ids`).
     fn log_delete(&self, ids: &[String]) -> Result<PendingWrite<'_>, ShardError> {
         self.usable()?;
+        self.check_writable()?;
         let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids })));
         let lsn = self.wal.last_lsn().get();
         self.data_lsn.set(lsn);
@@ -587,7 +618,7 @@ impl ShardHandle {
     /// Links up to `max` pending points into the graph, or repairs around deleted ones;
     /// returns whether there was work.
     pub fn index_step(&self, max: usize) -> bool {
-        if self.is_stopped() {
+        if self.is_stopped() || self.writes_held.get() {
             return false;
         }
         let mut st = self.state.borrow_mut();
@@ -649,7 +680,9 @@ impl ShardHandle {
         }
         let name = checkpoint::checkpoint_dir_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
-        let written = self.write_checkpoint_files(&tmp, &name);
+        self.writes_held.set(true);
+        let written = self.write_checkpoint_files(&tmp, &name).await;
+        self.writes_held.set(false);
         if written.is_err() {
             // A full disk, most likely: what was written is given back, the log still
             // holds every write, and the next checkpoint tries again.
@@ -684,26 +717,77 @@ impl ShardHandle {
         Ok(lsn)
     }
 
-    /// Writes the files of a checkpoint into `tmp`, then moves them to `name`. Nothing
-    /// here waits: the state cannot change while they are written.
-    fn write_checkpoint_files(&self, tmp: &Path, name: &str) -> Result<(), ShardError> {
+    /// Writes the files of a checkpoint into `tmp`, then moves them to `name`.
+    ///
+    /// Writes to the shard are held meanwhile ([`ShardHandle::writes_held`]) and the
+    /// indexer leaves it alone, so the state the files take stays as it was; reads go
+    /// on. The files are written in slices of [`SCAN_SLICE`] with the core's other work
+    /// running between them, and synced through the runtime (io_uring), so a large
+    /// shard's checkpoint does not stall the core's other calls, its log
+    /// acknowledgements or its keepalives.
+    async fn write_checkpoint_files(&self, tmp: &Path, name: &str) -> Result<(), ShardError> {
         let _ = fs::remove_dir_all(tmp);
         // Not `create_dir_all`: a shard directory deleted meanwhile stays deleted.
         fs::create_dir(tmp).map_err(|source| ShardError::Checkpoint {
             path: tmp.to_path_buf(),
             source,
         })?;
-        {
+        let index_path = tmp.join(INDEX_FILE);
+        let points_path = tmp.join(POINTS_FILE);
+        let (mut index, mut points) = {
             let st = self.state.borrow();
-            let index_path = tmp.join(INDEX_FILE);
-            st.index().save(&index_path).map_err(|e| match e {
-                // Writing the file failed (a full disk): the checkpoint failed, the
-                // index did not.
-                HnswError::Io { path, source } => ShardError::Checkpoint { path, source },
-                source => ShardError::Index { source },
-            })?;
-            checkpoint::write_points(&tmp.join(POINTS_FILE), st.points())?;
+            let index = st.index().saver(&index_path).map_err(saving_failed)?;
+            (index, PointsWriter::begin(&points_path, st.points())?)
+        };
+        loop {
+            let done = {
+                let st = self.state.borrow();
+                let until = Instant::now() + SCAN_SLICE;
+                loop {
+                    if index
+                        .write_some(st.index(), CHECKPOINT_PIECE)
+                        .map_err(saving_failed)?
+                    {
+                        break true;
+                    }
+                    if Instant::now() >= until {
+                        break false;
+                    }
+                }
+            };
+            if done {
+                break;
+            }
+            self.between_slices().await?;
         }
+        loop {
+            let done = {
+                let st = self.state.borrow();
+                let until = Instant::now() + SCAN_SLICE;
+                loop {
+                    let from = st.points_from(points.next_node());
+                    if points.write_some(from, CHECKPOINT_PIECE)? {
+                        break true;
+                    }
+                    if Instant::now() >= until {
+                        break false;
+                    }
+                }
+            };
+            if done {
+                break;
+            }
+            self.between_slices().await?;
+        }
+        let index = {
+            let st = self.state.borrow();
+            index.finish(st.index()).map_err(saving_failed)?
+        };
+        let points = points.finish()?;
+        sync_file(index.file(), &index_path).await?;
+        sync_file(&points, &points_path).await?;
+        drop(points);
+        index.commit().map_err(saving_failed)?;
         checkpoint::sync_dir(tmp)?;
         let dest = self.dir.join(name);
         fs::rename(tmp, &dest).map_err(|source| ShardError::Checkpoint {
@@ -711,6 +795,22 @@ impl ShardHandle {
             source,
         })?;
         checkpoint::sync_dir(&self.dir)
+    }
+
+    /// Lets the core's other work run between two slices of a checkpoint; fails when
+    /// the shard began closing meanwhile.
+    async fn between_slices(&self) -> Result<(), ShardError> {
+        slice_break();
+        self.yielder.yield_now().await;
+        if self.closing.get() {
+            return Err(self.closed());
+        }
+        Ok(())
+    }
+
+    /// Whether writes to the shard are held (a checkpoint is writing its files).
+    pub fn writes_held(&self) -> bool {
+        self.writes_held.get()
     }
 
     /// The error of a call on a shard that is closing.
@@ -769,6 +869,41 @@ impl ShardHandle {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Times long work on this thread (loading, replaying, checkpointing) let other
+    /// work run between two of its slices.
+    pub(crate) static SLICE_BREAKS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts a break between two slices of long work (tests only).
+fn slice_break() {
+    #[cfg(test)]
+    SLICE_BREAKS.with(|n| n.set(n.get() + 1));
+}
+
+/// Bytes a checkpoint writes between two looks at the clock.
+const CHECKPOINT_PIECE: usize = 1 << 20;
+
+/// A failure to save the index into a checkpoint: writing the file failed (a full
+/// disk), which fails the checkpoint, not the index.
+fn saving_failed(e: HnswError) -> ShardError {
+    match e {
+        HnswError::Io { path, source } => ShardError::Checkpoint { path, source },
+        source => ShardError::Index { source },
+    }
+}
+
+/// Syncs a written file through the runtime, so the core goes on while the disk works.
+async fn sync_file(file: &fs::File, path: &Path) -> Result<(), ShardError> {
+    let failed = |source| ShardError::Checkpoint {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = monoio::fs::File::from_std(file.try_clone().map_err(failed)?).map_err(failed)?;
+    file.sync_all().await.map_err(failed)
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     fs::read_dir(dir)
         .map(|entries| {
@@ -781,15 +916,37 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads a checkpoint directory into a shard state.
-fn load_checkpoint(dir: &Path, spec: ShardSpec) -> Result<ShardState, ShardError> {
+/// Loads a checkpoint directory into a shard state, restoring its points in slices of
+/// [`SCAN_SLICE`] (each parses a payload for the payload indexes).
+async fn load_checkpoint(
+    dir: &Path,
+    spec: ShardSpec,
+    yielder: &Yielder,
+) -> Result<ShardState, ShardError> {
     let path = dir.join(INDEX_FILE);
     let index = HnswIndex::open(&path).map_err(|source| ShardError::Index { source })?;
     check_index_config(&path, index.config(), &spec.index_config())?;
     let mut state = ShardState::with_index(spec, index);
-    checkpoint::read_points(&dir.join(POINTS_FILE), |node, id, payload| {
-        state.restore_node(node, id, payload)
-    })?;
+    let file = PointsFile::read(&dir.join(POINTS_FILE))?;
+    let mut points = file.points()?;
+    loop {
+        let until = Instant::now() + SCAN_SLICE;
+        let mut more = false;
+        for (i, point) in points.by_ref().enumerate() {
+            let (node, id, payload) = point?;
+            state.restore_node(node, id, payload)?;
+            if i % 256 == 255 && Instant::now() >= until {
+                more = true;
+                break;
+            }
+        }
+        if !more {
+            break;
+        }
+        slice_break();
+        yielder.yield_now().await;
+    }
+    points.finish()?;
     state.check_restored()?;
     Ok(state)
 }
@@ -834,13 +991,20 @@ fn check_index_config(
     Ok(())
 }
 
-/// Applies every logged write from `from` on to `state`; returns the LSN of the last
-/// upsert or delete applied (0 when none).
-fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<u64, ShardError> {
+/// Applies every logged write from `from` on to `state`, letting the core's other work
+/// run between slices of [`SCAN_SLICE`]; returns the LSN of the last upsert or delete
+/// applied (0 when none).
+async fn replay(
+    wal: &Wal,
+    from: Lsn,
+    state: &mut ShardState,
+    yielder: &Yielder,
+) -> Result<u64, ShardError> {
     let mut data_lsn = 0;
     let mut records = wal
         .replay(from)
         .map_err(|source| ShardError::Wal { source })?;
+    let mut slice_ends = Instant::now() + SCAN_SLICE;
     while let Some(record) = records
         .next_record()
         .map_err(|source| ShardError::Wal { source })?
@@ -870,6 +1034,11 @@ fn replay(wal: &Wal, from: Lsn, state: &mut ShardState) -> Result<u64, ShardErro
                 data_lsn = record.lsn().get();
             }
             BodyView::Checkpoint { .. } => {}
+        }
+        if Instant::now() >= slice_ends {
+            slice_break();
+            yielder.yield_now().await;
+            slice_ends = Instant::now() + SCAN_SLICE;
         }
     }
     Ok(data_lsn)
@@ -1039,6 +1208,112 @@ pub(crate) mod tests {
                 ran.get(),
                 "the other task ran while the count was under way"
             );
+            shard.close().await.unwrap();
+        });
+    }
+
+    /// Pins a checkpoint writing a large shard's files in one go, stalling every other
+    /// call, log acknowledgement and keepalive of the core meanwhile.
+    #[test]
+    fn a_checkpoint_writes_its_files_in_slices_while_the_core_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("s");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_tagged(&shard, 50_000).await;
+            while shard.index_step(1_000) {}
+            let turns = Rc::new(Cell::new(0u32));
+            let done = Rc::new(Cell::new(false));
+            let other = {
+                let (shard, turns, done) = (Rc::clone(&shard), Rc::clone(&turns), Rc::clone(&done));
+                monoio::spawn(async move {
+                    let yielder = Yielder::new();
+                    while !done.get() {
+                        if shard.writes_held() {
+                            turns.set(turns.get() + 1);
+                            // Reads go on while the files are written.
+                            assert_eq!(
+                                shard.get(&["q7".to_owned()], false, true).unwrap().len(),
+                                1
+                            );
+                        }
+                        yielder.yield_now().await;
+                    }
+                })
+            };
+            let breaks = SLICE_BREAKS.with(Cell::get);
+            let covered = shard.checkpoint().await.unwrap();
+            done.set(true);
+            other.await;
+            let breaks = SLICE_BREAKS.with(Cell::get) - breaks;
+            assert!(
+                breaks > 1,
+                "the files were written in {} slices",
+                breaks + 1
+            );
+            assert!(
+                turns.get() > breaks as u32 / 2,
+                "another task ran {} times while the files were written",
+                turns.get()
+            );
+            assert!(!shard.writes_held());
+            shard.upsert(points(0..3), true).await.unwrap();
+            shard.close().await.unwrap();
+            drop(shard);
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            assert!(shard.stats().checkpoint_lsn >= covered);
+            assert_eq!(shard.count(None, &Yielder::new()).await.unwrap(), 50_003);
+            shard.close().await.unwrap();
+        });
+    }
+
+    /// Pins the replay of a long log (and the restore of a large checkpoint) running
+    /// in one go, stalling the core's other shards and calls until the shard was open.
+    #[test]
+    fn opening_a_large_shard_lets_the_cores_other_work_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("s");
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_tagged(&shard, 20_000).await;
+            shard.checkpoint().await.unwrap();
+            upsert_tagged(&shard, 20_000).await;
+            // As after a crash: the second 20,000 are only in the log.
+            shard.wal().close().await.unwrap();
+            drop(shard);
+
+            let turns = Rc::new(Cell::new(0u32));
+            let opening = Rc::new(Cell::new(true));
+            let other = {
+                let (turns, opening) = (Rc::clone(&turns), Rc::clone(&opening));
+                monoio::spawn(async move {
+                    let yielder = Yielder::new();
+                    while opening.get() {
+                        turns.set(turns.get() + 1);
+                        yielder.yield_now().await;
+                    }
+                })
+            };
+            let breaks = SLICE_BREAKS.with(Cell::get);
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            opening.set(false);
+            other.await;
+            let breaks = SLICE_BREAKS.with(Cell::get) - breaks;
+            assert!(breaks > 1, "loaded and replayed in {} slices", breaks + 1);
+            assert!(
+                turns.get() > breaks as u32 / 2,
+                "another task ran {} times",
+                turns.get()
+            );
+            assert_eq!(shard.count(None, &Yielder::new()).await.unwrap(), 20_000);
             shard.close().await.unwrap();
         });
     }

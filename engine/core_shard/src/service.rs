@@ -38,7 +38,7 @@ pub fn status(err: &ShardError) -> Status {
             Code::FailedPrecondition
         }
         E::UnknownShard { .. } => Code::NotFound,
-        E::Backlog { .. } => Code::ResourceExhausted,
+        E::Backlog { .. } | E::WritesHeld { .. } => Code::ResourceExhausted,
         E::Missing { .. } => Code::FailedPrecondition,
         // A shard that stopped is reopened by its worker's reconciler; a failed read or
         // write of its files may pass (a full disk): worth retrying.
@@ -68,7 +68,7 @@ pub fn status(err: &ShardError) -> Status {
             http::HeaderName::from_static(EPOCH_TRAILER),
             http::HeaderValue::from(*current),
         ),
-        E::Backlog { .. } => status.with_metadata(
+        E::Backlog { .. } | E::WritesHeld { .. } => status.with_metadata(
             http::HeaderName::from_static(RETRY_AFTER),
             http::HeaderValue::from(1u64),
         ),
@@ -154,7 +154,9 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             async move {
                 let started = Instant::now();
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                core.admit_write(&shard).await.map_err(|e| status(&e))?;
+                core.admit_write(&shard, true)
+                    .await
+                    .map_err(|e| status(&e))?;
                 let points = r.points.len() as u64;
                 let ack = shard
                     .upsert(r.points, r.wait.unwrap_or(true))
@@ -238,6 +240,9 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             let core = Rc::clone(&c);
             async move {
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                core.admit_write(&shard, false)
+                    .await
+                    .map_err(|e| status(&e))?;
                 let wait = r.wait.unwrap_or(true);
                 let ack = match r.selector {
                     Some(delete_request::Selector::Ids(ids)) => {
@@ -342,7 +347,9 @@ async fn upsert_stream(
         }
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
-        core.admit_write(&shard).await.map_err(|e| status(&e))?;
+        core.admit_write(&shard, true)
+            .await
+            .map_err(|e| status(&e))?;
         let pending = shard.begin_upsert(batch.points).map_err(|e| status(&e))?;
         core.wake_indexer();
         total += pending.count();

@@ -700,11 +700,20 @@ impl ShardState {
             + self.payload_indexes.memory_bytes()
     }
 
-    /// Every point with its node, for a checkpoint.
-    pub(crate) fn points(&self) -> impl Iterator<Item = (NodeId, &str, &[u8])> {
+    /// Every point with its node, in node order, for a checkpoint.
+    pub(crate) fn points(&self) -> impl Iterator<Item = (NodeId, &str, &[u8])> + Clone {
+        self.points_from(0)
+    }
+
+    /// The points from node `from` on, in node order.
+    pub(crate) fn points_from(
+        &self,
+        from: usize,
+    ) -> impl Iterator<Item = (NodeId, &str, &[u8])> + Clone {
         self.nodes
             .iter()
             .enumerate()
+            .skip(from)
             .filter_map(|(i, n)| n.as_ref().map(|n| (NodeId(i as u32), &*n.id, &*n.payload)))
     }
 }

@@ -58,6 +58,13 @@ pub enum HnswError {
         #[source]
         source: std::io::Error,
     },
+    /// A piecewise save went wrong: the index changed between pieces, or the saver was
+    /// finished before every section was written.
+    #[error("saving the index failed: {reason}")]
+    Save {
+        /// What went wrong.
+        reason: &'static str,
+    },
     /// Reading or writing an index file failed.
     #[error("I/O error on index file {path}")]
     Io {

@@ -12,7 +12,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapOptions};
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use crate::distance::IsaKind;
 use crate::graph::BuildScratch;
@@ -86,41 +86,40 @@ impl HnswIndex {
     /// Writes the index to `path` atomically (a temporary file, fsync, rename, fsync of
     /// the directory). Pending points are saved as pending.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), HnswError> {
-        let path = path.as_ref();
+        let mut saver = self.saver(path)?;
+        while !saver.write_some(self, usize::MAX)? {}
+        let written = saver.finish(self)?;
+        written.sync()?;
+        written.commit()
+    }
+
+    /// Starts writing the index to `path` in pieces ([`IndexSaver`]), so that a caller
+    /// can do other work between them. The index must not change until the saver is
+    /// finished: a change it notices is an error, not a corrupt file.
+    pub fn saver(&self, path: impl AsRef<Path>) -> Result<IndexSaver, HnswError> {
+        let path = path.as_ref().to_path_buf();
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let err = io_err(&tmp);
-        let mut file = File::create(&tmp).map_err(&err)?;
+        let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
         let n = self.slots;
-        let side_len = if self.side.is_some() {
-            n * self.padded * 4
-        } else {
-            0
-        };
         let pending: Vec<u32> = self.pending.iter().copied().collect();
         let quant: Vec<u8> = self.quant.as_ref().map_or(Vec::new(), |q| {
             q.params().iter().flat_map(|x| x.to_le_bytes()).collect()
         });
-        let sections: [&[u8]; 10] = [
-            &self.blocks.bytes()[..n * self.stride],
-            self.side
-                .as_ref()
-                .map_or(&[][..], |s| &s.bytes()[..side_len]),
-            &self.levels,
-            &self
-                .flags
-                .iter()
-                .map(|f| f & !RECLAIMING)
-                .collect::<Vec<u8>>(),
-            &u32s(&self.upper_off),
-            &u32s(&self.upper),
-            &u32s(&pending),
-            &u32s(&self.free),
-            &quant,
-            self.codes
-                .as_ref()
-                .map_or(&[][..], |c| &c.bytes()[..n * self.code_len]),
+        // The small per-node arrays are copied now; the large ones (blocks, vectors,
+        // codes) are read from the index piece by piece.
+        let copies = [
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+            self.flags.iter().map(|f| f & !RECLAIMING).collect(),
+            u32s(&self.upper_off),
+            u32s(&self.upper),
+            u32s(&pending),
+            u32s(&self.free),
+            quant,
+            Vec::new(),
         ];
         let mut header = vec![0u8; PAGE as usize];
         header[..8].copy_from_slice(&MAGIC);
@@ -145,34 +144,38 @@ impl HnswIndex {
         header[64..72].copy_from_slice(&(self.live as u64).to_le_bytes());
         header[72..80].copy_from_slice(&(self.tombstones as u64).to_le_bytes());
         header[80..84].copy_from_slice(&(SECTION_NAMES.len() as u32).to_le_bytes());
-        file.write_all(&header).map_err(&err)?;
-        let mut at = PAGE;
-        let zeros = vec![0u8; PAGE as usize];
-        for (i, s) in sections.iter().enumerate() {
-            let t = TABLE_AT + 24 * i;
-            header[t..t + 8].copy_from_slice(&at.to_le_bytes());
-            header[t + 8..t + 16].copy_from_slice(&(s.len() as u64).to_le_bytes());
-            header[t + 16..t + 24].copy_from_slice(&xxh3_64(s).to_le_bytes());
-            file.write_all(s).map_err(&err)?;
-            let end = at + s.len() as u64;
-            let next = end.div_ceil(PAGE) * PAGE;
-            file.write_all(&zeros[..(next - end) as usize])
-                .map_err(&err)?;
-            at = next;
+        // A placeholder: the table and checksums are known once every section is out.
+        file.write_all(&header).map_err(io_err(&tmp))?;
+        Ok(IndexSaver {
+            file,
+            tmp,
+            path,
+            header,
+            copies,
+            snapshot: (n, self.live, self.tombstones, self.entry),
+            section: 0,
+            offset: 0,
+            at: PAGE,
+            hasher: Xxh3::new(),
+        })
+    }
+
+    /// Section `i` of the file, as [`IndexSaver`] writes it.
+    fn section_bytes<'a>(&'a self, i: usize, copies: &'a [Vec<u8>; 10]) -> &'a [u8] {
+        let n = self.slots;
+        match i {
+            0 => &self.blocks.bytes()[..n * self.stride],
+            1 => self
+                .side
+                .as_ref()
+                .map_or(&[][..], |s| &s.bytes()[..n * self.padded * 4]),
+            2 => &self.levels,
+            9 => self
+                .codes
+                .as_ref()
+                .map_or(&[][..], |c| &c.bytes()[..n * self.code_len]),
+            _ => &copies[i],
         }
-        let sum = xxh3_64(&header[..HEADER_SUM_AT]);
-        header[HEADER_SUM_AT..HEADER_SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
-        file.seek(SeekFrom::Start(0)).map_err(&err)?;
-        file.write_all(&header).map_err(&err)?;
-        file.sync_all().map_err(&err)?;
-        drop(file);
-        std::fs::rename(&tmp, path).map_err(io_err(path))?;
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err(dir))?;
-        }
-        Ok(())
     }
 
     /// Opens an index written by [`HnswIndex::save`]. The graph blocks and vectors are
@@ -529,6 +532,150 @@ impl HnswIndex {
     }
 }
 
+/// An index being written to its file piece by piece ([`HnswIndex::saver`]): each
+/// [`IndexSaver::write_some`] writes at most the bytes it is given, so a caller on a
+/// busy thread can let other work run between pieces. Each call takes the index again;
+/// it must be unchanged since the saver was made.
+pub struct IndexSaver {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+    header: Vec<u8>,
+    /// The sections copied when saving began (empty for those read from the index).
+    copies: [Vec<u8>; 10],
+    /// Slots, live points, tombstones and entry point when saving began.
+    snapshot: (usize, usize, usize, Option<(u32, usize)>),
+    /// The section being written, and how far into it.
+    section: usize,
+    offset: usize,
+    /// Where the section starts in the file.
+    at: u64,
+    hasher: Xxh3,
+}
+
+impl IndexSaver {
+    /// Writes up to `max_bytes` more (at least one byte while any is left); returns
+    /// whether every section is written.
+    ///
+    /// # Errors
+    /// [`HnswError::Io`], or [`HnswError::InvalidConfig`] when `index` changed since the
+    /// saver was made.
+    pub fn write_some(&mut self, index: &HnswIndex, max_bytes: usize) -> Result<bool, HnswError> {
+        let now = (index.slots, index.live, index.tombstones, index.entry);
+        if now != self.snapshot {
+            return Err(HnswError::Save {
+                reason: "the index changed while it was being saved",
+            });
+        }
+        let err = io_err(&self.tmp);
+        let mut budget = max_bytes.max(1);
+        while self.section < SECTION_NAMES.len() {
+            let bytes = index.section_bytes(self.section, &self.copies);
+            if self.offset < bytes.len() {
+                if budget == 0 {
+                    return Ok(false);
+                }
+                let end = bytes.len().min(self.offset.saturating_add(budget));
+                let piece = &bytes[self.offset..end];
+                self.file.write_all(piece).map_err(&err)?;
+                self.hasher.update(piece);
+                budget -= piece.len();
+                self.offset = end;
+                continue;
+            }
+            // The section is out: record it in the table and pad to the next page.
+            let t = TABLE_AT + 24 * self.section;
+            self.header[t..t + 8].copy_from_slice(&self.at.to_le_bytes());
+            self.header[t + 8..t + 16].copy_from_slice(&(bytes.len() as u64).to_le_bytes());
+            self.header[t + 16..t + 24].copy_from_slice(&self.hasher.digest().to_le_bytes());
+            let end = self.at + bytes.len() as u64;
+            let next = end.div_ceil(PAGE) * PAGE;
+            self.file
+                .write_all(&[0u8; PAGE as usize][..(next - end) as usize])
+                .map_err(&err)?;
+            self.at = next;
+            self.section += 1;
+            self.offset = 0;
+            self.hasher.reset();
+        }
+        Ok(true)
+    }
+
+    /// Writes the header, once every section is out. The file is then written but not
+    /// durable: [`WrittenIndex::sync`] (or the caller, through [`WrittenIndex::file`])
+    /// syncs it, and [`WrittenIndex::commit`] gives it its name.
+    ///
+    /// # Errors
+    /// [`HnswError::Io`], or [`HnswError::InvalidConfig`] when sections remain.
+    pub fn finish(mut self, index: &HnswIndex) -> Result<WrittenIndex, HnswError> {
+        if !self.write_some(index, 0)? {
+            return Err(HnswError::Save {
+                reason: "the index was finished before every section was written",
+            });
+        }
+        let sum = xxh3_64(&self.header[..HEADER_SUM_AT]);
+        self.header[HEADER_SUM_AT..HEADER_SUM_AT + 8].copy_from_slice(&sum.to_le_bytes());
+        let written = self
+            .file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| self.file.write_all(&self.header));
+        written.map_err(io_err(&self.tmp))?;
+        Ok(WrittenIndex {
+            file: self.file,
+            tmp: self.tmp,
+            path: self.path,
+        })
+    }
+}
+
+impl std::fmt::Debug for IndexSaver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexSaver")
+            .field("path", &self.path)
+            .field("section", &self.section)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An index file written under a temporary name, to be synced and then committed.
+#[derive(Debug)]
+pub struct WrittenIndex {
+    file: File,
+    tmp: PathBuf,
+    path: PathBuf,
+}
+
+impl WrittenIndex {
+    /// The file, for a caller that syncs it its own way.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Syncs the file (blocking).
+    ///
+    /// # Errors
+    /// [`HnswError::Io`].
+    pub fn sync(&self) -> Result<(), HnswError> {
+        self.file.sync_all().map_err(io_err(&self.tmp))
+    }
+
+    /// Gives the synced file its name and syncs the directory.
+    ///
+    /// # Errors
+    /// [`HnswError::Io`].
+    pub fn commit(self) -> Result<(), HnswError> {
+        drop(self.file);
+        std::fs::rename(&self.tmp, &self.path).map_err(io_err(&self.path))?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_err(dir))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,6 +746,41 @@ mod tests {
             idx.add(v).unwrap();
         }
         idx
+    }
+
+    #[test]
+    fn a_save_in_small_pieces_writes_the_same_file_and_notices_a_change() {
+        let idx = small_index();
+        let whole = temp("whole.hnsw");
+        idx.save(&whole).unwrap();
+        let pieces = temp("pieces.hnsw");
+        let mut saver = idx.saver(&pieces).unwrap();
+        let mut calls = 0;
+        while !saver.write_some(&idx, 1000).unwrap() {
+            calls += 1;
+        }
+        assert!(calls > 10, "{calls} pieces");
+        let written = saver.finish(&idx).unwrap();
+        written.sync().unwrap();
+        written.commit().unwrap();
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&pieces).unwrap()
+        );
+        HnswIndex::open(&pieces).unwrap();
+
+        // The index changes between two pieces: the saver refuses to go on.
+        let mut idx = idx;
+        let mut saver = idx.saver(temp("changed.hnsw")).unwrap();
+        saver.write_some(&idx, 1000).unwrap();
+        idx.add(&vectors(1, 8, 99)[0]).unwrap();
+        assert!(matches!(
+            saver.write_some(&idx, 1000),
+            Err(HnswError::Save { .. })
+        ));
+        for path in [whole, pieces] {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     #[test]

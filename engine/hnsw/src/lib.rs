@@ -63,7 +63,7 @@ mod storage;
 pub use crate::distance::DistanceKernel;
 pub use crate::error::{Corruption, HnswError};
 pub use crate::filter::{Filter, IdFilter};
-pub use crate::format::FORMAT_VERSION;
+pub use crate::format::{FORMAT_VERSION, IndexSaver, WrittenIndex};
 pub use crate::index::{
     HnswIndex, IndexConfig, MAX_POINTS, MemoryUsage, NodeId, Quantization, SearchHit, SearchScratch,
 };
