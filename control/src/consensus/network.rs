@@ -27,6 +27,9 @@ use super::{PeerNode, Snapshot, TypeConfig, Vote};
 
 /// Largest Raft message accepted or sent, in bytes.
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// Largest snapshot a node accepts from a peer, in bytes: a node holds the snapshot it
+/// installs in memory, so a stream that went on without end would take all of it.
+pub(crate) const MAX_SNAPSHOT_BYTES: usize = 256 << 20;
 /// Bytes of snapshot per streamed chunk.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 /// How long connecting to a peer may take before it counts as unreachable.

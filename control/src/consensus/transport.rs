@@ -7,7 +7,19 @@ use tonic::{Request, Response, Status, Streaming};
 use vectron_proto::control::v1::raft_transport_server::RaftTransport;
 use vectron_proto::control::v1::{RaftMessage, SnapshotChunk};
 
+use super::network::MAX_SNAPSHOT_BYTES;
 use super::{ControlRaft, Snapshot, SnapshotMeta, Vote};
+
+/// Adds a chunk to a snapshot being received, refusing a snapshot past `max` bytes.
+fn append_chunk(data: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), Status> {
+    if data.len().saturating_add(chunk.len()) > max {
+        return Err(Status::resource_exhausted(format!(
+            "the snapshot is larger than the {max} bytes a control node accepts"
+        )));
+    }
+    data.extend_from_slice(chunk);
+    Ok(())
+}
 
 /// Serves Raft RPCs from peers.
 #[derive(Debug, Clone)]
@@ -103,9 +115,10 @@ impl RaftTransport for RaftService {
         self.check_target(first.target_node_id)?;
         let vote: Vote = decode(&first.vote_json, "snapshot vote")?;
         let meta: SnapshotMeta = decode(&first.meta_json, "snapshot meta")?;
-        let mut data = first.data;
+        let mut data = Vec::new();
+        append_chunk(&mut data, &first.data, MAX_SNAPSHOT_BYTES)?;
         while let Some(chunk) = chunks.message().await? {
-            data.extend_from_slice(&chunk.data);
+            append_chunk(&mut data, &chunk.data, MAX_SNAPSHOT_BYTES)?;
         }
         let reply = self
             .raft
@@ -119,5 +132,21 @@ impl RaftTransport for RaftService {
             .await
             .map_err(stopped)?;
         encode(&reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pins a peer's snapshot stream being buffered without a bound.
+    #[test]
+    fn a_snapshot_past_the_limit_is_refused() {
+        let mut data = Vec::new();
+        append_chunk(&mut data, &[1; 600], 1000).unwrap();
+        append_chunk(&mut data, &[2; 400], 1000).unwrap();
+        let refused = append_chunk(&mut data, &[3; 1], 1000).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(data.len(), 1000);
     }
 }
