@@ -53,6 +53,28 @@ fn start(dir: &std::path::Path) -> Process {
     ])
 }
 
+/// Starts `vectron dev` and kills it after `after`, ready or not: while it opens its
+/// shards, restores checkpoints and replays logs.
+fn kill_while_starting(dir: &std::path::Path, after: Duration) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args([
+            "dev",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--cores",
+            "2",
+            "--no-pin",
+        ])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .env("VECTRON_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start vectron");
+    std::thread::sleep(after);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// Upserts batches of round `round` until stopped (or the process dies), recording each
 /// acknowledged batch.
 async fn write(addr: String, round: u32, acked: Arc<Mutex<Acknowledged>>) {
@@ -201,7 +223,12 @@ async fn every_acknowledged_write_survives_kill_9_at_random_moments() {
     assert_eq!(status, 200, "{body}");
     let mut dev = Some(dev);
 
+    let mut startup_kills = 0;
     for round in 0..rounds {
+        if dev.is_none() && rng.below(3) == 0 {
+            kill_while_starting(dir.path(), Duration::from_millis(20 + rng.below(300)));
+            startup_kills += 1;
+        }
         let running = dev.take().unwrap_or_else(|| start(dir.path()));
         let http_addr = support::http_addr(&running);
         let http = Http::new(&http_addr);
@@ -234,14 +261,16 @@ async fn every_acknowledged_write_survives_kill_9_at_random_moments() {
     }
     let last = start(dir.path());
     verify(&Http::new(&support::http_addr(&last)), &acked, rounds).await;
-    let total: usize = acked
-        .lock()
-        .unwrap()
-        .written
-        .values()
-        .map(BTreeSet::len)
-        .sum();
-    eprintln!("crash: {rounds} kills, {total} acknowledged points checked");
+    let (total, deletes) = {
+        let a = acked.lock().unwrap();
+        (
+            a.written.values().map(BTreeSet::len).sum::<usize>(),
+            a.deleted.len(),
+        )
+    };
+    eprintln!(
+        "crash: {rounds} kills while serving and {startup_kills} while starting; {total} acknowledged points and {deletes} acknowledged deletes by filter checked"
+    );
     last.terminate();
 }
 

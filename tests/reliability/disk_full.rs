@@ -173,6 +173,25 @@ async fn a_full_disk_fails_checkpoints_and_writes_cleanly_and_writes_resume_with
     );
     // The failed checkpoint did not stop the shard: it reads as before.
     assert_eq!(count_present(&http, acked).await, acked);
+    // A write that does not wait for durability is taken (that is what it asks for),
+    // but once the log has failed under it, the next one is refused: nothing more is
+    // acknowledged on top of a log that lost a write.
+    let path = format!("/v1/collections/{COLLECTION}/points");
+    // 100 KB each: more than the free end of the log's last page.
+    let unsynced = |id: &str| {
+        let points: Vec<Value> = (0..50)
+            .map(|i| json!({"id": format!("{id}-{i}"), "vector": vector(i), "payload": {"pad": "p".repeat(2_000)}}))
+            .collect();
+        json!({ "points": points, "wait": false })
+    };
+    let first = try_json(&addr, "PUT", &path, &unsynced("nw1")).await;
+    assert!(matches!(first, Some((200, _))), "{first:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = try_json(&addr, "PUT", &path, &unsynced("nw2")).await;
+    assert!(
+        second.as_ref().is_some_and(|(status, _)| *status >= 500),
+        "a write after the log failed: {second:?}"
+    );
     // A write fails and is not acknowledged.
     let refused = upsert(&addr, acked, acked + 1_000).await;
     assert!(
