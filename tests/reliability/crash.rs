@@ -39,18 +39,7 @@ struct Acknowledged {
 }
 
 fn start(dir: &std::path::Path) -> Process {
-    Process::start(&[
-        "dev",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--cores",
-        "2",
-        "--no-pin",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
+    crate::harness::dev(dir, 2, &[])
 }
 
 /// Starts `vectron dev` and kills it after `after`, ready or not: while it opens its

@@ -56,18 +56,7 @@ impl Drop for Tmpfs {
 }
 
 fn start(data: &Path) -> Process {
-    Process::start(&[
-        "dev",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--cores",
-        "1",
-        "--no-pin",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ])
+    crate::harness::dev(data, 1, &[])
 }
 
 /// Upserts points `from..to` (with 2 KB payloads); whether they were acknowledged.

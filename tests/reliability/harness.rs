@@ -10,16 +10,16 @@ use crate::support::{self, Http, Process};
 /// The collection every case uses: 4-d cosine, two shards, a keyword index on "kind".
 pub const COLLECTION: &str = "docs";
 
-/// Starts `vectron dev` (two cores) with `extra` flags, and creates [`COLLECTION`] with
-/// 200 points.
-pub async fn dev_with_docs(dir: &std::path::Path, extra: &[&str]) -> Process {
-    let data = dir.to_str().unwrap();
+/// Starts `vectron dev` on free loopback ports with `cores` cores, its data in `dir`,
+/// and `extra` flags.
+pub fn dev(dir: &std::path::Path, cores: usize, extra: &[&str]) -> Process {
+    let cores = cores.to_string();
     let mut args = vec![
         "dev",
         "--data-dir",
-        data,
+        dir.to_str().unwrap(),
         "--cores",
-        "2",
+        &cores,
         "--no-pin",
         "--grpc-addr",
         "127.0.0.1:0",
@@ -27,7 +27,13 @@ pub async fn dev_with_docs(dir: &std::path::Path, extra: &[&str]) -> Process {
         "127.0.0.1:0",
     ];
     args.extend_from_slice(extra);
-    let dev = Process::start(&args);
+    Process::start(&args)
+}
+
+/// Starts `vectron dev` (two cores) with `extra` flags, and creates [`COLLECTION`] with
+/// 200 points.
+pub async fn dev_with_docs(dir: &std::path::Path, extra: &[&str]) -> Process {
+    let dev = dev(dir, 2, extra);
     let http = Http::new(&support::http_addr(&dev));
     let (status, body) = http
         .json(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{self, Http, Process};
+use crate::support::{self, Http};
 
 const DIM: usize = 128;
 const POINTS: usize = 40_000;
@@ -42,20 +42,7 @@ async fn unindexed(http: &Http, collection: &str) -> usize {
 async fn ingest_faster_than_indexing_waits_within_the_backlog_bound() {
     let dir = support::tempdir();
     let bound = BOUND.to_string();
-    let dev = Process::start(&[
-        "dev",
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-        "--cores",
-        "1",
-        "--no-pin",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--max-unindexed",
-        &bound,
-    ]);
+    let dev = crate::harness::dev(dir.path(), 1, &["--max-unindexed", &bound]);
     let addr = support::http_addr(&dev);
     let http = Http::new(&addr);
     let (status, body) = http

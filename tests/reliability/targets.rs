@@ -38,20 +38,7 @@ fn vector(i: usize) -> Vec<f32> {
 
 fn start(dir: &std::path::Path) -> Process {
     let backlog = BACKLOG.to_string();
-    Process::start(&[
-        "dev",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--cores",
-        "1",
-        "--no-pin",
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--max-unindexed",
-        &backlog,
-    ])
+    crate::harness::dev(dir, 1, &["--max-unindexed", &backlog])
 }
 
 async fn setup(dev: &Process) -> Client {
