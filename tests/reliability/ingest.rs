@@ -90,3 +90,64 @@ async fn ingest_faster_than_indexing_waits_within_the_backlog_bound() {
     assert_eq!(count["count"], POINTS);
     dev.terminate();
 }
+
+/// A search filtered on a field no index covers, matching a handful of many points:
+/// the filter reads more payloads than one search may, so the core finds the matching
+/// points in slices and searches among them (`Searched::Prefilter`); the answer is
+/// exactly those points.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_filtered_on_a_rare_unindexed_value_finds_exactly_its_points() {
+    let dir = support::tempdir();
+    let dev = crate::harness::dev(dir.path(), 1, &[]);
+    let http = Http::new(&support::http_addr(&dev));
+    let (status, body) = http
+        .json(
+            "POST",
+            "/v1/collections",
+            Some(json!({"name": "tags", "dimension": DIM, "metric": "l2", "shard_count": 1})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let lines: String = (0..30_000)
+        .map(|i| {
+            let mut point: Value = serde_json::from_str(&line(i)).unwrap();
+            let tag = if i % 5_000 == 0 { "rare" } else { "common" };
+            point["payload"] = json!({ "tag": tag });
+            point.to_string() + "\n"
+        })
+        .collect();
+    let (status, answer) = http
+        .send(
+            "POST",
+            "/v1/collections/tags/points/stream",
+            Some("application/x-ndjson"),
+            lines.into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, found) = http
+        .json(
+            "POST",
+            "/v1/collections/tags/points/search",
+            Some(json!({"vector": line(1)
+                .parse::<Value>()
+                .unwrap()["vector"], "k": 10, "with_payload": true,
+                "filter": {"must": [{"field": {"key": "tag", "keyword": "rare"}}]}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let mut ids: Vec<String> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let mut expected: Vec<String> = (0..30_000)
+        .filter(|i| i % 5_000 == 0)
+        .map(|i: usize| i.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(ids, expected);
+    dev.terminate();
+}

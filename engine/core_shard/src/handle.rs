@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use vectron_hnsw::{HnswError, HnswIndex, IndexConfig, SearchScratch};
+use vectron_hnsw::{HnswError, HnswIndex, IndexConfig, NodeId, SearchScratch};
 use vectron_proto::core::v1::{Point, ShardManifest};
 use vectron_proto::rules::{self, Limits, RuleError};
 use vectron_proto::v1::ShardStats;
@@ -30,7 +30,7 @@ use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE, PointsFil
 use crate::core::Yielder;
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
-use crate::shard::{HitOut, PointOut, ScrollRead, ScrollStep, SearchArgs, ShardState};
+use crate::shard::{PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState};
 use crate::spec::ShardSpec;
 
 /// The rulebook's limits, which a core enforces.
@@ -496,13 +496,15 @@ impl ShardHandle {
 
     // --- reads --------------------------------------------------------------------
 
-    /// Validates a search request against the shard.
-    pub fn search(
+    /// Validates a search request against the shard and runs it (see
+    /// [`ShardState::search`] for `prefiltered` and [`Searched::Prefilter`]).
+    pub(crate) fn search(
         &self,
         request: &vectron_proto::core::v1::SearchRequest,
         exact: bool,
+        prefiltered: Option<&[NodeId]>,
         scratch: &mut SearchScratch,
-    ) -> Result<Vec<HitOut>, ShardError> {
+    ) -> Result<Searched, ShardError> {
         self.usable()?;
         let st = self.state.borrow();
         let args: SearchArgs<'_> = st.validate_search(
@@ -513,7 +515,38 @@ impl ShardHandle {
             request.with_payload,
             request.with_vector,
         )?;
-        st.search(&args, exact, scratch)
+        st.search(&args, exact, prefiltered, scratch)
+    }
+
+    /// The live points passing `filter`, found in slices of [`SCAN_SLICE`] with the
+    /// core's other work running between them: what a search whose filter reads too
+    /// many payloads searches among ([`Searched::Prefilter`]).
+    pub(crate) async fn matching_nodes(
+        &self,
+        filter: Option<&vectron_proto::v1::Filter>,
+        yielder: &Yielder,
+    ) -> Result<Vec<NodeId>, ShardError> {
+        self.usable()?;
+        let filter = Filter::from_proto(filter)?;
+        let mut planned = Planned::new(&filter);
+        let mut nodes = Vec::new();
+        let mut from = 0;
+        loop {
+            let next = {
+                let st = self.state.borrow();
+                let plan = planned.plan(&st);
+                st.scan(plan, from, Instant::now() + SCAN_SLICE, usize::MAX, |n| {
+                    nodes.push(n);
+                })
+            };
+            match next {
+                None => return Ok(nodes),
+                Some(n) => from = n,
+            }
+            slice_break();
+            yielder.yield_now().await;
+            self.usable()?;
+        }
     }
 
     /// Reads points by id.
@@ -1318,6 +1351,73 @@ pub(crate) mod tests {
         });
     }
 
+    /// Pins a search whose filter reads payloads (a field no index covers) and matches
+    /// few points parsing the payload of nearly every point inside the index's search,
+    /// in one go.
+    #[test]
+    fn a_search_whose_filter_reads_too_many_payloads_is_redone_over_points_found_in_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_tagged(&shard, 30_000).await;
+            let rare: Vec<Point> = (0..6)
+                .map(|i| Point {
+                    id: format!("rare{i}"),
+                    vector: vec![2.0, i as f32, 1.0, 0.5],
+                    payload_json: br#"{"k":"y"}"#.to_vec(),
+                })
+                .collect();
+            shard.upsert(rare, true).await.unwrap();
+            while shard.index_step(1_000) {}
+            use vectron_proto::v1::{Condition, Filter as F};
+            let request = vectron_proto::core::v1::SearchRequest {
+                vector: vec![1.0, 0.0, 0.0, 0.0],
+                k: 10,
+                filter: Some(F::must([Condition::keyword("k", "y")])),
+                ..Default::default()
+            };
+            let mut scratch = SearchScratch::new();
+            let first = shard.search(&request, false, None, &mut scratch).unwrap();
+            assert!(matches!(first, Searched::Prefilter), "{first:?}");
+            let nodes = shard
+                .matching_nodes(request.filter.as_ref(), &Yielder::new())
+                .await
+                .unwrap();
+            assert_eq!(nodes.len(), 6);
+            let Searched::Hits(hits) = shard
+                .search(&request, false, Some(&nodes), &mut scratch)
+                .unwrap()
+            else {
+                panic!("a prefiltered search answers");
+            };
+            let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+            ids.sort();
+            assert_eq!(ids, (0..6).map(|i| format!("rare{i}")).collect::<Vec<_>>());
+            // A point of the list that no longer passes is left out.
+            shard
+                .upsert(
+                    vec![Point {
+                        id: "rare0".into(),
+                        vector: vec![2.0, 0.0, 1.0, 0.5],
+                        payload_json: br#"{"k":"x"}"#.to_vec(),
+                    }],
+                    true,
+                )
+                .await
+                .unwrap();
+            let Searched::Hits(hits) = shard
+                .search(&request, false, Some(&nodes), &mut scratch)
+                .unwrap()
+            else {
+                panic!("a prefiltered search answers");
+            };
+            assert!(hits.iter().all(|h| h.id != "rare0"), "{hits:?}");
+            shard.close().await.unwrap();
+        });
+    }
+
     #[test]
     fn answers_are_kept_within_the_answer_limit() {
         let dir = tempfile::tempdir().unwrap();
@@ -1353,19 +1453,19 @@ pub(crate) mod tests {
             };
             let mut scratch = SearchScratch::new();
             let err = shard
-                .search(&search(true), false, &mut scratch)
+                .search(&search(true), false, None, &mut scratch)
                 .unwrap_err();
             assert_eq!(
                 crate::status(&err).code(),
                 vectron_net::Code::ResourceExhausted
             );
-            assert_eq!(
-                shard
-                    .search(&search(false), false, &mut scratch)
-                    .unwrap()
-                    .len(),
-                600
-            );
+            let Searched::Hits(hits) = shard
+                .search(&search(false), false, None, &mut scratch)
+                .unwrap()
+            else {
+                panic!("no filter, no prefilter");
+            };
+            assert_eq!(hits.len(), 600);
 
             // A scroll page ends early and the next one goes on from there.
             let mut request = vectron_proto::core::v1::ScrollRequest {

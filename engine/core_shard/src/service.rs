@@ -23,7 +23,7 @@ use vectron_wal::WalError;
 use crate::core::Core;
 use crate::error::ShardError;
 use crate::filter::Filter;
-use crate::shard::{HitOut, PointOut};
+use crate::shard::{HitOut, PointOut, Searched};
 
 /// Batches of one upsert stream that may wait for the log at once.
 const STREAM_WINDOW: usize = 8;
@@ -98,12 +98,39 @@ fn hit(h: HitOut) -> ScoredPoint {
 /// serving the router exists.
 pub type InFlight = Rc<RefCell<Option<StatsHandle>>>;
 
-fn search_one(core: &Core, request: &SearchRequest, exact: bool) -> Result<SearchResponse, Status> {
+/// One search. It runs to its end without waiting (so it sees every write applied
+/// before it), unless its filter reads more payloads than one search may: then the
+/// matching points are found in slices first.
+async fn search_one(
+    core: &Core,
+    request: &SearchRequest,
+    exact: bool,
+) -> Result<SearchResponse, Status> {
     let started = Instant::now();
     let shard = core.shard(request.shard.as_ref()).map_err(|e| status(&e))?;
-    let hits = core
-        .with_scratch(|scratch| shard.search(request, exact, scratch))
+    let first = core
+        .with_scratch(|scratch| shard.search(request, exact, None, scratch))
         .map_err(|e| status(&e))?;
+    let hits = match first {
+        Searched::Hits(hits) => hits,
+        Searched::Prefilter => {
+            let nodes = shard
+                .matching_nodes(request.filter.as_ref(), core.yielder())
+                .await
+                .map_err(|e| status(&e))?;
+            match core
+                .with_scratch(|scratch| shard.search(request, exact, Some(&nodes), scratch))
+                .map_err(|e| status(&e))?
+            {
+                Searched::Hits(hits) => hits,
+                Searched::Prefilter => {
+                    return Err(Status::internal(
+                        "a prefiltered search asked to be prefiltered again",
+                    ));
+                }
+            }
+        }
+    };
     core.counters()
         .borrow_mut()
         .search(core.uptime(), started.elapsed());
@@ -186,37 +213,36 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
     let router = router.unary(
         &format!("{SVC}Search"),
         move |_: RequestContext, r: SearchRequest| {
-            let result = search_one(&c, &r, false);
-            async move { result }
+            let core = Rc::clone(&c);
+            async move { search_one(&core, &r, false).await }
         },
     )?;
     let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}ExactSearch"),
         move |_: RequestContext, r: SearchRequest| {
-            let result = search_one(&c, &r, true);
-            async move { result }
+            let core = Rc::clone(&c);
+            async move { search_one(&core, &r, true).await }
         },
     )?;
     let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}SearchBatch"),
         move |_: RequestContext, r: SearchBatchRequest| {
-            let result = r
-                .searches
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    search_one(&c, s, false).map_err(|e| {
+            let core = Rc::clone(&c);
+            async move {
+                let mut results = Vec::with_capacity(r.searches.len());
+                for (i, s) in r.searches.iter().enumerate() {
+                    let found = search_one(&core, s, false).await.map_err(|e| {
                         Status::new(
                             e.code(),
                             format!("search {i} of the batch: {}", e.message()),
                         )
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map(|results| SearchBatchResponse { results });
-            async move { result }
+                    })?;
+                    results.push(found);
+                }
+                Ok(SearchBatchResponse { results })
+            }
         },
     )?;
     let c = Rc::clone(core);

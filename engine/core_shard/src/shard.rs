@@ -13,6 +13,7 @@
 //! upsert replaces, a delete removes), so replaying records a checkpoint already holds
 //! is harmless.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::time::Instant;
@@ -513,31 +514,60 @@ impl ShardState {
     }
 
     /// Approximate (or, with `exact`, brute-force) top-k.
+    ///
+    /// A filter that reads payloads is evaluated at most [`PAYLOAD_CHECKS_PER_SEARCH`]
+    /// times inside the index's search: past that the search gives up and answers
+    /// [`Searched::Prefilter`], and the caller finds the matching points in slices
+    /// (letting the core's other work run) and searches again with them as
+    /// `prefiltered`. A point of `prefiltered` that no longer passes the filter is left
+    /// out of the hits.
     pub(crate) fn search(
         &self,
         args: &SearchArgs<'_>,
         exact: bool,
+        prefiltered: Option<&[NodeId]>,
         scratch: &mut SearchScratch,
-    ) -> Result<Vec<HitOut>, ShardError> {
-        let hits: &[SearchHit] = if args.filter.is_empty() {
-            self.run_search(args, exact, None, scratch)?
-        } else {
-            let plan = self.plan(&args.filter);
-            let predicate = PlanPredicate {
-                shard: self,
-                plan: &plan,
-                ids: None,
-            };
-            match plan.exact() {
+    ) -> Result<Searched, ShardError> {
+        let plan = (!args.filter.is_empty()).then(|| self.plan(&args.filter));
+        let hits: &[SearchHit] = match (&plan, prefiltered) {
+            (None, _) => self.run_search(args, exact, None, scratch)?,
+            (Some(_), Some(nodes)) => {
+                let ids = IdFilter::new(nodes.to_vec());
+                self.run_search(args, exact, Some(&ids), scratch)?
+            }
+            (Some(plan), None) => match plan.exact() {
                 Some(set) => {
                     // An exact set: hand the index the ids, so a selective filter turns
                     // into an exact scan over them.
                     let ids = IdFilter::new(set.iter().map(NodeId).collect());
                     self.run_search(args, exact, Some(&ids), scratch)?
                 }
-                None => self.run_search(args, exact, Some(&predicate), scratch)?,
-            }
+                None => {
+                    let predicate = PlanPredicate {
+                        shard: self,
+                        plan,
+                        ids: None,
+                        checks_left: Cell::new(PAYLOAD_CHECKS_PER_SEARCH),
+                    };
+                    let hits = self.run_search(args, exact, Some(&predicate), scratch)?;
+                    if predicate.checks_left.get() == 0 {
+                        return Ok(Searched::Prefilter);
+                    }
+                    hits
+                }
+            },
         };
+        // Points found through a prefiltered list may have changed since it was made.
+        let kept: Vec<&SearchHit> = hits
+            .iter()
+            .filter(|h| {
+                prefiltered.is_none()
+                    || plan
+                        .as_ref()
+                        .is_none_or(|p| self.live.contains(h.id.0) && self.passes(p, h.id))
+            })
+            .collect();
+        let hits = kept;
         let bytes: usize = hits
             .iter()
             .map(|h| self.answer_bytes(h.id, args.with_vector, args.with_payload))
@@ -550,23 +580,24 @@ impl ShardState {
             }
             .into());
         }
-        Ok(hits
-            .iter()
-            .map(|h| {
-                let point = self.node(h.id);
-                HitOut {
-                    id: point.id.to_string(),
-                    score: h.score,
-                    payload_bytes: u32::try_from(point.payload.len()).unwrap_or(u32::MAX),
-                    vector: self.vector_out(h.id, args.with_vector),
-                    payload: if args.with_payload {
-                        point.payload.to_vec()
-                    } else {
-                        Vec::new()
-                    },
-                }
-            })
-            .collect())
+        Ok(Searched::Hits(
+            hits.iter()
+                .map(|h| {
+                    let point = self.node(h.id);
+                    HitOut {
+                        id: point.id.to_string(),
+                        score: h.score,
+                        payload_bytes: u32::try_from(point.payload.len()).unwrap_or(u32::MAX),
+                        vector: self.vector_out(h.id, args.with_vector),
+                        payload: if args.with_payload {
+                            point.payload.to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    }
+                })
+                .collect(),
+        ))
     }
 
     fn run_search<'s>(
@@ -718,16 +749,42 @@ impl ShardState {
     }
 }
 
-/// A filter plan as the index's predicate.
+/// Payloads a search reads for its filter inside the index's search, at most (each is
+/// parsed: a few microseconds). Past it the search is redone over the matching points
+/// found in slices ([`ShardState::search`]).
+pub(crate) const PAYLOAD_CHECKS_PER_SEARCH: usize = 10_000;
+
+/// What a search found.
+#[derive(Debug)]
+pub(crate) enum Searched {
+    /// The hits, best first.
+    Hits(Vec<HitOut>),
+    /// The filter needed more payload reads than one search may make: find the matching
+    /// points in slices, then search again with them.
+    Prefilter,
+}
+
+/// A filter plan as the index's predicate, reading at most `checks_left` payloads.
 struct PlanPredicate<'a> {
     shard: &'a ShardState,
     plan: &'a Plan,
     ids: Option<&'a [NodeId]>,
+    checks_left: Cell<usize>,
 }
 
 impl vectron_hnsw::Filter for PlanPredicate<'_> {
     fn matches(&self, id: NodeId) -> bool {
-        self.shard.live.contains(id.0) && self.shard.passes(self.plan, id)
+        if !self.shard.live.contains(id.0) {
+            return false;
+        }
+        if self.plan.needs_payload() {
+            let left = self.checks_left.get();
+            if left == 0 {
+                return false;
+            }
+            self.checks_left.set(left - 1);
+        }
+        self.shard.passes(self.plan, id)
     }
 
     fn estimated_matches(&self) -> Option<usize> {
