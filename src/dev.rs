@@ -43,9 +43,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     worker.admin_addr = "127.0.0.1:0".parse()?;
     worker.pin = !args.no_pin;
     worker.control = vec![control_addr.clone()];
-    if let Some(n) = args.max_unindexed {
-        worker.max_unindexed = n;
-    }
+    worker.max_unindexed = args.max_unindexed;
     let mut worker = match vectron_worker::Worker::start(worker).await {
         Ok(worker) => worker,
         Err(e) => {

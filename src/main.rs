@@ -95,7 +95,7 @@ struct WorkerArgs {
     #[arg(long, env = "VECTRON_ADVERTISE_HOST")]
     advertise_host: Option<String>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
-    /// wait for the indexer [default: 20000].
+    /// wait for the indexer [default: as many as 4 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
 }
@@ -177,6 +177,10 @@ struct GatewayOptions {
     /// connections included [default: 30000].
     #[arg(long, env = "VECTRON_HEADER_TIMEOUT_MS")]
     header_timeout_ms: Option<u64>,
+    /// Deadline of a call that names none, in milliseconds; also how long a streamed
+    /// upsert waits on a core that makes no progress [default: 10000].
+    #[arg(long, env = "VECTRON_CALL_TIMEOUT_MS")]
+    call_timeout_ms: Option<u64>,
 }
 
 impl GatewayOptions {
@@ -208,6 +212,9 @@ impl GatewayOptions {
         if let Some(ms) = self.header_timeout_ms {
             admission.header_timeout = Duration::from_millis(ms);
         }
+        if let Some(ms) = self.call_timeout_ms {
+            config.default_timeout = Duration::from_millis(ms);
+        }
         config
     }
 }
@@ -237,7 +244,7 @@ struct DevArgs {
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
-    /// wait for the indexer [default: 20000].
+    /// wait for the indexer [default: as many as 4 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
     #[command(flatten)]
@@ -344,9 +351,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.cpus = args.cpus;
     config.control = args.control;
     config.advertise_host = args.advertise_host;
-    if let Some(n) = args.max_unindexed {
-        config.max_unindexed = n;
-    }
+    config.max_unindexed = args.max_unindexed;
     vectron_worker::run(config)
         .await
         .context("the worker failed")

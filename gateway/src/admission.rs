@@ -37,6 +37,11 @@ use crate::error::GatewayError;
 /// to a collection of more than 32 shards holds up to 2 MiB per shard.
 pub(crate) const STREAM_HELD_BYTES: usize = 64 << 20;
 
+/// Bytes a call may hold whatever the budget: a call this small (a search, a get, a
+/// small write) is never refused for bytes, so calls that hold the budget (large or
+/// slow bodies) cannot starve small ones. At most `max_calls` of them are in flight.
+pub(crate) const SMALL_CALL_BYTES: usize = 256 << 10;
+
 /// What a gRPC request costs per byte received: the message as it arrives, and again
 /// decoded.
 pub(crate) const GRPC_EXPANSION: usize = 2;
@@ -200,9 +205,15 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Charges `bytes` to the call, or refuses them when the gateway's budget is spent.
+    /// Charges `bytes` to the call, or refuses them when the gateway's budget is spent
+    /// (never while the call holds at most [`SMALL_CALL_BYTES`]).
     pub(crate) fn charge(&self, bytes: usize) -> Result<(), GatewayError> {
         let budget = &self.admission.bytes;
+        if self.charged.load(Ordering::Relaxed).saturating_add(bytes) <= SMALL_CALL_BYTES {
+            budget.fetch_add(bytes, Ordering::AcqRel);
+            self.charged.fetch_add(bytes, Ordering::Relaxed);
+            return Ok(());
+        }
         let max = self.admission.config.max_inflight_bytes;
         let mut held = budget.load(Ordering::Relaxed);
         loop {
@@ -216,6 +227,15 @@ impl Ticket {
         }
         self.charged.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+impl Ticket {
+    /// Charges a body of `bytes` declared up front (HTTP `Content-Length`), before any
+    /// of it is read: a body that cannot fit is refused at once, before the client sends
+    /// it, and one that fits cannot be refused halfway.
+    pub(crate) fn prepay(&self, bytes: usize) -> Result<(), GatewayError> {
+        self.charge(bytes.saturating_mul(self.expansion))
     }
 }
 
@@ -254,6 +274,8 @@ pub(crate) fn charge_answer(bytes: usize) -> Result<(), GatewayError> {
 pub(crate) struct GuardedBody<B> {
     inner: B,
     ticket: Arc<Ticket>,
+    /// Body bytes already charged ([`GuardedBody::prepaid`]).
+    prepaid: usize,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
 }
@@ -264,9 +286,17 @@ impl<B> GuardedBody<B> {
         Self {
             inner,
             ticket,
+            prepaid: 0,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
         }
+    }
+
+    /// A body whose length was declared and charged when its call was admitted
+    /// ([`Ticket::prepay`]): its first `bytes` are not charged again.
+    pub(crate) fn prepaid(mut self, bytes: usize) -> Self {
+        self.prepaid = bytes;
+        self
     }
 }
 
@@ -362,7 +392,9 @@ where
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    let cost = data.len().saturating_mul(this.ticket.expansion);
+                    let paid = this.prepaid.min(data.len());
+                    this.prepaid -= paid;
+                    let cost = (data.len() - paid).saturating_mul(this.ticket.expansion);
                     if let Err(refused) = this.ticket.charge(cost) {
                         return Poll::Ready(Some(Err(Box::new(BodyRefused::new(&refused)))));
                     }
@@ -577,36 +609,41 @@ mod tests {
 
     #[test]
     fn bytes_are_held_until_the_call_ends() {
-        let a = admission(10, 1, 1000);
+        let max = 4 * SMALL_CALL_BYTES;
+        let a = admission(10, 1, max);
         let unary = CallKind::Unary { expansion: 1 };
         let one = a.admit(unary).unwrap();
-        one.charge(600).unwrap();
+        one.charge(3 * SMALL_CALL_BYTES).unwrap();
         let two = a.admit(unary).unwrap();
         assert!(matches!(
-            two.charge(500),
+            two.charge(2 * SMALL_CALL_BYTES),
             Err(GatewayError::Overloaded {
                 what: "bytes in flight",
                 ..
             })
         ));
-        two.charge(400).unwrap();
-        assert_eq!(a.inflight_bytes(), 1000);
+        two.charge(SMALL_CALL_BYTES / 2).unwrap();
+        // A small call goes through even with the budget spent.
+        two.charge(SMALL_CALL_BYTES / 2).unwrap();
+        let three = a.admit(unary).unwrap();
+        three.charge(1000).unwrap();
+        assert_eq!(a.inflight_bytes(), max + 1000);
         drop(one);
-        assert_eq!(a.inflight_bytes(), 400);
-        drop(two);
+        assert_eq!(a.inflight_bytes(), SMALL_CALL_BYTES + 1000);
+        drop((two, three));
         assert_eq!(a.inflight_bytes(), 0);
     }
 
     #[tokio::test]
     async fn answers_are_charged_to_the_call_that_runs_them() {
-        let a = admission(10, 1, 100);
+        let a = admission(10, 1, 2 * SMALL_CALL_BYTES);
         let ticket = a.admit(CallKind::Unary { expansion: 1 }).unwrap();
         within(Arc::clone(&ticket), async {
-            charge_answer(60).unwrap();
-            assert!(charge_answer(60).is_err());
+            charge_answer(SMALL_CALL_BYTES + 60).unwrap();
+            assert!(charge_answer(SMALL_CALL_BYTES).is_err());
         })
         .await;
-        assert_eq!(a.inflight_bytes(), 60);
+        assert_eq!(a.inflight_bytes(), SMALL_CALL_BYTES + 60);
         // Outside a call, nothing is charged.
         charge_answer(1_000_000).unwrap();
         drop(ticket);

@@ -192,7 +192,21 @@ async fn admit(
         Ok(ticket) => ticket,
         Err(refused) => return refused.into_response(),
     };
-    let request = request.map(|body| Body::new(GuardedBody::new(body, Arc::clone(&ticket))));
+    // A declared length within the body limit is paid for now: a body that cannot fit
+    // the budget is refused before it is sent. One over the limit is refused with 413 as
+    // its length is read.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n <= service.config.limits.max_message_bytes)
+        .unwrap_or(0);
+    if let Err(refused) = ticket.prepay(declared) {
+        return refused.into_response();
+    }
+    let request = request
+        .map(|body| Body::new(GuardedBody::new(body, Arc::clone(&ticket)).prepaid(declared)));
     within(ticket, next.run(request)).await
 }
 

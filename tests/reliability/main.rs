@@ -18,6 +18,7 @@ mod crash;
 mod disk_full;
 mod harness;
 mod ingest;
+mod stall;
 mod targets;
 
 /// Whether the long campaigns run (`VECTRON_RELIABILITY=long`).

@@ -21,7 +21,10 @@ use crate::support::{self, Http, Process};
 
 const DIM: usize = 128;
 const COLLECTION: &str = "targets";
-const BACKLOG: usize = 20_000;
+/// The default bound on a shard's unindexed points at this dimension.
+fn backlog() -> usize {
+    vectron_core_shard::unindexed_bound(None, DIM)
+}
 
 fn vector(i: usize) -> Vec<f32> {
     // A cheap, well-spread point per i (no two alike).
@@ -37,8 +40,7 @@ fn vector(i: usize) -> Vec<f32> {
 }
 
 fn start(dir: &std::path::Path) -> Process {
-    let backlog = BACKLOG.to_string();
-    crate::harness::dev(dir, 1, &["--max-unindexed", &backlog])
+    crate::harness::dev(dir, 1, &[])
 }
 
 async fn setup(dev: &Process) -> Client {
@@ -210,15 +212,16 @@ async fn ingest_at_twice_the_indexing_rate_keeps_the_backlog_and_memory_bounded(
     let p99 = percentile(&mut during, 0.99);
     let peak = memory(pid, "VmHWM");
     eprintln!(
-        "targets: indexing {rate:.0} points/s, ingest offered at {:.0}/s for {seconds} s: at most {highest} points waited (bound {BACKLOG}); {} searches, p99 {p99:?} against {idle:?} idle ({:.2}x); resident {} MiB before, peak {} MiB",
+        "targets: indexing {rate:.0} points/s, ingest offered at {:.0}/s for {seconds} s: at most {highest} points waited (bound {}); {} searches, p99 {p99:?} against {idle:?} idle ({:.2}x); resident {} MiB before, peak {} MiB",
         2.0 * rate,
+        backlog(),
         during.len(),
         p99.as_secs_f64() / idle.as_secs_f64().max(1e-6),
         before >> 20,
         peak >> 20
     );
     // One batch of the stream may land on a backlog just under the bound.
-    assert!(highest <= BACKLOG + 1_000, "{highest} points waited");
+    assert!(highest <= backlog() + 1_000, "{highest} points waited");
     assert!(!during.is_empty());
     dev.terminate();
 }

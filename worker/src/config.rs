@@ -40,8 +40,8 @@ pub struct WorkerConfig {
     pub advertise_host: Option<String>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it wait
     /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
-    /// `vectron_core_shard::DEFAULT_MAX_UNINDEXED` (20,000).
-    pub max_unindexed: usize,
+    /// as many as 4 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
+    pub max_unindexed: Option<usize>,
 }
 
 impl WorkerConfig {
@@ -60,7 +60,7 @@ impl WorkerConfig {
             cpus: Vec::new(),
             control: Vec::new(),
             advertise_host: None,
-            max_unindexed: vectron_core_shard::DEFAULT_MAX_UNINDEXED,
+            max_unindexed: None,
         }
     }
 }

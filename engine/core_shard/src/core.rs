@@ -49,14 +49,22 @@ pub struct CoreConfig {
     pub wal: Options,
     /// Points a shard may hold acknowledged but not yet indexed (searched by an exact
     /// scan) before writes to it wait for the indexer: writes faster than indexing get
-    /// backpressure instead of a backlog that slows every search. Default
-    /// [`DEFAULT_MAX_UNINDEXED`].
-    pub max_unindexed: usize,
+    /// backpressure instead of a backlog that slows every search. `None`: as many as
+    /// [`DEFAULT_UNINDEXED_BYTES`] of the shard's vectors (see [`unindexed_bound`]).
+    pub max_unindexed: Option<usize>,
 }
 
-/// See [`CoreConfig::max_unindexed`]: at 384 dimensions an exact scan of this many
-/// points costs a search about a millisecond.
-pub const DEFAULT_MAX_UNINDEXED: usize = 20_000;
+/// Bytes of vectors a shard may hold unindexed by default: every search scans them
+/// exactly, and at a few GB/s of one core's memory bandwidth this many cost a search
+/// about half a millisecond, whatever the dimension (4,096 points at 256 dimensions,
+/// 682 at 1,536).
+pub const DEFAULT_UNINDEXED_BYTES: usize = 4 << 20;
+
+/// The unindexed points a shard of `dimension` values may hold: `configured`, or
+/// [`DEFAULT_UNINDEXED_BYTES`] of its vectors (at least 256 points).
+pub fn unindexed_bound(configured: Option<usize>, dimension: usize) -> usize {
+    configured.unwrap_or_else(|| (DEFAULT_UNINDEXED_BYTES / (4 * dimension.max(1))).max(256))
+}
 
 /// Bytes a shard's log may hold appended but not yet written before writes to it wait:
 /// writes acknowledged before they are durable (`wait = false`) cannot outrun the disk
@@ -213,7 +221,9 @@ impl Core {
     /// Waits until `shard` may take a write: while a checkpoint holds its writes, or (for
     /// an upsert, `adds`) while its unindexed points or its log's unwritten bytes are
     /// over their bounds, the checkpoint, the indexer and the log work and the write
-    /// waits, at most [`BACKLOG_PATIENCE`].
+    /// waits. It waits as long as the backlog shrinks (a stream is slowed to the pace of
+    /// indexing, not refused), and is refused once it made no progress for
+    /// [`BACKLOG_PATIENCE`]; the caller's deadline bounds the wait too.
     ///
     /// # Errors
     /// [`ShardError::WritesHeld`] or [`ShardError::Backlog`] when it waited in vain.
@@ -231,13 +241,22 @@ impl Core {
         adds: bool,
         patience: Duration,
     ) -> Result<(), ShardError> {
-        let started = Instant::now();
+        let mut started = Instant::now();
+        let mut least = (usize::MAX, u64::MAX);
         loop {
             let unindexed = shard.pending();
             let unwritten = shard.wal().stats().unwritten_bytes;
+            if unindexed < least.0 || unwritten < least.1 {
+                // Progress: the patience starts again.
+                least = (unindexed.min(least.0), unwritten.min(least.1));
+                started = Instant::now();
+            }
             let held = shard.writes_held();
-            let behind = adds
-                && (unindexed > self.config.max_unindexed || unwritten > MAX_UNWRITTEN_LOG_BYTES);
+            let bound = unindexed_bound(
+                self.config.max_unindexed,
+                shard.spec().collection.dimension as usize,
+            );
+            let behind = adds && (unindexed > bound || unwritten > MAX_UNWRITTEN_LOG_BYTES);
             if !held && !behind {
                 return Ok(());
             }
@@ -254,7 +273,7 @@ impl Core {
                     collection: spec.name().to_owned(),
                     shard_id: spec.shard_id,
                     unindexed,
-                    max: self.config.max_unindexed,
+                    max: bound,
                 });
             }
             self.wake_indexer();
@@ -603,7 +622,7 @@ mod tests {
                 address: "127.0.0.1:0".into(),
                 data_dir: data_dir.to_path_buf(),
                 wal: Options::default(),
-                max_unindexed: 100,
+                max_unindexed: Some(100),
             },
             "test",
         )

@@ -13,7 +13,7 @@ mod shard;
 mod spec;
 mod stats;
 
-pub use crate::core::{Core, CoreConfig, DEFAULT_MAX_UNINDEXED};
+pub use crate::core::{Core, CoreConfig, DEFAULT_UNINDEXED_BYTES, unindexed_bound};
 pub use crate::error::ShardError;
 pub use crate::filter::{Filter, FilterError};
 pub use crate::handle::{PendingWrite, ShardHandle, WriteAck};

@@ -68,7 +68,7 @@ pub struct CoreSettings {
     /// Settings of the gRPC server.
     pub server: ServerConfig,
     /// See [`crate::CoreConfig::max_unindexed`].
-    pub max_unindexed: usize,
+    pub max_unindexed: Option<usize>,
 }
 
 /// Why a core did not start.
@@ -381,7 +381,7 @@ mod tests {
             data_dir: dir.path().to_owned(),
             wal: Options::default(),
             server: ServerConfig::default(),
-            max_unindexed: crate::DEFAULT_MAX_UNINDEXED,
+            max_unindexed: None,
         })
         .unwrap();
         let inbox = core.inbox();
