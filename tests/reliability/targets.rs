@@ -44,8 +44,9 @@ fn start(dir: &std::path::Path) -> Process {
 }
 
 async fn setup(dev: &Process) -> Client {
+    // A million points stream at the pace of indexing: minutes.
     let client = Client::builder(support::grpc_addr(dev))
-        .timeout(Some(Duration::from_secs(120)))
+        .timeout(Some(Duration::from_secs(1_800)))
         .connect()
         .await
         .unwrap();

@@ -242,13 +242,17 @@ impl Core {
         patience: Duration,
     ) -> Result<(), ShardError> {
         let mut started = Instant::now();
-        let mut least = (usize::MAX, u64::MAX);
+        // Progress is the indexer linking points and the log writing bytes (other
+        // writers may add to the backlog meanwhile: a backlog that does not shrink is
+        // not a stalled one).
+        let mut progress = (shard.linked(), shard.wal().stats().written_lsn);
         loop {
             let unindexed = shard.pending();
-            let unwritten = shard.wal().stats().unwritten_bytes;
-            if unindexed < least.0 || unwritten < least.1 {
-                // Progress: the patience starts again.
-                least = (unindexed.min(least.0), unwritten.min(least.1));
+            let stats = shard.wal().stats();
+            let unwritten = stats.unwritten_bytes;
+            let now = (shard.linked(), stats.written_lsn);
+            if now != progress {
+                progress = now;
                 started = Instant::now();
             }
             let held = shard.writes_held();

@@ -138,6 +138,8 @@ pub struct ShardHandle {
     closing: Cell<bool>,
     /// Set while a checkpoint writes its files: writes and the indexer wait.
     writes_held: Cell<bool>,
+    /// Points the indexer linked since the shard opened.
+    linked: Cell<u64>,
     /// What a checkpoint waits on between slices.
     yielder: Yielder,
 }
@@ -197,6 +199,7 @@ impl ShardHandle {
             checkpointing: Cell::new(false),
             closing: Cell::new(false),
             writes_held: Cell::new(false),
+            linked: Cell::new(0),
             yielder,
         };
         handle.write_manifest()?;
@@ -656,11 +659,17 @@ impl ShardHandle {
         }
         let mut st = self.state.borrow_mut();
         if st.pending() > 0 {
-            st.link_pending(max);
+            let linked = st.link_pending(max);
+            self.linked.set(self.linked.get() + linked as u64);
             true
         } else {
             st.reclaim_step(max * 32)
         }
+    }
+
+    /// Points linked into the graph since the shard opened: the indexer's progress.
+    pub fn linked(&self) -> u64 {
+        self.linked.get()
     }
 
     /// Points waiting to be linked into the graph.
