@@ -57,6 +57,23 @@ impl CoreChannels {
             .max_encoding_message_size(self.max_message_bytes))
     }
 
+    /// Whether the core at `address` answers a call within `within`, over a connection
+    /// of its own: the shared one may have no flow-control window left while the
+    /// core's streams wait on its backpressure, which is no sign of a stalled core.
+    pub(crate) async fn answers(&self, address: &str, within: Duration) -> bool {
+        let Ok(endpoint) = self.endpoint(address) else {
+            return false;
+        };
+        let probe = async {
+            let channel = endpoint.connect().await.ok()?;
+            CoreServiceClient::new(channel)
+                .stats(vectron_proto::core::v1::StatsRequest {})
+                .await
+                .ok()
+        };
+        matches!(tokio::time::timeout(within, probe).await, Ok(Some(_)))
+    }
+
     fn endpoint(&self, address: &str) -> Result<Endpoint, Status> {
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|e| Status::internal(format!("core address {address:?}: {e}")))?;

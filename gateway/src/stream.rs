@@ -198,17 +198,10 @@ impl ShardStreams<'_> {
             };
             segment.bytes += bytes;
             segment.batches.push(request.clone());
-            let sender = segment
-                .sender
-                .as_ref()
-                .expect("open segments have a sender");
+            let sender = segment.sender.clone().expect("open segments have a sender");
             // A core that stops reading (stalled, or its host gone quiet) must not hold
-            // the stream forever: each batch gets the call timeout to be taken.
-            let patience = self.service.config.default_timeout;
-            let sent = match tokio::time::timeout(patience, sender.send(request)).await {
-                Ok(sent) => sent,
-                Err(_) => return Err(self.stalled(shard, patience)),
-            };
+            // the stream forever; one that reads slowly (its backpressure) may.
+            let sent = self.while_alive(shard, sender.send(request)).await?;
             if sent.is_err() {
                 // The core ended the stream early (an error): settle it now, which
                 // resends it if the routing was stale.
@@ -221,8 +214,33 @@ impl ShardStreams<'_> {
         Ok(())
     }
 
-    /// The error of a shard whose core took no batch, or did not acknowledge a segment,
-    /// for `patience`.
+    /// Waits for `work` on `shard`'s core for as long as the core is alive: each time
+    /// the call timeout passes without `work` done, the core is asked for its stats,
+    /// and one that does not answer within the call timeout is taken as stalled. A
+    /// live core refuses itself a write it can make no progress on (its backpressure),
+    /// so this gives up on a core that stopped (a frozen process, a host gone quiet)
+    /// and never on one that is slow because it indexes or checkpoints a large shard;
+    /// the client's deadline bounds the whole stream.
+    async fn while_alive<F: Future>(&self, shard: u32, work: F) -> Result<F::Output, GatewayError> {
+        let patience = self.service.config.default_timeout;
+        let mut work = std::pin::pin!(work);
+        loop {
+            if let Ok(done) = tokio::time::timeout(patience, &mut work).await {
+                return Ok(done);
+            }
+            let address = self
+                .route
+                .target(shard)
+                .map(|(_, r)| r.address.clone())
+                .unwrap_or_default();
+            if !self.service.channels.answers(&address, patience).await {
+                return Err(self.stalled(shard, patience));
+            }
+        }
+    }
+
+    /// The error of a shard whose core stopped answering while it held a batch or a
+    /// segment's acknowledgement.
     fn stalled(&self, shard: u32, patience: Duration) -> GatewayError {
         let address = self
             .route
@@ -234,7 +252,7 @@ impl ShardStreams<'_> {
             shard,
             &address,
             Status::deadline_exceeded(format!(
-                "the core made no progress on the stream for {patience:?}"
+                "the core took no part of the stream and did not answer for {patience:?}"
             )),
         )
     }
@@ -297,10 +315,7 @@ impl ShardStreams<'_> {
             .target(shard)
             .map(|(_, r)| r.address.clone())
             .unwrap_or_default();
-        let patience = self.service.config.default_timeout;
-        let Ok(answer) = tokio::time::timeout(patience, &mut oldest.call).await else {
-            return Err(self.stalled(shard, patience));
-        };
+        let answer = self.while_alive(shard, &mut oldest.call).await?;
         let status = match answer {
             Ok(Ok(ack)) => {
                 self.acks.add(&ack);
@@ -337,7 +352,7 @@ impl ShardStreams<'_> {
         for mut segment in later {
             segment.sender = None;
             // Whatever it answers, its batches are sent again.
-            let _ = tokio::time::timeout(patience, &mut segment.call).await;
+            let _ = self.while_alive(shard, &mut segment.call).await;
             batches.extend(std::mem::take(&mut segment.batches));
         }
         let seen = self.service.routing.snapshot().version;

@@ -1,6 +1,7 @@
 //! Ingest faster than the cores can index, against a real `vectron dev` with a small
 //! backlog bound: the stream is slowed down, not refused, the points waiting to be
-//! indexed stay within the bound (plus the batch in flight), and every point arrives.
+//! indexed stay within the bound (plus the batch in flight), and every point arrives,
+//! however much longer than the call timeout the stream waits.
 
 use std::time::Duration;
 
@@ -42,7 +43,13 @@ async fn unindexed(http: &Http, collection: &str) -> usize {
 async fn ingest_faster_than_indexing_waits_within_the_backlog_bound() {
     let dir = support::tempdir();
     let bound = BOUND.to_string();
-    let dev = crate::harness::dev(dir.path(), 1, &["--max-unindexed", &bound]);
+    // A call timeout far below how long the stream waits for the indexer: the gateway
+    // must tell a core that is slow on purpose (backpressure) from one that stalled.
+    let dev = crate::harness::dev(
+        dir.path(),
+        1,
+        &["--max-unindexed", &bound, "--call-timeout-ms", "200"],
+    );
     let addr = support::http_addr(&dev);
     let http = Http::new(&addr);
     let (status, body) = http

@@ -242,15 +242,21 @@ impl Core {
         patience: Duration,
     ) -> Result<(), ShardError> {
         let mut started = Instant::now();
-        // Progress is the indexer linking points and the log writing bytes (other
-        // writers may add to the backlog meanwhile: a backlog that does not shrink is
-        // not a stalled one).
-        let mut progress = (shard.linked(), shard.wal().stats().written_lsn);
+        // Progress is the indexer linking points, the log writing bytes and a
+        // checkpoint writing its files (other writers may add to the backlog meanwhile:
+        // a backlog that does not shrink is not a stalled one).
+        let progress_now = || {
+            (
+                shard.linked(),
+                shard.wal().stats().written_lsn,
+                shard.checkpoint_slices(),
+            )
+        };
+        let mut progress = progress_now();
         loop {
             let unindexed = shard.pending();
-            let stats = shard.wal().stats();
-            let unwritten = stats.unwritten_bytes;
-            let now = (shard.linked(), stats.written_lsn);
+            let unwritten = shard.wal().stats().unwritten_bytes;
+            let now = progress_now();
             if now != progress {
                 progress = now;
                 started = Instant::now();
@@ -528,10 +534,19 @@ impl Core {
             for shard in self.shards() {
                 if shard.wal_bytes_since_checkpoint() > CHECKPOINT_WAL_BYTES && !shard.is_stopped()
                 {
-                    let _ = shard.checkpoint().await;
+                    let _ = self.checkpoint(&shard).await;
                 }
             }
         }
+    }
+
+    /// Checkpoints `shard` ([`ShardHandle::checkpoint`]), then wakes the indexer, which
+    /// leaves a shard alone while its checkpoint holds its writes and would otherwise
+    /// sleep on its backlog until the next write.
+    pub async fn checkpoint(&self, shard: &ShardHandle) -> Result<u64, ShardError> {
+        let covered = shard.checkpoint().await;
+        self.wake_indexer();
+        covered
     }
 
     /// Stops background work and closes every shard (each checkpoints first).
@@ -699,6 +714,37 @@ mod tests {
                 .await
                 .unwrap();
             assert!(shard.pending() <= 100, "{}", shard.pending());
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn the_indexer_resumes_after_a_checkpoint_that_held_the_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            let shard = core.open_shard(&assignment("a"), false).await.unwrap();
+            for from in (0..20_000).step_by(5_000) {
+                shard
+                    .upsert(points(from..from + 5_000), true)
+                    .await
+                    .unwrap();
+            }
+            monoio::spawn(Rc::clone(&core).run_indexer());
+            // The indexer starts while the checkpoint syncs the log, finds the shard
+            // held once the files are being written, and sleeps.
+            core.checkpoint(&shard).await.unwrap();
+            assert!(shard.pending() > 0, "indexed before the checkpoint held it");
+            // No write comes to wake it: the checkpoint's end must.
+            let waited = Instant::now();
+            while shard.pending() > 0 {
+                assert!(
+                    waited.elapsed() < Duration::from_secs(60),
+                    "{} points left unindexed",
+                    shard.pending()
+                );
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
             core.shutdown().await;
         });
     }

@@ -140,6 +140,9 @@ pub struct ShardHandle {
     writes_held: Cell<bool>,
     /// Points the indexer linked since the shard opened.
     linked: Cell<u64>,
+    /// Slices of checkpoint files written since the shard opened: a checkpoint's
+    /// progress, which writes held by it wait on.
+    checkpoint_slices: Cell<u64>,
     /// What a checkpoint waits on between slices.
     yielder: Yielder,
 }
@@ -200,6 +203,7 @@ impl ShardHandle {
             closing: Cell::new(false),
             writes_held: Cell::new(false),
             linked: Cell::new(0),
+            checkpoint_slices: Cell::new(0),
             yielder,
         };
         handle.write_manifest()?;
@@ -672,6 +676,12 @@ impl ShardHandle {
         self.linked.get()
     }
 
+    /// Slices of checkpoint files written since the shard opened: a checkpoint's
+    /// progress.
+    pub fn checkpoint_slices(&self) -> u64 {
+        self.checkpoint_slices.get()
+    }
+
     /// Points waiting to be linked into the graph.
     pub fn pending(&self) -> usize {
         self.state.borrow().pending()
@@ -843,6 +853,7 @@ impl ShardHandle {
     /// the shard began closing meanwhile.
     async fn between_slices(&self) -> Result<(), ShardError> {
         slice_break();
+        self.checkpoint_slices.set(self.checkpoint_slices.get() + 1);
         self.yielder.yield_now().await;
         if self.closing.get() {
             return Err(self.closed());

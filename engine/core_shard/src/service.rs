@@ -330,7 +330,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             let core = Rc::clone(&c);
             async move {
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                let lsn = shard.checkpoint().await.map_err(|e| status(&e))?;
+                let lsn = core.checkpoint(&shard).await.map_err(|e| status(&e))?;
                 Ok(CheckpointResponse { lsn })
             }
         },
