@@ -4,6 +4,7 @@
 //! a user), and data lives under one directory so a restart finds every collection and
 //! point again.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -16,7 +17,27 @@ use crate::DevArgs;
 /// is ready anyway.
 const READY_WAIT: Duration = Duration::from_secs(60);
 
-pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+/// The worker of `dev`, its data under `args.data_dir` (its control address is set
+/// once the control plane runs).
+pub(crate) fn worker_config(args: &DevArgs) -> vectron_worker::WorkerConfig {
+    let mut worker = vectron_worker::WorkerConfig::new(args.data_dir.join("worker"));
+    if let Some(cores) = args.cores {
+        worker.cores = cores;
+    } else if !args.cpus.is_empty() {
+        worker.cores = args.cpus.len();
+    }
+    worker.cpus.clone_from(&args.cpus);
+    worker.core_base_port = 0;
+    worker.admin_addr = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    worker.pin = !args.no_pin;
+    worker.max_unindexed = args.max_unindexed;
+    worker
+}
+
+pub(crate) async fn run(
+    args: DevArgs,
+    mut worker: vectron_worker::WorkerConfig,
+) -> anyhow::Result<()> {
     let data_dir = args.data_dir;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -32,18 +53,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     // run; only a registration newer than this instant says the worker of this run has
     // reopened them.
     let worker_started_ms = unix_ms();
-    let mut worker = vectron_worker::WorkerConfig::new(data_dir.join("worker"));
-    if let Some(cores) = args.cores {
-        worker.cores = cores;
-    } else if !args.cpus.is_empty() {
-        worker.cores = args.cpus.len();
-    }
-    worker.cpus = args.cpus;
-    worker.core_base_port = 0;
-    worker.admin_addr = "127.0.0.1:0".parse()?;
-    worker.pin = !args.no_pin;
     worker.control = vec![control_addr.clone()];
-    worker.max_unindexed = args.max_unindexed;
     let mut worker = match vectron_worker::Worker::start(worker).await {
         Ok(worker) => worker,
         Err(e) => {

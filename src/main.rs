@@ -84,7 +84,8 @@ struct WorkerArgs {
     #[arg(long, default_value_t = 0)]
     first_cpu: usize,
     /// CPUs to pin the cores to, one per core (comma-separated), instead of
-    /// first-cpu onwards: to put cores on distinct physical cores.
+    /// first-cpu onwards: to put cores on distinct physical cores. The worker's other
+    /// threads run on the CPUs the cores leave free, when there are any.
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
     /// Control nodes to register with (HOST:PORT, comma-separated). Without it the
@@ -240,7 +241,7 @@ struct DevArgs {
     #[arg(long)]
     no_pin: bool,
     /// CPUs to pin the cores to, one per core (comma-separated); the gateway and the
-    /// control plane run on the CPUs the process may use.
+    /// control plane run on the CPUs the cores leave free (all of them when none is).
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
@@ -265,7 +266,13 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Worker(args) => {
             init_logging("info");
-            current_thread()?.block_on(run_worker(args))
+            let config = worker_config(args);
+            keep_off_cores(&config);
+            current_thread()?.block_on(async {
+                vectron_worker::run(config)
+                    .await
+                    .context("the worker failed")
+            })
         }
         Command::Control(args) => {
             init_logging("info,openraft=warn");
@@ -281,7 +288,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Dev(args) => {
             init_logging("info,openraft=warn");
-            multi_thread()?.block_on(dev::run(args))
+            let worker = dev::worker_config(&args);
+            keep_off_cores(&worker);
+            multi_thread()?.block_on(dev::run(args, worker))
         }
         Command::Collections(args) => client(cli::Action::Collections(args)),
         Command::Points(args) => client(cli::Action::Points(args)),
@@ -334,7 +343,18 @@ fn init_logging(default: &str) {
         .init();
 }
 
-async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
+/// Keeps the process's other threads off its pinned cores' CPUs, before any runtime
+/// starts them.
+fn keep_off_cores(config: &vectron_worker::WorkerConfig) {
+    if let Some(cpus) = config.keep_other_threads_off_cores() {
+        tracing::info!(
+            ?cpus,
+            "threads other than the cores run on the CPUs the cores leave free"
+        );
+    }
+}
+
+fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
     let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
     if let Some(cores) = args.cores {
         config.cores = cores;
@@ -352,9 +372,7 @@ async fn run_worker(args: WorkerArgs) -> anyhow::Result<()> {
     config.control = args.control;
     config.advertise_host = args.advertise_host;
     config.max_unindexed = args.max_unindexed;
-    vectron_worker::run(config)
-        .await
-        .context("the worker failed")
+    config
 }
 
 async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {

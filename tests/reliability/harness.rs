@@ -10,24 +10,68 @@ use crate::support::{self, Http, Process};
 /// The collection every case uses: 4-d cosine, two shards, a keyword index on "kind".
 pub const COLLECTION: &str = "docs";
 
-/// Starts `vectron dev` on free loopback ports with `cores` cores, its data in `dir`,
-/// and `extra` flags.
+/// Starts `vectron dev` on free loopback ports with `cores` unpinned cores, its data
+/// in `dir`, and `extra` flags.
 pub fn dev(dir: &std::path::Path, cores: usize, extra: &[&str]) -> Process {
     let cores = cores.to_string();
+    let mut args = vec!["--cores", &cores, "--no-pin"];
+    args.extend_from_slice(extra);
+    dev_with(dir, &args)
+}
+
+/// Starts `vectron dev` with one core, pinned to `cpu` when there is one (see
+/// [`core_cpu`]): its other threads then keep off that CPU.
+pub fn dev_on(dir: &std::path::Path, cpu: Option<usize>) -> Process {
+    match cpu {
+        Some(cpu) => dev_with(dir, &["--cpus", &cpu.to_string()]),
+        None => dev(dir, 1, &[]),
+    }
+}
+
+fn dev_with(dir: &std::path::Path, flags: &[&str]) -> Process {
     let mut args = vec![
         "dev",
         "--data-dir",
         dir.to_str().unwrap(),
-        "--cores",
-        &cores,
-        "--no-pin",
         "--grpc-addr",
         "127.0.0.1:0",
         "--http-addr",
         "127.0.0.1:0",
     ];
-    args.extend_from_slice(extra);
+    args.extend_from_slice(flags);
     Process::start(&args)
+}
+
+/// A CPU for a core of its own, as a thread-per-core deployment gives it: the last
+/// one this process may use, when it may use at least two (the test's own threads and
+/// the rest of `vectron dev` keep to the others). `None` on a single CPU.
+pub fn core_cpu() -> Option<usize> {
+    let cpus = vectron_core_shard::allowed_cpus().ok()?;
+    (cpus.len() >= 2).then(|| cpus[cpus.len() - 1])
+}
+
+/// Runs `test` on a fresh two-thread tokio runtime whose threads, and the processes it
+/// starts, keep off `cpu`.
+pub fn off_cpu<F: Future<Output = ()> + Send + 'static>(
+    cpu: Option<usize>,
+    test: impl FnOnce() -> F + Send + 'static,
+) {
+    std::thread::spawn(move || {
+        if let Some(cpu) = cpu {
+            assert!(
+                vectron_core_shard::keep_off_cpus(&[cpu]).is_some(),
+                "cannot keep the test off CPU {cpu}"
+            );
+        }
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test());
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
 }
 
 /// Starts `vectron dev` (two cores) with `extra` flags, and creates [`COLLECTION`] with

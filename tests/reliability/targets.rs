@@ -1,5 +1,6 @@
 //! The latency and memory targets of a core under long work, measured against a real
-//! `vectron dev` with one core, so that the long work and the searches share it:
+//! `vectron dev` with one core, so that the long work and the searches share it (the
+//! core pinned to a CPU of its own where there are two, see [`start`]):
 //! small searches during a checkpoint of a large shard, and during ingest at twice the
 //! indexing rate. Each prints the searches' p99 against their idle p99 in the same run
 //! (`--nocapture`; `cargo test --release` for figures worth quoting) and asserts what
@@ -39,8 +40,12 @@ fn vector(i: usize) -> Vec<f32> {
         .collect()
 }
 
-fn start(dir: &std::path::Path) -> Process {
-    crate::harness::dev(dir, 1, &[])
+/// `vectron dev` with its core on a CPU of its own where the machine has two (the
+/// test's client and the rest of `dev` on the others), as thread-per-core runs: what is
+/// measured is the core's own scheduling of long work against searches, not the
+/// operating system's time slices between it and the load generator.
+fn start(dir: &std::path::Path, cpu: Option<usize>) -> Process {
+    crate::harness::dev_on(dir, cpu)
 }
 
 async fn setup(dev: &Process) -> Client {
@@ -98,6 +103,20 @@ async fn unindexed(http: &Http) -> usize {
         .unwrap_or(0)
 }
 
+/// What the core reports of itself since it started: its searches' p99 (the search
+/// alone, without the gateway and the client) and its scheduling delay's p99 and
+/// maximum (how long a call waits behind the core's work), in µs.
+async fn core_latencies(http: &Http) -> [f64; 3] {
+    let (_, stats) = http.json("GET", "/v1/stats/cores", None).await;
+    let core = &stats["cores"][0];
+    let us = |summary: &str, field: &str| core[summary][field].as_f64().unwrap_or(0.0);
+    [
+        us("search_latency", "p99_us"),
+        us("scheduling_delay", "p99_us"),
+        us("scheduling_delay", "max_us"),
+    ]
+}
+
 async fn until_indexed(http: &Http) {
     while unindexed(http).await > 0 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -132,11 +151,16 @@ async fn idle_p99(client: &Client, how_long: Duration) -> Duration {
     percentile(&mut task.await.unwrap(), 0.99)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn small_searches_go_on_during_a_checkpoint_of_a_large_shard() {
+#[test]
+fn small_searches_go_on_during_a_checkpoint_of_a_large_shard() {
+    let cpu = crate::harness::core_cpu();
+    crate::harness::off_cpu(cpu, move || checkpoint_target(cpu));
+}
+
+async fn checkpoint_target(cpu: Option<usize>) {
     let points = if crate::long() { 1_000_000 } else { 30_000 };
     let dir = support::tempdir();
-    let dev = start(dir.path());
+    let dev = start(dir.path(), cpu);
     let client = setup(&dev).await;
     let http = Http::new(&support::http_addr(&dev));
     ingest(&client, 0, points, None).await;
@@ -167,8 +191,9 @@ async fn small_searches_go_on_during_a_checkpoint_of_a_large_shard() {
     stop.store(true, Ordering::Relaxed);
     let mut during = task.await.unwrap();
     let p99 = percentile(&mut during, 0.99);
+    let [search_p99, delay_p99, delay_max] = core_latencies(&http).await;
     eprintln!(
-        "targets: checkpoint of {points} points took {took:?}; {} searches meanwhile, p99 {p99:?} against {idle:?} idle ({:.2}x)",
+        "targets (core on CPU {cpu:?}): checkpoint of {points} points took {took:?}; {} searches meanwhile, p99 {p99:?} against {idle:?} idle ({:.2}x); on the core since it started: search p99 {search_p99} µs, scheduling delay p99 {delay_p99} µs, max {delay_max} µs",
         during.len(),
         p99.as_secs_f64() / idle.as_secs_f64().max(1e-6)
     );
@@ -176,11 +201,16 @@ async fn small_searches_go_on_during_a_checkpoint_of_a_large_shard() {
     dev.terminate();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_at_twice_the_indexing_rate_keeps_the_backlog_and_memory_bounded() {
+#[test]
+fn ingest_at_twice_the_indexing_rate_keeps_the_backlog_and_memory_bounded() {
+    let cpu = crate::harness::core_cpu();
+    crate::harness::off_cpu(cpu, move || ingest_target(cpu));
+}
+
+async fn ingest_target(cpu: Option<usize>) {
     let seconds = if crate::long() { 60 } else { 4 };
     let dir = support::tempdir();
-    let dev = start(dir.path());
+    let dev = start(dir.path(), cpu);
     let pid = dev.child.id();
     let client = setup(&dev).await;
     let http = Http::new(&support::http_addr(&dev));
@@ -212,8 +242,9 @@ async fn ingest_at_twice_the_indexing_rate_keeps_the_backlog_and_memory_bounded(
     writer.abort();
     let p99 = percentile(&mut during, 0.99);
     let peak = memory(pid, "VmHWM");
+    let [search_p99, delay_p99, delay_max] = core_latencies(&http).await;
     eprintln!(
-        "targets: indexing {rate:.0} points/s, ingest offered at {:.0}/s for {seconds} s: at most {highest} points waited (bound {}); {} searches, p99 {p99:?} against {idle:?} idle ({:.2}x); resident {} MiB before, peak {} MiB",
+        "targets (core on CPU {cpu:?}): indexing {rate:.0} points/s, ingest offered at {:.0}/s for {seconds} s: at most {highest} points waited (bound {}); {} searches, p99 {p99:?} against {idle:?} idle ({:.2}x); on the core since it started: search p99 {search_p99} µs, scheduling delay p99 {delay_p99} µs, max {delay_max} µs; resident {} MiB before, peak {} MiB",
         2.0 * rate,
         backlog(),
         during.len(),

@@ -224,6 +224,11 @@ pub(crate) fn prometheus_text(cores: &[CoreStats]) -> String {
             |c: &CoreStats| c.wal_sync_latency,
             "Write-ahead log fdatasync latency.",
         ),
+        (
+            "vectron_core_scheduling_delay_microseconds",
+            |c: &CoreStats| c.scheduling_delay,
+            "How long a task that became ready waited to run on the core, sampled every 10 ms: the wait of a call arriving behind the core's work.",
+        ),
     ] {
         family(name, "summary", help, &mut |out: &mut String| {
             for c in cores {

@@ -65,6 +65,33 @@ impl WorkerConfig {
     }
 }
 
+impl WorkerConfig {
+    /// The CPU each core is pinned to (`None` when cores are not pinned).
+    pub fn core_cpus(&self) -> Option<Vec<usize>> {
+        if !self.pin {
+            return None;
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        Some(
+            (0..self.cores)
+                .map(|i| match self.cpus.get(i) {
+                    Some(&cpu) => cpu,
+                    None => (self.first_cpu + i) % cpus,
+                })
+                .collect(),
+        )
+    }
+
+    /// Keeps the calling thread and every thread it starts later (the worker's admin
+    /// thread, and in one process the gateway and control plane) off the CPUs the
+    /// cores are pinned to, when the process may run on other CPUs: call it before
+    /// starting a runtime. Returns the CPUs left to those threads, `None` when nothing
+    /// changed (cores not pinned, or no CPU left beside theirs).
+    pub fn keep_other_threads_off_cores(&self) -> Option<Vec<usize>> {
+        vectron_core_shard::keep_off_cpus(&self.core_cpus()?)
+    }
+}
+
 /// Parses a sync policy: `always`, `never`, or `interval:MS`.
 pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy, String> {
     match s {
@@ -82,6 +109,20 @@ pub fn parse_sync_policy(s: &str) -> Result<SyncPolicy, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cores_take_their_cpus_in_turn_or_as_listed() {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut config = WorkerConfig::new("/nonexistent");
+        config.cores = 3;
+        config.first_cpu = 1;
+        assert_eq!(config.core_cpus(), Some(vec![1 % cpus, 2 % cpus, 3 % cpus]));
+        config.cpus = vec![5, 7, 9];
+        assert_eq!(config.core_cpus(), Some(vec![5, 7, 9]));
+        config.pin = false;
+        assert_eq!(config.core_cpus(), None);
+        assert_eq!(config.keep_other_threads_off_cores(), None);
+    }
 
     #[test]
     fn sync_policies_parse() {

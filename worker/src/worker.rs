@@ -130,7 +130,7 @@ impl Worker {
         raise_open_files_limit();
         let id = identity::worker_id(&config.data_dir, config.worker_id.as_deref())?;
         let cluster = identity::recorded_cluster(&config.data_dir)?;
-        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let core_cpus = config.core_cpus();
         let server = ServerConfig {
             // The gateway sends batches of up to 10,000 points per shard.
             max_recv_message_size: 64 << 20,
@@ -146,10 +146,7 @@ impl Worker {
             };
             let settings = CoreSettings {
                 index: u32::try_from(i).expect("few cores"),
-                cpu: config.pin.then(|| match config.cpus.get(i) {
-                    Some(&cpu) => cpu,
-                    None => (config.first_cpu + i) % cpus,
-                }),
+                cpu: core_cpus.as_ref().map(|cpus| cpus[i]),
                 worker_id: id.clone(),
                 addr: SocketAddr::new(config.host, port),
                 data_dir: config.data_dir.join(format!("core-{i}")),

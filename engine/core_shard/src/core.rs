@@ -23,11 +23,13 @@ use crate::spec::ShardSpec;
 use crate::stats::CoreCounters;
 
 /// How long indexing runs before it lets searches and writes on the core go first.
-const INDEX_SLICE: Duration = Duration::from_micros(500);
+const INDEX_SLICE: Duration = Duration::from_micros(200);
 /// Log bytes since the last checkpoint that trigger a new one.
 const CHECKPOINT_WAL_BYTES: u64 = 256 << 20;
 /// How often the checkpoint policy looks at each shard.
 const CHECKPOINT_CHECK: Duration = Duration::from_secs(10);
+/// How often the core measures its scheduling delay ([`Core::watch_delays`]).
+const DELAY_PROBE: Duration = Duration::from_millis(10);
 
 /// A shard's key on a core.
 pub(crate) type ShardKey = (String, u32);
@@ -549,6 +551,21 @@ impl Core {
         covered
     }
 
+    /// Measures, every [`DELAY_PROBE`], how long a task that becomes ready waits to run:
+    /// the time from making itself ready (a yield, as an arriving call's task is made
+    /// ready by its socket) to running again, behind the work the core does meanwhile.
+    /// It is the core's stall detector, reported as `scheduling_delay`; one wake-up per
+    /// period. (A timer's lateness would measure the runtime's 1 ms timer resolution.)
+    pub async fn watch_delays(self: Rc<Self>) {
+        while !self.stopping.get() {
+            monoio::time::sleep(DELAY_PROBE).await;
+            let ready = Instant::now();
+            self.yielder.yield_now().await;
+            let waited = ready.elapsed();
+            self.counters.borrow_mut().scheduling_delay.record(waited);
+        }
+    }
+
     /// Stops background work and closes every shard (each checkpoints first).
     pub async fn shutdown(&self) -> Vec<ShardError> {
         self.stopping.set(true);
@@ -745,6 +762,29 @@ mod tests {
                 );
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
+            core.shutdown().await;
+        });
+    }
+
+    #[test]
+    fn the_scheduling_delay_shows_a_task_that_holds_the_core() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let core = new_core(dir.path());
+            monoio::spawn(Rc::clone(&core).watch_delays());
+            let yielder = Yielder::new();
+            // At rest: a ready task runs again at once.
+            monoio::time::sleep(Duration::from_millis(100)).await;
+            let rest = core.counters.borrow().scheduling_delay.summary();
+            assert!(rest.count >= 5, "{rest:?}");
+            assert!(rest.max_us < 5_000.0, "{rest:?}");
+            // A task that blocks the thread for 20 ms at a time.
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_millis(20));
+                yielder.yield_now().await;
+            }
+            let busy = core.counters.borrow().scheduling_delay.summary();
+            assert!(busy.max_us >= 15_000.0, "{busy:?}");
             core.shutdown().await;
         });
     }

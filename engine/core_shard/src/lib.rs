@@ -18,7 +18,8 @@ pub use crate::error::ShardError;
 pub use crate::filter::{Filter, FilterError};
 pub use crate::handle::{PendingWrite, ShardHandle, WriteAck};
 pub use crate::runtime::{
-    CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, driver_name, spawn_core,
+    CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, allowed_cpus, driver_name,
+    keep_off_cpus, spawn_core,
 };
 pub use crate::service::{InFlight, router, status};
 pub use crate::shard::{HitOut, PointOut};

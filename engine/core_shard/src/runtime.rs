@@ -204,6 +204,42 @@ pub fn spawn_core(settings: CoreSettings) -> Result<CoreHandle, StartError> {
     }
 }
 
+/// The CPUs the calling thread may run on (its affinity mask).
+pub fn allowed_cpus() -> std::io::Result<Vec<usize>> {
+    let mut set = std::mem::MaybeUninit::<libc::cpu_set_t>::zeroed();
+    // SAFETY: `set` is a zeroed `cpu_set_t` (a valid, empty set) of the size passed;
+    // the kernel writes at most that many bytes.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), set.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: zeroed is a valid `cpu_set_t`, and the call above filled it.
+    let set = unsafe { set.assume_init() };
+    Ok((0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `cpu` is below CPU_SETSIZE, the set's capacity.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Keeps the calling thread, and the threads it starts from now on, off `cores`'
+/// CPUs, when it may run on any other: a pinned core then has its CPU to itself and is
+/// not preempted by the gateway, the control plane or the worker's admin thread.
+/// Returns the CPUs left to the thread, or `None` when it stays where it was (no CPU
+/// would be left, or the mask cannot be read or set).
+pub fn keep_off_cpus(cores: &[usize]) -> Option<Vec<usize>> {
+    let allowed = allowed_cpus().ok()?;
+    let rest: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|cpu| !cores.contains(cpu))
+        .collect();
+    if rest.is_empty() || rest.len() == allowed.len() {
+        return None;
+    }
+    monoio::utils::bind_to_cpu_set(rest.iter().copied()).ok()?;
+    Some(rest)
+}
+
 type Started = std::sync::mpsc::Sender<Result<CoreInfo, StartError>>;
 
 fn run_core(settings: CoreSettings, commands: mpsc::Receiver<CoreCommand>, started: Started) {
@@ -307,6 +343,7 @@ async fn serve_core(
     *in_flight.borrow_mut() = Some(server.stats());
     monoio::spawn(Rc::clone(&core).run_indexer());
     monoio::spawn(Rc::clone(&core).run_checkpointer());
+    monoio::spawn(Rc::clone(&core).watch_delays());
 
     let stop = Rc::new(Notify::default());
     let serving = {
@@ -367,6 +404,32 @@ async fn serve_core(
 mod tests {
     use super::*;
     use crate::handle::tests::assignment;
+
+    #[test]
+    fn other_threads_keep_off_the_cores_cpus_when_others_are_left() {
+        std::thread::spawn(|| {
+            let allowed = allowed_cpus().unwrap();
+            assert!(!allowed.is_empty());
+            // Every CPU taken by cores: nothing would be left, nothing changes.
+            assert_eq!(keep_off_cpus(&allowed), None);
+            assert_eq!(allowed_cpus().unwrap(), allowed);
+            if allowed.len() < 2 {
+                eprintln!("one CPU only: keeping threads off a core's CPU is not exercised");
+                return;
+            }
+            let core = allowed[allowed.len() - 1];
+            let rest = keep_off_cpus(&[core]).unwrap();
+            assert_eq!(rest, allowed[..allowed.len() - 1]);
+            assert_eq!(allowed_cpus().unwrap(), rest);
+            // Threads started from now on inherit the mask.
+            let child = std::thread::spawn(|| allowed_cpus().unwrap())
+                .join()
+                .unwrap();
+            assert_eq!(child, rest);
+        })
+        .join()
+        .unwrap();
+    }
 
     /// While a core opens a run of shards, it still answers `Stats` at once: the worker's
     /// heartbeat is never held up behind a placement.

@@ -25,8 +25,12 @@ use crate::error::ShardError;
 use crate::filter::Filter;
 use crate::shard::{HitOut, PointOut, Searched};
 
-/// Batches of one upsert stream that may wait for the log at once.
-const STREAM_WINDOW: usize = 8;
+/// Pieces of one upsert stream that may wait for the log at once.
+const STREAM_WINDOW: usize = 32;
+/// Points of a streamed batch validated, logged and applied at once: a batch is taken
+/// in pieces of at most this many, with the core's other calls running between them,
+/// so that a large batch does not hold the core for milliseconds.
+const STREAM_PIECE: usize = 256;
 
 /// The gRPC status for a shard error: the one place where errors meet codes.
 pub fn status(err: &ShardError) -> Status {
@@ -346,8 +350,9 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
 }
 
 /// Bulk ingest on one stream: every batch is validated, logged and applied as it
-/// arrives; up to [`STREAM_WINDOW`] batches wait for the log at once, so reading the
-/// stream, syncing and indexing overlap. Answers once every batch is acknowledged.
+/// arrives, in pieces of at most [`STREAM_PIECE`] points (each its own log record);
+/// up to [`STREAM_WINDOW`] pieces wait for the log at once, so reading the stream,
+/// syncing and indexing overlap. Answers once every piece is acknowledged.
 async fn upsert_stream(
     core: &Core,
     mut stream: RequestStream<UpsertRequest>,
@@ -373,19 +378,32 @@ async fn upsert_stream(
         }
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
-        core.admit_write(&shard, true)
-            .await
-            .map_err(|e| status(&e))?;
-        let pending = shard.begin_upsert(batch.points).map_err(|e| status(&e))?;
-        core.wake_indexer();
-        total += pending.count();
-        lsn = pending.lsn_hint();
-        if wait {
-            waiting.push_back(pending);
-            if waiting.len() > STREAM_WINDOW {
-                let oldest = waiting.pop_front().expect("non-empty");
-                oldest.finish(&shard).await.map_err(|e| status(&e))?;
+        let mut piece = batch.points;
+        loop {
+            let rest = if piece.len() > STREAM_PIECE {
+                piece.split_off(STREAM_PIECE)
+            } else {
+                Vec::new()
+            };
+            core.admit_write(&shard, true)
+                .await
+                .map_err(|e| status(&e))?;
+            let pending = shard.begin_upsert(piece).map_err(|e| status(&e))?;
+            core.wake_indexer();
+            total += pending.count();
+            lsn = pending.lsn_hint();
+            if wait {
+                waiting.push_back(pending);
+                if waiting.len() > STREAM_WINDOW {
+                    let oldest = waiting.pop_front().expect("non-empty");
+                    oldest.finish(&shard).await.map_err(|e| status(&e))?;
+                }
             }
+            if rest.is_empty() {
+                break;
+            }
+            piece = rest;
+            core.yielder().yield_now().await;
         }
         next = stream.message().await?;
     }

@@ -95,6 +95,8 @@ pub struct CoreCounters {
     pub upsert_latency: Latency,
     /// Write-ahead log sync latency.
     pub wal_sync_latency: Latency,
+    /// How long a task that became ready waited to run ([`crate::Core::watch_delays`]).
+    pub scheduling_delay: Latency,
     /// Requests being served.
     pub in_flight: u32,
     /// Calls refused at the core's limits (calls in flight, buffered bytes).
@@ -131,6 +133,7 @@ impl CoreCounters {
         out.search_latency = Some(self.search_latency.summary());
         out.upsert_latency = Some(self.upsert_latency.summary());
         out.wal_sync_latency = Some(self.wal_sync_latency.summary());
+        out.scheduling_delay = Some(self.scheduling_delay.summary());
         out.in_flight = self.in_flight;
         out.calls_refused_total = self.calls_refused;
         out.buffered_bytes = self.buffered_bytes;
