@@ -516,7 +516,9 @@ impl ShardState {
     /// Approximate (or, with `exact`, brute-force) top-k.
     ///
     /// A filter that reads payloads is evaluated at most [`PAYLOAD_CHECKS_PER_SEARCH`]
-    /// times inside the index's search: past that the search gives up and answers
+    /// times inside the index's search: past that, or when the graph walk under the
+    /// filter found fewer than k hits (it may stop short of points the filter passes),
+    /// the search gives up and answers
     /// [`Searched::Prefilter`], and the caller finds the matching points in slices
     /// (letting the core's other work run) and searches again with them as
     /// `prefiltered`. A point of `prefiltered` that no longer passes the filter is left
@@ -550,7 +552,12 @@ impl ShardState {
                         checks_left: Cell::new(PAYLOAD_CHECKS_PER_SEARCH),
                     };
                     let hits = self.run_search(args, exact, Some(&predicate), scratch)?;
-                    if predicate.checks_left.get() == 0 {
+                    // Past the payload budget, or short of k hits: a graph walk under a
+                    // filter that passes few points can stop before it reaches them, so
+                    // the matching points are found by scanning instead (a payload index
+                    // on the field spares the scan).
+                    let short = !exact && hits.len() < args.k && (hits.len() as u64) < self.len();
+                    if predicate.checks_left.get() == 0 || short {
                         return Ok(Searched::Prefilter);
                     }
                     hits
