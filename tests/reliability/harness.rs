@@ -57,10 +57,11 @@ pub fn off_cpu<F: Future<Output = ()> + Send + 'static>(
     test: impl FnOnce() -> F + Send + 'static,
 ) {
     std::thread::spawn(move || {
-        if let Some(cpu) = cpu {
-            assert!(
-                vectron_core_shard::keep_off_cpus(&[cpu]).is_some(),
-                "cannot keep the test off CPU {cpu}"
+        if let Some(cpu) = cpu
+            && vectron_core_shard::keep_off_cpus(&[cpu]).is_none()
+        {
+            eprintln!(
+                "WARNING: cannot keep the test's threads off CPU {cpu} (no affinity here): the core shares its CPU with the clients, and the latencies printed include that"
             );
         }
         tokio::runtime::Builder::new_multi_thread()
