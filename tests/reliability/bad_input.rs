@@ -709,6 +709,17 @@ async fn every_door_answers_bad_input_with_its_code_and_keeps_serving() {
         .await,
         Code::InvalidArgument,
     );
+    // A stream carrying an empty batch is refused, not taken as a stream of nothing.
+    let batches = vec![core::UpsertRequest {
+        shard: Some(shard_ref.clone()),
+        points: Vec::new(),
+        wait: None,
+    }];
+    bad.grpc(
+        "core: an upsert stream with an empty batch",
+        core.upsert_stream(tokio_stream::iter(batches)).await,
+        Code::InvalidArgument,
+    );
     let mut malformed = tonic::Request::new(core_search(Some(shard_ref.clone()), 3));
     malformed
         .metadata_mut()
@@ -729,7 +740,7 @@ async fn every_door_answers_bad_input_with_its_code_and_keeps_serving() {
         .await,
         Code::InvalidArgument,
     );
-    cases += 10;
+    cases += 11;
     search_ok(&http).await;
     // The core still answers its own calls.
     let ok = tokio::time::timeout(

@@ -247,18 +247,15 @@ impl Core {
         // Progress is the indexer linking points, the log writing bytes and a
         // checkpoint writing its files (other writers may add to the backlog meanwhile:
         // a backlog that does not shrink is not a stalled one).
-        let progress_now = || {
-            (
-                shard.linked(),
-                shard.wal().stats().written_lsn,
-                shard.checkpoint_slices(),
-            )
+        let progress_of = |log: &vectron_wal::WalStats| {
+            (shard.linked(), log.written_lsn, shard.checkpoint_slices())
         };
-        let mut progress = progress_now();
+        let mut progress = progress_of(&shard.wal().stats());
         loop {
             let unindexed = shard.pending();
-            let unwritten = shard.wal().stats().unwritten_bytes;
-            let now = progress_now();
+            let log = shard.wal().stats();
+            let unwritten = log.unwritten_bytes;
+            let now = progress_of(&log);
             if now != progress {
                 progress = now;
                 started = Instant::now();

@@ -378,13 +378,11 @@ async fn upsert_stream(
         }
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
-        let mut piece = batch.points;
+        // Each point is moved once; an empty batch still goes to `begin_upsert`, which
+        // refuses it.
+        let mut points = batch.points.into_iter().peekable();
         loop {
-            let rest = if piece.len() > STREAM_PIECE {
-                piece.split_off(STREAM_PIECE)
-            } else {
-                Vec::new()
-            };
+            let piece: Vec<_> = points.by_ref().take(STREAM_PIECE).collect();
             core.admit_write(&shard, true)
                 .await
                 .map_err(|e| status(&e))?;
@@ -399,10 +397,9 @@ async fn upsert_stream(
                     oldest.finish(&shard).await.map_err(|e| status(&e))?;
                 }
             }
-            if rest.is_empty() {
+            if points.peek().is_none() {
                 break;
             }
-            piece = rest;
             core.yielder().yield_now().await;
         }
         next = stream.message().await?;
