@@ -220,7 +220,7 @@ impl ShardStreams<'_> {
     /// live core refuses itself a write it can make no progress on (its backpressure),
     /// so this gives up on a core that stopped (a frozen process, a host gone quiet)
     /// and never on one that is slow because it indexes or checkpoints a large shard;
-    /// the client's deadline bounds the whole stream.
+    /// the client bounds the whole stream (its gRPC deadline, or hanging up).
     async fn while_alive<F: Future>(&self, shard: u32, work: F) -> Result<F::Output, GatewayError> {
         let patience = self.service.config.default_timeout;
         let mut work = std::pin::pin!(work);
@@ -228,25 +228,25 @@ impl ShardStreams<'_> {
             if let Ok(done) = tokio::time::timeout(patience, &mut work).await {
                 return Ok(done);
             }
-            let address = self
-                .route
-                .target(shard)
-                .map(|(_, r)| r.address.clone())
-                .unwrap_or_default();
+            let address = self.address(shard);
             if !self.service.channels.answers(&address, patience).await {
                 return Err(self.stalled(shard, patience));
             }
         }
     }
 
+    /// The address of the core serving `shard` (empty when the route names none).
+    fn address(&self, shard: u32) -> String {
+        self.route
+            .target(shard)
+            .map(|(_, r)| r.address.clone())
+            .unwrap_or_default()
+    }
+
     /// The error of a shard whose core stopped answering while it held a batch or a
     /// segment's acknowledgement.
     fn stalled(&self, shard: u32, patience: Duration) -> GatewayError {
-        let address = self
-            .route
-            .target(shard)
-            .map(|(_, r)| r.address.clone())
-            .unwrap_or_default();
+        let address = self.address(shard);
         GatewayError::core(
             self.route.name(),
             shard,
@@ -310,11 +310,7 @@ impl ShardStreams<'_> {
         let Some(mut oldest) = self.closing.get_mut(&shard).and_then(VecDeque::pop_front) else {
             return Ok(());
         };
-        let address = self
-            .route
-            .target(shard)
-            .map(|(_, r)| r.address.clone())
-            .unwrap_or_default();
+        let address = self.address(shard);
         let answer = self.while_alive(shard, &mut oldest.call).await?;
         let status = match answer {
             Ok(Ok(ack)) => {
