@@ -272,20 +272,23 @@ impl Drop for ControlProcess {
 /// A `vectron dev` on free loopback ports with its data in `dir`: a control plane, a
 /// worker with `cores` cores and the gateway in one process.
 pub fn dev(dir: &Path, cores: usize) -> Process {
-    let data = dir.to_str().unwrap();
     let cores = cores.to_string();
-    Process::start(&[
+    dev_with(dir, &["--cores", &cores, "--no-pin"])
+}
+
+/// A `vectron dev` on free loopback ports with its data in `dir`, started with `flags`.
+pub fn dev_with(dir: &Path, flags: &[&str]) -> Process {
+    let mut args = vec![
         "dev",
         "--data-dir",
-        data,
-        "--cores",
-        &cores,
-        "--no-pin",
+        dir.to_str().unwrap(),
         "--grpc-addr",
         "127.0.0.1:0",
         "--http-addr",
         "127.0.0.1:0",
-    ])
+    ];
+    args.extend_from_slice(flags);
+    Process::start(&args)
 }
 
 /// `host:port` of a `vectron dev`'s gRPC listener.

@@ -623,3 +623,68 @@ async fn a_clean_restart_reopens_from_the_checkpoint() {
     assert_eq!(hits[0].id, "650");
     worker.terminate();
 }
+
+/// The CPUs each thread of process `pid` may run on, by thread name.
+fn thread_cpus(pid: u32) -> Vec<(String, Vec<usize>)> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+        .map(|task| {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            // "0-3,6": ranges and single CPUs.
+            let cpus = field("Cpus_allowed_list:")
+                .split(',')
+                .filter(|part| !part.is_empty())
+                .flat_map(|part| {
+                    let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+                    lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap()
+                })
+                .collect();
+            (field("Name:"), cpus)
+        })
+        .collect()
+}
+
+/// A core pinned to a CPU has it to itself: `vectron dev`'s other threads (gateway,
+/// control plane, worker admin) run on the CPUs the cores leave free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_core_has_its_cpu_to_itself() {
+    let cpus = vectron_core_shard::allowed_cpus().unwrap();
+    if cpus.len() < 2 {
+        eprintln!(
+            "WARNING: one CPU only: keeping threads off a pinned core's CPU is not exercised here"
+        );
+        return;
+    }
+    let core_cpu = cpus[cpus.len() - 1];
+    let dir = support::tempdir();
+    let dev = support::dev_with(dir.path(), &["--cpus", &core_cpu.to_string()]);
+    // Serving: every thread has started.
+    let http = support::Http::new(&support::http_addr(&dev));
+    let (status, _) = http.json("GET", "/v1/stats/cores", None).await;
+    assert_eq!(status, 200);
+    let threads = thread_cpus(dev.child.id());
+    assert!(
+        threads.iter().any(|(name, _)| name == "vectron-core-0"),
+        "{threads:?}"
+    );
+    for (name, allowed) in &threads {
+        if name == "vectron-core-0" {
+            assert_eq!(allowed, &[core_cpu], "{threads:?}");
+        } else {
+            assert!(
+                !allowed.contains(&core_cpu),
+                "thread {name} may run on the core's CPU {core_cpu}: {threads:?}"
+            );
+        }
+    }
+    dev.terminate();
+}

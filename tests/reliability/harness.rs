@@ -14,32 +14,18 @@ pub const COLLECTION: &str = "docs";
 /// in `dir`, and `extra` flags.
 pub fn dev(dir: &std::path::Path, cores: usize, extra: &[&str]) -> Process {
     let cores = cores.to_string();
-    let mut args = vec!["--cores", &cores, "--no-pin"];
-    args.extend_from_slice(extra);
-    dev_with(dir, &args)
+    let mut flags = vec!["--cores", &cores, "--no-pin"];
+    flags.extend_from_slice(extra);
+    support::dev_with(dir, &flags)
 }
 
 /// Starts `vectron dev` with one core, pinned to `cpu` when there is one (see
 /// [`core_cpu`]): its other threads then keep off that CPU.
 pub fn dev_on(dir: &std::path::Path, cpu: Option<usize>) -> Process {
     match cpu {
-        Some(cpu) => dev_with(dir, &["--cpus", &cpu.to_string()]),
+        Some(cpu) => support::dev_with(dir, &["--cpus", &cpu.to_string()]),
         None => dev(dir, 1, &[]),
     }
-}
-
-fn dev_with(dir: &std::path::Path, flags: &[&str]) -> Process {
-    let mut args = vec![
-        "dev",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ];
-    args.extend_from_slice(flags);
-    Process::start(&args)
 }
 
 /// A CPU for a core of its own, as a thread-per-core deployment gives it: the last
