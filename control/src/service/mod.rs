@@ -216,15 +216,9 @@ impl Control for ControlService {
     ) -> Result<Response<ctl::RegisterWorkerResponse>, Status> {
         let registration = convert::registration(request.get_ref()).map_err(ServiceError::from)?;
         let worker_id = registration.worker_id.clone();
-        let applied = self
-            .core
-            .propose(Command::RegisterWorker {
-                registration,
-                at_ms: unix_ms(),
-            })
-            .await?;
-        let resumed = matches!(applied, Applied::WorkerRegistered { resumed: true });
-        // A registration is proof of life.
+        // A registration is proof of life, recorded before its timestamp is taken: a
+        // reconciler round either sees it, or decided earlier than `at_ms` and its mark
+        // is ignored when applied after this registration (`MarkWorkersDown`).
         self.core.with_liveness(|liveness| {
             liveness.record(
                 WorkerReport {
@@ -234,6 +228,14 @@ impl Control for ControlService {
                 Instant::now(),
             );
         });
+        let applied = self
+            .core
+            .propose(Command::RegisterWorker {
+                registration,
+                at_ms: unix_ms(),
+            })
+            .await?;
+        let resumed = matches!(applied, Applied::WorkerRegistered { resumed: true });
         let (cluster_id, assignments, _) = self.assignments(&worker_id);
         tracing::info!(worker = %worker_id, resumed, shards = assignments.len(), "worker registered");
         Ok(Response::new(ctl::RegisterWorkerResponse {

@@ -168,7 +168,8 @@ pub(crate) enum Command {
         reports: Vec<WorkerReport>,
         at_ms: u64,
     },
-    /// The leader's reconciler found these workers silent for too long.
+    /// The leader's reconciler found these workers silent for too long at `at_ms`; a
+    /// worker whose health changed at or after `at_ms` is left as it is.
     MarkWorkersDown { worker_ids: Vec<String>, at_ms: u64 },
     /// Creates a collection; placement happens while applying.
     CreateCollection { request: CollectionRequest },
@@ -298,8 +299,12 @@ impl ControlState {
             Command::MarkWorkersDown { worker_ids, at_ms } => {
                 let mut count = 0;
                 for id in worker_ids {
+                    // A worker that registered or came back at or after the reconciler's
+                    // decision (a registration committed while the mark was in flight)
+                    // has shown life since: the mark is stale for it.
                     if let Some(worker) = self.workers.get_mut(id)
                         && worker.health == Health::Up
+                        && worker.health_changed_at_ms < *at_ms
                     {
                         worker.health = Health::Down;
                         worker.health_changed_at_ms = *at_ms;

@@ -247,6 +247,46 @@ fn replication_above_the_live_workers_is_refused() {
 }
 
 #[test]
+fn a_down_mark_decided_before_a_registration_leaves_the_worker_up() {
+    let mut state = cluster();
+    // The reconciler decided at 25 that w2 was silent; w2 registered again at 25 and
+    // that registration was committed first.
+    state
+        .apply(
+            4,
+            &Command::RegisterWorker {
+                registration: registration("w2", 2),
+                at_ms: 25,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        state.apply(
+            5,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w1".into(), "w2".into()],
+                at_ms: 25,
+            }
+        ),
+        Ok(Applied::WorkersMarkedDown { count: 1 })
+    );
+    assert_eq!(state.workers["w1"].health, Health::Down);
+    assert_eq!(state.workers["w2"].health, Health::Up);
+    // A later decision still applies.
+    assert_eq!(
+        state.apply(
+            6,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w2".into()],
+                at_ms: 26,
+            }
+        ),
+        Ok(Applied::WorkersMarkedDown { count: 1 })
+    );
+    assert_eq!(state.workers["w2"].health, Health::Down);
+}
+
+#[test]
 fn reports_activate_replicas_and_make_the_collection_ready() {
     let mut state = cluster();
     state
