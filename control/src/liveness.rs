@@ -291,7 +291,7 @@ mod tests {
                 3,
                 &Command::MarkWorkersDown {
                     worker_ids: vec!["w1".into()],
-                    at_ms: 0,
+                    at_ms: 1,
                 },
             )
             .unwrap();
