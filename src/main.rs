@@ -96,7 +96,7 @@ struct WorkerArgs {
     #[arg(long, env = "VECTRON_ADVERTISE_HOST")]
     advertise_host: Option<String>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
-    /// wait for the indexer [default: as many as 4 MiB of its vectors].
+    /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
 }
@@ -245,7 +245,7 @@ struct DevArgs {
     #[arg(long, value_delimiter = ',')]
     cpus: Vec<usize>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
-    /// wait for the indexer [default: as many as 4 MiB of its vectors].
+    /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
     #[command(flatten)]

@@ -40,7 +40,7 @@ pub struct WorkerConfig {
     pub advertise_host: Option<String>,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it wait
     /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
-    /// as many as 4 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
+    /// as many as 1 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
     pub max_unindexed: Option<usize>,
 }
 
