@@ -27,10 +27,11 @@ use vectron_proto::control::v1::control_server::ControlServer;
 use vectron_proto::control::v1::raft_transport_server::RaftTransportServer;
 
 use crate::client::{ClientError, ControlClient, RetryPolicy};
+use crate::consensus::PeerNode;
+use crate::consensus::handle::RaftHandle;
 use crate::consensus::network::{MAX_MESSAGE_BYTES, NetworkFactory};
 use crate::consensus::store::{self, StoreError};
 use crate::consensus::transport::RaftService;
-use crate::consensus::{ControlRaft, PeerNode};
 use crate::error::ServiceError;
 use crate::liveness::LivenessConfig;
 use crate::service::{ControlService, NodeCore, convert::is_host_port};
@@ -359,7 +360,7 @@ impl ControlNode {
             .clone()
             .unwrap_or_else(|| local_addr.to_string());
 
-        let raft: ControlRaft = openraft::Raft::new(
+        let raft = RaftHandle::start(
             node_id,
             raft_config,
             NetworkFactory::new(node_id),

@@ -8,7 +8,11 @@
 //!                                       └─apply──► StateMachine ──► Shared (ControlState in memory)
 //!                                                        └─snapshots──► redb: snapshot
 //! ```
+//!
+//! The Raft runs on a thread of its own and is reached through a `Send` handle
+//! ([`handle`]): openraft is built single-threaded for the data plane's monoio runtimes.
 
+pub(crate) mod handle;
 pub(crate) mod network;
 pub(crate) mod store;
 pub(crate) mod transport;
@@ -35,7 +39,7 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft_rt_tokio::TokioRuntime,
 );
 
-/// The Raft handle of a control node.
+/// openraft's Raft of a control node; it lives on the Raft thread ([`handle`]).
 pub(crate) type ControlRaft = openraft::Raft<TypeConfig, store::StateMachine>;
 
 pub(crate) type LogId = openraft::alias::LogIdOf<TypeConfig>;

@@ -7,8 +7,9 @@ use tonic::{Request, Response, Status, Streaming};
 use vectron_proto::control::v1::raft_transport_server::RaftTransport;
 use vectron_proto::control::v1::{RaftMessage, SnapshotChunk};
 
+use super::handle::RaftHandle;
 use super::network::MAX_SNAPSHOT_BYTES;
-use super::{ControlRaft, Snapshot, SnapshotMeta, Vote};
+use super::{Snapshot, SnapshotMeta, Vote};
 
 /// Adds a chunk to a snapshot being received, refusing a snapshot past `max` bytes.
 fn append_chunk(data: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), Status> {
@@ -25,11 +26,11 @@ fn append_chunk(data: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), Stat
 #[derive(Debug, Clone)]
 pub(crate) struct RaftService {
     node_id: u64,
-    raft: ControlRaft,
+    raft: RaftHandle,
 }
 
 impl RaftService {
-    pub(crate) fn new(node_id: u64, raft: ControlRaft) -> Self {
+    pub(crate) fn new(node_id: u64, raft: RaftHandle) -> Self {
         Self { node_id, raft }
     }
 

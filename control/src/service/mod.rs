@@ -28,8 +28,9 @@ use vectron_proto::control::v1 as ctl;
 use vectron_proto::control::v1::control_server::Control;
 use vectron_proto::v1 as api;
 
+use crate::consensus::handle::RaftHandle;
 use crate::consensus::store::Shared;
-use crate::consensus::{ControlRaft, PeerNode, StoredMembership};
+use crate::consensus::{PeerNode, StoredMembership};
 use crate::error::{ServiceError, write_error};
 use crate::liveness::{Liveness, LivenessConfig, unix_ms};
 use crate::spec::{CollectionRequest, SpecError, validate_collection_name};
@@ -39,7 +40,7 @@ use crate::state::{Applied, Command, WorkerReport, assignments_for, worker_statu
 #[derive(Debug)]
 pub(crate) struct NodeCore {
     pub node_id: u64,
-    pub raft: ControlRaft,
+    pub raft: RaftHandle,
     pub shared: Arc<Shared>,
     pub liveness: Mutex<Option<Liveness>>,
     pub liveness_config: LivenessConfig,
@@ -167,6 +168,7 @@ impl ControlService {
                 self.core
                     .raft
                     .as_leader()
+                    .await
                     .map_err(|forward| ServiceError::NotLeader {
                         node_id: self.core.node_id,
                         forward,
@@ -254,6 +256,7 @@ impl Control for ControlService {
         self.core
             .raft
             .as_leader()
+            .await
             .map_err(|forward| ServiceError::NotLeader {
                 node_id: self.core.node_id,
                 forward,
