@@ -240,6 +240,19 @@ pub enum WalError {
         /// The first LSN still in the log.
         first: u64,
     },
+    /// A cut was asked to keep fewer records than a checkpoint already let go of: it would
+    /// leave a gap before the log's first record.
+    #[error("cutting the log after LSN {keep} would leave a gap: the log starts at LSN {first}")]
+    CutGap {
+        /// The last LSN the cut was to keep.
+        keep: u64,
+        /// The first LSN still in the log.
+        first: u64,
+    },
+    /// A cut was asked for while a [`Replay`](crate::Replay) reads the log: shortening a
+    /// file it has mapped would fault the reader.
+    #[error("the write-ahead log cannot be cut while a replay reads it")]
+    ReplayOpen,
     /// The options do not describe a usable log.
     #[error("invalid write-ahead log options: {0}")]
     InvalidOptions(&'static str),

@@ -14,7 +14,8 @@
 //!    and offset, never skipped.
 //! 2. [`Wal::replay`] reads records from an LSN on, through read-only memory maps, as
 //!    zero-copy [`RecordView`]s (`&str` ids, `&[f32]` vectors, `&[u8]` payloads).
-//! 3. [`Wal::append`] appends; [`Wal::truncate_prefix`] drops segments a checkpoint covers.
+//! 3. [`Wal::append`] appends; [`Wal::truncate_prefix`] drops segments a checkpoint covers;
+//!    [`Wal::truncate_after`] cuts the suffix after an LSN (a Raft follower's log).
 //! 4. A failed write or `fdatasync` poisons the log: every later call fails with
 //!    [`WalError::Poisoned`] until it is reopened. [`AppendError`] tells a refused record
 //!    (the request failed) from a failed log (the shard must stop).

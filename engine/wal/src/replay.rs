@@ -55,6 +55,7 @@ impl<S: Storage> std::fmt::Debug for Replay<'_, S> {
 impl<'w, S: Storage> Replay<'w, S> {
     pub(crate) fn new(wal: &'w Wal<S>, segments: Vec<SegmentInfo>, from: u64, until: u64) -> Self {
         let max_body = frame::max_body(wal.options().segment_size());
+        wal.note_replay(true);
         Self {
             wal,
             segments,
@@ -147,5 +148,11 @@ impl<'w, S: Storage> Replay<'w, S> {
     /// The segment being read, if any.
     pub fn segment(&self) -> Option<&Path> {
         self.current.as_ref().map(|c| c.info.path.as_path())
+    }
+}
+
+impl<S: Storage> Drop for Replay<'_, S> {
+    fn drop(&mut self) {
+        self.wal.note_replay(false);
     }
 }

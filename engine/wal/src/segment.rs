@@ -205,6 +205,38 @@ pub(crate) fn scan_last(
     })
 }
 
+/// The end offset of record `lsn` in a segment of the log (its header checked, every
+/// record before it whole and in LSN order): where the segment is cut to keep `lsn` as
+/// its last record.
+pub(crate) fn end_of(
+    bytes: &[u8],
+    first_lsn: u64,
+    lsn: u64,
+    max_body: u64,
+    path: &Path,
+) -> Result<u64, WalError> {
+    check_header(bytes, first_lsn, path)?;
+    let mut off = frame::SEGMENT_HEADER_LEN;
+    let mut expected = first_lsn;
+    loop {
+        let Some(raw) = frame::parse_record(bytes, off, max_body) else {
+            return Err(corrupt(path, off as u64, Corruption::BadRecord));
+        };
+        if raw.lsn != expected {
+            let problem = Corruption::LsnGap {
+                expected,
+                found: raw.lsn,
+            };
+            return Err(corrupt(path, off as u64, problem));
+        }
+        if raw.lsn == lsn {
+            return Ok(raw.next as u64);
+        }
+        off = raw.next;
+        expected += 1;
+    }
+}
+
 /// True when a last segment whose header is unreadable is only a torn creation: short, or
 /// with no valid record where records would be. A crash between creating the file and
 /// syncing its header leaves this; it holds nothing that was acknowledged.

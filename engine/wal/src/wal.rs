@@ -1,4 +1,5 @@
-//! The log: open and recover, append with group commit, sync, truncate, close.
+//! The log: open and recover, append with group commit, sync, truncate (either end),
+//! close.
 //!
 //! ```text
 //!  append ─┐  encode into the pending chunk (LSN assigned, order = call order)
@@ -15,6 +16,11 @@
 //! flusher syncs it, creates the next one (header synced, directory synced), and writes on.
 //! Because a segment is durable before its successor exists, only the last segment can
 //! have a torn tail.
+//!
+//! A cut of the log's suffix ([`Wal::truncate_after`], a Raft follower dropping entries
+//! its leader does not have) is a job for the flusher too: it runs after everything before
+//! it was written and before anything appended after it, so appends that follow a cut
+//! take the LSNs it freed and land in the right file.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -76,6 +82,18 @@ pub struct WalStats {
     pub unwritten_bytes: u64,
 }
 
+/// A cut of the log's suffix, planned by [`Wal::truncate_after`] and carried out by the
+/// flusher.
+#[derive(Debug)]
+struct Cut {
+    /// Segments that hold only records after the cut, newest first.
+    remove: Vec<SegmentInfo>,
+    /// The segment that holds the last record kept, and its new length.
+    keep: Option<(PathBuf, u64)>,
+    /// The kept segment is not the open one: the flusher opens it for writing.
+    reopen: bool,
+}
+
 /// Records encoded and waiting for the flusher, all bound for one segment.
 #[derive(Debug)]
 struct Chunk {
@@ -111,6 +129,13 @@ struct State<F> {
     waiters: Vec<Waker>,
     /// (first LSN of the segment, end offset) of the last checkpoint marker known.
     checkpoint_at: Option<(u64, u64)>,
+    /// A cut for the flusher to carry out before it writes anything more.
+    cut: Option<Cut>,
+    /// Cuts planned and carried out since open.
+    cuts_planned: u64,
+    cuts_done: u64,
+    /// Replays alive: the log is not cut under them.
+    replays: usize,
     stats: WalStats,
 }
 
@@ -226,6 +251,10 @@ impl<S: Storage> Wal<S> {
             flusher: None,
             waiters: Vec::new(),
             checkpoint_at: recovered.checkpoint_at,
+            cut: None,
+            cuts_planned: 0,
+            cuts_done: 0,
+            replays: 0,
             stats: WalStats::default(),
         };
         let shared = Rc::new(Shared {
@@ -298,7 +327,9 @@ impl<S: Storage> Wal<S> {
             .rposition(|s| s.first_lsn <= from)
             .unwrap_or(0);
         let segments = st.segments.iter().skip(start).cloned().collect();
-        Ok(Replay::new(self, segments, from, st.written_lsn))
+        let until = st.written_lsn;
+        drop(st);
+        Ok(Replay::new(self, segments, from, until))
     }
 
     /// Removes every whole segment whose records a checkpoint covering `covers` contains
@@ -332,6 +363,49 @@ impl<S: Storage> Wal<S> {
                 .map_err(io_err(IoOp::SyncDir, &shared.dir))?;
         }
         Ok(victims.len())
+    }
+
+    /// Removes every record after `keep`, so that the next append gets LSN `keep + 1`: a
+    /// Raft follower cutting entries its leader does not have. Waits until everything
+    /// appended is written, then has the flusher delete the segments holding only later
+    /// records, newest first, each removal made durable before the next, and cut the
+    /// segment holding `keep` just after it (`ftruncate`, then `fsync`). The first segment
+    /// always stays, cut to its header if need be, so LSNs go on after a reopen. A crash midway
+    /// leaves a longer suffix than asked for, never a gap; once this returns, the records
+    /// cut never come back, whatever crash follows. Keeping the last LSN or more does
+    /// nothing.
+    ///
+    /// Fails with [`WalError::CutGap`] when `keep` lies before the log's first record but
+    /// one (records a checkpoint let go of), and with [`WalError::ReplayOpen`] while a
+    /// [`Replay`] of this log is alive. Appends made meanwhile are kept if they come after
+    /// the cut; the caller should not make them, as their LSNs depend on timing.
+    pub async fn truncate_after(&self, keep: Lsn) -> Result<(), WalError> {
+        let keep = keep.get();
+        let planned = loop {
+            // One cut at a time: an earlier one is carried out first.
+            let earlier = self.shared.state.borrow().cuts_planned;
+            self.shared.wait_cut(earlier).await?;
+            {
+                let mut st = self.shared.state.borrow_mut();
+                self.shared.usable(&st)?;
+                let last = st.next_lsn - 1;
+                if keep >= last {
+                    return Ok(());
+                }
+                let first = st.segments.front().map_or(st.next_lsn, |s| s.first_lsn);
+                if keep + 1 < first {
+                    return Err(WalError::CutGap { keep, first });
+                }
+                if st.replays > 0 {
+                    return Err(WalError::ReplayOpen);
+                }
+                if st.pending.is_empty() && st.written_lsn == last && st.cut.is_none() {
+                    break self.shared.plan_cut(&mut st, keep)?;
+                }
+            }
+            self.sync().await?;
+        };
+        self.shared.wait_cut(planned).await
     }
 
     /// Calls `observer` after every sync of a group, with its duration (for the
@@ -433,6 +507,16 @@ impl<S: Storage> Wal<S> {
 
     pub(crate) fn check_usable(&self) -> Result<(), WalError> {
         self.shared.usable(&self.shared.state.borrow())
+    }
+
+    /// A [`Replay`] began (`true`) or ended (`false`).
+    pub(crate) fn note_replay(&self, alive: bool) {
+        let mut st = self.shared.state.borrow_mut();
+        if alive {
+            st.replays += 1;
+        } else {
+            st.replays -= 1;
+        }
     }
 }
 
@@ -542,6 +626,124 @@ impl<S: Storage> Shared<S> {
         Ok(lsn)
     }
 
+    /// Plans a cut after `keep` (`keep` before the last LSN, nothing pending, everything
+    /// written): the log's state moves at once, so appends that follow get the freed
+    /// LSNs; the flusher carries out the file operations before it writes them. Returns
+    /// the cut's number, for [`Wal::truncate_after`] to wait on.
+    fn plan_cut(&self, st: &mut State<S::File>, keep: u64) -> Result<u64, WalError> {
+        // The first segment always stays, emptied to its header if need be: its name is
+        // what tells a reopened log where LSNs continue.
+        let mut remove = Vec::new();
+        while st.segments.len() > 1 && st.segments.back().is_some_and(|s| s.first_lsn > keep) {
+            remove.extend(st.segments.pop_back());
+        }
+        let kept = match st.segments.back() {
+            Some(seg) if seg.first_lsn > keep => Some((
+                seg.first_lsn,
+                seg.path.clone(),
+                frame::SEGMENT_HEADER_LEN as u64,
+            )),
+            Some(seg) => {
+                let map = segment::map(&seg.path, seg.len)?;
+                let bytes = map.as_deref().unwrap_or_default();
+                let end = segment::end_of(bytes, seg.first_lsn, keep, self.max_body, &seg.path)?;
+                Some((seg.first_lsn, seg.path.clone(), end))
+            }
+            None => None,
+        };
+        let reopen = !remove.is_empty() && kept.is_some();
+        if !remove.is_empty() {
+            // The open file was removed: the flusher opens the kept one, if any.
+            st.active = None;
+        }
+        if let Some((first, _, end)) = &kept {
+            st.segments.back_mut().expect("the kept segment").len = *end;
+            if st
+                .checkpoint_at
+                .is_some_and(|(at, marker_end)| at > *first || (at == *first && marker_end > *end))
+            {
+                st.checkpoint_at = None;
+            }
+        } else {
+            st.checkpoint_at = None;
+        }
+        st.planned_tail = kept.as_ref().map_or(0, |(_, _, end)| *end);
+        st.next_lsn = keep + 1;
+        st.written_lsn = keep;
+        st.durable_lsn = st.durable_lsn.min(keep);
+        st.sync_target = st.sync_target.min(keep);
+        st.cut = Some(Cut {
+            remove,
+            keep: kept.map(|(_, path, end)| (path, end)),
+            reopen,
+        });
+        st.cuts_planned += 1;
+        st.wake_flusher();
+        Ok(st.cuts_planned)
+    }
+
+    /// Waits until cut number `planned` (and every one before it) is carried out.
+    async fn wait_cut(&self, planned: u64) -> Result<(), WalError> {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if st.cuts_done >= planned {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(cause) = &st.poison {
+                return Poll::Ready(Err(self.poisoned(cause)));
+            }
+            if st.flusher_exited {
+                return Poll::Ready(Err(WalError::Closed));
+            }
+            st.waiters.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Carries out a planned cut (see [`Cut`]).
+    async fn carry_out(&self, cut: Cut) -> Result<(), WalError> {
+        for seg in &cut.remove {
+            match self.storage.remove(&seg.path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(io_err(IoOp::Remove, &seg.path)(e));
+                }
+                _ => {}
+            }
+            // Each removal is durable before the next, older one: no gap, ever.
+            self.storage
+                .sync_dir(&self.dir)
+                .await
+                .map_err(io_err(IoOp::SyncDir, &self.dir))?;
+        }
+        if let Some((path, end)) = &cut.keep {
+            let file = if cut.reopen {
+                Rc::new(
+                    self.storage
+                        .open(path, self.durability)
+                        .await
+                        .map_err(io_err(IoOp::Open, path))?,
+                )
+            } else {
+                self.state
+                    .borrow()
+                    .active
+                    .clone()
+                    .expect("the kept segment is the open one")
+            };
+            file.truncate(*end)
+                .await
+                .map_err(io_err(IoOp::Truncate, path))?;
+            if cut.reopen {
+                self.state.borrow_mut().active = Some(file);
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        st.cuts_done += 1;
+        st.wake_waiters();
+        Ok(())
+    }
+
     /// Waits until `lsn` is acknowledged (or durable), or the log is poisoned.
     async fn wait(&self, lsn: u64, wait: Wait) -> Result<(), WalError> {
         let policy = self.options.sync_policy();
@@ -571,7 +773,11 @@ impl<S: Storage> Shared<S> {
         let mut timer: Option<Pin<Box<monoio::time::Sleep>>> = None;
         poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
-            if !st.pending.is_empty() || st.closing || st.sync_target > st.durable_lsn {
+            if !st.pending.is_empty()
+                || st.cut.is_some()
+                || st.closing
+                || st.sync_target > st.durable_lsn
+            {
                 return Poll::Ready(());
             }
             if let SyncPolicy::Interval(every) = self.options.sync_policy()
@@ -601,6 +807,12 @@ impl<S: Storage> Shared<S> {
         let mut chunks = VecDeque::new();
         loop {
             self.next_work().await;
+            let cut = self.state.borrow_mut().cut.take();
+            if let Some(cut) = cut {
+                // Everything before the cut was written when it was planned; everything
+                // pending now came after it.
+                self.carry_out(cut).await?;
+            }
             std::mem::swap(&mut chunks, &mut self.state.borrow_mut().pending);
             for chunk in chunks.drain(..) {
                 self.write_chunk(chunk).await?;

@@ -1,8 +1,10 @@
-//! Append, reopen, replay, rotate, truncate: the log's ordinary life.
+//! Append, reopen, replay, rotate, truncate either end: the log's ordinary life.
 
 use std::rc::Rc;
 
-use vectron_wal::{Delete, Lsn, Options, Record, SyncPolicy, Wal, WalError};
+use vectron_wal::{
+    CrashMode, Delete, FaultStorage, Lsn, Options, Record, SyncPolicy, Wal, WalError,
+};
 
 use crate::both_drivers;
 use crate::support::{Batch, Owned, collect};
@@ -111,6 +113,77 @@ both_drivers! {
             assert_eq!(wal.stats().segments, 1);
             let batch = Batch::seeded(61, 1, 16);
             assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(61));
+            wal.close().await.unwrap();
+        });
+    }
+
+    fn a_cut_suffix_is_gone_for_good_and_its_lsns_are_reused(driver: Driver) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("log");
+        let options = Options::default().segment_bytes(4096);
+        driver.block_on(async {
+            let storage = FaultStorage::new();
+            let wal = Wal::open_with(storage.clone(), &dir, options).await.unwrap();
+            let mut all = Vec::new();
+            for seed in 1..=60u64 {
+                let batch = Batch::seeded(seed, 2, 16);
+                all.push((wal.append(batch.record()).await.unwrap(), Owned::Upsert(batch)));
+            }
+            let segments = wal.stats().segments;
+            assert!(segments >= 4, "{:?}", wal.stats());
+
+            // Nothing to cut, or a cut into records a checkpoint let go of.
+            wal.truncate_after(Lsn::new(60)).await.unwrap();
+            assert_eq!(wal.last_lsn(), Lsn::new(60));
+            wal.truncate_prefix(Lsn::new(30)).await.unwrap();
+            let first = wal.stats().first_lsn.get();
+            assert!(matches!(
+                wal.truncate_after(Lsn::new(first - 2)).await,
+                Err(WalError::CutGap { .. })
+            ));
+            // Not under a replay that has a segment mapped.
+            {
+                let mut replay = wal.replay(Lsn::new(first)).unwrap();
+                replay.next_record().unwrap();
+                assert!(matches!(
+                    wal.truncate_after(Lsn::new(40)).await,
+                    Err(WalError::ReplayOpen)
+                ));
+            }
+
+            // Cut across segments: the ones after LSN 40 go, the one holding it is cut.
+            wal.truncate_after(Lsn::new(40)).await.unwrap();
+            assert_eq!(wal.last_lsn(), Lsn::new(40));
+            assert!(wal.stats().segments < segments, "{:?}", wal.stats());
+            all.truncate(40);
+            assert_eq!(collect(&wal, Lsn::new(first)).unwrap(), all[first as usize - 1..]);
+            // The freed LSNs are handed out again, to new records.
+            for seed in 41..=45u64 {
+                let batch = Batch::seeded(1_000 + seed, 1, 8);
+                assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(seed));
+                all.push((Lsn::new(seed), Owned::Upsert(batch)));
+            }
+            assert_eq!(collect(&wal, Lsn::new(first)).unwrap(), all[first as usize - 1..]);
+
+            // A power loss right after a cut: what was cut does not come back.
+            wal.truncate_after(Lsn::new(42)).await.unwrap();
+            all.truncate(42);
+            let image = root.path().join("image");
+            storage.crash_image(&dir, &image, CrashMode::SyncedOnly).unwrap();
+            let reopened = Wal::open(&image, options).await.unwrap();
+            assert_eq!(reopened.last_lsn(), Lsn::new(42));
+            assert_eq!(collect(&reopened, Lsn::new(first)).unwrap(), all[first as usize - 1..]);
+            reopened.close().await.unwrap();
+
+            // Cutting to just before the first record keeps that segment's name, so a
+            // reopened log goes on from there.
+            wal.truncate_after(Lsn::new(first - 1)).await.unwrap();
+            assert_eq!(wal.stats().segments, 1);
+            wal.close().await.unwrap();
+            let wal = Wal::open(&dir, options).await.unwrap();
+            assert_eq!(wal.last_lsn(), Lsn::new(first - 1));
+            let batch = Batch::seeded(7_000, 1, 8);
+            assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(first));
             wal.close().await.unwrap();
         });
     }

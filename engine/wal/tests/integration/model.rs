@@ -1,5 +1,5 @@
 //! Model-based property test: random appends (single, concurrent, abandoned), syncs,
-//! checkpoints, truncations, clean reopens and crashes (every crash-image mode) against an
+//! checkpoints, truncations of either end, clean reopens and crashes (every crash-image mode) against an
 //! in-memory model. After every reopen the log must be a prefix of the model that holds at
 //! least everything the model knows durable (or, for a process crash, written), and must
 //! equal it record for record.
@@ -33,6 +33,11 @@ enum Op {
     Truncate {
         percent: u64,
     },
+    /// `truncate_after`, keeping this percentage of the records after the last
+    /// `truncate_prefix`.
+    Cut {
+        percent: u64,
+    },
     /// Close cleanly and reopen.
     Reopen,
     /// `abandoned` appends are made and not awaited; after `yields` turns of the runtime
@@ -63,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Checkpoint),
         2 => Just(Op::Sync),
         1 => (0u64..=100).prop_map(|percent| Op::Truncate { percent }),
+        2 => (0u64..=100).prop_map(|percent| Op::Cut { percent }),
         1 => Just(Op::Reopen),
         2 => (mode.clone(), 0u64..6, 0u8..4).prop_map(|(mode, abandoned, yields)| Op::Crash { mode, abandoned, yields }),
         1 => (proptest::bool::ANY, mode).prop_map(|(sync, mode)| Op::Fail { sync, mode }),
@@ -88,6 +94,9 @@ struct Model {
     acked: usize,
     /// Highest LSN a truncation covered.
     covered: u64,
+    /// Cuts so far: records written after a cut differ from the ones it removed at the
+    /// same LSNs, so a cut record that came back would be seen.
+    cuts: u64,
 }
 
 impl Model {
@@ -114,7 +123,7 @@ async fn yield_now() {
 }
 
 fn seeded_record(model: &Model, points: usize, dim: u32, delete: bool) -> Owned {
-    let seed = model.log.len() as u64 + 1;
+    let seed = model.log.len() as u64 + 1 + (model.cuts << 32);
     if delete {
         Owned::Delete((0..points).map(|i| format!("d{seed}-{i}")).collect())
     } else {
@@ -238,6 +247,16 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                     let covers = model.log.len() as u64 * percent / 100;
                     wal.truncate_prefix(Lsn::new(covers)).await.unwrap();
                     model.covered = model.covered.max(covers);
+                }
+                Op::Cut { percent } => {
+                    let len = model.log.len() as u64;
+                    let keep = model.covered + (len - model.covered) * percent / 100;
+                    wal.truncate_after(Lsn::new(keep)).await.unwrap();
+                    prop_assert_eq!(wal.last_lsn(), Lsn::new(keep.min(len)));
+                    model.log.truncate(keep as usize);
+                    model.durable = model.durable.min(keep as usize);
+                    model.acked = model.acked.min(keep as usize);
+                    model.cuts += 1;
                 }
                 Op::Reopen => {
                     wal.close().await.unwrap();
