@@ -58,6 +58,7 @@ mod error;
 mod fault;
 mod frame;
 mod options;
+mod raft_state;
 mod record;
 mod replay;
 mod segment;
@@ -67,6 +68,7 @@ mod wal;
 pub use crate::error::{AppendError, Corruption, IoOp, PoisonCause, RecordError, WalError};
 pub use crate::fault::{CrashMode, Fault, FaultFile, FaultStorage};
 pub use crate::options::{Options, SyncPolicy};
+pub use crate::raft_state::{HardState, LogPosition, RAFT_STATE_FILE, RaftState, StoredVote};
 pub use crate::record::{
     BodyView, Delete, DeleteView, Lsn, Record, RecordView, Upsert, UpsertView,
 };

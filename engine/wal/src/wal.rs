@@ -980,7 +980,7 @@ async fn flusher<S: Storage>(shared: Rc<Shared<S>>) {
 }
 
 /// Writes all of `buf` at `pos`, continuing after short writes.
-async fn write_all<F: SegmentFile>(
+pub(crate) async fn write_all<F: SegmentFile>(
     file: &F,
     mut buf: Vec<u8>,
     pos: u64,

@@ -7,3 +7,4 @@ mod basics;
 mod crash;
 mod faults;
 mod model;
+mod raft_state;
