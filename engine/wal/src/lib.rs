@@ -54,12 +54,14 @@
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
+mod commit;
 mod error;
 mod fault;
 mod frame;
 mod options;
 mod raft_state;
 mod record;
+mod recover;
 mod replay;
 mod segment;
 mod storage;

@@ -20,10 +20,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::commit::write_all;
 use crate::error::{IoOp, WalError};
 use crate::segment::io_err;
 use crate::storage::{Durability, MonoioStorage, SegmentFile, Storage};
-use crate::wal::write_all;
 
 /// The file's name in the log directory.
 pub const RAFT_STATE_FILE: &str = "RAFT_STATE";

@@ -6,19 +6,19 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
+use crate::commit::Shared;
 use crate::error::{Corruption, WalError};
 use crate::frame;
 use crate::record::{self, BodyView, RecordView};
 use crate::segment::{self, SegmentInfo, corrupt};
 use crate::storage::{MonoioStorage, Storage};
-use crate::wal::Wal;
 
-/// A reader over the log from an LSN on, made by [`Wal::replay`].
+/// A reader over the log from an LSN on, made by [`Wal::replay`](crate::Wal::replay).
 ///
 /// It lends one record at a time ([`next_record`](Self::next_record)); a shard replaying a
 /// large log can yield to its runtime between records.
 pub struct Replay<'w, S: Storage = MonoioStorage> {
-    wal: &'w Wal<S>,
+    wal: &'w Shared<S>,
     segments: Vec<SegmentInfo>,
     next_segment: usize,
     current: Option<Mapped>,
@@ -53,8 +53,13 @@ impl<S: Storage> std::fmt::Debug for Replay<'_, S> {
 }
 
 impl<'w, S: Storage> Replay<'w, S> {
-    pub(crate) fn new(wal: &'w Wal<S>, segments: Vec<SegmentInfo>, from: u64, until: u64) -> Self {
-        let max_body = frame::max_body(wal.options().segment_size());
+    pub(crate) fn new(
+        wal: &'w Shared<S>,
+        segments: Vec<SegmentInfo>,
+        from: u64,
+        until: u64,
+    ) -> Self {
+        let max_body = wal.max_body;
         wal.note_replay(true);
         Self {
             wal,
