@@ -1086,7 +1086,16 @@ async fn replay(
                 state.apply_delete(batch.ids())?;
                 data_lsn = record.lsn().get();
             }
-            BodyView::Checkpoint { .. } => {}
+            // A Raft leader's blank and membership entries change no point.
+            BodyView::Checkpoint { .. } | BodyView::Blank | BodyView::Membership(_) => {}
+            BodyView::DeleteByFilter(_) => {
+                return Err(ShardError::Replay {
+                    reason: format!(
+                        "LSN {}: a delete-by-filter record, which only a replicated shard's log holds",
+                        record.lsn()
+                    ),
+                });
+            }
         }
         if Instant::now() >= slice_ends {
             slice_break();

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
 
-use crate::error::{AppendError, IoOp, PoisonCause, WalError};
-use crate::frame;
+use crate::error::{AppendError, IoOp, PoisonCause, RecordError, WalError};
+use crate::frame::{self, Framing};
 use crate::options::{Options, SyncPolicy};
 use crate::record::{self, Lsn, Record};
 use crate::segment::{self, SegmentInfo, io_err};
@@ -37,6 +37,15 @@ pub(crate) struct Cut {
     pub(crate) keep: Option<(PathBuf, u64)>,
     /// The kept segment is not the open one: the flusher opens it for writing.
     pub(crate) reopen: bool,
+}
+
+/// What an append hands the queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Item<'a> {
+    /// A record to encode, written in a term (0 in a v1 log).
+    Record(&'a Record<'a>, u64),
+    /// A body encoded elsewhere, for exactly this LSN (v2 logs).
+    Raw { lsn: u64, term: u64, body: &'a [u8] },
 }
 
 /// Records encoded and waiting for the flusher, all bound for one segment.
@@ -124,7 +133,7 @@ pub(crate) struct Shared<S: Storage> {
     /// `PerWrite` under `SyncPolicy::Always`: each group is one `O_DSYNC` write, so write
     /// and sync cost one trip through the ring instead of two.
     pub(crate) durability: Durability,
-    pub(crate) max_body: u64,
+    pub(crate) framing: Framing,
     pub(crate) state: RefCell<State<S::File>>,
     pub(crate) observer: RefCell<Option<SyncObserver>>,
     /// `flock` on `LOCK` keeps a second writer out; released when the flusher stops, after
@@ -177,11 +186,20 @@ impl<S: Storage> Shared<S> {
     }
 
     /// Encodes a record into the pending chunks and returns its LSN.
-    pub(crate) fn enqueue(&self, record: &Record<'_>) -> Result<u64, AppendError> {
+    pub(crate) fn enqueue(&self, item: Item<'_>) -> Result<u64, AppendError> {
         let mut guard = self.state.borrow_mut();
         self.usable(&guard)?;
         let st = &mut *guard;
         let lsn = st.next_lsn;
+        if let Item::Raw { lsn: offered, .. } = item
+            && offered != lsn
+        {
+            return Err(RecordError::OutOfOrder {
+                expected: lsn,
+                got: offered,
+            }
+            .into());
+        }
         let segment_bytes = self.options.segment_size();
         let header = frame::SEGMENT_HEADER_LEN as u64;
         if st.pending.is_empty() || st.planned_tail == 0 {
@@ -200,7 +218,20 @@ impl<S: Storage> Shared<S> {
         }
         let chunk = st.pending.back_mut().expect("a chunk was just ensured");
         let start = chunk.buf.len();
-        let n = match record::encode(record, lsn, &mut chunk.buf, &mut st.arena, self.max_body) {
+        let encoded = match item {
+            Item::Record(record, term) => record::encode(
+                record,
+                lsn,
+                term,
+                &mut chunk.buf,
+                &mut st.arena,
+                self.framing,
+            ),
+            Item::Raw { term, body, .. } => {
+                record::encode_raw(body, lsn, term, &mut chunk.buf, self.framing)
+            }
+        };
+        let n = match encoded {
             Ok(n) => n as u64,
             Err(e) => {
                 if chunk.buf.is_empty() {
@@ -214,7 +245,7 @@ impl<S: Storage> Shared<S> {
                 return Err(e.into());
             }
         };
-        let is_checkpoint = matches!(record, Record::Checkpoint { .. });
+        let is_checkpoint = matches!(item, Item::Record(Record::Checkpoint { .. }, _));
         if st.planned_tail + n > segment_bytes && st.planned_tail > header {
             // The record does not fit: it opens the next segment.
             let mut buf = st.spare.pop().unwrap_or_default();
@@ -266,7 +297,7 @@ impl<S: Storage> Shared<S> {
             Some(seg) => {
                 let map = segment::map(&seg.path, seg.len)?;
                 let bytes = map.as_deref().unwrap_or_default();
-                let end = segment::end_of(bytes, seg.first_lsn, keep, self.max_body, &seg.path)?;
+                let end = segment::end_of(bytes, seg.first_lsn, keep, self.framing, &seg.path)?;
                 Some((seg.first_lsn, seg.path.clone(), end))
             }
             None => None,
@@ -524,7 +555,12 @@ impl<S: Storage> Shared<S> {
             .create(&path, self.durability)
             .await
             .map_err(io_err(IoOp::Create, &path))?;
-        let (res, _) = write_all(&file, frame::segment_header(first_lsn).to_vec(), 0).await;
+        let (res, _) = write_all(
+            &file,
+            frame::segment_header(first_lsn, self.framing.format).to_vec(),
+            0,
+        )
+        .await;
         res.map_err(io_err(IoOp::Write, &path))?;
         if self.durability == Durability::Buffered {
             file.sync_data().await.map_err(io_err(IoOp::Sync, &path))?;

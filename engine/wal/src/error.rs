@@ -54,6 +54,27 @@ pub enum RecordError {
         /// Largest body a segment holds.
         max: u64,
     },
+    /// A checkpoint marker offered to a v2 log, whose checkpoints are Raft snapshots
+    /// recorded beside the log.
+    #[error("a v2 log keeps no checkpoint markers")]
+    CheckpointInV2,
+    /// A term or a raw body offered to a v1 log, whose records carry no term.
+    #[error("{what} needs a v2 log (this one is v1)")]
+    NeedsV2 {
+        /// What was offered.
+        what: &'static str,
+    },
+    /// A raw record offered at an LSN other than the next one.
+    #[error("a record for LSN {got} cannot be appended: the next LSN is {expected}")]
+    OutOfOrder {
+        /// The next LSN of the log.
+        expected: u64,
+        /// The LSN offered.
+        got: u64,
+    },
+    /// A raw record's body is not a record body this build reads.
+    #[error("the record body does not decode")]
+    BadBody(#[source] Corruption),
     /// The serializer failed (it only can when memory runs out).
     #[error("encoding the record failed")]
     Encode(#[source] rkyv::rancor::Error),
@@ -161,7 +182,15 @@ pub enum Corruption {
     Undecodable(#[source] rkyv::rancor::Error),
     /// The body decodes but its parts disagree (vector run or payload count).
     #[error("record body is inconsistent: {0}")]
-    Inconsistent(#[source] RecordError),
+    Inconsistent(#[source] Box<RecordError>),
+    /// The segments of one log are written in different formats.
+    #[error("segment format version {found} in a log of version {log}")]
+    MixedFormats {
+        /// Version of this segment.
+        found: u32,
+        /// Version of the log's first segment.
+        log: u32,
+    },
 }
 
 /// The first failure of a poisoned log, shared by every error reported after it.

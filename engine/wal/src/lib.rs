@@ -16,6 +16,12 @@
 //!    zero-copy [`RecordView`]s (`&str` ids, `&[f32]` vectors, `&[u8]` payloads).
 //! 3. [`Wal::append`] appends; [`Wal::truncate_prefix`] drops segments a checkpoint covers;
 //!    [`Wal::truncate_after`] cuts the suffix after an LSN (a Raft follower's log).
+//!
+//! A [`Format::V2`] log is the Raft log of a replicated shard: every record also carries
+//! the term it was written in ([`Wal::append_entry`], [`RecordView::term`]), a follower
+//! stores its leader's bodies as they arrive ([`Wal::append_raw`],
+//! [`RecordView::body_bytes`]), and [`RaftState`] keeps the vote, commit and purge points
+//! beside it.
 //! 4. A failed write or `fdatasync` poisons the log: every later call fails with
 //!    [`WalError::Poisoned`] until it is reopened. [`AppendError`] tells a refused record
 //!    (the request failed) from a failed log (the shard must stop).
@@ -69,7 +75,7 @@ mod wal;
 
 pub use crate::error::{AppendError, Corruption, IoOp, PoisonCause, RecordError, WalError};
 pub use crate::fault::{CrashMode, Fault, FaultFile, FaultStorage};
-pub use crate::options::{Options, SyncPolicy};
+pub use crate::options::{Format, Options, SyncPolicy};
 pub use crate::raft_state::{HardState, LogPosition, RAFT_STATE_FILE, RaftState, StoredVote};
 pub use crate::record::{
     BodyView, Delete, DeleteView, Lsn, Record, RecordView, Upsert, UpsertView,

@@ -28,6 +28,19 @@ pub enum SyncPolicy {
     Never,
 }
 
+/// The framing of a new log's records (`FORMAT.md`). A log is wholly one or the other:
+/// opening an existing log keeps the format its segments were written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// Records carry their LSN: a shard's log of its own writes. The default.
+    #[default]
+    V1,
+    /// Records also carry the Raft term they were written in, and a leader's records can
+    /// be stored as they arrive ([`Wal::append_raw`](crate::Wal::append_raw)): the Raft log
+    /// of a replicated shard. No checkpoint markers.
+    V2,
+}
+
 /// Options of one log.
 ///
 /// ```
@@ -43,6 +56,7 @@ pub enum SyncPolicy {
 pub struct Options {
     sync: SyncPolicy,
     segment_bytes: u64,
+    format: Format,
 }
 
 impl Default for Options {
@@ -50,6 +64,7 @@ impl Default for Options {
         Self {
             sync: SyncPolicy::Always,
             segment_bytes: Self::DEFAULT_SEGMENT_BYTES,
+            format: Format::V1,
         }
     }
 }
@@ -76,6 +91,18 @@ impl Options {
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes;
         self
+    }
+
+    /// Sets the format of a new log (an existing one keeps its own).
+    #[must_use]
+    pub fn format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
+    }
+
+    /// The format a new log is written in.
+    pub fn new_format(&self) -> Format {
+        self.format
     }
 
     /// The sync policy.

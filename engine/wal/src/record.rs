@@ -15,7 +15,8 @@ use rkyv::with::InlineAsBox;
 use rkyv::{Archive, Serialize};
 
 use crate::error::RecordError;
-use crate::frame;
+use crate::frame::{self, Framing};
+use crate::options::Format;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!(
@@ -73,11 +74,18 @@ pub enum Record<'a> {
     Upsert(Upsert<'a>),
     /// Points to delete.
     Delete(Delete<'a>),
-    /// A checkpoint now covers every record up to `covers`.
+    /// A checkpoint now covers every record up to `covers` (v1 logs only).
     Checkpoint {
         /// The last LSN the checkpoint contains.
         covers: Lsn,
     },
+    /// Nothing: the entry a new Raft leader appends to commit its term.
+    Blank,
+    /// A Raft membership change, encoded by the caller.
+    Membership(&'a [u8]),
+    /// A delete of every point a filter matches, the filter encoded by the caller; it is
+    /// evaluated when the record is applied.
+    DeleteByFilter(&'a [u8]),
 }
 
 /// An upsert batch: `ids[i]` has the vector `vectors[i * dim..(i + 1) * dim]` and the
@@ -107,6 +115,15 @@ enum Body<'a> {
     Upsert(UpsertV1<'a>),
     Delete(DeleteV1<'a>),
     Checkpoint(CheckpointV1),
+    Blank,
+    Membership(BytesV1<'a>),
+    DeleteByFilter(BytesV1<'a>),
+}
+
+#[derive(Archive, Serialize)]
+struct BytesV1<'a> {
+    #[rkyv(with = InlineAsBox)]
+    bytes: &'a [u8],
 }
 
 #[derive(Archive, Serialize)]
@@ -141,7 +158,11 @@ impl Record<'_> {
                 check_upsert(u.ids.len(), u.dim, u.vectors.len(), u.payloads.len())
             }
             Record::Delete(d) if d.ids.is_empty() => Err(RecordError::EmptyBatch),
-            Record::Delete(_) | Record::Checkpoint { .. } => Ok(()),
+            Record::Delete(_)
+            | Record::Checkpoint { .. }
+            | Record::Blank
+            | Record::Membership(_)
+            | Record::DeleteByFilter(_) => Ok(()),
         }
     }
 
@@ -155,6 +176,9 @@ impl Record<'_> {
             }),
             Record::Delete(d) => Body::Delete(DeleteV1 { ids: d.ids }),
             Record::Checkpoint { covers } => Body::Checkpoint(CheckpointV1 { covers: covers.0 }),
+            Record::Blank => Body::Blank,
+            Record::Membership(bytes) => Body::Membership(BytesV1 { bytes }),
+            Record::DeleteByFilter(bytes) => Body::DeleteByFilter(BytesV1 { bytes }),
         }
     }
 }
@@ -186,14 +210,21 @@ fn check_upsert(ids: usize, dim: u32, values: usize, payloads: usize) -> Result<
 pub(crate) fn encode(
     record: &Record<'_>,
     lsn: u64,
+    term: u64,
     buf: &mut Vec<u8>,
     arena: &mut Arena,
-    max_body: u64,
+    framing: Framing,
 ) -> Result<usize, RecordError> {
     debug_assert_eq!(buf.len() % frame::ALIGN, 0);
     record.validate()?;
+    match (framing.format, record) {
+        (Format::V2, Record::Checkpoint { .. }) => return Err(RecordError::CheckpointInV2),
+        (Format::V1, _) if term != 0 => return Err(RecordError::NeedsV2 { what: "a term" }),
+        _ => {}
+    }
+    let max_body = framing.max_body;
     let start = buf.len();
-    buf.resize(start + frame::RECORD_HEADER_LEN, 0);
+    buf.resize(start + framing.header_len(), 0);
     // rkyv aligns by the writer's position; the record starts on a 16-byte boundary that
     // maps to a 16-byte file offset, so alignment in the buffer is alignment on disk.
     let body = record.body();
@@ -206,7 +237,7 @@ pub(crate) fn encode(
         buf.truncate(start);
         return Err(RecordError::Encode(e));
     }
-    let body_len = (buf.len() - start - frame::RECORD_HEADER_LEN) as u64;
+    let body_len = (buf.len() - start - framing.header_len()) as u64;
     if body_len > max_body {
         buf.truncate(start);
         return Err(RecordError::TooLarge {
@@ -214,7 +245,42 @@ pub(crate) fn encode(
             max: max_body,
         });
     }
-    frame::seal_record(buf, start, lsn);
+    framing.seal(buf, start, lsn, term);
+    Ok(buf.len() - start)
+}
+
+/// Appends a record whose body was encoded elsewhere (a Raft leader's, as it arrived), after
+/// checking that it decodes as a record this log may hold. Same contract as [`encode`].
+pub(crate) fn encode_raw(
+    body: &[u8],
+    lsn: u64,
+    term: u64,
+    buf: &mut Vec<u8>,
+    framing: Framing,
+) -> Result<usize, RecordError> {
+    debug_assert_eq!(buf.len() % frame::ALIGN, 0);
+    if framing.format == Format::V1 {
+        return Err(RecordError::NeedsV2 {
+            what: "a raw record",
+        });
+    }
+    if body.len() as u64 > framing.max_body {
+        return Err(RecordError::TooLarge {
+            bytes: body.len() as u64,
+            max: framing.max_body,
+        });
+    }
+    // rkyv validates an archive at an aligned address: check a copy, then frame the body.
+    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+    aligned.extend_from_slice(body);
+    let view = decode(lsn, term, &aligned).map_err(RecordError::BadBody)?;
+    if matches!(view.body(), BodyView::Checkpoint { .. }) {
+        return Err(RecordError::CheckpointInV2);
+    }
+    let start = buf.len();
+    buf.resize(start + framing.header_len(), 0);
+    buf.extend_from_slice(body);
+    framing.seal(buf, start, lsn, term);
     Ok(buf.len() - start)
 }
 
@@ -222,6 +288,8 @@ pub(crate) fn encode(
 #[derive(Debug, Clone, Copy)]
 pub struct RecordView<'a> {
     lsn: Lsn,
+    term: u64,
+    bytes: &'a [u8],
     body: BodyView<'a>,
 }
 
@@ -229,6 +297,17 @@ impl<'a> RecordView<'a> {
     /// The record's LSN.
     pub fn lsn(&self) -> Lsn {
         self.lsn
+    }
+
+    /// The Raft term the record was written in (0 in a v1 log).
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The encoded body, as [`Wal::append_raw`](crate::Wal::append_raw) takes it: what a
+    /// leader sends its followers.
+    pub fn body_bytes(&self) -> &'a [u8] {
+        self.bytes
     }
 
     /// What the record holds.
@@ -249,6 +328,12 @@ pub enum BodyView<'a> {
         /// The last LSN the checkpoint contains.
         covers: Lsn,
     },
+    /// A Raft leader's blank entry.
+    Blank,
+    /// A Raft membership change, as the caller encoded it.
+    Membership(&'a [u8]),
+    /// A delete by filter, the filter as the caller encoded it.
+    DeleteByFilter(&'a [u8]),
 }
 
 /// A zero-copy upsert batch: ids, vectors and payloads are read in place.
@@ -364,7 +449,11 @@ fn f32_run(archived: &[rkyv::rend::f32_le]) -> &[f32] {
 
 /// Validates and views a body. `bytes` must sit at an aligned address (an aligned offset
 /// of a page-aligned mapping).
-pub(crate) fn decode(lsn: u64, bytes: &[u8]) -> Result<RecordView<'_>, crate::Corruption> {
+pub(crate) fn decode(
+    lsn: u64,
+    term: u64,
+    bytes: &[u8],
+) -> Result<RecordView<'_>, crate::Corruption> {
     let root = rkyv::access::<ArchivedRoot, rancor::Error>(bytes)
         .map_err(crate::Corruption::Undecodable)?;
     let body = match root {
@@ -381,16 +470,21 @@ pub(crate) fn decode(lsn: u64, bytes: &[u8]) -> Result<RecordView<'_>, crate::Co
                 view.vectors.len(),
                 view.payloads.len(),
             )
-            .map_err(crate::Corruption::Inconsistent)?;
+            .map_err(|e| crate::Corruption::Inconsistent(Box::new(e)))?;
             BodyView::Upsert(view)
         }
         ArchivedBody::Delete(d) => BodyView::Delete(DeleteView { ids: d.ids.get() }),
         ArchivedBody::Checkpoint(c) => BodyView::Checkpoint {
             covers: Lsn(c.covers.to_native()),
         },
+        ArchivedBody::Blank => BodyView::Blank,
+        ArchivedBody::Membership(m) => BodyView::Membership(m.bytes.get()),
+        ArchivedBody::DeleteByFilter(f) => BodyView::DeleteByFilter(f.bytes.get()),
     };
     Ok(RecordView {
         lsn: Lsn(lsn),
+        term,
+        bytes,
         body,
     })
 }
@@ -399,18 +493,21 @@ pub(crate) fn decode(lsn: u64, bytes: &[u8]) -> Result<RecordView<'_>, crate::Co
 mod tests {
     use super::*;
 
+    const V1: Framing = Framing::new(Format::V1, 1 << 20);
+    const V2: Framing = Framing::new(Format::V2, 1 << 20);
+
     /// Encodes into a buffer and decodes from a 16-aligned copy, the way a mapped segment
     /// presents it.
     fn round_trip(record: &Record<'_>, check: impl FnOnce(RecordView<'_>)) {
         let mut buf = Vec::new();
         let mut arena = Arena::new();
-        let n = encode(record, 5, &mut buf, &mut arena, 1 << 20).expect("encodes");
+        let n = encode(record, 5, 0, &mut buf, &mut arena, V1).expect("encodes");
         assert_eq!(n, buf.len());
         assert_eq!(n % frame::ALIGN, 0);
-        let raw = frame::parse_record(&buf, 0, 1 << 20).expect("frames");
+        let raw = V1.parse(&buf, 0).expect("frames");
         let mut aligned = rkyv::util::AlignedVec::<16>::new();
         aligned.extend_from_slice(&buf);
-        let view = decode(raw.lsn, &aligned[raw.body.0..raw.body.1]).expect("decodes");
+        let view = decode(raw.lsn, raw.term, &aligned[raw.body.0..raw.body.1]).expect("decodes");
         assert_eq!(view.lsn(), Lsn(5));
         check(view);
     }
@@ -509,7 +606,7 @@ mod tests {
             (Record::Delete(Delete { ids: &[] }), "EmptyBatch"),
         ];
         for (rec, want) in cases {
-            let err = encode(&rec, 1, &mut buf, &mut arena, 1 << 20).expect_err(want);
+            let err = encode(&rec, 1, 0, &mut buf, &mut arena, V1).expect_err(want);
             assert!(format!("{err:?}").starts_with(want), "{want}: got {err:?}");
             assert_eq!(buf.len(), 32);
         }
@@ -520,12 +617,80 @@ mod tests {
             vectors: &big,
             payloads: &payloads,
         });
-        let err = encode(&rec, 1, &mut buf, &mut arena, 1000).expect_err("too large");
+        let small = Framing {
+            max_body: 1000,
+            ..V1
+        };
+        let err = encode(&rec, 1, 0, &mut buf, &mut arena, small).expect_err("too large");
         assert!(
             matches!(err, RecordError::TooLarge { max: 1000, .. }),
             "{err:?}"
         );
         assert_eq!(buf.len(), 32);
+    }
+
+    #[test]
+    fn raft_records_round_trip_with_their_term_and_bytes() {
+        let mut arena = Arena::new();
+        let cases = [
+            Record::Blank,
+            Record::Membership(b"{\"voters\":[1,2,3]}"),
+            Record::DeleteByFilter(b"{\"must\":[]}"),
+        ];
+        for rec in cases {
+            let mut buf = Vec::new();
+            encode(&rec, 9, 4, &mut buf, &mut arena, V2).expect("encodes");
+            let raw = V2.parse(&buf, 0).expect("frames");
+            assert_eq!((raw.lsn, raw.term), (9, 4));
+            let mut aligned = rkyv::util::AlignedVec::<16>::new();
+            aligned.extend_from_slice(&buf);
+            let body = &aligned[raw.body.0..raw.body.1];
+            let view = decode(raw.lsn, raw.term, body).expect("decodes");
+            assert_eq!(view.term(), 4);
+            match (rec, view.body()) {
+                (Record::Blank, BodyView::Blank) => {}
+                (Record::Membership(a), BodyView::Membership(b))
+                | (Record::DeleteByFilter(a), BodyView::DeleteByFilter(b)) => assert_eq!(a, b),
+                (rec, body) => panic!("{rec:?} came back as {body:?}"),
+            }
+            // A follower framing the leader's body bytes writes the same record.
+            let mut copy = Vec::new();
+            encode_raw(view.body_bytes(), 9, 4, &mut copy, V2).expect("frames raw");
+            assert_eq!(copy, buf);
+        }
+    }
+
+    #[test]
+    fn each_format_refuses_what_it_cannot_hold() {
+        let mut arena = Arena::new();
+        let mut buf = Vec::new();
+        let checkpoint = Record::Checkpoint { covers: Lsn(1) };
+        assert!(matches!(
+            encode(&checkpoint, 1, 1, &mut buf, &mut arena, V2),
+            Err(RecordError::CheckpointInV2)
+        ));
+        assert!(matches!(
+            encode(&Record::Blank, 1, 1, &mut buf, &mut arena, V1),
+            Err(RecordError::NeedsV2 { .. })
+        ));
+        assert!(matches!(
+            encode_raw(b"", 1, 1, &mut buf, V1),
+            Err(RecordError::NeedsV2 { .. })
+        ));
+        assert!(buf.is_empty());
+        // Raw bodies must decode, and never as a checkpoint marker.
+        assert!(matches!(
+            encode_raw(&[0xAB; 40], 1, 1, &mut buf, V2),
+            Err(RecordError::BadBody(_))
+        ));
+        let mut v1 = Vec::new();
+        encode(&checkpoint, 1, 0, &mut v1, &mut arena, V1).expect("encodes");
+        let raw = V1.parse(&v1, 0).expect("frames");
+        assert!(matches!(
+            encode_raw(&v1[raw.body.0..raw.body.1], 1, 1, &mut buf, V2),
+            Err(RecordError::CheckpointInV2)
+        ));
+        assert!(buf.is_empty());
     }
 
     /// Pins the on-disk bytes of a record (framing and rkyv layout). If this fails, the
@@ -540,22 +705,28 @@ mod tests {
             payloads: &[b"{}".to_vec()],
         });
         let mut buf = Vec::new();
-        encode(&rec, 3, &mut buf, &mut Arena::new(), 1 << 20).expect("encodes");
+        encode(&rec, 3, 0, &mut buf, &mut Arena::new(), V1).expect("encodes");
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, GOLDEN_UPSERT);
         let mut buf = Vec::new();
         encode(
             &Record::Checkpoint { covers: Lsn(2) },
             4,
+            0,
             &mut buf,
             &mut Arena::new(),
-            1 << 20,
+            V1,
         )
         .expect("encodes");
         let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, GOLDEN_CHECKPOINT);
+        let mut buf = Vec::new();
+        encode(&Record::Blank, 5, 3, &mut buf, &mut Arena::new(), V2).expect("encodes");
+        let hex: String = buf.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, GOLDEN_V2_BLANK);
     }
 
     const GOLDEN_UPSERT: &str = "400000003cdae03a03000000000000007031ffffffffffff0000803f000000407b7d0000fcffffff020000000000000000000000dcffffff0100000002000000d8ffffff02000000dcffffff01000000";
+    const GOLDEN_V2_BLANK: &str = "200000009bfa04e60500000000000000030000000000000000000000000000000300000000000000000000000000000000000000000000000000000000000000";
     const GOLDEN_CHECKPOINT: &str = "20000000344bd72904000000000000000200000000000000020000000000000000000000000000000000000000000000";
 }

@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::path::Path;
 
 use crate::error::{IoOp, WalError};
-use crate::frame;
+use crate::frame::{self, Framing};
+use crate::options::Options;
 use crate::segment::{self, SegmentInfo, io_err};
 use crate::storage::{Durability, SegmentFile, Storage};
 
@@ -39,6 +40,9 @@ pub(crate) async fn lock_dir<S: Storage>(
 }
 
 pub(crate) struct Recovered<F> {
+    /// How the log's records are framed: the format of its segments, or the asked one for
+    /// a log without any.
+    pub(crate) framing: Framing,
     pub(crate) segments: VecDeque<SegmentInfo>,
     pub(crate) active: Option<F>,
     pub(crate) next_lsn: u64,
@@ -48,10 +52,16 @@ pub(crate) struct Recovered<F> {
 pub(crate) async fn recover<S: Storage>(
     storage: &S,
     dir: &Path,
-    max_body: u64,
+    options: Options,
     durability: Durability,
 ) -> Result<Recovered<S::File>, WalError> {
     let mut listed = segment::list(dir)?;
+    // A log is wholly one format: the first readable header says which.
+    let format = listed
+        .iter()
+        .find_map(|(_, path)| segment::format_of(path))
+        .unwrap_or(options.new_format());
+    let framing = Framing::new(format, options.segment_size());
     // The last segment: a torn creation is removed, a torn tail is cut.
     let tail = loop {
         let Some((first, path)) = listed.last().cloned() else {
@@ -63,7 +73,7 @@ pub(crate) async fn recover<S: Storage>(
         let map = segment::map(&path, len)?;
         let bytes = map.as_deref().unwrap_or_default();
         if frame::parse_segment_header(bytes) == Err(frame::HeaderProblem::Bad)
-            && segment::is_torn_creation(bytes, first, max_body)
+            && segment::is_torn_creation(bytes, first, framing)
         {
             drop(map);
             storage
@@ -77,13 +87,13 @@ pub(crate) async fn recover<S: Storage>(
             listed.pop();
             continue;
         }
-        let tail = segment::scan_last(bytes, first, max_body, &path)?;
+        let tail = segment::scan_last(bytes, first, framing, &path)?;
         break Some((first, path, tail));
     };
     let mut segments = VecDeque::with_capacity(listed.len());
     let sealed = listed.len().saturating_sub(1);
     for (first, path) in listed.into_iter().take(sealed) {
-        let len = segment::check_sealed(first, &path)?;
+        let len = segment::check_sealed(first, format, &path)?;
         segments.push_back(SegmentInfo {
             first_lsn: first,
             path,
@@ -92,6 +102,7 @@ pub(crate) async fn recover<S: Storage>(
     }
     let Some((first, path, tail)) = tail else {
         return Ok(Recovered {
+            framing,
             segments,
             active: None,
             next_lsn: 1,
@@ -117,6 +128,7 @@ pub(crate) async fn recover<S: Storage>(
         len: tail.end,
     });
     Ok(Recovered {
+        framing,
         segments,
         active: Some(file),
         next_lsn: tail.last_lsn + 1,

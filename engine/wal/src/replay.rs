@@ -8,7 +8,7 @@ use memmap2::Mmap;
 
 use crate::commit::Shared;
 use crate::error::{Corruption, WalError};
-use crate::frame;
+use crate::frame::{self, Framing};
 use crate::record::{self, BodyView, RecordView};
 use crate::segment::{self, SegmentInfo, corrupt};
 use crate::storage::{MonoioStorage, Storage};
@@ -28,7 +28,7 @@ pub struct Replay<'w, S: Storage = MonoioStorage> {
     from: u64,
     /// The last LSN written when the replay began.
     until: u64,
-    max_body: u64,
+    framing: Framing,
 }
 
 struct Mapped {
@@ -59,7 +59,7 @@ impl<'w, S: Storage> Replay<'w, S> {
         from: u64,
         until: u64,
     ) -> Self {
-        let max_body = wal.max_body;
+        let framing = wal.framing;
         wal.note_replay(true);
         Self {
             wal,
@@ -70,7 +70,7 @@ impl<'w, S: Storage> Replay<'w, S> {
             expected: 0,
             from,
             until,
-            max_body,
+            framing,
         }
     }
 
@@ -89,7 +89,7 @@ impl<'w, S: Storage> Replay<'w, S> {
                 }
                 continue;
             };
-            let Some(raw) = frame::parse_record(cur.bytes(), at, self.max_body) else {
+            let Some(raw) = self.framing.parse(cur.bytes(), at) else {
                 return Err(corrupt(&cur.info.path, at as u64, Corruption::BadRecord));
             };
             if raw.lsn != self.expected {
@@ -109,7 +109,7 @@ impl<'w, S: Storage> Replay<'w, S> {
             .current
             .as_ref()
             .expect("a record came from the mapped segment");
-        let view = record::decode(raw.lsn, &cur.bytes()[raw.body.0..raw.body.1])
+        let view = record::decode(raw.lsn, raw.term, &cur.bytes()[raw.body.0..raw.body.1])
             .map_err(|problem| corrupt(&cur.info.path, at as u64, problem))?;
         if let BodyView::Checkpoint { .. } = view.body() {
             self.wal
@@ -136,7 +136,12 @@ impl<'w, S: Storage> Replay<'w, S> {
         self.next_segment += 1;
         let map = segment::map(&info.path, info.len)?;
         let mapped = Mapped { map, info };
-        segment::check_header(mapped.bytes(), mapped.info.first_lsn, &mapped.info.path)?;
+        segment::check_header(
+            mapped.bytes(),
+            mapped.info.first_lsn,
+            self.framing.format,
+            &mapped.info.path,
+        )?;
         if self.expected != 0 && mapped.info.first_lsn != self.expected {
             let problem = Corruption::SegmentGap {
                 expected: self.expected,

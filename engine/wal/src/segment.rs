@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{Corruption, IoOp, WalError};
-use crate::frame::{self, HeaderProblem};
+use crate::frame::{self, Framing, HeaderProblem};
+use crate::options::Format;
 use crate::record;
 
 /// A segment of the log as the log knows it.
@@ -66,7 +67,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
 }
 
 /// Reads and checks the header of a sealed segment; returns the file length.
-pub(crate) fn check_sealed(first_lsn: u64, path: &Path) -> Result<u64, WalError> {
+pub(crate) fn check_sealed(first_lsn: u64, format: Format, path: &Path) -> Result<u64, WalError> {
     let mut file = File::open(path).map_err(io_err(IoOp::Open, path))?;
     let len = file.metadata().map_err(io_err(IoOp::Read, path))?.len();
     let mut header = [0u8; frame::SEGMENT_HEADER_LEN];
@@ -75,14 +76,27 @@ pub(crate) fn check_sealed(first_lsn: u64, path: &Path) -> Result<u64, WalError>
     }
     file.read_exact(&mut header)
         .map_err(io_err(IoOp::Read, path))?;
-    check_header(&header, first_lsn, path)?;
+    check_header(&header, first_lsn, format, path)?;
     Ok(len)
 }
 
-pub(crate) fn check_header(bytes: &[u8], name_lsn: u64, path: &Path) -> Result<(), WalError> {
+pub(crate) fn check_header(
+    bytes: &[u8],
+    name_lsn: u64,
+    format: Format,
+    path: &Path,
+) -> Result<(), WalError> {
     match frame::parse_segment_header(bytes) {
-        Ok(header) if header == name_lsn => Ok(()),
-        Ok(header) => Err(corrupt(
+        Ok((header, found)) if header == name_lsn && found == format => Ok(()),
+        Ok((header, found)) if header == name_lsn => Err(corrupt(
+            path,
+            0,
+            Corruption::MixedFormats {
+                found: found.version(),
+                log: format.version(),
+            },
+        )),
+        Ok((header, _)) => Err(corrupt(
             path,
             0,
             Corruption::NameMismatch {
@@ -96,10 +110,19 @@ pub(crate) fn check_header(bytes: &[u8], name_lsn: u64, path: &Path) -> Result<(
             0,
             Corruption::UnsupportedVersion {
                 found,
-                supported: frame::FORMAT_VERSION,
+                supported: frame::NEWEST_VERSION,
             },
         )),
     }
+}
+
+/// The format of a segment whose header reads, `None` otherwise.
+pub(crate) fn format_of(path: &Path) -> Option<Format> {
+    let mut header = [0u8; frame::SEGMENT_HEADER_LEN];
+    File::open(path).ok()?.read_exact(&mut header).ok()?;
+    frame::parse_segment_header(&header)
+        .ok()
+        .map(|(_, format)| format)
 }
 
 /// Maps the first `len` bytes of a segment, read-only. `None` for an empty length.
@@ -131,9 +154,10 @@ pub(crate) fn map(path: &Path, len: u64) -> Result<Option<Mmap>, WalError> {
         )
     })?;
     // SAFETY: the mapping is read-only, and the log's directory lock keeps other
-    // processes that honour it away. While mapped, the log only appends past `len` (it
-    // never rewrites or shrinks mapped bytes: a torn tail is cut before anything maps the
-    // file), so the mapped bytes neither change nor vanish.
+    // processes that honour it away. While mapped, the log only appends past `len`: a torn
+    // tail is cut before anything maps the file, a cut of the suffix (`truncate_after`)
+    // is refused while a replay is alive and drops its own scan's mapping before the file
+    // is cut. So the mapped bytes neither change nor vanish.
     let map = unsafe { MmapOptions::new().len(len_usize).map(&file) }
         .map_err(io_err(IoOp::Read, path))?;
     // Replay reads front to back: ask for aggressive readahead. Advice is a hint only.
@@ -160,16 +184,16 @@ pub(crate) struct Tail {
 pub(crate) fn scan_last(
     bytes: &[u8],
     first_lsn: u64,
-    max_body: u64,
+    framing: Framing,
     path: &Path,
 ) -> Result<Tail, WalError> {
-    check_header(bytes, first_lsn, path)?;
+    check_header(bytes, first_lsn, framing.format, path)?;
     let mut off = frame::SEGMENT_HEADER_LEN;
     let mut expected = first_lsn;
     let mut checkpoint_end = None;
     while off < bytes.len() {
-        let Some(raw) = frame::parse_record(bytes, off, max_body) else {
-            if frame::valid_record_after(bytes, off, expected, max_body).is_some() {
+        let Some(raw) = framing.parse(bytes, off) else {
+            if framing.valid_record_after(bytes, off, expected).is_some() {
                 return Err(corrupt(path, off as u64, Corruption::BadRecord));
             }
             return Ok(Tail {
@@ -189,7 +213,7 @@ pub(crate) fn scan_last(
                 },
             ));
         }
-        let view = record::decode(raw.lsn, &bytes[raw.body.0..raw.body.1])
+        let view = record::decode(raw.lsn, raw.term, &bytes[raw.body.0..raw.body.1])
             .map_err(|problem| corrupt(path, off as u64, problem))?;
         if matches!(view.body(), record::BodyView::Checkpoint { .. }) {
             checkpoint_end = Some(raw.next as u64);
@@ -212,14 +236,14 @@ pub(crate) fn end_of(
     bytes: &[u8],
     first_lsn: u64,
     lsn: u64,
-    max_body: u64,
+    framing: Framing,
     path: &Path,
 ) -> Result<u64, WalError> {
-    check_header(bytes, first_lsn, path)?;
+    check_header(bytes, first_lsn, framing.format, path)?;
     let mut off = frame::SEGMENT_HEADER_LEN;
     let mut expected = first_lsn;
     loop {
-        let Some(raw) = frame::parse_record(bytes, off, max_body) else {
+        let Some(raw) = framing.parse(bytes, off) else {
             return Err(corrupt(path, off as u64, Corruption::BadRecord));
         };
         if raw.lsn != expected {
@@ -240,15 +264,11 @@ pub(crate) fn end_of(
 /// True when a last segment whose header is unreadable is only a torn creation: short, or
 /// with no valid record where records would be. A crash between creating the file and
 /// syncing its header leaves this; it holds nothing that was acknowledged.
-pub(crate) fn is_torn_creation(bytes: &[u8], first_lsn: u64, max_body: u64) -> bool {
+pub(crate) fn is_torn_creation(bytes: &[u8], first_lsn: u64, framing: Framing) -> bool {
     bytes.len() <= frame::SEGMENT_HEADER_LEN
-        || frame::valid_record_after(
-            bytes,
-            frame::SEGMENT_HEADER_LEN - frame::ALIGN,
-            first_lsn,
-            max_body,
-        )
-        .is_none()
+        || framing
+            .valid_record_after(bytes, frame::SEGMENT_HEADER_LEN - frame::ALIGN, first_lsn)
+            .is_none()
 }
 
 #[cfg(test)]

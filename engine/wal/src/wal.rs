@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 
 use rkyv::ser::allocator::Arena;
 
-use crate::commit::{Shared, State, Wait, flusher};
+use crate::commit::{Item, Shared, State, Wait, flusher};
 use crate::error::{AppendError, IoOp, WalError};
-use crate::frame;
-use crate::options::{Options, SyncPolicy};
+use crate::options::{Format, Options, SyncPolicy};
 use crate::record::{Lsn, Record};
 use crate::recover::{lock_dir, recover};
 use crate::replay::Replay;
@@ -115,12 +114,11 @@ impl<S: Storage> Wal<S> {
         options.validate()?;
         let dir = dir.as_ref().to_path_buf();
         let lock = lock_dir(&storage, &dir).await?;
-        let max_body = frame::max_body(options.segment_size());
         let durability = match options.sync_policy() {
             SyncPolicy::Always => Durability::PerWrite,
             SyncPolicy::Interval(_) | SyncPolicy::Never => Durability::Buffered,
         };
-        let recovered = recover(&storage, &dir, max_body, durability).await?;
+        let recovered = recover(&storage, &dir, options, durability).await?;
         let last = recovered.next_lsn - 1;
         let planned_tail = recovered.segments.back().map_or(0, |s| s.len);
         let state = State {
@@ -152,7 +150,7 @@ impl<S: Storage> Wal<S> {
             dir,
             options,
             durability,
-            max_body,
+            framing: recovered.framing,
             state: RefCell::new(state),
             observer: RefCell::new(None),
             lock: RefCell::new(Some(lock)),
@@ -172,12 +170,53 @@ impl<S: Storage> Wal<S> {
         &self,
         record: Record<'_>,
     ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
-        let queued = self.shared.enqueue(&record);
+        self.append_item(Item::Record(&record, 0))
+    }
+
+    /// [`append`](Wal::append) of a record written in Raft `term`, for a v2 log (a v1 log
+    /// refuses a term other than 0 with [`RecordError::NeedsV2`](crate::RecordError)).
+    pub fn append_entry(
+        &self,
+        term: u64,
+        record: Record<'_>,
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
+        self.append_item(Item::Record(&record, term))
+    }
+
+    /// Appends a record whose body was encoded elsewhere, at exactly `lsn` (the next one)
+    /// and in `term`: a Raft follower storing its leader's entries as they arrived
+    /// ([`RecordView::body_bytes`](crate::RecordView::body_bytes) on the leader's side).
+    /// The body is checked to decode as a record, never as a checkpoint marker. v2 logs
+    /// only. Resolves like [`append`](Wal::append).
+    pub fn append_raw(
+        &self,
+        lsn: Lsn,
+        term: u64,
+        body: &[u8],
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
+        self.append_item(Item::Raw {
+            lsn: lsn.get(),
+            term,
+            body,
+        })
+    }
+
+    fn append_item<'w>(
+        &'w self,
+        item: Item<'_>,
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<'w, S> {
+        let queued = self.shared.enqueue(item);
         async move {
             let lsn = queued?;
             self.shared.wait(lsn, Wait::Acked).await?;
             Ok(Lsn::new(lsn))
         }
+    }
+
+    /// The format of this log's records: the one its segments were written in, or the
+    /// one asked for when it had none.
+    pub fn format(&self) -> Format {
+        self.shared.framing.format
     }
 
     /// Makes every record appended so far durable, whatever the policy, and returns the

@@ -3,11 +3,12 @@
 use std::rc::Rc;
 
 use vectron_wal::{
-    CrashMode, Delete, FaultStorage, Lsn, Options, Record, SyncPolicy, Wal, WalError,
+    AppendError, CrashMode, Delete, FaultStorage, Format, Lsn, Options, Record, RecordError,
+    SyncPolicy, Wal, WalError,
 };
 
 use crate::both_drivers;
-use crate::support::{Batch, Owned, collect};
+use crate::support::{Batch, Owned, collect, collect_terms, segments};
 
 both_drivers! {
     fn append_reopen_replay(driver: Driver) {
@@ -185,6 +186,67 @@ both_drivers! {
             let batch = Batch::seeded(7_000, 1, 8);
             assert_eq!(wal.append(batch.record()).await.unwrap(), Lsn::new(first));
             wal.close().await.unwrap();
+        });
+    }
+
+    fn a_log_keeps_the_format_it_was_written_in(driver: Driver) {
+        let root = tempfile::tempdir().unwrap();
+        let v1_dir = root.path().join("v1");
+        let v2_dir = root.path().join("v2");
+        let small = Options::default().segment_bytes(4096);
+        driver.block_on(async {
+            // A v1 log stays v1 when opened as v2, and refuses what only v2 holds.
+            let wal = Wal::open(&v1_dir, small).await.unwrap();
+            let batch = Batch::seeded(1, 1, 4);
+            wal.append(batch.record()).await.unwrap();
+            wal.close().await.unwrap();
+            let wal = Wal::open(&v1_dir, small.format(Format::V2)).await.unwrap();
+            assert_eq!(wal.format(), Format::V1);
+            assert!(matches!(
+                wal.append_entry(2, batch.record()).await,
+                Err(AppendError::Rejected(RecordError::NeedsV2 { .. }))
+            ));
+            wal.close().await.unwrap();
+
+            // A v2 log across segments: terms come back, and reopened it is still v2.
+            let wal = Wal::open(&v2_dir, small.format(Format::V2)).await.unwrap();
+            assert_eq!(wal.format(), Format::V2);
+            let mut expected = Vec::new();
+            for seed in 1..=40u64 {
+                let term = 1 + seed / 10;
+                let batch = Batch::seeded(seed, 2, 16);
+                let lsn = wal.append_entry(term, batch.record()).await.unwrap();
+                expected.push((lsn, term, Owned::Upsert(batch)));
+            }
+            assert!(matches!(
+                wal.append_entry(5, Record::Checkpoint { covers: Lsn::new(1) }).await,
+                Err(AppendError::Rejected(RecordError::CheckpointInV2))
+            ));
+            wal.close().await.unwrap();
+            let wal = Wal::open(&v2_dir, small).await.unwrap();
+            assert_eq!(wal.format(), Format::V2);
+            assert_eq!(collect_terms(&wal, Lsn::ZERO).unwrap(), expected);
+            wal.close().await.unwrap();
+
+            // A v1 segment among v2 ones is refused, never read as v2.
+            let v2_segments = segments(&v2_dir);
+            assert!(v2_segments.len() >= 3, "{v2_segments:?}");
+            let v1_first = segments(&v1_dir)[0].clone();
+            let name = v2_segments[1].file_name().unwrap().to_owned();
+            std::fs::remove_file(&v2_segments[1]).unwrap();
+            let mut bytes = std::fs::read(&v1_first).unwrap();
+            // The v1 segment renamed into the v2 log must still pass its own header check.
+            let first: u64 = name.to_str().unwrap()[..20].parse().unwrap();
+            bytes[16..24].copy_from_slice(&first.to_le_bytes());
+            let crc = crc32c::crc32c(&bytes[0..24]);
+            bytes[24..28].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(v2_dir.join(name), bytes).unwrap();
+            let opened = Wal::open(&v2_dir, small).await;
+            assert!(
+                matches!(&opened, Err(WalError::Corrupt { .. })),
+                "{:?}",
+                opened.map(|w| w.format())
+            );
         });
     }
 }

@@ -1,19 +1,19 @@
 //! Model-based property test: random appends (single, concurrent, abandoned), syncs,
 //! checkpoints, truncations of either end, clean reopens and crashes (every crash-image mode) against an
-//! in-memory model. After every reopen the log must be a prefix of the model that holds at
-//! least everything the model knows durable (or, for a process crash, written), and must
-//! equal it record for record.
+//! in-memory model, in both formats (v2 records carry a term; a v2 log also takes raw
+//! copies of its own records' bodies). After every reopen the log must be a prefix of the
+//! model that holds at least everything the model knows durable (or, for a process crash,
+//! written), and must equal it record for record, terms included.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use proptest::prelude::*;
 use vectron_wal::{
-    AppendError, CrashMode, Delete, Fault, FaultStorage, Lsn, Options, Record, SyncPolicy, Wal,
-    WalError,
+    AppendError, CrashMode, Fault, FaultStorage, Format, Lsn, Options, SyncPolicy, Wal, WalError,
 };
 
-use crate::support::{Batch, Driver, Owned, collect};
+use crate::support::{Batch, Driver, Owned, collect_terms};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -27,7 +27,13 @@ enum Op {
     Burst {
         n: u64,
     },
+    /// A checkpoint marker in v1; a Raft blank or membership entry in v2.
     Checkpoint,
+    /// v2: `append_raw` of the body of the record `back` places from the end, read back
+    /// from the log (a follower storing what a leader sent).
+    Copy {
+        back: u64,
+    },
     Sync,
     /// `truncate_prefix` covering this percentage of the log.
     Truncate {
@@ -66,6 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(points, dim, delete)| Op::Append { points, dim, delete }),
         3 => (2u64..12).prop_map(|n| Op::Burst { n }),
         1 => Just(Op::Checkpoint),
+        2 => (1u64..8).prop_map(|back| Op::Copy { back }),
         2 => Just(Op::Sync),
         1 => (0u64..=100).prop_map(|percent| Op::Truncate { percent }),
         2 => (0u64..=100).prop_map(|percent| Op::Cut { percent }),
@@ -73,6 +80,10 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (mode.clone(), 0u64..6, 0u8..4).prop_map(|(mode, abandoned, yields)| Op::Crash { mode, abandoned, yields }),
         1 => (proptest::bool::ANY, mode).prop_map(|(sync, mode)| Op::Fail { sync, mode }),
     ]
+}
+
+fn format() -> impl Strategy<Value = Format> {
+    prop_oneof![Just(Format::V1), Just(Format::V2)]
 }
 
 fn policy() -> impl Strategy<Value = SyncPolicy> {
@@ -86,8 +97,8 @@ fn policy() -> impl Strategy<Value = SyncPolicy> {
 /// What the log must hold.
 #[derive(Debug, Default)]
 struct Model {
-    /// Every record handed an LSN, in LSN order (LSN = index + 1).
-    log: Vec<Owned>,
+    /// Every record handed an LSN, with its term, in LSN order (LSN = index + 1).
+    log: Vec<(u64, Owned)>,
     /// Records known durable: they survive any crash.
     durable: usize,
     /// Records acknowledged: they survive a process crash.
@@ -97,6 +108,9 @@ struct Model {
     /// Cuts so far: records written after a cut differ from the ones it removed at the
     /// same LSNs, so a cut record that came back would be seen.
     cuts: u64,
+    /// The term new records are written in: 0 in v1; in v2 it grows at every cut, as a
+    /// new leader's would.
+    term: u64,
 }
 
 impl Model {
@@ -131,14 +145,6 @@ fn seeded_record(model: &Model, points: usize, dim: u32, delete: bool) -> Owned 
     }
 }
 
-fn as_record(owned: &Owned) -> Record<'_> {
-    match owned {
-        Owned::Upsert(b) => b.record(),
-        Owned::Delete(ids) => Record::Delete(Delete { ids }),
-        Owned::Checkpoint(covers) => Record::Checkpoint { covers: *covers },
-    }
-}
-
 /// Checks a freshly opened log against the model, holding at least `floor` records, and
 /// brings the model to what the log holds.
 fn verify(
@@ -148,8 +154,8 @@ fn verify(
     exact: bool,
 ) -> Result<(), TestCaseError> {
     let first = wal.stats().first_lsn.get().max(1);
-    let got =
-        collect(wal, Lsn::new(first)).map_err(|e| TestCaseError::fail(format!("replay: {e}")))?;
+    let got = collect_terms(wal, Lsn::new(first))
+        .map_err(|e| TestCaseError::fail(format!("replay: {e}")))?;
     let total = first as usize - 1 + got.len();
     prop_assert!(
         first <= model.covered + 1 || got.is_empty(),
@@ -168,9 +174,9 @@ fn verify(
     if exact {
         prop_assert_eq!(total, model.log.len());
     }
-    for (lsn, rec) in &got {
+    for (lsn, term, rec) in &got {
         prop_assert_eq!(
-            Some(rec),
+            Some(&(*term, rec.clone())),
             model.log.get(lsn.get() as usize - 1),
             "LSN {}",
             lsn
@@ -185,9 +191,17 @@ fn verify(
     Ok(())
 }
 
-fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
+fn run(
+    driver: Driver,
+    policy: SyncPolicy,
+    format: Format,
+    ops: Vec<Op>,
+) -> Result<(), TestCaseError> {
     let root = tempfile::tempdir().unwrap();
-    let options = Options::default().segment_bytes(4096).sync(policy);
+    let options = Options::default()
+        .segment_bytes(4096)
+        .sync(policy)
+        .format(format);
     driver.block_on(async move {
         let mut dir = root.path().join("log-0");
         let mut storage = FaultStorage::new();
@@ -196,7 +210,10 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                 .await
                 .unwrap(),
         );
-        let mut model = Model::default();
+        let mut model = Model {
+            term: u64::from(format == Format::V2),
+            ..Model::default()
+        };
         for (step, op) in ops.into_iter().enumerate() {
             match op {
                 Op::Append {
@@ -205,8 +222,8 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                     delete,
                 } => {
                     let rec = seeded_record(&model, points, dim, delete);
-                    let lsn = wal.append(as_record(&rec)).await.unwrap();
-                    model.log.push(rec);
+                    let lsn = wal.append_entry(model.term, rec.record()).await.unwrap();
+                    model.log.push((model.term, rec));
                     prop_assert_eq!(lsn.get() as usize, model.log.len());
                     model.ack(policy, model.log.len());
                 }
@@ -215,8 +232,9 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                         .map(|i| {
                             let wal = wal.clone();
                             let batch = Batch::seeded(10_000 + step as u64 * 100 + i, 1, 4);
+                            let term = model.term;
                             monoio::spawn(async move {
-                                let lsn = wal.append(batch.record()).await.unwrap();
+                                let lsn = wal.append_entry(term, batch.record()).await.unwrap();
                                 (lsn, batch)
                             })
                         })
@@ -227,16 +245,61 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                     }
                     done.sort_by_key(|(lsn, _)| *lsn);
                     for (lsn, batch) in done {
-                        model.log.push(Owned::Upsert(batch));
+                        model.log.push((model.term, Owned::Upsert(batch)));
                         prop_assert_eq!(lsn.get() as usize, model.log.len());
                     }
                     model.ack(policy, model.log.len());
                 }
                 Op::Checkpoint => {
-                    let rec = Owned::Checkpoint(Lsn::new(model.log.len() as u64));
-                    wal.append(as_record(&rec)).await.unwrap();
-                    model.log.push(rec);
+                    let len = model.log.len() as u64;
+                    let rec = match format {
+                        Format::V1 => Owned::Checkpoint(Lsn::new(len)),
+                        Format::V2 if len.is_multiple_of(2) => Owned::Blank,
+                        Format::V2 => Owned::Membership(format!("voters {len}").into_bytes()),
+                    };
+                    wal.append_entry(model.term, rec.record()).await.unwrap();
+                    model.log.push((model.term, rec));
                     model.ack(policy, model.log.len());
+                }
+                Op::Copy { back } => {
+                    let len = model.log.len() as u64;
+                    let first = wal.stats().first_lsn.get().max(1);
+                    if len < back || len + 1 - back < first {
+                        continue;
+                    }
+                    let from = Lsn::new(len + 1 - back);
+                    let (body, rec) = {
+                        let mut replay = wal.replay(from).unwrap();
+                        let view = replay.next_record().unwrap().expect("a record");
+                        (
+                            view.body_bytes().to_vec(),
+                            model.log[from.get() as usize - 1].1.clone(),
+                        )
+                    };
+                    let next = Lsn::new(len + 1);
+                    let copied = wal.append_raw(next, model.term, &body).await;
+                    match format {
+                        Format::V1 => {
+                            prop_assert!(
+                                matches!(copied, Err(AppendError::Rejected(_))),
+                                "{:?}",
+                                copied
+                            );
+                        }
+                        Format::V2 => {
+                            prop_assert_eq!(copied.unwrap(), next);
+                            model.log.push((model.term, rec));
+                            model.ack(policy, model.log.len());
+                            // Out of order, it is refused and changes nothing.
+                            let skipped =
+                                wal.append_raw(Lsn::new(len + 5), model.term, &body).await;
+                            prop_assert!(
+                                matches!(skipped, Err(AppendError::Rejected(_))),
+                                "{:?}",
+                                skipped
+                            );
+                        }
+                    }
                 }
                 Op::Sync => {
                     let durable = wal.sync().await.unwrap();
@@ -257,6 +320,9 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                     model.durable = model.durable.min(keep as usize);
                     model.acked = model.acked.min(keep as usize);
                     model.cuts += 1;
+                    if format == Format::V2 {
+                        model.term += 1;
+                    }
                 }
                 Op::Reopen => {
                     wal.close().await.unwrap();
@@ -279,8 +345,8 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                         let rec = seeded_record(&model, 1 + i as usize % 3, 8, false);
                         // The LSN is handed out at the call; the future is dropped unawaited,
                         // and the record may or may not reach the disk before the crash.
-                        drop(wal.append(as_record(&rec)));
-                        model.log.push(rec);
+                        drop(wal.append_entry(model.term, rec.record()));
+                        model.log.push((model.term, rec));
                     }
                     for _ in 0..yields {
                         yield_now().await;
@@ -312,8 +378,8 @@ fn run(driver: Driver, policy: SyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseE
                         },
                     );
                     let rec = seeded_record(&model, 2, 8, false);
-                    let appended = wal.append(as_record(&rec)).await;
-                    model.log.push(rec);
+                    let appended = wal.append_entry(model.term, rec.record()).await;
+                    model.log.push((model.term, rec));
                     match appended {
                         Ok(_) => {
                             // Only a sync can fail after an acknowledged append, and only
@@ -369,12 +435,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn log_matches_model_uring(policy in policy(), ops in proptest::collection::vec(op(), 1..40)) {
-        run(Driver::Uring, policy, ops)?;
+    fn log_matches_model_uring(policy in policy(), format in format(), ops in proptest::collection::vec(op(), 1..40)) {
+        run(Driver::Uring, policy, format, ops)?;
     }
 
     #[test]
-    fn log_matches_model_legacy(policy in policy(), ops in proptest::collection::vec(op(), 1..40)) {
-        run(Driver::Legacy, policy, ops)?;
+    fn log_matches_model_legacy(policy in policy(), format in format(), ops in proptest::collection::vec(op(), 1..40)) {
+        run(Driver::Legacy, policy, format, ops)?;
     }
 }

@@ -106,6 +106,22 @@ pub enum Owned {
     Upsert(Batch),
     Delete(Vec<String>),
     Checkpoint(Lsn),
+    Blank,
+    Membership(Vec<u8>),
+    DeleteByFilter(Vec<u8>),
+}
+
+impl Owned {
+    pub fn record(&self) -> Record<'_> {
+        match self {
+            Owned::Upsert(b) => b.record(),
+            Owned::Delete(ids) => Record::Delete(vectron_wal::Delete { ids }),
+            Owned::Checkpoint(covers) => Record::Checkpoint { covers: *covers },
+            Owned::Blank => Record::Blank,
+            Owned::Membership(bytes) => Record::Membership(bytes),
+            Owned::DeleteByFilter(bytes) => Record::DeleteByFilter(bytes),
+        }
+    }
 }
 
 /// Reads the whole log from `from` into owned records.
@@ -113,6 +129,17 @@ pub fn collect(
     wal: &Wal<impl vectron_wal::Storage>,
     from: Lsn,
 ) -> Result<Vec<(Lsn, Owned)>, WalError> {
+    Ok(collect_terms(wal, from)?
+        .into_iter()
+        .map(|(lsn, _, owned)| (lsn, owned))
+        .collect())
+}
+
+/// [`collect`], with each record's term.
+pub fn collect_terms(
+    wal: &Wal<impl vectron_wal::Storage>,
+    from: Lsn,
+) -> Result<Vec<(Lsn, u64, Owned)>, WalError> {
     let mut out = Vec::new();
     let mut replay = wal.replay(from)?;
     while let Some(rec) = replay.next_record()? {
@@ -125,8 +152,11 @@ pub fn collect(
             }),
             BodyView::Delete(d) => Owned::Delete(d.ids().map(str::to_string).collect()),
             BodyView::Checkpoint { covers } => Owned::Checkpoint(covers),
+            BodyView::Blank => Owned::Blank,
+            BodyView::Membership(bytes) => Owned::Membership(bytes.to_vec()),
+            BodyView::DeleteByFilter(bytes) => Owned::DeleteByFilter(bytes.to_vec()),
         };
-        out.push((rec.lsn(), owned));
+        out.push((rec.lsn(), rec.term(), owned));
     }
     Ok(out)
 }
