@@ -43,6 +43,29 @@ type Metrics = openraft::alias::WatchReceiverOf<TypeConfig, RaftMetrics<TypeConf
 type WriteResult =
     Result<ClientWriteResponse<TypeConfig>, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>;
 
+/// The error a call answers with once the Raft thread has stopped.
+trait Stopped {
+    fn stopped() -> Self;
+}
+
+impl Stopped for Fatal<TypeConfig> {
+    fn stopped() -> Self {
+        Fatal::Stopped
+    }
+}
+
+impl<E> Stopped for RaftError<TypeConfig, E> {
+    fn stopped() -> Self {
+        RaftError::Fatal(Fatal::Stopped)
+    }
+}
+
+impl Stopped for ForwardToLeader<TypeConfig> {
+    fn stopped() -> Self {
+        ForwardToLeader::empty()
+    }
+}
+
 /// How the Raft thread failed to start.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StartError {
@@ -135,7 +158,7 @@ impl RaftHandle {
 
     /// Runs `f` with the Raft on its thread and returns its answer; `None` when the Raft
     /// thread has stopped.
-    async fn call<F, Fut, R>(&self, f: F) -> Option<R>
+    async fn run_job<F, Fut, R>(&self, f: F) -> Option<R>
     where
         F: FnOnce(ControlRaft) -> Fut + Send + 'static,
         Fut: Future<Output = R> + 'static,
@@ -151,6 +174,18 @@ impl RaftHandle {
         rx.await.ok()
     }
 
+    /// [`run_job`](Self::run_job) for a call that answers a result: a stopped Raft thread
+    /// answers as openraft does for a node that was shut down.
+    async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(ControlRaft) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + 'static,
+        T: Send + 'static,
+        E: Stopped + Send + 'static,
+    {
+        self.run_job(f).await.unwrap_or_else(|| Err(E::stopped()))
+    }
+
     /// openraft's metrics, readable from any thread.
     pub(crate) fn metrics(&self) -> Metrics {
         self.metrics.clone()
@@ -160,7 +195,6 @@ impl RaftHandle {
     pub(crate) async fn client_write(&self, command: Command) -> WriteResult {
         self.call(move |raft| async move { raft.client_write(command).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::add_learner`].
@@ -172,7 +206,6 @@ impl RaftHandle {
     ) -> WriteResult {
         self.call(move |raft| async move { raft.add_learner(node_id, node, blocking).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::change_membership`].
@@ -183,7 +216,6 @@ impl RaftHandle {
     ) -> WriteResult {
         self.call(move |raft| async move { raft.change_membership(members, retain).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::as_leader`], without the leader handle: whether this node leads
@@ -191,14 +223,12 @@ impl RaftHandle {
     pub(crate) async fn as_leader(&self) -> Result<(), ForwardToLeader<TypeConfig>> {
         self.call(|raft| async move { raft.as_leader().map(drop) })
             .await
-            .unwrap_or(Err(ForwardToLeader::empty()))
     }
 
     /// [`openraft::Raft::is_initialized`].
     pub(crate) async fn is_initialized(&self) -> Result<bool, Fatal<TypeConfig>> {
         self.call(|raft| async move { raft.is_initialized().await })
             .await
-            .unwrap_or(Err(Fatal::Stopped))
     }
 
     /// [`openraft::Raft::initialize`].
@@ -208,7 +238,6 @@ impl RaftHandle {
     ) -> Result<(), RaftError<TypeConfig, InitializeError<TypeConfig>>> {
         self.call(move |raft| async move { raft.initialize(members).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::vote`].
@@ -218,7 +247,6 @@ impl RaftHandle {
     ) -> Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> {
         self.call(move |raft| async move { raft.vote(request).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::pre_vote`].
@@ -228,7 +256,6 @@ impl RaftHandle {
     ) -> Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>> {
         self.call(move |raft| async move { raft.pre_vote(request).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::append_entries`].
@@ -238,7 +265,6 @@ impl RaftHandle {
     ) -> Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>> {
         self.call(move |raft| async move { raft.append_entries(request).await })
             .await
-            .unwrap_or(Err(RaftError::Fatal(Fatal::Stopped)))
     }
 
     /// [`openraft::Raft::install_full_snapshot`].
@@ -249,14 +275,13 @@ impl RaftHandle {
     ) -> Result<SnapshotResponse<TypeConfig>, Fatal<TypeConfig>> {
         self.call(move |raft| async move { raft.install_full_snapshot(vote, snapshot).await })
             .await
-            .unwrap_or(Err(Fatal::Stopped))
     }
 
     /// Shuts openraft down, then ends the Raft thread. Later calls answer as a stopped
     /// node.
     pub(crate) async fn shutdown(&self) -> Result<(), String> {
         let result = self
-            .call(|raft| async move { raft.shutdown().await.map_err(|e| e.to_string()) })
+            .run_job(|raft| async move { raft.shutdown().await.map_err(|e| e.to_string()) })
             .await
             .unwrap_or(Ok(()));
         let stop = self

@@ -335,21 +335,7 @@ impl<S: Storage> Shared<S> {
 
     /// Waits until cut number `planned` (and every one before it) is carried out.
     pub(crate) async fn wait_cut(&self, planned: u64) -> Result<(), WalError> {
-        poll_fn(|cx| {
-            let mut st = self.state.borrow_mut();
-            if st.cuts_done >= planned {
-                return Poll::Ready(Ok(()));
-            }
-            if let Some(cause) = &st.poison {
-                return Poll::Ready(Err(self.poisoned(cause)));
-            }
-            if st.flusher_exited {
-                return Poll::Ready(Err(WalError::Closed));
-            }
-            st.waiters.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await
+        self.wait_for(|st| st.cuts_done >= planned).await
     }
 
     /// Carries out a planned cut (see [`Cut`]).
@@ -398,13 +384,21 @@ impl<S: Storage> Shared<S> {
     /// Waits until `lsn` is acknowledged (or durable), or the log is poisoned.
     pub(crate) async fn wait(&self, lsn: u64, wait: Wait) -> Result<(), WalError> {
         let policy = self.options.sync_policy();
-        poll_fn(|cx| {
-            let mut st = self.state.borrow_mut();
+        self.wait_for(|st| {
             let done = match wait {
                 Wait::Acked => st.acked(policy),
                 Wait::Durable => st.durable_lsn,
             };
-            if done >= lsn {
+            done >= lsn
+        })
+        .await
+    }
+
+    /// Waits until `reached` holds, or the log is poisoned or its flusher stopped.
+    async fn wait_for(&self, reached: impl Fn(&State<S::File>) -> bool) -> Result<(), WalError> {
+        poll_fn(|cx| {
+            let mut st = self.state.borrow_mut();
+            if reached(&st) {
                 return Poll::Ready(Ok(()));
             }
             if let Some(cause) = &st.poison {
