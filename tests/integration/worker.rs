@@ -314,6 +314,76 @@ async fn a_worker_serves_every_core_call_end_to_end() {
     worker.terminate();
 }
 
+/// A unary upsert larger than a piece is checked whole, then logged and applied a piece
+/// at a time (one log record each, the core's other calls running between them), and
+/// answered once, for all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_unary_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let worker = support::worker(dir.path(), 1);
+    let mut core = client(&worker, 0).await;
+    core.open_shard(OpenShardRequest {
+        assignment: Some(assignment(f.dim, 1)),
+    })
+    .await
+    .unwrap();
+    let piece = vectron_core_shard::WRITE_PIECE;
+    let n = 3 * piece + 7;
+    assert!(
+        f.base.len() >= 2 * n,
+        "the fixture holds {} points",
+        f.base.len()
+    );
+
+    let ack = core
+        .upsert(UpsertRequest {
+            shard: shard(1),
+            points: points(&f, 0..n),
+            wait: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ack.count as usize, n);
+    assert!(ack.durable);
+    assert_eq!(
+        ack.lsn,
+        n.div_ceil(piece) as u64,
+        "one log record per piece"
+    );
+
+    // One bad point at the end of a batch of several pieces: nothing of it is logged.
+    let mut bad = points(&f, n..2 * n);
+    bad.last_mut().unwrap().vector[0] = f32::NAN;
+    let refused = core
+        .upsert(UpsertRequest {
+            shard: shard(1),
+            points: bad,
+            wait: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let stats = core.stats(StatsRequest {}).await.unwrap().into_inner();
+    assert_eq!(stats.shards[0].points as usize, n);
+    assert_eq!(stats.shards[0].last_lsn, ack.lsn);
+
+    // Every point of the batch is there, the last piece's too.
+    let got = core
+        .get(GetRequest {
+            shard: shard(1),
+            ids: vec!["0".into(), (n - 1).to_string()],
+            with_payload: false,
+            with_vector: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.points.len(), 2);
+    worker.terminate();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
     let f = Fixture::load();

@@ -30,7 +30,9 @@ use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE, PointsFil
 use crate::core::Yielder;
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
-use crate::shard::{PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState};
+use crate::shard::{
+    PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState, UpsertBatch,
+};
 use crate::spec::ShardSpec;
 
 /// The rulebook's limits, which a core enforces.
@@ -364,27 +366,43 @@ impl ShardHandle {
     /// Validates, logs and applies an upsert now; the returned write resolves once the
     /// log acknowledges it. Several may be outstanding: they resolve in log order.
     pub fn begin_upsert(&self, points: Vec<Point>) -> Result<PendingWrite<'_>, ShardError> {
+        let batch = self.validate_upsert(points)?;
+        self.begin_upsert_range(&batch, 0..batch.len())
+    }
+
+    /// Checks a whole upsert before any of it is logged: a batch is refused or taken
+    /// whole, even when it is then logged and applied in pieces.
+    pub(crate) fn validate_upsert(&self, points: Vec<Point>) -> Result<UpsertBatch, ShardError> {
         self.usable()?;
         self.check_writable()?;
-        let batch = self.state.borrow().validate_upsert(points)?;
+        self.state.borrow().validate_upsert(points)
+    }
+
+    /// Logs and applies the points `range` of a validated upsert as one log record; the
+    /// returned write resolves once the log acknowledges it.
+    pub(crate) fn begin_upsert_range(
+        &self,
+        batch: &UpsertBatch,
+        range: std::ops::Range<usize>,
+    ) -> Result<PendingWrite<'_>, ShardError> {
+        self.usable()?;
+        self.check_writable()?;
         let dim = self.state.borrow().spec().collection.dimension;
+        let d = dim as usize;
         let record = Record::Upsert(Upsert {
-            ids: &batch.ids,
+            ids: &batch.ids[range.clone()],
             dim,
-            vectors: &batch.vectors,
-            payloads: &batch.payloads,
+            vectors: &batch.vectors[range.start * d..range.end * d],
+            payloads: &batch.payloads[range.clone()],
         });
         let logged = Box::pin(self.wal.append(record));
         let lsn = self.wal.last_lsn().get();
         self.data_lsn.set(lsn);
-        if let Err(e) = self.state.borrow_mut().apply_upsert(&batch) {
+        let count = range.len() as u64;
+        if let Err(e) = self.state.borrow_mut().apply_upsert(batch, range) {
             return Err(self.stop_on(e));
         }
-        Ok(PendingWrite {
-            logged,
-            count: batch.len() as u64,
-            lsn,
-        })
+        Ok(PendingWrite { logged, count, lsn })
     }
 
     /// Deletes points by id; returns how many existed.

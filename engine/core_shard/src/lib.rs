@@ -21,7 +21,7 @@ pub use crate::runtime::{
     CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, allowed_cpus, driver_name,
     keep_off_cpus, spawn_core,
 };
-pub use crate::service::{InFlight, router, status};
+pub use crate::service::{InFlight, WRITE_PIECE, router, status};
 pub use crate::shard::{HitOut, PointOut};
 pub use crate::spec::ShardSpec;
 pub use crate::stats::{CoreCounters, Latency};

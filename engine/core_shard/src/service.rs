@@ -27,10 +27,10 @@ use crate::shard::{HitOut, PointOut, Searched};
 
 /// Pieces of one upsert stream that may wait for the log at once.
 const STREAM_WINDOW: usize = 32;
-/// Points of a streamed batch validated, logged and applied at once: a batch is taken
-/// in pieces of at most this many, with the core's other calls running between them,
-/// so that a large batch does not hold the core for milliseconds.
-const STREAM_PIECE: usize = 256;
+/// Points of an upsert logged and applied at once: a batch, unary or streamed, is taken
+/// in pieces of at most this many (each its own log record), with the core's other calls
+/// running between them, so that a large batch does not hold the core for milliseconds.
+pub const WRITE_PIECE: usize = 256;
 
 /// The gRPC status for a shard error: the one place where errors meet codes.
 pub fn status(err: &ShardError) -> Status {
@@ -185,15 +185,10 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             async move {
                 let started = Instant::now();
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                core.admit_write(&shard, true)
-                    .await
-                    .map_err(|e| status(&e))?;
                 let points = r.points.len() as u64;
-                let ack = shard
-                    .upsert(r.points, r.wait.unwrap_or(true))
+                let ack = upsert_in_pieces(&core, &shard, r.points, r.wait.unwrap_or(true))
                     .await
                     .map_err(|e| status(&e))?;
-                core.wake_indexer();
                 core.counters()
                     .borrow_mut()
                     .upsert(core.uptime(), points, started.elapsed());
@@ -350,7 +345,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
 }
 
 /// Bulk ingest on one stream: every batch is validated, logged and applied as it
-/// arrives, in pieces of at most [`STREAM_PIECE`] points (each its own log record);
+/// arrives, in pieces of at most [`WRITE_PIECE`] points (each its own log record);
 /// up to [`STREAM_WINDOW`] pieces wait for the log at once, so reading the stream,
 /// syncing and indexing overlap. Answers once every piece is acknowledged.
 async fn upsert_stream(
@@ -382,7 +377,7 @@ async fn upsert_stream(
         // refuses it.
         let mut points = batch.points.into_iter().peekable();
         loop {
-            let piece: Vec<_> = points.by_ref().take(STREAM_PIECE).collect();
+            let piece: Vec<_> = points.by_ref().take(WRITE_PIECE).collect();
             core.admit_write(&shard, true)
                 .await
                 .map_err(|e| status(&e))?;
@@ -415,6 +410,45 @@ async fn upsert_stream(
         durable,
         lsn,
     })
+}
+
+/// A unary upsert: validated whole (refused or taken whole), then logged and applied in
+/// pieces of [`WRITE_PIECE`] points, each admitted by the backlog rules, with the core's
+/// other calls running between them. With `wait`, answers once the last piece is durable
+/// (the log acknowledges in order, so every earlier one is too).
+async fn upsert_in_pieces(
+    core: &Core,
+    shard: &crate::handle::ShardHandle,
+    points: Vec<Point>,
+    wait: bool,
+) -> Result<crate::handle::WriteAck, ShardError> {
+    core.admit_write(shard, true).await?;
+    let batch = shard.validate_upsert(points)?;
+    let mut start = 0;
+    let pending = loop {
+        let end = (start + WRITE_PIECE).min(batch.len());
+        // An earlier piece's write is not awaited: the log acknowledges in order, and a
+        // failure poisons it for the last piece too.
+        let pending = shard.begin_upsert_range(&batch, start..end)?;
+        core.wake_indexer();
+        start = end;
+        if start >= batch.len() {
+            break pending;
+        }
+        core.yielder().yield_now().await;
+        core.admit_write(shard, true).await?;
+    };
+    let count = batch.len() as u64;
+    if wait {
+        let done = pending.finish(shard).await?;
+        Ok(crate::handle::WriteAck { count, ..done })
+    } else {
+        Ok(crate::handle::WriteAck {
+            count,
+            lsn: pending.lsn_hint(),
+            durable: false,
+        })
+    }
 }
 
 #[cfg(test)]

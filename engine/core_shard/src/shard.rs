@@ -258,10 +258,20 @@ impl ShardState {
 
     // --- writes -------------------------------------------------------------------
 
-    /// Applies a validated upsert (already logged).
-    pub(crate) fn apply_upsert(&mut self, batch: &UpsertBatch) -> Result<(), ShardError> {
+    /// Applies the points `range` of a validated upsert (already logged).
+    pub(crate) fn apply_upsert(
+        &mut self,
+        batch: &UpsertBatch,
+        range: std::ops::Range<usize>,
+    ) -> Result<(), ShardError> {
         let dim = self.collection().dimension as usize;
-        for (i, id) in batch.ids.iter().enumerate() {
+        for (i, id) in batch
+            .ids
+            .iter()
+            .enumerate()
+            .take(range.end)
+            .skip(range.start)
+        {
             let vector = &batch.vectors[i * dim..(i + 1) * dim];
             let payload = batch.payloads[i].as_slice().into();
             self.put(
