@@ -68,6 +68,22 @@ async fn client(p: &Process, core: usize) -> CoreServiceClient<Channel> {
         .max_encoding_message_size(256 << 20)
 }
 
+/// A worker with one core, the fixture's shard open on it at epoch 1, and a client of
+/// that core.
+async fn one_shard_worker(
+    dir: &std::path::Path,
+    f: &Fixture,
+) -> (Process, CoreServiceClient<Channel>) {
+    let worker = support::worker(dir, 1);
+    let mut core = client(&worker, 0).await;
+    core.open_shard(OpenShardRequest {
+        assignment: Some(assignment(f.dim, 1)),
+    })
+    .await
+    .unwrap();
+    (worker, core)
+}
+
 fn search(vector: &[f32], k: u32, ef: u32, filter: Option<Filter>) -> SearchRequest {
     SearchRequest {
         shard: shard(1),
@@ -314,20 +330,14 @@ async fn a_worker_serves_every_core_call_end_to_end() {
     worker.terminate();
 }
 
-/// A unary upsert larger than a piece is checked whole, then logged and applied a piece
-/// at a time (one log record each, the core's other calls running between them), and
-/// answered once, for all of it.
+/// A unary upsert, or a streamed message, larger than a piece is checked whole, then
+/// logged and applied a piece at a time (one log record each, the core's other calls
+/// running between them); a unary one is answered once, for all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_unary_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
+async fn a_large_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
     let f = Fixture::load();
     let dir = support::tempdir();
-    let worker = support::worker(dir.path(), 1);
-    let mut core = client(&worker, 0).await;
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment(f.dim, 1)),
-    })
-    .await
-    .unwrap();
+    let (worker, mut core) = one_shard_worker(dir.path(), &f).await;
     let piece = vectron_core_shard::WRITE_PIECE;
     let n = 3 * piece + 7;
     assert!(
@@ -365,6 +375,18 @@ async fn a_large_unary_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    // So is a streamed message of several pieces with one bad point at its end.
+    let mut bad = points(&f, n..2 * n);
+    bad.last_mut().unwrap().vector[0] = f32::NAN;
+    let streamed = core
+        .upsert_stream(tokio_stream::iter([UpsertRequest {
+            shard: shard(1),
+            points: bad,
+            wait: None,
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(streamed.code(), Code::InvalidArgument, "{streamed:?}");
     let stats = core.stats(StatsRequest {}).await.unwrap().into_inner();
     assert_eq!(stats.shards[0].points as usize, n);
     assert_eq!(stats.shards[0].last_lsn, ack.lsn);
@@ -388,13 +410,7 @@ async fn a_large_unary_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
 async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
     let f = Fixture::load();
     let dir = support::tempdir();
-    let worker = support::worker(dir.path(), 1);
-    let mut core = client(&worker, 0).await;
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment(f.dim, 1)),
-    })
-    .await
-    .unwrap();
+    let (worker, mut core) = one_shard_worker(dir.path(), &f).await;
 
     let upsert = |points| UpsertRequest {
         shard: shard(1),
@@ -547,13 +563,7 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
 async fn acknowledged_writes_survive_sigkill_during_a_streamed_ingest() {
     let f = Fixture::load();
     let dir = support::tempdir();
-    let worker = support::worker(dir.path(), 1);
-    let mut core = client(&worker, 0).await;
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment(f.dim, 1)),
-    })
-    .await
-    .unwrap();
+    let (worker, mut core) = one_shard_worker(dir.path(), &f).await;
 
     // Acknowledged writes: unary upserts, each answered only when durable.
     for chunk in (0..1000).step_by(100) {
@@ -640,13 +650,7 @@ async fn acknowledged_writes_survive_sigkill_during_a_streamed_ingest() {
 async fn a_clean_restart_reopens_from_the_checkpoint() {
     let f = Fixture::load();
     let dir = support::tempdir();
-    let worker = support::worker(dir.path(), 1);
-    let mut core = client(&worker, 0).await;
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment(f.dim, 1)),
-    })
-    .await
-    .unwrap();
+    let (worker, mut core) = one_shard_worker(dir.path(), &f).await;
     core.upsert(UpsertRequest {
         shard: shard(1),
         points: points(&f, 0..600),

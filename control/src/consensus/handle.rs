@@ -24,12 +24,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use openraft::async_runtime::WatchReceiver as _;
 use openraft::errors::{ClientWriteError, Fatal, ForwardToLeader, InitializeError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, ClientWriteResponse, SnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{ChangeMembers, RaftMetrics};
+use openraft::{ChangeMembers, RaftMetrics, ServerState};
 use tokio::sync::{mpsc, oneshot};
 
 use super::network::NetworkFactory;
@@ -57,12 +58,6 @@ impl Stopped for Fatal<TypeConfig> {
 impl<E> Stopped for RaftError<TypeConfig, E> {
     fn stopped() -> Self {
         RaftError::Fatal(Fatal::Stopped)
-    }
-}
-
-impl Stopped for ForwardToLeader<TypeConfig> {
-    fn stopped() -> Self {
-        ForwardToLeader::empty()
     }
 }
 
@@ -218,11 +213,24 @@ impl RaftHandle {
             .await
     }
 
-    /// [`openraft::Raft::as_leader`], without the leader handle: whether this node leads
-    /// now, or where to go instead.
-    pub(crate) async fn as_leader(&self) -> Result<(), ForwardToLeader<TypeConfig>> {
-        self.call(|raft| async move { raft.as_leader().map(drop) })
-            .await
+    /// Whether this node leads now, or where to go instead ([`openraft::Raft::as_leader`]
+    /// without the leader handle), read from the metrics on the calling thread: no trip to
+    /// the Raft thread. A stopped node reports itself shut down, so it never leads.
+    pub(crate) fn as_leader(&self) -> Result<(), ForwardToLeader<TypeConfig>> {
+        let metrics = self.metrics.borrow_watched();
+        if metrics.state == ServerState::Leader {
+            return Ok(());
+        }
+        Err(match metrics.current_leader {
+            Some(id) => match metrics.membership_config.get_node(&id) {
+                Some(node) => ForwardToLeader::new(id, node.clone()),
+                None => ForwardToLeader {
+                    leader_id: Some(id),
+                    ..ForwardToLeader::empty()
+                },
+            },
+            None => ForwardToLeader::empty(),
+        })
     }
 
     /// [`openraft::Raft::is_initialized`].
@@ -299,8 +307,6 @@ impl RaftHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use openraft::async_runtime::WatchReceiver as _;
-
     use crate::consensus::store;
     use crate::state::Applied;
 
@@ -340,7 +346,7 @@ mod tests {
         .unwrap();
         let leading = raft.clone();
         tokio::spawn(async move {
-            while leading.as_leader().await.is_err() {
+            while leading.as_leader().is_err() {
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
         })
@@ -376,7 +382,7 @@ mod tests {
             matches!(after, Err(RaftError::Fatal(Fatal::Stopped))),
             "{after:?}"
         );
-        assert!(raft.as_leader().await.is_err());
+        assert!(raft.as_leader().is_err());
         // The thread ended and openraft released the store.
         tokio::time::timeout(std::time::Duration::from_secs(5), opened.closed)
             .await

@@ -168,7 +168,6 @@ impl ControlService {
                 self.core
                     .raft
                     .as_leader()
-                    .await
                     .map_err(|forward| ServiceError::NotLeader {
                         node_id: self.core.node_id,
                         forward,
@@ -256,7 +255,6 @@ impl Control for ControlService {
         self.core
             .raft
             .as_leader()
-            .await
             .map_err(|forward| ServiceError::NotLeader {
                 node_id: self.core.node_id,
                 forward,

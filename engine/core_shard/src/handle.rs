@@ -1398,6 +1398,48 @@ pub(crate) mod tests {
         });
     }
 
+    /// `n` tagged points, then six `rare` ones whose payload the filter of
+    /// [`rare_request`] passes; all indexed.
+    async fn upsert_rare(shard: &ShardHandle, n: usize) {
+        upsert_tagged(shard, n).await;
+        let rare: Vec<Point> = (0..6)
+            .map(|i| Point {
+                id: format!("rare{i}"),
+                vector: vec![2.0, i as f32, 1.0, 0.5],
+                payload_json: br#"{"k":"y"}"#.to_vec(),
+            })
+            .collect();
+        shard.upsert(rare, true).await.unwrap();
+        while shard.index_step(1_000) {}
+    }
+
+    /// A search whose filter (on a field no index covers) passes only the rare points.
+    fn rare_request() -> vectron_proto::core::v1::SearchRequest {
+        use vectron_proto::v1::{Condition, Filter as F};
+        vectron_proto::core::v1::SearchRequest {
+            vector: vec![1.0, 0.0, 0.0, 0.0],
+            k: 10,
+            filter: Some(F::must([Condition::keyword("k", "y")])),
+            ..Default::default()
+        }
+    }
+
+    /// The ids a search answers over the points `nodes` only, sorted.
+    fn prefiltered_ids(
+        shard: &ShardHandle,
+        request: &vectron_proto::core::v1::SearchRequest,
+        nodes: &[NodeId],
+        scratch: &mut SearchScratch,
+    ) -> Vec<String> {
+        let Searched::Hits(hits) = shard.search(request, false, Some(nodes), scratch).unwrap()
+        else {
+            panic!("a prefiltered search answers");
+        };
+        let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+        ids.sort();
+        ids
+    }
+
     /// Pins a search whose filter reads payloads (a field no index covers) and matches
     /// few points parsing the payload of nearly every point inside the index's search,
     /// in one go.
@@ -1408,23 +1450,8 @@ pub(crate) mod tests {
             let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
                 .await
                 .unwrap();
-            upsert_tagged(&shard, 30_000).await;
-            let rare: Vec<Point> = (0..6)
-                .map(|i| Point {
-                    id: format!("rare{i}"),
-                    vector: vec![2.0, i as f32, 1.0, 0.5],
-                    payload_json: br#"{"k":"y"}"#.to_vec(),
-                })
-                .collect();
-            shard.upsert(rare, true).await.unwrap();
-            while shard.index_step(1_000) {}
-            use vectron_proto::v1::{Condition, Filter as F};
-            let request = vectron_proto::core::v1::SearchRequest {
-                vector: vec![1.0, 0.0, 0.0, 0.0],
-                k: 10,
-                filter: Some(F::must([Condition::keyword("k", "y")])),
-                ..Default::default()
-            };
+            upsert_rare(&shard, 30_000).await;
+            let request = rare_request();
             let mut scratch = SearchScratch::new();
             let first = shard.search(&request, false, None, &mut scratch).unwrap();
             assert!(matches!(first, Searched::Prefilter), "{first:?}");
@@ -1433,14 +1460,7 @@ pub(crate) mod tests {
                 .await
                 .unwrap();
             assert_eq!(nodes.len(), 6);
-            let Searched::Hits(hits) = shard
-                .search(&request, false, Some(&nodes), &mut scratch)
-                .unwrap()
-            else {
-                panic!("a prefiltered search answers");
-            };
-            let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
-            ids.sort();
+            let ids = prefiltered_ids(&shard, &request, &nodes, &mut scratch);
             assert_eq!(ids, (0..6).map(|i| format!("rare{i}")).collect::<Vec<_>>());
             // A point of the list that no longer passes is left out.
             shard
@@ -1454,13 +1474,8 @@ pub(crate) mod tests {
                 )
                 .await
                 .unwrap();
-            let Searched::Hits(hits) = shard
-                .search(&request, false, Some(&nodes), &mut scratch)
-                .unwrap()
-            else {
-                panic!("a prefiltered search answers");
-            };
-            assert!(hits.iter().all(|h| h.id != "rare0"), "{hits:?}");
+            let ids = prefiltered_ids(&shard, &request, &nodes, &mut scratch);
+            assert!(ids.iter().all(|id| id != "rare0"), "{ids:?}");
             shard.close().await.unwrap();
         });
     }
@@ -1477,23 +1492,8 @@ pub(crate) mod tests {
             let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
                 .await
                 .unwrap();
-            upsert_tagged(&shard, 3_000).await;
-            let rare: Vec<Point> = (0..6)
-                .map(|i| Point {
-                    id: format!("rare{i}"),
-                    vector: vec![2.0, i as f32, 1.0, 0.5],
-                    payload_json: br#"{"k":"y"}"#.to_vec(),
-                })
-                .collect();
-            shard.upsert(rare, true).await.unwrap();
-            while shard.index_step(1_000) {}
-            use vectron_proto::v1::{Condition, Filter as F};
-            let request = vectron_proto::core::v1::SearchRequest {
-                vector: vec![1.0, 0.0, 0.0, 0.0],
-                k: 10,
-                filter: Some(F::must([Condition::keyword("k", "y")])),
-                ..Default::default()
-            };
+            upsert_rare(&shard, 3_000).await;
+            let request = rare_request();
             let mut scratch = SearchScratch::new();
             let first = shard.search(&request, false, None, &mut scratch).unwrap();
             assert!(matches!(first, Searched::Prefilter), "{first:?}");
@@ -1501,14 +1501,7 @@ pub(crate) mod tests {
                 .matching_nodes(request.filter.as_ref(), &Yielder::new())
                 .await
                 .unwrap();
-            let Searched::Hits(hits) = shard
-                .search(&request, false, Some(&nodes), &mut scratch)
-                .unwrap()
-            else {
-                panic!("a prefiltered search answers");
-            };
-            let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
-            ids.sort();
+            let ids = prefiltered_ids(&shard, &request, &nodes, &mut scratch);
             assert_eq!(ids, (0..6).map(|i| format!("rare{i}")).collect::<Vec<_>>());
             shard.close().await.unwrap();
         });

@@ -23,7 +23,8 @@ use vectron_wal::WalError;
 use crate::core::Core;
 use crate::error::ShardError;
 use crate::filter::Filter;
-use crate::shard::{HitOut, PointOut, Searched};
+use crate::handle::{PendingWrite, ShardHandle, WriteAck};
+use crate::shard::{HitOut, PointOut, Searched, UpsertBatch};
 
 /// Pieces of one upsert stream that may wait for the log at once.
 const STREAM_WINDOW: usize = 32;
@@ -373,16 +374,15 @@ async fn upsert_stream(
         }
         let wait = batch.wait.unwrap_or(true);
         durable &= wait;
-        // Each point is moved once; an empty batch still goes to `begin_upsert`, which
-        // refuses it.
-        let mut points = batch.points.into_iter().peekable();
+        // Each message is refused or taken whole, then logged in pieces.
+        let points = shard
+            .validate_upsert(batch.points)
+            .map_err(|e| status(&e))?;
+        let mut from = 0;
         loop {
-            let piece: Vec<_> = points.by_ref().take(WRITE_PIECE).collect();
-            core.admit_write(&shard, true)
+            let (pending, rest) = upsert_piece(core, &shard, &points, from)
                 .await
                 .map_err(|e| status(&e))?;
-            let pending = shard.begin_upsert(piece).map_err(|e| status(&e))?;
-            core.wake_indexer();
             total += pending.count();
             lsn = pending.lsn_hint();
             if wait {
@@ -392,9 +392,8 @@ async fn upsert_stream(
                     oldest.finish(&shard).await.map_err(|e| status(&e))?;
                 }
             }
-            if points.peek().is_none() {
-                break;
-            }
+            let Some(rest) = rest else { break };
+            from = rest;
             core.yielder().yield_now().await;
         }
         next = stream.message().await?;
@@ -412,38 +411,48 @@ async fn upsert_stream(
     })
 }
 
+/// Logs and applies one piece of a validated batch, the points from `from` on (at most
+/// [`WRITE_PIECE`]), once the backlog rules admit it. Returns its write and where the
+/// next piece starts (`None` after the last).
+async fn upsert_piece<'s>(
+    core: &Core,
+    shard: &'s ShardHandle,
+    batch: &UpsertBatch,
+    from: usize,
+) -> Result<(PendingWrite<'s>, Option<usize>), ShardError> {
+    core.admit_write(shard, true).await?;
+    let end = (from + WRITE_PIECE).min(batch.len());
+    let pending = shard.begin_upsert_range(batch, from..end)?;
+    core.wake_indexer();
+    Ok((pending, (end < batch.len()).then_some(end)))
+}
+
 /// A unary upsert: validated whole (refused or taken whole), then logged and applied in
-/// pieces of [`WRITE_PIECE`] points, each admitted by the backlog rules, with the core's
-/// other calls running between them. With `wait`, answers once the last piece is durable
-/// (the log acknowledges in order, so every earlier one is too).
+/// pieces ([`upsert_piece`]) with the core's other calls running between them. With
+/// `wait`, answers once the last piece is durable (the log acknowledges in order, so
+/// every earlier one is too).
 async fn upsert_in_pieces(
     core: &Core,
-    shard: &crate::handle::ShardHandle,
+    shard: &ShardHandle,
     points: Vec<Point>,
     wait: bool,
-) -> Result<crate::handle::WriteAck, ShardError> {
-    core.admit_write(shard, true).await?;
+) -> Result<WriteAck, ShardError> {
     let batch = shard.validate_upsert(points)?;
-    let mut start = 0;
+    let mut from = 0;
     let pending = loop {
-        let end = (start + WRITE_PIECE).min(batch.len());
         // An earlier piece's write is not awaited: the log acknowledges in order, and a
         // failure poisons it for the last piece too.
-        let pending = shard.begin_upsert_range(&batch, start..end)?;
-        core.wake_indexer();
-        start = end;
-        if start >= batch.len() {
-            break pending;
-        }
+        let (pending, rest) = upsert_piece(core, shard, &batch, from).await?;
+        let Some(rest) = rest else { break pending };
+        from = rest;
         core.yielder().yield_now().await;
-        core.admit_write(shard, true).await?;
     };
     let count = batch.len() as u64;
     if wait {
         let done = pending.finish(shard).await?;
-        Ok(crate::handle::WriteAck { count, ..done })
+        Ok(WriteAck { count, ..done })
     } else {
-        Ok(crate::handle::WriteAck {
+        Ok(WriteAck {
             count,
             lsn: pending.lsn_hint(),
             durable: false,
