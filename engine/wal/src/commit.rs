@@ -37,6 +37,9 @@ pub(crate) struct Cut {
     pub(crate) keep: Option<(PathBuf, u64)>,
     /// The kept segment is not the open one: the flusher opens it for writing.
     pub(crate) reopen: bool,
+    /// A reset ([`Wal::reset_after`](crate::Wal::reset_after)): the flusher starts an
+    /// empty segment for this LSN once the others are gone.
+    pub(crate) start: Option<u64>,
 }
 
 /// What an append hands the queue.
@@ -327,10 +330,36 @@ impl<S: Storage> Shared<S> {
             remove,
             keep: kept.map(|(_, path, end)| (path, end)),
             reopen,
+            start: None,
         });
         st.cuts_planned += 1;
         st.wake_flusher();
         Ok(st.cuts_planned)
+    }
+
+    /// Plans a reset after `after` (nothing pending, everything written): every segment
+    /// goes, oldest first, and an empty one for `after + 1` takes their place. Like a cut,
+    /// the state moves at once and the flusher carries out the file operations before it
+    /// writes anything appended after. Returns the job's number.
+    pub(crate) fn plan_reset(&self, st: &mut State<S::File>, after: u64) -> u64 {
+        let remove = st.segments.drain(..).collect();
+        st.active = None;
+        st.checkpoint_at = None;
+        // The empty segment exists by the time anything appended now is written.
+        st.planned_tail = frame::SEGMENT_HEADER_LEN as u64;
+        st.next_lsn = after + 1;
+        st.written_lsn = after;
+        st.durable_lsn = after;
+        st.sync_target = st.sync_target.min(after);
+        st.cut = Some(Cut {
+            remove,
+            keep: None,
+            reopen: false,
+            start: Some(after + 1),
+        });
+        st.cuts_planned += 1;
+        st.wake_flusher();
+        st.cuts_planned
     }
 
     /// Waits until cut number `planned` (and every one before it) is carried out.
@@ -374,6 +403,9 @@ impl<S: Storage> Shared<S> {
             if cut.reopen {
                 self.state.borrow_mut().active = Some(file);
             }
+        }
+        if let Some(first) = cut.start {
+            self.start_segment(first).await?;
         }
         let mut st = self.state.borrow_mut();
         st.cuts_done += 1;

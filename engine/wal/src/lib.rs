@@ -15,7 +15,9 @@
 //! 2. [`Wal::replay`] reads records from an LSN on, through read-only memory maps, as
 //!    zero-copy [`RecordView`]s (`&str` ids, `&[f32]` vectors, `&[u8]` payloads).
 //! 3. [`Wal::append`] appends; [`Wal::truncate_prefix`] drops segments a checkpoint covers;
-//!    [`Wal::truncate_after`] cuts the suffix after an LSN (a Raft follower's log).
+//!    [`Wal::truncate_after`] cuts the suffix after an LSN (a Raft follower's log);
+//!    [`Wal::reset_after`] drops every record and goes on after an LSN (a snapshot that
+//!    covers the whole log).
 //!
 //! A [`Format::V2`] log is the Raft log of a replicated shard: every record also carries
 //! the term it was written in ([`Wal::append_entry`], [`RecordView::term`]), a follower

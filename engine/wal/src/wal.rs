@@ -337,6 +337,37 @@ impl<S: Storage> Wal<S> {
         self.shared.wait_cut(planned).await
     }
 
+    /// Drops every record and continues the log after `after`: the next append gets LSN
+    /// `after + 1`. A Raft replica does this when a snapshot covers its whole log, or when
+    /// it lets go of entries past the log's end. Waits until everything appended is
+    /// written, then has the flusher remove every segment, oldest first, each removal made
+    /// durable before the next, and create the empty segment `after + 1` (header and
+    /// directory synced). Once this returns, a reopened log continues at `after + 1`.
+    ///
+    /// A crash midway leaves a suffix of the old segments, or none (a log that starts
+    /// again at LSN 1): the caller records `after` elsewhere first (the purge point in
+    /// [`RaftState`](crate::RaftState)) and calls this again after a reopen. Fails with
+    /// [`WalError::ReplayOpen`] while a [`Replay`] of this log is alive.
+    pub async fn reset_after(&self, after: Lsn) -> Result<(), WalError> {
+        let planned = loop {
+            let earlier = self.shared.state.borrow().cuts_planned;
+            self.shared.wait_cut(earlier).await?;
+            {
+                let mut st = self.shared.state.borrow_mut();
+                self.shared.usable(&st)?;
+                if st.replays > 0 {
+                    return Err(WalError::ReplayOpen);
+                }
+                let last = st.next_lsn - 1;
+                if st.pending.is_empty() && st.written_lsn == last && st.cut.is_none() {
+                    break self.shared.plan_reset(&mut st, after.get());
+                }
+            }
+            self.sync().await?;
+        };
+        self.shared.wait_cut(planned).await
+    }
+
     /// Calls `observer` after every sync of a group, with its duration (for the
     /// shard's latency histogram). Replaces any earlier observer.
     pub fn set_sync_observer(&self, observer: impl FnMut(&SyncEvent) + 'static) {

@@ -189,6 +189,60 @@ both_drivers! {
         });
     }
 
+    fn a_reset_log_continues_after_the_point_it_was_given(driver: Driver) {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("log");
+        let options = Options::default().segment_bytes(4096).format(Format::V2);
+        driver.block_on(async {
+            let storage = FaultStorage::new();
+            let wal = Wal::open_with(storage.clone(), &dir, options).await.unwrap();
+            for seed in 1..=40u64 {
+                let batch = Batch::seeded(seed, 2, 16);
+                wal.append_entry(1, batch.record()).await.unwrap();
+            }
+            assert!(wal.stats().segments >= 2, "{:?}", wal.stats());
+            {
+                let mut replay = wal.replay(Lsn::new(1)).unwrap();
+                replay.next_record().unwrap();
+                assert!(matches!(
+                    wal.reset_after(Lsn::new(100)).await,
+                    Err(WalError::ReplayOpen)
+                ));
+            }
+
+            // Past the end: every record goes and the next append takes LSN 101.
+            wal.reset_after(Lsn::new(100)).await.unwrap();
+            let batch = Batch::seeded(101, 1, 16);
+            assert_eq!(wal.append_entry(3, batch.record()).await.unwrap(), Lsn::new(101));
+            let stats = wal.stats();
+            assert_eq!((stats.first_lsn, stats.last_lsn, stats.segments), (Lsn::new(101), Lsn::new(101), 1));
+            assert!(matches!(wal.replay(Lsn::new(100)), Err(WalError::ReplayGap { .. })));
+            assert_eq!(
+                collect_terms(&wal, Lsn::new(101)).unwrap(),
+                vec![(Lsn::new(101), 3, Owned::Upsert(batch.clone()))]
+            );
+
+            // A power loss right after: the reset holds.
+            let image = root.path().join("image");
+            storage.crash_image(&dir, &image, CrashMode::SyncedOnly).unwrap();
+            let reopened = Wal::open(&image, options).await.unwrap();
+            assert_eq!(reopened.stats().first_lsn, Lsn::new(101));
+            assert_eq!(reopened.last_lsn(), Lsn::new(101));
+            reopened.close().await.unwrap();
+
+            // Before the end too (a snapshot that replaces a divergent log), and with
+            // nothing appended after it a reopened log still continues from the point.
+            wal.reset_after(Lsn::new(50)).await.unwrap();
+            wal.close().await.unwrap();
+            let wal = Wal::open(&dir, options).await.unwrap();
+            assert_eq!(wal.last_lsn(), Lsn::new(50));
+            assert_eq!(collect(&wal, Lsn::new(51)).unwrap(), vec![]);
+            let batch = Batch::seeded(51, 1, 16);
+            assert_eq!(wal.append_entry(4, batch.record()).await.unwrap(), Lsn::new(51));
+            wal.close().await.unwrap();
+        });
+    }
+
     fn a_log_keeps_the_format_it_was_written_in(driver: Driver) {
         let root = tempfile::tempdir().unwrap();
         let v1_dir = root.path().join("v1");
