@@ -80,7 +80,7 @@ pub use crate::fault::{CrashMode, Fault, FaultFile, FaultStorage};
 pub use crate::options::{Format, Options, SyncPolicy};
 pub use crate::raft_state::{HardState, LogPosition, RAFT_STATE_FILE, RaftState, StoredVote};
 pub use crate::record::{
-    BodyView, Delete, DeleteView, Lsn, Record, RecordView, Upsert, UpsertView,
+    BodyView, Delete, DeleteView, EncodedBody, Lsn, Record, RecordView, Upsert, UpsertView,
 };
 pub use crate::replay::Replay;
 pub use crate::storage::{Durability, MonoioFile, MonoioStorage, SegmentFile, Storage};

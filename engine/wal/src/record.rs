@@ -270,10 +270,18 @@ pub(crate) fn encode_raw(
             max: framing.max_body,
         });
     }
-    // rkyv validates an archive at an aligned address: check a copy, then frame the body.
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-    aligned.extend_from_slice(body);
-    let view = decode(lsn, term, &aligned).map_err(RecordError::BadBody)?;
+    // rkyv validates an archive at an aligned address: an unaligned body is checked in a
+    // copy (an `EncodedBody` is aligned already), then framed.
+    let copy;
+    let aligned: &[u8] = if body.as_ptr().addr().is_multiple_of(frame::ALIGN) {
+        body
+    } else {
+        let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+        buf.extend_from_slice(body);
+        copy = buf;
+        &copy
+    };
+    let view = decode(lsn, term, aligned).map_err(RecordError::BadBody)?;
     if matches!(view.body(), BodyView::Checkpoint { .. }) {
         return Err(RecordError::CheckpointInV2);
     }
@@ -282,6 +290,81 @@ pub(crate) fn encode_raw(
     buf.extend_from_slice(body);
     framing.seal(buf, start, lsn, term);
     Ok(buf.len() - start)
+}
+
+/// A record body encoded on its own, outside any log: what a Raft entry carries from the
+/// leader's proposal to every replica's log ([`Wal::append_raw`](crate::Wal::append_raw))
+/// and state machine. Checked when made, so [`view`](EncodedBody::view) cannot fail; it
+/// never holds a checkpoint marker (a v1 record).
+#[derive(Clone)]
+pub struct EncodedBody(rkyv::util::AlignedVec<16>);
+
+impl PartialEq for EncodedBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for EncodedBody {}
+
+impl fmt::Debug for EncodedBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedBody")
+            .field("bytes", &self.0.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncodedBody {
+    /// Encodes `record`, checking its shape as [`Wal::append`](crate::Wal::append) does.
+    pub fn encode(record: &Record<'_>) -> Result<Self, RecordError> {
+        record.validate()?;
+        if matches!(record, Record::Checkpoint { .. }) {
+            return Err(RecordError::CheckpointInV2);
+        }
+        let mut arena = Arena::new();
+        let bytes = rkyv::api::high::to_bytes_in_with_alloc::<_, _, rancor::Error>(
+            &record.body(),
+            rkyv::util::AlignedVec::<16>::new(),
+            arena.acquire(),
+        )
+        .map_err(RecordError::Encode)?;
+        Ok(Self(bytes))
+    }
+
+    /// Checks bytes that arrived from elsewhere (a leader's entry off the network) and
+    /// keeps an aligned copy.
+    pub fn decode(bytes: &[u8]) -> Result<Self, RecordError> {
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(bytes);
+        let view = decode(0, 0, &aligned).map_err(RecordError::BadBody)?;
+        if matches!(view.body(), BodyView::Checkpoint { .. }) {
+            return Err(RecordError::CheckpointInV2);
+        }
+        Ok(Self(aligned))
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Bytes in the body.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Never true: a body holds at least its tag.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// What the body holds.
+    pub fn view(&self) -> BodyView<'_> {
+        decode(0, 0, &self.0)
+            .expect("an encoded body was checked when it was made")
+            .body()
+    }
 }
 
 /// A record read back by replay, borrowing the memory-mapped segment.
@@ -313,6 +396,17 @@ impl<'a> RecordView<'a> {
     /// What the record holds.
     pub fn body(&self) -> BodyView<'a> {
         self.body
+    }
+
+    /// A copy of the body that outlives the replay (a log store serving its readers);
+    /// `None` for a checkpoint marker, which only v1 logs hold.
+    pub fn to_encoded(self) -> Option<EncodedBody> {
+        if matches!(self.body, BodyView::Checkpoint { .. }) {
+            return None;
+        }
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(self.bytes.len());
+        aligned.extend_from_slice(self.bytes);
+        Some(EncodedBody(aligned))
     }
 }
 
@@ -510,6 +604,45 @@ mod tests {
         let view = decode(raw.lsn, raw.term, &aligned[raw.body.0..raw.body.1]).expect("decodes");
         assert_eq!(view.lsn(), Lsn(5));
         check(view);
+    }
+
+    #[test]
+    fn an_encoded_body_views_what_it_was_made_of_and_checks_what_arrives() {
+        let ids = vec!["a".to_string(), "b".to_string()];
+        let payloads = vec![Vec::new(), b"{}".to_vec()];
+        let rec = Record::Upsert(Upsert {
+            ids: &ids,
+            dim: 2,
+            vectors: &[1.0, 2.0, 3.0, 4.0],
+            payloads: &payloads,
+        });
+        let body = EncodedBody::encode(&rec).expect("encodes");
+        let BodyView::Upsert(view) = body.view() else {
+            panic!("an upsert body");
+        };
+        assert_eq!(view.point(1), Some(("b", &[3.0, 4.0][..], &b"{}"[..])));
+        // Bytes off the network, at any address, decode to the same body.
+        let mut shifted = vec![0u8];
+        shifted.extend_from_slice(body.as_bytes());
+        assert_eq!(EncodedBody::decode(&shifted[1..]).expect("decodes"), body);
+        assert!(matches!(
+            EncodedBody::decode(&shifted[..shifted.len() - 3]),
+            Err(RecordError::BadBody(_))
+        ));
+        assert!(matches!(
+            EncodedBody::encode(&Record::Checkpoint { covers: Lsn(3) }),
+            Err(RecordError::CheckpointInV2)
+        ));
+        assert!(matches!(
+            EncodedBody::encode(&Record::Delete(Delete { ids: &[] })),
+            Err(RecordError::EmptyBatch)
+        ));
+        // A raw append of it frames the same bytes.
+        let mut buf = Vec::new();
+        encode_raw(body.as_bytes(), 9, 2, &mut buf, V2).expect("frames");
+        let raw = V2.parse(&buf, 0).expect("parses");
+        assert_eq!((raw.lsn, raw.term), (9, 2));
+        assert_eq!(&buf[raw.body.0..raw.body.1], body.as_bytes());
     }
 
     #[test]

@@ -165,11 +165,12 @@ impl<S: Storage> Wal<S> {
     /// `fdatasync` covers it. Appends made while a sync is in flight share the next one.
     ///
     /// A refused record ([`AppendError::Rejected`]) leaves the log healthy. Dropping the
-    /// future does not withdraw the record: it is written anyway.
+    /// future does not withdraw the record: it is written anyway. The future borrows
+    /// nothing, so it may be spawned (a Raft log store calls back from its own task).
     pub fn append(
         &self,
         record: Record<'_>,
-    ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<S> {
         self.append_item(Item::Record(&record, 0))
     }
 
@@ -179,7 +180,7 @@ impl<S: Storage> Wal<S> {
         &self,
         term: u64,
         record: Record<'_>,
-    ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<S> {
         self.append_item(Item::Record(&record, term))
     }
 
@@ -193,7 +194,7 @@ impl<S: Storage> Wal<S> {
         lsn: Lsn,
         term: u64,
         body: &[u8],
-    ) -> impl Future<Output = Result<Lsn, AppendError>> + '_ {
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<S> {
         self.append_item(Item::Raw {
             lsn: lsn.get(),
             term,
@@ -201,14 +202,16 @@ impl<S: Storage> Wal<S> {
         })
     }
 
-    fn append_item<'w>(
-        &'w self,
+    /// Queues `item` now; the future owns what it waits on, so it may be spawned.
+    fn append_item(
+        &self,
         item: Item<'_>,
-    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<'w, S> {
+    ) -> impl Future<Output = Result<Lsn, AppendError>> + use<S> {
         let queued = self.shared.enqueue(item);
+        let shared = self.shared.clone();
         async move {
             let lsn = queued?;
-            self.shared.wait(lsn, Wait::Acked).await?;
+            shared.wait(lsn, Wait::Acked).await?;
             Ok(Lsn::new(lsn))
         }
     }
@@ -429,6 +432,12 @@ impl<S: Storage> Wal<S> {
     /// Every record up to this LSN survives a power loss.
     pub fn durable_lsn(&self) -> Lsn {
         Lsn::new(self.shared.state.borrow().durable_lsn)
+    }
+
+    /// Every record up to this LSN is written: it survives a process crash, and a
+    /// [`replay`](Wal::replay) made now reads it.
+    pub fn written_lsn(&self) -> Lsn {
+        Lsn::new(self.shared.state.borrow().written_lsn)
     }
 
     /// The last LSN handed out ([`Lsn::ZERO`] for an empty log).
