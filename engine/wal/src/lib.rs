@@ -84,4 +84,4 @@ pub use crate::record::{
 };
 pub use crate::replay::Replay;
 pub use crate::storage::{Durability, MonoioFile, MonoioStorage, SegmentFile, Storage};
-pub use crate::wal::{SyncEvent, Wal, WalStats};
+pub use crate::wal::{Queued, SyncEvent, Wal, WalStats};

@@ -76,6 +76,33 @@ pub struct WalStats {
     pub unwritten_bytes: u64,
 }
 
+/// A record the log took ([`Wal::queue_raw`]), on its way to the disk.
+#[must_use = "dropping it does not withdraw the record; `acked` tells when it is safe"]
+pub struct Queued<S: Storage = MonoioStorage> {
+    shared: Rc<Shared<S>>,
+    lsn: u64,
+}
+
+impl<S: Storage> std::fmt::Debug for Queued<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queued").field("lsn", &self.lsn).finish()
+    }
+}
+
+impl<S: Storage> Queued<S> {
+    /// The record's LSN.
+    pub fn lsn(&self) -> Lsn {
+        Lsn::new(self.lsn)
+    }
+
+    /// Waits until the log acknowledges the record (and every one before it) under its
+    /// [`SyncPolicy`]; owns what it waits on, so it may be spawned.
+    pub async fn acked(self) -> Result<Lsn, WalError> {
+        self.shared.wait(self.lsn, Wait::Acked).await?;
+        Ok(Lsn::new(self.lsn))
+    }
+}
+
 /// A write-ahead log in one directory, used from one monoio core thread.
 ///
 /// Share it between the tasks of a core with `Rc<Wal>`: every method takes `&self`.
@@ -202,18 +229,32 @@ impl<S: Storage> Wal<S> {
         })
     }
 
+    /// [`append_raw`](Wal::append_raw), answering at once whether the record was taken:
+    /// a Raft log store queues a batch of entries, learns right away which one the log
+    /// refused, and waits on the last one only.
+    pub fn queue_raw(&self, lsn: Lsn, term: u64, body: &[u8]) -> Result<Queued<S>, AppendError> {
+        self.queue(Item::Raw {
+            lsn: lsn.get(),
+            term,
+            body,
+        })
+    }
+
+    fn queue(&self, item: Item<'_>) -> Result<Queued<S>, AppendError> {
+        let lsn = self.shared.enqueue(item)?;
+        Ok(Queued {
+            shared: self.shared.clone(),
+            lsn,
+        })
+    }
+
     /// Queues `item` now; the future owns what it waits on, so it may be spawned.
     fn append_item(
         &self,
         item: Item<'_>,
     ) -> impl Future<Output = Result<Lsn, AppendError>> + use<S> {
-        let queued = self.shared.enqueue(item);
-        let shared = self.shared.clone();
-        async move {
-            let lsn = queued?;
-            shared.wait(lsn, Wait::Acked).await?;
-            Ok(Lsn::new(lsn))
-        }
+        let queued = self.queue(item);
+        async move { Ok(queued?.acked().await?) }
     }
 
     /// The format of this log's records: the one its segments were written in, or the
