@@ -751,7 +751,11 @@ impl ShardHandle {
         let name = checkpoint::checkpoint_dir_name(lsn);
         let tmp = self.dir.join(format!("{name}.tmp"));
         self.writes_held.set(true);
-        let written = self.write_checkpoint_files(&tmp, &name).await;
+        let written =
+            write_checkpoint_files(&self.state, &tmp, &self.dir.join(&name), &[], async || {
+                self.between_slices().await
+            })
+            .await;
         self.writes_held.set(false);
         if written.is_err() {
             // A full disk, most likely: what was written is given back, the log still
@@ -785,86 +789,6 @@ impl ShardHandle {
             .await
             .map_err(|source| ShardError::Wal { source })?;
         Ok(lsn)
-    }
-
-    /// Writes the files of a checkpoint into `tmp`, then moves them to `name`.
-    ///
-    /// Writes to the shard are held meanwhile ([`ShardHandle::writes_held`]) and the
-    /// indexer leaves it alone, so the state the files take stays as it was; reads go
-    /// on. The files are written in slices of [`SCAN_SLICE`] with the core's other work
-    /// running between them, and synced through the runtime (io_uring), so a large
-    /// shard's checkpoint does not stall the core's other calls, its log
-    /// acknowledgements or its keepalives.
-    async fn write_checkpoint_files(&self, tmp: &Path, name: &str) -> Result<(), ShardError> {
-        let _ = fs::remove_dir_all(tmp);
-        // Not `create_dir_all`: a shard directory deleted meanwhile stays deleted.
-        fs::create_dir(tmp).map_err(|source| ShardError::Checkpoint {
-            path: tmp.to_path_buf(),
-            source,
-        })?;
-        let index_path = tmp.join(INDEX_FILE);
-        let points_path = tmp.join(POINTS_FILE);
-        let (mut index, mut points) = {
-            let st = self.state.borrow();
-            let index = st.index().saver(&index_path).map_err(saving_failed)?;
-            (index, PointsWriter::begin(&points_path, st.points())?)
-        };
-        loop {
-            let done = {
-                let st = self.state.borrow();
-                let until = Instant::now() + SCAN_SLICE;
-                loop {
-                    if index
-                        .write_some(st.index(), CHECKPOINT_PIECE)
-                        .map_err(saving_failed)?
-                    {
-                        break true;
-                    }
-                    if Instant::now() >= until {
-                        break false;
-                    }
-                }
-            };
-            if done {
-                break;
-            }
-            self.between_slices().await?;
-        }
-        loop {
-            let done = {
-                let st = self.state.borrow();
-                let until = Instant::now() + SCAN_SLICE;
-                loop {
-                    let from = st.points_from(points.next_node());
-                    if points.write_some(from, CHECKPOINT_PIECE)? {
-                        break true;
-                    }
-                    if Instant::now() >= until {
-                        break false;
-                    }
-                }
-            };
-            if done {
-                break;
-            }
-            self.between_slices().await?;
-        }
-        let index = {
-            let st = self.state.borrow();
-            index.finish(st.index()).map_err(saving_failed)?
-        };
-        let points = points.finish()?;
-        sync_file(index.file(), &index_path).await?;
-        sync_file(&points, &points_path).await?;
-        drop(points);
-        index.commit().map_err(saving_failed)?;
-        checkpoint::sync_dir(tmp)?;
-        let dest = self.dir.join(name);
-        fs::rename(tmp, &dest).map_err(|source| ShardError::Checkpoint {
-            path: dest.clone(),
-            source,
-        })?;
-        checkpoint::sync_dir(&self.dir)
     }
 
     /// Lets the core's other work run between two slices of a checkpoint; fails when
@@ -965,6 +889,99 @@ fn saving_failed(e: HnswError) -> ShardError {
     }
 }
 
+/// Writes the files of a checkpoint of `state` into `tmp` (made anew), with `extra`
+/// files beside them, then moves them to `dest`; every file and both directories are
+/// synced.
+///
+/// Writes to the shard are held meanwhile (by the caller: [`ShardHandle::writes_held`],
+/// or a replica's state machine holding its applies) and the indexer leaves it alone, so
+/// the state the files take stays as it was; reads go on. The files are written in
+/// slices of [`SCAN_SLICE`], with `between_slices` letting the core's other work run, and
+/// synced through the runtime (io_uring), so a large shard's checkpoint does not stall
+/// the core's other calls, its log acknowledgements or its keepalives.
+pub(crate) async fn write_checkpoint_files(
+    state: &RefCell<ShardState>,
+    tmp: &Path,
+    dest: &Path,
+    extra: &[(&str, &[u8])],
+    mut between_slices: impl AsyncFnMut() -> Result<(), ShardError>,
+) -> Result<(), ShardError> {
+    let _ = fs::remove_dir_all(tmp);
+    // Not `create_dir_all`: a shard directory deleted meanwhile stays deleted.
+    fs::create_dir(tmp).map_err(|source| ShardError::Checkpoint {
+        path: tmp.to_path_buf(),
+        source,
+    })?;
+    let index_path = tmp.join(INDEX_FILE);
+    let points_path = tmp.join(POINTS_FILE);
+    let (mut index, mut points) = {
+        let st = state.borrow();
+        let index = st.index().saver(&index_path).map_err(saving_failed)?;
+        (index, PointsWriter::begin(&points_path, st.points())?)
+    };
+    loop {
+        let done = {
+            let st = state.borrow();
+            let until = Instant::now() + SCAN_SLICE;
+            loop {
+                if index
+                    .write_some(st.index(), CHECKPOINT_PIECE)
+                    .map_err(saving_failed)?
+                {
+                    break true;
+                }
+                if Instant::now() >= until {
+                    break false;
+                }
+            }
+        };
+        if done {
+            break;
+        }
+        between_slices().await?;
+    }
+    loop {
+        let done = {
+            let st = state.borrow();
+            let until = Instant::now() + SCAN_SLICE;
+            loop {
+                let from = st.points_from(points.next_node());
+                if points.write_some(from, CHECKPOINT_PIECE)? {
+                    break true;
+                }
+                if Instant::now() >= until {
+                    break false;
+                }
+            }
+        };
+        if done {
+            break;
+        }
+        between_slices().await?;
+    }
+    let index = {
+        let st = state.borrow();
+        index.finish(st.index()).map_err(saving_failed)?
+    };
+    let points = points.finish()?;
+    sync_file(index.file(), &index_path).await?;
+    sync_file(&points, &points_path).await?;
+    drop(points);
+    index.commit().map_err(saving_failed)?;
+    for (name, bytes) in extra {
+        checkpoint::write_atomic(&tmp.join(name), bytes)?;
+    }
+    checkpoint::sync_dir(tmp)?;
+    fs::rename(tmp, dest).map_err(|source| ShardError::Checkpoint {
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    checkpoint::sync_dir(
+        dest.parent()
+            .expect("a checkpoint lies in its shard directory"),
+    )
+}
+
 /// Syncs a written file through the runtime, so the core goes on while the disk works.
 async fn sync_file(file: &fs::File, path: &Path) -> Result<(), ShardError> {
     let failed = |source| ShardError::Checkpoint {
@@ -989,7 +1006,7 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// Loads a checkpoint directory into a shard state, restoring its points in slices of
 /// [`SCAN_SLICE`] (each parses a payload for the payload indexes).
-async fn load_checkpoint(
+pub(crate) async fn load_checkpoint(
     dir: &Path,
     spec: ShardSpec,
     yielder: &Yielder,
@@ -1080,40 +1097,10 @@ async fn replay(
         .next_record()
         .map_err(|source| ShardError::Wal { source })?
     {
-        match record.body() {
-            BodyView::Upsert(batch) => {
-                for (id, vector, payload) in batch.points() {
-                    match state.replay_upsert(id, vector, payload) {
-                        // Logs written before the length rules (`check_length`) can
-                        // hold a vector the index cannot take; its write failed when it
-                        // was made, so it is left out now too.
-                        Err(ShardError::Index {
-                            source: source @ (HnswError::ZeroVector | HnswError::NonFinite { .. }),
-                        }) => tracing::warn!(
-                            lsn = record.lsn().get(),
-                            id,
-                            error = %source,
-                            "a logged point the index refuses is skipped"
-                        ),
-                        other => other?,
-                    }
-                }
-                data_lsn = record.lsn().get();
-            }
-            BodyView::Delete(batch) => {
-                state.apply_delete(batch.ids())?;
-                data_lsn = record.lsn().get();
-            }
-            // A Raft leader's blank and membership entries change no point.
-            BodyView::Checkpoint { .. } | BodyView::Blank | BodyView::Membership(_) => {}
-            BodyView::DeleteByFilter(_) => {
-                return Err(ShardError::Replay {
-                    reason: format!(
-                        "LSN {}: a delete-by-filter record, which only a replicated shard's log holds",
-                        record.lsn()
-                    ),
-                });
-            }
+        let lsn = record.lsn().get();
+        state.apply(lsn, record.body())?;
+        if matches!(record.body(), BodyView::Upsert(_) | BodyView::Delete(_)) {
+            data_lsn = lsn;
         }
         if Instant::now() >= slice_ends {
             slice_break();

@@ -24,6 +24,7 @@ use vectron_hnsw::{HnswError, HnswIndex, IdFilter, NodeId, SearchHit, SearchScra
 use vectron_proto::core::v1::Point;
 use vectron_proto::rules::{self, Limits, RuleError};
 use vectron_proto::v1::CollectionSpec;
+use vectron_wal::BodyView;
 
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
@@ -284,14 +285,43 @@ impl ShardState {
         Ok(())
     }
 
-    /// Applies one logged upsert during replay: the record was validated before it was
-    /// logged, so only the payload is parsed again.
-    pub(crate) fn replay_upsert(
-        &mut self,
-        id: &str,
-        vector: &[f32],
-        payload: &[u8],
-    ) -> Result<(), ShardError> {
+    /// Applies a logged write: a record replayed from the shard's log, or a committed
+    /// Raft entry. Its points were validated before it was logged, so only payloads are
+    /// parsed again. Returns how many points it wrote or deleted. Blank and membership
+    /// entries (Raft's own) and checkpoint markers change nothing.
+    pub(crate) fn apply(&mut self, lsn: u64, body: BodyView<'_>) -> Result<u64, ShardError> {
+        match body {
+            BodyView::Upsert(batch) => {
+                for (id, vector, payload) in batch.points() {
+                    match self.apply_point(id, vector, payload) {
+                        // Logs written before the length rules (`check_length`) can hold
+                        // a vector the index cannot take; its write failed when it was
+                        // made, so it is left out now too.
+                        Err(ShardError::Index {
+                            source: source @ (HnswError::ZeroVector | HnswError::NonFinite { .. }),
+                        }) => tracing::warn!(
+                            lsn,
+                            id,
+                            error = %source,
+                            "a logged point the index refuses is skipped"
+                        ),
+                        other => other?,
+                    }
+                }
+                Ok(batch.len() as u64)
+            }
+            BodyView::Delete(batch) => self.apply_delete(batch.ids()),
+            BodyView::Checkpoint { .. } | BodyView::Blank | BodyView::Membership(_) => Ok(0),
+            // Deletes by filter are logged as the ids they matched, slice by slice
+            // (`ShardHandle::delete_filter`); no log holds this record.
+            BodyView::DeleteByFilter(_) => Err(ShardError::Replay {
+                reason: format!("LSN {lsn}: a delete-by-filter record, which Vectron never logs"),
+            }),
+        }
+    }
+
+    /// Applies one logged point.
+    fn apply_point(&mut self, id: &str, vector: &[f32], payload: &[u8]) -> Result<(), ShardError> {
         let parsed = if payload.is_empty() {
             None
         } else {

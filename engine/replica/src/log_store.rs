@@ -62,6 +62,9 @@ struct View {
     purged: Option<LogId>,
     /// The last entry in the log.
     last: Option<LogId>,
+    /// The index the log's first record holds (entries before the purge point in it are
+    /// not served all the same).
+    start: u64,
     /// Consecutive entries ending at `last`: every one the log has not written yet, and
     /// the most recent ones up to [`TAIL_CACHE_BYTES`].
     tail: VecDeque<Entry>,
@@ -71,7 +74,7 @@ struct View {
 impl View {
     /// Index of the first entry that may be served.
     fn first_index(&self) -> u64 {
-        self.purged.map_or(0, |p| p.index + 1)
+        self.start.max(self.purged.map_or(0, |p| p.index + 1))
     }
 
     /// Index after the last entry.
@@ -288,10 +291,16 @@ impl<S: Storage + Clone> LogStore<S> {
             vote.committed = v.committed;
             vote
         });
+        let first = wal.stats().first_lsn;
         let view = View {
             vote,
             purged,
             last,
+            start: if first == Lsn::ZERO {
+                0
+            } else {
+                index_of(first)
+            },
             tail: VecDeque::new(),
             tail_bytes: 0,
         };
@@ -318,26 +327,24 @@ impl<S: Storage> LogStore<S> {
 
     /// Makes the log ready to take the entry at `index` next.
     async fn make_room(&self, index: u64) -> io::Result<()> {
+        let wal = &self.shared.wal;
+        if lsn_of(index) == Lsn::new(wal.last_lsn().get() + 1) {
+            return Ok(());
+        }
         let (end, holds_entries) = {
             let view = self.shared.view.borrow();
             (view.end_index(), view.last != view.purged)
         };
-        if index == end {
-            return Ok(());
+        if holds_entries {
+            return Err(io::Error::other(format!(
+                "an entry at index {index} does not follow the log's end (next index {end})"
+            )));
         }
-        if !holds_entries && index > end {
-            // An empty log may begin anywhere: after a snapshot, or where its purge
-            // point says. The LSN before entry `index`'s is `index`.
-            return self
-                .shared
-                .wal
-                .reset_after(Lsn::new(index))
-                .await
-                .map_err(io_err);
-        }
-        Err(io::Error::other(format!(
-            "an entry at index {index} does not follow the log's end (next index {end})"
-        )))
+        // An empty log may begin anywhere: after a snapshot, or where its purge point
+        // says. The LSN before entry `index`'s is `index`.
+        wal.reset_after(Lsn::new(index)).await.map_err(io_err)?;
+        self.shared.view.borrow_mut().start = index;
+        Ok(())
     }
 }
 
@@ -473,7 +480,11 @@ impl<S: Storage> RaftLogStorage<ShardRaft> for LogStore<S> {
             }
             keep
         };
-        let keep_lsn = keep.map_or(Lsn::ZERO, |k| lsn_of(k.index));
+        // A cut of every entry keeps the log's first segment, which names where it began.
+        let start = self.shared.view.borrow().start;
+        let keep_lsn = keep
+            .map_or(Lsn::ZERO, |k| lsn_of(k.index))
+            .max(Lsn::new(start));
         if keep_lsn < self.shared.wal.last_lsn() {
             self.shared
                 .wal
@@ -495,6 +506,7 @@ impl<S: Storage> RaftLogStorage<ShardRaft> for LogStore<S> {
         {
             let mut view = self.shared.view.borrow_mut();
             view.purged = Some(upto);
+            view.start = view.start.max(upto.index + 1);
             view.cut_through(upto.index);
             if view.last.is_none_or(|l| l.index < upto.index) {
                 view.last = Some(upto);
