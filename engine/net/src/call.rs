@@ -40,7 +40,7 @@ use crate::outbound::Outbound;
 use crate::router::{Call, CallFuture, Route};
 use crate::server::Shared;
 use crate::status::{Code, Status};
-use crate::timeout;
+use crate::timeout::{self, GRPC_TIMEOUT};
 
 /// Request bytes read and discarded after a call has answered, waiting for the client's
 /// END_STREAM, before the stream is reset instead.
@@ -48,7 +48,6 @@ const DRAIN_BUDGET: usize = 1 << 20;
 /// How long the drain waits for END_STREAM.
 const DRAIN_TIME: Duration = Duration::from_secs(1);
 
-const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 
@@ -298,7 +297,7 @@ async fn drain(inbound: &RefCell<Inbound>) {
 
 /// Whether `content-type` names gRPC with protobuf messages: `application/grpc` or
 /// `application/grpc+proto`, with optional parameters, in any letter case.
-fn is_grpc(content_type: Option<&HeaderValue>) -> bool {
+pub(crate) fn is_grpc(content_type: Option<&HeaderValue>) -> bool {
     const GRPC: &[u8] = b"application/grpc";
     const PROTO: &[u8] = b"+proto";
     let Some(value) = content_type.map(HeaderValue::as_bytes) else {

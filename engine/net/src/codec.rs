@@ -79,21 +79,37 @@ impl BodyLen {
     }
 }
 
-/// The body length of `message`, refusing messages over `max` bytes.
-pub(crate) fn checked_len<M: Message>(message: &M, max: usize) -> Result<BodyLen, Status> {
+/// A message over a size limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OverLimit {
+    /// The message's body length.
+    pub(crate) len: usize,
+    /// The limit.
+    pub(crate) max: usize,
+}
+
+/// The body length of `message`, refusing messages over `max` bytes or over what the
+/// 32-bit prefix can carry.
+pub(crate) fn body_len<M: Message>(message: &M, max: usize) -> Result<BodyLen, OverLimit> {
     let len = message.encoded_len();
     u32::try_from(len)
         .ok()
         .filter(|_| len <= max)
         .map(|wire| BodyLen { len, wire })
-        .ok_or_else(|| {
-            Status::resource_exhausted(format!(
-                "response message of {len} bytes exceeds the server's limit of {max} bytes"
-            ))
-        })
+        .ok_or(OverLimit { len, max })
 }
 
-/// Appends `message`, whose body length [`checked_len`] gave, with its prefix to `out`.
+/// The body length of a response message, refusing messages over the server's send
+/// limit `max` with `RESOURCE_EXHAUSTED`.
+pub(crate) fn checked_len<M: Message>(message: &M, max: usize) -> Result<BodyLen, Status> {
+    body_len(message, max).map_err(|OverLimit { len, max }| {
+        Status::resource_exhausted(format!(
+            "response message of {len} bytes exceeds the server's limit of {max} bytes"
+        ))
+    })
+}
+
+/// Appends `message`, whose body length [`body_len`] gave, with its prefix to `out`.
 pub(crate) fn encode<M: Message>(
     message: &M,
     len: BodyLen,
@@ -102,9 +118,9 @@ pub(crate) fn encode<M: Message>(
     out.reserve(len.framed());
     out.put_u8(0);
     out.put_u32(len.wire);
-    message.encode(out).map_err(|error| {
-        Status::internal(format!("response message could not be encoded: {error}"))
-    })
+    message
+        .encode(out)
+        .map_err(|error| Status::internal(format!("a message could not be encoded: {error}")))
 }
 
 /// Where the decoder is inside the current message.
@@ -132,7 +148,9 @@ pub(crate) enum Decoded {
     More,
 }
 
-/// Splits the DATA frames of a request body into message bodies.
+/// Splits the DATA frames of a body into message bodies: a request's on the server, a
+/// response's on a client channel. Its errors speak of requests; a client words them
+/// itself.
 ///
 /// Memory follows the bytes received, not the lengths announced: a body assembled from
 /// several chunks grows by doubling, capped at its announced length, so a prefix

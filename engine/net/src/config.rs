@@ -1,4 +1,5 @@
-//! Server settings, with defaults for a data core, and their validation.
+//! Settings of the server (one core port) and of the client channels a core opens to
+//! its peers, with defaults for a data core, and their validation.
 
 use std::time::Duration;
 
@@ -9,7 +10,8 @@ const MAX_FRAME_SIZE: u32 = (1 << 24) - 1;
 /// The largest HTTP/2 flow-control window.
 const MAX_WINDOW_SIZE: u32 = (1 << 31) - 1;
 
-/// How the server watches idle or dead peers.
+/// How a connection's end watches for a dead peer: the server on its accepted
+/// connections, a client channel on its connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
     /// Time between two PINGs on a connection.
@@ -109,17 +111,17 @@ impl Default for ServerConfig {
     }
 }
 
-/// A [`ServerConfig`] value that cannot work.
+/// A [`ServerConfig`] or [`ClientConfig`] value that cannot work.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// A size, count or duration that must be positive is zero.
-    #[error("server setting `{setting}` must be greater than zero")]
+    #[error("setting `{setting}` must be greater than zero")]
     Zero {
         /// The setting's field name.
         setting: &'static str,
     },
     /// A message size limit does not fit the 32-bit length of gRPC framing.
-    #[error("server setting `{setting}` is {got} bytes; gRPC framing allows at most {max}")]
+    #[error("setting `{setting}` is {got} bytes; gRPC framing allows at most {max}")]
     MessageSizeTooLarge {
         /// The setting's field name.
         setting: &'static str,
@@ -139,7 +141,7 @@ pub enum ConfigError {
         max: u32,
     },
     /// A flow-control window is larger than HTTP/2 allows.
-    #[error("server setting `{setting}` is {got}; HTTP/2 windows are at most {max}")]
+    #[error("setting `{setting}` is {got}; HTTP/2 windows are at most {max}")]
     WindowTooLarge {
         /// The setting's field name.
         setting: &'static str,
@@ -157,7 +159,7 @@ impl ServerConfig {
     ///
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive: [(&'static str, bool); 15] = [
+        check_positive(&[
             ("max_recv_message_size", self.max_recv_message_size > 0),
             ("max_send_message_size", self.max_send_message_size > 0),
             ("max_concurrent_streams", self.max_concurrent_streams > 0),
@@ -188,49 +190,18 @@ impl ServerConfig {
             ),
             ("send_timeout", !self.send_timeout.is_zero()),
             ("retry_after", !self.retry_after.is_zero()),
-        ];
-        if let Some((setting, _)) = positive.iter().find(|(_, ok)| !ok) {
-            return Err(ConfigError::Zero { setting });
-        }
-        let max_message = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
-        for (setting, got) in [
-            ("max_recv_message_size", self.max_recv_message_size),
-            ("max_send_message_size", self.max_send_message_size),
-        ] {
-            if got > max_message {
-                return Err(ConfigError::MessageSizeTooLarge {
-                    setting,
-                    got,
-                    max: max_message,
-                });
-            }
-        }
-        if !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&self.max_frame_size) {
-            return Err(ConfigError::FrameSizeOutOfRange {
-                got: self.max_frame_size,
-                min: MIN_FRAME_SIZE,
-                max: MAX_FRAME_SIZE,
-            });
-        }
-        for (setting, got) in [
-            (
-                "initial_stream_window_size",
-                self.initial_stream_window_size,
-            ),
-            (
-                "initial_connection_window_size",
-                self.initial_connection_window_size,
-            ),
-        ] {
-            if got > MAX_WINDOW_SIZE {
-                return Err(ConfigError::WindowTooLarge {
-                    setting,
-                    got,
-                    max: MAX_WINDOW_SIZE,
-                });
-            }
-        }
-        Ok(())
+        ])?;
+        check_message_size("max_recv_message_size", self.max_recv_message_size)?;
+        check_message_size("max_send_message_size", self.max_send_message_size)?;
+        check_frame_size(self.max_frame_size)?;
+        check_window(
+            "initial_stream_window_size",
+            self.initial_stream_window_size,
+        )?;
+        check_window(
+            "initial_connection_window_size",
+            self.initial_connection_window_size,
+        )
     }
 
     /// The h2 connection builder for these settings.
@@ -246,6 +217,154 @@ impl ServerConfig {
     }
 }
 
+/// Settings of a client [`Channel`](crate::Channel): the one HTTP/2 connection a core
+/// keeps to a peer.
+///
+/// The defaults suit calls between cores (Raft replication, snapshot transfer): a short
+/// connect timeout, so that a peer that is down is reported at once instead of holding
+/// up the caller; the server's keepalive; 64 MiB messages; and receive windows large
+/// enough that a bulk answer is not held back by round trips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// How long opening the TCP connection and sending the HTTP/2 preface may take;
+    /// past it, the calls waiting for the connection fail with `UNAVAILABLE`. Default
+    /// 1 s.
+    pub connect_timeout: Duration,
+    /// PING-based liveness check, or `None` for none: a connection whose PING stays
+    /// unanswered for the timeout is dropped, its calls fail with `UNAVAILABLE`, and the
+    /// next call reconnects. Default, as the server's: a PING every 30 s, answered
+    /// within 10 s.
+    pub keepalive: Option<Keepalive>,
+    /// Largest message sent or received, in bytes. A request over it fails with
+    /// `RESOURCE_EXHAUSTED` before any of it is sent; a response over it fails the call
+    /// with `RESOURCE_EXHAUSTED` as soon as its length prefix arrives. Default 64 MiB.
+    pub max_message_bytes: usize,
+    /// Set TCP_NODELAY on the socket (small calls leave at once). Default on.
+    pub tcp_nodelay: bool,
+    /// HTTP/2 initial flow-control window of each stream: response bytes the server may
+    /// send before the client has read them. Default 4 MiB. (How fast requests go out
+    /// is set by the server's windows.)
+    pub initial_stream_window_size: u32,
+    /// HTTP/2 flow-control window of the connection, shared by all its calls' responses.
+    /// Default 16 MiB.
+    pub initial_connection_window_size: u32,
+    /// HTTP/2 SETTINGS_MAX_FRAME_SIZE: the largest frame the server may send, 16 KiB
+    /// to 16 MiB - 1. Default 64 KiB.
+    pub max_frame_size: u32,
+    /// HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: bound on response headers and trailers, in
+    /// bytes. Default 16 KiB.
+    pub max_header_list_size: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> ClientConfig {
+        let server = ServerConfig::default();
+        ClientConfig {
+            connect_timeout: Duration::from_secs(1),
+            keepalive: server.keepalive,
+            max_message_bytes: 64 << 20,
+            tcp_nodelay: true,
+            initial_stream_window_size: 4 << 20,
+            initial_connection_window_size: 16 << 20,
+            max_frame_size: server.max_frame_size,
+            max_header_list_size: server.max_header_list_size,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Checks every setting.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_positive(&[
+            ("connect_timeout", !self.connect_timeout.is_zero()),
+            (
+                "keepalive.interval",
+                self.keepalive.is_none_or(|k| !k.interval.is_zero()),
+            ),
+            (
+                "keepalive.timeout",
+                self.keepalive.is_none_or(|k| !k.timeout.is_zero()),
+            ),
+            ("max_message_bytes", self.max_message_bytes > 0),
+            (
+                "initial_stream_window_size",
+                self.initial_stream_window_size > 0,
+            ),
+            (
+                "initial_connection_window_size",
+                self.initial_connection_window_size > 0,
+            ),
+            ("max_header_list_size", self.max_header_list_size > 0),
+        ])?;
+        check_message_size("max_message_bytes", self.max_message_bytes)?;
+        check_frame_size(self.max_frame_size)?;
+        check_window(
+            "initial_stream_window_size",
+            self.initial_stream_window_size,
+        )?;
+        check_window(
+            "initial_connection_window_size",
+            self.initial_connection_window_size,
+        )
+    }
+
+    /// The h2 connection builder for these settings. Server push is refused: gRPC does
+    /// not use it.
+    pub(crate) fn h2_builder(&self) -> h2::client::Builder {
+        let mut builder = h2::client::Builder::new();
+        builder
+            .enable_push(false)
+            .initial_window_size(self.initial_stream_window_size)
+            .initial_connection_window_size(self.initial_connection_window_size)
+            .max_frame_size(self.max_frame_size)
+            .max_header_list_size(self.max_header_list_size);
+        builder
+    }
+}
+
+/// The first setting whose check failed, if any.
+fn check_positive(checks: &[(&'static str, bool)]) -> Result<(), ConfigError> {
+    match checks.iter().find(|(_, ok)| !ok) {
+        Some(&(setting, _)) => Err(ConfigError::Zero { setting }),
+        None => Ok(()),
+    }
+}
+
+/// A message size limit must fit the 32-bit length of gRPC framing.
+fn check_message_size(setting: &'static str, got: usize) -> Result<(), ConfigError> {
+    let max = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
+    if got > max {
+        return Err(ConfigError::MessageSizeTooLarge { setting, got, max });
+    }
+    Ok(())
+}
+
+fn check_frame_size(got: u32) -> Result<(), ConfigError> {
+    if !(MIN_FRAME_SIZE..=MAX_FRAME_SIZE).contains(&got) {
+        return Err(ConfigError::FrameSizeOutOfRange {
+            got,
+            min: MIN_FRAME_SIZE,
+            max: MAX_FRAME_SIZE,
+        });
+    }
+    Ok(())
+}
+
+fn check_window(setting: &'static str, got: u32) -> Result<(), ConfigError> {
+    if got > MAX_WINDOW_SIZE {
+        return Err(ConfigError::WindowTooLarge {
+            setting,
+            got,
+            max: MAX_WINDOW_SIZE,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +372,55 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(ServerConfig::default().validate(), Ok(()));
+        assert_eq!(ClientConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn impossible_client_settings_are_refused_with_the_setting_named() {
+        let zero = ClientConfig {
+            connect_timeout: Duration::ZERO,
+            ..ClientConfig::default()
+        };
+        assert_eq!(
+            zero.validate(),
+            Err(ConfigError::Zero {
+                setting: "connect_timeout"
+            })
+        );
+        let no_limit = ClientConfig {
+            max_message_bytes: 0,
+            ..ClientConfig::default()
+        };
+        assert_eq!(
+            no_limit.validate(),
+            Err(ConfigError::Zero {
+                setting: "max_message_bytes"
+            })
+        );
+        let window = ClientConfig {
+            initial_connection_window_size: u32::MAX,
+            ..ClientConfig::default()
+        };
+        assert!(matches!(
+            window.validate(),
+            Err(ConfigError::WindowTooLarge {
+                setting: "initial_connection_window_size",
+                ..
+            })
+        ));
+        let frame = ClientConfig {
+            max_frame_size: 1 << 24,
+            ..ClientConfig::default()
+        };
+        assert!(matches!(
+            frame.validate(),
+            Err(ConfigError::FrameSizeOutOfRange { .. })
+        ));
+        let no_keepalive = ClientConfig {
+            keepalive: None,
+            ..ClientConfig::default()
+        };
+        assert_eq!(no_keepalive.validate(), Ok(()));
     }
 
     #[test]

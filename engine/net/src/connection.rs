@@ -22,12 +22,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use h2::{Ping, PingPong};
 use monoio::net::TcpStream;
 use monoio::time::{Instant, Sleep};
 
 use crate::call;
-use crate::config::Keepalive;
+use crate::keepalive::Pinger;
 use crate::observer::ConnectionEnd;
 use crate::server::{Phase, Shared};
 
@@ -224,67 +223,6 @@ impl IdleTimer {
                 Some(due) if due <= now => return Poll::Ready(()),
                 Some(due) => self.timer.as_mut().reset(due),
                 None => self.never = true,
-            }
-        }
-        Poll::Pending
-    }
-}
-
-/// Sends a PING every interval and reports the peer unresponsive when one stays
-/// unanswered for the timeout.
-struct Pinger {
-    pings: PingPong,
-    settings: Keepalive,
-    timer: Pin<Box<Sleep>>,
-    awaiting_pong: bool,
-    /// h2 refused a PING: the connection is failing and `poll_accept` reports why.
-    broken: bool,
-}
-
-impl Pinger {
-    fn new(pings: PingPong, settings: Keepalive) -> Pinger {
-        Pinger {
-            pings,
-            settings,
-            timer: Box::pin(monoio::time::sleep(settings.interval)),
-            awaiting_pong: false,
-            broken: false,
-        }
-    }
-
-    fn poll_unresponsive(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        while !self.broken {
-            if self.awaiting_pong {
-                match self.pings.poll_pong(cx) {
-                    Poll::Ready(Ok(_)) => {
-                        self.awaiting_pong = false;
-                        self.timer
-                            .as_mut()
-                            .reset(Instant::now() + self.settings.interval);
-                        continue;
-                    }
-                    Poll::Ready(Err(_)) => self.broken = true,
-                    Poll::Pending => {
-                        return if self.timer.as_mut().poll(cx).is_ready() {
-                            Poll::Ready(())
-                        } else {
-                            Poll::Pending
-                        };
-                    }
-                }
-            } else {
-                if self.timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                match self.pings.send_ping(Ping::opaque()) {
-                    Ok(()) => {
-                        self.awaiting_pong = true;
-                        self.timer
-                            .as_mut()
-                            .reset(Instant::now() + self.settings.timeout);
-                    }
-                    Err(_) => self.broken = true,
-                }
             }
         }
         Poll::Pending

@@ -9,6 +9,12 @@
 //! state. A [`Server`] serves a router on one listening socket; every connection and
 //! every call runs as a task spawned on the same runtime.
 //!
+//! A [`Channel`] is the other end, for calls from one core to another (Raft replication
+//! between the replicas of a shard): one HTTP/2 connection to a peer on the core's
+//! runtime, opened on the first call and again after it is lost, with unary and
+//! client-streaming calls under a deadline and flow control, keepalive PINGs, and
+//! failures mapped to the gRPC status codes (see [`Channel`] for which).
+//!
 //! What the server does for every call:
 //! - checks `POST` and `content-type: application/grpc` (HTTP 405 / 415 otherwise);
 //! - routes the `:path`: an unknown method gets `UNIMPLEMENTED`;
@@ -123,11 +129,13 @@
 
 mod admission;
 mod call;
+mod client;
 mod codec;
 mod config;
 mod connection;
 mod context;
 mod inbound;
+mod keepalive;
 mod observer;
 mod outbound;
 mod router;
@@ -135,7 +143,8 @@ mod server;
 mod status;
 mod timeout;
 
-pub use crate::config::{ConfigError, Keepalive, ServerConfig};
+pub use crate::client::Channel;
+pub use crate::config::{ClientConfig, ConfigError, Keepalive, ServerConfig};
 pub use crate::context::RequestContext;
 pub use crate::inbound::RequestStream;
 pub use crate::observer::{ConnectionEnd, Observer, ServerStats, StatsHandle};

@@ -363,7 +363,7 @@ impl<T: Message> ResponseSink<T> {
 }
 
 /// Lets the other tasks of the core run once.
-async fn yield_once() {
+pub(crate) async fn yield_once() {
     let mut yielded = false;
     poll_fn(|cx| {
         if yielded {

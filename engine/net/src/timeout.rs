@@ -4,6 +4,14 @@
 
 use std::time::Duration;
 
+use http::{HeaderName, HeaderValue};
+
+/// Name of the header.
+pub(crate) const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
+/// The largest value the header carries: eight digits.
+const MAX_VALUE: u128 = 99_999_999;
+
 /// Why a `grpc-timeout` value is malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -37,6 +45,28 @@ pub(crate) fn parse(value: &[u8]) -> Result<Duration, TimeoutError> {
     })
 }
 
+/// The `grpc-timeout` header value for `timeout`: the finest unit that carries it in
+/// eight digits, rounded up, so the server never sees a shorter deadline than the
+/// client keeps. `None` for a timeout too long for the header (over 11,000 years),
+/// which is sent as no deadline.
+pub(crate) fn encode(timeout: Duration) -> Option<HeaderValue> {
+    const UNITS: [(char, u128); 6] = [
+        ('n', 1),
+        ('u', 1_000),
+        ('m', 1_000_000),
+        ('S', 1_000_000_000),
+        ('M', 60_000_000_000),
+        ('H', 3_600_000_000_000),
+    ];
+    let nanos = timeout.as_nanos();
+    UNITS.iter().find_map(|&(unit, per)| {
+        let value = nanos.div_ceil(per);
+        (value <= MAX_VALUE)
+            .then(|| HeaderValue::try_from(format!("{value}{unit}")).ok())
+            .flatten()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +83,31 @@ mod tests {
             parse(b"99999999H"),
             Ok(Duration::from_secs(99_999_999 * 3600))
         );
+    }
+
+    #[test]
+    fn encoded_timeouts_use_the_finest_unit_and_never_shorten() {
+        let encoded = |timeout| encode(timeout).unwrap();
+        assert_eq!(encoded(Duration::ZERO), "0n");
+        assert_eq!(encoded(Duration::from_nanos(99_999_999)), "99999999n");
+        assert_eq!(encoded(Duration::from_millis(100)), "100000u");
+        assert_eq!(encoded(Duration::from_nanos(100_000_001)), "100001u");
+        assert_eq!(encoded(Duration::from_secs(5)), "5000000u");
+        assert_eq!(encoded(Duration::from_secs(500)), "500000m");
+        assert_eq!(encoded(Duration::from_secs(100_000)), "100000S");
+        assert_eq!(encoded(Duration::from_secs(100_000_000)), "1666667M");
+        assert_eq!(encoded(Duration::from_secs(99_999_999 * 3600)), "99999999H");
+        assert_eq!(encode(Duration::from_secs(99_999_999 * 3600 + 1)), None);
+        assert_eq!(encode(Duration::MAX), None);
+        for timeout in [
+            Duration::from_nanos(1),
+            Duration::from_micros(1_234_567),
+            Duration::from_millis(987_654_321),
+            Duration::from_secs(7 * 86_400),
+        ] {
+            let parsed = parse(encoded(timeout).as_bytes()).unwrap();
+            assert!(parsed >= timeout, "{timeout:?} became {parsed:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Conformance of `vectron-net` against a real tonic 0.14 client.
+//! Conformance of `vectron-net` against a real tonic 0.14 client, and of its own client.
 //!
-//! Every test starts the monoio server on its own thread (io_uring or legacy driver) and
-//! drives it from a tokio runtime on the test thread: with tonic for what a gRPC client
-//! does, with a raw h2 client where the bytes on the wire matter, and with raw TCP for
-//! peers that do not speak HTTP/2 at all.
+//! Every server test starts the monoio server on its own thread (io_uring or legacy
+//! driver) and drives it from a tokio runtime on the test thread: with tonic for what a
+//! gRPC client does, with a raw h2 client where the bytes on the wire matter, and with
+//! raw TCP for peers that do not speak HTTP/2 at all. The client tests (`client`) run
+//! the server and the client `Channel` together on one monoio runtime.
 
 mod calls;
+mod client;
 mod connections;
 mod frames;
 mod harness;
