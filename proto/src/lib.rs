@@ -3,7 +3,8 @@
 //! [`v1`] is the public API that SDKs and the gateway speak: collections, points,
 //! search and stats. [`control::v1`] is the control plane's internal contract: worker
 //! registration and heartbeats, routing, cluster status and the Raft transport between
-//! control nodes. Messages are [prost] types; clients and servers are [tonic]
+//! control nodes. [`replication::v1`] is Raft between the cores that hold a shard's
+//! replicas. Messages are [prost] types; clients and servers are [tonic]
 //! services. The `.proto` files are the reference documentation of every field.
 //!
 //! ```no_run
@@ -65,6 +66,20 @@ pub mod control {
             reason = "generated code: full paths and its own bare allows"
         )]
         tonic::include_proto!("vectron.control.v1");
+    }
+}
+
+/// Raft between worker cores, package `vectron.replication.v1`.
+pub mod replication {
+    /// Version 1.
+    pub mod v1 {
+        #![expect(
+            unused_qualifications,
+            clippy::allow_attributes,
+            clippy::allow_attributes_without_reason,
+            reason = "generated code: full paths and its own bare allows"
+        )]
+        tonic::include_proto!("vectron.replication.v1");
     }
 }
 

@@ -18,7 +18,7 @@ pub use crate::core::{Core, CoreConfig, DEFAULT_UNINDEXED_BYTES, unindexed_bound
 pub use crate::error::ShardError;
 pub use crate::filter::{Filter, FilterError};
 pub use crate::handle::{PendingWrite, ShardHandle, WriteAck};
-pub use crate::machine::{SNAPSHOT_FILE, ShardMachine, SnapshotFiles, SnapshotMeta};
+pub use crate::machine::ShardMachine;
 pub use crate::runtime::{
     CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, allowed_cpus, driver_name,
     keep_off_cpus, spawn_core,

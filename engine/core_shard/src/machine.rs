@@ -23,7 +23,10 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
-use vectron_replica::{Applied, Entry, LogId, ShardRaft, StoredMembership, lsn_of};
+use vectron_replica::{
+    Applied, Entry, LogId, SNAPSHOT_META_FILE, ShardRaft, SnapshotFiles, SnapshotMeta,
+    StoredMembership, lsn_of,
+};
 
 use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE};
 use crate::core::Yielder;
@@ -32,35 +35,11 @@ use crate::handle::{load_checkpoint, write_checkpoint_files};
 use crate::shard::ShardState;
 use crate::spec::ShardSpec;
 
-/// The file in a checkpoint directory that makes it a Raft snapshot.
-pub const SNAPSHOT_FILE: &str = "SNAPSHOT";
-
-/// Snapshot metadata as openraft names it.
-pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<ShardRaft>;
-
 /// What `SNAPSHOT` holds.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotFile {
     format_version: u32,
     meta: SnapshotMeta,
-}
-
-/// A snapshot's files: an immutable checkpoint directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotFiles {
-    dir: PathBuf,
-}
-
-impl SnapshotFiles {
-    /// Names a snapshot directory (one a replica built, or one that arrived whole).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
 }
 
 fn io_err(e: ShardError) -> io::Error {
@@ -194,7 +173,7 @@ fn dir_name(path: &Path) -> String {
 
 /// Reads a snapshot directory's `SNAPSHOT`.
 fn read_meta(dir: &Path) -> Result<SnapshotMeta, ShardError> {
-    let path = dir.join(SNAPSHOT_FILE);
+    let path = dir.join(SNAPSHOT_META_FILE);
     let bytes = fs::read(&path).map_err(|source| ShardError::Checkpoint {
         path: path.clone(),
         source,
@@ -227,7 +206,7 @@ fn newest_snapshot(dir: &Path) -> Result<Option<(SnapshotMeta, PathBuf)>, ShardE
         if !name.starts_with("checkpoint-") || name.ends_with(".tmp") {
             continue;
         }
-        if !entry.path().join(SNAPSHOT_FILE).exists() {
+        if !entry.path().join(SNAPSHOT_META_FILE).exists() {
             continue;
         }
         let meta = read_meta(&entry.path())?;
@@ -292,7 +271,7 @@ impl RaftSnapshotBuilder<ShardRaft> for ShardMachine {
             &sh.state,
             &tmp,
             &dest,
-            &[(SNAPSHOT_FILE, &json)],
+            &[(SNAPSHOT_META_FILE, &json)],
             async || {
                 sh.yielder.yield_now().await;
                 Ok(())
@@ -355,7 +334,25 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         let sh = &self.shared;
         let name = snapshot_dir_name(meta.last_log_id);
         let dest = sh.dir.join(&name);
-        if snapshot.dir() != dest {
+        if snapshot.is_received() {
+            // Received for this replica alone: moved into place, with the metadata the
+            // leader sent.
+            let file = SnapshotFile {
+                format_version: FORMAT_VERSION,
+                meta: meta.clone(),
+            };
+            let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
+            let moved = checkpoint::write_atomic(&snapshot.dir().join(SNAPSHOT_META_FILE), &json)
+                .and_then(|()| {
+                    let _ = fs::remove_dir_all(&dest);
+                    fs::rename(snapshot.dir(), &dest).map_err(|source| ShardError::Checkpoint {
+                        path: dest.clone(),
+                        source,
+                    })
+                })
+                .and_then(|()| checkpoint::sync_dir(&sh.dir));
+            moved.map_err(io_err)?;
+        } else if snapshot.dir() != dest {
             let tmp = sh.dir.join(format!("{name}.tmp"));
             let file = SnapshotFile {
                 format_version: FORMAT_VERSION,
@@ -363,7 +360,7 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
             };
             let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
             let copied = copy_snapshot(snapshot.dir(), &tmp)
-                .and_then(|()| checkpoint::write_atomic(&tmp.join(SNAPSHOT_FILE), &json))
+                .and_then(|()| checkpoint::write_atomic(&tmp.join(SNAPSHOT_META_FILE), &json))
                 .and_then(|()| checkpoint::sync_dir(&tmp))
                 .and_then(|()| {
                     let _ = fs::remove_dir_all(&dest);
@@ -537,7 +534,7 @@ mod tests {
                 snapshot.snapshot.dir(),
                 leader_dir.join("checkpoint-00000000000000000005")
             );
-            assert!(snapshot.snapshot.dir().join(SNAPSHOT_FILE).exists());
+            assert!(snapshot.snapshot.dir().join(SNAPSHOT_META_FILE).exists());
 
             // A follower installs it without replaying anything, then applies what
             // follows it.

@@ -8,10 +8,22 @@
 #![warn(missing_docs)]
 
 mod log_store;
+mod network;
+mod replicas;
+mod settings;
+mod snapshot;
 mod types;
+mod wire;
 
 pub use crate::log_store::{LogReader, LogStore, TAIL_CACHE_BYTES};
-pub use crate::types::{
-    Applied, CommittedLeaderId, Entry, LogId, ReplicaNode, ShardOp, ShardRaft, StoredMembership,
-    Vote, index_of, log_id, lsn_of,
+pub use crate::network::{GroupNetwork, PeerLink, Peers, SNAPSHOT_CHUNK_BYTES};
+pub use crate::replicas::{
+    APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, Replicas, VOTE_PATH, routes,
 };
+pub use crate::settings::GroupSettings;
+pub use crate::snapshot::{SNAPSHOT_META_FILE, SnapshotFiles};
+pub use crate::types::{
+    Applied, CommittedLeaderId, Entry, LogId, ReplicaNode, ShardOp, ShardRaft, SnapshotMeta,
+    StoredMembership, Vote, index_of, log_id, lsn_of,
+};
+pub use crate::wire::WireError;

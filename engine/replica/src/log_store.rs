@@ -27,15 +27,15 @@ use std::ops::{Bound, RangeBounds};
 use std::path::Path;
 use std::rc::Rc;
 
-use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use vectron_wal::{
-    BodyView, EncodedBody, Format, LogPosition, Lsn, MonoioStorage, Options, RaftState, Record,
-    RecordView, Storage, StoredVote, SyncPolicy, Wal, WalError,
+    Format, LogPosition, Lsn, MonoioStorage, Options, RaftState, RecordView, Storage, StoredVote,
+    SyncPolicy, Wal, WalError,
 };
 
-use crate::types::{Entry, LogId, ShardOp, ShardRaft, Vote, index_of, log_id, lsn_of};
+use crate::types::{Entry, LogId, ShardRaft, Vote, index_of, log_id, lsn_of};
+use crate::wire::{body_of, entry_from_body};
 
 /// Bytes of the most recent entries a log store keeps in memory for its readers (beyond
 /// those not yet written, which it always keeps).
@@ -177,38 +177,13 @@ impl<S: Storage> Shared<S> {
 /// The entry a log record holds.
 fn entry_of(record: RecordView<'_>) -> io::Result<Entry> {
     let id = log_id(record.term(), index_of(record.lsn()));
-    let payload = match record.body() {
-        BodyView::Blank => EntryPayload::Blank,
-        BodyView::Membership(json) => EntryPayload::Membership(
-            serde_json::from_slice(json)
-                .map_err(|e| io::Error::other(format!("membership entry {}: {e}", id.index)))?,
-        ),
-        BodyView::Upsert(_) | BodyView::Delete(_) | BodyView::DeleteByFilter(_) => {
-            EntryPayload::Normal(ShardOp::from(
-                record.to_encoded().expect("not a checkpoint marker"),
-            ))
-        }
-        BodyView::Checkpoint { .. } => {
-            return Err(io::Error::other(format!(
-                "LSN {} is a checkpoint marker, which a Raft log never holds",
-                record.lsn()
-            )));
-        }
-    };
-    Ok(Entry::new(id, payload))
-}
-
-/// The body an entry is stored as.
-fn body_of(entry: &Entry) -> io::Result<EncodedBody> {
-    let encoded = match &entry.payload {
-        EntryPayload::Normal(op) => return Ok(op.body().clone()),
-        EntryPayload::Blank => EncodedBody::encode(&Record::Blank),
-        EntryPayload::Membership(m) => {
-            let json = serde_json::to_vec(m).map_err(io_err)?;
-            EncodedBody::encode(&Record::Membership(&json))
-        }
-    };
-    encoded.map_err(io_err)
+    let body = record.to_encoded().ok_or_else(|| {
+        io::Error::other(format!(
+            "LSN {} is a checkpoint marker, which a Raft log never holds",
+            record.lsn()
+        ))
+    })?;
+    entry_from_body(id, body).map_err(io::Error::other)
 }
 
 /// A shard replica's Raft log and vote. Used from the core thread that owns the shard.

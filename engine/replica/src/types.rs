@@ -29,6 +29,8 @@ pub type Vote = openraft::type_config::alias::VoteOf<ShardRaft>;
 pub type Entry = openraft::type_config::alias::EntryOf<ShardRaft>;
 /// The id of a committed leader: its term.
 pub type CommittedLeaderId = openraft::type_config::alias::CommittedLeaderIdOf<ShardRaft>;
+/// What a snapshot holds: its last entry and membership.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<ShardRaft>;
 /// Membership as the state machine last applied it.
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<ShardRaft>;
 

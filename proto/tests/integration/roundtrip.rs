@@ -121,6 +121,11 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             UnavailableShard, ClusterStatusResponse, AddLearnerRequest, ChangeMembershipRequest,
             JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk,
         }
+        "vectron.replication.v1" => vectron_proto::replication::v1 {
+            Group, Route, LogId, Vote, Entry, AppendRequest, AppendResponse, AppendBatch,
+            AppendBatchResponse, VoteRequest, VoteResponse, SnapshotChunk, SnapshotStart,
+            FileChunk, SnapshotResponse,
+        }
     )
 }
 

@@ -1,0 +1,491 @@
+//! One shard as a Raft group of three replicas, each on its own thread and monoio
+//! runtime like a core, talking `vectron.replication.v1` over loopback gRPC: the shard's
+//! WAL is each replica's Raft log, its checkpoints the snapshots. Leaders die (their
+//! thread stops unannounced, in the middle of the group's traffic), come back from their
+//! directories and catch up, from the log or from a snapshot streamed to them.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use openraft::Raft;
+use openraft::async_runtime::WatchReceiver as _;
+use openraft::error::{InitializeError, RaftError};
+use openraft::raft::ClientWriteResponse;
+use tokio::sync::{mpsc, oneshot};
+use vectron_core_shard::{ShardMachine, ShardSpec};
+use vectron_net::{ClientConfig, ListenOptions, Router, Server, ServerConfig};
+use vectron_proto::core::v1::ShardAssignment;
+use vectron_proto::v1::{CollectionSpec, Metric};
+use vectron_replica::{
+    GroupId, GroupNetwork, GroupSettings, LogId, LogStore, Peers, ReplicaNode, Replicas, ShardOp,
+    ShardRaft, routes,
+};
+use vectron_wal::{Delete, Options, Record, Upsert};
+
+const DIM: u32 = 4;
+
+fn spec() -> ShardSpec {
+    ShardSpec::from_assignment(&ShardAssignment {
+        spec: Some(CollectionSpec {
+            name: "replicated".into(),
+            dimension: DIM,
+            metric: Metric::Cosine.into(),
+            ..Default::default()
+        }),
+        shard_id: 0,
+        hash_range_start: 0,
+        hash_range_end: u64::MAX,
+        epoch: 1,
+        incarnation: 1,
+    })
+    .expect("a spec")
+}
+
+fn group() -> GroupId {
+    GroupId {
+        collection: "replicated".into(),
+        incarnation: 1,
+        shard_id: 0,
+    }
+}
+
+/// Fast elections, so the test does not wait long for a new leader.
+fn settings() -> GroupSettings {
+    GroupSettings {
+        heartbeat: Duration::from_millis(50),
+        election_min: Duration::from_millis(300),
+        election_max: Duration::from_millis(600),
+        ..GroupSettings::default()
+    }
+}
+
+/// What a replica reports.
+#[derive(Debug, Clone)]
+struct Status {
+    leader: Option<u64>,
+    applied: Option<LogId>,
+    snapshot: Option<LogId>,
+    ids: Vec<String>,
+}
+
+enum Cmd {
+    Peers(Vec<(u64, SocketAddr)>),
+    Initialize(
+        BTreeMap<u64, ReplicaNode>,
+        oneshot::Sender<Result<(), String>>,
+    ),
+    Write(
+        Record0,
+        oneshot::Sender<Result<ClientWriteResponse<ShardRaft>, String>>,
+    ),
+    Status(oneshot::Sender<Status>),
+    /// Builds a snapshot of everything applied and purges the log up to it.
+    Compact(oneshot::Sender<Result<LogId, String>>),
+    /// Stops: Raft shuts down and the server closes. (What a crash leaves on disk is the
+    /// WAL's crash tests' business; here a replica stops mid-stream, unannounced.)
+    Kill,
+}
+
+/// A write, as the test hands it to a replica thread.
+enum Record0 {
+    Upsert(Vec<String>),
+    Delete(Vec<String>),
+}
+
+impl Record0 {
+    fn op(&self) -> ShardOp {
+        match self {
+            Record0::Upsert(ids) => {
+                let vectors: Vec<f32> = ids
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, _)| [1.0 + i as f32, 0.5, 0.25, 2.0])
+                    .collect();
+                let payloads = vec![Vec::new(); ids.len()];
+                ShardOp::encode(&Record::Upsert(Upsert {
+                    ids,
+                    dim: DIM,
+                    vectors: &vectors,
+                    payloads: &payloads,
+                }))
+                .expect("encodes")
+            }
+            Record0::Delete(ids) => {
+                ShardOp::encode(&Record::Delete(Delete { ids })).expect("encodes")
+            }
+        }
+    }
+}
+
+struct Replica {
+    id: u64,
+    addr: SocketAddr,
+    tx: mpsc::UnboundedSender<Cmd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Starts replica `id` from `dir` on a thread of its own.
+    fn start(id: u64, dir: &Path) -> Replica {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let dir = dir.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name(format!("replica-{id}"))
+            .spawn(move || {
+                monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(run(id, dir, rx, addr_tx));
+            })
+            .expect("a thread");
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the replica started");
+        Replica {
+            id,
+            addr,
+            tx,
+            thread: Some(thread),
+        }
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> T {
+        let (tx, rx) = oneshot::channel();
+        assert!(self.tx.send(make(tx)).is_ok(), "the replica runs");
+        rx.blocking_recv().expect("the replica answers")
+    }
+
+    fn status(&self) -> Status {
+        self.ask(Cmd::Status)
+    }
+
+    fn kill(mut self) {
+        let _ = self.tx.send(Cmd::Kill);
+        self.thread
+            .take()
+            .expect("running")
+            .join()
+            .expect("the thread ends");
+    }
+}
+
+async fn run(
+    id: u64,
+    dir: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    addr_tx: std::sync::mpsc::Sender<SocketAddr>,
+) {
+    let store = LogStore::open(dir.join("wal"), Options::default())
+        .await
+        .expect("the log opens");
+    let machine = ShardMachine::open(&dir, spec())
+        .await
+        .expect("the state opens");
+    let peers = Rc::new(Peers::new(ClientConfig::default()));
+    let network = GroupNetwork::new(group(), id, Rc::clone(&peers));
+    let config = settings().config().expect("valid settings");
+    let raft: Raft<ShardRaft, ShardMachine> =
+        Raft::new(id, config, network, store, machine.clone())
+            .await
+            .expect("raft starts");
+    let replicas = Rc::new(Replicas::default());
+    replicas.insert(group(), id, raft.clone(), &dir);
+    let router = routes(Router::new(), replicas).expect("routes");
+    let listener = vectron_net::bind("127.0.0.1:0".parse().unwrap(), &ListenOptions::default())
+        .expect("binds");
+    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+    let server = Server::new(ServerConfig::default(), router).expect("a server");
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serving = monoio::spawn(server.serve(listener, async move {
+        let _ = stop_rx.await;
+    }));
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Peers(list) => {
+                for (replica, addr) in list {
+                    peers.set(replica, addr);
+                }
+            }
+            Cmd::Initialize(members, reply) => {
+                let done = match raft.initialize(members).await {
+                    Ok(()) => Ok(()),
+                    // Another initial replica's election reached it first: it has joined.
+                    Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(done);
+            }
+            Cmd::Write(record, reply) => {
+                let done = raft
+                    .client_write(record.op())
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(done);
+            }
+            Cmd::Status(reply) => {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let _ = reply.send(Status {
+                    leader: metrics.current_leader,
+                    applied: metrics.last_applied,
+                    snapshot: metrics.snapshot,
+                    ids: machine.ids(),
+                });
+            }
+            Cmd::Compact(reply) => {
+                let done = compact(&raft).await;
+                let _ = reply.send(done);
+            }
+            Cmd::Kill => break,
+        }
+    }
+    raft.shutdown().await.expect("raft stops");
+    drop(stop_tx);
+    let _ = serving.await;
+    drop(raft);
+    // The log's flusher writes what is pending and releases the directory.
+    monoio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Snapshots everything applied and purges the log up to it.
+async fn compact(raft: &Raft<ShardRaft, ShardMachine>) -> Result<LogId, String> {
+    let applied = raft
+        .metrics()
+        .borrow_watched()
+        .last_applied
+        .ok_or("nothing applied")?;
+    raft.trigger().snapshot().await.map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = raft.metrics().borrow_watched().clone();
+        if metrics.snapshot.is_some_and(|s| s.index >= applied.index) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no snapshot at {applied:?}: {metrics:?}"));
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+    raft.trigger()
+        .purge_log(applied.index)
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let metrics = raft.metrics().borrow_watched().clone();
+        if metrics.purged.is_some_and(|p| p.index >= applied.index) {
+            return Ok(applied);
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the log was not purged to {applied:?}: {metrics:?}"
+            ));
+        }
+        monoio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls until `check` holds, or fails with what was last seen.
+fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl FnMut() -> T,
+    check: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = probe();
+        if check(&seen) {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{what}: last seen {seen:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// The leader every replica in `replicas` agrees on.
+fn leader_of(replicas: &[&Replica]) -> u64 {
+    let leaders = eventually(
+        "one leader for all",
+        || {
+            replicas
+                .iter()
+                .map(|r| r.status().leader)
+                .collect::<Vec<_>>()
+        },
+        |leaders| {
+            leaders[0].is_some_and(|l| replicas.iter().any(|r| r.id == l))
+                && leaders.iter().all(|l| *l == leaders[0])
+        },
+    );
+    leaders[0].expect("a leader")
+}
+
+/// Waits until every replica in `replicas` holds exactly `ids`.
+fn converged(replicas: &[&Replica], ids: &[String]) {
+    eventually(
+        "replicas hold the same points",
+        || replicas.iter().map(|r| r.status().ids).collect::<Vec<_>>(),
+        |held| held.iter().all(|h| h == ids),
+    );
+}
+
+fn write(replica: &Replica, record: Record0) -> ClientWriteResponse<ShardRaft> {
+    replica
+        .ask(|reply| Cmd::Write(record, reply))
+        .expect("the leader takes the write")
+}
+
+fn names(batch: usize, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("b{batch:03}-{i}")).collect()
+}
+
+fn tell_peers(replicas: &[&Replica]) {
+    let list: Vec<(u64, SocketAddr)> = replicas.iter().map(|r| (r.id, r.addr)).collect();
+    for r in replicas {
+        assert!(
+            r.tx.send(Cmd::Peers(list.clone())).is_ok(),
+            "the replica runs"
+        );
+    }
+}
+
+fn find(replicas: &mut Vec<Replica>, id: u64) -> Replica {
+    let at = replicas.iter().position(|r| r.id == id).expect("held");
+    replicas.remove(at)
+}
+
+#[test]
+fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |id: u64| root.path().join(format!("replica-{id}"));
+    let mut replicas: Vec<Replica> = (1..=3).map(|id| Replica::start(id, &dir(id))).collect();
+    tell_peers(&replicas.iter().collect::<Vec<_>>());
+    let members: BTreeMap<u64, ReplicaNode> = (1..=3)
+        .map(|id| {
+            (
+                id,
+                ReplicaNode {
+                    worker_id: id,
+                    core: 0,
+                },
+            )
+        })
+        .collect();
+    // Every initial replica initializes with the same members, as the control plane's
+    // assignments make them do.
+    for r in &replicas {
+        r.ask(|reply| Cmd::Initialize(members.clone(), reply))
+            .expect("initializes");
+    }
+    let first = leader_of(&replicas.iter().collect::<Vec<_>>());
+
+    // Writes through the leader are acknowledged once applied, and reach every replica.
+    let mut expected: Vec<String> = Vec::new();
+    {
+        let leader = replicas.iter().find(|r| r.id == first).unwrap();
+        for batch in 0..20 {
+            let ids = names(batch, 3);
+            let ack = write(leader, Record0::Upsert(ids.clone()));
+            assert_eq!(ack.data.count, 3);
+            expected.extend(ids);
+        }
+        let ack = write(
+            leader,
+            Record0::Delete(vec!["b000-0".into(), "missing".into()]),
+        );
+        assert_eq!(ack.data.count, 1, "one of the two ids existed");
+        expected.retain(|id| id != "b000-0");
+        expected.sort();
+        // A follower refuses writes and names the leader.
+        let follower = replicas.iter().find(|r| r.id != first).unwrap();
+        let refused = follower
+            .ask(|reply| Cmd::Write(Record0::Upsert(names(99, 1)), reply))
+            .unwrap_err();
+        assert!(
+            refused.contains("forward") || refused.contains("leader"),
+            "{refused}"
+        );
+    }
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+
+    // The leader dies; the other two elect a new one and go on taking writes.
+    find(&mut replicas, first).kill();
+    let second = leader_of(&replicas.iter().collect::<Vec<_>>());
+    assert_ne!(second, first);
+    {
+        let leader = replicas.iter().find(|r| r.id == second).unwrap();
+        for batch in 20..30 {
+            let ids = names(batch, 2);
+            write(leader, Record0::Upsert(ids.clone()));
+            expected.extend(ids);
+        }
+        expected.sort();
+    }
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+
+    // It comes back from its directory and catches up from the leader's log.
+    replicas.push(Replica::start(first, &dir(first)));
+    tell_peers(&replicas.iter().collect::<Vec<_>>());
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+    assert_eq!(leader_of(&replicas.iter().collect::<Vec<_>>()), second);
+
+    // A follower away while the leader compacts its log comes back to a log that no
+    // longer holds what it misses: the leader streams it a snapshot.
+    let away = replicas
+        .iter()
+        .map(|r| r.id)
+        .find(|&id| id != second)
+        .unwrap();
+    find(&mut replicas, away).kill();
+    {
+        let leader = replicas.iter().find(|r| r.id == second).unwrap();
+        for batch in 30..40 {
+            let ids = names(batch, 4);
+            write(leader, Record0::Upsert(ids.clone()));
+            expected.extend(ids);
+        }
+        expected.sort();
+    }
+    // Both replicas compact, so that whichever leads when it returns has to send one.
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+    for r in &replicas {
+        let compacted = r.ask(Cmd::Compact).expect("compacts");
+        assert!(compacted.index > 30, "{compacted:?}");
+    }
+    replicas.push(Replica::start(away, &dir(away)));
+    tell_peers(&replicas.iter().collect::<Vec<_>>());
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+    // Its metrics follow the install a moment later.
+    let returning = replicas.iter().find(|r| r.id == away).unwrap();
+    eventually(
+        "the returning replica installed a snapshot",
+        || returning.status(),
+        |s| s.snapshot.is_some(),
+    );
+    // Writes go on with all three.
+    {
+        let leader = replicas.iter().find(|r| r.id == second).unwrap();
+        let ids = names(40, 5);
+        write(leader, Record0::Upsert(ids.clone()));
+        expected.extend(ids);
+        expected.sort();
+    }
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+    eventually(
+        "every replica applied the same last entry",
+        || {
+            replicas
+                .iter()
+                .map(|r| r.status().applied)
+                .collect::<Vec<_>>()
+        },
+        |a| a.iter().all(|x| *x == a[0]),
+    );
+    for r in replicas {
+        r.kill();
+    }
+}

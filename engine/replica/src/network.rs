@@ -1,0 +1,357 @@
+//! The client side of replication: openraft's network for one group, over
+//! `vectron.replication.v1` to the cores that hold its other replicas.
+//!
+//! A core knows where each replica it talks to lives ([`Peers`]: replica id → the peer
+//! core's gRPC address, from its assignments) and holds one [`Channel`] per peer core,
+//! shared by every group the two cores have in common.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs;
+use std::future::Future;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use openraft::error::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, v2::RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::type_config::alias::SnapshotOf;
+use vectron_net::{Channel, ClientConfig, Code, Status};
+use vectron_proto::replication::v1 as pb;
+
+use crate::replicas::{APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
+use crate::snapshot::SnapshotFiles;
+use crate::types::{ReplicaNode, ShardRaft, Vote};
+use crate::wire;
+
+/// Bytes of a snapshot file per message.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
+
+/// A snapshot may take this long, plus one second per [`SNAPSHOT_BYTES_PER_SECOND`].
+const SNAPSHOT_BASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The slowest transfer a snapshot's timeout allows for.
+const SNAPSHOT_BYTES_PER_SECOND: u64 = 16 << 20;
+
+/// Where the replicas a core talks to live, and its channels to their cores.
+#[derive(Debug)]
+pub struct Peers {
+    config: ClientConfig,
+    addrs: RefCell<HashMap<u64, SocketAddr>>,
+    channels: RefCell<HashMap<SocketAddr, Channel>>,
+}
+
+impl Peers {
+    /// No peers yet; channels are made with `config`.
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            config,
+            addrs: RefCell::new(HashMap::new()),
+            channels: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Replica `replica` is served at `addr` (its core's gRPC address).
+    pub fn set(&self, replica: u64, addr: SocketAddr) {
+        self.addrs.borrow_mut().insert(replica, addr);
+    }
+
+    /// Forgets where replica `replica` is.
+    pub fn forget(&self, replica: u64) {
+        self.addrs.borrow_mut().remove(&replica);
+    }
+
+    /// The channel to the core that holds `replica`.
+    fn channel(&self, replica: u64) -> Result<Channel, String> {
+        let addr = *self
+            .addrs
+            .borrow()
+            .get(&replica)
+            .ok_or_else(|| format!("no address is known for replica {replica}"))?;
+        let mut channels = self.channels.borrow_mut();
+        if let Some(channel) = channels.get(&addr) {
+            return Ok(channel.clone());
+        }
+        let channel = Channel::new(addr, self.config.clone()).map_err(|e| e.to_string())?;
+        channels.insert(addr, channel.clone());
+        Ok(channel)
+    }
+}
+
+/// openraft's network factory for one replica of one group.
+#[derive(Debug, Clone)]
+pub struct GroupNetwork {
+    group: GroupId,
+    from: u64,
+    peers: Rc<Peers>,
+}
+
+impl GroupNetwork {
+    /// The network replica `from` of `group` reaches its peers through.
+    pub fn new(group: GroupId, from: u64, peers: Rc<Peers>) -> Self {
+        Self { group, from, peers }
+    }
+}
+
+impl RaftNetworkFactory<ShardRaft> for GroupNetwork {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: u64, _node: &ReplicaNode) -> PeerLink {
+        PeerLink {
+            group: self.group.clone(),
+            from: self.from,
+            to: target,
+            peers: Rc::clone(&self.peers),
+        }
+    }
+}
+
+/// The way from one replica to another of the same group.
+#[derive(Debug)]
+pub struct PeerLink {
+    group: GroupId,
+    from: u64,
+    to: u64,
+    peers: Rc<Peers>,
+}
+
+/// A message from the wire that cannot be taken, as an error openraft carries.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
+
+impl PeerLink {
+    fn route(&self) -> pb::Route {
+        pb::Route {
+            group: Some(self.group.to_wire()),
+            from: self.from,
+            to: self.to,
+        }
+    }
+
+    fn channel(&self) -> Result<Channel, RPCError<ShardRaft>> {
+        self.peers
+            .channel(self.to)
+            .map_err(|reason| RPCError::Unreachable(Unreachable::new(&Refused(reason))))
+    }
+
+    /// A failed call as openraft sees it: a peer that cannot be reached is backed off
+    /// from; a timeout is a timeout; the rest are network errors.
+    fn failed(&self, status: &Status, action: RPCTypes, timeout: Duration) -> RPCError<ShardRaft> {
+        match status.code() {
+            Code::DeadlineExceeded => RPCError::Timeout(Timeout {
+                action,
+                id: self.from,
+                target: self.to,
+                timeout,
+            }),
+            Code::Unavailable | Code::NotFound => RPCError::Unreachable(Unreachable::new(status)),
+            _ => RPCError::Network(NetworkError::new(status)),
+        }
+    }
+
+    async fn call_vote(
+        &mut self,
+        rpc: &VoteRequest<ShardRaft>,
+        pre_vote: bool,
+        option: &RPCOption,
+    ) -> Result<VoteResponse<ShardRaft>, RPCError<ShardRaft>> {
+        let channel = self.channel()?;
+        let request = wire::vote_request_to(self.route(), rpc, pre_vote);
+        let timeout = option.hard_ttl();
+        let response: pb::VoteResponse = channel
+            .unary(VOTE_PATH, &request, timeout)
+            .await
+            .map_err(|s| self.failed(&s, RPCTypes::Vote, timeout))?;
+        wire::vote_response_from(&response).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+    }
+
+    /// Streams the files of `snapshot` after its start message.
+    async fn send_snapshot(
+        &self,
+        vote: &Vote,
+        snapshot: &SnapshotOf<ShardRaft, SnapshotFiles>,
+    ) -> Result<SnapshotResponse<ShardRaft>, StreamingError<ShardRaft>> {
+        let channel = self
+            .channel()
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let meta_json = serde_json::to_vec(&snapshot.meta)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let files = snapshot_files(snapshot.snapshot.dir())
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let total: u64 = files.iter().map(|(_, _, len)| *len).sum();
+        let timeout =
+            SNAPSHOT_BASE_TIMEOUT + Duration::from_secs(total / SNAPSHOT_BYTES_PER_SECOND);
+        let mut start = Some(pb::SnapshotChunk {
+            part: Some(pb::snapshot_chunk::Part::Start(pb::SnapshotStart {
+                route: Some(self.route()),
+                vote: Some(wire::vote_to(vote)),
+                meta_json,
+            })),
+        });
+        let mut reader = FileReader::new(files);
+        let response: pb::SnapshotResponse = channel
+            .client_streaming(
+                INSTALL_SNAPSHOT_PATH,
+                async || match start.take() {
+                    Some(start) => Ok(Some(start)),
+                    None => reader.next_chunk(),
+                },
+                timeout,
+            )
+            .await
+            .map_err(
+                |s| match self.failed(&s, RPCTypes::InstallSnapshot, timeout) {
+                    RPCError::Timeout(t) => StreamingError::Timeout(t),
+                    RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                    _ => StreamingError::Network(NetworkError::new(&s)),
+                },
+            )?;
+        let vote = wire::vote_from(response.vote.as_ref())
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        Ok(SnapshotResponse::new(vote))
+    }
+}
+
+/// The files of a snapshot directory to send: every regular file but the metadata,
+/// which travels in the start message. Sorted, with their lengths.
+fn snapshot_files(
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<(String, std::path::PathBuf, u64)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type()?.is_file() || name == crate::SNAPSHOT_META_FILE {
+            continue;
+        }
+        files.push((name, entry.path(), entry.metadata()?.len()));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Reads a snapshot's files as a sequence of chunks.
+struct FileReader {
+    files: std::vec::IntoIter<(String, std::path::PathBuf, u64)>,
+    current: Option<(String, fs::File, u64, u32)>,
+}
+
+impl FileReader {
+    fn new(files: Vec<(String, std::path::PathBuf, u64)>) -> Self {
+        Self {
+            files: files.into_iter(),
+            current: None,
+        }
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<pb::SnapshotChunk>, Status> {
+        if self.current.is_none() {
+            let Some((name, path, _)) = self.files.next() else {
+                return Ok(None);
+            };
+            let file = fs::File::open(&path)
+                .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
+            self.current = Some((name, file, 0, 0));
+        }
+        let (name, file, offset, crc) = self.current.as_mut().expect("opened above");
+        let mut data = vec![0u8; SNAPSHOT_CHUNK_BYTES];
+        let mut filled = 0;
+        while filled < data.len() {
+            let n = file
+                .read(&mut data[filled..])
+                .map_err(|e| Status::internal(format!("cannot read snapshot file {name}: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        data.truncate(filled);
+        let last = filled < SNAPSHOT_CHUNK_BYTES;
+        *crc = crc32c::crc32c_append(*crc, &data);
+        let piece = pb::FileChunk {
+            name: name.clone(),
+            offset: *offset,
+            last,
+            crc32c: if last { *crc } else { 0 },
+            data,
+        };
+        *offset += filled as u64;
+        if last {
+            self.current = None;
+        }
+        Ok(Some(pb::SnapshotChunk {
+            part: Some(pb::snapshot_chunk::Part::File(piece)),
+        }))
+    }
+}
+
+impl RaftNetworkV2<ShardRaft> for PeerLink {
+    type SnapshotData = SnapshotFiles;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<ShardRaft>, RPCError<ShardRaft>> {
+        let channel = self.channel()?;
+        let request = wire::append_to(self.route(), &rpc)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let batch = pb::AppendBatch {
+            requests: vec![request],
+        };
+        let timeout = option.hard_ttl();
+        let response: pb::AppendBatchResponse =
+            channel
+                .unary(APPEND_PATH, &batch, timeout)
+                .await
+                .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
+        let Some(first) = response.responses.first() else {
+            let e = Refused("an append batch came back without its answer".into());
+            return Err(RPCError::Network(NetworkError::new(&e)));
+        };
+        match wire::append_response_from(first) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(reason)) => Err(RPCError::Unreachable(Unreachable::new(&Refused(reason)))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<ShardRaft>, RPCError<ShardRaft>> {
+        self.call_vote(&rpc, false, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<ShardRaft>, RPCError<ShardRaft>> {
+        self.call_vote(&rpc, true, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: SnapshotOf<ShardRaft, SnapshotFiles>,
+        cancel: impl Future<Output = ReplicationClosed> + 'static,
+        _option: RPCOption,
+    ) -> Result<SnapshotResponse<ShardRaft>, StreamingError<ShardRaft>> {
+        let sending = pin!(self.send_snapshot(&vote, &snapshot));
+        let cancel = pin!(cancel);
+        match select(sending, cancel).await {
+            Either::Left((sent, _)) => sent,
+            Either::Right((closed, _)) => Err(StreamingError::Closed(closed)),
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! openraft's messages to and from `vectron.replication.v1`. Entries travel as record
+//! bodies ([`EncodedBody`]), the bytes the log stores; votes and log ids as plain
+//! numbers. Anything that does not decode is refused with the reason, never guessed.
+
+use std::io;
+
+use openraft::EntryPayload;
+use openraft::entry::RaftEntry;
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use vectron_proto::replication::v1 as pb;
+use vectron_wal::{BodyView, EncodedBody, Record};
+
+use crate::types::{Entry, LogId, ShardOp, ShardRaft, Vote, log_id};
+
+/// Why a message from a peer cannot be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// A field every message of its kind has is missing.
+    #[error("{0} is missing")]
+    Missing(&'static str),
+    /// An entry's body is not a record body.
+    #[error("entry {index}: {reason}")]
+    BadEntry {
+        /// The entry's index.
+        index: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The outcome is not one this build knows.
+    #[error("unknown append outcome {0}")]
+    UnknownOutcome(i32),
+}
+
+pub(crate) fn log_id_to(id: &LogId) -> pb::LogId {
+    pb::LogId {
+        term: id.leader_id.term,
+        index: id.index,
+    }
+}
+
+pub(crate) fn log_id_from(id: &pb::LogId) -> LogId {
+    log_id(id.term, id.index)
+}
+
+pub(crate) fn vote_to(vote: &Vote) -> pb::Vote {
+    pb::Vote {
+        term: vote.leader_id.term,
+        node_id: vote.leader_id.voted_for,
+        committed: vote.committed,
+    }
+}
+
+pub(crate) fn vote_from(vote: Option<&pb::Vote>) -> Result<Vote, WireError> {
+    let vote = vote.ok_or(WireError::Missing("vote"))?;
+    let mut out = Vote::new(vote.term, vote.node_id);
+    out.committed = vote.committed;
+    Ok(out)
+}
+
+/// The body an entry is stored and sent as.
+pub(crate) fn body_of(entry: &Entry) -> io::Result<EncodedBody> {
+    let encoded = match &entry.payload {
+        EntryPayload::Normal(op) => return Ok(op.body().clone()),
+        EntryPayload::Blank => EncodedBody::encode(&Record::Blank),
+        EntryPayload::Membership(m) => {
+            let json = serde_json::to_vec(m).map_err(io::Error::other)?;
+            EncodedBody::encode(&Record::Membership(&json))
+        }
+    };
+    encoded.map_err(io::Error::other)
+}
+
+/// The entry `body` holds, with id `id`.
+pub(crate) fn entry_from_body(id: LogId, body: EncodedBody) -> Result<Entry, WireError> {
+    let bad = |reason: String| WireError::BadEntry {
+        index: id.index,
+        reason,
+    };
+    let payload = match body.view() {
+        BodyView::Blank => EntryPayload::Blank,
+        BodyView::Membership(json) => EntryPayload::Membership(
+            serde_json::from_slice(json).map_err(|e| bad(format!("membership: {e}")))?,
+        ),
+        BodyView::Upsert(_) | BodyView::Delete(_) | BodyView::DeleteByFilter(_) => {
+            EntryPayload::Normal(ShardOp::from(body))
+        }
+        BodyView::Checkpoint { .. } => return Err(bad("a checkpoint marker".into())),
+    };
+    Ok(Entry::new(id, payload))
+}
+
+pub(crate) fn entry_to(entry: &Entry) -> io::Result<pb::Entry> {
+    Ok(pb::Entry {
+        term: entry.log_id.leader_id.term,
+        index: entry.log_id.index,
+        body: body_of(entry)?.as_bytes().to_vec(),
+    })
+}
+
+pub(crate) fn entry_from(entry: &pb::Entry) -> Result<Entry, WireError> {
+    let id = log_id(entry.term, entry.index);
+    let body = EncodedBody::decode(&entry.body).map_err(|e| WireError::BadEntry {
+        index: entry.index,
+        reason: e.to_string(),
+    })?;
+    entry_from_body(id, body)
+}
+
+pub(crate) fn append_to(
+    route: pb::Route,
+    rpc: &AppendEntriesRequest<ShardRaft>,
+) -> io::Result<pb::AppendRequest> {
+    Ok(pb::AppendRequest {
+        route: Some(route),
+        vote: Some(vote_to(&rpc.vote)),
+        prev_log_id: rpc.prev_log_id.as_ref().map(log_id_to),
+        entries: rpc
+            .entries
+            .iter()
+            .map(entry_to)
+            .collect::<io::Result<_>>()?,
+        leader_commit: rpc.leader_commit.as_ref().map(log_id_to),
+    })
+}
+
+pub(crate) fn append_from(
+    request: &pb::AppendRequest,
+) -> Result<AppendEntriesRequest<ShardRaft>, WireError> {
+    Ok(AppendEntriesRequest {
+        vote: vote_from(request.vote.as_ref())?,
+        prev_log_id: request.prev_log_id.as_ref().map(log_id_from),
+        entries: request
+            .entries
+            .iter()
+            .map(entry_from)
+            .collect::<Result<_, _>>()?,
+        leader_commit: request.leader_commit.as_ref().map(log_id_from),
+    })
+}
+
+pub(crate) fn append_response_to(
+    response: &AppendEntriesResponse<ShardRaft>,
+) -> pb::AppendResponse {
+    let mut out = pb::AppendResponse::default();
+    match response {
+        AppendEntriesResponse::Success => out.set_outcome(pb::AppendOutcome::Success),
+        AppendEntriesResponse::PartialSuccess(matched) => {
+            out.set_outcome(pb::AppendOutcome::Partial);
+            out.matched = matched.as_ref().map(log_id_to);
+        }
+        AppendEntriesResponse::Conflict => out.set_outcome(pb::AppendOutcome::Conflict),
+        AppendEntriesResponse::HigherVote(vote) => {
+            out.set_outcome(pb::AppendOutcome::HigherVote);
+            out.higher_vote = Some(vote_to(vote));
+        }
+    }
+    out
+}
+
+/// An answer that reached no replica.
+pub(crate) fn refused(reason: String) -> pb::AppendResponse {
+    let mut out = pb::AppendResponse {
+        error: reason,
+        ..Default::default()
+    };
+    out.set_outcome(pb::AppendOutcome::Refused);
+    out
+}
+
+/// What the answer says, or why the request reached no replica (`Ok(Err(reason))`).
+pub(crate) fn append_response_from(
+    response: &pb::AppendResponse,
+) -> Result<Result<AppendEntriesResponse<ShardRaft>, String>, WireError> {
+    Ok(Ok(match pb::AppendOutcome::try_from(response.outcome) {
+        Ok(pb::AppendOutcome::Success) => AppendEntriesResponse::Success,
+        Ok(pb::AppendOutcome::Partial) => {
+            AppendEntriesResponse::PartialSuccess(response.matched.as_ref().map(log_id_from))
+        }
+        Ok(pb::AppendOutcome::Conflict) => AppendEntriesResponse::Conflict,
+        Ok(pb::AppendOutcome::HigherVote) => {
+            AppendEntriesResponse::HigherVote(vote_from(response.higher_vote.as_ref())?)
+        }
+        Ok(pb::AppendOutcome::Refused) => return Ok(Err(response.error.clone())),
+        Ok(pb::AppendOutcome::Unspecified) | Err(_) => {
+            return Err(WireError::UnknownOutcome(response.outcome));
+        }
+    }))
+}
+
+pub(crate) fn vote_request_to(
+    route: pb::Route,
+    rpc: &VoteRequest<ShardRaft>,
+    pre_vote: bool,
+) -> pb::VoteRequest {
+    pb::VoteRequest {
+        route: Some(route),
+        vote: Some(vote_to(&rpc.vote)),
+        last_log_id: rpc.last_log_id.as_ref().map(log_id_to),
+        pre_vote,
+        leadership_transfer: rpc.leadership_transfer,
+    }
+}
+
+pub(crate) fn vote_request_from(
+    request: &pb::VoteRequest,
+) -> Result<VoteRequest<ShardRaft>, WireError> {
+    let mut rpc = VoteRequest::new(
+        vote_from(request.vote.as_ref())?,
+        request.last_log_id.as_ref().map(log_id_from),
+    );
+    rpc.leadership_transfer = request.leadership_transfer;
+    Ok(rpc)
+}
+
+pub(crate) fn vote_response_to(response: &VoteResponse<ShardRaft>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: Some(vote_to(&response.vote)),
+        granted: response.vote_granted,
+        last_log_id: response.last_log_id.as_ref().map(log_id_to),
+    }
+}
+
+pub(crate) fn vote_response_from(
+    response: &pb::VoteResponse,
+) -> Result<VoteResponse<ShardRaft>, WireError> {
+    Ok(VoteResponse::new(
+        vote_from(response.vote.as_ref())?,
+        response.last_log_id.as_ref().map(log_id_from),
+        response.granted,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::Membership;
+    use vectron_wal::Delete;
+
+    use super::*;
+    use crate::types::ReplicaNode;
+
+    #[test]
+    fn every_kind_of_entry_crosses_the_wire_unchanged() {
+        let ids = ["a".to_string()];
+        let normal = Entry::new(
+            log_id(2, 7),
+            EntryPayload::Normal(ShardOp::encode(&Record::Delete(Delete { ids: &ids })).unwrap()),
+        );
+        let nodes = BTreeMap::from([(
+            1,
+            ReplicaNode {
+                worker_id: 4,
+                core: 2,
+            },
+        )]);
+        let membership = Entry::new(
+            log_id(2, 8),
+            EntryPayload::Membership(Membership::new(vec![BTreeSet::from([1])], nodes).unwrap()),
+        );
+        let blank = Entry::new_blank(log_id(3, 9));
+        let request = AppendEntriesRequest::<ShardRaft> {
+            vote: Vote::new_committed(3, 1),
+            prev_log_id: Some(log_id(2, 6)),
+            entries: vec![normal, membership, blank],
+            leader_commit: Some(log_id(2, 5)),
+        };
+        let route = pb::Route::default();
+        let wire = append_to(route, &request).unwrap();
+        let back = append_from(&wire).unwrap();
+        assert_eq!(back.vote, request.vote);
+        assert_eq!(back.prev_log_id, request.prev_log_id);
+        assert_eq!(back.leader_commit, request.leader_commit);
+        assert_eq!(back.entries, request.entries);
+    }
+
+    #[test]
+    fn damaged_messages_are_refused_with_the_reason() {
+        let entry = pb::Entry {
+            term: 1,
+            index: 4,
+            body: vec![1, 2, 3],
+        };
+        let err = entry_from(&entry).unwrap_err();
+        assert!(matches!(err, WireError::BadEntry { index: 4, .. }), "{err}");
+        assert!(matches!(vote_from(None), Err(WireError::Missing("vote"))));
+        let unknown = pb::AppendResponse {
+            outcome: 99,
+            ..Default::default()
+        };
+        assert!(matches!(
+            append_response_from(&unknown),
+            Err(WireError::UnknownOutcome(99))
+        ));
+        let refused = append_response_from(&refused("no such group".into())).unwrap();
+        assert_eq!(refused.unwrap_err(), "no such group");
+    }
+
+    #[test]
+    fn every_append_answer_round_trips() {
+        for response in [
+            AppendEntriesResponse::<ShardRaft>::Success,
+            AppendEntriesResponse::PartialSuccess(Some(log_id(4, 10))),
+            AppendEntriesResponse::PartialSuccess(None),
+            AppendEntriesResponse::Conflict,
+            AppendEntriesResponse::HigherVote(Vote::new(9, 2)),
+        ] {
+            let back = append_response_from(&append_response_to(&response))
+                .unwrap()
+                .unwrap();
+            assert_eq!(back, response);
+        }
+    }
+}
