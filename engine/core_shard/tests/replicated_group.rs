@@ -21,12 +21,15 @@ use vectron_net::{ClientConfig, ListenOptions, Router, Server, ServerConfig};
 use vectron_proto::core::v1::ShardAssignment;
 use vectron_proto::v1::{CollectionSpec, Metric};
 use vectron_replica::{
-    GroupId, GroupNetwork, GroupSettings, LogId, LogStore, Peers, ReplicaNode, Replicas, ShardOp,
-    ShardRaft, routes,
+    FaultPlan, GroupId, GroupNetwork, GroupSettings, LogId, LogStore, Peers, ReplicaNode, Replicas,
+    ShardOp, ShardRaft, routes,
 };
 use vectron_wal::{Delete, Options, Record, Upsert};
 
 const DIM: u32 = 4;
+
+/// How long a client waits for a write to commit.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn spec() -> ShardSpec {
     ShardSpec::from_assignment(&ShardAssignment {
@@ -129,8 +132,9 @@ struct Replica {
 }
 
 impl Replica {
-    /// Starts replica `id` from `dir` on a thread of its own.
-    fn start(id: u64, dir: &Path) -> Replica {
+    /// Starts replica `id` from `dir` on a thread of its own, its traffic going through
+    /// `faults` when given.
+    fn start(id: u64, dir: &Path, faults: Option<FaultPlan>) -> Replica {
         let (tx, rx) = mpsc::unbounded_channel();
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let dir = dir.to_path_buf();
@@ -141,7 +145,7 @@ impl Replica {
                     .enable_timer()
                     .build()
                     .expect("a runtime")
-                    .block_on(run(id, dir, rx, addr_tx));
+                    .block_on(run(id, dir, faults, rx, addr_tx));
             })
             .expect("a thread");
         let addr = addr_rx
@@ -178,6 +182,7 @@ impl Replica {
 async fn run(
     id: u64,
     dir: PathBuf,
+    faults: Option<FaultPlan>,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     addr_tx: std::sync::mpsc::Sender<SocketAddr>,
 ) {
@@ -187,7 +192,10 @@ async fn run(
     let machine = ShardMachine::open(&dir, spec())
         .await
         .expect("the state opens");
-    let peers = Rc::new(Peers::new(ClientConfig::default()));
+    let peers = Rc::new(match faults {
+        Some(plan) => Peers::with_faults(ClientConfig::default(), plan),
+        None => Peers::new(ClientConfig::default()),
+    });
     let network = GroupNetwork::new(group(), id, Rc::clone(&peers));
     let config = settings().config().expect("valid settings");
     let raft: Raft<ShardRaft, ShardMachine> =
@@ -222,10 +230,13 @@ async fn run(
                 let _ = reply.send(done);
             }
             Cmd::Write(record, reply) => {
-                let done = raft
-                    .client_write(record.op())
-                    .await
-                    .map_err(|e| e.to_string());
+                // A leader cut off from its group waits for a commit that does not come:
+                // the client gives up, not knowing whether the write will take effect.
+                let written = monoio::time::timeout(WRITE_TIMEOUT, raft.client_write(record.op()));
+                let done = match written.await {
+                    Ok(done) => done.map_err(|e| e.to_string()),
+                    Err(_) => Err("timed out: the write may or may not take effect".into()),
+                };
                 let _ = reply.send(done);
             }
             Cmd::Status(reply) => {
@@ -362,7 +373,9 @@ fn find(replicas: &mut Vec<Replica>, id: u64) -> Replica {
 fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     let root = tempfile::tempdir().unwrap();
     let dir = |id: u64| root.path().join(format!("replica-{id}"));
-    let mut replicas: Vec<Replica> = (1..=3).map(|id| Replica::start(id, &dir(id))).collect();
+    let mut replicas: Vec<Replica> = (1..=3)
+        .map(|id| Replica::start(id, &dir(id), None))
+        .collect();
     tell_peers(&replicas.iter().collect::<Vec<_>>());
     let members: BTreeMap<u64, ReplicaNode> = (1..=3)
         .map(|id| {
@@ -428,7 +441,7 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
 
     // It comes back from its directory and catches up from the leader's log.
-    replicas.push(Replica::start(first, &dir(first)));
+    replicas.push(Replica::start(first, &dir(first), None));
     tell_peers(&replicas.iter().collect::<Vec<_>>());
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
     assert_eq!(leader_of(&replicas.iter().collect::<Vec<_>>()), second);
@@ -456,7 +469,7 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
         let compacted = r.ask(Cmd::Compact).expect("compacts");
         assert!(compacted.index > 30, "{compacted:?}");
     }
-    replicas.push(Replica::start(away, &dir(away)));
+    replicas.push(Replica::start(away, &dir(away), None));
     tell_peers(&replicas.iter().collect::<Vec<_>>());
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
     // Its metrics follow the install a moment later.
@@ -484,6 +497,140 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
                 .collect::<Vec<_>>()
         },
         |a| a.iter().all(|x| *x == a[0]),
+    );
+    for r in replicas {
+        r.kill();
+    }
+}
+
+/// The fault schedule's seed: `VECTRON_FAULT_SEED` to replay one, else a fixed one.
+fn fault_seed() -> u64 {
+    std::env::var("VECTRON_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(407_704_173_079)
+}
+
+#[test]
+fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    use std::collections::BTreeSet;
+
+    let seed = fault_seed();
+    eprintln!("fault schedule seed {seed} (VECTRON_FAULT_SEED={seed} replays it)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let plan = FaultPlan::new(seed);
+    plan.set_drop_rate(0.05);
+    plan.set_duplicate_rate(0.05);
+    plan.set_max_delay(Duration::from_millis(15));
+
+    let root = tempfile::tempdir().unwrap();
+    let dir = |id: u64| root.path().join(format!("replica-{id}"));
+    let ids = [1u64, 2, 3];
+    let mut replicas: Vec<Replica> = ids
+        .iter()
+        .map(|&id| Replica::start(id, &dir(id), Some(plan.clone())))
+        .collect();
+    tell_peers(&replicas.iter().collect::<Vec<_>>());
+    let members: BTreeMap<u64, ReplicaNode> = ids
+        .iter()
+        .map(|&id| {
+            (
+                id,
+                ReplicaNode {
+                    worker_id: id,
+                    core: 0,
+                },
+            )
+        })
+        .collect();
+    for r in &replicas {
+        r.ask(|reply| Cmd::Initialize(members.clone(), reply))
+            .expect("initializes");
+    }
+
+    let mut attempted = BTreeSet::new();
+    let mut acked = BTreeSet::new();
+    for round in 0..8 {
+        // One fault per round, chosen by the seed.
+        let victim = ids[rng.random_range(0..ids.len())];
+        let fault = rng.random_range(0..4);
+        match fault {
+            0 => plan.isolate(victim, &ids),
+            1 => plan.cut_one_way(victim, ids[(victim as usize) % ids.len()]),
+            2 => find(&mut replicas, victim).kill(),
+            _ => {}
+        }
+        for w in 0..8 {
+            let id = format!("r{round}-w{w}");
+            attempted.insert(id.clone());
+            // A client retries for a while: to whoever a live replica believes leads,
+            // else to any. Upserts by id are idempotent, so a retry of a write that did
+            // take effect is harmless.
+            let until = Instant::now() + Duration::from_secs(3);
+            for attempt in 0.. {
+                let believed = replicas.iter().find_map(|r| r.status().leader);
+                let target = replicas
+                    .iter()
+                    .find(|r| Some(r.id) == believed)
+                    .unwrap_or(&replicas[(w + attempt) % replicas.len()]);
+                let record = Record0::Upsert(vec![id.clone()]);
+                if target.ask(|reply| Cmd::Write(record, reply)).is_ok() {
+                    acked.insert(id.clone());
+                    break;
+                }
+                if Instant::now() > until {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        plan.heal();
+        if fault == 2 {
+            replicas.push(Replica::start(victim, &dir(victim), Some(plan.clone())));
+            tell_peers(&replicas.iter().collect::<Vec<_>>());
+        }
+    }
+
+    // Calm: the group settles, and one more write through the leader commits everything
+    // before it in every replica's log.
+    plan.calm();
+    let leader = leader_of(&replicas.iter().collect::<Vec<_>>());
+    let barrier = "barrier".to_string();
+    attempted.insert(barrier.clone());
+    write(
+        replicas.iter().find(|r| r.id == leader).unwrap(),
+        Record0::Upsert(vec![barrier.clone()]),
+    );
+    acked.insert(barrier);
+    let held = eventually(
+        "replicas converge",
+        || replicas.iter().map(|r| r.status().ids).collect::<Vec<_>>(),
+        |held| held.iter().all(|h| h == &held[0]) && held[0].contains(&"barrier".to_string()),
+    );
+    let held: BTreeSet<String> = held[0].iter().cloned().collect();
+    let lost: Vec<&String> = acked.difference(&held).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged writes lost (seed {seed}): {lost:?}"
+    );
+    let phantom: Vec<&String> = held.difference(&attempted).collect();
+    assert!(
+        phantom.is_empty(),
+        "points nobody wrote (seed {seed}): {phantom:?}"
+    );
+    assert!(
+        acked.len() * 2 >= attempted.len(),
+        "the group took almost no writes (seed {seed}): {} of {}",
+        acked.len(),
+        attempted.len()
+    );
+    eprintln!(
+        "{} of {} writes acknowledged, {} held",
+        acked.len(),
+        attempted.len(),
+        held.len()
     );
     for r in replicas {
         r.kill();

@@ -7,6 +7,7 @@
 //! its `RAFT_STATE`). Everything runs on the core's monoio runtime; nothing here is `Send`.
 #![warn(missing_docs)]
 
+mod faults;
 mod log_store;
 mod network;
 mod replicas;
@@ -15,6 +16,7 @@ mod snapshot;
 mod types;
 mod wire;
 
+pub use crate::faults::FaultPlan;
 pub use crate::log_store::{LogReader, LogStore, TAIL_CACHE_BYTES};
 pub use crate::network::{GroupNetwork, PeerLink, Peers, SNAPSHOT_CHUNK_BYTES};
 pub use crate::replicas::{

@@ -27,6 +27,7 @@ use openraft::type_config::alias::SnapshotOf;
 use vectron_net::{Channel, ClientConfig, Code, Status};
 use vectron_proto::replication::v1 as pb;
 
+use crate::faults::{Fate, FaultPlan};
 use crate::replicas::{APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
 use crate::snapshot::SnapshotFiles;
 use crate::types::{ReplicaNode, ShardRaft, Vote};
@@ -44,6 +45,7 @@ const SNAPSHOT_BYTES_PER_SECOND: u64 = 16 << 20;
 #[derive(Debug)]
 pub struct Peers {
     config: ClientConfig,
+    faults: Option<FaultPlan>,
     addrs: RefCell<HashMap<u64, SocketAddr>>,
     channels: RefCell<HashMap<SocketAddr, Channel>>,
 }
@@ -53,8 +55,17 @@ impl Peers {
     pub fn new(config: ClientConfig) -> Self {
         Self {
             config,
+            faults: None,
             addrs: RefCell::new(HashMap::new()),
             channels: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Peers whose traffic goes through a fault plan (tests).
+    pub fn with_faults(config: ClientConfig, faults: FaultPlan) -> Self {
+        Self {
+            faults: Some(faults),
+            ..Self::new(config)
         }
     }
 
@@ -157,6 +168,35 @@ impl PeerLink {
         }
     }
 
+    /// Makes a call, through the fault plan when there is one. `repeatable` calls may be
+    /// delivered twice.
+    async fn deliver<T>(
+        &self,
+        repeatable: bool,
+        mut call: impl AsyncFnMut() -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let Some(plan) = &self.peers.faults else {
+            return call().await;
+        };
+        match plan.fate(self.from, self.to) {
+            Fate::DropRequest => Err(Status::unavailable("the fault plan lost the request")),
+            Fate::DropAnswer => {
+                let _ = call().await;
+                Err(Status::unavailable("the fault plan lost the answer"))
+            }
+            Fate::Deliver { delay, duplicate } => {
+                if !delay.is_zero() {
+                    monoio::time::sleep(delay).await;
+                }
+                let answer = call().await;
+                if duplicate && repeatable {
+                    let _ = call().await;
+                }
+                answer
+            }
+        }
+    }
+
     async fn call_vote(
         &mut self,
         rpc: &VoteRequest<ShardRaft>,
@@ -166,8 +206,10 @@ impl PeerLink {
         let channel = self.channel()?;
         let request = wire::vote_request_to(self.route(), rpc, pre_vote);
         let timeout = option.hard_ttl();
-        let response: pb::VoteResponse = channel
-            .unary(VOTE_PATH, &request, timeout)
+        let response: pb::VoteResponse = self
+            .deliver(true, async || {
+                channel.unary(VOTE_PATH, &request, timeout).await
+            })
             .await
             .map_err(|s| self.failed(&s, RPCTypes::Vote, timeout))?;
         wire::vote_response_from(&response).map_err(|e| RPCError::Network(NetworkError::new(&e)))
@@ -189,23 +231,28 @@ impl PeerLink {
         let total: u64 = files.iter().map(|(_, _, len)| *len).sum();
         let timeout =
             SNAPSHOT_BASE_TIMEOUT + Duration::from_secs(total / SNAPSHOT_BYTES_PER_SECOND);
-        let mut start = Some(pb::SnapshotChunk {
+        let start = Some(pb::SnapshotChunk {
             part: Some(pb::snapshot_chunk::Part::Start(pb::SnapshotStart {
                 route: Some(self.route()),
                 vote: Some(wire::vote_to(vote)),
                 meta_json,
             })),
         });
-        let mut reader = FileReader::new(files);
-        let response: pb::SnapshotResponse = channel
-            .client_streaming(
-                INSTALL_SNAPSHOT_PATH,
-                async || match start.take() {
-                    Some(start) => Ok(Some(start)),
-                    None => reader.next_chunk(),
-                },
-                timeout,
-            )
+        let response: pb::SnapshotResponse = self
+            .deliver(false, async || {
+                let mut start = start.clone();
+                let mut reader = FileReader::new(files.clone());
+                channel
+                    .client_streaming(
+                        INSTALL_SNAPSHOT_PATH,
+                        async || match start.take() {
+                            Some(start) => Ok(Some(start)),
+                            None => reader.next_chunk(),
+                        },
+                        timeout,
+                    )
+                    .await
+            })
             .await
             .map_err(
                 |s| match self.failed(&s, RPCTypes::InstallSnapshot, timeout) {
@@ -308,11 +355,12 @@ impl RaftNetworkV2<ShardRaft> for PeerLink {
             requests: vec![request],
         };
         let timeout = option.hard_ttl();
-        let response: pb::AppendBatchResponse =
-            channel
-                .unary(APPEND_PATH, &batch, timeout)
-                .await
-                .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
+        let response: pb::AppendBatchResponse = self
+            .deliver(true, async || {
+                channel.unary(APPEND_PATH, &batch, timeout).await
+            })
+            .await
+            .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
         let Some(first) = response.responses.first() else {
             let e = Refused("an append batch came back without its answer".into());
             return Err(RPCError::Network(NetworkError::new(&e)));
