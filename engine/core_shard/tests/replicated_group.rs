@@ -364,21 +364,21 @@ fn tell_peers(replicas: &[&Replica]) {
     }
 }
 
-fn find(replicas: &mut Vec<Replica>, id: u64) -> Replica {
-    let at = replicas.iter().position(|r| r.id == id).expect("held");
-    replicas.remove(at)
-}
-
-#[test]
-fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = |id: u64| root.path().join(format!("replica-{id}"));
-    let mut replicas: Vec<Replica> = (1..=3)
-        .map(|id| Replica::start(id, &dir(id), None))
+/// Starts a group of replicas `ids`, each in `dir(id)`, and initializes every one with
+/// the same members, as the control plane's assignments make initial replicas do.
+fn start_group(
+    ids: &[u64],
+    dir: &dyn Fn(u64) -> PathBuf,
+    faults: Option<&FaultPlan>,
+) -> Vec<Replica> {
+    let replicas: Vec<Replica> = ids
+        .iter()
+        .map(|&id| Replica::start(id, &dir(id), faults.cloned()))
         .collect();
     tell_peers(&replicas.iter().collect::<Vec<_>>());
-    let members: BTreeMap<u64, ReplicaNode> = (1..=3)
-        .map(|id| {
+    let members: BTreeMap<u64, ReplicaNode> = ids
+        .iter()
+        .map(|&id| {
             (
                 id,
                 ReplicaNode {
@@ -388,12 +388,23 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
             )
         })
         .collect();
-    // Every initial replica initializes with the same members, as the control plane's
-    // assignments make them do.
     for r in &replicas {
         r.ask(|reply| Cmd::Initialize(members.clone(), reply))
             .expect("initializes");
     }
+    replicas
+}
+
+fn find(replicas: &mut Vec<Replica>, id: u64) -> Replica {
+    let at = replicas.iter().position(|r| r.id == id).expect("held");
+    replicas.remove(at)
+}
+
+#[test]
+fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |id: u64| root.path().join(format!("replica-{id}"));
+    let mut replicas = start_group(&[1, 2, 3], &dir, None);
     let first = leader_of(&replicas.iter().collect::<Vec<_>>());
 
     // Writes through the leader are acknowledged once applied, and reach every replica.
@@ -528,27 +539,7 @@ fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
     let root = tempfile::tempdir().unwrap();
     let dir = |id: u64| root.path().join(format!("replica-{id}"));
     let ids = [1u64, 2, 3];
-    let mut replicas: Vec<Replica> = ids
-        .iter()
-        .map(|&id| Replica::start(id, &dir(id), Some(plan.clone())))
-        .collect();
-    tell_peers(&replicas.iter().collect::<Vec<_>>());
-    let members: BTreeMap<u64, ReplicaNode> = ids
-        .iter()
-        .map(|&id| {
-            (
-                id,
-                ReplicaNode {
-                    worker_id: id,
-                    core: 0,
-                },
-            )
-        })
-        .collect();
-    for r in &replicas {
-        r.ask(|reply| Cmd::Initialize(members.clone(), reply))
-            .expect("initializes");
-    }
+    let mut replicas = start_group(&ids, &dir, Some(&plan));
 
     let mut attempted = BTreeSet::new();
     let mut acked = BTreeSet::new();
