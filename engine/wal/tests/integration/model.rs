@@ -1,5 +1,5 @@
 //! Model-based property test: random appends (single, concurrent, abandoned), syncs,
-//! checkpoints, truncations of either end, clean reopens and crashes (every crash-image mode) against an
+//! checkpoints, truncations of either end, resets, clean reopens and crashes (every crash-image mode) against an
 //! in-memory model, in both formats (v2 records carry a term; a v2 log also takes raw
 //! copies of its own records' bodies). After every reopen the log must be a prefix of the
 //! model that holds at least everything the model knows durable (or, for a process crash,
@@ -44,6 +44,11 @@ enum Op {
     Cut {
         percent: u64,
     },
+    /// `reset_after` the last LSN plus `delta` (before the end when negative): every
+    /// record goes, and the log goes on after that LSN.
+    Reset {
+        delta: i64,
+    },
     /// Close cleanly and reopen.
     Reopen,
     /// `abandoned` appends are made and not awaited; after `yields` turns of the runtime
@@ -77,6 +82,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u64..=100).prop_map(|percent| Op::Truncate { percent }),
         2 => (0u64..=100).prop_map(|percent| Op::Cut { percent }),
         1 => Just(Op::Reopen),
+        1 => (-3i64..6).prop_map(|delta| Op::Reset { delta }),
         2 => (mode.clone(), 0u64..6, 0u8..4).prop_map(|(mode, abandoned, yields)| Op::Crash { mode, abandoned, yields }),
         1 => (proptest::bool::ANY, mode).prop_map(|(sync, mode)| Op::Fail { sync, mode }),
     ]
@@ -319,6 +325,23 @@ fn run(
                     model.log.truncate(keep as usize);
                     model.durable = model.durable.min(keep as usize);
                     model.acked = model.acked.min(keep as usize);
+                    model.cuts += 1;
+                    if format == Format::V2 {
+                        model.term += 1;
+                    }
+                }
+                Op::Reset { delta } => {
+                    let len = model.log.len() as u64;
+                    let after = len.saturating_add_signed(delta);
+                    wal.reset_after(Lsn::new(after)).await.unwrap();
+                    prop_assert_eq!(wal.last_lsn(), Lsn::new(after));
+                    prop_assert_eq!(wal.stats().segments, 1);
+                    // Nothing at or before `after` is held any more; what stands in for
+                    // those LSNs in the model is never read back (`covered`).
+                    model.log.resize(after as usize, (u64::MAX, Owned::Blank));
+                    model.covered = after;
+                    model.durable = after as usize;
+                    model.acked = after as usize;
                     model.cuts += 1;
                     if format == Format::V2 {
                         model.term += 1;
