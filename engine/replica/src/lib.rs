@@ -10,6 +10,7 @@
 mod faults;
 mod log_store;
 mod network;
+mod outbox;
 mod replicas;
 mod settings;
 mod snapshot;
@@ -19,6 +20,7 @@ mod wire;
 pub use crate::faults::FaultPlan;
 pub use crate::log_store::{LogReader, LogStore, TAIL_CACHE_BYTES};
 pub use crate::network::{GroupNetwork, PeerLink, Peers, SNAPSHOT_CHUNK_BYTES};
+pub use crate::outbox::MAX_APPEND_BATCH_BYTES;
 pub use crate::replicas::{
     APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, Replicas, VOTE_PATH, routes,
 };

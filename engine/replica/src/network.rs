@@ -3,7 +3,8 @@
 //!
 //! A core knows where each replica it talks to lives ([`Peers`]: replica id → the peer
 //! core's gRPC address, from its assignments) and holds one [`Channel`] per peer core,
-//! shared by every group the two cores have in common.
+//! shared by every group the two cores have in common; their append requests leave
+//! together through the peer's outbox ([`crate::outbox`]).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -28,7 +29,8 @@ use vectron_net::{Channel, ClientConfig, Code, Status};
 use vectron_proto::replication::v1 as pb;
 
 use crate::faults::{Fate, FaultPlan};
-use crate::replicas::{APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
+use crate::outbox::Outbox;
+use crate::replicas::{GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
 use crate::snapshot::SnapshotFiles;
 use crate::types::{ReplicaNode, ShardRaft, Vote};
 use crate::wire;
@@ -47,7 +49,8 @@ pub struct Peers {
     config: ClientConfig,
     faults: Option<FaultPlan>,
     addrs: RefCell<HashMap<u64, SocketAddr>>,
-    channels: RefCell<HashMap<SocketAddr, Channel>>,
+    /// One channel per peer core, and the outbox of its append requests.
+    channels: RefCell<HashMap<SocketAddr, (Channel, Rc<Outbox>)>>,
 }
 
 impl Peers {
@@ -79,20 +82,21 @@ impl Peers {
         self.addrs.borrow_mut().remove(&replica);
     }
 
-    /// The channel to the core that holds `replica`.
-    fn channel(&self, replica: u64) -> Result<Channel, String> {
+    /// The channel to the core that holds `replica`, and its outbox.
+    fn channel(&self, replica: u64) -> Result<(Channel, Rc<Outbox>), String> {
         let addr = *self
             .addrs
             .borrow()
             .get(&replica)
             .ok_or_else(|| format!("no address is known for replica {replica}"))?;
         let mut channels = self.channels.borrow_mut();
-        if let Some(channel) = channels.get(&addr) {
-            return Ok(channel.clone());
+        if let Some(found) = channels.get(&addr) {
+            return Ok(found.clone());
         }
         let channel = Channel::new(addr, self.config.clone()).map_err(|e| e.to_string())?;
-        channels.insert(addr, channel.clone());
-        Ok(channel)
+        let made = (channel.clone(), Outbox::new(channel));
+        channels.insert(addr, made.clone());
+        Ok(made)
     }
 }
 
@@ -148,6 +152,10 @@ impl PeerLink {
     }
 
     fn channel(&self) -> Result<Channel, RPCError<ShardRaft>> {
+        self.outbox().map(|(channel, _)| channel)
+    }
+
+    fn outbox(&self) -> Result<(Channel, Rc<Outbox>), RPCError<ShardRaft>> {
         self.peers
             .channel(self.to)
             .map_err(|reason| RPCError::Unreachable(Unreachable::new(&Refused(reason))))
@@ -348,24 +356,20 @@ impl RaftNetworkV2<ShardRaft> for PeerLink {
         rpc: AppendEntriesRequest<ShardRaft>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ShardRaft>, RPCError<ShardRaft>> {
-        let channel = self.channel()?;
+        let (_, outbox) = self.outbox()?;
         let request = wire::append_to(self.route(), &rpc)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let batch = pb::AppendBatch {
-            requests: vec![request],
-        };
         let timeout = option.hard_ttl();
-        let response: pb::AppendBatchResponse = self
-            .deliver(true, async || {
-                channel.unary(APPEND_PATH, &batch, timeout).await
-            })
-            .await
-            .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
-        let Some(first) = response.responses.first() else {
-            let e = Refused("an append batch came back without its answer".into());
-            return Err(RPCError::Network(NetworkError::new(&e)));
-        };
-        match wire::append_response_from(first) {
+        // The request goes with the next call to the peer's core, beside other groups'.
+        let answer = match self.peers.faults {
+            None => outbox.append(request, timeout).await,
+            Some(_) => {
+                self.deliver(true, async || outbox.append(request.clone(), timeout).await)
+                    .await
+            }
+        }
+        .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
+        match wire::append_response_from(&answer) {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(reason)) => Err(RPCError::Unreachable(Unreachable::new(&Refused(reason)))),
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
