@@ -96,6 +96,8 @@ enum Cmd {
 /// A write, as the test hands it to a replica thread.
 enum Record0 {
     Upsert(Vec<String>),
+    /// One point with a payload of about this many bytes.
+    Heavy(String, usize),
     Delete(Vec<String>),
 }
 
@@ -114,6 +116,16 @@ impl Record0 {
                     dim: DIM,
                     vectors: &vectors,
                     payloads: &payloads,
+                }))
+                .expect("encodes")
+            }
+            Record0::Heavy(id, bytes) => {
+                let payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(*bytes)).into_bytes();
+                ShardOp::encode(&Record::Upsert(Upsert {
+                    ids: std::slice::from_ref(id),
+                    dim: DIM,
+                    vectors: &[1.0, 0.5, 0.25, 2.0],
+                    payloads: &[payload],
                 }))
                 .expect("encodes")
             }
@@ -208,7 +220,13 @@ async fn run(
     let listener = vectron_net::bind("127.0.0.1:0".parse().unwrap(), &ListenOptions::default())
         .expect("binds");
     addr_tx.send(listener.local_addr().unwrap()).unwrap();
-    let server = Server::new(ServerConfig::default(), router).expect("a server");
+    // A worker takes messages up to 64 MiB; 16 MiB here, so that catching up on
+    // megabyte entries takes more than one message.
+    let config = ServerConfig {
+        max_recv_message_size: 16 << 20,
+        ..ServerConfig::default()
+    };
+    let server = Server::new(config, router).expect("a server");
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let serving = monoio::spawn(server.serve(listener, async move {
         let _ = stop_rx.await;
@@ -509,6 +527,38 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
         },
         |a| a.iter().all(|x| *x == a[0]),
     );
+    for r in replicas {
+        r.kill();
+    }
+}
+
+#[test]
+fn a_follower_far_behind_catches_up_through_appends_bounded_in_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = |id: u64| root.path().join(format!("replica-{id}"));
+    let mut replicas = start_group(&[1, 2, 3], &dir, None);
+    let leader = leader_of(&replicas.iter().collect::<Vec<_>>());
+    let behind = replicas
+        .iter()
+        .map(|r| r.id)
+        .find(|&id| id != leader)
+        .unwrap();
+    find(&mut replicas, behind).kill();
+    // 24 entries of 1 MiB: more than one message may carry, whatever openraft's count
+    // of entries per AppendEntries allows.
+    let mut expected = Vec::new();
+    {
+        let leader = replicas.iter().find(|r| r.id == leader).unwrap();
+        for i in 0..24 {
+            let id = format!("heavy-{i:02}");
+            let ack = write(leader, Record0::Heavy(id.clone(), 1 << 20));
+            assert_eq!(ack.data.count, 1);
+            expected.push(id);
+        }
+    }
+    replicas.push(Replica::start(behind, &dir(behind), None));
+    tell_peers(&replicas.iter().collect::<Vec<_>>());
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
     for r in replicas {
         r.kill();
     }

@@ -29,7 +29,7 @@ use vectron_net::{Channel, ClientConfig, Code, Status};
 use vectron_proto::replication::v1 as pb;
 
 use crate::faults::{Fate, FaultPlan};
-use crate::outbox::Outbox;
+use crate::outbox::{MAX_APPEND_BATCH_BYTES, Outbox};
 use crate::replicas::{GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
 use crate::snapshot::SnapshotFiles;
 use crate::types::{ReplicaNode, ShardRaft, Vote};
@@ -357,7 +357,7 @@ impl RaftNetworkV2<ShardRaft> for PeerLink {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<ShardRaft>, RPCError<ShardRaft>> {
         let (_, outbox) = self.outbox()?;
-        let request = wire::append_to(self.route(), &rpc)
+        let (request, prefix_end) = wire::append_to(self.route(), &rpc, MAX_APPEND_BATCH_BYTES)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let timeout = option.hard_ttl();
         // The request goes with the next call to the peer's core, beside other groups'.
@@ -370,6 +370,10 @@ impl RaftNetworkV2<ShardRaft> for PeerLink {
         }
         .map_err(|s| self.failed(&s, RPCTypes::AppendEntries, timeout))?;
         match wire::append_response_from(&answer) {
+            // Only a prefix went: the leader sends the rest next.
+            Ok(Ok(AppendEntriesResponse::Success)) if prefix_end.is_some() => {
+                Ok(AppendEntriesResponse::PartialSuccess(prefix_end))
+            }
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(reason)) => Err(RPCError::Unreachable(Unreachable::new(&Refused(reason)))),
             Err(e) => Err(RPCError::Network(NetworkError::new(&e))),

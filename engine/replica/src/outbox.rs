@@ -19,8 +19,9 @@ use vectron_proto::replication::v1 as pb;
 
 use crate::replicas::APPEND_PATH;
 
-/// Most bytes of requests one append call carries (a single larger request still goes,
-/// alone).
+/// Most bytes of entries one append call carries: one group's request is cut to a prefix
+/// within it (`wire::append_to`), and requests of several groups share a call up to it.
+/// Well under what a worker's server takes in one message (64 MiB).
 pub const MAX_APPEND_BATCH_BYTES: usize = 8 << 20;
 
 struct Waiting {

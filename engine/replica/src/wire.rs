@@ -106,21 +106,36 @@ pub(crate) fn entry_from(entry: &pb::Entry) -> Result<Entry, WireError> {
     entry_from_body(id, body)
 }
 
+/// The request for `rpc`, carrying at most `max_bytes` of entry bodies (always at least
+/// one entry). openraft bounds an AppendEntries by its count of entries, and one entry
+/// may hold megabytes: when only a prefix fits, the request carries that prefix, and the
+/// id of its last entry comes back so that a success can be reported as partial (the
+/// leader then sends the rest).
 pub(crate) fn append_to(
     route: pb::Route,
     rpc: &AppendEntriesRequest<ShardRaft>,
-) -> io::Result<pb::AppendRequest> {
-    Ok(pb::AppendRequest {
+    max_bytes: usize,
+) -> io::Result<(pb::AppendRequest, Option<LogId>)> {
+    let mut entries: Vec<pb::Entry> = Vec::with_capacity(rpc.entries.len());
+    let mut bytes = 0;
+    let mut prefix_end = None;
+    for entry in &rpc.entries {
+        let wire = entry_to(entry)?;
+        if !entries.is_empty() && bytes + wire.body.len() > max_bytes {
+            prefix_end = entries.last().map(|e| log_id(e.term, e.index));
+            break;
+        }
+        bytes += wire.body.len();
+        entries.push(wire);
+    }
+    let request = pb::AppendRequest {
         route: Some(route),
         vote: Some(vote_to(&rpc.vote)),
         prev_log_id: rpc.prev_log_id.as_ref().map(log_id_to),
-        entries: rpc
-            .entries
-            .iter()
-            .map(entry_to)
-            .collect::<io::Result<_>>()?,
+        entries,
         leader_commit: rpc.leader_commit.as_ref().map(log_id_to),
-    })
+    };
+    Ok((request, prefix_end))
 }
 
 pub(crate) fn append_from(
@@ -266,12 +281,22 @@ mod tests {
             leader_commit: Some(log_id(2, 5)),
         };
         let route = pb::Route::default();
-        let wire = append_to(route, &request).unwrap();
+        let (wire, prefix) = append_to(route.clone(), &request, usize::MAX).unwrap();
+        assert_eq!(prefix, None);
         let back = append_from(&wire).unwrap();
         assert_eq!(back.vote, request.vote);
         assert_eq!(back.prev_log_id, request.prev_log_id);
         assert_eq!(back.leader_commit, request.leader_commit);
         assert_eq!(back.entries, request.entries);
+
+        // Bounded in bytes, the request carries a prefix and names its last entry; the
+        // first entry goes whatever its size.
+        let one = entry_to(&request.entries[0]).unwrap().body.len();
+        let (wire, prefix) = append_to(route.clone(), &request, one).unwrap();
+        assert_eq!(wire.entries.len(), 1);
+        assert_eq!(prefix, Some(log_id(2, 7)));
+        let (wire, prefix) = append_to(route, &request, 0).unwrap();
+        assert_eq!((wire.entries.len(), prefix), (1, Some(log_id(2, 7))));
     }
 
     #[test]
