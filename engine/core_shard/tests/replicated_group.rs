@@ -490,6 +490,12 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
             write(leader, Record0::Upsert(ids.clone()));
             expected.extend(ids);
         }
+        // Payloads large enough that the snapshot's files travel in several pieces.
+        for i in 0..3 {
+            let id = format!("heavy-{i}");
+            write(leader, Record0::Heavy(id.clone(), 1 << 20));
+            expected.push(id);
+        }
         expected.sort();
     }
     // Both replicas compact, so that whichever leads when it returns has to send one.

@@ -10,7 +10,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
 use std::future::Future;
-use std::io::Read;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::rc::Rc;
@@ -255,7 +254,7 @@ impl PeerLink {
                         INSTALL_SNAPSHOT_PATH,
                         async || match start.take() {
                             Some(start) => Ok(Some(start)),
-                            None => reader.next_chunk(),
+                            None => reader.next_chunk().await,
                         },
                         timeout,
                     )
@@ -293,10 +292,20 @@ fn snapshot_files(
     Ok(files)
 }
 
-/// Reads a snapshot's files as a sequence of chunks.
+/// Reads a snapshot's files as a sequence of chunks, through the core's runtime (the
+/// files are immutable, so their lengths are known).
 struct FileReader {
     files: std::vec::IntoIter<(String, std::path::PathBuf, u64)>,
-    current: Option<(String, fs::File, u64, u32)>,
+    current: Option<Reading>,
+}
+
+/// The file being read.
+struct Reading {
+    name: String,
+    file: monoio::fs::File,
+    len: u64,
+    offset: u64,
+    crc: u32,
 }
 
 impl FileReader {
@@ -307,38 +316,46 @@ impl FileReader {
         }
     }
 
-    fn next_chunk(&mut self) -> Result<Option<pb::SnapshotChunk>, Status> {
+    async fn next_chunk(&mut self) -> Result<Option<pb::SnapshotChunk>, Status> {
         if self.current.is_none() {
-            let Some((name, path, _)) = self.files.next() else {
+            let Some((name, path, len)) = self.files.next() else {
                 return Ok(None);
             };
-            let file = fs::File::open(&path)
+            let file = monoio::fs::File::open(&path)
+                .await
                 .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
-            self.current = Some((name, file, 0, 0));
+            self.current = Some(Reading {
+                name,
+                file,
+                len,
+                offset: 0,
+                crc: 0,
+            });
         }
-        let (name, file, offset, crc) = self.current.as_mut().expect("opened above");
-        let mut data = vec![0u8; SNAPSHOT_CHUNK_BYTES];
-        let mut filled = 0;
-        while filled < data.len() {
-            let n = file
-                .read(&mut data[filled..])
-                .map_err(|e| Status::internal(format!("cannot read snapshot file {name}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        data.truncate(filled);
-        let last = filled < SNAPSHOT_CHUNK_BYTES;
-        *crc = crc32c::crc32c_append(*crc, &data);
+        let reading = self.current.as_mut().expect("opened above");
+        let want = (reading.len - reading.offset).min(SNAPSHOT_CHUNK_BYTES as u64) as usize;
+        let data = if want == 0 {
+            Vec::new()
+        } else {
+            let (read, data) = reading
+                .file
+                .read_exact_at(Vec::with_capacity(want), reading.offset)
+                .await;
+            read.map_err(|e| {
+                Status::internal(format!("cannot read snapshot file {}: {e}", reading.name))
+            })?;
+            data
+        };
+        reading.crc = crc32c::crc32c_append(reading.crc, &data);
+        let last = reading.offset + want as u64 == reading.len;
         let piece = pb::FileChunk {
-            name: name.clone(),
-            offset: *offset,
+            name: reading.name.clone(),
+            offset: reading.offset,
             last,
-            crc32c: if last { *crc } else { 0 },
+            crc32c: if last { reading.crc } else { 0 },
             data,
         };
-        *offset += filled as u64;
+        reading.offset += want as u64;
         if last {
             self.current = None;
         }

@@ -8,7 +8,6 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -210,7 +209,7 @@ impl<SM: RaftStateMachine<ShardRaft, SnapshotData = SnapshotFiles>> Replicas<SM>
 }
 
 /// Writes the files of a snapshot stream into `dir` (made anew), checking each one's
-/// CRC, and syncs them and the directory.
+/// CRC, and syncs them and the directory, through the core's runtime.
 async fn receive_files(
     stream: &mut RequestStream<pb::SnapshotChunk>,
     dir: &Path,
@@ -220,7 +219,8 @@ async fn receive_files(
     };
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(dir).map_err(|e| io("cannot create", dir, e))?;
-    let mut open: Option<(String, fs::File, u32, u64)> = None;
+    // The file being written: its name, the file, its CRC and length so far.
+    let mut open: Option<(String, monoio::fs::File, u32, u64)> = None;
     while let Some(chunk) = stream.message().await? {
         let Some(pb::snapshot_chunk::Part::File(piece)) = chunk.part else {
             return Err(Status::invalid_argument(
@@ -240,10 +240,11 @@ async fn receive_files(
                 )));
             }
             let path = dir.join(&piece.name);
-            let file = fs::OpenOptions::new()
+            let file = monoio::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&path)
+                .await
                 .map_err(|e| io("cannot create", &path, e))?;
             open = Some((piece.name.clone(), file, 0, 0));
         }
@@ -255,10 +256,13 @@ async fn receive_files(
             )));
         }
         let path = dir.join(&*name);
-        file.write_all(&piece.data)
-            .map_err(|e| io("cannot write", &path, e))?;
         *crc = crc32c::crc32c_append(*crc, &piece.data);
-        *len += piece.data.len() as u64;
+        let written = piece.data.len() as u64;
+        if written > 0 {
+            let (done, _) = file.write_all_at(piece.data, *len).await;
+            done.map_err(|e| io("cannot write", &path, e))?;
+        }
+        *len += written;
         if piece.last {
             if *crc != piece.crc32c {
                 return Err(Status::data_loss(format!(
@@ -266,7 +270,9 @@ async fn receive_files(
                     piece.crc32c
                 )));
             }
-            file.sync_all().map_err(|e| io("cannot sync", &path, e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| io("cannot sync", &path, e))?;
             open = None;
         }
     }
@@ -275,8 +281,12 @@ async fn receive_files(
             "snapshot file {name} ended without its last piece"
         )));
     }
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+    let handle = monoio::fs::File::open(dir)
+        .await
+        .map_err(|e| io("cannot open", dir, e))?;
+    handle
+        .sync_all()
+        .await
         .map_err(|e| io("cannot sync", dir, e))
 }
 
