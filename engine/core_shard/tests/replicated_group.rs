@@ -86,6 +86,8 @@ enum Cmd {
         oneshot::Sender<Result<ClientWriteResponse<ShardRaft>, String>>,
     ),
     Status(oneshot::Sender<Status>),
+    /// Hands leadership to a replica.
+    Transfer(u64, oneshot::Sender<Result<(), String>>),
     /// Builds a snapshot of everything applied and purges the log up to it.
     Compact(oneshot::Sender<Result<LogId, String>>),
     /// Stops: Raft shuts down and the server closes. (What a crash leaves on disk is the
@@ -265,6 +267,10 @@ async fn run(
                     snapshot: metrics.snapshot,
                     ids: machine.ids(),
                 });
+            }
+            Cmd::Transfer(to, reply) => {
+                let done = raft.trigger().transfer_leader(to).await;
+                let _ = reply.send(done.map_err(|e| e.to_string()));
             }
             Cmd::Compact(reply) => {
                 let done = compact(&raft).await;
@@ -522,6 +528,31 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
         expected.extend(ids);
         expected.sort();
     }
+    converged(&replicas.iter().collect::<Vec<_>>(), &expected);
+    // Leadership moves to a replica that has caught up when the leader hands it over.
+    let heir = replicas
+        .iter()
+        .map(|r| r.id)
+        .find(|&id| id != second)
+        .unwrap();
+    replicas
+        .iter()
+        .find(|r| r.id == second)
+        .unwrap()
+        .ask(|reply| Cmd::Transfer(heir, reply))
+        .expect("the transfer starts");
+    eventually(
+        "the heir leads",
+        || leader_of(&replicas.iter().collect::<Vec<_>>()),
+        |&leader| leader == heir,
+    );
+    let ids = names(41, 2);
+    write(
+        replicas.iter().find(|r| r.id == heir).unwrap(),
+        Record0::Upsert(ids.clone()),
+    );
+    expected.extend(ids);
+    expected.sort();
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
     eventually(
         "every replica applied the same last entry",

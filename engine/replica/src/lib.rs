@@ -22,7 +22,7 @@ pub use crate::log_store::{LogReader, LogStore, TAIL_CACHE_BYTES};
 pub use crate::network::{GroupNetwork, PeerLink, Peers, SNAPSHOT_CHUNK_BYTES};
 pub use crate::outbox::MAX_APPEND_BATCH_BYTES;
 pub use crate::replicas::{
-    APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, Replicas, VOTE_PATH, routes,
+    APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, Replicas, TRANSFER_LEADER_PATH, VOTE_PATH, routes,
 };
 pub use crate::settings::GroupSettings;
 pub use crate::snapshot::{SNAPSHOT_META_FILE, SnapshotFiles};

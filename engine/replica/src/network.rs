@@ -21,7 +21,8 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkFactory, v2::RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::type_config::alias::SnapshotOf;
 use vectron_net::{Channel, ClientConfig, Code, Status};
@@ -29,7 +30,7 @@ use vectron_proto::replication::v1 as pb;
 
 use crate::faults::{Fate, FaultPlan};
 use crate::outbox::{MAX_APPEND_BATCH_BYTES, Outbox};
-use crate::replicas::{GroupId, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
+use crate::replicas::{GroupId, INSTALL_SNAPSHOT_PATH, TRANSFER_LEADER_PATH, VOTE_PATH};
 use crate::snapshot::SnapshotFiles;
 use crate::types::{ReplicaNode, ShardRaft, Vote};
 use crate::wire;
@@ -411,6 +412,24 @@ impl RaftNetworkV2<ShardRaft> for PeerLink {
         option: RPCOption,
     ) -> Result<VoteResponse<ShardRaft>, RPCError<ShardRaft>> {
         self.call_vote(&rpc, true, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<ShardRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<ShardRaft>, RPCError<ShardRaft>> {
+        let channel = self.channel()?;
+        let request = wire::transfer_to(self.route(), &req);
+        let timeout = option.hard_ttl();
+        let response: pb::TransferLeaderResponse = self
+            .deliver(false, async || {
+                channel.unary(TRANSFER_LEADER_PATH, &request, timeout).await
+            })
+            .await
+            .map_err(|s| self.failed(&s, RPCTypes::TransferLeader, timeout))?;
+        wire::transfer_response_from(&response)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 
     async fn full_snapshot(

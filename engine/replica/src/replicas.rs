@@ -27,6 +27,8 @@ pub const APPEND_PATH: &str = "/vectron.replication.v1.Replication/Append";
 pub const VOTE_PATH: &str = "/vectron.replication.v1.Replication/Vote";
 /// See [`APPEND_PATH`].
 pub const INSTALL_SNAPSHOT_PATH: &str = "/vectron.replication.v1.Replication/InstallSnapshot";
+/// See [`APPEND_PATH`].
+pub const TRANSFER_LEADER_PATH: &str = "/vectron.replication.v1.Replication/TransferLeader";
 
 /// A shard's Raft group, as messages name it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -164,6 +166,23 @@ impl<SM: RaftStateMachine<ShardRaft, SnapshotData = SnapshotFiles>> Replicas<SM>
         Ok(wire::vote_response_to(&response))
     }
 
+    async fn transfer_leader(
+        &self,
+        request: pb::TransferLeaderRequest,
+    ) -> Result<pb::TransferLeaderResponse, Status> {
+        let member = self
+            .member(request.route.as_ref())
+            .map_err(Status::not_found)?;
+        let req =
+            wire::transfer_from(&request).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let response = member
+            .raft
+            .handle_transfer_leader(req)
+            .await
+            .map_err(|e| Status::unavailable(format!("the replica stopped: {e}")))?;
+        Ok(wire::transfer_response_to(&response))
+    }
+
     /// Receives a snapshot's files into the replica's directory, checks them, and hands
     /// them to its Raft to install.
     async fn install_snapshot(
@@ -298,6 +317,7 @@ where
 {
     let append = Rc::clone(&replicas);
     let vote = Rc::clone(&replicas);
+    let transfer = Rc::clone(&replicas);
     let install = replicas;
     router
         .unary(
@@ -317,6 +337,13 @@ where
             move |_: RequestContext, request: pb::VoteRequest| {
                 let replicas = Rc::clone(&vote);
                 async move { replicas.vote(request).await }
+            },
+        )?
+        .unary(
+            TRANSFER_LEADER_PATH,
+            move |_: RequestContext, request: pb::TransferLeaderRequest| {
+                let replicas = Rc::clone(&transfer);
+                async move { replicas.transfer_leader(request).await }
             },
         )?
         .client_streaming(

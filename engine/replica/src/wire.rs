@@ -6,7 +6,10 @@ use std::io;
 
 use openraft::EntryPayload;
 use openraft::entry::RaftEntry;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderError, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
 use vectron_proto::replication::v1 as pb;
 use vectron_wal::{BodyView, EncodedBody, Record};
 
@@ -245,6 +248,71 @@ pub(crate) fn vote_response_from(
     ))
 }
 
+pub(crate) fn transfer_to(
+    route: pb::Route,
+    req: &TransferLeaderRequest<ShardRaft>,
+) -> pb::TransferLeaderRequest {
+    pb::TransferLeaderRequest {
+        route: Some(route),
+        from: Some(vote_to(req.from_leader())),
+        last_log_id: req.last_log_id().map(log_id_to),
+    }
+}
+
+pub(crate) fn transfer_from(
+    request: &pb::TransferLeaderRequest,
+) -> Result<TransferLeaderRequest<ShardRaft>, WireError> {
+    let to = request
+        .route
+        .as_ref()
+        .ok_or(WireError::Missing("route"))?
+        .to;
+    Ok(TransferLeaderRequest::new(
+        vote_from(request.from.as_ref())?,
+        to,
+        request.last_log_id.as_ref().map(log_id_from),
+    ))
+}
+
+pub(crate) fn transfer_response_to(
+    response: &TransferLeaderResponse<ShardRaft>,
+) -> pb::TransferLeaderResponse {
+    use pb::transfer_leader_response::Refused;
+    let refused = match response {
+        Ok(()) => None,
+        Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+            Some(Refused::VoteChanged(pb::VoteChanged {
+                expected: Some(vote_to(expected)),
+                actual: Some(vote_to(actual)),
+            }))
+        }
+        Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+            Some(Refused::LogNotFlushed(pb::LogNotFlushed {
+                expected: expected.as_ref().map(log_id_to),
+                actual: actual.as_ref().map(log_id_to),
+            }))
+        }
+    };
+    pb::TransferLeaderResponse { refused }
+}
+
+pub(crate) fn transfer_response_from(
+    response: &pb::TransferLeaderResponse,
+) -> Result<TransferLeaderResponse<ShardRaft>, WireError> {
+    use pb::transfer_leader_response::Refused;
+    Ok(match &response.refused {
+        None => Ok(()),
+        Some(Refused::VoteChanged(v)) => Err(TransferLeaderError::VoteChanged {
+            expected: vote_from(v.expected.as_ref())?,
+            actual: vote_from(v.actual.as_ref())?,
+        }),
+        Some(Refused::LogNotFlushed(l)) => Err(TransferLeaderError::LogNotFlushed {
+            expected: l.expected.as_ref().map(log_id_from),
+            actual: l.actual.as_ref().map(log_id_from),
+        }),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};
@@ -319,6 +387,34 @@ mod tests {
         ));
         let refused = append_response_from(&refused("no such group".into())).unwrap();
         assert_eq!(refused.unwrap_err(), "no such group");
+    }
+
+    #[test]
+    fn transfers_and_their_refusals_round_trip() {
+        let route = pb::Route {
+            to: 3,
+            ..Default::default()
+        };
+        let req = TransferLeaderRequest::<ShardRaft>::new(
+            Vote::new_committed(4, 1),
+            3,
+            Some(log_id(4, 20)),
+        );
+        assert_eq!(transfer_from(&transfer_to(route, &req)).unwrap(), req);
+        for response in [
+            Ok(()),
+            Err(TransferLeaderError::VoteChanged {
+                expected: Vote::new_committed(4, 1),
+                actual: Vote::new(5, 2),
+            }),
+            Err(TransferLeaderError::LogNotFlushed {
+                expected: Some(log_id(4, 20)),
+                actual: None,
+            }),
+        ] {
+            let back = transfer_response_from(&transfer_response_to(&response)).unwrap();
+            assert_eq!(back, response);
+        }
     }
 
     #[test]

@@ -124,7 +124,8 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
         "vectron.replication.v1" => vectron_proto::replication::v1 {
             Group, Route, LogId, Vote, Entry, AppendRequest, AppendResponse, AppendBatch,
             AppendBatchResponse, VoteRequest, VoteResponse, SnapshotChunk, SnapshotStart,
-            FileChunk, SnapshotResponse,
+            FileChunk, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+            VoteChanged, LogNotFlushed,
         }
     )
 }
