@@ -404,13 +404,22 @@ pub(crate) fn checkpoint_dir_name(lsn: u64) -> String {
 /// Removes checkpoint directories (complete or half-written) other than `keep`. Entries
 /// that are not directories are left alone.
 pub(crate) fn remove_stale_checkpoints(dir: &Path, keep: &str) -> Result<(), ShardError> {
+    remove_checkpoints_but(dir, |name| name == keep)
+}
+
+/// Removes checkpoint directories (complete or half-written) whose names `keep` refuses.
+/// Snapshots being received (`.recv`) are their receiver's to remove.
+pub(crate) fn remove_checkpoints_but(
+    dir: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<(), ShardError> {
     let entries = fs::read_dir(dir).map_err(file_err(dir))?;
     let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(file_err(dir))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with("checkpoint-") && name != keep {
+        if name.starts_with("checkpoint-") && !name.ends_with(".recv") && !keep(&name) {
             let path: PathBuf = entry.path();
             if !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 // Not something a checkpoint leaves: not the shard's to remove.

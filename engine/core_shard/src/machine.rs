@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use futures_util::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
@@ -61,6 +61,9 @@ struct Shared {
     current: RefCell<Option<(SnapshotMeta, PathBuf)>>,
     /// Set while a snapshot writes its files: applies wait.
     applies_held: Cell<bool>,
+    /// Snapshots handed out (to a stream sending one, say): their directories stay
+    /// while a handle is alive.
+    handed: RefCell<Vec<Weak<PathBuf>>>,
     yielder: Yielder,
 }
 
@@ -116,6 +119,7 @@ impl ShardMachine {
                 membership: RefCell::new(membership),
                 current: RefCell::new(current),
                 applies_held: Cell::new(false),
+                handed: RefCell::new(Vec::new()),
                 yielder,
             }),
         })
@@ -162,6 +166,33 @@ impl ShardMachine {
         };
         sh.applied.set(Some(entry.log_id));
         Ok(Applied { count })
+    }
+}
+
+impl Shared {
+    /// A handle to the snapshot in `dir`, watched so that its files stay while it lives.
+    fn hand_out(&self, dir: PathBuf) -> SnapshotFiles {
+        let files = SnapshotFiles::new(dir);
+        let mut handed = self.handed.borrow_mut();
+        handed.retain(|w| w.strong_count() > 0);
+        handed.push(files.watch());
+        files
+    }
+
+    /// Removes every checkpoint directory but `keep` and those handed out and still held.
+    fn remove_stale(&self, keep: &str) -> Result<(), ShardError> {
+        let held: Vec<String> = {
+            let mut handed = self.handed.borrow_mut();
+            handed.retain(|w| w.strong_count() > 0);
+            handed
+                .iter()
+                .filter_map(Weak::upgrade)
+                .map(|dir| dir_name(&dir))
+                .collect()
+        };
+        checkpoint::remove_checkpoints_but(&self.dir, |name| {
+            name == keep || held.iter().any(|h| h == name)
+        })
     }
 }
 
@@ -255,7 +286,7 @@ impl RaftSnapshotBuilder<ShardRaft> for ShardMachine {
         {
             return Ok(SnapshotOf::<ShardRaft, SnapshotFiles> {
                 meta: current.clone(),
-                snapshot: SnapshotFiles::new(dir.clone()),
+                snapshot: sh.hand_out(dir.clone()),
             });
         }
         let name = snapshot_dir_name(meta.last_log_id);
@@ -284,10 +315,10 @@ impl RaftSnapshotBuilder<ShardRaft> for ShardMachine {
             return Err(io_err(e));
         }
         *sh.current.borrow_mut() = Some((meta.clone(), dest.clone()));
-        checkpoint::remove_stale_checkpoints(&sh.dir, &name).map_err(io_err)?;
+        sh.remove_stale(&name).map_err(io_err)?;
         Ok(SnapshotOf::<ShardRaft, SnapshotFiles> {
             meta,
-            snapshot: SnapshotFiles::new(dest),
+            snapshot: sh.hand_out(dest),
         })
     }
 }
@@ -382,20 +413,20 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         sh.applied.set(meta.last_log_id);
         *sh.membership.borrow_mut() = meta.last_membership.clone();
         *sh.current.borrow_mut() = Some((meta.clone(), dest));
-        checkpoint::remove_stale_checkpoints(&sh.dir, &name).map_err(io_err)
+        sh.remove_stale(&name).map_err(io_err)
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> io::Result<Option<SnapshotOf<ShardRaft, SnapshotFiles>>> {
-        Ok(self
-            .shared
+        let sh = &self.shared;
+        Ok(sh
             .current
             .borrow()
             .as_ref()
             .map(|(meta, dir)| SnapshotOf::<ShardRaft, SnapshotFiles> {
                 meta: meta.clone(),
-                snapshot: SnapshotFiles::new(dir.clone()),
+                snapshot: sh.hand_out(dir.clone()),
             }))
     }
 }
@@ -568,6 +599,38 @@ mod tests {
                 .unwrap()
                 .expect("a snapshot");
             assert_eq!(current.meta, snapshot.meta);
+        });
+    }
+
+    #[test]
+    fn a_snapshot_being_sent_keeps_its_files_until_its_handle_goes() {
+        let root = tempfile::tempdir().unwrap();
+        run(async {
+            let mut machine = ShardMachine::open(root.path(), spec()).await.unwrap();
+            let snapshot_after = async |machine: &mut ShardMachine, index: u64| {
+                let id = format!("p{index}");
+                apply(machine, vec![upsert(1, index, &[id.as_str()], 1.0)]).await;
+                machine
+                    .try_create_snapshot_builder(true)
+                    .await
+                    .unwrap()
+                    .build_snapshot()
+                    .await
+                    .unwrap()
+                    .snapshot
+            };
+            let first = snapshot_after(&mut machine, 1).await;
+            // A stream still sends the first when the second is built: its files stay.
+            let second = snapshot_after(&mut machine, 2).await;
+            assert!(first.dir().join(INDEX_FILE).exists());
+            assert!(second.dir().join(INDEX_FILE).exists());
+            let first_dir = first.dir().to_path_buf();
+            let second_dir = second.dir().to_path_buf();
+            drop((first, second));
+            // Once nothing holds them, the next snapshot lets both go.
+            let third = snapshot_after(&mut machine, 3).await;
+            assert!(!first_dir.exists() && !second_dir.exists());
+            assert!(third.dir().join(SNAPSHOT_META_FILE).exists());
         });
     }
 
