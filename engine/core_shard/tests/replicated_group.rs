@@ -646,13 +646,16 @@ fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
             // A client retries for a while: to whoever a live replica believes leads,
             // else to any. Upserts by id are idempotent, so a retry of a write that did
             // take effect is harmless.
-            let until = Instant::now() + Duration::from_secs(3);
+            // A replica that failed it is not asked again at once: a leader cut off from
+            // its group still believes it leads, and the others elect a new one.
+            let until = Instant::now() + Duration::from_secs(4);
+            let believed = replicas.iter().find_map(|r| r.status().leader);
+            let first = replicas
+                .iter()
+                .position(|r| Some(r.id) == believed)
+                .unwrap_or(w % replicas.len());
             for attempt in 0.. {
-                let believed = replicas.iter().find_map(|r| r.status().leader);
-                let target = replicas
-                    .iter()
-                    .find(|r| Some(r.id) == believed)
-                    .unwrap_or(&replicas[(w + attempt) % replicas.len()]);
+                let target = &replicas[(first + attempt) % replicas.len()];
                 let record = Record0::Upsert(vec![id.clone()]);
                 if target.ask(|reply| Cmd::Write(record, reply)).is_ok() {
                     acked.insert(id.clone());
@@ -699,7 +702,7 @@ fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
         "points nobody wrote (seed {seed}): {phantom:?}"
     );
     assert!(
-        acked.len() * 2 >= attempted.len(),
+        acked.len() * 4 >= attempted.len() * 3,
         "the group took almost no writes (seed {seed}): {} of {}",
         acked.len(),
         attempted.len()
