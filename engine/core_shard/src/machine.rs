@@ -202,6 +202,15 @@ fn dir_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// What a snapshot directory's `SNAPSHOT` holds for `meta`.
+fn meta_json(meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
+    let file = SnapshotFile {
+        format_version: FORMAT_VERSION,
+        meta: meta.clone(),
+    };
+    serde_json::to_vec(&file).map_err(io::Error::other)
+}
+
 /// Reads a snapshot directory's `SNAPSHOT`.
 fn read_meta(dir: &Path) -> Result<SnapshotMeta, ShardError> {
     let path = dir.join(SNAPSHOT_META_FILE);
@@ -292,11 +301,7 @@ impl RaftSnapshotBuilder<ShardRaft> for ShardMachine {
         let name = snapshot_dir_name(meta.last_log_id);
         let dest = sh.dir.join(&name);
         let tmp = sh.dir.join(format!("{name}.tmp"));
-        let file = SnapshotFile {
-            format_version: FORMAT_VERSION,
-            meta: meta.clone(),
-        };
-        let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
+        let json = meta_json(&meta)?;
         sh.applies_held.set(true);
         let written = write_checkpoint_files(
             &sh.state,
@@ -365,44 +370,33 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         let sh = &self.shared;
         let name = snapshot_dir_name(meta.last_log_id);
         let dest = sh.dir.join(&name);
-        if snapshot.is_received() {
-            // Received for this replica alone: moved into place, with the metadata the
-            // leader sent.
-            let file = SnapshotFile {
-                format_version: FORMAT_VERSION,
-                meta: meta.clone(),
+        if snapshot.dir() != dest {
+            // Files received for this replica alone are moved into place; another
+            // replica's are copied first. Either way with the metadata given.
+            let staged = if snapshot.is_received() {
+                snapshot.dir().to_path_buf()
+            } else {
+                sh.dir.join(format!("{name}.tmp"))
             };
-            let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
-            let moved = checkpoint::write_atomic(&snapshot.dir().join(SNAPSHOT_META_FILE), &json)
-                .and_then(|()| {
-                    let _ = fs::remove_dir_all(&dest);
-                    fs::rename(snapshot.dir(), &dest).map_err(|source| ShardError::Checkpoint {
-                        path: dest.clone(),
-                        source,
-                    })
+            let json = meta_json(meta)?;
+            let placed = if snapshot.is_received() {
+                Ok(())
+            } else {
+                copy_snapshot(snapshot.dir(), &staged)
+            }
+            .and_then(|()| checkpoint::write_atomic(&staged.join(SNAPSHOT_META_FILE), &json))
+            .and_then(|()| {
+                let _ = fs::remove_dir_all(&dest);
+                fs::rename(&staged, &dest).map_err(|source| ShardError::Checkpoint {
+                    path: dest.clone(),
+                    source,
                 })
-                .and_then(|()| checkpoint::sync_dir(&sh.dir));
-            moved.map_err(io_err)?;
-        } else if snapshot.dir() != dest {
-            let tmp = sh.dir.join(format!("{name}.tmp"));
-            let file = SnapshotFile {
-                format_version: FORMAT_VERSION,
-                meta: meta.clone(),
-            };
-            let json = serde_json::to_vec(&file).map_err(io::Error::other)?;
-            let copied = copy_snapshot(snapshot.dir(), &tmp)
-                .and_then(|()| checkpoint::write_atomic(&tmp.join(SNAPSHOT_META_FILE), &json))
-                .and_then(|()| checkpoint::sync_dir(&tmp))
-                .and_then(|()| {
-                    let _ = fs::remove_dir_all(&dest);
-                    fs::rename(&tmp, &dest).map_err(|source| ShardError::Checkpoint {
-                        path: dest.clone(),
-                        source,
-                    })
-                })
-                .and_then(|()| checkpoint::sync_dir(&sh.dir));
-            if let Err(e) = copied {
-                let _ = fs::remove_dir_all(&tmp);
+            })
+            .and_then(|()| checkpoint::sync_dir(&sh.dir));
+            if let Err(e) = placed {
+                if !snapshot.is_received() {
+                    let _ = fs::remove_dir_all(&staged);
+                }
                 return Err(io_err(e));
             }
         }

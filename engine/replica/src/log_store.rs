@@ -336,19 +336,6 @@ impl<S: Storage> RaftLogReader<ShardRaft> for LogReader<S> {
     }
 }
 
-impl<S: Storage> RaftLogReader<ShardRaft> for LogStore<S> {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> io::Result<Vec<Entry>> {
-        self.shared.entries(range)
-    }
-
-    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        Ok(self.shared.view.borrow().vote)
-    }
-}
-
 /// A reader of a [`LogStore`], for openraft's replication streams.
 pub struct LogReader<S: Storage = MonoioStorage> {
     shared: Rc<Shared<S>>,
@@ -419,7 +406,7 @@ impl<S: Storage> RaftLogStorage<ShardRaft> for LogStore<S> {
             let queued = self
                 .shared
                 .wal
-                .queue_raw(lsn_of(index), entry.log_id.leader_id.term, body.as_bytes())
+                .queue_raw(lsn_of(index), entry.log_id.leader_id.term, &body)
                 .map_err(io_err)?;
             self.shared.view.borrow_mut().push(entry);
             last_queued = Some(queued);

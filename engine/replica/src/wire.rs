@@ -2,6 +2,7 @@
 //! bodies ([`EncodedBody`]), the bytes the log stores; votes and log ids as plain
 //! numbers. Anything that does not decode is refused with the reason, never guessed.
 
+use std::borrow::Cow;
 use std::io;
 
 use openraft::EntryPayload;
@@ -60,17 +61,17 @@ pub(crate) fn vote_from(vote: Option<&pb::Vote>) -> Result<Vote, WireError> {
     Ok(out)
 }
 
-/// The body an entry is stored and sent as.
-pub(crate) fn body_of(entry: &Entry) -> io::Result<EncodedBody> {
+/// The body an entry is stored and sent as: a normal entry's own, borrowed.
+pub(crate) fn body_of(entry: &Entry) -> io::Result<Cow<'_, EncodedBody>> {
     let encoded = match &entry.payload {
-        EntryPayload::Normal(op) => return Ok(op.body().clone()),
+        EntryPayload::Normal(op) => return Ok(Cow::Borrowed(op.body())),
         EntryPayload::Blank => EncodedBody::encode(&Record::Blank),
         EntryPayload::Membership(m) => {
             let json = serde_json::to_vec(m).map_err(io::Error::other)?;
             EncodedBody::encode(&Record::Membership(&json))
         }
     };
-    encoded.map_err(io::Error::other)
+    encoded.map(Cow::Owned).map_err(io::Error::other)
 }
 
 /// The entry `body` holds, with id `id`.

@@ -154,7 +154,10 @@ fn the_vote_and_the_commit_point_outlive_the_store() {
     let dir = tempfile::tempdir().unwrap();
     run(async {
         let mut store = LogStore::open(dir.path(), options()).await.unwrap();
-        assert_eq!(store.read_vote().await.unwrap(), None);
+        assert_eq!(
+            store.get_log_reader().await.read_vote().await.unwrap(),
+            None
+        );
         let mut vote = Vote::new(7, 3);
         store.save_vote(&vote).await.unwrap();
         vote.committed = true;
@@ -166,7 +169,10 @@ fn the_vote_and_the_commit_point_outlive_the_store() {
         store.close().await.unwrap();
 
         let mut store = LogStore::open(dir.path(), options()).await.unwrap();
-        assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+        assert_eq!(
+            store.get_log_reader().await.read_vote().await.unwrap(),
+            Some(vote)
+        );
         assert_eq!(store.read_committed().await.unwrap(), Some(log_id(7, 3)));
         store.close().await.unwrap();
     });
@@ -306,7 +312,10 @@ fn flushed_entries_survive_a_power_loss_and_leave_no_hole() {
             let image = root.path().join(format!("image-{n}"));
             storage.crash_image(&dir, &image, mode).unwrap();
             let mut after = LogStore::open(&image, options()).await.unwrap();
-            assert_eq!(after.read_vote().await.unwrap(), Some(Vote::new(2, 1)));
+            assert_eq!(
+                after.get_log_reader().await.read_vote().await.unwrap(),
+                Some(Vote::new(2, 1))
+            );
             let last = after
                 .get_log_state()
                 .await

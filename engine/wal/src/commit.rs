@@ -47,8 +47,14 @@ pub(crate) struct Cut {
 pub(crate) enum Item<'a> {
     /// A record to encode, written in a term (0 in a v1 log).
     Record(&'a Record<'a>, u64),
-    /// A body encoded elsewhere, for exactly this LSN (v2 logs).
-    Raw { lsn: u64, term: u64, body: &'a [u8] },
+    /// A body encoded elsewhere, for exactly this LSN (v2 logs); `checked` when it is an
+    /// [`EncodedBody`](crate::EncodedBody), checked when it was made.
+    Raw {
+        lsn: u64,
+        term: u64,
+        body: &'a [u8],
+        checked: bool,
+    },
 }
 
 /// Records encoded and waiting for the flusher, all bound for one segment.
@@ -230,9 +236,12 @@ impl<S: Storage> Shared<S> {
                 &mut st.arena,
                 self.framing,
             ),
-            Item::Raw { term, body, .. } => {
-                record::encode_raw(body, lsn, term, &mut chunk.buf, self.framing)
-            }
+            Item::Raw {
+                term,
+                body,
+                checked,
+                ..
+            } => record::encode_raw(body, checked, lsn, term, &mut chunk.buf, self.framing),
         };
         let n = match encoded {
             Ok(n) => n as u64,

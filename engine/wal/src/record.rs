@@ -250,9 +250,11 @@ pub(crate) fn encode(
 }
 
 /// Appends a record whose body was encoded elsewhere (a Raft leader's, as it arrived), after
-/// checking that it decodes as a record this log may hold. Same contract as [`encode`].
+/// checking that it decodes as a record this log may hold, unless it was `checked` already
+/// (an [`EncodedBody`]). Same contract as [`encode`].
 pub(crate) fn encode_raw(
     body: &[u8],
+    checked: bool,
     lsn: u64,
     term: u64,
     buf: &mut Vec<u8>,
@@ -270,20 +272,22 @@ pub(crate) fn encode_raw(
             max: framing.max_body,
         });
     }
-    // rkyv validates an archive at an aligned address: an unaligned body is checked in a
-    // copy (an `EncodedBody` is aligned already), then framed.
-    let copy;
-    let aligned: &[u8] = if body.as_ptr().addr().is_multiple_of(frame::ALIGN) {
-        body
-    } else {
-        let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
-        buf.extend_from_slice(body);
-        copy = buf;
-        &copy
-    };
-    let view = decode(lsn, term, aligned).map_err(RecordError::BadBody)?;
-    if matches!(view.body(), BodyView::Checkpoint { .. }) {
-        return Err(RecordError::CheckpointInV2);
+    if !checked {
+        // rkyv validates an archive at an aligned address: an unaligned body is checked in
+        // a copy.
+        let copy;
+        let aligned: &[u8] = if body.as_ptr().addr().is_multiple_of(frame::ALIGN) {
+            body
+        } else {
+            let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(body.len());
+            buf.extend_from_slice(body);
+            copy = buf;
+            &copy
+        };
+        let view = decode(lsn, term, aligned).map_err(RecordError::BadBody)?;
+        if matches!(view.body(), BodyView::Checkpoint { .. }) {
+            return Err(RecordError::CheckpointInV2);
+        }
     }
     let start = buf.len();
     buf.resize(start + framing.header_len(), 0);
@@ -639,7 +643,7 @@ mod tests {
         ));
         // A raw append of it frames the same bytes.
         let mut buf = Vec::new();
-        encode_raw(body.as_bytes(), 9, 2, &mut buf, V2).expect("frames");
+        encode_raw(body.as_bytes(), true, 9, 2, &mut buf, V2).expect("frames");
         let raw = V2.parse(&buf, 0).expect("parses");
         assert_eq!((raw.lsn, raw.term), (9, 2));
         assert_eq!(&buf[raw.body.0..raw.body.1], body.as_bytes());
@@ -788,7 +792,7 @@ mod tests {
             }
             // A follower framing the leader's body bytes writes the same record.
             let mut copy = Vec::new();
-            encode_raw(view.body_bytes(), 9, 4, &mut copy, V2).expect("frames raw");
+            encode_raw(view.body_bytes(), false, 9, 4, &mut copy, V2).expect("frames raw");
             assert_eq!(copy, buf);
         }
     }
@@ -807,20 +811,20 @@ mod tests {
             Err(RecordError::NeedsV2 { .. })
         ));
         assert!(matches!(
-            encode_raw(b"", 1, 1, &mut buf, V1),
+            encode_raw(b"", false, 1, 1, &mut buf, V1),
             Err(RecordError::NeedsV2 { .. })
         ));
         assert!(buf.is_empty());
         // Raw bodies must decode, and never as a checkpoint marker.
         assert!(matches!(
-            encode_raw(&[0xAB; 40], 1, 1, &mut buf, V2),
+            encode_raw(&[0xAB; 40], false, 1, 1, &mut buf, V2),
             Err(RecordError::BadBody(_))
         ));
         let mut v1 = Vec::new();
         encode(&checkpoint, 1, 0, &mut v1, &mut arena, V1).expect("encodes");
         let raw = V1.parse(&v1, 0).expect("frames");
         assert!(matches!(
-            encode_raw(&v1[raw.body.0..raw.body.1], 1, 1, &mut buf, V2),
+            encode_raw(&v1[raw.body.0..raw.body.1], false, 1, 1, &mut buf, V2),
             Err(RecordError::CheckpointInV2)
         ));
         assert!(buf.is_empty());

@@ -29,7 +29,7 @@ use rkyv::ser::allocator::Arena;
 use crate::commit::{Item, Shared, State, Wait, flusher};
 use crate::error::{AppendError, IoOp, WalError};
 use crate::options::{Format, Options, SyncPolicy};
-use crate::record::{Lsn, Record};
+use crate::record::{EncodedBody, Lsn, Record};
 use crate::recover::{lock_dir, recover};
 use crate::replay::Replay;
 use crate::segment::{SegmentInfo, io_err};
@@ -226,17 +226,25 @@ impl<S: Storage> Wal<S> {
             lsn: lsn.get(),
             term,
             body,
+            checked: false,
         })
     }
 
-    /// [`append_raw`](Wal::append_raw), answering at once whether the record was taken:
-    /// a Raft log store queues a batch of entries, learns right away which one the log
-    /// refused, and waits on the last one only.
-    pub fn queue_raw(&self, lsn: Lsn, term: u64, body: &[u8]) -> Result<Queued<S>, AppendError> {
+    /// [`append_raw`](Wal::append_raw) of a body checked when it was made, answering at
+    /// once whether the record was taken: a Raft log store queues a batch of entries,
+    /// learns right away which one the log refused, and waits on the last one only. The
+    /// body is not decoded again.
+    pub fn queue_raw(
+        &self,
+        lsn: Lsn,
+        term: u64,
+        body: &EncodedBody,
+    ) -> Result<Queued<S>, AppendError> {
         self.queue(Item::Raw {
             lsn: lsn.get(),
             term,
-            body,
+            body: body.as_bytes(),
+            checked: true,
         })
     }
 
