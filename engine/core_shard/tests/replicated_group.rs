@@ -717,3 +717,164 @@ fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
         r.kill();
     }
 }
+
+/// A core answers damaged or misaddressed replication messages with a clear refusal, and
+/// none of them changes the replica.
+#[test]
+fn damaged_or_misaddressed_replication_messages_are_refused_with_the_reason() {
+    use vectron_net::{Channel, Code};
+    use vectron_proto::replication::v1 as pb;
+    use vectron_replica::{APPEND_PATH, INSTALL_SNAPSHOT_PATH, VOTE_PATH};
+
+    let root = tempfile::tempdir().unwrap();
+    let dir = |id: u64| root.path().join(format!("replica-{id}"));
+    let replicas = start_group(&[1, 2, 3], &dir, None);
+    let leader = leader_of(&replicas.iter().collect::<Vec<_>>());
+    let target = replicas.iter().find(|r| r.id != leader).unwrap();
+    let before = target.status();
+    let addr = target.addr;
+    let id = target.id;
+    let outcome = std::thread::spawn(move || {
+        monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let route = |to: u64| pb::Route {
+                    group: Some(pb::Group {
+                        collection: "replicated".into(),
+                        incarnation: 1,
+                        shard_id: 0,
+                    }),
+                    from: leader,
+                    to,
+                };
+                let vote = || {
+                    Some(pb::Vote {
+                        term: 1,
+                        node_id: leader,
+                        committed: true,
+                    })
+                };
+                let channel = Channel::new(addr, ClientConfig::default()).expect("a channel");
+                let timeout = Duration::from_secs(5);
+                // An append for a replica this core does not hold, and one whose entry is
+                // not a record body: each refused on its own, in order.
+                let batch = pb::AppendBatch {
+                    requests: vec![
+                        pb::AppendRequest {
+                            route: Some(route(99)),
+                            vote: vote(),
+                            ..Default::default()
+                        },
+                        pb::AppendRequest {
+                            route: Some(route(id)),
+                            vote: vote(),
+                            entries: vec![pb::Entry {
+                                term: 1,
+                                index: 1_000,
+                                body: vec![1, 2, 3],
+                            }],
+                            ..Default::default()
+                        },
+                    ],
+                };
+                let answers: pb::AppendBatchResponse = channel
+                    .unary(APPEND_PATH, &batch, timeout)
+                    .await
+                    .expect("answered");
+                let refused = pb::AppendOutcome::Refused as i32;
+                assert_eq!(answers.responses.len(), 2);
+                assert_eq!(answers.responses[0].outcome, refused);
+                assert!(
+                    answers.responses[0].error.contains("holds no replica 99"),
+                    "{:?}",
+                    answers.responses[0]
+                );
+                assert_eq!(answers.responses[1].outcome, refused);
+                assert!(
+                    answers.responses[1].error.contains("entry 1000"),
+                    "{:?}",
+                    answers.responses[1]
+                );
+
+                // A vote for an unknown replica, and one without a vote.
+                let unknown = pb::VoteRequest {
+                    route: Some(route(99)),
+                    vote: vote(),
+                    ..Default::default()
+                };
+                let err = channel
+                    .unary::<_, pb::VoteResponse>(VOTE_PATH, &unknown, timeout)
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code(), Code::NotFound, "{err}");
+                let voteless = pb::VoteRequest {
+                    route: Some(route(id)),
+                    ..Default::default()
+                };
+                let err = channel
+                    .unary::<_, pb::VoteResponse>(VOTE_PATH, &voteless, timeout)
+                    .await
+                    .unwrap_err();
+                assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+                // Snapshot streams: no start message, a path for a name, a damaged file.
+                let start = pb::SnapshotChunk {
+                    part: Some(pb::snapshot_chunk::Part::Start(pb::SnapshotStart {
+                        route: Some(route(id)),
+                        vote: vote(),
+                        meta_json: serde_json::to_vec(&vectron_replica::SnapshotMeta::default())
+                            .expect("encodes"),
+                    })),
+                };
+                let piece = |name: &str, crc32c: u32| pb::SnapshotChunk {
+                    part: Some(pb::snapshot_chunk::Part::File(pb::FileChunk {
+                        name: name.into(),
+                        offset: 0,
+                        data: b"bytes".to_vec(),
+                        last: true,
+                        crc32c,
+                    })),
+                };
+                let send = |chunks: Vec<pb::SnapshotChunk>| {
+                    let channel = channel.clone();
+                    async move {
+                        let mut chunks = chunks.into_iter();
+                        channel
+                            .client_streaming::<_, pb::SnapshotResponse>(
+                                INSTALL_SNAPSHOT_PATH,
+                                async || Ok(chunks.next()),
+                                timeout,
+                            )
+                            .await
+                            .unwrap_err()
+                    }
+                };
+                let err = send(vec![piece("index.hnsw", 0)]).await;
+                assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+                let err = send(vec![start.clone(), piece("../escape", 0)]).await;
+                assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+                let err = send(vec![start, piece("index.hnsw", 0xdead_beef)]).await;
+                assert_eq!(err.code(), Code::DataLoss, "{err}");
+                assert!(err.message().contains("CRC-32C"), "{err}");
+            });
+    })
+    .join();
+    assert!(outcome.is_ok(), "the checks ran");
+    // The replica is as it was, and the group goes on.
+    let after = target.status();
+    assert_eq!(
+        (after.applied, after.snapshot),
+        (before.applied, before.snapshot)
+    );
+    let ack = write(
+        replicas.iter().find(|r| r.id == leader).unwrap(),
+        Record0::Upsert(vec!["after".into()]),
+    );
+    assert_eq!(ack.data.count, 1);
+    converged(&replicas.iter().collect::<Vec<_>>(), &["after".to_string()]);
+    for r in replicas {
+        r.kill();
+    }
+}
