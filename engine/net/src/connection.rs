@@ -34,6 +34,12 @@ use crate::server::{Phase, Shared};
 /// started.
 const ACCEPT_BUDGET: usize = 32;
 
+/// How long a draining connection stays open with no call in flight before the server
+/// closes it: time for a call that raced the GOAWAY to arrive. A client that keeps an
+/// idle connection open (a peer core's channel does) would otherwise hold the shutdown
+/// for its whole grace period.
+const DRAIN_LINGER: Duration = Duration::from_millis(100);
+
 /// Serves connection `id` until it ends, and accounts for its end.
 pub(crate) async fn serve(shared: Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) {
     let end = run(&shared, id, socket, peer).await;
@@ -92,13 +98,27 @@ async fn run(shared: &Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) 
     let mut goaway_sent = false;
     // Set once the connection was found idle: the time it has left to close.
     let mut closing_idle: Option<Pin<Box<Sleep>>> = None;
+    // Set while the server drains: when the connection is next looked at for calls.
+    let mut drain_check: Option<Pin<Box<Sleep>>> = None;
     poll_fn(|cx| {
+        // Whether the server drains and the connection has had no call for a while: it
+        // closes unless a call is waiting to be accepted.
+        let mut drained = false;
         match shared.poll_phase(id, cx) {
             Phase::Serving => {}
             Phase::Draining => {
                 if !goaway_sent {
                     goaway_sent = true;
                     conn.graceful_shutdown();
+                }
+                let check =
+                    drain_check.get_or_insert_with(|| Box::pin(monoio::time::sleep(DRAIN_LINGER)));
+                if check.as_mut().poll(cx).is_ready() {
+                    drained = activity.open.get() == 0
+                        && activity.last_ended.get().elapsed() >= DRAIN_LINGER;
+                    *check = Box::pin(monoio::time::sleep(DRAIN_LINGER));
+                    // Polled once so that it wakes this task.
+                    let _ = check.as_mut().poll(cx);
                 }
             }
             Phase::Aborting => return Poll::Ready(ConnectionEnd::Aborted),
@@ -138,6 +158,7 @@ async fn run(shared: &Rc<Shared>, id: u64, socket: TcpStream, peer: SocketAddr) 
                     return Poll::Ready(ConnectionEnd::Error);
                 }
                 Poll::Ready(None) => return Poll::Ready(ConnectionEnd::Closed),
+                Poll::Pending if drained => return Poll::Ready(ConnectionEnd::Closed),
                 Poll::Pending => return Poll::Pending,
             }
         }

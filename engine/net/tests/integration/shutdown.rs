@@ -78,3 +78,36 @@ drivers!(
         assert_eq!(stall, [Code::Cancelled]);
     }
 );
+
+drivers!(
+    a_draining_server_closes_a_connection_with_no_call_whose_client_never_hangs_up,
+    |driver: Driver| async move {
+        // Long enough that waiting it out would end the connection as aborted (and make
+        // a slow test).
+        let config = ServerConfig {
+            shutdown_grace: Duration::from_secs(60),
+            ..ServerConfig::default()
+        };
+        let mut server = TestServer::start(driver, config);
+        // A client that opened its connection and then stopped reading it (a stalled
+        // process, a peer busy elsewhere): it never sees the GOAWAY, never hangs up.
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let (send, connection) = h2::client::Builder::new()
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .unwrap();
+        server
+            .wait_for_stats("the connection", |s| s.open_connections == 1)
+            .await;
+
+        server.begin_shutdown();
+        let (stats, log) = server.stop().await;
+        assert_eq!(stats.unwrap().open_connections, 0);
+        assert_eq!(
+            log.closed,
+            [ConnectionEnd::Closed],
+            "closed once it had no call, not cut off at the end of the grace period"
+        );
+        drop((send, connection));
+    }
+);
