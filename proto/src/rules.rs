@@ -15,7 +15,7 @@
 //! | [`check_points`], [`check_ids`], [`check_query`] | writes, reads by id, searches |
 //! | [`check_vector`], [`check_length`], [`check_payload_depth`] | one point's vector and payload |
 //! | [`check_collection_name`], [`MAX_DIMENSION`], [`M_RANGE`], … | collection specs |
-//! | [`EPOCH_TRAILER`], [`code_name`] | the wire: stale routing, error code names |
+//! | [`EPOCH_TRAILER`], [`LEADER_TRAILER`], [`code_name`] | the wire: stale routing, leaders, error code names |
 //!
 //! ```
 //! use vectron_proto::core::v1::Point;
@@ -653,6 +653,12 @@ pub fn resolve_hnsw(
 /// `FAILED_PRECONDITION` answer to a call that named another: the caller's routing is
 /// stale.
 pub const EPOCH_TRAILER: &str = "vectron-epoch";
+
+/// Trailer in which a replica of a replicated shard that does not lead its group names
+/// the leader it knows of, as `<replica id>@<ip:port>`, on an `UNAVAILABLE` answer to a
+/// write or a linearizable read: the caller tries that core next. Absent when the
+/// replica knows no leader (an election is under way).
+pub const LEADER_TRAILER: &str = "vectron-leader";
 
 /// Metadata (and HTTP header) telling a client refused with `RESOURCE_EXHAUSTED` for
 /// being over a budget how many whole seconds to wait before trying again.

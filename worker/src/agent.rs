@@ -300,6 +300,9 @@ async fn reconcile(
             hash_range_end: a.hash_range_end,
             epoch: a.epoch,
             incarnation: a.incarnation,
+            // The control plane places shards of one copy: its assignments carry no
+            // replica ids or peers yet.
+            ..ShardAssignment::default()
         };
         let opened = ask(inbox, |tx| {
             CoreCommand::Open(Box::new(assignment), a.must_exist, tx)

@@ -153,6 +153,7 @@ impl Worker {
                 wal: Options::default().sync(config.wal_sync),
                 server: server.clone(),
                 max_unindexed: config.max_unindexed,
+                group: vectron_core_shard::GroupSettings::default(),
             };
             let started = tokio::task::spawn_blocking(move || spawn_core(settings))
                 .await

@@ -14,11 +14,13 @@ use vectron_hnsw::SearchScratch;
 use vectron_net::StatsHandle;
 use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
+use vectron_replica::GroupSettings;
 use vectron_wal::Options;
 
 use crate::checkpoint::{DELETING, finish_removal, remove_shard_dir};
 use crate::error::ShardError;
 use crate::handle::ShardHandle;
+use crate::replica::ReplicaHost;
 use crate::spec::ShardSpec;
 use crate::stats::CoreCounters;
 
@@ -57,6 +59,8 @@ pub struct CoreConfig {
     /// backpressure instead of a backlog that slows every search. `None`: as many as
     /// [`DEFAULT_UNINDEXED_BYTES`] of the shard's vectors (see [`unindexed_bound`]).
     pub max_unindexed: Option<usize>,
+    /// How the Raft groups of the core's replicated shards run.
+    pub group: GroupSettings,
 }
 
 /// Bytes of vectors a shard may hold unindexed by default: every search scans them
@@ -175,6 +179,8 @@ pub struct Core {
     config: CoreConfig,
     driver: &'static str,
     started: Instant,
+    /// The replicas of replicated shards held here, for the replication service.
+    host: Rc<ReplicaHost>,
     shards: RefCell<BTreeMap<ShardKey, Rc<ShardHandle>>>,
     opening: RefCell<HashSet<ShardKey>>,
     scratch: RefCell<SearchScratch>,
@@ -190,6 +196,7 @@ impl Core {
     /// A core with no shards. `driver` names the runtime's IO driver for stats.
     pub fn new(config: CoreConfig, driver: &'static str) -> Rc<Self> {
         Rc::new(Self {
+            host: Rc::new(ReplicaHost::new(config.group)),
             config,
             driver,
             started: Instant::now(),
@@ -212,6 +219,11 @@ impl Core {
     /// Time since the core started.
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+
+    /// The replicas of replicated shards held here.
+    pub fn host(&self) -> &Rc<ReplicaHost> {
+        &self.host
     }
 
     /// The core's counters.
@@ -366,15 +378,27 @@ impl Core {
                     0 => held.incarnation,
                     wanted => wanted,
                 };
+                if held.replica.as_ref().map(|r| r.id) != spec.replica.as_ref().map(|r| r.id) {
+                    return Err(ShardError::BadAssignment {
+                        reason: format!(
+                            "shard {} of collection {:?} is held here as {}; close it before opening it as {}",
+                            key.1,
+                            key.0,
+                            replica_name(&held),
+                            replica_name(&spec)
+                        ),
+                    });
+                }
                 if held.epoch != spec.epoch || held.incarnation != incarnation {
                     shard.set_placement(spec.epoch, incarnation)?;
                 }
+                shard.set_replica(spec.replica.as_ref())?;
                 return Ok(shard);
             }
             // A stopped shard, or one of a dropped collection: close it; the open below
             // recovers the first from disk and removes the second's files.
             self.shards.borrow_mut().remove(&key);
-            let _ = shard.wal().close().await;
+            shard.release().await;
         }
         if !self.opening.borrow_mut().insert(key.clone()) {
             return Err(ShardError::Stopped {
@@ -396,7 +420,11 @@ impl Core {
                 });
             }
         }
-        let opened = ShardHandle::open(&dir, spec, self.config.wal).await;
+        let opened = if spec.replica.is_some() {
+            ShardHandle::open_replica(&dir, spec, self.config.wal, &self.host).await
+        } else {
+            ShardHandle::open(&dir, spec, self.config.wal).await
+        };
         self.opening.borrow_mut().remove(&key);
         let shard = opened?;
         let counters = Rc::clone(&self.counters);
@@ -418,8 +446,7 @@ impl Core {
             .borrow_mut()
             .remove(&(r.collection.clone(), r.shard_id));
         if delete_data {
-            shard.begin_close();
-            let _ = shard.wal().close().await;
+            shard.release().await;
             remove_shard_dir(shard.dir())
         } else {
             shard.close().await
@@ -536,8 +563,7 @@ impl Core {
         while !self.stopping.get() {
             monoio::time::sleep(CHECKPOINT_CHECK).await;
             for shard in self.shards() {
-                if shard.wal_bytes_since_checkpoint() > CHECKPOINT_WAL_BYTES && !shard.is_stopped()
-                {
+                if shard.checkpoint_due(CHECKPOINT_WAL_BYTES) {
                     let _ = self.checkpoint(&shard).await;
                 }
             }
@@ -614,6 +640,14 @@ impl Core {
     }
 }
 
+/// How an assignment names a shard's copy, for errors.
+fn replica_name(spec: &ShardSpec) -> String {
+    match &spec.replica {
+        Some(r) => format!("replica {}", r.id),
+        None => "a shard of one copy".into(),
+    }
+}
+
 /// CPU time (user + system) of the calling thread, in seconds; 0 if unavailable.
 fn thread_cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -661,6 +695,7 @@ mod tests {
                 data_dir: data_dir.to_path_buf(),
                 wal: Options::default(),
                 max_unindexed: Some(100),
+                group: GroupSettings::default(),
             },
             "test",
         )

@@ -2,6 +2,7 @@
 //! input broke a rule, it named the wrong shard) versus a shard that must stop (its log
 //! or files failed).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use vectron_hnsw::HnswError;
@@ -113,6 +114,49 @@ pub enum ShardError {
         /// Shard.
         shard_id: u32,
         /// The failure.
+        reason: String,
+    },
+    /// A replica that does not lead its shard's group was asked to write (or to read
+    /// linearizably): nothing was done. The leader it knows of, if any, and where it is.
+    #[error(
+        "this replica of shard {shard_id} of collection {collection:?} does not lead its group ({})",
+        match leader {
+            Some((id, Some(addr))) => format!("replica {id} at {addr} does"),
+            Some((id, None)) => format!("replica {id} does"),
+            None => "no leader is known: an election is under way".into(),
+        }
+    )]
+    NotLeader {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+        /// The leader's replica id and core address, when known.
+        leader: Option<(u64, Option<SocketAddr>)>,
+    },
+    /// A replicated write was proposed but its outcome is unknown (the leader stopped or
+    /// lost its leadership before the write was decided): it may or may not take effect.
+    /// Writes by id are safe to retry.
+    #[error(
+        "the write to shard {shard_id} of collection {collection:?} may or may not take effect: {reason}"
+    )]
+    Indeterminate {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+        /// What happened.
+        reason: String,
+    },
+    /// A replica that cannot answer reads yet: it knows no leader of its group (it is cut
+    /// off, or an election is under way) or is still applying what it was sent.
+    #[error("this replica of shard {shard_id} of collection {collection:?} is lagging: {reason}")]
+    Lagging {
+        /// Collection.
+        collection: String,
+        /// Shard.
+        shard_id: u32,
+        /// Why.
         reason: String,
     },
     /// The write-ahead log failed: the shard stops.

@@ -30,10 +30,12 @@ use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE, PointsFil
 use crate::core::Yielder;
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
+use crate::replica::{ReplicaHost, ShardReplica};
 use crate::shard::{
     PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState, UpsertBatch,
 };
 use crate::spec::ShardSpec;
+use vectron_replica::{ProposeError, ShardOp, lsn_of};
 
 /// The rulebook's limits, which a core enforces.
 const LIMITS: &Limits = &Limits::DEFAULT;
@@ -74,9 +76,10 @@ pub struct WriteAck {
     pub durable: bool,
 }
 
-/// A write that is logged and applied, waiting for the log to acknowledge it.
+/// A write that is taken (logged and applied, or proposed to the shard's group),
+/// waiting to be acknowledged.
 pub struct PendingWrite<'a> {
-    logged: Pin<Box<dyn Future<Output = Result<Lsn, AppendError>> + 'a>>,
+    done: Pin<Box<dyn Future<Output = Result<WriteAck, ShardError>> + 'a>>,
     count: u64,
     lsn: u64,
 }
@@ -96,35 +99,28 @@ impl PendingWrite<'_> {
         self.count
     }
 
-    /// The write's LSN.
+    /// The write's LSN, when known before it is acknowledged (a replicated write gets
+    /// its LSN when its leader logs it: 0 until then).
     pub fn lsn_hint(&self) -> u64 {
         self.lsn
     }
 
-    /// Waits until the log acknowledges the write (durable under the default policy).
-    /// A failure of the log stops `shard`.
-    pub async fn finish(self, shard: &ShardHandle) -> Result<WriteAck, ShardError> {
-        match self.logged.await {
-            Ok(lsn) => Ok(WriteAck {
-                count: self.count,
-                lsn: lsn.get(),
-                durable: true,
-            }),
-            // Validation bounds batches far below the log's record limit, so a rejection
-            // means the state already holds a write the log refused: stop.
-            Err(AppendError::Rejected(e)) => Err(shard.stop_on(ShardError::Replay {
-                reason: format!("the log refused a validated record: {e}"),
-            })),
-            Err(AppendError::Fatal(source)) => Err(shard.stop_on(ShardError::Wal { source })),
-        }
+    /// Waits until the write is acknowledged: durable in the shard's log, or for a
+    /// replicated shard, durable on a majority of its replicas and applied here. A
+    /// failure of the log stops the shard.
+    pub async fn finish(self) -> Result<WriteAck, ShardError> {
+        self.done.await
     }
 }
 
 /// One shard, opened on its core.
 #[derive(Debug)]
 pub struct ShardHandle {
-    state: RefCell<ShardState>,
-    wal: Wal,
+    /// The state; a replicated shard shares it with its state machine.
+    state: Rc<RefCell<ShardState>>,
+    wal: Rc<Wal>,
+    /// The shard's Raft side, when it is a replica of a replicated shard.
+    replica: Option<ShardReplica>,
     dir: PathBuf,
     /// Set when the shard must stop: every later call fails with it.
     failed: RefCell<Option<String>>,
@@ -160,8 +156,130 @@ impl ShardHandle {
         mut spec: ShardSpec,
         wal: Options,
     ) -> Result<Rc<Self>, ShardError> {
-        let manifest = Self::current_manifest(dir, &mut spec)?;
+        if spec.replica.is_some() {
+            return Err(ShardError::BadAssignment {
+                reason: "a replica of a replicated shard opens on a core, with its group".into(),
+            });
+        }
+        let manifest = Self::checked_manifest(dir, &mut spec)?;
         checkpoint::create_dir_durable(dir)?;
+        let checkpoint_lsn = manifest.as_ref().map_or(0, |m| m.checkpoint_lsn);
+        // Loading and replaying a large shard take a while: they let the core's other
+        // shards and calls run between slices.
+        let yielder = Yielder::new();
+        let mut state = match manifest.as_ref().filter(|m| !m.checkpoint_dir.is_empty()) {
+            None => ShardState::new(spec.clone())?,
+            Some(m) => {
+                load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone(), &yielder).await?
+            }
+        };
+        let wal = Wal::open(dir.join("wal"), wal)
+            .await
+            .map_err(|source| ShardError::Wal { source })?;
+        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state, &yielder).await?;
+        let handle = Self::new(
+            dir,
+            Rc::new(RefCell::new(state)),
+            Rc::new(wal),
+            None,
+            checkpoint_lsn,
+            data_lsn,
+            yielder,
+        );
+        handle.write_manifest()?;
+        if let Some(m) = &manifest {
+            checkpoint::remove_stale_checkpoints(dir, &m.checkpoint_dir)?;
+        }
+        Ok(Rc::new(handle))
+    }
+
+    /// Opens replica `spec.replica` of a replicated shard stored in `dir` (created when
+    /// new), with its group's Raft registered in `host`: the state is its newest
+    /// snapshot plus the committed entries of its log, which openraft applies again.
+    pub(crate) async fn open_replica(
+        dir: &Path,
+        mut spec: ShardSpec,
+        wal: Options,
+        host: &Rc<ReplicaHost>,
+    ) -> Result<Rc<Self>, ShardError> {
+        let replica = spec
+            .replica
+            .clone()
+            .ok_or_else(|| ShardError::BadAssignment {
+                reason: "the assignment names no replica".into(),
+            })?;
+        let manifest = Self::checked_manifest(dir, &mut spec)?;
+        let held = manifest
+            .as_ref()
+            .and_then(|m| m.assignment.as_ref())
+            .map(|a| a.replica_id);
+        if let Some(held) = held
+            && held != replica.id
+        {
+            return Err(ShardError::BadAssignment {
+                reason: format!(
+                    "{} holds {}, not replica {}: a shard of one copy does not become a replica in place, nor one replica another",
+                    dir.display(),
+                    if held == 0 {
+                        "a shard of one copy".to_owned()
+                    } else {
+                        format!("replica {held}")
+                    },
+                    replica.id
+                ),
+            });
+        }
+        checkpoint::create_dir_durable(dir)?;
+        let opened = ShardReplica::open(dir, &spec, &replica, wal, host).await?;
+        let handle = Self::new(
+            dir,
+            opened.state,
+            opened.wal,
+            Some(opened.replica),
+            0,
+            0,
+            Yielder::new(),
+        );
+        if let Err(e) = handle.write_manifest() {
+            handle.release().await;
+            return Err(e);
+        }
+        Ok(Rc::new(handle))
+    }
+
+    fn new(
+        dir: &Path,
+        state: Rc<RefCell<ShardState>>,
+        wal: Rc<Wal>,
+        replica: Option<ShardReplica>,
+        checkpoint_lsn: u64,
+        data_lsn: u64,
+        yielder: Yielder,
+    ) -> Self {
+        Self {
+            state,
+            wal,
+            replica,
+            dir: dir.to_path_buf(),
+            failed: RefCell::new(None),
+            checkpoint_lsn: Cell::new(checkpoint_lsn),
+            data_lsn: Cell::new(data_lsn),
+            checkpointing: Cell::new(false),
+            closing: Cell::new(false),
+            writes_held: Cell::new(false),
+            linked: Cell::new(0),
+            checkpoint_slices: Cell::new(0),
+            yielder,
+        }
+    }
+
+    /// [`ShardHandle::current_manifest`], refusing one that holds another shard (other
+    /// collection spec, range or shard id).
+    fn checked_manifest(
+        dir: &Path,
+        spec: &mut ShardSpec,
+    ) -> Result<Option<ShardManifest>, ShardError> {
+        let manifest = Self::current_manifest(dir, spec)?;
         if let Some(m) = &manifest {
             let held = m
                 .assignment
@@ -179,40 +297,7 @@ impl ShardHandle {
                 });
             }
         }
-        let checkpoint_lsn = manifest.as_ref().map_or(0, |m| m.checkpoint_lsn);
-        // Loading and replaying a large shard take a while: they let the core's other
-        // shards and calls run between slices.
-        let yielder = Yielder::new();
-        let mut state = match manifest.as_ref().filter(|m| !m.checkpoint_dir.is_empty()) {
-            None => ShardState::new(spec.clone())?,
-            Some(m) => {
-                load_checkpoint(&dir.join(&m.checkpoint_dir), spec.clone(), &yielder).await?
-            }
-        };
-        let wal = Wal::open(dir.join("wal"), wal)
-            .await
-            .map_err(|source| ShardError::Wal { source })?;
-        let data_lsn = replay(&wal, Lsn::new(checkpoint_lsn + 1), &mut state, &yielder).await?;
-
-        let handle = Self {
-            state: RefCell::new(state),
-            wal,
-            dir: dir.to_path_buf(),
-            failed: RefCell::new(None),
-            checkpoint_lsn: Cell::new(checkpoint_lsn),
-            data_lsn: Cell::new(data_lsn),
-            checkpointing: Cell::new(false),
-            closing: Cell::new(false),
-            writes_held: Cell::new(false),
-            linked: Cell::new(0),
-            checkpoint_slices: Cell::new(0),
-            yielder,
-        };
-        handle.write_manifest()?;
-        if let Some(m) = &manifest {
-            checkpoint::remove_stale_checkpoints(dir, &m.checkpoint_dir)?;
-        }
-        Ok(Rc::new(handle))
+        Ok(manifest)
     }
 
     /// The manifest in `dir` that an open as `spec` would use: `None` when there is
@@ -267,9 +352,42 @@ impl ShardHandle {
         self.write_manifest()
     }
 
+    /// Adopts a replica's new assignment of its group: where its peers are now
+    /// (recorded in the manifest). Nothing for a shard of one copy.
+    pub(crate) fn set_replica(
+        &self,
+        replica: Option<&crate::spec::ReplicaSpec>,
+    ) -> Result<(), ShardError> {
+        let (Some(mine), Some(new)) = (&self.replica, replica) else {
+            return Ok(());
+        };
+        if self.state.borrow().spec().replica.as_ref() == Some(new) {
+            return Ok(());
+        }
+        mine.set_peers(new);
+        self.state.borrow_mut().set_replica(Some(new.clone()));
+        self.write_manifest()
+    }
+
+    /// Whether the shard is a replica of a replicated shard.
+    pub fn is_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
     /// The shard's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Lets go of the shard without a checkpoint: a replica's Raft stops, and the log
+    /// writes what is pending and releases its directory. What is not in a checkpoint
+    /// is in the log.
+    pub async fn release(&self) {
+        self.begin_close();
+        if let Some(replica) = &self.replica {
+            replica.shutdown().await;
+        }
+        let _ = self.wal.close().await;
     }
 
     /// The write-ahead log, for hooking its sync latency into the core's statistics.
@@ -300,6 +418,11 @@ impl ShardHandle {
         {
             self.stop_on(ShardError::Wal { source });
         }
+        if self.failed.borrow().is_none()
+            && let Some(reason) = self.replica.as_ref().and_then(ShardReplica::failure)
+        {
+            self.stop_on(ShardError::Replay { reason });
+        }
         match &*self.failed.borrow() {
             None => Ok(()),
             Some(reason) => {
@@ -311,6 +434,97 @@ impl ShardHandle {
                 })
             }
         }
+    }
+
+    /// [`ShardHandle::usable`], and for a replica, able to answer reads (it knows a
+    /// leader of its group and has applied what it knows is committed).
+    fn readable(&self) -> Result<(), ShardError> {
+        self.usable()?;
+        if let Some(replica) = &self.replica
+            && let Err(reason) = replica.check_readable()
+        {
+            let st = self.state.borrow();
+            return Err(ShardError::Lagging {
+                collection: st.spec().name().to_owned(),
+                shard_id: st.spec().shard_id,
+                reason,
+            });
+        }
+        Ok(())
+    }
+
+    /// The error of a proposal that did not take effect, or may not have.
+    fn refused(&self, e: ProposeError) -> ShardError {
+        let st = self.state.borrow();
+        let (collection, shard_id) = (st.spec().name().to_owned(), st.spec().shard_id);
+        match e {
+            ProposeError::NotLeader { leader } => ShardError::NotLeader {
+                collection,
+                shard_id,
+                leader: leader.map(|id| {
+                    let addr = st
+                        .spec()
+                        .replica
+                        .as_ref()
+                        .and_then(|r| r.peers.get(&id).copied());
+                    (id, addr)
+                }),
+            },
+            ProposeError::Indeterminate { reason } => ShardError::Indeterminate {
+                collection,
+                shard_id,
+                reason,
+            },
+        }
+    }
+
+    /// Takes `record` (of `count` points or ids): logged and applied now, acknowledged
+    /// once durable; or for a replica, proposed to its group now (refused when it does
+    /// not lead), applied and acknowledged once committed.
+    fn take(&self, record: Record<'_>, count: u64) -> Result<PendingWrite<'_>, ShardError> {
+        let Some(replica) = &self.replica else {
+            let logged = self.wal.append(record);
+            let lsn = self.wal.last_lsn().get();
+            self.data_lsn.set(lsn);
+            let done = Box::pin(async move {
+                match logged.await {
+                    Ok(lsn) => Ok(WriteAck {
+                        count,
+                        lsn: lsn.get(),
+                        durable: true,
+                    }),
+                    // Validation bounds batches far below the log's record limit, so a
+                    // rejection means the state already holds a write the log refused:
+                    // stop.
+                    Err(AppendError::Rejected(e)) => Err(self.stop_on(ShardError::Replay {
+                        reason: format!("the log refused a validated record: {e}"),
+                    })),
+                    Err(AppendError::Fatal(source)) => {
+                        Err(self.stop_on(ShardError::Wal { source }))
+                    }
+                }
+            });
+            return Ok(PendingWrite { done, count, lsn });
+        };
+        let op = ShardOp::encode(&record).map_err(|e| ShardError::Replay {
+            reason: format!("a validated write could not be encoded: {e}"),
+        })?;
+        let proposed = replica.propose(op).map_err(|e| self.refused(e))?;
+        let done = Box::pin(async move {
+            match proposed.await {
+                Ok(done) => Ok(WriteAck {
+                    count: done.data.count,
+                    lsn: lsn_of(done.log_id.index).get(),
+                    durable: true,
+                }),
+                Err(e) => Err(self.refused(e)),
+            }
+        });
+        Ok(PendingWrite {
+            done,
+            count,
+            lsn: 0,
+        })
     }
 
     /// Records a fatal failure: the shard stops serving until reopened.
@@ -352,7 +566,7 @@ impl ShardHandle {
     pub async fn upsert(&self, points: Vec<Point>, wait: bool) -> Result<WriteAck, ShardError> {
         let pending = self.begin_upsert(points)?;
         if wait {
-            pending.finish(self).await
+            pending.finish().await
         } else {
             // Queued and applied; the log writes it whether or not anyone waits.
             Ok(WriteAck {
@@ -395,14 +609,13 @@ impl ShardHandle {
             vectors: &batch.vectors[range.start * d..range.end * d],
             payloads: &batch.payloads[range.clone()],
         });
-        let logged = Box::pin(self.wal.append(record));
-        let lsn = self.wal.last_lsn().get();
-        self.data_lsn.set(lsn);
-        let count = range.len() as u64;
-        if let Err(e) = self.state.borrow_mut().apply_upsert(batch, range) {
+        let pending = self.take(record, range.len() as u64)?;
+        if self.replica.is_none()
+            && let Err(e) = self.state.borrow_mut().apply_upsert(batch, range)
+        {
             return Err(self.stop_on(e));
         }
-        Ok(PendingWrite { logged, count, lsn })
+        Ok(pending)
     }
 
     /// Deletes points by id; returns how many existed.
@@ -470,7 +683,7 @@ impl ShardHandle {
             }
         }
         match last {
-            Some(pending) if wait => pending.finish(self).await.map(|done| WriteAck {
+            Some(pending) if wait => pending.finish().await.map(|done| WriteAck {
                 count: ack.count,
                 ..done
             }),
@@ -492,7 +705,7 @@ impl ShardHandle {
         }
         let pending = self.log_delete(&ids)?;
         if wait {
-            pending.finish(self).await
+            pending.finish().await
         } else {
             Ok(WriteAck {
                 count: pending.count,
@@ -506,15 +719,16 @@ impl ShardHandle {
     fn log_delete(&self, ids: &[String]) -> Result<PendingWrite<'_>, ShardError> {
         self.usable()?;
         self.check_writable()?;
-        let logged = Box::pin(self.wal.append(Record::Delete(Delete { ids })));
-        let lsn = self.wal.last_lsn().get();
-        self.data_lsn.set(lsn);
+        let pending = self.take(Record::Delete(Delete { ids }), ids.len() as u64)?;
+        if self.replica.is_some() {
+            return Ok(pending);
+        }
         let applied = self
             .state
             .borrow_mut()
             .apply_delete(ids.iter().map(String::as_str));
         match applied {
-            Ok(count) => Ok(PendingWrite { logged, count, lsn }),
+            Ok(count) => Ok(PendingWrite { count, ..pending }),
             Err(e) => Err(self.stop_on(e)),
         }
     }
@@ -530,7 +744,7 @@ impl ShardHandle {
         prefiltered: Option<&[NodeId]>,
         scratch: &mut SearchScratch,
     ) -> Result<Searched, ShardError> {
-        self.usable()?;
+        self.readable()?;
         let st = self.state.borrow();
         let args: SearchArgs<'_> = st.validate_search(
             &request.vector,
@@ -551,7 +765,7 @@ impl ShardHandle {
         filter: Option<&vectron_proto::v1::Filter>,
         yielder: &Yielder,
     ) -> Result<Vec<NodeId>, ShardError> {
-        self.usable()?;
+        self.readable()?;
         let filter = Filter::from_proto(filter)?;
         let mut planned = Planned::new(&filter);
         let mut nodes = Vec::new();
@@ -581,7 +795,7 @@ impl ShardHandle {
         with_vector: bool,
         with_payload: bool,
     ) -> Result<Vec<PointOut>, ShardError> {
-        self.usable()?;
+        self.readable()?;
         ShardState::validate_ids(ids)?;
         self.state.borrow().get(ids, with_vector, with_payload)
     }
@@ -594,7 +808,7 @@ impl ShardHandle {
         filter: Option<&vectron_proto::v1::Filter>,
         yielder: &Yielder,
     ) -> Result<u64, ShardError> {
-        self.usable()?;
+        self.readable()?;
         let filter = Filter::from_proto(filter)?;
         if filter.is_empty() {
             return Ok(self.state.borrow().len());
@@ -633,7 +847,7 @@ impl ShardHandle {
         request: &vectron_proto::core::v1::ScrollRequest,
         yielder: &Yielder,
     ) -> Result<(Vec<PointOut>, Option<String>), ShardError> {
-        self.usable()?;
+        self.readable()?;
         let read = ScrollRead {
             limit: rules::check_scroll_limit(LIMITS, request.limit)? as usize,
             with_vector: request.with_vector,
@@ -676,7 +890,7 @@ impl ShardHandle {
     /// Links up to `max` pending points into the graph, or repairs around deleted ones;
     /// returns whether there was work.
     pub fn index_step(&self, max: usize) -> bool {
-        if self.is_stopped() || self.writes_held.get() {
+        if self.is_stopped() || self.writes_held() {
             return false;
         }
         let mut st = self.state.borrow_mut();
@@ -705,9 +919,22 @@ impl ShardHandle {
         self.state.borrow().pending()
     }
 
-    /// Bytes of log a restart would replay.
+    /// Bytes of log a restart would replay (for a replica, every byte its log holds:
+    /// a replica's log keeps entries past its snapshot for lagging followers).
     pub fn wal_bytes_since_checkpoint(&self) -> u64 {
         self.wal.stats().bytes_since_checkpoint
+    }
+
+    /// Whether a checkpoint is due: the log grew past `threshold` bytes since the last
+    /// one (for a replica, its log holds that much and something was applied since its
+    /// snapshot).
+    pub fn checkpoint_due(&self, threshold: u64) -> bool {
+        if self.is_stopped() || self.wal_bytes_since_checkpoint() <= threshold {
+            return false;
+        }
+        self.replica
+            .as_ref()
+            .is_none_or(|r| r.applied_lsn() > r.snapshot_lsn())
     }
 
     /// Writes a checkpoint covering every durable write, then drops the log segments it
@@ -715,6 +942,14 @@ impl ShardHandle {
     /// Writes nothing when no upsert or delete was logged since the last checkpoint.
     pub async fn checkpoint(&self) -> Result<u64, ShardError> {
         self.usable()?;
+        if let Some(replica) = &self.replica {
+            if self.checkpointing.replace(true) {
+                return Ok(replica.snapshot_lsn());
+            }
+            let covered = replica.snapshot().await;
+            self.checkpointing.set(false);
+            return covered;
+        }
         if self.checkpointing.replace(true) {
             return Ok(self.checkpoint_lsn.get());
         }
@@ -803,9 +1038,14 @@ impl ShardHandle {
         Ok(())
     }
 
-    /// Whether writes to the shard are held (a checkpoint is writing its files).
+    /// Whether writes to the shard are held (a checkpoint is writing its files; for a
+    /// replica, a snapshot is, and applies wait).
     pub fn writes_held(&self) -> bool {
         self.writes_held.get()
+            || self
+                .replica
+                .as_ref()
+                .is_some_and(ShardReplica::applies_held)
     }
 
     /// The error of a call on a shard that is closing.
@@ -827,6 +1067,12 @@ impl ShardHandle {
     /// Checkpoints (when an upsert or delete was logged since the last checkpoint) and
     /// closes the log.
     pub async fn close(&self) -> Result<(), ShardError> {
+        if self.replica.is_some() {
+            // A replica's log holds what its snapshot does not, and a replica that
+            // stops is caught up by its group when it returns.
+            self.release().await;
+            return Ok(());
+        }
         if !self.is_stopped() && self.changed_since_checkpoint() {
             self.checkpoint().await?;
         }
@@ -843,6 +1089,10 @@ impl ShardHandle {
         let wal = self.wal.stats();
         let points = st.len();
         let pending = st.pending() as u64;
+        let checkpoint_lsn = match &self.replica {
+            Some(replica) => replica.snapshot_lsn(),
+            None => self.checkpoint_lsn.get(),
+        };
         ShardStats {
             collection: st.spec().name().to_owned(),
             shard_id: st.spec().shard_id,
@@ -855,11 +1105,12 @@ impl ShardHandle {
                 + dir_bytes(
                     &self
                         .dir
-                        .join(checkpoint::checkpoint_dir_name(self.checkpoint_lsn.get())),
+                        .join(checkpoint::checkpoint_dir_name(checkpoint_lsn)),
                 ),
             wal_bytes: wal.bytes_since_checkpoint,
             last_lsn: wal.durable_lsn.get(),
-            checkpoint_lsn: self.checkpoint_lsn.get(),
+            checkpoint_lsn,
+            replica: self.replica.as_ref().map(ShardReplica::stats),
         }
     }
 }
@@ -1140,6 +1391,7 @@ pub(crate) mod tests {
             hash_range_end: u64::MAX,
             epoch: 1,
             incarnation: 1,
+            ..ShardAssignment::default()
         }
     }
 

@@ -53,8 +53,7 @@ fn snapshot_dir_name(last: Option<LogId>) -> String {
 
 struct Shared {
     dir: PathBuf,
-    spec: ShardSpec,
-    state: RefCell<ShardState>,
+    state: Rc<RefCell<ShardState>>,
     applied: Cell<Option<LogId>>,
     membership: RefCell<StoredMembership>,
     /// The newest snapshot, built here or installed.
@@ -113,8 +112,7 @@ impl ShardMachine {
         Ok(Self {
             shared: Rc::new(Shared {
                 dir: dir.to_path_buf(),
-                spec,
-                state: RefCell::new(state),
+                state: Rc::new(RefCell::new(state)),
                 applied: Cell::new(applied),
                 membership: RefCell::new(membership),
                 current: RefCell::new(current),
@@ -123,6 +121,23 @@ impl ShardMachine {
                 yielder,
             }),
         })
+    }
+
+    /// The shard state, shared with the core's reads and indexing (which see what is
+    /// applied) and replaced whole when a snapshot is installed.
+    pub(crate) fn state(&self) -> Rc<RefCell<ShardState>> {
+        Rc::clone(&self.shared.state)
+    }
+
+    /// Whether applies are held (a snapshot is writing its files): the indexer waits
+    /// too, so the files hold one state.
+    pub(crate) fn applies_held(&self) -> bool {
+        self.shared.applies_held.get()
+    }
+
+    /// The last entry applied.
+    pub fn applied(&self) -> Option<LogId> {
+        self.shared.applied.get()
     }
 
     /// Points in the shard.
@@ -400,7 +415,9 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
                 return Err(io_err(e));
             }
         }
-        let state = load_checkpoint(&dest, sh.spec.clone(), &sh.yielder)
+        // The shard as it is served now (its epoch may have moved since it opened).
+        let spec = sh.state.borrow().spec().clone();
+        let state = load_checkpoint(&dest, spec, &sh.yielder)
             .await
             .map_err(io_err)?;
         *sh.state.borrow_mut() = state;

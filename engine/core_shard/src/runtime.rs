@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use vectron_net::{ListenOptions, Server, ServerConfig};
 use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
+use vectron_replica::GroupSettings;
 use vectron_wal::Options;
 
 use crate::core::{Core, CoreConfig, Notify};
@@ -69,6 +70,8 @@ pub struct CoreSettings {
     pub server: ServerConfig,
     /// See [`crate::CoreConfig::max_unindexed`].
     pub max_unindexed: Option<usize>,
+    /// See [`crate::CoreConfig::group`].
+    pub group: GroupSettings,
 }
 
 /// Why a core did not start.
@@ -314,6 +317,7 @@ async fn serve_core(
             data_dir: settings.data_dir.clone(),
             wal: settings.wal,
             max_unindexed: settings.max_unindexed,
+            group: settings.group,
         },
         driver,
     );
@@ -327,9 +331,11 @@ async fn serve_core(
         });
     }
     let in_flight: InFlight = Rc::new(RefCell::new(None));
-    let routes = match router(&core, Rc::clone(&in_flight)) {
+    let routes = match router(&core, Rc::clone(&in_flight))
+        .and_then(|r| vectron_replica::routes(r, Rc::clone(core.host().replicas())))
+    {
         Ok(r) => r,
-        Err(e) => panic!("the CoreService routes are fixed and valid: {e}"),
+        Err(e) => panic!("the CoreService and Replication routes are fixed and valid: {e}"),
     };
     let server = match Server::new(settings.server.clone(), routes) {
         Ok(s) => s,
@@ -445,6 +451,7 @@ mod tests {
             wal: Options::default(),
             server: ServerConfig::default(),
             max_unindexed: None,
+            group: GroupSettings::default(),
         })
         .unwrap();
         let inbox = core.inbox();

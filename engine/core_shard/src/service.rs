@@ -16,7 +16,7 @@ use vectron_proto::core::v1::{
     SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest, UpsertRequest,
     UpsertResponse, delete_request,
 };
-use vectron_proto::rules::{EPOCH_TRAILER, RETRY_AFTER, RuleError};
+use vectron_proto::rules::{EPOCH_TRAILER, LEADER_TRAILER, RETRY_AFTER, RuleError};
 use vectron_proto::v1::CoreStats;
 use vectron_wal::WalError;
 
@@ -48,6 +48,9 @@ pub fn status(err: &ShardError) -> Status {
         // A shard that stopped is reopened by its worker's reconciler; a failed read or
         // write of its files may pass (a full disk): worth retrying.
         E::Stopped { .. } => Code::Unavailable,
+        // Another replica may answer (the leader, or one that caught up); a write that
+        // may or may not have taken effect is retried by id, which is idempotent.
+        E::NotLeader { .. } | E::Indeterminate { .. } | E::Lagging { .. } => Code::Unavailable,
         E::Wal { source } => match source {
             WalError::Corrupt { .. } | WalError::ReplayGap { .. } => Code::DataLoss,
             WalError::InvalidOptions(_) => Code::Internal,
@@ -77,6 +80,13 @@ pub fn status(err: &ShardError) -> Status {
             http::HeaderName::from_static(RETRY_AFTER),
             http::HeaderValue::from(1u64),
         ),
+        E::NotLeader {
+            leader: Some((id, Some(addr))),
+            ..
+        } => match http::HeaderValue::from_str(&format!("{id}@{addr}")) {
+            Ok(value) => status.with_metadata(http::HeaderName::from_static(LEADER_TRAILER), value),
+            Err(_) => status,
+        },
         _ => status,
     }
 }
@@ -389,7 +399,7 @@ async fn upsert_stream(
                 waiting.push_back(pending);
                 if waiting.len() > STREAM_WINDOW {
                     let oldest = waiting.pop_front().expect("non-empty");
-                    oldest.finish(&shard).await.map_err(|e| status(&e))?;
+                    oldest.finish().await.map_err(|e| status(&e))?;
                 }
             }
             let Some(rest) = rest else { break };
@@ -399,7 +409,7 @@ async fn upsert_stream(
         next = stream.message().await?;
     }
     while let Some(pending) = waiting.pop_front() {
-        pending.finish(&shard).await.map_err(|e| status(&e))?;
+        pending.finish().await.map_err(|e| status(&e))?;
     }
     core.counters()
         .borrow_mut()
@@ -449,7 +459,7 @@ async fn upsert_in_pieces(
     };
     let count = batch.len() as u64;
     if wait {
-        let done = pending.finish(shard).await?;
+        let done = pending.finish().await?;
         Ok(WriteAck { count, ..done })
     } else {
         Ok(WriteAck {

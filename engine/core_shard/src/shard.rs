@@ -172,6 +172,11 @@ impl ShardState {
         self.spec.incarnation = incarnation;
     }
 
+    /// Adopts a replica's new assignment of its group (its peers' addresses).
+    pub(crate) fn set_replica(&mut self, replica: Option<crate::spec::ReplicaSpec>) {
+        self.spec.replica = replica;
+    }
+
     pub(crate) fn index(&self) -> &HnswIndex {
         &self.index
     }

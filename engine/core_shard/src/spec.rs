@@ -1,7 +1,10 @@
 //! What a shard is: its collection's spec, its index, its hash range and its epoch.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use vectron_hnsw::{IndexConfig, Metric as IndexMetric, Quantization as IndexQuantization};
-use vectron_proto::core::v1::ShardAssignment;
+
+use vectron_proto::core::v1::{ReplicaPeer, ShardAssignment};
 use vectron_proto::hashing::HashRange;
 use vectron_proto::rules::{self, MAX_DIMENSION};
 use vectron_proto::v1::{CollectionSpec, Metric, Quantization};
@@ -22,6 +25,58 @@ pub struct ShardSpec {
     /// Which collection of this name the shard belongs to (the control plane's log
     /// index of its create); 0 when unknown.
     pub incarnation: u64,
+    /// For a replicated shard, this replica and its group; `None` for a shard of one
+    /// copy.
+    pub replica: Option<ReplicaSpec>,
+}
+
+/// A replica of a replicated shard: its id, its group's voters and where they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSpec {
+    /// This replica's id.
+    pub id: u64,
+    /// Every voter, this replica included: replica id → its core's address.
+    pub peers: BTreeMap<u64, SocketAddr>,
+    /// Whether this replica starts its group (placed by its collection's create).
+    pub initial: bool,
+}
+
+impl ReplicaSpec {
+    fn from_assignment(a: &ShardAssignment) -> Result<Option<Self>, ShardError> {
+        let bad = |reason: String| Err(ShardError::BadAssignment { reason });
+        if a.replica_id == 0 {
+            if !a.peers.is_empty() || a.initial {
+                return bad("peers are given for a shard with no replica id".into());
+            }
+            return Ok(None);
+        }
+        let mut peers = BTreeMap::new();
+        for p in &a.peers {
+            if p.replica_id == 0 {
+                return bad("a peer has replica id 0".into());
+            }
+            let addr: SocketAddr = p.address.parse().map_err(|_| ShardError::BadAssignment {
+                reason: format!(
+                    "peer {} has address {:?}, not ip:port",
+                    p.replica_id, p.address
+                ),
+            })?;
+            if peers.insert(p.replica_id, addr).is_some() {
+                return bad(format!("peer {} is listed twice", p.replica_id));
+            }
+        }
+        if !peers.contains_key(&a.replica_id) {
+            return bad(format!(
+                "replica {} is not among its group's peers",
+                a.replica_id
+            ));
+        }
+        Ok(Some(Self {
+            id: a.replica_id,
+            peers,
+            initial: a.initial,
+        }))
+    }
 }
 
 impl ShardSpec {
@@ -72,6 +127,7 @@ impl ShardSpec {
             },
             epoch: a.epoch,
             incarnation: a.incarnation,
+            replica: ReplicaSpec::from_assignment(a)?,
         })
     }
 
@@ -84,6 +140,17 @@ impl ShardSpec {
             hash_range_end: self.range.end,
             epoch: self.epoch,
             incarnation: self.incarnation,
+            replica_id: self.replica.as_ref().map_or(0, |r| r.id),
+            peers: self.replica.as_ref().map_or_else(Vec::new, |r| {
+                r.peers
+                    .iter()
+                    .map(|(&replica_id, addr)| ReplicaPeer {
+                        replica_id,
+                        address: addr.to_string(),
+                    })
+                    .collect()
+            }),
+            initial: self.replica.as_ref().is_some_and(|r| r.initial),
         }
     }
 
@@ -199,5 +266,57 @@ mod tests {
         assert!(!at(0).replaces(7), "an open that names none");
         assert!(!at(0).replaces(0));
         assert_eq!(at(7).to_assignment().incarnation, 7, "round trip");
+    }
+
+    #[test]
+    fn a_replica_names_itself_among_peers_with_addresses() {
+        let peer = |replica_id, address: &str| ReplicaPeer {
+            replica_id,
+            address: address.into(),
+        };
+        let with = |replica_id, peers: Vec<ReplicaPeer>| {
+            ShardSpec::from_assignment(&ShardAssignment {
+                replica_id,
+                peers,
+                initial: true,
+                ..named("docs")
+            })
+        };
+        let good = vec![peer(1, "127.0.0.1:7400"), peer(2, "127.0.0.1:7401")];
+        let spec = with(1, good.clone()).expect("a replica");
+        let replica = spec.replica.clone().expect("replicated");
+        assert_eq!(
+            (replica.id, replica.peers.len(), replica.initial),
+            (1, 2, true)
+        );
+        assert_eq!(
+            ShardSpec::from_assignment(&spec.to_assignment()).unwrap(),
+            spec,
+            "round trip"
+        );
+        for (id, peers, why) in [
+            (3, good.clone(), "not among its group's peers"),
+            (1, vec![peer(1, "localhost:7400")], "not ip:port"),
+            (
+                1,
+                vec![peer(1, "127.0.0.1:1"), peer(1, "127.0.0.1:2")],
+                "listed twice",
+            ),
+            (
+                1,
+                vec![peer(1, "127.0.0.1:1"), peer(0, "127.0.0.1:2")],
+                "replica id 0",
+            ),
+            (0, good, "no replica id"),
+        ] {
+            let e = with(id, peers).expect_err(why);
+            assert!(e.to_string().contains(why), "{e} should say {why}");
+        }
+        assert!(
+            ShardSpec::from_assignment(&named("docs"))
+                .unwrap()
+                .replica
+                .is_none()
+        );
     }
 }

@@ -44,6 +44,7 @@ fn spec() -> ShardSpec {
         hash_range_end: u64::MAX,
         epoch: 1,
         incarnation: 1,
+        ..ShardAssignment::default()
     })
     .expect("a spec")
 }

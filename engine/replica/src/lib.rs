@@ -11,6 +11,7 @@ mod faults;
 mod log_store;
 mod network;
 mod outbox;
+mod propose;
 mod replicas;
 mod settings;
 mod snapshot;
@@ -21,6 +22,7 @@ pub use crate::faults::FaultPlan;
 pub use crate::log_store::{LogReader, LogStore, TAIL_CACHE_BYTES};
 pub use crate::network::{GroupNetwork, PeerLink, Peers, SNAPSHOT_CHUNK_BYTES};
 pub use crate::outbox::MAX_APPEND_BATCH_BYTES;
+pub use crate::propose::{ProposeError, Proposer, WriteResponder};
 pub use crate::replicas::{
     APPEND_PATH, GroupId, INSTALL_SNAPSHOT_PATH, Replicas, TRANSFER_LEADER_PATH, VOTE_PATH, routes,
 };

@@ -121,7 +121,7 @@ impl View {
 }
 
 struct Shared<S: Storage> {
-    wal: Wal<S>,
+    wal: Rc<Wal<S>>,
     view: RefCell<View>,
 }
 
@@ -281,7 +281,7 @@ impl<S: Storage + Clone> LogStore<S> {
         };
         Ok(Self {
             shared: Rc::new(Shared {
-                wal,
+                wal: Rc::new(wal),
                 view: RefCell::new(view),
             }),
             state,
@@ -293,6 +293,12 @@ impl<S: Storage> LogStore<S> {
     /// The log underneath (for statistics).
     pub fn wal(&self) -> &Wal<S> {
         &self.shared.wal
+    }
+
+    /// The log underneath, shared (for statistics and closing after the store went to
+    /// openraft).
+    pub fn shared_wal(&self) -> Rc<Wal<S>> {
+        Rc::clone(&self.shared.wal)
     }
 
     /// Writes and syncs everything appended, and releases the directory.

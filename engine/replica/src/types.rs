@@ -7,19 +7,37 @@ use std::rc::Rc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use vectron_wal::{EncodedBody, Lsn, Record, RecordError};
 
-openraft::declare_raft_types!(
-    /// A replicated shard's Raft types. A committed leader id is its term alone
-    /// (`leader_id_std`: one leader per term), so a log entry's id is (term, index),
-    /// which is what the log's v2 records store. The group runs on its core's monoio
-    /// runtime.
-    pub ShardRaft:
-        D = ShardOp,
-        R = Applied,
-        NodeId = u64,
-        Node = ReplicaNode,
-        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
-        AsyncRuntime = openraft_rt_monoio::MonoioRuntime,
-);
+/// A replicated shard's Raft types. A committed leader id is its term alone
+/// (`leader_id_std`: one leader per term), so a log entry's id is (term, index), which
+/// is what the log's v2 records store. The group runs on its core's monoio runtime, and
+/// a proposal's answer comes on a [`WriteResponder`](crate::WriteResponder), quiet when
+/// nobody waits for it. (Written out rather than through `declare_raft_types!`, which
+/// takes no responder of our own.)
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq, Ord, PartialOrd)]
+pub struct ShardRaft {}
+
+impl openraft::RaftTypeConfig for ShardRaft {
+    type D = ShardOp;
+    type R = Applied;
+    type NodeId = u64;
+    type Node = ReplicaNode;
+    type Term = u64;
+    type LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>;
+    type Vote = openraft::impls::Vote<Self::LeaderId>;
+    type Payload = openraft::EntryPayload<Self::D, Self::NodeId, Self::Node>;
+    type Entry =
+        openraft::Entry<<Self::LeaderId as openraft::vote::RaftLeaderId>::Committed, Self::Payload>;
+    type Responder<T>
+        = crate::propose::WriteResponder<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type Batch<T>
+        = openraft::impls::InlineBatch<T>
+    where
+        T: openraft::OptionalSend + 'static;
+    type AsyncRuntime = openraft_rt_monoio::MonoioRuntime;
+    type ErrorSource = openraft::impls::BoxedErrorSource;
+}
 
 /// A log entry's id.
 pub type LogId = openraft::type_config::alias::LogIdOf<ShardRaft>;

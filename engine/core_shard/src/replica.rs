@@ -1,0 +1,285 @@
+//! A replicated shard's Raft side on its core: the group's Raft (its log the shard's v2
+//! write-ahead log, its state machine a [`ShardMachine`] sharing the shard's state with
+//! the core's reads and indexer), the proposer writes go through, and the core-wide
+//! registry ([`ReplicaHost`]) the `vectron.replication.v1` service and the peers'
+//! channels hang off.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Duration;
+
+use openraft::Raft;
+use openraft::async_runtime::WatchReceiver as _;
+use openraft::error::{InitializeError, RaftError};
+use openraft::raft::ClientWriteResponse;
+use vectron_net::ClientConfig;
+use vectron_proto::v1::ReplicaStats;
+use vectron_replica::{
+    GroupId, GroupNetwork, GroupSettings, LogStore, Peers, ProposeError, Proposer, ReplicaNode,
+    Replicas, ShardOp, ShardRaft, lsn_of,
+};
+use vectron_wal::{Options, Wal};
+
+use crate::error::ShardError;
+use crate::machine::ShardMachine;
+use crate::shard::ShardState;
+use crate::spec::{ReplicaSpec, ShardSpec};
+
+/// How long a snapshot the core asks for may take to be built.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
+
+/// What the replicas of one core share: their registry (which the core's
+/// `vectron.replication.v1` service serves), where their peers are, and how their
+/// groups run.
+#[derive(Debug)]
+pub struct ReplicaHost {
+    replicas: Rc<Replicas<ShardMachine>>,
+    peers: Rc<Peers>,
+    settings: GroupSettings,
+}
+
+impl ReplicaHost {
+    /// A host whose groups run with `settings`.
+    pub fn new(settings: GroupSettings) -> Self {
+        // Append batches reach 8 MiB (`MAX_APPEND_BATCH_BYTES`); peers' servers take
+        // messages up to the worker's 64 MiB.
+        Self {
+            replicas: Rc::new(Replicas::default()),
+            peers: Rc::new(Peers::new(ClientConfig::default())),
+            settings,
+        }
+    }
+
+    /// The replicas held, for the replication service.
+    pub fn replicas(&self) -> &Rc<Replicas<ShardMachine>> {
+        &self.replicas
+    }
+}
+
+/// One replica of a replicated shard, on the core that holds it.
+pub(crate) struct ShardReplica {
+    id: u64,
+    group: GroupId,
+    raft: Raft<ShardRaft, ShardMachine>,
+    machine: ShardMachine,
+    proposer: Proposer<ShardMachine>,
+    host: Rc<ReplicaHost>,
+    /// Where the group's voters are, as last assigned.
+    peers: RefCell<BTreeMap<u64, SocketAddr>>,
+}
+
+impl std::fmt::Debug for ShardReplica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardReplica")
+            .field("id", &self.id)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What opening a replica gives its shard handle.
+pub(crate) struct Opened {
+    pub(crate) replica: ShardReplica,
+    pub(crate) state: Rc<RefCell<ShardState>>,
+    pub(crate) wal: Rc<Wal>,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> ShardError {
+    ShardError::Replay {
+        reason: format!("{what}: {e}"),
+    }
+}
+
+impl ShardReplica {
+    /// Opens replica `replica` of the shard stored in `dir`: its log, its state (its
+    /// newest snapshot; openraft applies the committed entries after it), its Raft. An
+    /// initial replica starts the group with its peers as voters, which every initial
+    /// replica does alike (and which does nothing once the group has begun).
+    pub(crate) async fn open(
+        dir: &Path,
+        spec: &ShardSpec,
+        replica: &ReplicaSpec,
+        wal: Options,
+        host: &Rc<ReplicaHost>,
+    ) -> Result<Opened, ShardError> {
+        let group = GroupId {
+            collection: spec.name().to_owned(),
+            incarnation: spec.incarnation,
+            shard_id: spec.shard_id,
+        };
+        let store = LogStore::open(dir.join("wal"), wal)
+            .await
+            .map_err(|e| failed("the replica's log cannot be opened", e))?;
+        let log = store.shared_wal();
+        let machine = ShardMachine::open(dir, spec.clone()).await?;
+        for (&id, &addr) in &replica.peers {
+            if id != replica.id {
+                host.peers.set(id, addr);
+            }
+        }
+        let network = GroupNetwork::new(group.clone(), replica.id, Rc::clone(&host.peers));
+        let config = host
+            .settings
+            .config()
+            .map_err(|e| failed("the group's settings", e))?;
+        let raft = Raft::new(replica.id, config, network, store, machine.clone())
+            .await
+            .map_err(|e| failed("the replica's Raft did not start", e))?;
+        if replica.initial {
+            let voters: BTreeMap<u64, ReplicaNode> = replica
+                .peers
+                .keys()
+                .map(|&id| (id, ReplicaNode::default()))
+                .collect();
+            match raft.initialize(voters).await {
+                // Not allowed: the group began already (this replica restarted, or a
+                // peer's election reached it first).
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => {
+                    let _ = raft.shutdown().await;
+                    return Err(failed("the group could not be started", e));
+                }
+            }
+        }
+        host.replicas
+            .insert(group.clone(), replica.id, raft.clone(), dir);
+        let state = machine.state();
+        Ok(Opened {
+            replica: Self {
+                id: replica.id,
+                group,
+                proposer: Proposer::start(raft.clone(), replica.id),
+                raft,
+                machine,
+                host: Rc::clone(host),
+                peers: RefCell::new(replica.peers.clone()),
+            },
+            state,
+            wal: log,
+        })
+    }
+
+    /// Takes a new assignment's peer addresses (a worker that restarted on other ports).
+    pub(crate) fn set_peers(&self, replica: &ReplicaSpec) {
+        for (&id, &addr) in &replica.peers {
+            if id != self.id {
+                self.host.peers.set(id, addr);
+            }
+        }
+        *self.peers.borrow_mut() = replica.peers.clone();
+    }
+
+    /// Why the replica's Raft stopped, if it did.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match &self.raft.metrics().borrow_watched().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(format!("the replica's Raft stopped: {fatal}")),
+        }
+    }
+
+    /// Proposes `op`; resolves once it is committed and applied here.
+    pub(crate) fn propose(
+        &self,
+        op: ShardOp,
+    ) -> Result<
+        impl Future<Output = Result<ClientWriteResponse<ShardRaft>, ProposeError>> + 'static,
+        ProposeError,
+    > {
+        self.proposer.propose(op)
+    }
+
+    /// Whether the replica may answer a read: it leads, or follows a leader it has heard
+    /// from (a replica cut off from its group, or waiting for an election, has no leader
+    /// and may be behind without knowing).
+    pub(crate) fn check_readable(&self) -> Result<(), String> {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        if metrics.current_leader.is_none() {
+            return Err("it knows no leader of its group (an election is under way)".into());
+        }
+        let index = |l: &Option<vectron_replica::LogId>| l.as_ref().map(|l| l.index);
+        if index(&metrics.last_applied) < index(&metrics.local_committed) {
+            // Still applying what it knows is committed (a replica that restarted).
+            return Err("it is still applying its log".into());
+        }
+        Ok(())
+    }
+
+    /// Whether applies are held while a snapshot writes its files.
+    pub(crate) fn applies_held(&self) -> bool {
+        self.machine.applies_held()
+    }
+
+    /// LSN of the newest snapshot (0 when none).
+    pub(crate) fn snapshot_lsn(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow_watched()
+            .snapshot
+            .map_or(0, |s| lsn_of(s.index).get())
+    }
+
+    /// LSN of the last entry applied (0 when none).
+    pub(crate) fn applied_lsn(&self) -> u64 {
+        self.machine.applied().map_or(0, |l| lsn_of(l.index).get())
+    }
+
+    /// Builds a snapshot (a checkpoint) of everything applied, after which openraft
+    /// purges the log it covers, bar the entries a lagging follower may still need.
+    /// Returns the LSN it covers.
+    pub(crate) async fn snapshot(&self) -> Result<u64, ShardError> {
+        let applied = self.applied_lsn();
+        if applied <= self.snapshot_lsn() {
+            return Ok(self.snapshot_lsn());
+        }
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| failed("the snapshot could not be asked for", e))?;
+        let deadline = std::time::Instant::now() + SNAPSHOT_WAIT;
+        loop {
+            let covered = self.snapshot_lsn();
+            if covered >= applied {
+                return Ok(covered);
+            }
+            if let Some(reason) = self.failure() {
+                return Err(failed("snapshot", reason));
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(failed(
+                    "snapshot",
+                    format!("none covering LSN {applied} after {SNAPSHOT_WAIT:?}"),
+                ));
+            }
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The replica as its stats report it.
+    pub(crate) fn stats(&self) -> ReplicaStats {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        ReplicaStats {
+            replica_id: self.id,
+            leader: metrics.current_leader == Some(self.id),
+            leader_id: metrics.current_leader.unwrap_or(0),
+            term: metrics.current_term,
+            applied_lsn: self.applied_lsn(),
+            voters: metrics.membership_config.membership().voter_ids().collect(),
+        }
+    }
+
+    /// Stops the replica: no more proposals, its Raft shut down, its registration gone.
+    /// (The caller closes the log.)
+    pub(crate) async fn shutdown(&self) {
+        self.proposer.close();
+        self.host.replicas.remove(&self.group, self.id);
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group = %self.group, replica = self.id, error = %e, "the replica's Raft did not stop cleanly");
+        }
+    }
+}
