@@ -104,11 +104,13 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             DeleteRequest, DeleteResponse, CountRequest, CountResponse, ScrollRequest,
             ScrollResponse,
             // stats.proto
-            CoreStatsRequest, LatencySummary, ShardStats, CoreStats, CoreStatsResponse,
+            CoreStatsRequest, LatencySummary, ReplicaStats, ShardStats, CoreStats,
+            CoreStatsResponse,
         }
         "vectron.core.v1" => vectron_proto::core::v1 {
-            ShardRef, ShardAssignment, OpenShardRequest, OpenShardResponse, CloseShardRequest,
-            CloseShardResponse, Point, UpsertRequest, UpsertResponse, SearchRequest,
+            ShardRef, ReplicaPeer, ShardAssignment, OpenShardRequest, OpenShardResponse, CloseShardRequest,
+            CloseShardResponse, Point, UpsertRequest, UpsertResponse, ReadConsistency,
+            SearchRequest,
             ScoredPoint, SearchResponse, SearchBatchRequest, SearchBatchResponse, GetRequest,
             GetResponse, PointIds, DeleteRequest, DeleteResponse, ScrollRequest,
             ScrollResponse, CountRequest, CountResponse, CheckpointRequest,
