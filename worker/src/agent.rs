@@ -29,7 +29,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use vectron_control::{ClientError, ControlClient};
 use vectron_core_shard::{CoreCommand, CoreInfo};
 use vectron_proto::control::v1 as ctl;
-use vectron_proto::core::v1::{ShardAssignment, ShardRef};
+use vectron_proto::core::v1::{ReplicaPeer, ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 
 use crate::admin::gather;
@@ -300,9 +300,11 @@ async fn reconcile(
             hash_range_end: a.hash_range_end,
             epoch: a.epoch,
             incarnation: a.incarnation,
-            // The control plane places shards of one copy: its assignments carry no
-            // replica ids or peers yet.
-            ..ShardAssignment::default()
+            replica_id: a.replica_id,
+            peers: resolve_peers(&a.peers).await,
+            // Every replica is placed by its collection's create (nothing adds one
+            // later yet), so each starts its group, with the same voters.
+            initial: a.replica_id != 0,
         };
         let opened = ask(inbox, |tx| {
             CoreCommand::Open(Box::new(assignment), a.must_exist, tx)
@@ -356,6 +358,33 @@ async fn ask<T>(
 }
 
 /// What a heartbeat says about one core.
+/// A replicated shard's peers with their addresses as `ip:port`, which is what a core
+/// takes: a worker registered under a host name is looked up here. A peer whose name
+/// does not resolve keeps its address, and the core refuses the assignment naming it.
+async fn resolve_peers(peers: &[ReplicaPeer]) -> Vec<ReplicaPeer> {
+    let mut out = Vec::with_capacity(peers.len());
+    for peer in peers {
+        let address = if peer.address.parse::<std::net::SocketAddr>().is_ok() {
+            peer.address.clone()
+        } else {
+            match tokio::net::lookup_host(&peer.address).await {
+                Ok(mut found) => found
+                    .next()
+                    .map_or_else(|| peer.address.clone(), |a| a.to_string()),
+                Err(e) => {
+                    tracing::warn!(address = %peer.address, error = %e, "cannot resolve a replica's address");
+                    peer.address.clone()
+                }
+            }
+        };
+        out.push(ReplicaPeer {
+            replica_id: peer.replica_id,
+            address,
+        });
+    }
+    out
+}
+
 fn summary(c: &CoreStats) -> ctl::CoreSummary {
     ctl::CoreSummary {
         core: c.core,
@@ -463,6 +492,7 @@ mod tests {
         let count = CountRequest {
             shard: Some(r.clone()),
             filter: None,
+            consistency: None,
         };
         let count = core.count(count).await.unwrap().into_inner().count;
         let get = GetRequest {

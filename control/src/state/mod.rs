@@ -52,6 +52,18 @@ pub(crate) enum Health {
     Down,
 }
 
+/// The id of replica `index` of shard `shard_id` placed by the command at `log_index`:
+/// unique in the cluster and never reused, because log indexes are not and the ids one
+/// command places fit below 2^24 ([`MAX_SHARD_COUNT`] shards of at most 8 replicas).
+/// Never 0, which means "no group".
+pub(crate) fn replica_id(log_index: u64, shard_id: u32, index: u32) -> u64 {
+    const PER_SHARD: u64 = 8;
+    const PER_COMMAND: u64 = 1 << 24;
+    debug_assert!(u64::from(index) < PER_SHARD);
+    debug_assert!(u64::from(shard_id) * PER_SHARD < PER_COMMAND);
+    log_index * PER_COMMAND + u64::from(shard_id) * PER_SHARD + u64::from(index) + 1
+}
+
 /// A registered worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WorkerRecord {
@@ -103,6 +115,10 @@ pub(crate) struct ReplicaRecord {
     pub worker_id: String,
     pub core: u32,
     pub epoch: u64,
+    /// For a shard of several replicas, the replica's id in its shard's Raft group
+    /// ([`replica_id`]); 0 for a shard of one copy, which has no group.
+    #[serde(default)]
+    pub replica_id: u64,
     /// The worker's last committed report says the core serves it at this epoch.
     pub serving: bool,
     /// It has served at least once, so its data exists and must never be recreated empty.
@@ -486,10 +502,16 @@ impl ControlState {
                 hash_end: range.end,
                 replicas: slots
                     .into_iter()
-                    .map(|slot| ReplicaRecord {
+                    .zip(0..)
+                    .map(|(slot, index)| ReplicaRecord {
                         worker_id: slot.worker_id,
                         core: slot.core,
                         epoch: log_index,
+                        replica_id: if request.replication_factor > 1 {
+                            replica_id(log_index, shard_id, index)
+                        } else {
+                            0
+                        },
                         serving: false,
                         served: false,
                         points: 0,

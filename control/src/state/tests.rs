@@ -155,6 +155,69 @@ fn create_places_one_shard_per_core_with_the_log_index_as_epoch() {
 }
 
 #[test]
+fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("one", Some(2), 1),
+            },
+        )
+        .unwrap();
+    state
+        .apply(
+            5,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 2),
+            },
+        )
+        .unwrap();
+    // A shard of one copy has no group.
+    for a in assignments_for(&state, "w1")
+        .iter()
+        .chain(&assignments_for(&state, "w2"))
+    {
+        let spec = a.spec.as_ref().unwrap();
+        if spec.name == "one" {
+            assert_eq!((a.replica_id, a.peers.len()), (0, 0), "{a:?}");
+        }
+    }
+    let mut ids = Vec::new();
+    for shard_id in 0..2 {
+        let mine = |worker: &str| {
+            assignments_for(&state, worker)
+                .into_iter()
+                .find(|a| a.spec.as_ref().unwrap().name == "docs" && a.shard_id == shard_id)
+                .unwrap()
+        };
+        let (w1, w2) = (mine("w1"), mine("w2"));
+        assert_ne!(w1.replica_id, w2.replica_id);
+        assert_eq!(w1.peers, w2.peers, "both name the same group");
+        let mut peers: Vec<u64> = w1.peers.iter().map(|p| p.replica_id).collect();
+        peers.sort_unstable();
+        let mut mine_two = vec![w1.replica_id, w2.replica_id];
+        mine_two.sort_unstable();
+        assert_eq!(peers, mine_two);
+        for peer in &w1.peers {
+            let core = if peer.replica_id == w1.replica_id {
+                w1.core
+            } else {
+                w2.core
+            };
+            assert_eq!(peer.address, format!("127.0.0.1:{}", 7000 + core));
+        }
+        ids.extend(mine_two);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "every replica has its own id");
+    assert!(ids.iter().all(|&id| id != 0));
+    assert_ne!(replica_id(5, 0, 0), replica_id(6, 0, 0));
+    assert_ne!(replica_id(5, 1, 0), replica_id(5, 0, 1));
+}
+
+#[test]
 fn duplicate_and_unknown_collections_are_refused() {
     let mut state = cluster();
     let create = Command::CreateCollection {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use vectron_proto::control::v1 as ctl;
+use vectron_proto::core::v1::ReplicaPeer;
 use vectron_proto::v1 as api;
 
 use super::{
@@ -170,6 +171,15 @@ pub(crate) fn assignments_for(state: &ControlState, worker_id: &str) -> Vec<ctl:
     for collection in state.collections.values() {
         let spec = collection.config.to_proto();
         for shard in &collection.shards {
+            let peers: Vec<_> = shard
+                .replicas
+                .iter()
+                .filter(|r| r.replica_id != 0)
+                .map(|r| ReplicaPeer {
+                    replica_id: r.replica_id,
+                    address: core_address(state, &r.worker_id, r.core).unwrap_or_default(),
+                })
+                .collect();
             for replica in shard.replicas.iter().filter(|r| r.worker_id == worker_id) {
                 out.push(ctl::ShardAssignment {
                     spec: Some(spec.clone()),
@@ -180,11 +190,24 @@ pub(crate) fn assignments_for(state: &ControlState, worker_id: &str) -> Vec<ctl:
                     core: replica.core,
                     must_exist: replica.served,
                     incarnation: collection.created_index,
+                    replica_id: replica.replica_id,
+                    peers: if replica.replica_id == 0 {
+                        Vec::new()
+                    } else {
+                        peers.clone()
+                    },
                 });
             }
         }
     }
     out
+}
+
+/// The gRPC address (`host:port`) of core `core` of worker `worker_id`, if registered.
+pub(crate) fn core_address(state: &ControlState, worker_id: &str, core: u32) -> Option<String> {
+    let worker = state.workers.get(worker_id)?;
+    let port = worker.cores.iter().find(|c| c.core == core)?.port;
+    Some(endpoint(&worker.data_host, port))
 }
 
 /// A worker as `ClusterStatus` shows it, without the heartbeat age only the leader knows.
