@@ -10,8 +10,9 @@ use openraft::{Config, SnapshotPolicy};
 pub struct GroupSettings {
     /// How often a leader tells its followers it is alive.
     pub heartbeat: Duration,
-    /// A follower that hears no leader for a random time between these two stands for
-    /// election.
+    /// A follower stands for election once it has heard no leader for `election_max`
+    /// (the leader's lease: openraft lets no other replica lead within it) plus a random
+    /// time between `election_min` and `election_max`.
     pub election_min: Duration,
     /// See [`GroupSettings::election_min`].
     pub election_max: Duration,
@@ -20,14 +21,15 @@ pub struct GroupSettings {
 }
 
 impl Default for GroupSettings {
-    /// Heartbeats every 200 ms and elections after 1 to 2 s of silence: a dead leader's
-    /// writes resume within about 2 s, and a loaded core that pauses for a few hundred
-    /// milliseconds does not set off an election.
+    /// Heartbeats every 100 ms; a follower stands for election after 1.2 to 1.6 s of
+    /// silence (an 800 ms lease, then 400 to 800 ms), so a dead leader's writes resume
+    /// within about 2 s, and a loaded core that pauses for a second does not set off an
+    /// election (pre-vote keeps one that does from disrupting the group when it returns).
     fn default() -> Self {
         Self {
-            heartbeat: Duration::from_millis(200),
-            election_min: Duration::from_secs(1),
-            election_max: Duration::from_secs(2),
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(400),
+            election_max: Duration::from_millis(800),
             max_entries_per_append: 256,
         }
     }
@@ -60,13 +62,13 @@ mod tests {
     #[test]
     fn the_defaults_make_a_valid_configuration() {
         let config = GroupSettings::default().config().expect("valid");
-        assert_eq!(config.heartbeat_interval, 200);
+        assert_eq!(config.heartbeat_interval, 100);
         assert_eq!(
             (config.election_timeout_min, config.election_timeout_max),
-            (1_000, 2_000)
+            (400, 800)
         );
         let bad = GroupSettings {
-            election_min: Duration::from_millis(100),
+            election_min: Duration::from_millis(50),
             ..GroupSettings::default()
         };
         assert!(bad.config().is_err(), "an election sooner than a heartbeat");
