@@ -333,8 +333,18 @@ fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
+/// Logs to stderr at `VECTRON_LOG` (a tracing filter), else `default`. openraft's own
+/// messages show from `error` unless the filter names `openraft`: it warns on every
+/// heartbeat a replica of a shard's group cannot deliver, five times a second per group
+/// while a worker is down.
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VECTRON_LOG")
+    let spec = std::env::var("VECTRON_LOG").unwrap_or_else(|_| default.to_owned());
+    let spec = if spec.contains("openraft") {
+        spec
+    } else {
+        format!("{spec},openraft=error")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

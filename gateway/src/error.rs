@@ -97,28 +97,6 @@ pub enum GatewayError {
         "rerank is not available in this build: the gateway runs no reranker; send the search without `rerank`"
     )]
     RerankUnavailable,
-    /// A collection with more than one replica per shard, which this build cannot keep
-    /// in step.
-    #[error(
-        "replication is not available in this build: replication_factor must be 1, got {requested}"
-    )]
-    ReplicationUnavailable {
-        /// The factor asked for.
-        requested: u32,
-    },
-    /// A linearizable read of a shard with several replicas: without replication there
-    /// is no leader whose reads are linearizable.
-    #[error(
-        "shard {shard_id} of collection {collection:?} has {replicas} replicas and no replication: linearizable reads need a single replica"
-    )]
-    NoLinearizableReplica {
-        /// The collection.
-        collection: String,
-        /// The shard.
-        shard_id: u32,
-        /// Replicas it has.
-        replicas: usize,
-    },
     /// A shard without a serving replica.
     #[error("shard {shard_id} of collection {collection:?} has no serving replica: {reason}")]
     ShardUnavailable {
@@ -289,8 +267,7 @@ impl GatewayError {
             E::UnknownCollection { .. } | E::UnknownWorker { .. } | E::PointNotFound { .. } => {
                 Code::NotFound
             }
-            E::RerankUnavailable | E::ReplicationUnavailable { .. } => Code::Unimplemented,
-            E::NoLinearizableReplica { .. } => Code::FailedPrecondition,
+            E::RerankUnavailable => Code::Unimplemented,
             E::ShardUnavailable { .. } | E::NotReady { .. } => Code::Unavailable,
             E::DeadlineExceeded { .. } | E::RequestTimeout { .. } => Code::DeadlineExceeded,
             E::Overloaded { .. } => Code::ResourceExhausted,

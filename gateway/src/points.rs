@@ -96,6 +96,7 @@ impl Service {
             },
         )
         .await
+        .inspect(|ack| self.channels.acknowledged(route, shard, ack.lsn))
     }
 
     /// Reads points by id; the answer keeps the order of the ids asked for (each id
@@ -107,10 +108,11 @@ impl Service {
     ) -> Result<Vec<core::Point>, GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
         rules::check_ids(&self.config.limits, &request.ids)?;
-        self.check_consistency(&route, request.consistency())?;
+        let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let groups = group_ids_by_shard(&request.ids, route.layout);
         let calls = groups.into_iter().map(|(shard, ids)| {
             let route = &route;
+            let consistency = self.channels.read_consistency(route, shard, linearizable);
             call_shard(
                 &self.routing,
                 &self.channels,
@@ -123,6 +125,7 @@ impl Service {
                         ids: ids.clone(),
                         with_vector: request.with_vector,
                         with_payload: request.with_payload,
+                        consistency,
                     };
                     async move { client.get(deadline.request(r)).await }
                 },
@@ -195,6 +198,7 @@ impl Service {
             }
         };
         let _write = WriteGuard::new(&self.generations, &request.collection);
+        let shards: Vec<u32> = per_shard.iter().map(|(shard, _)| *shard).collect();
         let calls = per_shard.into_iter().map(|(shard, selector)| {
             call_shard(
                 &self.routing,
@@ -213,6 +217,9 @@ impl Service {
             )
         });
         let acks = try_join_all(calls).await?;
+        for (ack, shard) in acks.iter().zip(&shards) {
+            self.channels.acknowledged(&route, *shard, ack.lsn);
+        }
         Ok(acks.iter().map(|a| a.deleted).sum())
     }
 
@@ -223,9 +230,12 @@ impl Service {
         deadline: Deadline,
     ) -> Result<u64, GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
-        self.check_consistency(&route, request.consistency())?;
+        let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let calls = route.shards.iter().map(|s| {
             let filter = request.filter.clone();
+            let consistency = self
+                .channels
+                .read_consistency(&route, s.shard_id, linearizable);
             call_shard(
                 &self.routing,
                 &self.channels,
@@ -236,6 +246,7 @@ impl Service {
                     let r = core::CountRequest {
                         shard: Some(shard_ref),
                         filter: filter.clone(),
+                        consistency,
                     };
                     async move { client.count(deadline.request(r)).await }
                 },
@@ -252,7 +263,7 @@ impl Service {
         deadline: Deadline,
     ) -> Result<(Vec<core::Point>, String), GatewayError> {
         let route = self.routing.collection(&request.collection).await?;
-        self.check_consistency(&route, request.consistency())?;
+        let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let limit = rules::check_scroll_limit(&self.config.limits, request.limit)?;
         if !request.offset.is_empty() {
             rules::check_id(&self.config.limits, 0, &request.offset)?;
@@ -265,6 +276,9 @@ impl Service {
                 filter: request.filter.clone(),
                 with_vector: request.with_vector,
                 with_payload: request.with_payload,
+                consistency: self
+                    .channels
+                    .read_consistency(&route, s.shard_id, linearizable),
             };
             call_shard(
                 &self.routing,
@@ -297,20 +311,6 @@ impl Service {
             limit as usize,
             self.config.limits.max_answer_bytes,
         ))
-    }
-
-    /// Both consistencies are served by the one replica of each shard (see
-    /// [`CollectionRoute::check_linearizable`]); a linearizable read of a collection
-    /// with several replicas per shard is refused.
-    pub(crate) fn check_consistency(
-        &self,
-        route: &CollectionRoute,
-        consistency: ReadConsistency,
-    ) -> Result<(), GatewayError> {
-        match consistency {
-            ReadConsistency::Linearizable => route.check_linearizable(),
-            ReadConsistency::Eventual | ReadConsistency::Unspecified => Ok(()),
-        }
     }
 }
 

@@ -142,21 +142,37 @@ impl CollectionRoute {
         Ok((shard_ref, replica))
     }
 
-    /// Checks that a linearizable read can be served: every shard has a single
-    /// replica. With one replica per shard every write is acknowledged by the only copy
-    /// after it is applied there, and that core serves calls one at a time on one thread,
-    /// so a read that starts after the acknowledgement is served after the write and
-    /// sees it: the replica's order is the linearization order. With several replicas and
-    /// no replication between them no replica is such a leader.
-    pub(crate) fn check_linearizable(&self) -> Result<(), GatewayError> {
-        match self.shards.iter().find(|s| s.replicas.len() > 1) {
-            None => Ok(()),
-            Some(s) => Err(GatewayError::NoLinearizableReplica {
-                collection: self.name().to_owned(),
-                shard_id: s.shard_id,
-                replicas: s.replicas.len(),
-            }),
+    /// The replicas that serve `shard_id`, each with the reference a call to it carries:
+    /// the one at `leader` first (where the shard's leader was last seen), then the
+    /// others in table order.
+    pub(crate) fn targets(
+        &self,
+        shard_id: u32,
+        leader: Option<&str>,
+    ) -> Result<Vec<(ShardRef, &Replica)>, GatewayError> {
+        let (_, first) = self.target(shard_id)?;
+        let shard = &self.shards[shard_id as usize];
+        let mut serving: Vec<&Replica> = shard
+            .replicas
+            .iter()
+            .filter(|r| r.state == ReplicaState::Active && !r.address.is_empty())
+            .collect();
+        debug_assert!(serving.first() == Some(&first));
+        if let Some(at) = leader.and_then(|l| serving.iter().position(|r| r.address == l)) {
+            let led = serving.remove(at);
+            serving.insert(0, led);
         }
+        Ok(serving
+            .into_iter()
+            .map(|replica| {
+                let shard_ref = ShardRef {
+                    collection: self.name().to_owned(),
+                    shard_id,
+                    epoch: replica.epoch,
+                };
+                (shard_ref, replica)
+            })
+            .collect())
     }
 
     /// Whether every shard has a serving replica.
@@ -439,6 +455,50 @@ mod tests {
     }
 
     #[test]
+    fn a_replicated_shard_is_called_at_its_last_known_leader_first() {
+        let mut three = info("r", 1, 5, ReplicaState::Active);
+        let replica = |worker: &str, port: u32, state: ReplicaState| ReplicaInfo {
+            worker_id: worker.into(),
+            core: 0,
+            address: format!("127.0.0.1:{port}"),
+            epoch: 5,
+            state: state.into(),
+        };
+        three.shards[0].replicas = vec![
+            replica("w1", 7401, ReplicaState::Active),
+            replica("w2", 7402, ReplicaState::Unavailable),
+            replica("w3", 7403, ReplicaState::Active),
+        ];
+        let routing = Routing::from_table(&table(1, vec![three]));
+        let route = &routing.collections["r"];
+        let order = |leader: Option<&str>| -> Vec<String> {
+            route
+                .targets(0, leader)
+                .unwrap()
+                .iter()
+                .map(|(r, replica)| {
+                    assert_eq!(r.epoch, 5);
+                    replica.address.clone()
+                })
+                .collect()
+        };
+        assert_eq!(
+            order(None),
+            ["127.0.0.1:7401", "127.0.0.1:7403"],
+            "serving ones only"
+        );
+        assert_eq!(
+            order(Some("127.0.0.1:7403")),
+            ["127.0.0.1:7403", "127.0.0.1:7401"]
+        );
+        // A leader the table does not show serving is not called.
+        assert_eq!(
+            order(Some("127.0.0.1:7402")),
+            ["127.0.0.1:7401", "127.0.0.1:7403"]
+        );
+    }
+
+    #[test]
     fn a_shard_without_an_active_replica_is_unavailable_and_says_why() {
         let routing = Routing::from_table(&table(1, vec![info("a", 1, 1, ReplicaState::Opening)]));
         let err = routing.collections["a"].target(0).unwrap_err();
@@ -478,23 +538,6 @@ mod tests {
         assert_eq!(
             cache.snapshot().collections["a"].shards[0].replicas[0].epoch,
             2
-        );
-    }
-
-    #[test]
-    fn linearizable_reads_need_one_replica_per_shard() {
-        let one = Routing::from_table(&table(1, vec![info("a", 1, 1, ReplicaState::Active)]));
-        assert!(one.collections["a"].check_linearizable().is_ok());
-        let mut two = info("a", 1, 1, ReplicaState::Active);
-        let extra = two.shards[0].replicas[0].clone();
-        two.shards[0].replicas.push(extra);
-        let two = Routing::from_table(&table(1, vec![two]));
-        assert_eq!(
-            two.collections["a"]
-                .check_linearizable()
-                .unwrap_err()
-                .code(),
-            tonic::Code::FailedPrecondition
         );
     }
 

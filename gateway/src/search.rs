@@ -120,9 +120,6 @@ impl Service {
             None => deadline,
         };
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
-        if linearizable {
-            route.check_linearizable()?;
-        }
         Ok(Plan {
             route,
             consistency: request.consistency(),
@@ -137,6 +134,8 @@ impl Service {
                 filter: request.filter,
                 with_payload: request.with_payload,
                 with_vector: request.with_vector,
+                // Set per shard as it is called (see `fan_out`).
+                consistency: None,
             },
         })
     }
@@ -201,8 +200,14 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
         with_vector: request.with_vector && !two_rounds,
         ..request.clone()
     };
+    let linearizable = consistency == ReadConsistency::Linearizable;
     let calls = route.shards.iter().map(|shard| {
-        let first = &first;
+        let asked = core::SearchRequest {
+            consistency: service
+                .channels
+                .read_consistency(&route, shard.shard_id, linearizable),
+            ..first.clone()
+        };
         call_shard(
             &service.routing,
             &service.channels,
@@ -212,7 +217,7 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             move |mut client, shard_ref| {
                 let r = core::SearchRequest {
                     shard: Some(shard_ref),
-                    ..first.clone()
+                    ..asked.clone()
                 };
                 async move { client.search(deadline.request(r)).await }
             },
@@ -293,6 +298,7 @@ mod tests {
             filter: None,
             with_payload: false,
             with_vector: false,
+            consistency: None,
         };
         let key = key_bytes(&base, false);
         assert_eq!(key, key_bytes(&base, false));

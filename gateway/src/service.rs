@@ -104,9 +104,6 @@ impl Service {
         &self,
         spec: CollectionSpec,
     ) -> Result<CollectionInfo, GatewayError> {
-        if let Some(requested) = spec.replication_factor.filter(|&r| r > 1) {
-            return Err(GatewayError::ReplicationUnavailable { requested });
-        }
         let name = spec.name.clone();
         let created = self
             .control
@@ -245,19 +242,5 @@ mod tests {
         assert_eq!(endpoint("127.0.0.1", 7400), "127.0.0.1:7400");
         assert_eq!(endpoint("::1", 7400), "[::1]:7400");
         assert_eq!(endpoint("[::1]", 7400), "[::1]:7400");
-    }
-
-    #[tokio::test]
-    async fn replication_is_refused_before_the_control_plane_is_asked() {
-        // The control address is never dialled: the refusal comes first.
-        let service = Service::new(
-            GatewayConfig::new(["127.0.0.1:1"]),
-            ControlClient::new(["127.0.0.1:1"]).unwrap(),
-        );
-        let mut spec = CollectionSpec::new("c", 3, vectron_proto::v1::Metric::Cosine);
-        spec.replication_factor = Some(2);
-        let err = service.create_collection(spec).await.unwrap_err();
-        assert_eq!(err.code(), tonic::Code::Unimplemented);
-        assert!(err.to_string().contains("replication_factor must be 1"));
     }
 }

@@ -235,12 +235,24 @@ impl ShardStreams<'_> {
         }
     }
 
-    /// The address of the core serving `shard` (empty when the route names none).
+    /// The address of the core serving `shard` (empty when the route names none): for
+    /// a replicated shard, where its leader was last seen.
     fn address(&self, shard: u32) -> String {
-        self.route
-            .target(shard)
-            .map(|(_, r)| r.address.clone())
+        self.target(shard)
+            .map(|(_, address)| address)
             .unwrap_or_default()
+    }
+
+    /// The replica a stream to `shard` goes to (its leader, when replicated and known),
+    /// with the reference its messages carry.
+    fn target(&self, shard: u32) -> Result<(core::ShardRef, String), GatewayError> {
+        let leader = self.service.channels.leader(self.route.name(), shard);
+        let targets = self.route.targets(shard, leader.as_deref())?;
+        let (shard_ref, replica) = targets
+            .into_iter()
+            .next()
+            .expect("targets holds the serving replica");
+        Ok((shard_ref, replica.address.clone()))
     }
 
     /// The error of a shard whose core stopped answering while it held a batch or a
@@ -259,14 +271,12 @@ impl ShardStreams<'_> {
 
     /// Opens a client stream to the core serving `shard`.
     fn start(&self, shard: u32) -> Result<Segment, GatewayError> {
-        let (shard_ref, replica) = self.route.target(shard)?;
+        let (shard_ref, address) = self.target(shard)?;
         let mut client = self
             .service
             .channels
-            .client(&replica.address)
-            .map_err(|status| {
-                GatewayError::core(self.route.name(), shard, &replica.address, status)
-            })?;
+            .client(&address)
+            .map_err(|status| GatewayError::core(self.route.name(), shard, &address, status))?;
         let (sender, receiver) = mpsc::channel::<core::UpsertRequest>(CHANNEL_DEPTH);
         // Every message names the shard; the core checks they all name the same one.
         let requests = ReceiverStream::new(receiver).map(move |mut r| {
@@ -315,6 +325,9 @@ impl ShardStreams<'_> {
         let status = match answer {
             Ok(Ok(ack)) => {
                 self.acks.add(&ack);
+                self.service
+                    .channels
+                    .acknowledged(&self.route, shard, ack.lsn);
                 return Ok(());
             }
             Ok(Err(status)) => status,

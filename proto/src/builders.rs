@@ -3,7 +3,7 @@
 
 use crate::v1::{
     AnyOf, CollectionSpec, Condition, FieldCondition, Filter, HasIdCondition, Metric, Point, Range,
-    SearchRequest, condition, field_condition,
+    ReadConsistency, SearchRequest, condition, field_condition,
 };
 
 impl CollectionSpec {
@@ -68,6 +68,13 @@ impl SearchRequest {
     /// Returns stored vectors with the hits.
     pub fn with_vector(mut self) -> Self {
         self.with_vector = true;
+        self
+    }
+
+    /// Reads with `consistency`: `Linearizable` sees every write acknowledged before
+    /// the search (served by each shard's leader, past the gateway's cache).
+    pub fn with_consistency(mut self, consistency: ReadConsistency) -> Self {
+        self.consistency = consistency.into();
         self
     }
 }

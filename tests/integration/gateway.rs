@@ -926,12 +926,19 @@ async fn bad_input_gets_a_clear_error_and_the_server_keeps_serving() {
         .delete_ids("bad", vec!["limit".into()])
         .await
         .unwrap();
+    // More replicas than live workers (`vectron dev` runs one), or than a group may have.
     let mut replicated = spec("replicated", 4);
     replicated.replication_factor = Some(2);
     expect(
+        client.create_collection(replicated.clone()).await,
+        Code::FailedPrecondition,
+        "needs at least 2 live workers",
+    );
+    replicated.replication_factor = Some(8);
+    expect(
         client.create_collection(replicated).await,
-        Code::Unimplemented,
-        "replication",
+        Code::InvalidArgument,
+        "replication_factor must be 1 to 7",
     );
 
     // HTTP.

@@ -6,5 +6,6 @@ mod control;
 mod gateway;
 mod indexing;
 mod registration;
+mod replication;
 mod support;
 mod worker;

@@ -167,6 +167,7 @@ async fn a_worker_follows_the_control_plane() {
             .count(CountRequest {
                 shard: shard_ref,
                 filter: None,
+                consistency: None,
             })
             .await
             .unwrap()

@@ -82,10 +82,13 @@ pub struct Process {
 
 impl Process {
     /// Starts `vectron ARGS…` and waits for its `{"event":"ready",…}` line on stdout.
+    /// It logs warnings and errors to the test's stderr, or what `VECTRON_TEST_LOG`
+    /// names (a `VECTRON_LOG` filter) when set.
     pub fn start(args: &[&str]) -> Process {
+        let log = std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
         let mut child = Command::new(env!("CARGO_BIN_EXE_vectron"))
             .args(args)
-            .env("VECTRON_LOG", "warn")
+            .env("VECTRON_LOG", log)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

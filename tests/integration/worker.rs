@@ -93,6 +93,7 @@ fn search(vector: &[f32], k: u32, ef: u32, filter: Option<Filter>) -> SearchRequ
         filter,
         with_payload: false,
         with_vector: false,
+        consistency: None,
     }
 }
 
@@ -189,6 +190,7 @@ async fn a_worker_serves_every_core_call_end_to_end() {
             ids: vec!["5".into(), "nope".into(), "3".into()],
             with_vector: true,
             with_payload: true,
+            consistency: None,
         })
         .await
         .unwrap()
@@ -207,6 +209,7 @@ async fn a_worker_serves_every_core_call_end_to_end() {
     let count = |filter| CountRequest {
         shard: shard(1),
         filter,
+        consistency: None,
     };
     assert_eq!(
         core.count(count(None)).await.unwrap().into_inner().count,
@@ -295,6 +298,7 @@ async fn a_worker_serves_every_core_call_end_to_end() {
         .count(CountRequest {
             shard: shard(7),
             filter: None,
+            consistency: None,
         })
         .await
         .unwrap_err();
@@ -306,6 +310,7 @@ async fn a_worker_serves_every_core_call_end_to_end() {
         .count(CountRequest {
             shard: shard(1),
             filter: None,
+            consistency: None,
         })
         .await
         .unwrap_err();
@@ -398,6 +403,7 @@ async fn a_large_upsert_is_refused_or_taken_whole_and_logged_in_pieces() {
             ids: vec!["0".into(), (n - 1).to_string()],
             with_payload: false,
             with_vector: false,
+            consistency: None,
         })
         .await
         .unwrap()
@@ -552,6 +558,7 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
         .count(CountRequest {
             shard: shard(1),
             filter: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -608,6 +615,7 @@ async fn acknowledged_writes_survive_sigkill_during_a_streamed_ingest() {
         .count(CountRequest {
             shard: shard(1),
             filter: None,
+            consistency: None,
         })
         .await
         .unwrap();
@@ -622,6 +630,7 @@ async fn acknowledged_writes_survive_sigkill_during_a_streamed_ingest() {
             ids: (0..1000).map(|i| i.to_string()).collect(),
             with_vector: false,
             with_payload: true,
+            consistency: None,
         })
         .await
         .unwrap()

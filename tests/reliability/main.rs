@@ -16,6 +16,7 @@ mod abuse;
 mod bad_input;
 mod crash;
 mod disk_full;
+mod failover;
 mod harness;
 mod ingest;
 mod stall;

@@ -30,7 +30,7 @@ use crate::checkpoint::{self, FORMAT_VERSION, INDEX_FILE, POINTS_FILE, PointsFil
 use crate::core::Yielder;
 use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
-use crate::replica::{ReplicaHost, ShardReplica};
+use crate::replica::{ReadRefused, ReplicaHost, ShardReplica};
 use crate::shard::{
     PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState, UpsertBatch,
 };
@@ -451,6 +451,44 @@ impl ShardHandle {
             });
         }
         Ok(())
+    }
+
+    /// Holds a read of a replica to the freshness it asks for: `linearizable` confirms
+    /// the replica leads its group and has applied every write acknowledged so far
+    /// (refused as not the leader, or lagging, if not); `min_lsn` refuses a replica that
+    /// has not applied that far yet (lagging). Nothing to do for a shard of one copy,
+    /// whose every read is linearizable.
+    pub async fn read_barrier(&self, linearizable: bool, min_lsn: u64) -> Result<(), ShardError> {
+        let Some(replica) = &self.replica else {
+            return Ok(());
+        };
+        self.usable()?;
+        let lagging = |reason: String| {
+            let st = self.state.borrow();
+            ShardError::Lagging {
+                collection: st.spec().name().to_owned(),
+                shard_id: st.spec().shard_id,
+                reason,
+            }
+        };
+        let applied = replica.applied_lsn();
+        if applied < min_lsn {
+            return Err(lagging(format!(
+                "it has applied its log up to {applied}, and the read must see {min_lsn}"
+            )));
+        }
+        if !linearizable {
+            return Ok(());
+        }
+        match replica.linearize().await {
+            Ok(()) => Ok(()),
+            Err(ReadRefused::NotLeader(leader)) => {
+                Err(self.refused(ProposeError::NotLeader { leader }))
+            }
+            Err(ReadRefused::Unconfirmed(reason)) => Err(lagging(format!(
+                "its leadership could not be confirmed: {reason}"
+            ))),
+        }
     }
 
     /// The error of a proposal that did not take effect, or may not have.

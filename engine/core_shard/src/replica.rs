@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver as _;
-use openraft::error::{InitializeError, RaftError};
+use openraft::error::{InitializeError, LinearizableReadError, RaftError};
 use openraft::raft::ClientWriteResponse;
+use openraft::raft::ReadPolicy;
 use vectron_net::ClientConfig;
 use vectron_proto::v1::ReplicaStats;
 use vectron_replica::{
@@ -78,6 +79,15 @@ impl std::fmt::Debug for ShardReplica {
             .field("group", &self.group)
             .finish_non_exhaustive()
     }
+}
+
+/// Why a linearizable read was refused.
+#[derive(Debug)]
+pub(crate) enum ReadRefused {
+    /// This replica does not lead (the leader it knows of, if any).
+    NotLeader(Option<u64>),
+    /// Its leadership could not be confirmed (no majority answered).
+    Unconfirmed(String),
 }
 
 /// What opening a replica gives its shard handle.
@@ -206,6 +216,22 @@ impl ShardReplica {
             return Err("it is still applying its log".into());
         }
         Ok(())
+    }
+
+    /// Confirms this replica leads its group (a ReadIndex round with a majority) and
+    /// waits until it has applied every entry committed when the round began: a read
+    /// after it sees every write acknowledged before it.
+    pub(crate) async fn linearize(&self) -> Result<(), ReadRefused> {
+        if !self.proposer.is_leader() {
+            return Err(ReadRefused::NotLeader(self.proposer.leader()));
+        }
+        match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+                Err(ReadRefused::NotLeader(f.leader_id))
+            }
+            Err(e) => Err(ReadRefused::Unconfirmed(e.to_string())),
+        }
     }
 
     /// Whether applies are held while a snapshot writes its files.

@@ -12,9 +12,9 @@ use vectron_net::{Code, RequestContext, RequestStream, Router, RouterError, Stat
 use vectron_proto::core::v1::{
     CheckpointRequest, CheckpointResponse, CloseShardRequest, CloseShardResponse, CountRequest,
     CountResponse, DeleteRequest, DeleteResponse, GetRequest, GetResponse, OpenShardRequest,
-    OpenShardResponse, Point, ScoredPoint, ScrollRequest, ScrollResponse, SearchBatchRequest,
-    SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest, UpsertRequest,
-    UpsertResponse, delete_request,
+    OpenShardResponse, Point, ReadConsistency, ScoredPoint, ScrollRequest, ScrollResponse,
+    SearchBatchRequest, SearchBatchResponse, SearchRequest, SearchResponse, StatsRequest,
+    UpsertRequest, UpsertResponse, delete_request,
 };
 use vectron_proto::rules::{EPOCH_TRAILER, LEADER_TRAILER, RETRY_AFTER, RuleError};
 use vectron_proto::v1::CoreStats;
@@ -113,6 +113,18 @@ fn hit(h: HitOut) -> ScoredPoint {
 /// serving the router exists.
 pub type InFlight = Rc<RefCell<Option<StatsHandle>>>;
 
+/// Holds a read to the freshness it asks for ([`ShardHandle::read_barrier`]).
+async fn read_barrier(
+    shard: &ShardHandle,
+    consistency: Option<&ReadConsistency>,
+) -> Result<(), Status> {
+    let (linearizable, min_lsn) = consistency.map_or((false, 0), |c| (c.linearizable, c.min_lsn));
+    shard
+        .read_barrier(linearizable, min_lsn)
+        .await
+        .map_err(|e| status(&e))
+}
+
 /// One search. It runs to its end without waiting (so it sees every write applied
 /// before it), unless its filter reads more payloads than one search may: then the
 /// matching points are found in slices first.
@@ -123,6 +135,7 @@ async fn search_one(
 ) -> Result<SearchResponse, Status> {
     let started = Instant::now();
     let shard = core.shard(request.shard.as_ref()).map_err(|e| status(&e))?;
+    read_barrier(&shard, request.consistency.as_ref()).await?;
     let first = core
         .with_scratch(|scratch| shard.search(request, exact, None, scratch))
         .map_err(|e| status(&e))?;
@@ -259,14 +272,17 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
     let router = router.unary(
         &format!("{SVC}Get"),
         move |_: RequestContext, r: GetRequest| {
-            let result = c
-                .shard(r.shard.as_ref())
-                .and_then(|s| s.get(&r.ids, r.with_vector, r.with_payload))
-                .map(|points| GetResponse {
-                    points: points.into_iter().map(point).collect(),
-                })
-                .map_err(|e| status(&e));
-            async move { result }
+            let core = Rc::clone(&c);
+            async move {
+                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                read_barrier(&shard, r.consistency.as_ref()).await?;
+                shard
+                    .get(&r.ids, r.with_vector, r.with_payload)
+                    .map(|points| GetResponse {
+                        points: points.into_iter().map(point).collect(),
+                    })
+                    .map_err(|e| status(&e))
+            }
         },
     )?;
     let c = Rc::clone(core);
@@ -307,6 +323,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             let core = Rc::clone(&c);
             async move {
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                read_barrier(&shard, r.consistency.as_ref()).await?;
                 let (points, next) = shard
                     .scroll(&r, core.yielder())
                     .await
@@ -325,6 +342,7 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
             let core = Rc::clone(&c);
             async move {
                 let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+                read_barrier(&shard, r.consistency.as_ref()).await?;
                 let count = shard
                     .count(r.filter.as_ref(), core.yielder())
                     .await

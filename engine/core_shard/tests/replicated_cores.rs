@@ -15,8 +15,8 @@ use vectron_core_shard::{CoreHandle, CoreSettings, GroupSettings, spawn_core};
 use vectron_net::ServerConfig;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
 use vectron_proto::core::v1::{
-    DeleteRequest, GetRequest, OpenShardRequest, Point, PointIds, ReplicaPeer, SearchRequest,
-    ShardAssignment, ShardRef, StatsRequest, UpsertRequest, delete_request,
+    DeleteRequest, GetRequest, OpenShardRequest, Point, PointIds, ReadConsistency, ReplicaPeer,
+    SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest, delete_request,
 };
 use vectron_proto::rules::LEADER_TRAILER;
 use vectron_proto::v1::{CollectionSpec, Metric};
@@ -172,6 +172,7 @@ async fn held(addr: SocketAddr, ids: &[String]) -> Result<Vec<String>, tonic::St
             ids: ids.to_vec(),
             with_vector: false,
             with_payload: true,
+            consistency: None,
         })
         .await?;
     Ok(got.into_inner().points.into_iter().map(|p| p.id).collect())
@@ -238,6 +239,69 @@ fn a_replicated_shard_takes_writes_on_its_leader_and_survives_the_leaders_core()
                 .unwrap(),
             format!("{leader}@{leader_addr}")
         );
+
+        // A linearizable read is the leader's, after it confirmed its leadership: a
+        // follower refuses it naming the leader; the leader sees the acknowledged write.
+        let read = |linearizable, min_lsn| GetRequest {
+            shard: Some(shard()),
+            ids: ids(99..100),
+            with_vector: false,
+            with_payload: false,
+            consistency: Some(ReadConsistency {
+                linearizable,
+                min_lsn,
+            }),
+        };
+        let refused = client(follower)
+            .await
+            .get(read(true, 0))
+            .await
+            .expect_err("a follower serves no linearizable read");
+        assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+        assert!(
+            refused.metadata().get(LEADER_TRAILER).is_some(),
+            "{refused:?}"
+        );
+        let got = client(leader_addr)
+            .await
+            .get(read(true, 0))
+            .await
+            .expect("the leader reads linearizably")
+            .into_inner();
+        assert_eq!(got.points.len(), 1);
+
+        // A read that must see a log position no replica has applied yet is refused as
+        // lagging (UNAVAILABLE, naming no leader), by the leader too; one every replica
+        // has applied is answered.
+        let applied = client(follower)
+            .await
+            .stats(StatsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .shards[0]
+            .replica
+            .clone()
+            .expect("a replica")
+            .applied_lsn;
+        assert!(applied > 0);
+        for addr in [follower, leader_addr] {
+            let ahead = client(addr)
+                .await
+                .get(read(false, applied + 1000))
+                .await
+                .expect_err("no replica has applied that far");
+            assert_eq!(ahead.code(), tonic::Code::Unavailable, "{ahead:?}");
+            assert!(ahead.message().contains("lagging"), "{ahead:?}");
+            assert!(ahead.metadata().get(LEADER_TRAILER).is_none(), "{ahead:?}");
+        }
+        let got = client(follower)
+            .await
+            .get(read(false, applied))
+            .await
+            .expect("the follower has applied that far")
+            .into_inner();
+        assert_eq!(got.points.len(), 1);
 
         // Followers answer searches with what is committed, and report their role.
         let found = client(follower)

@@ -1,0 +1,235 @@
+//! A replicated collection on real processes: a control node, three workers and a
+//! gateway on loopback. A collection with three replicas per shard takes writes and
+//! searches through the SDK; the worker leading the shard is killed with SIGKILL while
+//! writes go on, the others elect a new leader and nothing acknowledged is lost; the
+//! killed worker comes back on other ports and catches up from its group.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use vectron_client::{
+    Client, CollectionSpec, Metric, Point, ReadConsistency, SearchRequest, payload,
+};
+
+use crate::support::{self, ControlProcess, Fixture, Process};
+
+/// The `ef` at which recall@10 over the fixture in one shard is at least 0.95.
+const EF: u32 = 64;
+
+fn worker_args(dir: &std::path::Path, control: &str) -> Vec<String> {
+    [
+        "worker",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--core-base-port",
+        "0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--control",
+        control,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn start_worker(args: &[String]) -> Process {
+    Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn point(f: &Fixture, row: usize) -> Point {
+    Point::new(row.to_string(), f.base[row].clone())
+        .with_payload(payload::to_struct(f.payloads[row].clone()).unwrap())
+}
+
+/// The worker whose core leads the collection's only shard, as the cores report it.
+async fn leader_worker(client: &Client) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(stats) = client.core_stats("").await {
+            let leading = stats.cores.iter().find(|c| {
+                c.shards.iter().any(|s| {
+                    s.collection == "replicated" && s.replica.as_ref().is_some_and(|r| r.leader)
+                })
+            });
+            if let Some(core) = leading {
+                return core.worker_id.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no replica leads");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Points of the collection held by `worker`'s core, once it reports holding `want`.
+async fn wait_for_points(client: &Client, worker: &str, want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held = client.core_stats(worker).await.ok().and_then(|s| {
+            s.cores
+                .iter()
+                .flat_map(|c| &c.shards)
+                .find(|s| s.collection == "replicated")
+                .map(|s| s.points)
+        });
+        if held == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker {worker} holds {held:?} points, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_leaders_worker_is_killed()
+ {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+    let args: Vec<Vec<String>> = (0..3)
+        .map(|i| worker_args(&dir.path().join(format!("worker-{i}")), &control.address))
+        .collect();
+    let mut workers: Vec<Option<Process>> = args.iter().map(|a| Some(start_worker(a))).collect();
+    let ids: Vec<String> = workers
+        .iter()
+        .map(|w| {
+            w.as_ref().unwrap().ready["worker_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let gateway = Process::start(&[
+        "gateway",
+        "--control",
+        &control.address,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    let client = Client::builder(support::grpc_addr(&gateway))
+        .timeout(Some(Duration::from_secs(30)))
+        .connect()
+        .await
+        .unwrap();
+
+    // Creating waits until the control plane has three workers to place replicas on.
+    let mut spec = CollectionSpec::new("replicated", f.dim as u32, Metric::Cosine);
+    spec.shard_count = Some(1);
+    spec.replication_factor = Some(3);
+    let mut created = None;
+    for _ in 0..100 {
+        match client.create_collection(spec.clone()).await {
+            Ok(info) => {
+                created = Some(info);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let created = created.expect("the collection was created");
+    assert_eq!(created.spec.unwrap().replication_factor, Some(3));
+    let placed: HashSet<&str> = created.shards[0]
+        .replicas
+        .iter()
+        .map(|r| r.worker_id.as_str())
+        .collect();
+    assert_eq!(placed.len(), 3, "one replica on each worker");
+
+    // Writes and searches go through the group's leader, wherever it is.
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(250) {
+        let points = chunk.iter().map(|&r| point(&f, r)).collect();
+        let done = client.upsert("replicated", points).await.unwrap();
+        assert_eq!(done.count, 250);
+        assert!(done.durable);
+    }
+    let found = client
+        .search(SearchRequest::new("replicated", f.base[7].clone(), 10).with_ef(EF))
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "7");
+    // Every replica holds what was acknowledged.
+    for worker in &ids {
+        wait_for_points(&client, worker, 1000).await;
+    }
+
+    // The leader's worker dies mid-ingest; writes carry on once the others elect.
+    let leader = leader_worker(&client).await;
+    let gone = ids.iter().position(|w| *w == leader).unwrap();
+    let writer = {
+        let client = client.clone();
+        let f = Fixture::load();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for row in 1000..f.base.len() {
+                // The gateway passes a write the dead leader cannot take (or that its
+                // death cut off) to the other replicas until one leads: the client sees
+                // no error.
+                client
+                    .upsert("replicated", vec![point(&f, row)])
+                    .await
+                    .unwrap_or_else(|e| panic!("point {row} was not acknowledged: {e}"));
+                acknowledged.push(row);
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    workers[gone].take().unwrap().kill();
+    let started = Instant::now();
+    let acknowledged = writer.await.unwrap();
+    assert_eq!(acknowledged.len(), f.base.len() - 1000);
+    eprintln!(
+        "ingest of the rest finished {:?} after the leader's worker was killed",
+        started.elapsed()
+    );
+    let total = f.base.len() as u64;
+    assert_eq!(client.count("replicated", None).await.unwrap(), total);
+    let found = client
+        .search(SearchRequest::new("replicated", f.base[1500].clone(), 10).with_ef(EF))
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "1500");
+    // A linearizable search right after an acknowledged write finds it: the new leader
+    // confirms its leadership and reads a state that holds every acknowledged write.
+    let last = f.base.len() - 1;
+    let mut moved = f.base[last].clone();
+    moved[0] += 0.5;
+    client
+        .upsert("replicated", vec![Point::new("moved", moved.clone())])
+        .await
+        .unwrap();
+    let found = client
+        .search(
+            SearchRequest::new("replicated", moved, 1)
+                .with_ef(EF)
+                .with_consistency(ReadConsistency::Linearizable),
+        )
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "moved");
+    client
+        .delete_ids("replicated", vec!["moved".into()])
+        .await
+        .unwrap();
+    for (i, worker) in ids.iter().enumerate() {
+        if i != gone {
+            wait_for_points(&client, worker, total).await;
+        }
+    }
+    assert_ne!(leader_worker(&client).await, leader, "another worker leads");
+
+    // The killed worker returns (on other ports) and catches up from its group.
+    workers[gone] = Some(start_worker(&args[gone]));
+    wait_for_points(&client, &leader, total).await;
+    for worker in workers.into_iter().flatten() {
+        worker.terminate();
+    }
+    gateway.terminate();
+}
