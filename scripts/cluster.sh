@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local multi-process Vectron cluster on loopback: three control nodes, two workers
+# A local multi-process Vectron cluster on loopback: three control nodes, three workers
 # with one core each, and a gateway (the public API: gRPC 127.0.0.1:6334, HTTP
 # 127.0.0.1:6333; $VECTRON_GRPC_ADDR and $VECTRON_HTTP_ADDR change them).
 #
@@ -16,15 +16,17 @@
 # Node 1 starts a new cluster; nodes 2 and 3 join through node 1. Worker N serves its core
 # on 127.0.0.1:$((7400 + 10 * N)) and its admin listener (stats, metrics) on
 # 127.0.0.1:$((7390 + N)); it registers with every control node. Restarted processes
-# resume from their data directories. The gateway follows the control plane. The binary is $VECTRON_BIN, or target/release/vectron,
-# or target/debug/vectron (built if neither exists).
+# resume from their data directories. The gateway follows the control plane, with the
+# extra flags in $VECTRON_GATEWAY_ARGS (say --no-search-cache). The binary is
+# $VECTRON_BIN, or target/release/vectron, or target/debug/vectron (built if neither
+# exists).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR=${VECTRON_CLUSTER_DIR:-./vectron-cluster}
 BASE=${VECTRON_CONTROL_BASE_PORT:-7100}
 CONTROL_NODES=3
-WORKERS=2
+WORKERS=3
 
 binary() {
   if [[ -n "${VECTRON_BIN:-}" ]]; then
@@ -120,8 +122,10 @@ start_gateway() {
     return
   fi
   : >"$DIR/logs/$name.log"
+  local extra=()
+  read -r -a extra <<<"${VECTRON_GATEWAY_ARGS:-}"
   nohup "$BIN" gateway --control "$(control_addrs)" --grpc-addr "$GRPC_ADDR" \
-    --http-addr "$HTTP_ADDR" >>"$DIR/logs/$name.log" 2>&1 &
+    --http-addr "$HTTP_ADDR" "${extra[@]}" >>"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
   wait_serving "$name" '"event":"ready"'
   echo "$name serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR (pid $(<"$DIR/pids/$name.pid"))"
