@@ -186,7 +186,7 @@ pub struct Core {
     scratch: RefCell<SearchScratch>,
     counters: Rc<RefCell<CoreCounters>>,
     yielder: Yielder,
-    work: Notify,
+    work: Rc<Notify>,
     /// The shard the indexer stepped last; the next slice starts after it.
     index_cursor: RefCell<Option<ShardKey>>,
     stopping: Cell<bool>,
@@ -195,8 +195,13 @@ pub struct Core {
 impl Core {
     /// A core with no shards. `driver` names the runtime's IO driver for stats.
     pub fn new(config: CoreConfig, driver: &'static str) -> Rc<Self> {
+        let work = Rc::new(Notify::default());
+        let wake = Rc::clone(&work);
         Rc::new(Self {
-            host: Rc::new(ReplicaHost::new(config.group)),
+            host: Rc::new(ReplicaHost::new(
+                config.group,
+                Rc::new(move || wake.notify()),
+            )),
             config,
             driver,
             started: Instant::now(),
@@ -205,7 +210,7 @@ impl Core {
             scratch: RefCell::new(SearchScratch::new()),
             counters: Rc::new(RefCell::new(CoreCounters::default())),
             yielder: Yielder::new(),
-            work: Notify::default(),
+            work,
             index_cursor: RefCell::new(None),
             stopping: Cell::new(false),
         })

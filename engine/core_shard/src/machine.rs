@@ -64,6 +64,9 @@ struct Shared {
     /// while a handle is alive.
     handed: RefCell<Vec<Weak<PathBuf>>>,
     yielder: Yielder,
+    /// Called once a run of entries is applied or a snapshot installed: the core's
+    /// indexer links the points they brought.
+    on_apply: RefCell<Option<Rc<dyn Fn()>>>,
 }
 
 /// A replica's shard state machine (and its snapshot builder: the same state, shared).
@@ -119,8 +122,22 @@ impl ShardMachine {
                 applies_held: Cell::new(false),
                 handed: RefCell::new(Vec::new()),
                 yielder,
+                on_apply: RefCell::new(None),
             }),
         })
+    }
+
+    /// Calls `hook` whenever entries are applied or a snapshot is installed.
+    pub(crate) fn on_apply(&self, hook: Rc<dyn Fn()>) {
+        *self.shared.on_apply.borrow_mut() = Some(hook);
+    }
+
+    /// Runs the apply hook, if any.
+    fn applied_some(&self) {
+        let hook = self.shared.on_apply.borrow().clone();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 
     /// The shard state, shared with the core's reads and indexing (which see what is
@@ -363,7 +380,11 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
                 self.shared.yielder.yield_now().await;
             }
             let (entry, responder) = item?;
-            let applied = self.apply_entry(&entry).map_err(io_err)?;
+            let applied = self.apply_entry(&entry);
+            if applied.as_ref().is_ok_and(|a| a.count > 0) {
+                self.applied_some();
+            }
+            let applied = applied.map_err(io_err)?;
             if let Some(responder) = responder {
                 responder.send(applied);
             }
@@ -424,6 +445,7 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
         sh.applied.set(meta.last_log_id);
         *sh.membership.borrow_mut() = meta.last_membership.clone();
         *sh.current.borrow_mut() = Some((meta.clone(), dest));
+        self.applied_some();
         sh.remove_stale(&name).map_err(io_err)
     }
 

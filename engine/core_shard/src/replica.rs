@@ -35,22 +35,34 @@ const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 /// What the replicas of one core share: their registry (which the core's
 /// `vectron.replication.v1` service serves), where their peers are, and how their
 /// groups run.
-#[derive(Debug)]
 pub struct ReplicaHost {
     replicas: Rc<Replicas<ShardMachine>>,
     peers: Rc<Peers>,
     settings: GroupSettings,
+    /// Called when a replica applied points: wakes the core's indexer.
+    on_apply: Rc<dyn Fn()>,
+}
+
+impl std::fmt::Debug for ReplicaHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaHost")
+            .field("replicas", &self.replicas)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplicaHost {
-    /// A host whose groups run with `settings`.
-    pub fn new(settings: GroupSettings) -> Self {
+    /// A host whose groups run with `settings`, calling `on_apply` whenever one of its
+    /// replicas applied entries or installed a snapshot (its points wait to be indexed).
+    pub fn new(settings: GroupSettings, on_apply: Rc<dyn Fn()>) -> Self {
         // Append batches reach 8 MiB (`MAX_APPEND_BATCH_BYTES`); peers' servers take
         // messages up to the worker's 64 MiB.
         Self {
             replicas: Rc::new(Replicas::default()),
             peers: Rc::new(Peers::new(ClientConfig::default())),
             settings,
+            on_apply,
         }
     }
 
@@ -125,6 +137,7 @@ impl ShardReplica {
             .map_err(|e| failed("the replica's log cannot be opened", e))?;
         let log = store.shared_wal();
         let machine = ShardMachine::open(dir, spec.clone()).await?;
+        machine.on_apply(Rc::clone(&host.on_apply));
         for (&id, &addr) in &replica.peers {
             if id != replica.id {
                 host.peers.set(id, addr);

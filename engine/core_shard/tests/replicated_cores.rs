@@ -195,6 +195,33 @@ async fn converged(addrs: &[SocketAddr], ids: &[String]) {
     }
 }
 
+/// Waits until every replica at `addrs` has linked every point it holds into its graph:
+/// followers index what they apply, as the leader does what it writes.
+async fn indexed(addrs: &[SocketAddr], points: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &addr in addrs {
+        loop {
+            let stats = client(addr)
+                .await
+                .stats(StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let shard = &stats.shards[0];
+            if shard.points == points && shard.indexed_points == points {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the replica at {addr} indexed {} of {} points",
+                shard.indexed_points,
+                shard.points
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 fn ids(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("p{i}")).collect()
 }
@@ -216,6 +243,7 @@ fn a_replicated_shard_takes_writes_on_its_leader_and_survives_the_leaders_core()
         let leader = upsert(&peers, points(0..100)).await;
         let addrs: Vec<SocketAddr> = peers.iter().map(|p| p.1).collect();
         converged(&addrs, &ids(0..100)).await;
+        indexed(&addrs, 100).await;
 
         // A follower refuses a write and names the leader and its address.
         let (_, follower) = *peers.iter().find(|p| p.0 != leader).unwrap();
