@@ -464,12 +464,7 @@ impl ControlState {
     fn refresh_readiness(&mut self) {
         let workers = &self.workers;
         for collection in self.collections.values_mut() {
-            if !collection.was_ready
-                && collection
-                    .shards
-                    .iter()
-                    .all(|shard| shard_serves(workers, shard))
-            {
+            if !collection.was_ready && collection_whole(workers, collection) {
                 collection.was_ready = true;
             }
         }
@@ -611,6 +606,18 @@ impl ControlState {
 }
 
 /// Whether some replica of `shard` serves: its worker is up and it reported the shard.
+/// Whether every replica of every shard of `collection` serves.
+pub(crate) fn collection_whole(
+    workers: &BTreeMap<String, WorkerRecord>,
+    collection: &CollectionRecord,
+) -> bool {
+    collection
+        .shards
+        .iter()
+        .flat_map(|shard| &shard.replicas)
+        .all(|replica| replica_serves(workers, replica))
+}
+
 pub(crate) fn shard_serves(workers: &BTreeMap<String, WorkerRecord>, shard: &ShardRecord) -> bool {
     shard
         .replicas

@@ -218,6 +218,71 @@ fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
 }
 
 #[test]
+fn a_replicated_collection_is_degraded_while_a_replica_is_down_and_still_serves() {
+    let mut state = cluster();
+    state
+        .apply(
+            4,
+            &Command::CreateCollection {
+                request: request("docs", Some(2), 2),
+            },
+        )
+        .unwrap();
+    // One worker's replicas serve, the other's are still opening: creating.
+    state
+        .apply(
+            5,
+            &Command::ObserveWorkers {
+                reports: vec![full_report(&state, "w1", 3)],
+                at_ms: 30,
+            },
+        )
+        .unwrap();
+    let docs = &state.collections["docs"];
+    assert!(!docs.was_ready);
+    assert_eq!(
+        state.collection_info(docs).state,
+        api::CollectionState::Creating as i32
+    );
+    // Every replica serves: ready.
+    let reports = vec![full_report(&state, "w1", 3), full_report(&state, "w2", 3)];
+    state
+        .apply(6, &Command::ObserveWorkers { reports, at_ms: 40 })
+        .unwrap();
+    let docs = &state.collections["docs"];
+    assert!(docs.was_ready);
+    assert_eq!(
+        state.collection_info(docs).state,
+        api::CollectionState::Ready as i32
+    );
+    // A worker down: fewer copies than asked for, but every shard still has one that
+    // serves.
+    state
+        .apply(
+            7,
+            &Command::MarkWorkersDown {
+                worker_ids: vec!["w2".into()],
+                at_ms: 50,
+            },
+        )
+        .unwrap();
+    let info = state.collection_info(&state.collections["docs"]);
+    assert_eq!(info.state, api::CollectionState::Degraded as i32);
+    assert!(state.unavailable_shards().is_empty());
+    for shard in &info.shards {
+        let states: Vec<i32> = shard.replicas.iter().map(|r| r.state).collect();
+        assert!(
+            states.contains(&(api::ReplicaState::Active as i32)),
+            "{shard:?}"
+        );
+        assert!(
+            states.contains(&(api::ReplicaState::Unavailable as i32)),
+            "{shard:?}"
+        );
+    }
+}
+
+#[test]
 fn duplicate_and_unknown_collections_are_refused() {
     let mut state = cluster();
     let create = Command::CreateCollection {

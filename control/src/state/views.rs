@@ -8,8 +8,8 @@ use vectron_proto::core::v1::ReplicaPeer;
 use vectron_proto::v1 as api;
 
 use super::{
-    CollectionRecord, ControlState, Health, ReplicaRecord, WorkerRecord, replica_serves,
-    shard_serves,
+    CollectionRecord, ControlState, Health, ReplicaRecord, WorkerRecord, collection_whole,
+    replica_serves, shard_serves,
 };
 
 /// `host:port`, with brackets around an IPv6 host.
@@ -58,12 +58,11 @@ impl ControlState {
         }
     }
 
+    /// Ready while every replica of every shard serves; degraded once it was ready, or
+    /// while a replica's worker is down (a replicated shard with a majority left still
+    /// serves reads and writes, but has fewer copies than asked for); creating before.
     fn collection_state(&self, collection: &CollectionRecord) -> api::CollectionState {
-        let serving = collection
-            .shards
-            .iter()
-            .all(|shard| shard_serves(&self.workers, shard));
-        if serving {
+        if collection_whole(&self.workers, collection) {
             return api::CollectionState::Ready;
         }
         let any_down = collection
