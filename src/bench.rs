@@ -46,6 +46,9 @@ pub(crate) struct BenchArgs {
     /// Shards of a created collection (default: the server's, one per core).
     #[arg(long)]
     shards: Option<u32>,
+    /// Replicas of every shard of a created collection (default: the server's, 1).
+    #[arg(long)]
+    replication_factor: Option<u32>,
     /// HNSW m of a created collection.
     #[arg(long, default_value_t = 16)]
     m: u32,
@@ -70,7 +73,8 @@ pub(crate) struct BenchArgs {
     /// Neighbours per search (recall is recall@k).
     #[arg(long, default_value_t = 10)]
     k: u32,
-    /// Send eventual-consistency searches, which the gateway may answer from its cache.
+    /// Send eventual-consistency searches, which the gateway may answer from its cache
+    /// (unless it runs with `--no-search-cache`).
     #[arg(long)]
     cached: bool,
 }
@@ -184,6 +188,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut spec =
             CollectionSpec::new(args.collection.clone(), u32::try_from(data.dim)?, metric);
         spec.shard_count = args.shards;
+        spec.replication_factor = args.replication_factor;
         spec.hnsw = Some(HnswConfig {
             m: Some(args.m),
             ef_construction: Some(args.ef_construction),
