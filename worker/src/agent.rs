@@ -305,6 +305,7 @@ async fn reconcile(
             // Every replica is placed by its collection's create (nothing adds one
             // later yet), so each starts its group, with the same voters.
             initial: a.replica_id != 0,
+            preferred_leader: a.preferred_leader,
         };
         let opened = ask(inbox, |tx| {
             CoreCommand::Open(Box::new(assignment), a.must_exist, tx)

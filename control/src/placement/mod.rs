@@ -91,7 +91,9 @@ pub fn live_cores(workers: &[WorkerLoad]) -> u32 {
 
 /// Places `shard_count` shards of `replication_factor` replicas each.
 ///
-/// Returns, for every shard in order, its replicas' slots on distinct workers.
+/// Returns, for every shard in order, its replicas' slots on distinct workers; the first
+/// slot of each is its preferred leader, on the core that is first for the fewest of the
+/// collection's shards so far.
 ///
 /// # Errors
 /// [`PlacementError::NoLiveWorkers`] when no worker with a core is live (checked first),
@@ -127,6 +129,9 @@ pub fn place(
     live.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
 
     let mut placement = Vec::with_capacity(shard_count as usize);
+    // How many shards of this collection each core is the first replica of: the first
+    // replica is the shard's preferred leader, so leaders spread over the cores.
+    let mut firsts: std::collections::HashMap<(String, u32), u32> = Default::default();
     for _ in 0..shard_count {
         let mut slots: Vec<Slot> = Vec::with_capacity(replication_factor as usize);
         for _ in 0..replication_factor {
@@ -143,6 +148,19 @@ pub fn place(
                 core: core.core,
             });
         }
+        let first = (0..slots.len())
+            .min_by_key(|&i| {
+                let slot = &slots[i];
+                firsts
+                    .get(&(slot.worker_id.clone(), slot.core))
+                    .copied()
+                    .unwrap_or(0)
+            })
+            .expect("a shard has a replica");
+        slots.swap(0, first);
+        *firsts
+            .entry((slots[0].worker_id.clone(), slots[0].core))
+            .or_default() += 1;
         placement.push(slots);
     }
     Ok(placement)

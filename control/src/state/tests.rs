@@ -180,7 +180,11 @@ fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
     {
         let spec = a.spec.as_ref().unwrap();
         if spec.name == "one" {
-            assert_eq!((a.replica_id, a.peers.len()), (0, 0), "{a:?}");
+            assert_eq!(
+                (a.replica_id, a.peers.len(), a.preferred_leader),
+                (0, 0, 0),
+                "{a:?}"
+            );
         }
     }
     let mut ids = Vec::new();
@@ -194,6 +198,12 @@ fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
         let (w1, w2) = (mine("w1"), mine("w2"));
         assert_ne!(w1.replica_id, w2.replica_id);
         assert_eq!(w1.peers, w2.peers, "both name the same group");
+        assert_eq!(
+            w1.preferred_leader,
+            state.collections["docs"].shards[shard_id as usize].replicas[0].replica_id,
+            "the first replica placed is the one to lead"
+        );
+        assert_eq!(w1.preferred_leader, w2.preferred_leader);
         let mut peers: Vec<u64> = w1.peers.iter().map(|p| p.replica_id).collect();
         peers.sort_unstable();
         let mut mine_two = vec![w1.replica_id, w2.replica_id];

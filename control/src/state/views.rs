@@ -195,6 +195,8 @@ pub(crate) fn assignments_for(state: &ControlState, worker_id: &str) -> Vec<ctl:
                     } else {
                         peers.clone()
                     },
+                    // The first replica placed is the preferred leader.
+                    preferred_leader: shard.replicas.first().map_or(0, |r| r.replica_id),
                 });
             }
         }

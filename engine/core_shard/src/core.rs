@@ -33,6 +33,9 @@ const INDEX_SLICE: Duration = Duration::from_micros(50);
 const CHECKPOINT_WAL_BYTES: u64 = 256 << 20;
 /// How often the checkpoint policy looks at each shard.
 const CHECKPOINT_CHECK: Duration = Duration::from_secs(10);
+/// How often the core looks for replicas leading in place of their group's preferred
+/// leader ([`Core::run_leader_balance`]).
+const LEADER_BALANCE_CHECK: Duration = Duration::from_millis(500);
 /// How often the core measures its scheduling delay ([`Core::watch_delays`]).
 const DELAY_PROBE: Duration = Duration::from_millis(10);
 
@@ -570,6 +573,24 @@ impl Core {
             for shard in self.shards() {
                 if shard.checkpoint_due(CHECKPOINT_WAL_BYTES) {
                     let _ = self.checkpoint(&shard).await;
+                }
+            }
+        }
+    }
+
+    /// Hands leaderships back to the replicas placement prefers, periodically
+    /// ([`ShardHandle::hand_over`]).
+    pub async fn run_leader_balance(self: Rc<Self>) {
+        while !self.stopping.get() {
+            monoio::time::sleep(LEADER_BALANCE_CHECK).await;
+            for shard in self.shards() {
+                if shard.hand_over().await {
+                    let spec = shard.spec();
+                    tracing::info!(
+                        collection = spec.name(),
+                        shard = spec.shard_id,
+                        "handed the leadership to the group's preferred leader"
+                    );
                 }
             }
         }

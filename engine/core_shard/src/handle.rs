@@ -453,6 +453,16 @@ impl ShardHandle {
         Ok(())
     }
 
+    /// For a replica leading in place of its group's preferred leader: hands it the
+    /// leadership once it has caught up ([`ShardReplica::hand_over`]). Returns whether
+    /// it did.
+    pub async fn hand_over(&self) -> bool {
+        match &self.replica {
+            Some(replica) if self.usable().is_ok() => replica.hand_over().await,
+            _ => false,
+        }
+    }
+
     /// Holds a read of a replica to the freshness it asks for: `linearizable` confirms
     /// the replica leads its group and has applied every write acknowledged so far
     /// (refused as not the leader, or lagging, if not); `min_lsn` refuses a replica that

@@ -4,12 +4,12 @@
 //! registry ([`ReplicaHost`]) the `vectron.replication.v1` service and the peers'
 //! channels hang off.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::Raft;
 use openraft::async_runtime::WatchReceiver as _;
@@ -28,6 +28,11 @@ use crate::error::ShardError;
 use crate::machine::ShardMachine;
 use crate::shard::ShardState;
 use crate::spec::{ReplicaSpec, ShardSpec};
+
+/// How long a replica leads before it hands the leadership to its group's preferred
+/// leader: long enough that a leader elected after a failover first serves the writes
+/// that waited for it, and that a preferred leader that just came back has caught up.
+const LEADER_SETTLE: Duration = Duration::from_secs(2);
 
 /// How long a snapshot the core asks for may take to be built.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
@@ -82,6 +87,10 @@ pub(crate) struct ShardReplica {
     host: Rc<ReplicaHost>,
     /// Where the group's voters are, as last assigned.
     peers: RefCell<BTreeMap<u64, SocketAddr>>,
+    /// The replica that should lead, as last assigned.
+    preferred_leader: Cell<Option<u64>>,
+    /// Since when this replica has led, and in which term.
+    leading_since: Cell<Option<(u64, Instant)>>,
 }
 
 impl std::fmt::Debug for ShardReplica {
@@ -179,6 +188,8 @@ impl ShardReplica {
                 machine,
                 host: Rc::clone(host),
                 peers: RefCell::new(replica.peers.clone()),
+                preferred_leader: Cell::new(replica.preferred_leader),
+                leading_since: Cell::new(None),
             },
             state,
             wal: log,
@@ -193,6 +204,48 @@ impl ShardReplica {
             }
         }
         *self.peers.borrow_mut() = replica.peers.clone();
+        self.preferred_leader.set(replica.preferred_leader);
+    }
+
+    /// Hands the leadership to the preferred leader when this replica leads and is not
+    /// it, has led for [`LEADER_SETTLE`] in this term, and the preferred one has every
+    /// entry this replica has: leaders go back where placement spread them after a
+    /// failover, without a write waiting on an election. Returns whether it handed over.
+    pub(crate) async fn hand_over(&self) -> bool {
+        let Some(preferred) = self.preferred_leader.get().filter(|&p| p != self.id) else {
+            return false;
+        };
+        let caught_up = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            if m.current_leader != Some(self.id) {
+                self.leading_since.set(None);
+                return false;
+            }
+            match self.leading_since.get() {
+                Some((term, since)) if term == m.current_term => {
+                    if since.elapsed() < LEADER_SETTLE {
+                        return false;
+                    }
+                }
+                _ => {
+                    self.leading_since
+                        .set(Some((m.current_term, Instant::now())));
+                    return false;
+                }
+            }
+            let matched = m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&preferred))
+                .and_then(|l| l.as_ref().map(|l| l.index));
+            matched.is_some() && matched >= m.last_log_index
+        };
+        if !caught_up {
+            return false;
+        }
+        self.leading_since.set(None);
+        self.raft.trigger().transfer_leader(preferred).await.is_ok()
     }
 
     /// Why the replica's Raft stopped, if it did.
@@ -279,7 +332,7 @@ impl ShardReplica {
             .snapshot()
             .await
             .map_err(|e| failed("the snapshot could not be asked for", e))?;
-        let deadline = std::time::Instant::now() + SNAPSHOT_WAIT;
+        let deadline = Instant::now() + SNAPSHOT_WAIT;
         loop {
             let covered = self.snapshot_lsn();
             if covered >= applied {
@@ -288,7 +341,7 @@ impl ShardReplica {
             if let Some(reason) = self.failure() {
                 return Err(failed("snapshot", reason));
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(failed(
                     "snapshot",
                     format!("none covering LSN {applied} after {SNAPSHOT_WAIT:?}"),

@@ -349,6 +349,7 @@ async fn serve_core(
     *in_flight.borrow_mut() = Some(server.stats());
     monoio::spawn(Rc::clone(&core).run_indexer());
     monoio::spawn(Rc::clone(&core).run_checkpointer());
+    monoio::spawn(Rc::clone(&core).run_leader_balance());
     monoio::spawn(Rc::clone(&core).watch_delays());
 
     let stop = Rc::new(Notify::default());

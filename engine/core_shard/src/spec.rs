@@ -39,6 +39,8 @@ pub struct ReplicaSpec {
     pub peers: BTreeMap<u64, SocketAddr>,
     /// Whether this replica starts its group (placed by its collection's create).
     pub initial: bool,
+    /// The replica that should lead the group, if one is named (one of `peers`).
+    pub preferred_leader: Option<u64>,
 }
 
 impl ReplicaSpec {
@@ -71,10 +73,17 @@ impl ReplicaSpec {
                 a.replica_id
             ));
         }
+        if a.preferred_leader != 0 && !peers.contains_key(&a.preferred_leader) {
+            return bad(format!(
+                "the preferred leader {} is not among its group's peers",
+                a.preferred_leader
+            ));
+        }
         Ok(Some(Self {
             id: a.replica_id,
             peers,
             initial: a.initial,
+            preferred_leader: (a.preferred_leader != 0).then_some(a.preferred_leader),
         }))
     }
 }
@@ -151,6 +160,11 @@ impl ShardSpec {
                     .collect()
             }),
             initial: self.replica.as_ref().is_some_and(|r| r.initial),
+            preferred_leader: self
+                .replica
+                .as_ref()
+                .and_then(|r| r.preferred_leader)
+                .unwrap_or(0),
         }
     }
 
@@ -307,11 +321,24 @@ mod tests {
                 vec![peer(1, "127.0.0.1:1"), peer(0, "127.0.0.1:2")],
                 "replica id 0",
             ),
-            (0, good, "no replica id"),
+            (0, good.clone(), "no replica id"),
         ] {
             let e = with(id, peers).expect_err(why);
             assert!(e.to_string().contains(why), "{e} should say {why}");
         }
+        let preferring = |preferred_leader| {
+            ShardSpec::from_assignment(&ShardAssignment {
+                replica_id: 1,
+                peers: good.clone(),
+                preferred_leader,
+                ..named("docs")
+            })
+        };
+        let spec = preferring(2).expect("a peer is preferred");
+        assert_eq!(spec.replica.as_ref().unwrap().preferred_leader, Some(2));
+        assert_eq!(spec.to_assignment().preferred_leader, 2, "round trip");
+        let e = preferring(9).expect_err("a stranger is preferred");
+        assert!(e.to_string().contains("preferred leader 9"), "{e}");
         assert!(
             ShardSpec::from_assignment(&named("docs"))
                 .unwrap()

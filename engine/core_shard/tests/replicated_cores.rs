@@ -82,6 +82,7 @@ fn assignment(replica_id: u64, peers: &[(u64, SocketAddr)]) -> ShardAssignment {
             })
             .collect(),
         initial: true,
+        preferred_leader: 0,
     }
 }
 
@@ -449,4 +450,60 @@ fn a_shard_of_one_copy_is_not_opened_as_a_replica_nor_a_replica_as_another() {
         assert_eq!(bad_peers.code(), tonic::Code::InvalidArgument);
     });
     core.stop();
+}
+
+#[test]
+fn a_group_hands_its_leadership_to_the_replica_its_assignment_prefers() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let cores: Vec<CoreHandle> = dirs.iter().map(|d| start(d.path())).collect();
+    let peers: Vec<(u64, SocketAddr)> = cores
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i as u64 + 1, c.info().addr))
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        open_all(&peers).await;
+        let elected = upsert(&peers, points(0..10)).await;
+        // Every replica is assigned again, naming a follower the preferred leader.
+        let (preferred, preferred_addr) = *peers.iter().find(|p| p.0 != elected).unwrap();
+        for &(id, addr) in &peers {
+            client(addr)
+                .await
+                .open_shard(OpenShardRequest {
+                    assignment: Some(ShardAssignment {
+                        preferred_leader: preferred,
+                        ..assignment(id, &peers)
+                    }),
+                })
+                .await
+                .expect("the new assignment is taken");
+        }
+        // Once the elected leader has led a while and the preferred one has caught up,
+        // the preferred one leads, and takes the writes.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stats = client(preferred_addr)
+                .await
+                .stats(StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let replica = stats.shards[0].replica.clone().expect("a replica");
+            if replica.leader {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "replica {preferred} does not lead: {replica:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(upsert(&peers, points(10..20)).await, preferred);
+        let addrs: Vec<SocketAddr> = peers.iter().map(|p| p.1).collect();
+        converged(&addrs, &ids(0..20)).await;
+    });
+    for core in cores {
+        core.stop();
+    }
 }
