@@ -11,33 +11,10 @@ use vectron_client::{
     Client, CollectionSpec, Metric, Point, ReadConsistency, SearchRequest, payload,
 };
 
-use crate::support::{self, ControlProcess, Fixture, Process};
+use crate::support::{self, Cluster, Fixture};
 
 /// The `ef` at which recall@10 over the fixture in one shard is at least 0.95.
 const EF: u32 = 64;
-
-fn worker_args(dir: &std::path::Path, control: &str) -> Vec<String> {
-    [
-        "worker",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--cores",
-        "1",
-        "--core-base-port",
-        "0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--control",
-        control,
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn start_worker(args: &[String]) -> Process {
-    Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
-}
 
 fn point(f: &Fixture, row: usize) -> Point {
     Point::new(row.to_string(), f.base[row].clone())
@@ -89,31 +66,8 @@ async fn wait_for_points(client: &Client, worker: &str, want: u64) {
 async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_leaders_worker_is_killed()
  {
     let f = Fixture::load();
-    let dir = support::tempdir();
-    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
-    let args: Vec<Vec<String>> = (0..3)
-        .map(|i| worker_args(&dir.path().join(format!("worker-{i}")), &control.address))
-        .collect();
-    let mut workers: Vec<Option<Process>> = args.iter().map(|a| Some(start_worker(a))).collect();
-    let ids: Vec<String> = workers
-        .iter()
-        .map(|w| {
-            w.as_ref().unwrap().ready["worker_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let gateway = Process::start(&[
-        "gateway",
-        "--control",
-        &control.address,
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ]);
-    let client = Client::builder(support::grpc_addr(&gateway))
+    let mut cluster = Cluster::start(3);
+    let client = Client::builder(support::grpc_addr(&cluster.gateway))
         .timeout(Some(Duration::from_secs(30)))
         .connect()
         .await
@@ -155,13 +109,13 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
         .unwrap();
     assert_eq!(found.hits[0].id, "7");
     // Every replica holds what was acknowledged.
-    for worker in &ids {
+    for worker in &cluster.worker_ids {
         wait_for_points(&client, worker, 1000).await;
     }
 
     // The leader's worker dies mid-ingest; writes carry on once the others elect.
     let leader = leader_worker(&client).await;
-    let gone = ids.iter().position(|w| *w == leader).unwrap();
+    let gone = cluster.worker_index(&leader);
     let writer = {
         let client = client.clone();
         let f = Fixture::load();
@@ -181,7 +135,7 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
-    workers[gone].take().unwrap().kill();
+    cluster.kill_worker(gone);
     let started = Instant::now();
     let acknowledged = writer.await.unwrap();
     assert_eq!(acknowledged.len(), f.base.len() - 1000);
@@ -218,7 +172,7 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
         .delete_ids("replicated", vec!["moved".into()])
         .await
         .unwrap();
-    for (i, worker) in ids.iter().enumerate() {
+    for (i, worker) in cluster.worker_ids.iter().enumerate() {
         if i != gone {
             wait_for_points(&client, worker, total).await;
         }
@@ -226,10 +180,7 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
     assert_ne!(leader_worker(&client).await, leader, "another worker leads");
 
     // The killed worker returns (on other ports) and catches up from its group.
-    workers[gone] = Some(start_worker(&args[gone]));
+    cluster.restart_worker(gone);
     wait_for_points(&client, &leader, total).await;
-    for worker in workers.into_iter().flatten() {
-        worker.terminate();
-    }
-    gateway.terminate();
+    cluster.terminate();
 }

@@ -367,3 +367,109 @@ impl Http {
         (status, value)
     }
 }
+
+/// A control node, workers of one core each and a gateway, as processes on loopback:
+/// the smallest cluster that runs replicated shards.
+pub struct Cluster {
+    /// Held for its lifetime: the control node stops when the cluster goes.
+    _control: ControlProcess,
+    pub gateway: Process,
+    /// `None` while killed.
+    pub workers: Vec<Option<Process>>,
+    /// Each worker's id, by index.
+    pub worker_ids: Vec<String>,
+    /// Each worker's command line, to start it again on its data.
+    worker_args: Vec<Vec<String>>,
+    // Last: the processes above stop before their directories go.
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a control node, `workers` workers and a gateway, each ready.
+    pub fn start(workers: usize) -> Self {
+        let dir = tempdir();
+        let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+        let worker_args: Vec<Vec<String>> = (0..workers)
+            .map(|i| {
+                let data = dir.path().join(format!("worker-{i}"));
+                [
+                    "worker",
+                    "--data-dir",
+                    data.to_str().unwrap(),
+                    "--cores",
+                    "1",
+                    "--core-base-port",
+                    "0",
+                    "--admin-addr",
+                    "127.0.0.1:0",
+                    "--no-pin",
+                    "--control",
+                    &control.address,
+                ]
+                .map(str::to_owned)
+                .to_vec()
+            })
+            .collect();
+        let workers: Vec<Option<Process>> = worker_args
+            .iter()
+            .map(|args| Some(Self::run(args)))
+            .collect();
+        let worker_ids = workers
+            .iter()
+            .map(|w| {
+                w.as_ref().unwrap().ready["worker_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let gateway = Process::start(&[
+            "gateway",
+            "--control",
+            &control.address,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ]);
+        Self {
+            _control: control,
+            gateway,
+            workers,
+            worker_ids,
+            worker_args,
+            _dir: dir,
+        }
+    }
+
+    fn run(args: &[String]) -> Process {
+        Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The index of the worker with id `worker_id`.
+    pub fn worker_index(&self, worker_id: &str) -> usize {
+        self.worker_ids
+            .iter()
+            .position(|w| w == worker_id)
+            .unwrap_or_else(|| panic!("no worker {worker_id}"))
+    }
+
+    /// SIGKILL to worker `i`.
+    pub fn kill_worker(&mut self, i: usize) {
+        self.workers[i].take().expect("the worker runs").kill();
+    }
+
+    /// Starts worker `i` again on its data (on other ports).
+    pub fn restart_worker(&mut self, i: usize) {
+        assert!(self.workers[i].is_none(), "worker {i} runs");
+        self.workers[i] = Some(Self::run(&self.worker_args[i]));
+    }
+
+    /// Stops every process cleanly (SIGTERM).
+    pub fn terminate(mut self) {
+        for worker in self.workers.drain(..).flatten() {
+            worker.terminate();
+        }
+        self.gateway.terminate();
+    }
+}

@@ -16,7 +16,7 @@ use serde_json::json;
 use vectron_client::{Client, CollectionSpec, Metric, Point, SearchRequest};
 
 use crate::harness::{percentile, vector};
-use crate::support::{self, ControlProcess, Http, Process};
+use crate::support::{self, Cluster, Http};
 
 const COLLECTION: &str = "failover";
 const DIM: usize = 4;
@@ -31,29 +31,6 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
-}
-
-fn worker_args(dir: &std::path::Path, control: &str) -> Vec<String> {
-    [
-        "worker",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--cores",
-        "1",
-        "--core-base-port",
-        "0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--control",
-        control,
-    ]
-    .map(str::to_owned)
-    .to_vec()
-}
-
-fn start_worker(args: &[String]) -> Process {
-    Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// When each answer came, for one kind of call.
@@ -130,31 +107,8 @@ async fn killing_the_leaders_worker_again_and_again_loses_no_acknowledged_write(
     eprintln!("failover campaign: {cycles} cycles, VECTRON_FAILOVER_SEED={seed}");
     let mut rng = Rng(seed | 1);
 
-    let dir = support::tempdir();
-    let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
-    let args: Vec<Vec<String>> = (0..3)
-        .map(|i| worker_args(&dir.path().join(format!("worker-{i}")), &control.address))
-        .collect();
-    let mut workers: Vec<Option<Process>> = args.iter().map(|a| Some(start_worker(a))).collect();
-    let ids: Vec<String> = workers
-        .iter()
-        .map(|w| {
-            w.as_ref().unwrap().ready["worker_id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    let gateway = Process::start(&[
-        "gateway",
-        "--control",
-        &control.address,
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-    ]);
-    let client = Client::builder(support::grpc_addr(&gateway))
+    let mut cluster = Cluster::start(3);
+    let client = Client::builder(support::grpc_addr(&cluster.gateway))
         .timeout(Some(Duration::from_secs(30)))
         .connect()
         .await
@@ -225,12 +179,12 @@ async fn killing_the_leaders_worker_again_and_again_loses_no_acknowledged_write(
     for cycle in 0..cycles {
         tokio::time::sleep(Duration::from_millis(500 + rng.below(1500))).await;
         let leading = leader(&client).await;
-        let victim = ids.iter().position(|w| *w == leading).unwrap();
-        workers[victim].take().unwrap().kill();
+        let victim = cluster.worker_index(&leading);
+        cluster.kill_worker(victim);
         let killed = Instant::now();
         // Back after 0 to 3 s; the writes meanwhile go to the new leader.
         tokio::time::sleep(Duration::from_millis(rng.below(3000))).await;
-        workers[victim] = Some(start_worker(&args[victim]));
+        cluster.restart_worker(victim);
         all_back(&client, 3).await;
         // Both kinds of call answer again, well within the client's timeout.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -256,7 +210,7 @@ async fn killing_the_leaders_worker_again_and_again_loses_no_acknowledged_write(
 
     // Every acknowledged write is there, read linearizably (from the leader, after a
     // round with a majority).
-    let http = Http::new(&support::http_addr(&gateway));
+    let http = Http::new(&support::http_addr(&cluster.gateway));
     let mut missing = Vec::new();
     for chunk in acknowledged.chunks(1000) {
         let (status, body) = http
@@ -296,8 +250,5 @@ async fn killing_the_leaders_worker_again_and_again_loses_no_acknowledged_write(
     );
     assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
     assert!(acknowledged.len() > 100, "the writer made progress");
-    for worker in workers.into_iter().flatten() {
-        worker.terminate();
-    }
-    gateway.terminate();
+    cluster.terminate();
 }
