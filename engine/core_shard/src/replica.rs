@@ -34,6 +34,10 @@ use crate::spec::{ReplicaSpec, ShardSpec};
 /// that waited for it, and that a preferred leader that just came back has caught up.
 const LEADER_SETTLE: Duration = Duration::from_secs(2);
 
+/// How long a new group's replicas other than its preferred leader wait before they
+/// start the group themselves.
+const DEFERRED_START: Duration = Duration::from_secs(1);
+
 /// How long a snapshot the core asks for may take to be built.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(600);
 
@@ -166,13 +170,29 @@ impl ShardReplica {
                 .keys()
                 .map(|&id| (id, ReplicaNode::default()))
                 .collect();
-            match raft.initialize(voters).await {
-                // Not allowed: the group began already (this replica restarted, or a
-                // peer's election reached it first).
-                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-                Err(e) => {
-                    let _ = raft.shutdown().await;
-                    return Err(failed("the group could not be started", e));
+            if replica.preferred_leader.is_some_and(|p| p != replica.id) {
+                // The preferred leader starts the group at once and so wins its first
+                // election; another replica starts it only if the preferred one has not
+                // reached it by then (it may be down), so a new collection does not
+                // begin with its leaderships moving under the first writes.
+                let raft = raft.clone();
+                monoio::spawn(async move {
+                    monoio::time::sleep(DEFERRED_START).await;
+                    if let Err(e) = raft.initialize(voters).await
+                        && !matches!(e, RaftError::APIError(InitializeError::NotAllowed(_)))
+                    {
+                        tracing::warn!(error = %e, "a replica could not start its group");
+                    }
+                });
+            } else {
+                match raft.initialize(voters).await {
+                    // Not allowed: the group began already (this replica restarted, or a
+                    // peer's election reached it first).
+                    Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                    Err(e) => {
+                        let _ = raft.shutdown().await;
+                        return Err(failed("the group could not be started", e));
+                    }
                 }
             }
         }
