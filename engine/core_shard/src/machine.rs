@@ -375,21 +375,33 @@ impl RaftStateMachine<ShardRaft> for ShardMachine {
     where
         Strm: Stream<Item = io::Result<EntryResponder<ShardRaft>>> + Unpin + OptionalSend,
     {
-        while let Some(item) = entries.next().await {
+        // The indexer is woken once per run of entries, after it (or after a failure
+        // part way through, for what was applied before it).
+        let mut brought_points = false;
+        let outcome = loop {
+            let Some(item) = entries.next().await else {
+                break Ok(());
+            };
             while self.shared.applies_held.get() {
                 self.shared.yielder.yield_now().await;
             }
-            let (entry, responder) = item?;
-            let applied = self.apply_entry(&entry);
-            if applied.as_ref().is_ok_and(|a| a.count > 0) {
-                self.applied_some();
-            }
-            let applied = applied.map_err(io_err)?;
+            let (entry, responder) = match item {
+                Ok(item) => item,
+                Err(e) => break Err(e),
+            };
+            let applied = match self.apply_entry(&entry) {
+                Ok(applied) => applied,
+                Err(e) => break Err(io_err(e)),
+            };
+            brought_points |= applied.count > 0;
             if let Some(responder) = responder {
                 responder.send(applied);
             }
+        };
+        if brought_points {
+            self.applied_some();
         }
-        Ok(())
+        outcome
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -19,7 +19,7 @@ use vectron_proto::core::v1::{
     SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest, delete_request,
 };
 use vectron_proto::rules::LEADER_TRAILER;
-use vectron_proto::v1::{CollectionSpec, Metric};
+use vectron_proto::v1::{CollectionSpec, Metric, ShardStats};
 use vectron_wal::Options;
 
 const DIM: u32 = 4;
@@ -196,19 +196,25 @@ async fn converged(addrs: &[SocketAddr], ids: &[String]) {
     }
 }
 
+/// The statistics of the shard the core at `addr` holds.
+async fn shard_stats(addr: SocketAddr) -> ShardStats {
+    client(addr)
+        .await
+        .stats(StatsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .shards
+        .swap_remove(0)
+}
+
 /// Waits until every replica at `addrs` has linked every point it holds into its graph:
 /// followers index what they apply, as the leader does what it writes.
 async fn indexed(addrs: &[SocketAddr], points: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     for &addr in addrs {
         loop {
-            let stats = client(addr)
-                .await
-                .stats(StatsRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            let shard = &stats.shards[0];
+            let shard = shard_stats(addr).await;
             if shard.points == points && shard.indexed_points == points {
                 break;
             }
@@ -302,15 +308,9 @@ fn a_replicated_shard_takes_writes_on_its_leader_and_survives_the_leaders_core()
         // A read that must see a log position no replica has applied yet is refused as
         // lagging (UNAVAILABLE, naming no leader), by the leader too; one every replica
         // has applied is answered.
-        let applied = client(follower)
+        let applied = shard_stats(follower)
             .await
-            .stats(StatsRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .shards[0]
             .replica
-            .clone()
             .expect("a replica")
             .applied_lsn;
         assert!(applied > 0);
@@ -345,13 +345,7 @@ fn a_replicated_shard_takes_writes_on_its_leader_and_survives_the_leaders_core()
             .expect("a follower searches")
             .into_inner();
         assert_eq!(found.hits.len(), 5);
-        let stats = client(follower)
-            .await
-            .stats(StatsRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let replica = stats.shards[0].replica.clone().expect("a replica");
+        let replica = shard_stats(follower).await.replica.expect("a replica");
         assert_eq!((replica.leader, replica.leader_id), (false, leader));
         assert_eq!(replica.voters, vec![1, 2, 3]);
 
@@ -483,13 +477,10 @@ fn a_group_hands_its_leadership_to_the_replica_its_assignment_prefers() {
         // the preferred one leads, and takes the writes.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let stats = client(preferred_addr)
+            let replica = shard_stats(preferred_addr)
                 .await
-                .stats(StatsRequest {})
-                .await
-                .unwrap()
-                .into_inner();
-            let replica = stats.shards[0].replica.clone().expect("a replica");
+                .replica
+                .expect("a replica");
             if replica.leader {
                 break;
             }
