@@ -30,6 +30,13 @@ pub(crate) struct Replica {
     pub(crate) state: ReplicaState,
 }
 
+impl Replica {
+    /// Whether calls may go to it: active, at a known address.
+    pub(crate) fn serves(&self) -> bool {
+        self.state == ReplicaState::Active && !self.address.is_empty()
+    }
+}
+
 /// One shard and its replicas.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShardRoute {
@@ -40,9 +47,7 @@ pub(crate) struct ShardRoute {
 impl ShardRoute {
     /// The replica to send a call to: the first one that serves.
     pub(crate) fn serving(&self) -> Option<&Replica> {
-        self.replicas
-            .iter()
-            .find(|r| r.state == ReplicaState::Active && !r.address.is_empty())
+        self.replicas.iter().find(|r| r.serves())
     }
 
     /// Why no replica serves, for an error message.
@@ -152,11 +157,7 @@ impl CollectionRoute {
     ) -> Result<Vec<(ShardRef, &Replica)>, GatewayError> {
         let (_, first) = self.target(shard_id)?;
         let shard = &self.shards[shard_id as usize];
-        let mut serving: Vec<&Replica> = shard
-            .replicas
-            .iter()
-            .filter(|r| r.state == ReplicaState::Active && !r.address.is_empty())
-            .collect();
+        let mut serving: Vec<&Replica> = shard.replicas.iter().filter(|r| r.serves()).collect();
         debug_assert!(serving.first() == Some(&first));
         if let Some(at) = leader.and_then(|l| serving.iter().position(|r| r.address == l)) {
             let led = serving.remove(at);
