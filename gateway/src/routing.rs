@@ -423,6 +423,7 @@ mod tests {
                             address: format!("127.0.0.1:{}", 7400 + i),
                             epoch,
                             state: state.into(),
+                            ..ReplicaInfo::default()
                         }],
                         point_count: 0,
                     }
@@ -464,6 +465,7 @@ mod tests {
             address: format!("127.0.0.1:{port}"),
             epoch: 5,
             state: state.into(),
+            ..ReplicaInfo::default()
         };
         three.shards[0].replicas = vec![
             replica("w1", 7401, ReplicaState::Active),

@@ -5,6 +5,7 @@
 //! Points travel in the cores' form (`vectron.core.v1.Point`, payload as JSON text);
 //! each door converts at its edge.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,10 @@ use futures_util::future::join_all;
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
-use vectron_proto::v1::{CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse};
+use vectron_proto::v1::{
+    CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, ReplicaRole, ReplicaState,
+    ReplicaStatus, ShardInfo, ShardStats,
+};
 
 use crate::admission::Admission;
 use crate::cache::{Generations, SearchCache};
@@ -145,7 +149,8 @@ impl Service {
             .map_err(GatewayError::Control)
     }
 
-    /// One collection.
+    /// One collection: as the control plane places it, with each replica's status and
+    /// the point counts as the replicas' cores report them now.
     pub(crate) async fn describe_collection(
         &self,
         name: &str,
@@ -153,10 +158,51 @@ impl Service {
         if name.is_empty() {
             return Err(GatewayError::NoCollection);
         }
-        self.control
+        let mut info = self
+            .control
             .describe_collection(name)
             .await
-            .map_err(GatewayError::Control)
+            .map_err(GatewayError::Control)?;
+        self.add_replica_status(name, &mut info).await;
+        Ok(info)
+    }
+
+    /// Asks every core holding a replica of the collection (once each, at once) for its
+    /// statistics, and fills in what they say. A replica whose worker is down is not
+    /// asked; one whose core does not answer in time is left without a status.
+    async fn add_replica_status(&self, name: &str, info: &mut CollectionInfo) {
+        let mut addresses: Vec<&str> = info
+            .shards
+            .iter()
+            .flat_map(|s| &s.replicas)
+            .filter(|r| r.state() != ReplicaState::Unavailable && !r.address.is_empty())
+            .map(|r| r.address.as_str())
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let answers = join_all(addresses.iter().map(|a| self.ask_stats(a))).await;
+        let cores: HashMap<String, CoreStats> = addresses
+            .into_iter()
+            .zip(answers)
+            .filter_map(|(address, stats)| Some((address.to_owned(), stats?)))
+            .collect();
+        for shard in &mut info.shards {
+            fill_shard_status(name, shard, &cores);
+        }
+        info.point_count = info.shards.iter().map(|s| s.point_count).sum();
+    }
+
+    /// One core's statistics, or `None` when it cannot be reached or does not answer
+    /// within [`STATS_TIMEOUT`].
+    async fn ask_stats(&self, address: &str) -> Option<CoreStats> {
+        let mut client = self.channels.client(address).ok()?;
+        let mut request = tonic::Request::new(StatsRequest {});
+        request.set_timeout(STATS_TIMEOUT);
+        tokio::time::timeout(STATS_TIMEOUT, client.stats(request))
+            .await
+            .ok()?
+            .ok()
+            .map(tonic::Response::into_inner)
     }
 
     // --- stats -----------------------------------------------------------------------
@@ -191,17 +237,7 @@ impl Service {
                     if down {
                         return (w.worker_id.clone(), None);
                     }
-                    let answer = async {
-                        let mut client = self.channels.client(&address).ok()?;
-                        let mut request = tonic::Request::new(StatsRequest {});
-                        request.set_timeout(STATS_TIMEOUT);
-                        tokio::time::timeout(STATS_TIMEOUT, client.stats(request))
-                            .await
-                            .ok()?
-                            .ok()
-                            .map(tonic::Response::into_inner)
-                    };
-                    (w.worker_id.clone(), answer.await)
+                    (w.worker_id.clone(), self.ask_stats(&address).await)
                 }
             })
         });
@@ -224,6 +260,71 @@ impl Service {
     }
 }
 
+/// Sets each replica's status from its core's statistics (matched by collection, shard
+/// and placement epoch), its lag behind the shard's leader, and the shard's point count
+/// as its leader holds it (else its most advanced replica that answered).
+fn fill_shard_status(collection: &str, shard: &mut ShardInfo, cores: &HashMap<String, CoreStats>) {
+    for replica in &mut shard.replicas {
+        replica.status = cores
+            .get(&replica.address)
+            .and_then(|core| {
+                core.shards.iter().find(|s| {
+                    s.collection == collection
+                        && s.shard_id == shard.shard_id
+                        && s.epoch == replica.epoch
+                })
+            })
+            .map(replica_status);
+    }
+    let answered = || shard.replicas.iter().filter_map(|r| r.status.as_ref());
+    // An old leader cut off from its group may still believe it leads: the one of the
+    // highest term is the leader.
+    let leader = answered()
+        .filter(|s| s.role() == ReplicaRole::Leader)
+        .max_by_key(|s| s.term)
+        .copied();
+    let counted = leader
+        .or_else(|| answered().max_by_key(|s| s.applied_lsn).copied())
+        .map(|s| s.points);
+    for replica in &mut shard.replicas {
+        if let (Some(status), Some(leader)) = (replica.status.as_mut(), leader) {
+            status.lag = Some(leader.applied_lsn.saturating_sub(status.applied_lsn));
+        }
+    }
+    if let Some(points) = counted {
+        shard.point_count = points;
+    }
+}
+
+/// A replica's status from its core's statistics of the shard.
+fn replica_status(shard: &ShardStats) -> ReplicaStatus {
+    let mut status = ReplicaStatus {
+        points: shard.points,
+        indexed_points: shard.indexed_points,
+        ..ReplicaStatus::default()
+    };
+    match &shard.replica {
+        // A shard of one copy: it takes the writes, and applies each once durable.
+        None => {
+            status.set_role(ReplicaRole::Leader);
+            status.applied_lsn = shard.last_lsn;
+        }
+        Some(raft) => {
+            status.set_role(if raft.leader {
+                ReplicaRole::Leader
+            } else if raft.leader_id != 0 {
+                ReplicaRole::Follower
+            } else {
+                ReplicaRole::NoLeader
+            });
+            status.leader_id = raft.leader_id;
+            status.term = raft.term;
+            status.applied_lsn = raft.applied_lsn;
+        }
+    }
+    status
+}
+
 /// `host:port`, with brackets around an IPv6 host.
 fn endpoint(host: &str, port: u32) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -242,5 +343,137 @@ mod tests {
         assert_eq!(endpoint("127.0.0.1", 7400), "127.0.0.1:7400");
         assert_eq!(endpoint("::1", 7400), "[::1]:7400");
         assert_eq!(endpoint("[::1]", 7400), "[::1]:7400");
+    }
+
+    fn core(address: &str, shards: Vec<ShardStats>) -> (String, CoreStats) {
+        let stats = CoreStats {
+            address: address.into(),
+            shards,
+            ..CoreStats::default()
+        };
+        (address.into(), stats)
+    }
+
+    fn held(epoch: u64, points: u64, raft: Option<(u64, u64, u64, u64)>) -> ShardStats {
+        ShardStats {
+            collection: "c".into(),
+            shard_id: 0,
+            epoch,
+            points,
+            indexed_points: points / 2,
+            last_lsn: 7,
+            replica: raft.map(|(id, leader_id, term, applied_lsn)| {
+                vectron_proto::v1::ReplicaStats {
+                    replica_id: id,
+                    leader: id == leader_id,
+                    leader_id,
+                    term,
+                    applied_lsn,
+                    voters: vec![1, 2, 3, 4],
+                }
+            }),
+            ..ShardStats::default()
+        }
+    }
+
+    fn shard(addresses: &[&str]) -> ShardInfo {
+        ShardInfo {
+            replicas: addresses
+                .iter()
+                .map(|a| vectron_proto::v1::ReplicaInfo {
+                    address: (*a).into(),
+                    epoch: 5,
+                    ..Default::default()
+                })
+                .collect(),
+            point_count: 999,
+            ..ShardInfo::default()
+        }
+    }
+
+    #[test]
+    fn replicas_report_their_role_and_lag_behind_the_leader_of_the_highest_term() {
+        let cores: HashMap<String, CoreStats> = [
+            // An old leader cut off from its group, still believing it leads.
+            core("a:1", vec![held(5, 40, Some((1, 1, 2, 80)))]),
+            core("a:2", vec![held(5, 50, Some((2, 2, 3, 100)))]),
+            core("a:3", vec![held(5, 48, Some((3, 2, 3, 90)))]),
+            // Between elections; and another collection's shard on the same core.
+            core(
+                "a:4",
+                vec![held(5, 45, Some((4, 0, 3, 95))), {
+                    let mut other = held(5, 1, None);
+                    other.collection = "d".into();
+                    other
+                }],
+            ),
+            // A core serving an older placement of the shard.
+            core("a:5", vec![held(4, 10, Some((5, 2, 3, 100)))]),
+        ]
+        .into_iter()
+        .collect();
+        let mut info = shard(&["a:1", "a:2", "a:3", "a:4", "a:5", "a:6"]);
+        fill_shard_status("c", &mut info, &cores);
+        let got: Vec<_> = info
+            .replicas
+            .iter()
+            .map(|r| {
+                r.status
+                    .as_ref()
+                    .map(|s| (s.role(), s.leader_id, s.lag, s.points))
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                Some((ReplicaRole::Leader, 1, Some(20), 40)),
+                Some((ReplicaRole::Leader, 2, Some(0), 50)),
+                Some((ReplicaRole::Follower, 2, Some(10), 48)),
+                Some((ReplicaRole::NoLeader, 0, Some(5), 45)),
+                None,
+                None,
+            ]
+        );
+        assert_eq!(info.point_count, 50, "the leader's count");
+    }
+
+    #[test]
+    fn without_a_leader_the_most_advanced_replica_counts_and_no_lag_is_given() {
+        let cores: HashMap<String, CoreStats> = [
+            core("a:1", vec![held(5, 40, Some((1, 0, 3, 80)))]),
+            core("a:2", vec![held(5, 44, Some((2, 0, 3, 85)))]),
+        ]
+        .into_iter()
+        .collect();
+        let mut info = shard(&["a:1", "a:2", "a:3"]);
+        fill_shard_status("c", &mut info, &cores);
+        assert_eq!(info.point_count, 44);
+        assert!(
+            info.replicas
+                .iter()
+                .flat_map(|r| &r.status)
+                .all(|s| s.lag.is_none() && s.role() == ReplicaRole::NoLeader)
+        );
+
+        // Nobody answered: the control plane's count stands.
+        let mut info = shard(&["a:3"]);
+        fill_shard_status("c", &mut info, &HashMap::new());
+        assert_eq!(info.point_count, 999);
+    }
+
+    #[test]
+    fn a_shard_of_one_copy_is_its_own_leader() {
+        let cores: HashMap<String, CoreStats> =
+            [core("a:1", vec![held(5, 12, None)])].into_iter().collect();
+        let mut info = shard(&["a:1"]);
+        fill_shard_status("c", &mut info, &cores);
+        let status = info.replicas[0].status.unwrap();
+        assert_eq!(status.role(), ReplicaRole::Leader);
+        assert_eq!(
+            (status.applied_lsn, status.lag, status.points),
+            (7, Some(0), 12)
+        );
+        assert_eq!(status.indexed_points, 6);
+        assert_eq!(info.point_count, 12);
     }
 }

@@ -1,7 +1,9 @@
 //! `vectron collections create|list|describe|drop`.
 
 use clap::{Args, Subcommand, ValueEnum};
-use vectron_client::api::{CollectionState, ListCollectionsResponse, ReplicaState};
+use vectron_client::api::{
+    CollectionState, ListCollectionsResponse, ReplicaRole, ReplicaState, ReplicaStatus,
+};
 use vectron_client::{
     CollectionInfo, CollectionSpec, HnswConfig, Metric, PayloadFieldKind, PayloadIndex,
     Quantization,
@@ -32,9 +34,11 @@ enum CollectionsCommand {
     List,
     /// Show a collection: settings, state, point count and shards.
     ///
-    /// Settings are shown with every default resolved. The point count is as last
-    /// reported by the shards and lags writes by about a second; `vectron points count`
-    /// is exact.
+    /// Settings are shown with every default resolved. Each replica shows where it is,
+    /// whether it serves, and as its core reports it now: its role in the shard's group
+    /// (leader, follower of replica N, or no leader during an election), the last write
+    /// it applied and how many writes it is behind the leader. Point counts are the
+    /// leaders' at the call.
     Describe {
         /// Name of the collection.
         name: String,
@@ -60,6 +64,10 @@ struct CreateArgs {
     /// Number of shards (1 to 1024) [default: one per worker core in the cluster].
     #[arg(long)]
     shards: Option<u32>,
+    /// Copies of every shard, each on another worker (1 to 7) [default: 1]. Three keep
+    /// reading and writing through the loss of any one worker; two need both to write.
+    #[arg(long)]
+    replication_factor: Option<u32>,
     /// HNSW links per node (4 to 128) [default: 16].
     #[arg(long)]
     m: Option<u32>,
@@ -172,6 +180,7 @@ impl CreateArgs {
         };
         let mut spec = CollectionSpec::new(self.name, self.dimension, metric);
         spec.shard_count = self.shards;
+        spec.replication_factor = self.replication_factor;
         if self.m.is_some() || self.ef_construction.is_some() || self.ef.is_some() {
             spec.hnsw = Some(HnswConfig {
                 m: self.m,
@@ -217,6 +226,23 @@ fn replica_state_name(state: ReplicaState) -> &'static str {
         ReplicaState::Unavailable => "unavailable",
         ReplicaState::Unspecified => "unknown",
     }
+}
+
+/// A replica's status as describe shows it after its state: `, follower of 1, applied
+/// 120, lag 3`. A shard of one copy shows its applied position only.
+fn status_text(status: &ReplicaStatus) -> String {
+    let mut out = match status.role() {
+        ReplicaRole::Leader if status.term == 0 => String::new(),
+        ReplicaRole::Leader => format!(", leader (term {})", status.term),
+        ReplicaRole::Follower => format!(", follower of {}", status.leader_id),
+        ReplicaRole::NoLeader => ", no leader".to_owned(),
+        ReplicaRole::Unspecified => ", role unknown".to_owned(),
+    };
+    out.push_str(&format!(", applied {}", status.applied_lsn));
+    if let Some(lag) = status.lag.filter(|&lag| lag > 0) {
+        out.push_str(&format!(", lag {lag}"));
+    }
+    out
 }
 
 /// One line per collection under a header.
@@ -303,11 +329,12 @@ fn describe(c: &CollectionInfo) -> String {
             .iter()
             .map(|r| {
                 format!(
-                    "{}/core {} at {} ({})",
+                    "{}/core {} at {} ({}{})",
                     r.worker_id,
                     r.core,
                     r.address,
-                    replica_state_name(r.state())
+                    replica_state_name(r.state()),
+                    r.status.as_ref().map(status_text).unwrap_or_default()
                 )
             })
             .collect();
@@ -348,6 +375,7 @@ mod tests {
             dimension: 384,
             metric: MetricArg::Dot,
             shards: Some(2),
+            replication_factor: Some(3),
             m: None,
             ef_construction: None,
             ef: Some(128),
@@ -357,6 +385,7 @@ mod tests {
         let spec = args.spec();
         assert_eq!(spec.metric(), Metric::Dot);
         assert_eq!(spec.shard_count, Some(2));
+        assert_eq!(spec.replication_factor, Some(3));
         assert_eq!(
             spec.hnsw,
             Some(HnswConfig {
@@ -367,6 +396,27 @@ mod tests {
         );
         assert_eq!(spec.quantization(), Quantization::Int8);
         assert_eq!(spec.payload_indexes.len(), 1);
+    }
+
+    #[test]
+    fn replica_status_reads_as_role_applied_and_lag() {
+        let mut status = ReplicaStatus {
+            leader_id: 2,
+            term: 4,
+            applied_lsn: 120,
+            lag: Some(3),
+            ..ReplicaStatus::default()
+        };
+        status.set_role(ReplicaRole::Follower);
+        assert_eq!(status_text(&status), ", follower of 2, applied 120, lag 3");
+        status.set_role(ReplicaRole::Leader);
+        status.lag = Some(0);
+        assert_eq!(status_text(&status), ", leader (term 4), applied 120");
+        status.term = 0;
+        assert_eq!(status_text(&status), ", applied 120");
+        status.set_role(ReplicaRole::NoLeader);
+        status.lag = None;
+        assert_eq!(status_text(&status), ", no leader, applied 120");
     }
 
     #[test]

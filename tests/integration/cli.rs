@@ -225,6 +225,11 @@ fn the_client_drives_a_real_vectron_dev() {
         up.stdout
     );
     assert_eq!(ok(a, &["points", "count", "wiki"]).stdout.trim(), "2000");
+    // Describe counts as of the call (the shards' own figures, not a heartbeat-old
+    // report), and shows where each shard has applied to.
+    let text = ok(a, &["collections", "describe", "wiki"]).stdout;
+    assert!(text.contains("points        2000\n"), "{text}");
+    assert!(text.contains("(active, applied "), "{text}");
 
     let npy_file = write(dir.path(), "ten.npy", &npy(&fixture.base[..10]));
     let up = ok(

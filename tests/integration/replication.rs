@@ -7,8 +7,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use vectron_client::api::{CollectionState, ReplicaRole, ReplicaState};
 use vectron_client::{
-    Client, CollectionSpec, Metric, Point, ReadConsistency, SearchRequest, payload,
+    Client, CollectionInfo, CollectionSpec, Metric, Point, ReadConsistency, SearchRequest, payload,
 };
 
 use crate::support::{self, Cluster, Fixture};
@@ -62,6 +63,56 @@ async fn wait_for_points(client: &Client, worker: &str, want: u64) {
     }
 }
 
+/// The collection as described, once `settled` holds of it (each replica's status is
+/// what its core says at the call, so it moves as elections and applies do).
+async fn describe_until(
+    client: &Client,
+    what: &str,
+    settled: impl Fn(&CollectionInfo) -> bool,
+) -> CollectionInfo {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = client.describe_collection("replicated").await.unwrap();
+        if settled(&info) {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "never {what}: {info:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One replica leads (the one of `leader_id` when given), every other answering one
+/// follows it with no lag, and the shard counts `points`.
+fn one_leader_followed(info: &CollectionInfo, points: u64) -> bool {
+    let shard = &info.shards[0];
+    let statuses: Vec<_> = shard
+        .replicas
+        .iter()
+        .filter_map(|r| r.status.as_ref())
+        .collect();
+    let leaders: Vec<u64> = shard
+        .replicas
+        .iter()
+        .filter(|r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.role() == ReplicaRole::Leader)
+        })
+        .map(|r| r.replica_id)
+        .collect();
+    leaders.len() == 1
+        && statuses
+            .iter()
+            .all(|s| s.leader_id == leaders[0] && s.lag == Some(0) && s.points == points)
+        && statuses
+            .iter()
+            .filter(|s| s.role() == ReplicaRole::Follower)
+            .count()
+            == statuses.len() - 1
+        && shard.point_count == points
+        && info.point_count == points
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_leaders_worker_is_killed()
  {
@@ -112,6 +163,33 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
     for worker in &cluster.worker_ids {
         wait_for_points(&client, worker, 1000).await;
     }
+    // Describe says, as the cores report it at the call, which replica leads and that
+    // the others follow it with nothing left to apply.
+    let described = describe_until(&client, "one leader, two followers", |info| {
+        info.shards[0].replicas.iter().all(|r| r.status.is_some())
+            && one_leader_followed(info, 1000)
+    })
+    .await;
+    assert_eq!(described.state(), CollectionState::Ready);
+    let ids: HashSet<u64> = described.shards[0]
+        .replicas
+        .iter()
+        .map(|r| r.replica_id)
+        .collect();
+    assert_eq!(ids.len(), 3, "three distinct replica ids, none 0: {ids:?}");
+    assert!(!ids.contains(&0));
+    // The same through HTTP, with the roles as words.
+    let http = support::Http::new(&support::http_addr(&cluster.gateway));
+    let (code, body) = http.json("GET", "/v1/collections/replicated", None).await;
+    assert_eq!(code, 200, "{body}");
+    let mut roles: Vec<&str> = body["shards"][0]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"]["role"].as_str().unwrap())
+        .collect();
+    roles.sort_unstable();
+    assert_eq!(roles, ["follower", "follower", "leader"], "{body}");
 
     // The leader's worker dies mid-ingest; writes carry on once the others elect.
     let leader = leader_worker(&client).await;
@@ -178,6 +256,28 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
         }
     }
     assert_ne!(leader_worker(&client).await, leader, "another worker leads");
+    // Described, the dead worker's replica is unavailable and has no status; the two
+    // others name the new leader, and the collection is degraded.
+    let described = describe_until(
+        &client,
+        "a new leader followed, the dead one marked",
+        |info| {
+            let dead = info.shards[0]
+                .replicas
+                .iter()
+                .find(|r| r.worker_id == leader);
+            one_leader_followed(info, total)
+                && info.state() == CollectionState::Degraded
+                && dead.is_some_and(|r| r.state() == ReplicaState::Unavailable)
+        },
+    )
+    .await;
+    let dead = described.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.worker_id == leader)
+        .unwrap();
+    assert!(dead.status.is_none(), "{dead:?}");
 
     // The killed worker returns (on other ports) and catches up from its group.
     cluster.restart_worker(gone);

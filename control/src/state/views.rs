@@ -108,6 +108,9 @@ impl ControlState {
             address,
             epoch: replica.epoch,
             state: self.replica_state(replica).into(),
+            replica_id: replica.replica_id,
+            // The cores report it; the gateway asks them when describing.
+            status: None,
         }
     }
 
