@@ -95,6 +95,10 @@ struct WorkerArgs {
     /// Host that clients use to reach the core ports [default: --host].
     #[arg(long, env = "VECTRON_ADVERTISE_HOST")]
     advertise_host: Option<String>,
+    /// Zone of the worker (a rack or availability zone; [A-Za-z0-9_.-], up to 64):
+    /// the replicas of a shard go to distinct zones while there are enough.
+    #[arg(long, env = "VECTRON_ZONE", default_value = "", value_parser = parse_zone)]
+    zone: String,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it
     /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
@@ -364,6 +368,11 @@ fn keep_off_cores(config: &vectron_worker::WorkerConfig) {
     }
 }
 
+fn parse_zone(zone: &str) -> Result<String, String> {
+    vectron_control::validate_zone(zone).map_err(|e| e.to_string())?;
+    Ok(zone.to_owned())
+}
+
 fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
     let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
     if let Some(cores) = args.cores {
@@ -381,6 +390,7 @@ fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
     config.cpus = args.cpus;
     config.control = args.control;
     config.advertise_host = args.advertise_host;
+    config.zone = args.zone;
     config.max_unindexed = args.max_unindexed;
     config
 }

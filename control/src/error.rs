@@ -51,6 +51,12 @@ pub enum RegistrationError {
         /// The port.
         port: u32,
     },
+    /// The zone label is too long or holds a character outside `[A-Za-z0-9_.-]`.
+    #[error("zone {zone:?} is not allowed: use up to 64 characters from [A-Za-z0-9_.-]")]
+    Zone {
+        /// The zone as given.
+        zone: String,
+    },
     /// The admin address is not `host:port`.
     #[error("admin_address {address:?} is not host:port")]
     AdminAddress {

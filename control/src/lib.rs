@@ -66,6 +66,7 @@ pub use consensus::store::StoreError;
 pub use error::{LEADER_ADDR_HEADER, LEADER_ID_HEADER, NOT_LEADER_HEADER, RegistrationError};
 pub use node::{ConfigError, ControlConfig, ControlNode, NodeError};
 pub use placement::{CoreLoad, PlacementError, Slot, WorkerLoad, live_cores, place};
+pub use service::validate_zone;
 pub use spec::{
     CollectionConfig, CollectionRequest, DEFAULT_EF, DEFAULT_EF_CONSTRUCTION, DEFAULT_M,
     HnswParams, MAX_DIMENSION, MAX_NAME_LEN, MAX_PAYLOAD_FIELD_LEN, MAX_REPLICATION_FACTOR,

@@ -221,6 +221,7 @@ mod tests {
                         admin_address: String::new(),
                         cores: vec![(0, 7000)],
                         cluster_id: String::new(),
+                        zone: String::new(),
                     },
                     at_ms: 0,
                 },

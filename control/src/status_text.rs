@@ -54,9 +54,14 @@ pub fn render_status(status: &ctl::ClusterStatusResponse) -> String {
             .heartbeat_age_ms
             .map(|ms| format!("  heartbeat {ms} ms ago"))
             .unwrap_or_default();
+        let zone = if worker.zone.is_empty() {
+            String::new()
+        } else {
+            format!("  zone {}", worker.zone)
+        };
         let _ = writeln!(
             out,
-            "  {:<16} {health:<4}  {}  cores {}  replicas {}  points {}{heartbeat}",
+            "  {:<16} {health:<4}  {}{zone}  cores {}  replicas {}  points {}{heartbeat}",
             worker.worker_id,
             worker.data_host,
             cores.join(","),

@@ -53,6 +53,26 @@ fn unknown_subcommand_is_refused_with_usage() {
 }
 
 #[test]
+fn a_worker_zone_a_worker_id_could_not_be_is_refused_before_anything_starts() {
+    let dir = tempdir();
+    let out = vectron()
+        .args(["worker", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--zone", "rack 7", "--control", "127.0.0.1:1"])
+        .output()
+        .expect("run vectron");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("zone \"rack 7\" is not allowed"),
+        "stderr: {err}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}
+
+#[test]
 fn a_search_needs_exactly_one_query() {
     let out = vectron()
         .args(["search", "docs"])

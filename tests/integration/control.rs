@@ -31,6 +31,7 @@ async fn register(client: &ControlClient) {
             }],
             admin_address: String::new(),
             cluster_id: String::new(),
+            zone: String::new(),
         })
         .await
         .unwrap();

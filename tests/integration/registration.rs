@@ -14,8 +14,9 @@ use vectron_proto::v1::{CollectionInfo, CollectionSpec, Metric, ReplicaState};
 
 use crate::support::{self, ControlProcess, Process};
 
-/// `vectron worker` with `cores` cores on free loopback ports, its data in `dir`.
-fn worker_args<'a>(dir: &'a std::path::Path, control: &'a str, cores: &'a str) -> [&'a str; 12] {
+/// `vectron worker` with `cores` cores on free loopback ports, its data in `dir`, in
+/// zone `rack-1`.
+fn worker_args<'a>(dir: &'a std::path::Path, control: &'a str, cores: &'a str) -> [&'a str; 14] {
     [
         "worker",
         "--data-dir",
@@ -29,6 +30,8 @@ fn worker_args<'a>(dir: &'a std::path::Path, control: &'a str, cores: &'a str) -
         "--no-pin",
         "--control",
         control,
+        "--zone",
+        "rack-1",
     ]
 }
 
@@ -85,6 +88,11 @@ async fn registered_worker(
         (status.workers.len() == 1).then_some(())
     })
     .await;
+    let status = client.cluster_status().await.unwrap();
+    assert_eq!(
+        status.workers[0].zone, "rack-1",
+        "the zone it registered with"
+    );
     (control, client, worker_dir, w)
 }
 

@@ -45,6 +45,7 @@ pub(crate) struct Agent {
     pub(crate) worker_id: String,
     pub(crate) data_host: String,
     pub(crate) admin_address: String,
+    pub(crate) zone: String,
     pub(crate) data_dir: PathBuf,
     /// The cluster id recorded in `data_dir` (read at start, updated when recorded).
     pub(crate) cluster: Mutex<Option<String>>,
@@ -167,6 +168,7 @@ impl Agent {
                 .collect(),
             admin_address: self.admin_address.clone(),
             cluster_id: recorded.clone().unwrap_or_default(),
+            zone: self.zone.clone(),
         };
         let answer = self.client.register_worker(request).await?;
         if !answer.cluster_id.is_empty() && recorded.as_deref() != Some(answer.cluster_id.as_str())

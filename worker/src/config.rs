@@ -38,6 +38,9 @@ pub struct WorkerConfig {
     /// Host that clients use to reach the core ports, sent to the control plane.
     /// Default: `host`.
     pub advertise_host: Option<String>,
+    /// Zone label sent to the control plane (rack, availability zone): a shard's
+    /// replicas spread over zones before workers. Default: none.
+    pub zone: String,
     /// Points a shard may hold acknowledged and not yet indexed before writes to it wait
     /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
     /// as many as 1 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
@@ -60,6 +63,7 @@ impl WorkerConfig {
             cpus: Vec::new(),
             control: Vec::new(),
             advertise_host: None,
+            zone: String::new(),
             max_unindexed: None,
         }
     }

@@ -201,6 +201,7 @@ impl Worker {
                     .clone()
                     .unwrap_or_else(|| config.host.to_string()),
                 admin_address: admin_addr.to_string(),
+                zone: config.zone.clone(),
                 data_dir: config.data_dir.clone(),
                 cluster: std::sync::Mutex::new(cluster),
                 cores: cores.iter().map(|c| c.info().clone()).collect(),

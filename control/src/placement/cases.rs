@@ -7,7 +7,8 @@
 //! # a comment
 //! worker w1 cores=2            a live worker with cores 0 and 1
 //! worker w2 cores=1 down       a worker the control plane marked down
-//! core w1/0 replicas=3 points=900 memory=4096   existing load of one core
+//! worker w3 cores=1 zone=b     a worker with a zone label
+//! core w1/0 replicas=3 points=900 memory=4096 leaders=2   existing load of one core
 //! place shards=3 replicas=1    what to place; without shards=, one per live core
 //! ----
 //! shard 0: w2/0                the slots of every shard, in order
@@ -97,9 +98,11 @@ fn run(input: &str) -> Result<String, String> {
                 let id = words.next().ok_or("worker needs an id")?;
                 let mut cores = 0;
                 let mut live = true;
+                let mut zone = String::new();
                 for word in words {
                     match word.split_once('=') {
                         Some(("cores", n)) => cores = n.parse().map_err(|e| format!("{e}"))?,
+                        Some(("zone", z)) => z.clone_into(&mut zone),
                         None if word == "down" => live = false,
                         _ => return Err(format!("unknown worker attribute {word}")),
                     }
@@ -107,6 +110,7 @@ fn run(input: &str) -> Result<String, String> {
                 workers.push(WorkerLoad {
                     worker_id: id.to_owned(),
                     live,
+                    zone,
                     cores: (0..cores)
                         .map(|core| CoreLoad {
                             core,
@@ -131,6 +135,7 @@ fn run(input: &str) -> Result<String, String> {
                         "replicas" => load.replicas = u32::try_from(value).unwrap(),
                         "points" => load.points = value,
                         "memory" => load.memory_bytes = value,
+                        "leaders" => load.leaders = u32::try_from(value).unwrap(),
                         _ => return Err(format!("unknown core attribute {key}")),
                     }
                 }

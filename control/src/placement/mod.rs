@@ -12,12 +12,18 @@
 //! - only live workers receive replicas;
 //! - the replicas of one shard sit on distinct workers, so a replication factor above the
 //!   number of live workers is refused;
+//! - they spread over zones first: a replica goes to a worker of a zone the shard has no
+//!   replica in yet while there is one (workers without a zone label form one zone, the
+//!   empty one), so a shard of three replicas over three zones survives losing a zone;
 //! - each replica goes to the least loaded eligible core, comparing in order: replicas on
 //!   the core, then points, then memory, then the worker's replicas per core (so equal
 //!   cores of different workers fill evenly), then worker id and core index (so the
 //!   decision is deterministic). Replica count leads because the shards of a collection
 //!   grow alike (ids hash evenly), so it predicts the load a new shard will bring; points
-//!   and memory separate cores that hold the same number of replicas of unequal size.
+//!   and memory separate cores that hold the same number of replicas of unequal size;
+//! - a shard's preferred leader (its first slot) is, of its slots, the core that leads
+//!   the fewest shards so far, every collection's counted: leaders take the writes and
+//!   serve linearizable reads, so they spread over the cores of the cluster.
 //!
 //! The cases under `testdata/` pin the behaviour: each is a cluster, a request, and the
 //! expected placement.
@@ -35,6 +41,9 @@ pub struct CoreLoad {
     pub points: u64,
     /// Memory the core holds, as last reported.
     pub memory_bytes: u64,
+    /// Shards whose preferred leader (first replica) is on the core; a shard of one
+    /// copy counts, as its only replica takes its writes.
+    pub leaders: u32,
 }
 
 /// The load of one worker.
@@ -44,6 +53,8 @@ pub struct WorkerLoad {
     pub worker_id: String,
     /// Whether the worker is up; down workers receive nothing.
     pub live: bool,
+    /// Its zone label (rack, availability zone); empty when it has none.
+    pub zone: String,
     /// Its cores.
     pub cores: Vec<CoreLoad>,
 }
@@ -91,9 +102,9 @@ pub fn live_cores(workers: &[WorkerLoad]) -> u32 {
 
 /// Places `shard_count` shards of `replication_factor` replicas each.
 ///
-/// Returns, for every shard in order, its replicas' slots on distinct workers; the first
-/// slot of each is its preferred leader, on the core that is first for the fewest of the
-/// collection's shards so far.
+/// Returns, for every shard in order, its replicas' slots on distinct workers, spread
+/// over zones first; the first slot of each is its preferred leader, on the core that
+/// leads the fewest shards so far (every collection's).
 ///
 /// # Errors
 /// [`PlacementError::NoLiveWorkers`] when no worker with a core is live (checked first),
@@ -109,6 +120,7 @@ pub fn place(
         .filter(|w| w.live && !w.cores.is_empty())
         .map(|w| Candidate {
             worker_id: w.worker_id.clone(),
+            zone: w.zone.clone(),
             replicas: w.cores.iter().map(|c| u64::from(c.replicas)).sum(),
             cores: w.cores.clone(),
         })
@@ -129,9 +141,16 @@ pub fn place(
     live.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
 
     let mut placement = Vec::with_capacity(shard_count as usize);
-    // How many shards of this collection each core is the first replica of: the first
-    // replica is the shard's preferred leader, so leaders spread over the cores.
-    let mut firsts: std::collections::HashMap<(String, u32), u32> = Default::default();
+    // How many shards each core is the first replica of, those placed before included:
+    // the first replica is the shard's preferred leader, so leaders spread over the cores.
+    let mut firsts: std::collections::HashMap<(String, u32), u32> = live
+        .iter()
+        .flat_map(|w| {
+            w.cores
+                .iter()
+                .map(|c| ((w.worker_id.clone(), c.core), c.leaders))
+        })
+        .collect();
     for _ in 0..shard_count {
         let mut slots: Vec<Slot> = Vec::with_capacity(replication_factor as usize);
         for _ in 0..replication_factor {
@@ -168,12 +187,20 @@ pub fn place(
 
 struct Candidate {
     worker_id: String,
+    zone: String,
     replicas: u64,
     cores: Vec<CoreLoad>,
 }
 
-/// The least loaded core (worker index, core index) on a worker not yet in `taken`.
+/// The least loaded core (worker index, core index) on a worker not yet in `taken`, of
+/// a zone not yet in `taken` where there is one.
 fn best_core(live: &[Candidate], taken: &[Slot]) -> Option<(usize, usize)> {
+    let zone_taken = |w: usize| {
+        taken.iter().any(|slot| {
+            live.iter()
+                .any(|o| o.worker_id == slot.worker_id && o.zone == live[w].zone)
+        })
+    };
     let mut best: Option<(usize, usize)> = None;
     for (w, worker) in live.iter().enumerate() {
         if taken.iter().any(|slot| slot.worker_id == worker.worker_id) {
@@ -182,7 +209,10 @@ fn best_core(live: &[Candidate], taken: &[Slot]) -> Option<(usize, usize)> {
         for (c, _) in worker.cores.iter().enumerate() {
             let better = match best {
                 None => true,
-                Some((bw, bc)) => compare(live, (w, c), (bw, bc)) == Ordering::Less,
+                Some((bw, bc)) => zone_taken(w)
+                    .cmp(&zone_taken(bw))
+                    .then_with(|| compare(live, (w, c), (bw, bc)))
+                    .is_lt(),
             };
             if better {
                 best = Some((w, c));

@@ -25,6 +25,20 @@ pub(crate) fn validate_worker_id(worker_id: &str) -> Result<(), RegistrationErro
     }
 }
 
+/// Checks a worker's zone label: empty (no zone), or what a worker id may be.
+///
+/// # Errors
+/// [`RegistrationError::Zone`] naming the label.
+pub fn validate_zone(zone: &str) -> Result<(), RegistrationError> {
+    if zone.is_empty() || validate_worker_id(zone).is_ok() {
+        Ok(())
+    } else {
+        Err(RegistrationError::Zone {
+            zone: zone.to_owned(),
+        })
+    }
+}
+
 /// Whether `address` looks like `host:port` (IPv6 hosts in brackets).
 pub(crate) fn is_host_port(address: &str) -> bool {
     let Some((host, port)) = address.rsplit_once(':') else {
@@ -72,6 +86,7 @@ pub(crate) fn registration(
         cores.push((endpoint.core, endpoint.port));
     }
     cores.sort_unstable();
+    validate_zone(&request.zone)?;
     if !request.admin_address.is_empty() && !is_host_port(&request.admin_address) {
         return Err(RegistrationError::AdminAddress {
             address: request.admin_address.clone(),
@@ -83,6 +98,7 @@ pub(crate) fn registration(
         admin_address: request.admin_address.clone(),
         cores,
         cluster_id: request.cluster_id.clone(),
+        zone: request.zone.clone(),
     })
 }
 
@@ -140,6 +156,7 @@ mod tests {
                 .collect(),
             admin_address: "10.0.0.5:9000".into(),
             cluster_id: String::new(),
+            zone: "eu-west-1a".into(),
         }
     }
 
@@ -180,6 +197,18 @@ mod tests {
             registration(&bad_id),
             Err(RegistrationError::WorkerId { .. })
         ));
+        let mut bad_zone = request(&[(0, 7000)]);
+        bad_zone.zone = "rack 7".into();
+        assert_eq!(
+            registration(&bad_zone),
+            Err(RegistrationError::Zone {
+                zone: "rack 7".into()
+            })
+        );
+        bad_zone.zone = "z".repeat(65);
+        assert!(registration(&bad_zone).is_err());
+        bad_zone.zone = String::new();
+        assert_eq!(registration(&bad_zone).unwrap().zone, "");
         let mut bad_host = request(&[(0, 7000)]);
         bad_host.data_host = String::new();
         assert!(matches!(

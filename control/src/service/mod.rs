@@ -13,6 +13,8 @@
 
 pub(crate) mod convert;
 
+pub use convert::validate_zone;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -74,6 +74,9 @@ pub(crate) struct WorkerRecord {
     pub health: Health,
     pub registered_at_ms: u64,
     pub health_changed_at_ms: u64,
+    /// The zone of its latest registration; empty for none.
+    #[serde(default)]
+    pub zone: String,
 }
 
 /// One core of a worker, with its last reported load.
@@ -137,6 +140,9 @@ pub(crate) struct Registration {
     pub cores: Vec<(u32, u32)>,
     /// The cluster the worker says it belongs to; empty for a new worker.
     pub cluster_id: String,
+    /// Its zone label; empty for none (and in registrations from before zones).
+    #[serde(default)]
+    pub zone: String,
 }
 
 /// What a worker reported in its latest heartbeat.
@@ -395,6 +401,7 @@ impl ControlState {
                 health: Health::Up,
                 registered_at_ms: at_ms,
                 health_changed_at_ms: at_ms,
+                zone: registration.zone.clone(),
             },
         );
         if resumed {
@@ -535,23 +542,32 @@ impl ControlState {
             .map(|worker| WorkerLoad {
                 worker_id: worker.worker_id.clone(),
                 live: worker.health == Health::Up,
+                zone: worker.zone.clone(),
                 cores: worker
                     .cores
                     .iter()
                     .map(|core| {
-                        let on_core = self
-                            .replicas()
-                            .filter(|r| r.worker_id == worker.worker_id && r.core == core.core);
+                        let on_core = |r: &ReplicaRecord| {
+                            r.worker_id == worker.worker_id && r.core == core.core
+                        };
                         let (mut replicas, mut points) = (0u32, 0u64);
-                        for replica in on_core {
+                        for replica in self.replicas().filter(|r| on_core(r)) {
                             replicas += 1;
                             points += replica.points;
                         }
+                        // A shard's first replica is its preferred leader.
+                        let leaders = self
+                            .collections
+                            .values()
+                            .flat_map(|c| &c.shards)
+                            .filter(|s| s.replicas.first().is_some_and(on_core))
+                            .count();
                         CoreLoad {
                             core: core.core,
                             replicas,
                             points,
                             memory_bytes: core.memory_bytes,
+                            leaders: u32::try_from(leaders).unwrap_or(u32::MAX),
                         }
                     })
                     .collect(),

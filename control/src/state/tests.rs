@@ -12,6 +12,7 @@ fn registration(id: &str, cores: u32) -> Registration {
         admin_address: String::new(),
         cores: (0..cores).map(|c| (c, 7000 + c)).collect(),
         cluster_id: String::new(),
+        zone: String::new(),
     }
 }
 

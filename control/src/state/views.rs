@@ -244,5 +244,6 @@ pub(crate) fn worker_status(state: &ControlState, worker: &WorkerRecord) -> ctl:
         points,
         memory_bytes: worker.cores.iter().map(|c| c.memory_bytes).sum(),
         registered_at_unix_ms: worker.registered_at_ms,
+        zone: worker.zone.clone(),
     }
 }

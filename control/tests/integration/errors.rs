@@ -115,6 +115,7 @@ async fn bad_worker_requests_get_typed_errors() {
                 cores: Vec::new(),
                 admin_address: String::new(),
                 cluster_id: String::new(),
+                zone: String::new(),
             })
             .await,
     );

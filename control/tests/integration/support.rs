@@ -193,6 +193,17 @@ pub struct TestWorker {
 
 impl TestWorker {
     pub async fn register(client: ControlClient, id: &str, cores: u32, base_port: u32) -> Self {
+        Self::register_in_zone(client, id, cores, base_port, "").await
+    }
+
+    /// Registers with a zone label.
+    pub async fn register_in_zone(
+        client: ControlClient,
+        id: &str,
+        cores: u32,
+        base_port: u32,
+        zone: &str,
+    ) -> Self {
         let response = client
             .register_worker(ctl::RegisterWorkerRequest {
                 worker_id: id.into(),
@@ -205,6 +216,7 @@ impl TestWorker {
                     .collect(),
                 admin_address: format!("127.0.0.1:{}", base_port + 100),
                 cluster_id: String::new(),
+                zone: zone.into(),
             })
             .await
             .unwrap();

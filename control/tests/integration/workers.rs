@@ -116,6 +116,7 @@ async fn a_restarted_worker_registers_again_and_resumes_its_shards() {
             }],
             admin_address: String::new(),
             cluster_id: worker.cluster_id.clone(),
+            zone: String::new(),
         })
         .await
         .unwrap();
@@ -136,10 +137,86 @@ async fn a_restarted_worker_registers_again_and_resumes_its_shards() {
             }],
             admin_address: String::new(),
             cluster_id: "another-cluster".into(),
+            zone: String::new(),
         })
         .await
         .unwrap_err();
     assert_eq!(foreign.code(), Some(tonic::Code::FailedPrecondition));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_spread_over_zones_and_leaders_over_every_collections_cores() {
+    let cluster = Cluster::start(1).await;
+    cluster.leader().await;
+    let client = cluster.client();
+    let zones = [("w1", "a"), ("w2", "a"), ("w3", "b"), ("w4", "c")];
+    for (i, (id, zone)) in (0u32..).zip(zones) {
+        TestWorker::register_in_zone(client.clone(), id, 1, 18300 + i * 10, zone).await;
+    }
+    let status = client.cluster_status().await.unwrap();
+    let shown: Vec<(&str, &str)> = status
+        .workers
+        .iter()
+        .map(|w| (w.worker_id.as_str(), w.zone.as_str()))
+        .collect();
+    assert_eq!(shown, zones);
+    let zone_of = |worker: &str| zones.iter().find(|(w, _)| *w == worker).unwrap().1;
+
+    // Every shard of three replicas has one in each zone, though two workers share one.
+    let mut three = spec("three", Some(4));
+    three.replication_factor = Some(3);
+    let created = client.create_collection(three).await.unwrap();
+    for shard in &created.shards {
+        let mut in_zones: Vec<&str> = shard
+            .replicas
+            .iter()
+            .map(|r| zone_of(&r.worker_id))
+            .collect();
+        in_zones.sort_unstable();
+        assert_eq!(in_zones, ["a", "b", "c"], "shard {}", shard.shard_id);
+    }
+
+    // Preferred leaders (first replicas) go to the cores leading the fewest shards of
+    // every collection: four shards led one per worker, then two more collections'
+    // shards on workers that lead one each, never twice on one.
+    let leaders = |info: &vectron_proto::v1::CollectionInfo| -> Vec<String> {
+        info.shards
+            .iter()
+            .map(|s| s.replicas[0].worker_id.clone())
+            .collect()
+    };
+    let mut first = leaders(&created);
+    first.sort();
+    assert_eq!(first, ["w1", "w2", "w3", "w4"]);
+    let mut more = Vec::new();
+    for name in ["more-1", "more-2"] {
+        let mut one = spec(name, Some(1));
+        one.replication_factor = Some(3);
+        more.extend(leaders(&client.create_collection(one).await.unwrap()));
+    }
+    assert_ne!(
+        more[0], more[1],
+        "two one-shard collections led from one worker"
+    );
+
+    // A zone label a worker id could not be is refused.
+    let refused = client
+        .register_worker(ctl::RegisterWorkerRequest {
+            worker_id: "w5".into(),
+            data_host: "127.0.0.1".into(),
+            cores: vec![ctl::CoreEndpoint {
+                core: 0,
+                port: 18400,
+            }],
+            admin_address: String::new(),
+            cluster_id: String::new(),
+            zone: "rack 7".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
+    assert!(refused.to_string().contains("zone"), "{refused}");
     cluster.shutdown().await;
 }
 
