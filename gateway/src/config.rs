@@ -40,9 +40,13 @@ impl Default for CacheConfig {
 pub struct CoreChannelConfig {
     /// Time allowed to connect to a core. Default 2 s.
     pub connect_timeout: Duration,
-    /// HTTP/2 PING interval on idle and busy connections. Default 20 s.
+    /// HTTP/2 PING interval on idle and busy connections. Default 1 s.
     pub keepalive_interval: Duration,
-    /// Time a PING may go unanswered before the connection is dropped. Default 10 s.
+    /// Time a PING may go unanswered before the connection is dropped. Default 2 s.
+    /// A core answers PINGs between any two pieces of its work, so silence this long
+    /// means its process or machine is frozen: its calls then fail as unavailable and
+    /// go to another replica of a replicated shard, rather than wait out their
+    /// deadline on a leader its group has replaced.
     pub keepalive_timeout: Duration,
     /// Calls to one shard in flight at once for one request. Default 8.
     pub max_in_flight_per_request: usize,
@@ -55,8 +59,8 @@ impl Default for CoreChannelConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(2),
-            keepalive_interval: Duration::from_secs(20),
-            keepalive_timeout: Duration::from_secs(10),
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(2),
             max_in_flight_per_request: 8,
             max_batch_bytes: 4 << 20,
         }

@@ -284,3 +284,122 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
     wait_for_points(&client, &leader, total).await;
     cluster.terminate();
 }
+
+/// A leader frozen (SIGSTOP) long enough for its group to elect another, then let go,
+/// still believes it leads for a moment: a write sent straight to its core meanwhile is
+/// refused, never acknowledged, and the entry it may have appended is dropped when it
+/// learns of the new term. Through the gateway, writes went on during the pause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_old_leader_acknowledges_nothing_once_its_group_moved_on() {
+    use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+    use vectron_proto::core::v1::{Point as CorePoint, ShardRef, UpsertRequest};
+
+    let f = Fixture::load();
+    let cluster = Cluster::start(3);
+    let client = Client::builder(support::grpc_addr(&cluster.gateway))
+        .timeout(Some(Duration::from_secs(30)))
+        .connect()
+        .await
+        .unwrap();
+    let mut spec = CollectionSpec::new("replicated", f.dim as u32, Metric::Cosine);
+    spec.shard_count = Some(1);
+    spec.replication_factor = Some(3);
+    let mut created = false;
+    for _ in 0..100 {
+        if client.create_collection(spec.clone()).await.is_ok() {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(created, "the collection was created");
+    let before: Vec<Point> = (0..100).map(|r| point(&f, r)).collect();
+    client.upsert("replicated", before).await.unwrap();
+    let described = describe_until(&client, "one leader, two followers", |info| {
+        info.shards[0].replicas.iter().all(|r| r.status.is_some()) && one_leader_followed(info, 100)
+    })
+    .await;
+    let old = described.shards[0]
+        .replicas
+        .iter()
+        .find(|r| r.status.is_some_and(|s| s.role() == ReplicaRole::Leader))
+        .unwrap()
+        .clone();
+    let paused = cluster.worker_index(&old.worker_id);
+    // Connected before the pause, so the write below is a request on an open HTTP/2
+    // connection, read by the old leader's core the moment it runs again.
+    let mut stale_core = CoreServiceClient::connect(format!("http://{}", old.address))
+        .await
+        .unwrap();
+
+    cluster.pause_worker(paused);
+    let stale = tokio::spawn(async move {
+        stale_core
+            .upsert(UpsertRequest {
+                shard: Some(ShardRef {
+                    collection: "replicated".into(),
+                    shard_id: 0,
+                    epoch: old.epoch,
+                }),
+                points: vec![CorePoint {
+                    id: "stale".into(),
+                    vector: f.base[0].clone(),
+                    payload_json: Vec::new(),
+                }],
+                wait: Some(true),
+            })
+            .await
+    });
+    // The others elect a leader; the gateway's writes reach it.
+    let f = Fixture::load();
+    let during: Vec<Point> = (100..150).map(|r| point(&f, r)).collect();
+    let written = client.upsert("replicated", during).await.unwrap();
+    assert_eq!(written.count, 50);
+    let moved_on = describe_until(
+        &client,
+        "a new leader while the old one is frozen",
+        |info| {
+            info.shards[0].replicas.iter().any(|r| {
+                r.worker_id != old.worker_id
+                    && r.status.is_some_and(|s| s.role() == ReplicaRole::Leader)
+            })
+        },
+    )
+    .await;
+    let new_term = moved_on.shards[0]
+        .replicas
+        .iter()
+        .filter_map(|r| r.status)
+        .map(|s| s.term)
+        .max()
+        .unwrap();
+    assert!(new_term > old.status.unwrap().term, "a later term");
+
+    cluster.resume_worker(paused);
+    let answer = tokio::time::timeout(Duration::from_secs(20), stale)
+        .await
+        .expect("the old leader answers once it runs again")
+        .unwrap();
+    let refused = answer.expect_err("a deposed leader acknowledged a write");
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    eprintln!(
+        "the old leader refused the stale write: {}",
+        refused.message()
+    );
+
+    // Nothing of it anywhere: not in a linearizable read, and not on the old leader
+    // once it has caught up with the new term's log.
+    let linearizable = client.with_read_consistency(ReadConsistency::Linearizable);
+    let found = linearizable
+        .get("replicated", vec!["stale".into()], false, false)
+        .await
+        .unwrap();
+    assert!(found.is_empty(), "the stale write surfaced: {found:?}");
+    assert_eq!(linearizable.count("replicated", None).await.unwrap(), 150);
+    wait_for_points(&client, &old.worker_id, 150).await;
+    describe_until(&client, "every replica equal again", |info| {
+        info.shards[0].replicas.iter().all(|r| r.status.is_some()) && one_leader_followed(info, 150)
+    })
+    .await;
+    cluster.terminate();
+}

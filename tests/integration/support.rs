@@ -137,6 +137,13 @@ impl Process {
         drop(self.stdout.take());
     }
 
+    /// Sends `signal` (SIGSTOP to freeze the process, SIGCONT to let it go on).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(rc, 0, "kill({signal})");
+    }
+
     /// SIGKILL, now.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -457,6 +464,23 @@ impl Cluster {
     /// SIGKILL to worker `i`.
     pub fn kill_worker(&mut self, i: usize) {
         self.workers[i].take().expect("the worker runs").kill();
+    }
+
+    /// Freezes worker `i` (SIGSTOP): its sockets stay open and nothing answers, as in a
+    /// long pause of the whole machine.
+    pub fn pause_worker(&self, i: usize) {
+        self.workers[i]
+            .as_ref()
+            .expect("the worker runs")
+            .signal(libc::SIGSTOP);
+    }
+
+    /// Lets a paused worker go on (SIGCONT).
+    pub fn resume_worker(&self, i: usize) {
+        self.workers[i]
+            .as_ref()
+            .expect("the worker runs")
+            .signal(libc::SIGCONT);
     }
 
     /// Starts worker `i` again on its data (on other ports).

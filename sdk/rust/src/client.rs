@@ -13,9 +13,9 @@ use vectron_proto::v1::stats_client::StatsClient;
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStatsRequest, CoreStatsResponse, CountRequest,
     CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
-    Filter, GetRequest, ListCollectionsRequest, Point, PointIds, ScrollRequest, ScrollResponse,
-    SearchBatchRequest, SearchRequest, SearchResponse, UpsertRequest, UpsertResponse,
-    delete_request,
+    Filter, GetRequest, ListCollectionsRequest, Point, PointIds, ReadConsistency, ScrollRequest,
+    ScrollResponse, SearchBatchRequest, SearchRequest, SearchResponse, UpsertRequest,
+    UpsertResponse, delete_request,
 };
 
 use crate::Error;
@@ -33,6 +33,7 @@ pub struct ClientBuilder {
     backoff: Duration,
     max_message_bytes: usize,
     gzip: bool,
+    read_consistency: ReadConsistency,
     #[cfg(feature = "tls")]
     tls: Option<Tls>,
 }
@@ -47,6 +48,7 @@ impl ClientBuilder {
             backoff: Duration::from_millis(50),
             max_message_bytes: 64 << 20,
             gzip: false,
+            read_consistency: ReadConsistency::Unspecified,
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -84,6 +86,15 @@ impl ClientBuilder {
     /// compress poorly, payload-heavy traffic may gain.
     pub fn gzip(mut self, on: bool) -> Self {
         self.gzip = on;
+        self
+    }
+
+    /// Consistency of the reads (get, count, scroll, search) that do not set their own.
+    /// Default: the server's (`Eventual`: read-your-writes through one gateway);
+    /// `Linearizable` sees every write acknowledged anywhere, at the cost of a round
+    /// from each shard's leader to its group.
+    pub fn read_consistency(mut self, consistency: ReadConsistency) -> Self {
+        self.read_consistency = consistency;
         self
     }
 
@@ -301,6 +312,24 @@ impl Client {
         Self::builder(endpoint).connect().await
     }
 
+    /// This client (sharing its connection) with another default read consistency
+    /// ([`ClientBuilder::read_consistency`]).
+    #[must_use]
+    pub fn with_read_consistency(&self, consistency: ReadConsistency) -> Self {
+        let mut client = self.clone();
+        client.settings.read_consistency = consistency;
+        client
+    }
+
+    /// `asked` unless it is unset, else the client's default.
+    fn consistency(&self, asked: i32) -> i32 {
+        if asked == ReadConsistency::Unspecified as i32 {
+            self.settings.read_consistency.into()
+        } else {
+            asked
+        }
+    }
+
     fn collections(&self) -> CollectionsClient<Channel> {
         let c = CollectionsClient::new(self.channel.clone())
             .max_decoding_message_size(self.settings.max_message_bytes)
@@ -450,7 +479,7 @@ impl Client {
             ids,
             with_vector,
             with_payload,
-            consistency: 0,
+            consistency: self.consistency(0),
         };
         let found = self.idempotent(|| {
             let (mut c, r) = (self.points(), request.clone());
@@ -488,7 +517,7 @@ impl Client {
         let request = CountRequest {
             collection: collection.into(),
             filter,
-            consistency: 0,
+            consistency: self.consistency(0),
         };
         let counted = self.idempotent(|| {
             let (mut c, r) = (self.points(), request.clone());
@@ -498,7 +527,8 @@ impl Client {
     }
 
     /// One page of points in id order; pass `next_offset` back as `offset` to continue.
-    pub async fn scroll(&self, request: ScrollRequest) -> Result<ScrollResponse, Error> {
+    pub async fn scroll(&self, mut request: ScrollRequest) -> Result<ScrollResponse, Error> {
+        request.consistency = self.consistency(request.consistency);
         self.idempotent(|| {
             let (mut c, r) = (self.points(), request.clone());
             async move { c.scroll(r).await }
@@ -507,7 +537,8 @@ impl Client {
     }
 
     /// Top-k search.
-    pub async fn search(&self, request: SearchRequest) -> Result<SearchResponse, Error> {
+    pub async fn search(&self, mut request: SearchRequest) -> Result<SearchResponse, Error> {
+        request.consistency = self.consistency(request.consistency);
         self.idempotent(|| {
             let (mut c, r) = (self.points(), request.clone());
             async move { c.search(r).await }
@@ -518,8 +549,11 @@ impl Client {
     /// Several searches in one call; results in request order.
     pub async fn search_batch(
         &self,
-        searches: Vec<SearchRequest>,
+        mut searches: Vec<SearchRequest>,
     ) -> Result<Vec<SearchResponse>, Error> {
+        for search in &mut searches {
+            search.consistency = self.consistency(search.consistency);
+        }
         let request = SearchBatchRequest { searches };
         let found = self.idempotent(|| {
             let (mut c, r) = (self.points(), request.clone());
@@ -550,4 +584,31 @@ fn jitter(d: Duration) -> Duration {
     let r = RandomState::new().hash_one(std::time::Instant::now());
     let factor = 0.5 + (r % 1000) as f64 / 1000.0;
     d.mul_f64(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_take_the_clients_consistency_unless_they_set_their_own() {
+        let eventual = Client::builder("127.0.0.1:1").connect_lazy().unwrap();
+        let strict = eventual.with_read_consistency(ReadConsistency::Linearizable);
+        let unset = ReadConsistency::Unspecified as i32;
+        let own = ReadConsistency::Eventual as i32;
+        assert_eq!(eventual.consistency(unset), unset, "the server's default");
+        assert_eq!(
+            strict.consistency(unset),
+            ReadConsistency::Linearizable as i32
+        );
+        assert_eq!(strict.consistency(own), own);
+        let built = Client::builder("127.0.0.1:1")
+            .read_consistency(ReadConsistency::Linearizable)
+            .connect_lazy()
+            .unwrap();
+        assert_eq!(
+            built.consistency(unset),
+            ReadConsistency::Linearizable as i32
+        );
+    }
 }

@@ -51,6 +51,12 @@
 //! For bulk loads, [`Client::upsert_stream`] sends batches over one client stream and
 //! answers once all of them are durable.
 //!
+//! Reads are eventual by default: a replica that has applied every write acknowledged
+//! through the same gateway answers. `client.with_read_consistency(ReadConsistency::
+//! Linearizable)` (or [`ClientBuilder::read_consistency`]) gives a client whose gets,
+//! counts, scrolls and searches see every acknowledged write, from each shard's leader;
+//! a request that sets its own `consistency` keeps it.
+//!
 //! # TLS
 //!
 //! With the cargo feature `tls` (on by default; rustls with the ring provider, no
