@@ -262,6 +262,51 @@ impl ControlClient {
         .await
     }
 
+    /// Stores a key a gateway made (its id and the hash of its secret). Retried: a key
+    /// whose first try was stored answers `ALREADY_EXISTS` to the retry.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `ALREADY_EXISTS`, `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`.
+    pub async fn create_api_key(
+        &self,
+        entry: ctl::ApiKeyEntry,
+    ) -> Result<api::KeyInfo, ClientError> {
+        self.call(false, self.policy.request_timeout, move |mut c| {
+            let request = ctl::CreateApiKeyRequest {
+                entry: Some(entry.clone()),
+            };
+            async move { c.create_api_key(request).await }
+        })
+        .await
+    }
+
+    /// Every API key, without hashes.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn list_api_keys(&self) -> Result<Vec<api::KeyInfo>, ClientError> {
+        let listed = self
+            .call(true, self.policy.request_timeout, |mut c| async move {
+                c.list_api_keys(api::ListKeysRequest {}).await
+            })
+            .await?;
+        Ok(listed.keys)
+    }
+
+    /// Revokes an API key.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `NOT_FOUND` for an unknown id.
+    pub async fn revoke_api_key(&self, id: &str) -> Result<(), ClientError> {
+        let id = id.to_owned();
+        self.call(false, self.policy.request_timeout, move |mut c| {
+            let request = api::RevokeKeyRequest { id: id.clone() };
+            async move { c.revoke_api_key(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The routing table of every collection, or of one.
     ///
     /// # Errors

@@ -115,7 +115,11 @@ impl From<ServiceError> for Status {
                 | CommandError::ClusterMismatch { .. }
                 | CommandError::CoreInUse { .. } => Status::failed_precondition(message),
                 CommandError::NotInitialized => Status::unavailable(message),
-                CommandError::TooManyCollections { .. } => Status::resource_exhausted(message),
+                CommandError::TooManyCollections { .. } | CommandError::TooManyKeys { .. } => {
+                    Status::resource_exhausted(message)
+                }
+                CommandError::KeyExists { .. } => Status::already_exists(message),
+                CommandError::NoSuchKey { .. } => Status::not_found(message),
             },
             ServiceError::UnknownWorker { .. } => Status::not_found(message),
             ServiceError::NodeAddressConflict { .. } => Status::failed_precondition(message),

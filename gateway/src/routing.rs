@@ -437,6 +437,7 @@ mod tests {
             version,
             collections,
             cluster_id: "c".into(),
+            api_keys: Vec::new(),
         }
     }
 

@@ -53,6 +53,7 @@ pub mod v1 {
 mod builders;
 pub mod hashing;
 pub mod json;
+pub mod keys;
 pub mod rules;
 /// Internal contracts of the control plane.
 pub mod control {

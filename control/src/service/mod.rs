@@ -353,6 +353,53 @@ impl Control for ControlService {
         Ok(Response::new(self.collection_info(&name)?))
     }
 
+    async fn create_api_key(
+        &self,
+        request: Request<ctl::CreateApiKeyRequest>,
+    ) -> Result<Response<api::KeyInfo>, Status> {
+        let entry = request
+            .into_inner()
+            .entry
+            .ok_or_else(|| ServiceError::BadRequest("no key entry".into()))?;
+        let mut record = vectron_proto::keys::key_record(&entry)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        record.created_at_ms = unix_ms();
+        let id = record.id.clone();
+        self.core
+            .propose(Command::CreateApiKey {
+                record: record.clone(),
+            })
+            .await?;
+        tracing::info!(key = %id, role = %record.role, "API key created");
+        Ok(Response::new(vectron_proto::keys::key_info(&record)))
+    }
+
+    async fn list_api_keys(
+        &self,
+        _request: Request<api::ListKeysRequest>,
+    ) -> Result<Response<api::ListKeysResponse>, Status> {
+        let machine = self.core.shared.read();
+        let keys = machine
+            .state
+            .api_keys
+            .values()
+            .map(vectron_proto::keys::key_info)
+            .collect();
+        Ok(Response::new(api::ListKeysResponse { keys }))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        request: Request<api::RevokeKeyRequest>,
+    ) -> Result<Response<api::RevokeKeyResponse>, Status> {
+        let id = request.into_inner().id;
+        self.core
+            .propose(Command::RevokeApiKey { id: id.clone() })
+            .await?;
+        tracing::info!(key = %id, "API key revoked");
+        Ok(Response::new(api::RevokeKeyResponse {}))
+    }
+
     async fn get_routing(
         &self,
         request: Request<ctl::GetRoutingRequest>,

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
 use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
+use vectron_auth::KeyRecord;
 use vectron_proto::hashing::ShardLayout;
+use vectron_proto::keys::MAX_API_KEYS;
 use vectron_proto::rules::MAX_COLLECTIONS;
 
 pub(crate) use views::{assignments_for, worker_status};
@@ -41,6 +43,9 @@ pub(crate) struct ControlState {
     pub workers: BTreeMap<String, WorkerRecord>,
     /// Collections by name.
     pub collections: BTreeMap<String, CollectionRecord>,
+    /// API keys by id: the hash of each secret, never the secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub api_keys: BTreeMap<String, KeyRecord>,
 }
 
 /// Health of a worker.
@@ -197,6 +202,10 @@ pub(crate) enum Command {
     CreateCollection { request: CollectionRequest },
     /// Drops a collection.
     DropCollection { name: String },
+    /// Stores an API key a gateway made.
+    CreateApiKey { record: KeyRecord },
+    /// Revokes an API key.
+    RevokeApiKey { id: String },
 }
 
 impl fmt::Display for Command {
@@ -214,6 +223,8 @@ impl fmt::Display for Command {
             }
             Self::CreateCollection { request } => write!(f, "create-collection({})", request.name),
             Self::DropCollection { name } => write!(f, "drop-collection({name})"),
+            Self::CreateApiKey { record } => write!(f, "create-api-key({})", record.id),
+            Self::RevokeApiKey { id } => write!(f, "revoke-api-key({id})"),
         }
     }
 }
@@ -235,6 +246,10 @@ pub(crate) enum Applied {
     CollectionDropped,
     /// The cluster has its id.
     ClusterInitialized,
+    /// The key is stored.
+    KeyCreated,
+    /// The key is gone.
+    KeyRevoked,
 }
 
 /// Why a command was refused. Refused commands change nothing.
@@ -288,6 +303,24 @@ pub enum CommandError {
         /// The limit (`vectron_proto::rules::MAX_COLLECTIONS`).
         max: usize,
     },
+    /// A key with this id exists (a new key's id is random: make another).
+    #[error("an API key with id {id:?} exists")]
+    KeyExists {
+        /// The id.
+        id: String,
+    },
+    /// No key has this id.
+    #[error("no API key has id {id:?}")]
+    NoSuchKey {
+        /// The id.
+        id: String,
+    },
+    /// The cluster holds as many keys as it may.
+    #[error("the cluster holds {max} API keys, the most it may; revoke some first")]
+    TooManyKeys {
+        /// The limit (`vectron_proto::keys::MAX_API_KEYS`).
+        max: usize,
+    },
 }
 
 /// The result the state machine returns for each command.
@@ -339,6 +372,27 @@ impl ControlState {
                 Ok(Applied::WorkersMarkedDown { count })
             }
             Command::CreateCollection { request } => self.create(log_index, request),
+            Command::CreateApiKey { record } => {
+                if self.api_keys.contains_key(&record.id) {
+                    return Err(CommandError::KeyExists {
+                        id: record.id.clone(),
+                    });
+                }
+                if self.api_keys.len() >= MAX_API_KEYS {
+                    return Err(CommandError::TooManyKeys { max: MAX_API_KEYS });
+                }
+                self.api_keys.insert(record.id.clone(), record.clone());
+                // Gateways learn of keys from the routing table.
+                self.routing_version += 1;
+                Ok(Applied::KeyCreated)
+            }
+            Command::RevokeApiKey { id } => {
+                if self.api_keys.remove(id).is_none() {
+                    return Err(CommandError::NoSuchKey { id: id.clone() });
+                }
+                self.routing_version += 1;
+                Ok(Applied::KeyRevoked)
+            }
             Command::DropCollection { name } => {
                 if self.collections.remove(name).is_none() {
                     return Err(CommandError::NotFound { name: name.clone() });

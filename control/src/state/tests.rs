@@ -731,3 +731,60 @@ fn the_state_round_trips_through_json() {
     let back: ControlState = serde_json::from_slice(&json).unwrap();
     assert_eq!(back, state);
 }
+
+#[test]
+fn api_keys_are_stored_revoked_and_carried_in_full_routing_tables_only() {
+    use vectron_auth::{Access, KeyRecord, Role, SecretHash};
+
+    let mut state = cluster();
+    let record = KeyRecord {
+        id: "abcdefghijkl".into(),
+        secret_sha256: SecretHash::of("s").to_hex(),
+        role: Role::Scoped,
+        grants: [("docs".to_owned(), Access::Read)].into(),
+        description: "ci".into(),
+        created_at_ms: 5,
+    };
+    let version = state.routing_version;
+    let create = Command::CreateApiKey {
+        record: record.clone(),
+    };
+    assert_eq!(state.apply(4, &create), Ok(Applied::KeyCreated));
+    assert!(state.routing_version > version, "gateways must see it");
+    assert_eq!(
+        state.apply(5, &create),
+        Err(CommandError::KeyExists {
+            id: record.id.clone()
+        })
+    );
+    let table = state.routing_table("").unwrap();
+    assert_eq!(table.api_keys.len(), 1);
+    assert_eq!(
+        vectron_proto::keys::key_record(&table.api_keys[0]).unwrap(),
+        record
+    );
+    state
+        .apply(
+            6,
+            &Command::CreateCollection {
+                request: request("docs", Some(1), 1),
+            },
+        )
+        .unwrap();
+    assert!(state.routing_table("docs").unwrap().api_keys.is_empty());
+    let json = serde_json::to_vec(&state).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<ControlState>(&json).unwrap(),
+        state
+    );
+
+    let revoke = Command::RevokeApiKey {
+        id: record.id.clone(),
+    };
+    assert_eq!(state.apply(7, &revoke), Ok(Applied::KeyRevoked));
+    assert_eq!(
+        state.apply(8, &revoke),
+        Err(CommandError::NoSuchKey { id: record.id })
+    );
+    assert!(state.routing_table("").unwrap().api_keys.is_empty());
+}

@@ -93,7 +93,10 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             PayloadIndex, HnswConfig, CollectionSpec, CreateCollectionRequest,
             CreateCollectionResponse, DropCollectionRequest, DropCollectionResponse,
             ListCollectionsRequest, ListCollectionsResponse, DescribeCollectionRequest,
-            ReplicaInfo, ShardInfo, CollectionInfo,
+            ReplicaInfo, ReplicaStatus, ShardInfo, CollectionInfo,
+            // keys.proto
+            CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,
+            ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse,
             // filter.proto
             Filter, Condition, FieldCondition, AnyOf, Range, HasIdCondition,
             // search.proto
@@ -121,7 +124,8 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             HeartbeatRequest, CoreSummary, HeldShard, HeartbeatResponse, GetRoutingRequest,
             RoutingTable, WatchRoutingRequest, ClusterStatusRequest, ControlNode, WorkerStatus,
             UnavailableShard, ClusterStatusResponse, AddLearnerRequest, ChangeMembershipRequest,
-            JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk,
+            JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk, ApiKeyEntry,
+            CreateApiKeyRequest,
         }
         "vectron.replication.v1" => vectron_proto::replication::v1 {
             Group, Route, LogId, Vote, Entry, AppendRequest, AppendResponse, AppendBatch,

@@ -1,0 +1,304 @@
+//! API keys at the wire: the rules of `vectron.v1.CreateKeyRequest`, and the key
+//! records of `vectron-auth` to and from their messages. The gateway and the control
+//! plane both convert here.
+
+use std::collections::BTreeMap;
+
+use tonic::Code;
+use vectron_auth::{Access, KeyRecord, Role, SecretHash};
+
+use crate::control::v1::ApiKeyEntry;
+use crate::rules::check_collection_name;
+use crate::v1 as api;
+
+/// Most collections one key may be granted.
+pub const MAX_GRANTS: usize = 1024;
+/// Longest key description, in bytes.
+pub const MAX_KEY_DESCRIPTION_BYTES: usize = 256;
+/// Most keys a cluster holds.
+pub const MAX_API_KEYS: usize = 10_000;
+
+/// Why a key request (or a stored key) breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRuleError {
+    /// No role.
+    #[error("a key needs a role: admin, read or scoped")]
+    NoRole,
+    /// A scoped key without grants could do nothing.
+    #[error("a scoped key needs at least one grant")]
+    ScopedWithoutGrants,
+    /// An admin key may do everything already.
+    #[error("an admin key takes no grants: it may do everything")]
+    AdminWithGrants,
+    /// A grant without access.
+    #[error("grant {index} (collection {collection:?}) needs an access: read or read_write")]
+    NoAccess {
+        /// Its position.
+        index: usize,
+        /// Its collection.
+        collection: String,
+    },
+    /// A grant naming an impossible collection.
+    #[error("grant {index}: {reason}")]
+    BadCollection {
+        /// Its position.
+        index: usize,
+        /// What is wrong with the name.
+        reason: String,
+    },
+    /// A collection granted twice.
+    #[error("collection {collection:?} is granted twice")]
+    DuplicateGrant {
+        /// The collection.
+        collection: String,
+    },
+    /// Too many grants.
+    #[error("a key may have at most {MAX_GRANTS} grants, not {got}")]
+    TooManyGrants {
+        /// How many were given.
+        got: usize,
+    },
+    /// The description is too long.
+    #[error("a key description has at most {MAX_KEY_DESCRIPTION_BYTES} bytes, not {got}")]
+    DescriptionTooLong {
+        /// Its length.
+        got: usize,
+    },
+    /// A stored entry without its key or with a broken hash.
+    #[error("a stored key entry is damaged: {0}")]
+    Damaged(String),
+}
+
+impl KeyRuleError {
+    /// The gRPC code of the refusal.
+    #[must_use]
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Damaged(_) => Code::Internal,
+            _ => Code::InvalidArgument,
+        }
+    }
+}
+
+/// A key's role and grants as asked for, checked.
+///
+/// # Errors
+/// The first rule of `CreateKeyRequest` the request breaks.
+pub fn check_new_key(
+    request: &api::CreateKeyRequest,
+) -> Result<(Role, BTreeMap<String, Access>), KeyRuleError> {
+    let role = role(request.role())?;
+    if request.description.len() > MAX_KEY_DESCRIPTION_BYTES {
+        return Err(KeyRuleError::DescriptionTooLong {
+            got: request.description.len(),
+        });
+    }
+    let grants = grants(&request.grants)?;
+    match role {
+        Role::Scoped if grants.is_empty() => Err(KeyRuleError::ScopedWithoutGrants),
+        Role::Admin if !grants.is_empty() => Err(KeyRuleError::AdminWithGrants),
+        _ => Ok((role, grants)),
+    }
+}
+
+fn role(role: api::KeyRole) -> Result<Role, KeyRuleError> {
+    match role {
+        api::KeyRole::Admin => Ok(Role::Admin),
+        api::KeyRole::Read => Ok(Role::Read),
+        api::KeyRole::Scoped => Ok(Role::Scoped),
+        api::KeyRole::Unspecified => Err(KeyRuleError::NoRole),
+    }
+}
+
+fn grants(given: &[api::CollectionGrant]) -> Result<BTreeMap<String, Access>, KeyRuleError> {
+    if given.len() > MAX_GRANTS {
+        return Err(KeyRuleError::TooManyGrants { got: given.len() });
+    }
+    let mut out = BTreeMap::new();
+    for (index, grant) in given.iter().enumerate() {
+        check_collection_name(&grant.collection).map_err(|e| KeyRuleError::BadCollection {
+            index,
+            reason: e.to_string(),
+        })?;
+        let access = match grant.access() {
+            api::Access::Read => Access::Read,
+            api::Access::ReadWrite => Access::ReadWrite,
+            api::Access::Unspecified => {
+                return Err(KeyRuleError::NoAccess {
+                    index,
+                    collection: grant.collection.clone(),
+                });
+            }
+        };
+        if out.insert(grant.collection.clone(), access).is_some() {
+            return Err(KeyRuleError::DuplicateGrant {
+                collection: grant.collection.clone(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A key as `List` shows it.
+#[must_use]
+pub fn key_info(record: &KeyRecord) -> api::KeyInfo {
+    let mut info = api::KeyInfo {
+        id: record.id.clone(),
+        description: record.description.clone(),
+        created_at_unix_ms: record.created_at_ms,
+        grants: record
+            .grants
+            .iter()
+            .map(|(collection, access)| {
+                let mut grant = api::CollectionGrant {
+                    collection: collection.clone(),
+                    ..Default::default()
+                };
+                grant.set_access(match access {
+                    Access::Read => api::Access::Read,
+                    Access::ReadWrite => api::Access::ReadWrite,
+                });
+                grant
+            })
+            .collect(),
+        ..Default::default()
+    };
+    info.set_role(match record.role {
+        Role::Admin => api::KeyRole::Admin,
+        Role::Read => api::KeyRole::Read,
+        Role::Scoped => api::KeyRole::Scoped,
+    });
+    info
+}
+
+/// A stored key as the routing table carries it.
+#[must_use]
+pub fn key_entry(record: &KeyRecord) -> ApiKeyEntry {
+    ApiKeyEntry {
+        key: Some(key_info(record)),
+        secret_sha256: record.secret_sha256.clone(),
+    }
+}
+
+/// The record an entry carries.
+///
+/// # Errors
+/// [`KeyRuleError::Damaged`] for an entry without a key, a role, or a hash of 64 hex
+/// digits; the rules of a new key for its grants.
+pub fn key_record(entry: &ApiKeyEntry) -> Result<KeyRecord, KeyRuleError> {
+    let info = entry
+        .key
+        .as_ref()
+        .ok_or_else(|| KeyRuleError::Damaged("no key".into()))?;
+    SecretHash::from_hex(&entry.secret_sha256).map_err(|e| KeyRuleError::Damaged(e.to_string()))?;
+    if info.id.is_empty() {
+        return Err(KeyRuleError::Damaged("no id".into()));
+    }
+    Ok(KeyRecord {
+        id: info.id.clone(),
+        secret_sha256: entry.secret_sha256.to_ascii_lowercase(),
+        role: role(info.role())?,
+        grants: grants(&info.grants)?,
+        description: info.description.clone(),
+        created_at_ms: info.created_at_unix_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(collection: &str, access: api::Access) -> api::CollectionGrant {
+        let mut g = api::CollectionGrant {
+            collection: collection.into(),
+            ..Default::default()
+        };
+        g.set_access(access);
+        g
+    }
+
+    fn request(role: api::KeyRole, grants: Vec<api::CollectionGrant>) -> api::CreateKeyRequest {
+        let mut r = api::CreateKeyRequest {
+            grants,
+            ..Default::default()
+        };
+        r.set_role(role);
+        r
+    }
+
+    #[test]
+    fn new_keys_follow_the_rules() {
+        let (role, grants) = check_new_key(&request(
+            api::KeyRole::Scoped,
+            vec![grant("docs", api::Access::ReadWrite)],
+        ))
+        .unwrap();
+        assert_eq!(role, Role::Scoped);
+        assert_eq!(grants["docs"], Access::ReadWrite);
+        let refused = |r| check_new_key(&r).unwrap_err();
+        assert_eq!(
+            refused(request(api::KeyRole::Unspecified, vec![])),
+            KeyRuleError::NoRole
+        );
+        assert_eq!(
+            refused(request(api::KeyRole::Scoped, vec![])),
+            KeyRuleError::ScopedWithoutGrants
+        );
+        assert_eq!(
+            refused(request(
+                api::KeyRole::Admin,
+                vec![grant("a", api::Access::Read)]
+            )),
+            KeyRuleError::AdminWithGrants
+        );
+        assert!(matches!(
+            refused(request(
+                api::KeyRole::Read,
+                vec![grant("a b", api::Access::Read)]
+            )),
+            KeyRuleError::BadCollection { index: 0, .. }
+        ));
+        assert!(matches!(
+            refused(request(
+                api::KeyRole::Read,
+                vec![grant("a", api::Access::Unspecified)]
+            )),
+            KeyRuleError::NoAccess { index: 0, .. }
+        ));
+        assert!(matches!(
+            refused(request(
+                api::KeyRole::Read,
+                vec![
+                    grant("a", api::Access::Read),
+                    grant("a", api::Access::ReadWrite)
+                ]
+            )),
+            KeyRuleError::DuplicateGrant { .. }
+        ));
+        let mut long = request(api::KeyRole::Read, vec![]);
+        long.description = "x".repeat(MAX_KEY_DESCRIPTION_BYTES + 1);
+        assert!(matches!(
+            refused(long),
+            KeyRuleError::DescriptionTooLong { .. }
+        ));
+    }
+
+    #[test]
+    fn records_round_trip_through_entries() {
+        let record = KeyRecord {
+            id: "abcdefghijkl".into(),
+            secret_sha256: SecretHash::of("s").to_hex(),
+            role: Role::Read,
+            grants: [("docs".to_owned(), Access::ReadWrite)].into(),
+            description: "ci".into(),
+            created_at_ms: 7,
+        };
+        assert_eq!(key_record(&key_entry(&record)).unwrap(), record);
+        let mut damaged = key_entry(&record);
+        damaged.secret_sha256 = "zz".into();
+        assert!(matches!(
+            key_record(&damaged),
+            Err(KeyRuleError::Damaged(_))
+        ));
+    }
+}
