@@ -62,11 +62,15 @@ pub(crate) async fn run(
         }
     };
 
-    let gateway = match vectron_gateway::Gateway::start(
-        args.options.config(vec![control_addr.clone()]),
-    )
-    .await
-    {
+    let (config, admin_key) = match args.options.config(vec![control_addr.clone()]) {
+        Ok(made) => made,
+        Err(e) => {
+            worker.shutdown().await;
+            let _ = control.shutdown().await;
+            return Err(e);
+        }
+    };
+    let gateway = match vectron_gateway::Gateway::start(config).await {
         Ok(gateway) => gateway,
         Err(e) => {
             worker.shutdown().await;
@@ -97,8 +101,10 @@ pub(crate) async fn run(
             "worker_id": worker.id(),
             "cores": worker.cores().count(),
             "data_dir": data_dir.display().to_string(),
+            "admin_key": admin_key,
         })
     );
+    crate::announce_admin_key(admin_key.as_deref());
     eprintln!(
         "vectron dev: gRPC on {}, HTTP on {}, data in {}",
         gateway.grpc_addr(),

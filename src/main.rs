@@ -37,6 +37,7 @@ enum Command {
     Dev(DevArgs),
     // The client commands; their help is in src/cli/.
     Collections(cli::CollectionsArgs),
+    Keys(cli::KeysArgs),
     Points(cli::PointsArgs),
     Search(cli::SearchArgs),
     /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
@@ -186,11 +187,39 @@ struct GatewayOptions {
     /// upsert waits on a core that makes no progress [default: 10000].
     #[arg(long, env = "VECTRON_CALL_TIMEOUT_MS")]
     call_timeout_ms: Option<u64>,
+    /// Require an API key (`authorization: Bearer KEY` or `api-key: KEY`) on every call
+    /// but the health probes.
+    #[arg(long, env = "VECTRON_AUTH")]
+    auth: bool,
+    /// The bootstrap admin key (at least 16 characters), with --auth. Without it one is
+    /// generated at start and printed once (in the ready line and on stderr).
+    #[arg(long, env = "VECTRON_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 impl GatewayOptions {
-    fn config(&self, control: Vec<String>) -> vectron_gateway::GatewayConfig {
+    /// The gateway's settings, and the admin key generated for it (with --auth and no
+    /// --admin-key), to print once.
+    fn config(
+        &self,
+        control: Vec<String>,
+    ) -> anyhow::Result<(vectron_gateway::GatewayConfig, Option<String>)> {
         let mut config = vectron_gateway::GatewayConfig::new(control);
+        let mut generated = None;
+        config.auth = vectron_gateway::AuthConfig {
+            enabled: self.auth,
+            admin_key: match (&self.admin_key, self.auth) {
+                (Some(key), _) => Some(key.clone()),
+                (None, true) => {
+                    let key = vectron_auth::generate_key()
+                        .context("generating the admin key")?
+                        .key;
+                    generated = Some(key.clone());
+                    Some(key)
+                }
+                (None, false) => None,
+            },
+        };
         config.grpc_addr = self.grpc_addr;
         config.http_addr = self.http_addr;
         config.cache.enabled = !self.no_search_cache;
@@ -220,7 +249,7 @@ impl GatewayOptions {
         if let Some(ms) = self.call_timeout_ms {
             config.default_timeout = Duration::from_millis(ms);
         }
-        config
+        Ok((config, generated))
     }
 }
 
@@ -297,6 +326,7 @@ fn main() -> anyhow::Result<()> {
             multi_thread()?.block_on(dev::run(args, worker))
         }
         Command::Collections(args) => client(cli::Action::Collections(args)),
+        Command::Keys(args) => client(cli::Action::Keys(args)),
         Command::Points(args) => client(cli::Action::Points(args)),
         Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {
@@ -396,13 +426,15 @@ fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
 }
 
 async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let gateway = vectron_gateway::Gateway::start(args.options.config(args.control))
+    let (config, admin_key) = args.options.config(args.control)?;
+    let gateway = vectron_gateway::Gateway::start(config)
         .await
         .context("the gateway did not start")?;
+    announce_admin_key(admin_key.as_deref());
     // One line on stdout, for scripts and tests: where the gateway serves.
     println!(
         "{}",
-        serde_json::json!({"event": "ready", "grpc": gateway.grpc_addr().to_string(), "http": gateway.http_addr().to_string()})
+        serde_json::json!({"event": "ready", "grpc": gateway.grpc_addr().to_string(), "http": gateway.http_addr().to_string(), "admin_key": admin_key})
     );
     vectron_worker::shutdown_signal().await;
     tracing::info!("shutting down the gateway");
@@ -430,4 +462,15 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     node.serve_until(vectron_worker::shutdown_signal())
         .await
         .context("the control node stopped with an error")
+}
+
+/// Prints a generated admin key once, for the person who started the process: it is
+/// kept nowhere, and the next start makes another.
+fn announce_admin_key(key: Option<&str>) {
+    if let Some(key) = key {
+        eprintln!(
+            "vectron: authentication is on; the admin key, shown once and kept nowhere: {key}\n\
+             vectron: make lasting keys with `vectron keys create` (start with --admin-key to keep one)"
+        );
+    }
 }

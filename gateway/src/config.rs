@@ -96,6 +96,32 @@ pub struct GatewayConfig {
     pub gzip: bool,
     /// On shutdown, how long calls in flight may take to finish. Default 10 s.
     pub shutdown_grace: Duration,
+    /// Who may call. Default: authentication off, every caller may do everything.
+    pub auth: AuthConfig,
+}
+
+/// Authentication of the gateway's callers.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// Every call but the health probes must carry an API key.
+    pub enabled: bool,
+    /// A key that is an admin's, given at start (at least
+    /// [`MIN_ADMIN_KEY_LEN`] characters): the way in before any key is made. Only its
+    /// hash is kept.
+    pub admin_key: Option<String>,
+}
+
+/// Shortest bootstrap admin key.
+pub const MIN_ADMIN_KEY_LEN: usize = 16;
+
+impl std::fmt::Debug for AuthConfig {
+    // The admin key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("enabled", &self.enabled)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 impl GatewayConfig {
@@ -117,6 +143,7 @@ impl GatewayConfig {
             create_wait: Duration::from_secs(10),
             gzip: false,
             shutdown_grace: Duration::from_secs(10),
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! | variant family | gRPC | HTTP |
 //! | --- | --- | --- |
 //! | input that breaks a rule | `INVALID_ARGUMENT` | 400 (415 for a wrong `Content-Type`) |
+//! | no key, or a key the cluster does not know | `UNAUTHENTICATED` | 401 |
+//! | a key that does not allow the call | `PERMISSION_DENIED` | 403 |
 //! | unknown collection or point | `NOT_FOUND` | 404 |
 //! | oversized message or body | `RESOURCE_EXHAUSTED` | 413 |
 //! | a feature this build does not have | `UNIMPLEMENTED` | 501 |
@@ -183,6 +185,18 @@ pub enum GatewayError {
     /// The request stream from the client failed (connection lost, bad framing).
     #[error("reading the request failed: {}", .0.message())]
     Request(#[source] Status),
+    /// Authentication is on and the call carries no valid key.
+    #[error("{reason}: send an API key as `authorization: Bearer <key>` or `api-key: <key>`")]
+    Unauthenticated {
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The caller's key does not allow the call.
+    #[error(transparent)]
+    Denied(#[from] vectron_auth::Denied),
+    /// A key request that breaks a rule.
+    #[error(transparent)]
+    KeyRule(#[from] vectron_proto::keys::KeyRuleError),
     /// A bug: something that must not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -285,6 +299,9 @@ impl GatewayError {
                 Code::OutOfRange => Code::ResourceExhausted,
                 code => code,
             },
+            E::Unauthenticated { .. } => Code::Unauthenticated,
+            E::Denied(_) => Code::PermissionDenied,
+            E::KeyRule(rule) => rule.code(),
             E::Internal(_) => Code::Internal,
         }
     }

@@ -10,6 +10,7 @@ use futures_util::{StreamExt as _, TryFutureExt as _};
 use tonic::{Request, Response, Status, Streaming};
 use vectron_proto::core::v1 as core;
 use vectron_proto::v1::collections_server::Collections;
+use vectron_proto::v1::keys_server::Keys;
 use vectron_proto::v1::points_server::Points;
 use vectron_proto::v1::stats_server::Stats;
 use vectron_proto::v1::{
@@ -20,9 +21,14 @@ use vectron_proto::v1::{
     ScrollRequest, ScrollResponse, SearchBatchRequest, SearchBatchResponse, SearchRequest,
     SearchResponse, UpsertRequest, UpsertResponse,
 };
+use vectron_proto::v1::{
+    CreateKeyRequest, CreateKeyResponse, ListKeysRequest, ListKeysResponse, RevokeKeyRequest,
+    RevokeKeyResponse,
+};
 
 use vectron_proto::rules::{self, RuleError};
 
+use crate::auth::grpc_caller;
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::payload::{json_to_struct, struct_depth, struct_to_json};
@@ -138,8 +144,9 @@ impl Collections for GrpcApi {
         &self,
         request: Request<CreateCollectionRequest>,
     ) -> Result<Response<CreateCollectionResponse>, Status> {
+        let who = grpc_caller(&request)?;
         let spec = request.into_inner().spec.unwrap_or_default();
-        let collection = self.service.create_collection(spec).await?;
+        let collection = self.service.create_collection(&who, spec).await?;
         Ok(Response::new(CreateCollectionResponse {
             collection: Some(collection),
         }))
@@ -149,17 +156,19 @@ impl Collections for GrpcApi {
         &self,
         request: Request<DropCollectionRequest>,
     ) -> Result<Response<DropCollectionResponse>, Status> {
+        let who = grpc_caller(&request)?;
         self.service
-            .drop_collection(&request.into_inner().name)
+            .drop_collection(&who, &request.into_inner().name)
             .await?;
         Ok(Response::new(DropCollectionResponse {}))
     }
 
     async fn list(
         &self,
-        _request: Request<ListCollectionsRequest>,
+        request: Request<ListCollectionsRequest>,
     ) -> Result<Response<ListCollectionsResponse>, Status> {
-        let collections = self.service.list_collections().await?;
+        let who = grpc_caller(&request)?;
+        let collections = self.service.list_collections(&who).await?;
         Ok(Response::new(ListCollectionsResponse { collections }))
     }
 
@@ -167,9 +176,10 @@ impl Collections for GrpcApi {
         &self,
         request: Request<DescribeCollectionRequest>,
     ) -> Result<Response<CollectionInfo>, Status> {
+        let who = grpc_caller(&request)?;
         let info = self
             .service
-            .describe_collection(&request.into_inner().name)
+            .describe_collection(&who, &request.into_inner().name)
             .await?;
         Ok(Response::new(info))
     }
@@ -182,11 +192,13 @@ impl Points for GrpcApi {
         request: Request<UpsertRequest>,
     ) -> Result<Response<UpsertResponse>, Status> {
         let deadline = self.deadline(&request);
+        let who = grpc_caller(&request)?;
         let request = request.into_inner();
         let points = to_core_points(request.points)?;
         let answer = self
             .service
             .upsert(
+                &who,
                 &request.collection,
                 points,
                 request.wait.unwrap_or(true),
@@ -200,6 +212,7 @@ impl Points for GrpcApi {
         &self,
         request: Request<Streaming<UpsertRequest>>,
     ) -> Result<Response<UpsertResponse>, Status> {
+        let who = grpc_caller(&request)?;
         let batches = request.into_inner().enumerate().map(|(n, message)| {
             let message = message
                 .map_err(|status| Position::Message(n).wrap(GatewayError::Request(status)))?;
@@ -216,14 +229,18 @@ impl Points for GrpcApi {
         });
         let answer = self
             .service
-            .upsert_stream("", batches, Position::Message)
+            .upsert_stream(&who, "", batches, Position::Message)
             .await?;
         Ok(Response::new(answer))
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
         let deadline = self.deadline(&request);
-        let points = self.service.get(request.into_inner(), deadline).await?;
+        let who = grpc_caller(&request)?;
+        let points = self
+            .service
+            .get(&who, request.into_inner(), deadline)
+            .await?;
         let points = points
             .into_iter()
             .map(to_public_point)
@@ -236,7 +253,11 @@ impl Points for GrpcApi {
         request: Request<DeleteRequest>,
     ) -> Result<Response<DeleteResponse>, Status> {
         let deadline = self.deadline(&request);
-        let deleted = self.service.delete(request.into_inner(), deadline).await?;
+        let who = grpc_caller(&request)?;
+        let deleted = self
+            .service
+            .delete(&who, request.into_inner(), deadline)
+            .await?;
         Ok(Response::new(DeleteResponse { deleted }))
     }
 
@@ -245,7 +266,11 @@ impl Points for GrpcApi {
         request: Request<CountRequest>,
     ) -> Result<Response<CountResponse>, Status> {
         let deadline = self.deadline(&request);
-        let count = self.service.count(request.into_inner(), deadline).await?;
+        let who = grpc_caller(&request)?;
+        let count = self
+            .service
+            .count(&who, request.into_inner(), deadline)
+            .await?;
         Ok(Response::new(CountResponse { count }))
     }
 
@@ -254,7 +279,11 @@ impl Points for GrpcApi {
         request: Request<ScrollRequest>,
     ) -> Result<Response<ScrollResponse>, Status> {
         let deadline = self.deadline(&request);
-        let (points, next_offset) = self.service.scroll(request.into_inner(), deadline).await?;
+        let who = grpc_caller(&request)?;
+        let (points, next_offset) = self
+            .service
+            .scroll(&who, request.into_inner(), deadline)
+            .await?;
         let points = points
             .into_iter()
             .map(to_public_point)
@@ -270,7 +299,11 @@ impl Points for GrpcApi {
         request: Request<SearchRequest>,
     ) -> Result<Response<SearchResponse>, Status> {
         let deadline = self.deadline(&request);
-        let outcome = self.service.search(request.into_inner(), deadline).await?;
+        let who = grpc_caller(&request)?;
+        let outcome = self
+            .service
+            .search(&who, request.into_inner(), deadline)
+            .await?;
         Ok(Response::new(to_search_response(&outcome)?))
     }
 
@@ -279,9 +312,10 @@ impl Points for GrpcApi {
         request: Request<SearchBatchRequest>,
     ) -> Result<Response<SearchBatchResponse>, Status> {
         let deadline = self.deadline(&request);
+        let who = grpc_caller(&request)?;
         let outcomes = self
             .service
-            .search_batch(request.into_inner().searches, deadline)
+            .search_batch(&who, request.into_inner().searches, deadline)
             .await?;
         let results = outcomes
             .iter()
@@ -297,11 +331,42 @@ impl Stats for GrpcApi {
         &self,
         request: Request<CoreStatsRequest>,
     ) -> Result<Response<CoreStatsResponse>, Status> {
+        let who = grpc_caller(&request)?;
         let stats = self
             .service
-            .core_stats(&request.into_inner().worker_id)
+            .core_stats(&who, &request.into_inner().worker_id)
             .await?;
         Ok(Response::new(stats))
+    }
+}
+
+#[tonic::async_trait]
+impl Keys for GrpcApi {
+    async fn create(
+        &self,
+        request: Request<CreateKeyRequest>,
+    ) -> Result<Response<CreateKeyResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        let made = self.service.create_key(&who, request.get_ref()).await?;
+        Ok(Response::new(made))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListKeysRequest>,
+    ) -> Result<Response<ListKeysResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        let keys = self.service.list_keys(&who).await?;
+        Ok(Response::new(ListKeysResponse { keys }))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<RevokeKeyRequest>,
+    ) -> Result<Response<RevokeKeyResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        self.service.revoke_key(&who, &request.get_ref().id).await?;
+        Ok(Response::new(RevokeKeyResponse {}))
     }
 }
 

@@ -20,13 +20,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use vectron_proto::core::v1 as core;
 use vectron_proto::json::{from_json, to_json};
 use vectron_proto::v1::{
-    CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, DeleteRequest, DeleteResponse,
-    GetRequest, ListCollectionsResponse, Point, ScrollRequest, SearchRequest, UpsertRequest,
+    CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, CreateKeyRequest,
+    DeleteRequest, DeleteResponse, GetRequest, ListCollectionsResponse, ListKeysResponse, Point,
+    ScrollRequest, SearchRequest, UpsertRequest,
 };
 
 use vectron_proto::rules::{self, RuleError};
 
 use crate::admission::{BodyRefused, CallKind, GuardedBody, JSON_EXPANSION, within};
+use crate::auth::{Caller, authenticate};
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::service::Service;
@@ -84,6 +86,8 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/collections/{name}/points/search", post(search).get(get_one))
         .route("/v1/collections/{name}/points/search/batch", post(search_batch))
         .route("/v1/collections/{name}/points/{id}", get(get_one))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
         .fallback(|| async {
             json_answer(
                 StatusCode::NOT_FOUND,
@@ -96,6 +100,10 @@ pub(crate) fn router(service: Shared) -> Router {
                 &serde_json::json!({"error": {"code": "UNIMPLEMENTED", "message": "this route does not take that method; see docs/api.md"}}),
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            service.clone(),
+            authenticate,
+        ))
         .layer(axum::middleware::from_fn_with_state(service.clone(), admit))
         .with_state(service)
 }
@@ -566,48 +574,86 @@ async fn readyz(State(service): State<Shared>) -> Response {
     }
 }
 
-async fn stats(State(service): State<Shared>, QueryPairs(query): QueryPairs) -> Answer {
+async fn stats(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    QueryPairs(query): QueryPairs,
+) -> Answer {
     let flags = query_flags(&query, &["worker_id"])?;
     let worker = flags.get("worker_id").cloned().unwrap_or_default();
-    let stats: CoreStatsResponse = service.core_stats(&worker).await?;
+    let stats: CoreStatsResponse = service.core_stats(&who, &worker).await?;
     ok(&to_json(&stats))
 }
 
-async fn create(State(service): State<Shared>, headers: HeaderMap, body: Body) -> Answer {
+async fn create(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
     let value = json_body(&service, &headers, body, None).await?;
     let spec: CollectionSpec = parse(&value)?;
-    let info = service.create_collection(spec).await?;
+    let info = service.create_collection(&who, spec).await?;
     ok(&to_json(&info))
 }
 
-async fn list(State(service): State<Shared>) -> Answer {
-    let collections = service.list_collections().await?;
+async fn list(State(service): State<Shared>, Caller(who): Caller) -> Answer {
+    let collections = service.list_collections(&who).await?;
     ok(&to_json(&ListCollectionsResponse { collections }))
 }
 
 async fn describe(
     State(service): State<Shared>,
+    Caller(who): Caller,
     path: PathParts,
     QueryPairs(query): QueryPairs,
 ) -> Answer {
     query_flags(&query, &[])?;
-    let info = service.describe_collection(&path.name).await?;
+    let info = service.describe_collection(&who, &path.name).await?;
     ok(&to_json(&info))
 }
 
 async fn drop_collection(
     State(service): State<Shared>,
+    Caller(who): Caller,
     path: PathParts,
     QueryPairs(query): QueryPairs,
 ) -> Answer {
     // A parameter this route does not know is refused before anything is dropped.
     query_flags(&query, &[])?;
-    service.drop_collection(&path.name).await?;
+    service.drop_collection(&who, &path.name).await?;
+    ok(&serde_json::json!({}))
+}
+
+async fn create_key(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let request: CreateKeyRequest = parse(&value)?;
+    let made = service.create_key(&who, &request).await?;
+    ok(&to_json(&made))
+}
+
+async fn list_keys(State(service): State<Shared>, Caller(who): Caller) -> Answer {
+    let keys = service.list_keys(&who).await?;
+    ok(&to_json(&ListKeysResponse { keys }))
+}
+
+async fn revoke_key(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(id): Path<String>,
+) -> Answer {
+    service.revoke_key(&who, &id).await?;
     ok(&serde_json::json!({}))
 }
 
 async fn upsert(
     State(service): State<Shared>,
+    Caller(who): Caller,
     CollectionJson { name, mut value }: CollectionJson,
 ) -> Answer {
     let payloads = match value.get_mut("points") {
@@ -618,7 +664,7 @@ async fn upsert(
     let points = core_points(request.points, payloads);
     let deadline = service.deadline(None);
     let answer = service
-        .upsert(&name, points, request.wait.unwrap_or(true), deadline)
+        .upsert(&who, &name, points, request.wait.unwrap_or(true), deadline)
         .await?;
     ok(&to_json(&answer))
 }
@@ -628,6 +674,7 @@ async fn upsert(
 /// whole has no size limit; each line does.
 async fn upsert_stream(
     State(service): State<Shared>,
+    Caller(who): Caller,
     PathParts { name, .. }: PathParts,
     QueryPairs(query): QueryPairs,
     headers: HeaderMap,
@@ -640,7 +687,7 @@ async fn upsert_stream(
     let limits = service.config.limits;
     let reader = tokio::spawn(read_ndjson(body, sender, limits, wait));
     let answer = service
-        .upsert_stream(&name, ReceiverStream::new(receiver), Position::Line)
+        .upsert_stream(&who, &name, ReceiverStream::new(receiver), Position::Line)
         .await;
     reader.abort();
     ok(&to_json(&answer?))
@@ -793,9 +840,10 @@ fn parse_line(line: &[u8], line_no: usize) -> Result<core::Point, GatewayError> 
 
 async fn get_points(
     State(service): State<Shared>,
+    Caller(who): Caller,
     Message(request): Message<GetRequest>,
 ) -> Answer {
-    let points = service.get(request, service.deadline(None)).await?;
+    let points = service.get(&who, request, service.deadline(None)).await?;
     let value = points_json(points)?;
     ok(&value)
 }
@@ -804,6 +852,7 @@ async fn get_points(
 /// routes take `GET` here.
 async fn get_one(
     State(service): State<Shared>,
+    Caller(who): Caller,
     PathParts { name, id }: PathParts,
     QueryPairs(query): QueryPairs,
     uri: http::Uri,
@@ -828,7 +877,7 @@ async fn get_one(
         with_payload: flag(&flags, "with_payload", true)?,
         consistency,
     };
-    let mut points = service.get(request, service.deadline(None)).await?;
+    let mut points = service.get(&who, request, service.deadline(None)).await?;
     let Some(point) = points.pop() else {
         return Err(GatewayError::PointNotFound {
             collection: name,
@@ -846,6 +895,7 @@ async fn get_one(
 
 async fn delete(
     State(service): State<Shared>,
+    Caller(who): Caller,
     CollectionJson { mut value, .. }: CollectionJson,
 ) -> Answer {
     // `{"ids": [..]}` is the short form of the message's `{"ids": {"ids": [..]}}`.
@@ -854,17 +904,29 @@ async fn delete(
         *ids = serde_json::json!({ "ids": list });
     }
     let request: DeleteRequest = parse(&value)?;
-    let deleted = service.delete(request, service.deadline(None)).await?;
+    let deleted = service
+        .delete(&who, request, service.deadline(None))
+        .await?;
     ok(&to_json(&DeleteResponse { deleted }))
 }
 
-async fn count(State(service): State<Shared>, Message(request): Message<CountRequest>) -> Answer {
-    let count = service.count(request, service.deadline(None)).await?;
+async fn count(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Message(request): Message<CountRequest>,
+) -> Answer {
+    let count = service.count(&who, request, service.deadline(None)).await?;
     ok(&to_json(&CountResponse { count }))
 }
 
-async fn scroll(State(service): State<Shared>, Message(request): Message<ScrollRequest>) -> Answer {
-    let (points, next_offset) = service.scroll(request, service.deadline(None)).await?;
+async fn scroll(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Message(request): Message<ScrollRequest>,
+) -> Answer {
+    let (points, next_offset) = service
+        .scroll(&who, request, service.deadline(None))
+        .await?;
     let mut value = points_json(points)?;
     if let Value::Object(map) = &mut value {
         map.insert("next_offset".into(), Value::String(next_offset));
@@ -872,13 +934,20 @@ async fn scroll(State(service): State<Shared>, Message(request): Message<ScrollR
     ok(&value)
 }
 
-async fn search(State(service): State<Shared>, Message(request): Message<SearchRequest>) -> Answer {
-    let outcome = service.search(request, service.deadline(None)).await?;
+async fn search(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Message(request): Message<SearchRequest>,
+) -> Answer {
+    let outcome = service
+        .search(&who, request, service.deadline(None))
+        .await?;
     ok(&search_json(&outcome)?)
 }
 
 async fn search_batch(
     State(service): State<Shared>,
+    Caller(who): Caller,
     PathParts { name, .. }: PathParts,
     headers: HeaderMap,
     body: Body,
@@ -916,7 +985,7 @@ async fn search_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let outcomes = service
-        .search_batch(requests, service.deadline(None))
+        .search_batch(&who, requests, service.deadline(None))
         .await?;
     let results = outcomes
         .iter()

@@ -34,6 +34,7 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod admission;
+mod auth;
 mod cache;
 mod config;
 mod cores;
@@ -50,6 +51,8 @@ mod service;
 mod stream;
 
 pub use crate::admission::AdmissionConfig;
-pub use crate::config::{CacheConfig, CoreChannelConfig, GatewayConfig, Limits};
+pub use crate::config::{
+    AuthConfig, CacheConfig, CoreChannelConfig, GatewayConfig, Limits, MIN_ADMIN_KEY_LEN,
+};
 pub use crate::error::{GatewayError, code_name, http_status};
 pub use crate::server::{Gateway, GatewayLoad, StartError};

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use vectron_auth::{Action, Principal, authorize};
 
 use futures_util::future::try_join_all;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -28,11 +29,13 @@ impl Service {
     /// acknowledged (durable unless `wait` is false).
     pub(crate) async fn upsert(
         &self,
+        who: &Principal,
         collection: &str,
         points: Vec<core::Point>,
         wait: bool,
         deadline: Deadline,
     ) -> Result<UpsertResponse, GatewayError> {
+        authorize(who, Action::Write, Some(collection))?;
         let route = self.routing.collection(collection).await?;
         rules::check_points(&self.config.limits, &route.spec, &points)?;
         let _write = WriteGuard::new(&self.generations, collection);
@@ -103,6 +106,18 @@ impl Service {
     /// once), leaving out ids that do not exist.
     pub(crate) async fn get(
         &self,
+        who: &Principal,
+        request: GetRequest,
+        deadline: Deadline,
+    ) -> Result<Vec<core::Point>, GatewayError> {
+        authorize(who, Action::Read, Some(&request.collection))?;
+        self.fetch(request, deadline).await
+    }
+
+    /// [`Service::get`] for a caller already allowed to read the collection (a search's
+    /// second round).
+    pub(crate) async fn fetch(
+        &self,
         request: GetRequest,
         deadline: Deadline,
     ) -> Result<Vec<core::Point>, GatewayError> {
@@ -162,9 +177,11 @@ impl Service {
     /// answers with how many existed.
     pub(crate) async fn delete(
         &self,
+        who: &Principal,
         request: DeleteRequest,
         deadline: Deadline,
     ) -> Result<u64, GatewayError> {
+        authorize(who, Action::Write, Some(&request.collection))?;
         let route = self.routing.collection(&request.collection).await?;
         let wait = request.wait.unwrap_or(true);
         let selector = request.selector.ok_or(RuleError::NoSelector)?;
@@ -226,9 +243,11 @@ impl Service {
     /// Counts points (passing a filter) over every shard.
     pub(crate) async fn count(
         &self,
+        who: &Principal,
         request: CountRequest,
         deadline: Deadline,
     ) -> Result<u64, GatewayError> {
+        authorize(who, Action::Read, Some(&request.collection))?;
         let route = self.routing.collection(&request.collection).await?;
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let calls = route.shards.iter().map(|s| {
@@ -259,9 +278,11 @@ impl Service {
     /// One page of points in id order over every shard, and the id that starts the next.
     pub(crate) async fn scroll(
         &self,
+        who: &Principal,
         request: ScrollRequest,
         deadline: Deadline,
     ) -> Result<(Vec<core::Point>, String), GatewayError> {
+        authorize(who, Action::Read, Some(&request.collection))?;
         let route = self.routing.collection(&request.collection).await?;
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let limit = rules::check_scroll_limit(&self.config.limits, request.limit)?;

@@ -13,9 +13,11 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
 use tokio::sync::watch;
+use vectron_auth::KeyRecord;
 use vectron_control::{ControlClient, ShardLayout};
 use vectron_proto::control::v1::RoutingTable;
 use vectron_proto::core::v1::ShardRef;
+use vectron_proto::keys::key_record;
 use vectron_proto::v1::{CollectionInfo, CollectionSpec, ReplicaState};
 
 use crate::error::GatewayError;
@@ -187,6 +189,8 @@ impl CollectionRoute {
 pub(crate) struct Routing {
     pub(crate) version: u64,
     pub(crate) collections: HashMap<String, Arc<CollectionRoute>>,
+    /// API keys by id, as the control plane stores them (hashes, never secrets).
+    pub(crate) keys: HashMap<String, KeyRecord>,
 }
 
 impl Routing {
@@ -203,9 +207,19 @@ impl Routing {
                 ),
             }
         }
+        let mut keys = HashMap::new();
+        for entry in &table.api_keys {
+            match key_record(entry) {
+                Ok(record) => {
+                    keys.insert(record.id.clone(), record);
+                }
+                Err(e) => tracing::warn!(error = %e, "routing carries a damaged API key; skipped"),
+            }
+        }
         Self {
             version: table.version,
             collections,
+            keys,
         }
     }
 

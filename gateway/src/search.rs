@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use vectron_auth::{Action, Principal, authorize};
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -43,9 +44,12 @@ impl Service {
     /// request's `timeout_ms` tightens it.
     pub(crate) async fn search(
         self: &Arc<Self>,
+        who: &Principal,
         request: SearchRequest,
         deadline: Deadline,
     ) -> Result<Arc<SearchOutcome>, GatewayError> {
+        // Before the cache: a cached answer is no answer for a caller who may not read.
+        authorize(who, Action::Read, Some(&request.collection))?;
         let plan = self.plan(request, deadline).await?;
         let deadline = plan.deadline;
         if !plan.cacheable {
@@ -74,6 +78,7 @@ impl Service {
     /// fails the batch and names the search's position.
     pub(crate) async fn search_batch(
         self: &Arc<Self>,
+        who: &Principal,
         searches: Vec<SearchRequest>,
         deadline: Deadline,
     ) -> Result<Vec<Arc<SearchOutcome>>, GatewayError> {
@@ -86,7 +91,7 @@ impl Service {
             .into());
         }
         futures_util::stream::iter(searches.into_iter().enumerate().map(|(i, s)| async move {
-            self.search(s, deadline)
+            self.search(who, s, deadline)
                 .await
                 .map_err(|e| GatewayError::InBatch {
                     search: i,
@@ -264,7 +269,7 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
             consistency: consistency.into(),
         };
         // Boxed: the second round would otherwise double every search's future.
-        let mut points: HashMap<String, core::Point> = Box::pin(service.get(fetch, deadline))
+        let mut points: HashMap<String, core::Point> = Box::pin(service.fetch(fetch, deadline))
             .await?
             .into_iter()
             .map(|p| (p.id.clone(), p))

@@ -14,11 +14,13 @@ use tonic::codec::CompressionEncoding;
 use tonic::transport::server::TcpIncoming;
 use vectron_control::{ClientError, ControlClient};
 use vectron_proto::v1::collections_server::CollectionsServer;
+use vectron_proto::v1::keys_server::KeysServer;
 use vectron_proto::v1::points_server::PointsServer;
 use vectron_proto::v1::stats_server::StatsServer;
 
 use crate::admission::{AdmissionConfig, AdmissionLayer, Limited};
-use crate::config::GatewayConfig;
+use crate::auth::AuthLayer;
+use crate::config::{GatewayConfig, MIN_ADMIN_KEY_LEN};
 use crate::grpc::{GrpcApi, OversizeLayer};
 use crate::http::router;
 use crate::service::Service;
@@ -44,6 +46,15 @@ pub enum StartError {
         /// The field of `AdmissionConfig`.
         budget: &'static str,
     },
+    /// A bootstrap admin key too short to resist guessing.
+    #[error("the admin key has {len} characters: give at least {MIN_ADMIN_KEY_LEN}")]
+    AdminKeyTooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// An admin key given while authentication is off would protect nothing.
+    #[error("an admin key was given but authentication is off: add --auth")]
+    AdminKeyWithoutAuth,
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}")]
     Bind {
@@ -104,6 +115,16 @@ impl Gateway {
             .admission
             .validate()
             .map_err(|budget| StartError::Admission { budget })?;
+        if let Some(key) = &config.auth.admin_key {
+            if !config.auth.enabled {
+                return Err(StartError::AdminKeyWithoutAuth);
+            }
+            if key.chars().count() < MIN_ADMIN_KEY_LEN {
+                return Err(StartError::AdminKeyTooShort {
+                    len: key.chars().count(),
+                });
+            }
+        }
         let control =
             ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {
                 addresses: config.control.clone(),
@@ -136,10 +157,11 @@ impl Gateway {
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let mut stats = StatsServer::new(api)
+        let mut stats = StatsServer::new(api.clone())
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
+        let keys = KeysServer::new(api);
         if let Some(encoding) = send(gzip) {
             collections = collections.send_compressed(encoding);
             points = points.send_compressed(encoding);
@@ -153,9 +175,11 @@ impl Gateway {
             .initial_connection_window_size(Some(8 << 20))
             .layer(OversizeLayer)
             .layer(AdmissionLayer::new(Arc::clone(&service.admission)))
+            .layer(AuthLayer::new(Arc::clone(&service)))
             .add_service(collections)
             .add_service(points)
-            .add_service(stats);
+            .add_service(stats)
+            .add_service(keys);
         let grpc_stop = stop_signal(stopped.clone());
         let grpc = tokio::spawn(async move {
             // The builder's `tcp_nodelay` only reaches sockets it accepts itself: with

@@ -8,17 +8,21 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use vectron_auth::{Action, Principal, authorize};
 
 use futures_util::future::join_all;
+use vectron_auth::{KeyRecord, generate_key};
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
+use vectron_proto::keys::{check_new_key, key_entry};
 use vectron_proto::v1::{
-    CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, ReplicaRole, ReplicaState,
-    ReplicaStatus, ShardInfo, ShardStats,
+    CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
+    CreateKeyResponse, KeyInfo, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo, ShardStats,
 };
 
 use crate::admission::Admission;
+use crate::auth::Authenticator;
 use crate::cache::{Generations, SearchCache};
 use crate::config::GatewayConfig;
 use crate::cores::{CoreChannels, Deadline};
@@ -40,6 +44,7 @@ pub(crate) struct Service {
     pub(crate) generations: Generations,
     pub(crate) cache: SearchCache,
     pub(crate) admission: Arc<Admission>,
+    pub(crate) auth: Authenticator,
 }
 
 impl Service {
@@ -50,8 +55,10 @@ impl Service {
             max_backoff: Duration::from_millis(200),
             request_timeout: Duration::from_secs(1),
         });
+        let routing = Arc::new(RoutingCache::new(control.clone()));
         Self {
-            routing: Arc::new(RoutingCache::new(control.clone())),
+            auth: Authenticator::new(&config.auth, Arc::clone(&routing)),
+            routing,
             channels: CoreChannels::new(config.cores, config.limits.max_message_bytes),
             generations: Generations::default(),
             cache: SearchCache::new(&config.cache),
@@ -106,8 +113,10 @@ impl Service {
     /// serves, so that the first write after the answer finds its shard open.
     pub(crate) async fn create_collection(
         &self,
+        who: &Principal,
         spec: CollectionSpec,
     ) -> Result<CollectionInfo, GatewayError> {
+        authorize(who, Action::CreateCollection, Some(&spec.name))?;
         let name = spec.name.clone();
         let created = self
             .control
@@ -131,7 +140,12 @@ impl Service {
     }
 
     /// Drops a collection.
-    pub(crate) async fn drop_collection(&self, name: &str) -> Result<(), GatewayError> {
+    pub(crate) async fn drop_collection(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<(), GatewayError> {
+        authorize(who, Action::DropCollection, Some(name))?;
         let dropped = self
             .control
             .drop_collection(name)
@@ -141,23 +155,32 @@ impl Service {
         dropped
     }
 
-    /// Every collection, ordered by name.
-    pub(crate) async fn list_collections(&self) -> Result<Vec<CollectionInfo>, GatewayError> {
-        self.control
+    /// Every collection the caller may describe, ordered by name.
+    pub(crate) async fn list_collections(
+        &self,
+        who: &Principal,
+    ) -> Result<Vec<CollectionInfo>, GatewayError> {
+        authorize(who, Action::ListCollections, None)?;
+        let mut all = self
+            .control
             .list_collections()
             .await
-            .map_err(GatewayError::Control)
+            .map_err(GatewayError::Control)?;
+        all.retain(|c| c.spec.as_ref().is_some_and(|s| who.sees(&s.name)));
+        Ok(all)
     }
 
     /// One collection: as the control plane places it, with each replica's status and
     /// the point counts as the replicas' cores report them now.
     pub(crate) async fn describe_collection(
         &self,
+        who: &Principal,
         name: &str,
     ) -> Result<CollectionInfo, GatewayError> {
         if name.is_empty() {
             return Err(GatewayError::NoCollection);
         }
+        authorize(who, Action::DescribeCollection, Some(name))?;
         let mut info = self
             .control
             .describe_collection(name)
@@ -205,6 +228,58 @@ impl Service {
             .map(tonic::Response::into_inner)
     }
 
+    // --- keys ------------------------------------------------------------------------
+
+    /// Makes an API key: the secret is drawn here and shown in the answer only; the
+    /// control plane stores its hash.
+    pub(crate) async fn create_key(
+        &self,
+        who: &Principal,
+        request: &CreateKeyRequest,
+    ) -> Result<CreateKeyResponse, GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        let (role, grants) = check_new_key(request)?;
+        let made = generate_key().map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let record = KeyRecord {
+            id: made.id.clone(),
+            secret_sha256: made.hash.to_hex(),
+            role,
+            grants,
+            description: request.description.clone(),
+            created_at_ms: 0,
+        };
+        let info = self
+            .control
+            .create_api_key(key_entry(&record))
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(key = %made.id, by = %who.key_id, %role, "API key created");
+        Ok(CreateKeyResponse {
+            key: Some(info),
+            secret: made.key,
+        })
+    }
+
+    /// Every API key, without secrets or hashes.
+    pub(crate) async fn list_keys(&self, who: &Principal) -> Result<Vec<KeyInfo>, GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        self.control
+            .list_api_keys()
+            .await
+            .map_err(GatewayError::Control)
+    }
+
+    /// Revokes an API key; every gateway drops it with the next routing table.
+    pub(crate) async fn revoke_key(&self, who: &Principal, id: &str) -> Result<(), GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        self.control
+            .revoke_api_key(id)
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(key = %id, by = %who.key_id, "API key revoked");
+        Ok(())
+    }
+
     // --- stats -----------------------------------------------------------------------
 
     /// Statistics of every core of one worker (or of every worker), asked of each core
@@ -212,8 +287,10 @@ impl Service {
     /// unreachable, with the cores that did answer kept.
     pub(crate) async fn core_stats(
         &self,
+        who: &Principal,
         worker_id: &str,
     ) -> Result<CoreStatsResponse, GatewayError> {
+        authorize(who, Action::Stats, None)?;
         let status = self
             .control
             .cluster_status()

@@ -17,6 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use vectron_auth::{Action, Principal, authorize};
 
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
@@ -118,6 +119,7 @@ impl Service {
     /// the call is addressed to (empty: the first message decides).
     pub(crate) async fn upsert_stream<S>(
         &self,
+        who: &Principal,
         collection: &str,
         mut batches: S,
         position: fn(usize) -> Position,
@@ -134,6 +136,7 @@ impl Service {
         } else {
             collection.to_owned()
         };
+        authorize(who, Action::Write, Some(&name)).map_err(|e| position(n).wrap(e.into()))?;
         let route = self
             .routing
             .collection(&name)

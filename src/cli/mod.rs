@@ -1,5 +1,6 @@
-//! The command-line client: `vectron collections`, `vectron points` and `vectron search`
-//! talk to a gateway through the Rust SDK (`vectron-client`), one process per command.
+//! The command-line client: `vectron collections`, `vectron points`, `vectron search` and
+//! `vectron keys` talk to a gateway through the Rust SDK (`vectron-client`), one process
+//! per command.
 //!
 //! ```text
 //! flags ──► Connection ──► vectron_client::Client ──► gateway (gRPC)
@@ -16,6 +17,7 @@
 
 mod collections;
 mod input;
+mod keys;
 mod output;
 mod points;
 mod search;
@@ -27,6 +29,7 @@ use clap::Args;
 use vectron_client::Client;
 
 pub(crate) use collections::CollectionsArgs;
+pub(crate) use keys::KeysArgs;
 pub(crate) use points::PointsArgs;
 pub(crate) use search::SearchArgs;
 
@@ -53,6 +56,9 @@ pub(crate) struct Connection {
     /// [default: the system's root certificates].
     #[arg(long, env = "VECTRON_CA_CERT", global = true)]
     ca_cert: Option<PathBuf>,
+    /// API key to send with every call, for a gateway with authentication on.
+    #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true, global = true)]
+    api_key: Option<String>,
     /// Print one JSON document, in the shapes of the HTTP API, instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -73,6 +79,9 @@ impl Connection {
                 source,
             })?;
             builder = builder.tls(vectron_client::Tls::new().ca_certificate_pem(pem));
+        }
+        if let Some(key) = &self.api_key {
+            builder = builder.api_key(key)?;
         }
         Ok(builder.connect().await?)
     }
@@ -114,6 +123,7 @@ pub(crate) enum CliError {
 #[derive(Debug)]
 pub(crate) enum Action {
     Collections(CollectionsArgs),
+    Keys(KeysArgs),
     Points(PointsArgs),
     Search(SearchArgs),
 }
@@ -123,6 +133,7 @@ pub(crate) enum Action {
 pub(crate) fn run(runtime: &tokio::runtime::Runtime, action: Action) {
     let (json, result) = match action {
         Action::Collections(args) => (args.json(), runtime.block_on(args.run())),
+        Action::Keys(args) => (args.json(), runtime.block_on(args.run())),
         Action::Points(args) => (args.json(), runtime.block_on(args.run())),
         Action::Search(args) => (args.json(), runtime.block_on(args.run())),
     };

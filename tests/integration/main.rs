@@ -1,6 +1,7 @@
 //! End-to-end tests of the `vectron` binary: real processes on loopback, one test
 //! binary, one module per concern.
 
+mod auth;
 mod cli;
 mod control;
 mod gateway;

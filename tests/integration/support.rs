@@ -318,6 +318,8 @@ pub struct Http {
         http_body_util::Full<bytes::Bytes>,
     >,
     base: String,
+    /// Sent with every request.
+    headers: Vec<(String, String)>,
 }
 
 impl Http {
@@ -328,7 +330,47 @@ impl Http {
         Http {
             client,
             base: format!("http://{addr}"),
+            headers: Vec::new(),
         }
+    }
+
+    /// This client, sending `name: value` with every request.
+    pub fn with_header(&self, name: &str, value: &str) -> Http {
+        let mut headers = self.headers.clone();
+        headers.push((name.to_owned(), value.to_owned()));
+        Http {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            headers,
+        }
+    }
+
+    /// Sends a request; returns the status, the headers and the body as text.
+    pub async fn send_full(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, hyper::HeaderMap, String) {
+        use http_body_util::BodyExt as _;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8(body.to_vec()).unwrap())
     }
 
     /// Sends a request; returns the status and the body as text.
@@ -339,20 +381,8 @@ impl Http {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, String) {
-        use http_body_util::BodyExt as _;
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        if let Some(t) = content_type {
-            request = request.header("content-type", t);
-        }
-        let request = request
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .unwrap();
-        let response = self.client.request(request).await.unwrap();
-        let status = response.status().as_u16();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        (status, String::from_utf8(body.to_vec()).unwrap())
+        let (status, _, body) = self.send_full(method, path, content_type, body).await;
+        (status, body)
     }
 
     /// Sends JSON (or nothing) and parses the JSON answer.

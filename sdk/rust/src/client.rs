@@ -5,9 +5,13 @@ use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
 use tonic::codec::CompressionEncoding;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use vectron_proto::v1::collections_client::CollectionsClient;
+use vectron_proto::v1::keys_client::KeysClient;
 use vectron_proto::v1::points_client::PointsClient;
 use vectron_proto::v1::stats_client::StatsClient;
 use vectron_proto::v1::{
@@ -16,6 +20,9 @@ use vectron_proto::v1::{
     Filter, GetRequest, ListCollectionsRequest, Point, PointIds, ReadConsistency, ScrollRequest,
     ScrollResponse, SearchBatchRequest, SearchRequest, SearchResponse, UpsertRequest,
     UpsertResponse, delete_request,
+};
+use vectron_proto::v1::{
+    CreateKeyRequest, CreateKeyResponse, KeyInfo, ListKeysRequest, RevokeKeyRequest,
 };
 
 use crate::Error;
@@ -34,6 +41,7 @@ pub struct ClientBuilder {
     max_message_bytes: usize,
     gzip: bool,
     read_consistency: ReadConsistency,
+    credentials: Credentials,
     #[cfg(feature = "tls")]
     tls: Option<Tls>,
 }
@@ -49,6 +57,7 @@ impl ClientBuilder {
             max_message_bytes: 64 << 20,
             gzip: false,
             read_consistency: ReadConsistency::Unspecified,
+            credentials: Credentials(None),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -87,6 +96,20 @@ impl ClientBuilder {
     pub fn gzip(mut self, on: bool) -> Self {
         self.gzip = on;
         self
+    }
+
+    /// Sends this API key (`vk_…`, or the gateway's bootstrap admin key) with every
+    /// call, as `authorization: Bearer <key>`. Needed when the gateway runs with
+    /// authentication on.
+    ///
+    /// # Errors
+    /// [`Error::InvalidApiKey`] for a key that cannot be a header value.
+    pub fn api_key(mut self, key: &str) -> Result<Self, Error> {
+        let value = format!("Bearer {key}")
+            .parse::<MetadataValue<Ascii>>()
+            .map_err(|_| Error::InvalidApiKey)?;
+        self.credentials = Credentials(Some(value));
+        Ok(self)
     }
 
     /// Consistency of the reads (get, count, scroll, search) that do not set their own.
@@ -279,6 +302,35 @@ impl Tls {
     }
 }
 
+/// The channel every call goes through: its credentials added.
+type Authorized = InterceptedService<Channel, Credentials>;
+
+/// The `authorization` header of every call, when the client has a key.
+#[derive(Clone)]
+struct Credentials(Option<MetadataValue<Ascii>>);
+
+impl std::fmt::Debug for Credentials {
+    // The key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Credentials(<api key>)"
+        } else {
+            "Credentials(none)"
+        })
+    }
+}
+
+impl tonic::service::Interceptor for Credentials {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// A Vectron client. Cheap to clone: clones share one HTTP/2 connection, over which
 /// concurrent calls are multiplexed.
 ///
@@ -330,8 +382,13 @@ impl Client {
         }
     }
 
-    fn collections(&self) -> CollectionsClient<Channel> {
-        let c = CollectionsClient::new(self.channel.clone())
+    /// The channel with this client's credentials on every call.
+    fn authorized(&self) -> Authorized {
+        InterceptedService::new(self.channel.clone(), self.settings.credentials.clone())
+    }
+
+    fn collections(&self) -> CollectionsClient<Authorized> {
+        let c = CollectionsClient::new(self.authorized())
             .max_decoding_message_size(self.settings.max_message_bytes)
             .max_encoding_message_size(self.settings.max_message_bytes);
         if self.settings.gzip {
@@ -342,8 +399,8 @@ impl Client {
         }
     }
 
-    fn points(&self) -> PointsClient<Channel> {
-        let c = PointsClient::new(self.channel.clone())
+    fn points(&self) -> PointsClient<Authorized> {
+        let c = PointsClient::new(self.authorized())
             .max_decoding_message_size(self.settings.max_message_bytes)
             .max_encoding_message_size(self.settings.max_message_bytes);
         if self.settings.gzip {
@@ -358,7 +415,7 @@ impl Client {
     async fn idempotent<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let mut delay = self.settings.backoff;
         let mut attempt = 0;
@@ -562,6 +619,34 @@ impl Client {
         Ok(found.await?.results)
     }
 
+    // --- keys --------------------------------------------------------------------
+
+    fn keys(&self) -> KeysClient<Authorized> {
+        KeysClient::new(self.authorized())
+    }
+
+    /// Makes an API key (an admin's call). The answer's `secret` is the whole key to
+    /// hand over: it is shown this once. Not retried.
+    pub async fn create_key(&self, request: CreateKeyRequest) -> Result<CreateKeyResponse, Error> {
+        Ok(self.keys().create(request).await?.into_inner())
+    }
+
+    /// Every API key, without secrets (an admin's call).
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, Error> {
+        let listed = self.idempotent(|| {
+            let mut c = self.keys();
+            async move { c.list(ListKeysRequest {}).await }
+        });
+        Ok(listed.await?.keys)
+    }
+
+    /// Revokes an API key (an admin's call): every gateway refuses it within a second.
+    pub async fn revoke_key(&self, id: &str) -> Result<(), Error> {
+        let request = RevokeKeyRequest { id: id.into() };
+        self.keys().revoke(request).await?;
+        Ok(())
+    }
+
     // --- stats -------------------------------------------------------------------
 
     /// Per-core statistics of one worker, or of the whole cluster when `worker_id` is
@@ -571,7 +656,7 @@ impl Client {
             worker_id: worker_id.into(),
         };
         self.idempotent(|| {
-            let (mut c, r) = (StatsClient::new(self.channel.clone()), request.clone());
+            let (mut c, r) = (StatsClient::new(self.authorized()), request.clone());
             async move { c.cores(r).await }
         })
         .await

@@ -90,6 +90,9 @@ pub enum Error {
     /// A payload could not be turned into a JSON object.
     #[error("payload must be a JSON object with finite numbers: {0}")]
     InvalidPayload(String),
+    /// An API key that cannot travel in a header (non-ASCII or control characters).
+    #[error("the API key holds characters a header cannot carry")]
+    InvalidApiKey,
 }
 
 impl Error {
@@ -97,7 +100,9 @@ impl Error {
     /// `InvalidArgument` for payloads refused by the client).
     pub fn code(&self) -> Code {
         match self {
-            Error::InvalidArgument(_) | Error::InvalidPayload(_) => Code::InvalidArgument,
+            Error::InvalidArgument(_) | Error::InvalidPayload(_) | Error::InvalidApiKey => {
+                Code::InvalidArgument
+            }
             Error::NotFound(_) => Code::NotFound,
             Error::AlreadyExists(_) => Code::AlreadyExists,
             Error::Unauthenticated(_) => Code::Unauthenticated,
@@ -139,7 +144,8 @@ impl Error {
             | Error::TlsOverPlaintext { .. }
             | Error::TlsNotBuilt { .. }
             | Error::TlsConfig { .. }
-            | Error::InvalidPayload(_) => None,
+            | Error::InvalidPayload(_)
+            | Error::InvalidApiKey => None,
         }
     }
 }

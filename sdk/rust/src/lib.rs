@@ -80,8 +80,9 @@ pub use error::Error;
 /// Every message and enum of the API contract.
 pub use vectron_proto::v1 as api;
 pub use vectron_proto::v1::{
-    CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats, CoreStatsResponse,
-    Filter, HnswConfig, Metric, PayloadFieldKind, PayloadIndex, Point, Quantization, Range,
-    ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest,
-    SearchResponse, UpsertRequest, UpsertResponse,
+    Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
+    CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, Filter, HnswConfig, KeyInfo, KeyRole,
+    Metric, PayloadFieldKind, PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank,
+    ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, UpsertRequest,
+    UpsertResponse,
 };

@@ -1,0 +1,196 @@
+//! `vectron keys create|list|revoke`: API keys, an admin's calls (pass the admin key
+//! with --api-key).
+
+use clap::{Args, Subcommand, ValueEnum};
+use vectron_client::api::{ListKeysResponse, RevokeKeyResponse};
+use vectron_client::{Access, CollectionGrant, CreateKeyRequest, KeyInfo, KeyRole};
+
+use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
+
+/// Create, list and revoke API keys (an admin's calls: give the admin key with
+/// --api-key).
+#[derive(Debug, Args)]
+pub(crate) struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a key and print it. The key is shown this once: the cluster keeps only a
+    /// hash of its secret.
+    ///
+    /// Example: vectron keys create --role scoped --grant docs:read_write
+    Create(CreateArgs),
+    /// List the keys (ids, roles, grants; never secrets).
+    List,
+    /// Revoke a key by id: every gateway refuses it within a second.
+    Revoke {
+        /// The key's id (the 12 characters after vk_).
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct CreateArgs {
+    /// What the key may do everywhere: admin (everything), read (read every
+    /// collection), scoped (only its grants).
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// A collection the key may use beyond its role, as NAME:read or NAME:read_write
+    /// (repeat for several).
+    #[arg(long = "grant", value_name = "NAME:ACCESS", value_parser = parse_grant)]
+    grants: Vec<CollectionGrant>,
+    /// What the key is for.
+    #[arg(long, default_value = "")]
+    description: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    /// Everything, keys included.
+    Admin,
+    /// Read every collection and the statistics.
+    Read,
+    /// Only the collections its grants name.
+    Scoped,
+}
+
+fn parse_grant(text: &str) -> Result<CollectionGrant, String> {
+    let (collection, access) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not NAME:read or NAME:read_write"))?;
+    let access = match access {
+        "read" => Access::Read,
+        "read_write" => Access::ReadWrite,
+        other => return Err(format!("access {other:?} is not read or read_write")),
+    };
+    let mut grant = CollectionGrant {
+        collection: collection.to_owned(),
+        ..CollectionGrant::default()
+    };
+    grant.set_access(access);
+    Ok(grant)
+}
+
+impl CreateArgs {
+    fn request(self) -> CreateKeyRequest {
+        let mut request = CreateKeyRequest {
+            grants: self.grants,
+            description: self.description,
+            ..CreateKeyRequest::default()
+        };
+        request.set_role(match self.role {
+            RoleArg::Admin => KeyRole::Admin,
+            RoleArg::Read => KeyRole::Read,
+            RoleArg::Scoped => KeyRole::Scoped,
+        });
+        request
+    }
+}
+
+/// One line per key: id, role, grants, description.
+fn line(key: &KeyInfo) -> String {
+    let role = match key.role() {
+        KeyRole::Admin => "admin",
+        KeyRole::Read => "read",
+        KeyRole::Scoped => "scoped",
+        KeyRole::Unspecified => "?",
+    };
+    let grants: Vec<String> = key
+        .grants
+        .iter()
+        .map(|g| {
+            let access = match g.access() {
+                Access::Read => "read",
+                Access::ReadWrite => "read_write",
+                Access::Unspecified => "?",
+            };
+            format!("{}:{access}", g.collection)
+        })
+        .collect();
+    let grants = if grants.is_empty() {
+        "-".to_owned()
+    } else {
+        grants.join(",")
+    };
+    format!("{:<12}  {role:<6}  {grants}  {}", key.id, key.description)
+        .trim_end()
+        .to_owned()
+}
+
+impl KeysArgs {
+    pub(crate) fn json(&self) -> bool {
+        self.connection.json
+    }
+
+    pub(crate) async fn run(self) -> Result<(), CliError> {
+        let json = self.connection.json;
+        let client = self.connection.connect(Some(DEFAULT_TIMEOUT)).await?;
+        match self.command {
+            KeysCommand::Create(args) => {
+                let made = client.create_key(args.request()).await?;
+                if json {
+                    output::print_json(&made);
+                } else {
+                    let id = made.key.as_ref().map_or("", |k| k.id.as_str());
+                    output::text(&format!(
+                        "created key {id}; it is shown this once, keep it:\n{}\n",
+                        made.secret
+                    ));
+                }
+            }
+            KeysCommand::List => {
+                let keys = client.list_keys().await?;
+                if json {
+                    output::print_json(&ListKeysResponse { keys });
+                } else if keys.is_empty() {
+                    output::text("no keys\n");
+                } else {
+                    let lines: Vec<String> = keys.iter().map(line).collect();
+                    output::text(&format!("{}\n", lines.join("\n")));
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                client.revoke_key(&id).await?;
+                if json {
+                    output::print_json(&RevokeKeyResponse {});
+                } else {
+                    output::text(&format!("revoked key {id}\n"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_parse_as_name_and_access() {
+        let g = parse_grant("docs:read_write").unwrap();
+        assert_eq!(
+            (g.collection.as_str(), g.access()),
+            ("docs", Access::ReadWrite)
+        );
+        assert_eq!(parse_grant("a:b:read").unwrap().collection, "a:b");
+        assert!(parse_grant("docs").is_err());
+        assert!(parse_grant("docs:write").is_err());
+    }
+
+    #[test]
+    fn a_key_lists_as_id_role_grants_and_description() {
+        let mut key = KeyInfo {
+            id: "abcdefghijkl".into(),
+            grants: vec![parse_grant("docs:read").unwrap()],
+            description: "ci".into(),
+            ..KeyInfo::default()
+        };
+        key.set_role(KeyRole::Scoped);
+        assert_eq!(line(&key), "abcdefghijkl  scoped  docs:read  ci");
+    }
+}

@@ -1,0 +1,440 @@
+//! Authentication on a real `vectron dev --auth`: without a key nothing passes but the
+//! health probes, at either door and on every kind of call; an admin makes keys; a read
+//! key reads and writes nothing; a scoped key sees and touches only its collections; a
+//! revoked key is refused within a second; no secret lands on disk.
+
+use std::time::{Duration, Instant};
+
+use vectron_client::{
+    Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, Error, KeyRole, Metric,
+    Point, ScrollRequest, SearchRequest,
+};
+
+use crate::support::{self, Http};
+
+const ADMIN: &str = "test-admin-key-for-auth-0123456789";
+
+async fn client(addr: &str, key: Option<&str>) -> Client {
+    let mut builder = Client::builder(addr.to_owned()).retries(0, Duration::from_millis(10));
+    if let Some(key) = key {
+        builder = builder.api_key(key).unwrap();
+    }
+    builder.connect().await.unwrap()
+}
+
+fn key_request(role: KeyRole, grants: &[(&str, Access)]) -> CreateKeyRequest {
+    let mut request = CreateKeyRequest {
+        grants: grants
+            .iter()
+            .map(|(c, a)| {
+                let mut g = CollectionGrant {
+                    collection: (*c).into(),
+                    ..CollectionGrant::default()
+                };
+                g.set_access(*a);
+                g
+            })
+            .collect(),
+        description: "made by the auth test".into(),
+        ..CreateKeyRequest::default()
+    };
+    request.set_role(role);
+    request
+}
+
+fn points(prefix: &str) -> Vec<Point> {
+    (0..4u8)
+        .map(|i| Point::new(format!("{prefix}{i}"), vec![1.0, f32::from(i), 0.5, 0.25]))
+        .collect()
+}
+
+fn unauthenticated<T: std::fmt::Debug>(result: Result<T, Error>) {
+    match result {
+        Err(Error::Unauthenticated(message)) => assert!(message.contains("API key"), "{message}"),
+        other => panic!("not refused as unauthenticated: {other:?}"),
+    }
+}
+
+fn denied<T: std::fmt::Debug>(result: Result<T, Error>) {
+    match result {
+        Err(Error::PermissionDenied(message)) => assert!(message.contains("may not"), "{message}"),
+        other => panic!("not refused as denied: {other:?}"),
+    }
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_decide_who_may_do_what_at_both_doors() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(
+        dir.path(),
+        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    );
+    assert!(
+        dev.ready["admin_key"].is_null(),
+        "a given key is not printed"
+    );
+    let grpc = support::grpc_addr(&dev);
+    let http = Http::new(&support::http_addr(&dev));
+
+    // No key, or a wrong one: refused at both doors, streams included; probes pass.
+    let anonymous = client(&grpc, None).await;
+    unauthenticated(anonymous.list_collections().await);
+    unauthenticated(
+        anonymous
+            .upsert_stream("docs", tokio_stream::iter([points("s")]))
+            .await,
+    );
+    let forged = format!("vk_abcdefghijkl_{}", "A".repeat(43));
+    unauthenticated(client(&grpc, Some(&forged)).await.list_collections().await);
+    unauthenticated(
+        client(&grpc, Some("not-the-admin-key-at-all"))
+            .await
+            .list_collections()
+            .await,
+    );
+    let (code, headers, body) = http
+        .send_full("GET", "/v1/collections", None, Vec::new())
+        .await;
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert!(body.contains("UNAUTHENTICATED"), "{body}");
+    let line = br#"{"id": "n1", "vector": [1, 0, 0, 0]}"#.to_vec();
+    let (code, body) = http
+        .send(
+            "POST",
+            "/v1/collections/docs/points/stream",
+            Some("application/x-ndjson"),
+            line.clone(),
+        )
+        .await;
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(http.send("GET", "/healthz", None, Vec::new()).await.0, 200);
+
+    // The admin (the bootstrap key) makes collections and keys.
+    let admin = client(&grpc, Some(ADMIN)).await;
+    for name in ["docs", "other"] {
+        admin
+            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
+            .await
+            .unwrap();
+        admin.upsert(name, points("p")).await.unwrap();
+    }
+    let read = admin
+        .create_key(key_request(KeyRole::Read, &[]))
+        .await
+        .unwrap();
+    let scoped = admin
+        .create_key(key_request(KeyRole::Scoped, &[("docs", Access::ReadWrite)]))
+        .await
+        .unwrap();
+    assert!(read.secret.starts_with("vk_") && scoped.secret.starts_with("vk_"));
+    // A key the rules refuse: scoped without a grant.
+    assert!(matches!(
+        admin.create_key(key_request(KeyRole::Scoped, &[])).await,
+        Err(Error::InvalidArgument(_))
+    ));
+
+    // A read key reads everything and writes nothing.
+    let reader = client(&grpc, Some(&read.secret)).await;
+    assert_eq!(reader.list_collections().await.unwrap().len(), 2);
+    let found = reader
+        .search(SearchRequest::new("other", vec![1.0, 0.0, 0.5, 0.25], 2))
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "p0");
+    assert_eq!(reader.count("docs", None).await.unwrap(), 4);
+    assert_eq!(
+        reader
+            .get("docs", vec!["p1".into()], false, false)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let page = reader
+        .scroll(ScrollRequest {
+            collection: "docs".into(),
+            limit: 10,
+            ..ScrollRequest::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.points.len(), 4);
+    denied(reader.upsert("docs", points("r")).await);
+    denied(reader.delete_ids("docs", vec!["p0".into()]).await);
+    denied(
+        reader
+            .create_collection(CollectionSpec::new("mine", 4, Metric::L2))
+            .await,
+    );
+    denied(reader.drop_collection("docs").await);
+    denied(reader.list_keys().await);
+    let as_reader = http.with_header("api-key", &read.secret);
+    let (code, body) = as_reader
+        .json(
+            "PUT",
+            "/v1/collections/docs/points",
+            Some(serde_json::json!({"points": [{"id": "h", "vector": [1, 0, 0, 0]}]})),
+        )
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(body["error"]["code"], "PERMISSION_DENIED");
+
+    // A scoped key sees and touches only its collection.
+    let writer = client(&grpc, Some(&scoped.secret)).await;
+    let listed: Vec<String> = writer
+        .list_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.spec.unwrap().name)
+        .collect();
+    assert_eq!(listed, ["docs"]);
+    writer.upsert("docs", points("w")).await.unwrap();
+    let streamed = writer
+        .upsert_stream("docs", tokio_stream::iter([points("s")]))
+        .await
+        .unwrap();
+    assert_eq!(streamed.count, 4);
+    denied(
+        writer
+            .upsert_stream("other", tokio_stream::iter([points("s")]))
+            .await,
+    );
+    denied(
+        writer
+            .search(SearchRequest::new("other", vec![1.0, 0.0, 0.5, 0.25], 2))
+            .await,
+    );
+    denied(writer.describe_collection("other").await);
+    denied(writer.core_stats("").await);
+    let as_writer = http.with_header("authorization", &format!("Bearer {}", scoped.secret));
+    let (code, body) = as_writer
+        .send(
+            "POST",
+            "/v1/collections/docs/points/stream",
+            Some("application/x-ndjson"),
+            line,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = as_writer
+        .json(
+            "POST",
+            "/v1/collections/other/points/search",
+            Some(serde_json::json!({"vector": [1, 0, 0, 0], "k": 1})),
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // Listing keys shows ids and grants, never a secret.
+    let as_admin = http.with_header("api-key", ADMIN);
+    let (code, listed) = as_admin.json("GET", "/v1/keys", None).await;
+    assert_eq!(code, 200, "{listed}");
+    let text = listed.to_string();
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 2, "{text}");
+    assert!(
+        text.contains(r#""role":"scoped""#) && text.contains(r#""access":"read_write""#),
+        "{text}"
+    );
+    for secret in [&read.secret, &scoped.secret] {
+        let hidden = secret.rsplit('_').next().unwrap();
+        assert!(!text.contains(hidden), "a secret in the list: {text}");
+    }
+    assert_eq!(admin.list_keys().await.unwrap().len(), 2);
+
+    // A second gateway over the same control plane knows the same keys.
+    let second = support::Process::start(&[
+        "gateway",
+        "--control",
+        dev.ready["control"].as_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--auth",
+        "--admin-key",
+        ADMIN,
+    ]);
+    let elsewhere = client(&support::grpc_addr(&second), Some(&scoped.secret)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while elsewhere.count("docs", None).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the second gateway never accepted the key"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Revoked through the first gateway's HTTP door: both refuse it within a second.
+    let id = scoped.key.as_ref().unwrap().id.clone();
+    let (code, body) = as_admin
+        .json("DELETE", &format!("/v1/keys/{id}"), None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let revoked = Instant::now();
+    for gateway in [&writer, &elsewhere] {
+        loop {
+            match gateway.count("docs", None).await {
+                Err(Error::Unauthenticated(_)) => break,
+                other => assert!(
+                    revoked.elapsed() < Duration::from_secs(1),
+                    "the revoked key still works after {:?}: {other:?}",
+                    revoked.elapsed()
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "revocation honoured by both gateways after {:?}",
+        revoked.elapsed()
+    );
+    second.terminate();
+    assert!(matches!(
+        admin.revoke_key(&id).await,
+        Err(Error::NotFound(_))
+    ));
+    // The read key still works.
+    assert_eq!(
+        reader.count("docs", None).await.unwrap(),
+        13,
+        "p, w, s and n1"
+    );
+
+    // No secret of a made key anywhere under the data directory.
+    let mut all = Vec::new();
+    files(dir.path(), &mut all);
+    assert!(!all.is_empty());
+    for secret in [&read.secret, &scoped.secret] {
+        let hidden = secret.rsplit('_').next().unwrap().as_bytes();
+        for file in &all {
+            let bytes = std::fs::read(file).unwrap_or_default();
+            assert!(
+                !bytes.windows(hidden.len()).any(|w| w == hidden),
+                "a key's secret is written in {}",
+                file.display()
+            );
+        }
+    }
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(dir.path(), &["--cores", "1", "--auth"]);
+    let key = dev.ready["admin_key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("vk_"), "{key}");
+    let grpc = support::grpc_addr(&dev);
+    unauthenticated(client(&grpc, None).await.list_collections().await);
+    assert!(
+        client(&grpc, Some(&key))
+            .await
+            .list_collections()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    dev.terminate();
+
+    // An admin key without --auth would protect nothing: refused at start.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--cores", "1", "--admin-key", ADMIN])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("authentication is off: add --auth"),
+        "{stderr}"
+    );
+
+    // Without --auth nothing asks for a key.
+    let open = support::dev_with(dir.path(), &["--cores", "1"]);
+    assert!(open.ready["admin_key"].is_null());
+    let grpc = support::grpc_addr(&open);
+    assert!(
+        client(&grpc, None)
+            .await
+            .list_collections()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    open.terminate();
+}
+
+#[test]
+fn the_cli_makes_lists_and_revokes_keys_with_the_admin_key() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(
+        dir.path(),
+        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    );
+    let addr = support::grpc_addr(&dev);
+    let vectron = |key: &str, args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+            .args(args)
+            .args(["--addr", &addr, "--api-key", key])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, out, err) = vectron(
+        ADMIN,
+        &[
+            "keys",
+            "create",
+            "--role",
+            "scoped",
+            "--grant",
+            "docs:read",
+            "--description",
+            "cli",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.starts_with("created key "), "{out}");
+    let key = out.lines().nth(1).unwrap().trim().to_owned();
+    assert!(key.starts_with("vk_"), "{out}");
+    let id = &key[3..15];
+
+    let (ok, out, err) = vectron(ADMIN, &["keys", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("{id}  scoped  docs:read  cli"));
+
+    // The new key is no admin: it may not list keys.
+    let (ok, _, err) = vectron(&key, &["keys", "list"]);
+    assert!(!ok);
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+    let (ok, out, err) = vectron(&key, &["collections", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "no collections");
+
+    let (ok, out, err) = vectron(ADMIN, &["keys", "revoke", id]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), format!("revoked key {id}"));
+    let (ok, _, err) = vectron("vk_not-a-key", &["collections", "list"]);
+    assert!(!ok);
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
+    dev.terminate();
+}
