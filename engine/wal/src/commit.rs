@@ -536,7 +536,7 @@ impl<S: Storage> Shared<S> {
             self.state.borrow_mut().spare.push(chunk.buf);
             return Ok(());
         }
-        let (file, pos, path) = {
+        let (file, pos, path, cuts) = {
             let st = self.state.borrow();
             let seg = st
                 .segments
@@ -546,6 +546,7 @@ impl<S: Storage> Shared<S> {
                 st.active.clone().expect("the last segment is open"),
                 seg.len,
                 seg.path.clone(),
+                st.cuts_planned,
             )
         };
         let started = Instant::now();
@@ -570,7 +571,7 @@ impl<S: Storage> Shared<S> {
         }
         if self.durability == Durability::PerWrite {
             // The write was the sync.
-            self.synced(chunk.last_lsn, took);
+            self.synced(chunk.last_lsn, cuts, took);
         }
         Ok(())
     }
@@ -617,31 +618,37 @@ impl<S: Storage> Shared<S> {
 
     /// `fdatasync` of the last segment: everything written becomes durable.
     pub(crate) async fn sync_active(&self) -> Result<(), WalError> {
-        let (file, path, target) = {
+        let (file, path, target, cuts) = {
             let st = self.state.borrow();
             let seg = st.segments.back().expect("a written log has a segment");
             let file = st.active.clone().expect("the last segment is open");
-            (file, seg.path.clone(), st.written_lsn)
+            (file, seg.path.clone(), st.written_lsn, st.cuts_planned)
         };
         let started = Instant::now();
         file.sync_data().await.map_err(io_err(IoOp::Sync, &path))?;
-        self.synced(target, started.elapsed());
+        self.synced(target, cuts, started.elapsed());
         Ok(())
     }
 
-    /// Records that every LSN up to `target` is durable, after a sync that took `took`.
-    pub(crate) fn synced(&self, target: u64, took: Duration) {
-        let before = {
+    /// Records that every LSN up to `target` is durable, after a sync that took `took`
+    /// and began when `cuts` cuts had been planned. A cut or reset planned while the
+    /// sync ran has set the durable point of the log as it is now, and `target` names
+    /// the log as it was (a reset may even have moved the LSNs forward past it): such a
+    /// sync moves nothing. Otherwise the durable point only ever rises.
+    pub(crate) fn synced(&self, target: u64, cuts: u64, took: Duration) {
+        let (durable, records) = {
             let mut st = self.state.borrow_mut();
             let before = st.durable_lsn;
-            st.durable_lsn = target;
+            if st.cuts_planned == cuts && target > before {
+                st.durable_lsn = target;
+            }
             st.last_sync = Instant::now();
             st.stats.syncs += 1;
-            before
+            (st.durable_lsn, st.durable_lsn - before)
         };
         let event = SyncEvent {
-            durable_lsn: Lsn::new(target),
-            records: target - before,
+            durable_lsn: Lsn::new(durable),
+            records,
             duration: took,
         };
         // Taken out while it runs, so it may call back into the log.
