@@ -77,6 +77,9 @@ pub(crate) struct BenchArgs {
     /// (unless it runs with `--no-search-cache`).
     #[arg(long)]
     cached: bool,
+    /// API key for a gateway with authentication on (an admin's, with --create).
+    #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 struct Dataset {
@@ -172,8 +175,11 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--concurrency, --batch and --k must be at least 1");
     }
     let data = Arc::new(Dataset::load(&args.dataset, !args.skip_ingest)?);
-    let client = Client::builder(args.addr.clone())
-        .timeout(Some(Duration::from_secs(300)))
+    let mut builder = Client::builder(args.addr.clone()).timeout(Some(Duration::from_secs(300)));
+    if let Some(key) = &args.api_key {
+        builder = builder.api_key(key)?;
+    }
+    let client = builder
         .connect()
         .await
         .with_context(|| format!("cannot reach the gateway at {}", args.addr))?;

@@ -195,6 +195,10 @@ struct GatewayOptions {
     /// generated at start and printed once (in the ready line and on stderr).
     #[arg(long, env = "VECTRON_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Serve a non-loopback address without --auth (anyone who reaches it may do
+    /// anything); without this flag such a gateway refuses to start.
+    #[arg(long, env = "VECTRON_INSECURE")]
+    insecure: bool,
 }
 
 impl GatewayOptions {
@@ -219,6 +223,7 @@ impl GatewayOptions {
                 }
                 (None, false) => None,
             },
+            insecure: self.insecure,
         };
         config.grpc_addr = self.grpc_addr;
         config.http_addr = self.http_addr;

@@ -258,6 +258,7 @@ mod tests {
             &AuthConfig {
                 enabled,
                 admin_key: Some("correct horse battery staple".into()),
+                insecure: false,
             },
             routing,
         )

@@ -109,6 +109,9 @@ pub struct AuthConfig {
     /// [`MIN_ADMIN_KEY_LEN`] characters): the way in before any key is made. Only its
     /// hash is kept.
     pub admin_key: Option<String>,
+    /// Serve an address other than loopback with authentication off. Without it such a
+    /// gateway refuses to start: anyone who reaches it could read and drop everything.
+    pub insecure: bool,
 }
 
 /// Shortest bootstrap admin key.
@@ -120,6 +123,7 @@ impl std::fmt::Debug for AuthConfig {
         f.debug_struct("AuthConfig")
             .field("enabled", &self.enabled)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
+            .field("insecure", &self.insecure)
             .finish()
     }
 }

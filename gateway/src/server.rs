@@ -52,6 +52,14 @@ pub enum StartError {
         /// Its length.
         len: usize,
     },
+    /// A listener on a network address with authentication off, without `insecure`.
+    #[error(
+        "refusing to serve {addr} to the network with authentication off: add --auth (and make keys), or --insecure to serve it open"
+    )]
+    OpenOnNetwork {
+        /// The address.
+        addr: SocketAddr,
+    },
     /// An admin key given while authentication is off would protect nothing.
     #[error("an admin key was given but authentication is off: add --auth")]
     AdminKeyWithoutAuth,
@@ -115,6 +123,11 @@ impl Gateway {
             .admission
             .validate()
             .map_err(|budget| StartError::Admission { budget })?;
+        for addr in [config.grpc_addr, config.http_addr] {
+            if !config.auth.enabled && !config.auth.insecure && !addr.ip().is_loopback() {
+                return Err(StartError::OpenOnNetwork { addr });
+            }
+        }
         if let Some(key) = &config.auth.admin_key {
             if !config.auth.enabled {
                 return Err(StartError::AdminKeyWithoutAuth);

@@ -364,6 +364,23 @@ async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
         "{stderr}"
     );
 
+    // A network address without --auth: refused unless --insecure says so.
+    let open_door = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
+        .args([
+            "--grpc-addr",
+            "0.0.0.0:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!open_door.status.success());
+    let stderr = String::from_utf8_lossy(&open_door.stderr);
+    assert!(stderr.contains("refusing to serve 0.0.0.0:0"), "{stderr}");
+
     // Without --auth nothing asks for a key.
     let open = support::dev_with(dir.path(), &["--cores", "1"]);
     assert!(open.ready["admin_key"].is_null());

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The price of authentication on the search path: one `vectron dev` data directory,
+# served alternately without and with --auth (A B A B ...), searched through the
+# gateway by `vectron bench` (no search cache, so every search reaches the cores) with
+# the same queries. With auth on, every call presents a key made by `vectron keys
+# create` (a `vk_` key: a SHA-256 of its secret and a table lookup per call). Prints one
+# `vectron bench` JSON line per run, tagged with "auth" and "run".
+#
+#   benches/auth.sh [DATASET_DIR]     (default ../shared/data/wiki-minilm)
+#
+# $ROUNDS sets the A B pairs (default 3), $SECONDS_PER_RUN each search loop (default
+# 10), $CONCURRENCY its clients (default 1: latency, not throughput). Ports 16333/16334.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATASET=${1:-../shared/data/wiki-minilm}
+ROUNDS=${ROUNDS:-3}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+CONCURRENCY=${CONCURRENCY:-1}
+[[ -f "$DATASET/base.fvecs" ]] || { echo "auth: no dataset at $DATASET" >&2; exit 2; }
+
+cargo build --release --quiet --bin vectron
+BIN=target/release/vectron
+WORK=$(mktemp -d)
+ADDR=127.0.0.1:16334
+ADMIN=bench-admin-key-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+PID=
+stop() { [[ -n "$PID" ]] && kill "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; PID=; }
+trap 'stop; rm -rf "$WORK"' EXIT
+
+# Starts `vectron dev` on the data directory with extra flags; waits for its ready line.
+start() {
+  "$BIN" dev --data-dir "$WORK/data" --grpc-addr "$ADDR" --http-addr 127.0.0.1:16333 \
+    --no-search-cache "$@" >"$WORK/ready" 2>>"$WORK/dev.log" &
+  PID=$!
+  for _ in $(seq 600); do grep -q '"event":"ready"' "$WORK/ready" 2>/dev/null && return; sleep 0.1; done
+  echo "auth: vectron dev did not start; see $WORK/dev.log" >&2
+  exit 1
+}
+
+bench() {
+  local auth=$1 run=$2 line
+  shift 2
+  line=$("$BIN" bench --addr "$ADDR" --dataset "$DATASET" --collection auth \
+    --seconds "$SECONDS_PER_RUN" --concurrency "$CONCURRENCY" "$@")
+  echo "$line" | sed "s/^{/{\"auth\":$auth,\"run\":$run,/"
+}
+
+# Ingest once, with auth off, and make the key the authenticated runs present.
+start
+bench false 0 --create --shards 1 --seconds 1 >/dev/null
+stop
+start --auth --admin-key "$ADMIN"
+KEY=$("$BIN" keys create --role read --addr "$ADDR" --api-key "$ADMIN" | sed -n 2p)
+stop
+
+for ((round = 1; round <= ROUNDS; round++)); do
+  start
+  bench false "$round" --skip-ingest
+  stop
+  start --auth --admin-key "$ADMIN"
+  bench true "$round" --skip-ingest --api-key "$KEY"
+  stop
+done
