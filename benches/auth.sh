@@ -48,7 +48,7 @@ bench() {
 
 # Ingest once, with auth off, and make the key the authenticated runs present.
 start
-bench false 0 --create --shards 1 --seconds 1 >/dev/null
+SECONDS_PER_RUN=1 bench false 0 --create --shards 1 >/dev/null
 stop
 start --auth --admin-key "$ADMIN"
 KEY=$("$BIN" keys create --role read --addr "$ADDR" --api-key "$ADMIN" | sed -n 2p)

@@ -63,6 +63,27 @@ async fn wait_for_points(client: &Client, worker: &str, want: u64) {
     }
 }
 
+/// A client of the cluster's gateway, and the collection `replicated` (one shard of
+/// three replicas) made through it: creating waits until the control plane has three
+/// workers to place replicas on.
+async fn replicated(cluster: &Cluster, f: &Fixture) -> (Client, CollectionInfo) {
+    let client = Client::builder(support::grpc_addr(&cluster.gateway))
+        .timeout(Some(Duration::from_secs(30)))
+        .connect()
+        .await
+        .unwrap();
+    let mut spec = CollectionSpec::new("replicated", f.dim as u32, Metric::Cosine);
+    spec.shard_count = Some(1);
+    spec.replication_factor = Some(3);
+    for _ in 0..100 {
+        match client.create_collection(spec.clone()).await {
+            Ok(info) => return (client, info),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("the collection was not created");
+}
+
 /// The collection as described, once `settled` holds of it (each replica's status is
 /// what its core says at the call, so it moves as elections and applies do).
 async fn describe_until(
@@ -118,27 +139,7 @@ async fn a_collection_of_three_replicas_loses_nothing_acknowledged_when_its_lead
  {
     let f = Fixture::load();
     let mut cluster = Cluster::start(3);
-    let client = Client::builder(support::grpc_addr(&cluster.gateway))
-        .timeout(Some(Duration::from_secs(30)))
-        .connect()
-        .await
-        .unwrap();
-
-    // Creating waits until the control plane has three workers to place replicas on.
-    let mut spec = CollectionSpec::new("replicated", f.dim as u32, Metric::Cosine);
-    spec.shard_count = Some(1);
-    spec.replication_factor = Some(3);
-    let mut created = None;
-    for _ in 0..100 {
-        match client.create_collection(spec.clone()).await {
-            Ok(info) => {
-                created = Some(info);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    let created = created.expect("the collection was created");
+    let (client, created) = replicated(&cluster, &f).await;
     assert_eq!(created.spec.unwrap().replication_factor, Some(3));
     let placed: HashSet<&str> = created.shards[0]
         .replicas
@@ -296,23 +297,7 @@ async fn a_paused_old_leader_acknowledges_nothing_once_its_group_moved_on() {
 
     let f = Fixture::load();
     let cluster = Cluster::start(3);
-    let client = Client::builder(support::grpc_addr(&cluster.gateway))
-        .timeout(Some(Duration::from_secs(30)))
-        .connect()
-        .await
-        .unwrap();
-    let mut spec = CollectionSpec::new("replicated", f.dim as u32, Metric::Cosine);
-    spec.shard_count = Some(1);
-    spec.replication_factor = Some(3);
-    let mut created = false;
-    for _ in 0..100 {
-        if client.create_collection(spec.clone()).await.is_ok() {
-            created = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(created, "the collection was created");
+    let (client, _) = replicated(&cluster, &f).await;
     let before: Vec<Point> = (0..100).map(|r| point(&f, r)).collect();
     client.upsert("replicated", before).await.unwrap();
     let described = describe_until(&client, "one leader, two followers", |info| {
