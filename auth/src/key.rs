@@ -183,11 +183,12 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
-    /// The caller presenting `key`, when `key` is this record's key.
-    #[must_use]
-    pub fn authenticate(&self, key: &ParsedKey<'_>) -> Option<Principal> {
-        let hash = SecretHash::from_hex(&self.secret_sha256).ok()?;
-        (key.id == self.id && hash.matches(key.secret)).then(|| self.principal())
+    /// The hash its secret must match.
+    ///
+    /// # Errors
+    /// [`KeyError::BadHash`] for a stored hash that is not 64 hex digits.
+    pub fn hash(&self) -> Result<SecretHash, KeyError> {
+        SecretHash::from_hex(&self.secret_sha256)
     }
 
     /// Who this key makes its caller.
@@ -221,7 +222,8 @@ mod tests {
             description: String::new(),
             created_at_ms: 1,
         };
-        let who = record.authenticate(&parsed).unwrap();
+        assert!(record.hash().unwrap().matches(parsed.secret));
+        let who = record.principal();
         assert_eq!(
             (who.key_id.as_str(), who.role),
             (made.id.as_str(), Role::Read)
@@ -230,7 +232,8 @@ mod tests {
         let other = generate_key().unwrap();
         assert_ne!(other.id, made.id);
         let forged = format!("vk_{}_{}", made.id, parse_key(&other.key).unwrap().secret);
-        assert!(record.authenticate(&parse_key(&forged).unwrap()).is_none());
+        let forged = parse_key(&forged).unwrap();
+        assert!(!record.hash().unwrap().matches(forged.secret));
         assert!(!format!("{made:?}").contains(parsed.secret), "{made:?}");
         assert!(!format!("{parsed:?}").contains(parsed.secret));
     }

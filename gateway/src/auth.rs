@@ -30,6 +30,10 @@ pub(crate) struct Authenticator {
     enabled: bool,
     admin: Option<SecretHash>,
     routing: Arc<RoutingCache>,
+    /// The caller with authentication off.
+    anonymous: Arc<Principal>,
+    /// The holder of the bootstrap admin key.
+    bootstrap: Arc<Principal>,
 }
 
 impl Authenticator {
@@ -38,6 +42,8 @@ impl Authenticator {
             enabled: config.enabled,
             admin: config.admin_key.as_deref().map(SecretHash::of),
             routing,
+            anonymous: Arc::new(Principal::anonymous()),
+            bootstrap: Arc::new(Principal::bootstrap_admin()),
         }
     }
 
@@ -47,15 +53,15 @@ impl Authenticator {
     /// [`GatewayError::Unauthenticated`] for no credentials, malformed ones or a key the
     /// cluster does not hold; [`GatewayError::NotReady`] for a key presented before the
     /// gateway has loaded the keys.
-    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
         if !self.enabled {
-            return Ok(Principal::anonymous());
+            return Ok(Arc::clone(&self.anonymous));
         }
         let presented = credential(headers)?;
         if let Some(admin) = &self.admin
             && admin.matches(presented)
         {
-            return Ok(Principal::bootstrap_admin());
+            return Ok(Arc::clone(&self.bootstrap));
         }
         if let Ok(key) = parse_key(presented) {
             if !self.routing.is_loaded() {
@@ -64,8 +70,10 @@ impl Authenticator {
                 });
             }
             let held = self.routing.snapshot();
-            if let Some(who) = held.keys.get(key.id).and_then(|r| r.authenticate(&key)) {
-                return Ok(who);
+            if let Some(stored) = held.keys.get(key.id)
+                && stored.hash.matches(key.secret)
+            {
+                return Ok(Arc::clone(&stored.who));
             }
         }
         Err(GatewayError::Unauthenticated {
@@ -106,10 +114,10 @@ fn credential(headers: &HeaderMap) -> Result<&str, GatewayError> {
 }
 
 /// The caller of a gRPC call, as the [`AuthLayer`] found it.
-pub(crate) fn grpc_caller<T>(request: &tonic::Request<T>) -> Result<Principal, GatewayError> {
+pub(crate) fn grpc_caller<T>(request: &tonic::Request<T>) -> Result<Arc<Principal>, GatewayError> {
     request
         .extensions()
-        .get::<Principal>()
+        .get::<Arc<Principal>>()
         .cloned()
         .ok_or(GatewayError::Unauthenticated {
             reason: "the call's credentials were not checked",
@@ -118,7 +126,7 @@ pub(crate) fn grpc_caller<T>(request: &tonic::Request<T>) -> Result<Principal, G
 
 /// The caller of an HTTP request, as the [`authenticate`] middleware found it.
 #[derive(Debug, Clone)]
-pub(crate) struct Caller(pub(crate) Principal);
+pub(crate) struct Caller(pub(crate) Arc<Principal>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = GatewayError;
@@ -126,7 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         parts
             .extensions
-            .get::<Principal>()
+            .get::<Arc<Principal>>()
             .cloned()
             .map(Caller)
             .ok_or(GatewayError::Unauthenticated {
@@ -298,6 +306,6 @@ mod tests {
     #[test]
     fn with_authentication_off_every_caller_is_the_anonymous_admin() {
         let who = authenticator(false).authenticate(&headers(&[])).unwrap();
-        assert_eq!(who, Principal::anonymous());
+        assert_eq!(*who, Principal::anonymous());
     }
 }

@@ -646,7 +646,10 @@ async fn revoke_key(
     State(service): State<Shared>,
     Caller(who): Caller,
     Path(id): Path<String>,
+    QueryPairs(query): QueryPairs,
 ) -> Answer {
+    // A parameter this route does not know is refused before anything is revoked.
+    query_flags(&query, &[])?;
     service.revoke_key(&who, &id).await?;
     ok(&serde_json::json!({}))
 }

@@ -13,11 +13,11 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
 use tokio::sync::watch;
-use vectron_auth::KeyRecord;
+use vectron_auth::{Principal, SecretHash};
 use vectron_control::{ControlClient, ShardLayout};
 use vectron_proto::control::v1::RoutingTable;
 use vectron_proto::core::v1::ShardRef;
-use vectron_proto::keys::key_record;
+use vectron_proto::keys::{KeyRuleError, key_record};
 use vectron_proto::v1::{CollectionInfo, CollectionSpec, ReplicaState};
 
 use crate::error::GatewayError;
@@ -189,8 +189,15 @@ impl CollectionRoute {
 pub(crate) struct Routing {
     pub(crate) version: u64,
     pub(crate) collections: HashMap<String, Arc<CollectionRoute>>,
-    /// API keys by id, as the control plane stores them (hashes, never secrets).
-    pub(crate) keys: HashMap<String, KeyRecord>,
+    /// API keys by id: the hash each secret must match, and the caller it makes.
+    pub(crate) keys: HashMap<String, StoredKey>,
+}
+
+/// An API key as the gateway checks it: decoded once per routing table, not per call.
+#[derive(Debug)]
+pub(crate) struct StoredKey {
+    pub(crate) hash: SecretHash,
+    pub(crate) who: Arc<Principal>,
 }
 
 impl Routing {
@@ -209,9 +216,16 @@ impl Routing {
         }
         let mut keys = HashMap::new();
         for entry in &table.api_keys {
-            match key_record(entry) {
-                Ok(record) => {
-                    keys.insert(record.id.clone(), record);
+            let decoded = key_record(entry).and_then(|record| {
+                let hash = record
+                    .hash()
+                    .map_err(|e| KeyRuleError::Damaged(e.to_string()))?;
+                Ok((hash, record))
+            });
+            match decoded {
+                Ok((hash, record)) => {
+                    let who = Arc::new(record.principal());
+                    keys.insert(record.id, StoredKey { hash, who });
                 }
                 Err(e) => tracing::warn!(error = %e, "routing carries a damaged API key; skipped"),
             }

@@ -1169,24 +1169,8 @@ async fn a_gateway_follows_a_worker_that_restarts_on_other_ports() {
     let f = Fixture::load();
     let dir = support::tempdir();
     let control = support::ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
-    let worker_args = |data: &std::path::Path| -> Vec<String> {
-        [
-            "worker",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--cores",
-            "2",
-            "--core-base-port",
-            "0",
-            "--admin-addr",
-            "127.0.0.1:0",
-            "--no-pin",
-            "--control",
-            &control.address,
-        ]
-        .map(str::to_owned)
-        .to_vec()
-    };
+    let worker_args =
+        |data: &std::path::Path| support::cluster_worker_args(data, &control.address, 2);
     let gateway = Process::start(&[
         "gateway",
         "--control",

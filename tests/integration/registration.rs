@@ -16,27 +16,15 @@ use crate::support::{self, ControlProcess, Process};
 
 /// `vectron worker` with `cores` cores on free loopback ports, its data in `dir`, in
 /// zone `rack-1`.
-fn worker_args<'a>(dir: &'a std::path::Path, control: &'a str, cores: &'a str) -> [&'a str; 14] {
-    [
-        "worker",
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--cores",
-        cores,
-        "--core-base-port",
-        "0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--no-pin",
-        "--control",
-        control,
-        "--zone",
-        "rack-1",
-    ]
+fn worker_args(dir: &std::path::Path, control: &str, cores: usize) -> Vec<String> {
+    let mut args = support::cluster_worker_args(dir, control, cores);
+    args.extend(["--zone".to_owned(), "rack-1".to_owned()]);
+    args
 }
 
 fn worker(dir: &std::path::Path, control: &str) -> Process {
-    Process::start(&worker_args(dir, control, "2"))
+    let args = worker_args(dir, control, 2);
+    Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, for at most 20 s.
@@ -231,7 +219,7 @@ async fn a_worker_restarted_without_a_core_in_use_stops_and_says_why() {
     w.terminate();
 
     let mut one_core = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(worker_args(&worker_dir, &control.address, "1"))
+        .args(worker_args(&worker_dir, &control.address, 1))
         .env("VECTRON_LOG", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -158,6 +158,28 @@ impl Drop for Process {
     }
 }
 
+/// The command line of a `vectron worker` of `cores` unpinned cores on free loopback
+/// ports, its data in `dir`, registering with the control plane at `control`.
+pub fn cluster_worker_args(dir: &Path, control: &str, cores: usize) -> Vec<String> {
+    let cores = cores.to_string();
+    [
+        "worker",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--cores",
+        &cores,
+        "--core-base-port",
+        "0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--control",
+        control,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 /// A `vectron worker` on free loopback ports with its data in `dir`.
 pub fn worker(dir: &Path, cores: usize) -> Process {
     let data = dir.to_str().unwrap();
@@ -429,22 +451,7 @@ impl Cluster {
         let worker_args: Vec<Vec<String>> = (0..workers)
             .map(|i| {
                 let data = dir.path().join(format!("worker-{i}"));
-                [
-                    "worker",
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                    "--cores",
-                    "1",
-                    "--core-base-port",
-                    "0",
-                    "--admin-addr",
-                    "127.0.0.1:0",
-                    "--no-pin",
-                    "--control",
-                    &control.address,
-                ]
-                .map(str::to_owned)
-                .to_vec()
+                cluster_worker_args(&data, &control.address, 1)
             })
             .collect();
         let workers: Vec<Option<Process>> = worker_args

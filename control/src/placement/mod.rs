@@ -195,12 +195,12 @@ struct Candidate {
 /// The least loaded core (worker index, core index) on a worker not yet in `taken`, of
 /// a zone not yet in `taken` where there is one.
 fn best_core(live: &[Candidate], taken: &[Slot]) -> Option<(usize, usize)> {
-    let zone_taken = |w: usize| {
-        taken.iter().any(|slot| {
-            live.iter()
-                .any(|o| o.worker_id == slot.worker_id && o.zone == live[w].zone)
-        })
-    };
+    let taken_zones: Vec<&str> = taken
+        .iter()
+        .filter_map(|slot| live.iter().find(|w| w.worker_id == slot.worker_id))
+        .map(|w| w.zone.as_str())
+        .collect();
+    let zone_taken = |w: usize| taken_zones.contains(&live[w].zone.as_str());
     let mut best: Option<(usize, usize)> = None;
     for (w, worker) in live.iter().enumerate() {
         if taken.iter().any(|slot| slot.worker_id == worker.worker_id) {
