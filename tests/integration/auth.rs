@@ -364,6 +364,20 @@ async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
         "{stderr}"
     );
 
+    // A bootstrap admin key short enough to guess: refused, naming the rule.
+    let short = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--cores", "1", "--auth", "--admin-key", "hunter2"])
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let stderr = String::from_utf8_lossy(&short.stderr);
+    assert!(
+        stderr.contains("the admin key has 7 characters: give at least 16"),
+        "{stderr}"
+    );
+
     // A network address without --auth: refused unless --insecure says so.
     let open_door = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
         .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
