@@ -47,8 +47,8 @@ impl<T: 'static> openraft::raft::responder::Responder<ShardRaft, T> for WriteRes
 /// Why a proposal did not take effect, or may not have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
-    /// The replica does not lead its group (the leader it knows of, if any): nothing was
-    /// proposed.
+    /// The replica does not lead its group, or leads without a majority's word within its
+    /// lease (the leader it knows of, if any): nothing was proposed.
     #[error("this replica does not lead its group (the leader is {})", leader.map_or("unknown".into(), |l| format!("replica {l}")))]
     NotLeader {
         /// The leader this replica knows of.
@@ -135,12 +135,11 @@ impl<SM: RaftStateMachine<ShardRaft> + 'static> Proposer<SM> {
         Ok(async move {
             match answer.await {
                 Ok(Ok(done)) => Ok(done),
-                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::Indeterminate {
-                    reason: format!(
-                        "leadership moved to {} before the write was decided",
-                        f.leader_id
-                            .map_or("another replica".into(), |l| format!("replica {l}"))
-                    ),
+                // openraft answers so only for a write it did not append: this replica
+                // no longer leads, or leads without a majority's word within its lease
+                // (a loaded machine): nothing was proposed, and the write may go again.
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(ProposeError::NotLeader {
+                    leader: f.leader_id,
                 }),
                 Ok(Err(e)) => Err(ProposeError::Indeterminate {
                     reason: e.to_string(),
