@@ -62,7 +62,7 @@ pub(crate) async fn run(
         }
     };
 
-    let (config, admin_key) = match args.options.config(vec![control_addr.clone()]) {
+    let (config, admin_key) = match args.options.config(vec![control_addr.clone()], true) {
         Ok(made) => made,
         Err(e) => {
             worker.shutdown().await;

@@ -199,14 +199,23 @@ struct GatewayOptions {
     /// anything); without this flag such a gateway refuses to start.
     #[arg(long, env = "VECTRON_INSECURE")]
     insecure: bool,
+    /// A file holding the token secret (at least 32 bytes; a trailing newline is not
+    /// part of it), with --auth: the gateway then mints tokens (`vectron keys token`)
+    /// and takes them. Give every gateway of a cluster the same file. Without it a
+    /// gateway takes no tokens, and `vectron dev --auth` draws a secret at start (its
+    /// tokens die with the process).
+    #[arg(long, env = "VECTRON_JWT_SECRET_FILE")]
+    jwt_secret_file: Option<PathBuf>,
 }
 
 impl GatewayOptions {
     /// The gateway's settings, and the admin key generated for it (with --auth and no
-    /// --admin-key), to print once.
+    /// --admin-key), to print once. `one_gateway` (`vectron dev`) draws a token secret
+    /// when none is given.
     fn config(
         &self,
         control: Vec<String>,
+        one_gateway: bool,
     ) -> anyhow::Result<(vectron_gateway::GatewayConfig, Option<String>)> {
         let mut config = vectron_gateway::GatewayConfig::new(control);
         let mut generated = None;
@@ -224,6 +233,22 @@ impl GatewayOptions {
                 (None, false) => None,
             },
             insecure: self.insecure,
+            tokens: match (&self.jwt_secret_file, self.auth && one_gateway) {
+                (Some(path), _) => {
+                    let read = std::fs::read(path).with_context(|| {
+                        format!("reading the token secret from {}", path.display())
+                    })?;
+                    let secret = read.trim_ascii_end();
+                    Some(
+                        vectron_auth::TokenSigner::new(secret)
+                            .with_context(|| format!("the token secret in {}", path.display()))?,
+                    )
+                }
+                (None, true) => {
+                    Some(vectron_auth::TokenSigner::generate().context("drawing a token secret")?)
+                }
+                (None, false) => None,
+            },
         };
         config.grpc_addr = self.grpc_addr;
         config.http_addr = self.http_addr;
@@ -431,7 +456,7 @@ fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
 }
 
 async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let (config, admin_key) = args.options.config(args.control)?;
+    let (config, admin_key) = args.options.config(args.control, false)?;
     let gateway = vectron_gateway::Gateway::start(config)
         .await
         .context("the gateway did not start")?;

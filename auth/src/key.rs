@@ -195,7 +195,7 @@ impl KeyRecord {
     #[must_use]
     pub fn principal(&self) -> Principal {
         Principal {
-            key_id: self.id.clone(),
+            name: format!("key {}", self.id),
             role: self.role,
             grants: self.grants.clone(),
         }
@@ -225,8 +225,8 @@ mod tests {
         assert!(record.hash().unwrap().matches(parsed.secret));
         let who = record.principal();
         assert_eq!(
-            (who.key_id.as_str(), who.role),
-            (made.id.as_str(), Role::Read)
+            (who.name, who.role),
+            (format!("key {}", made.id), Role::Read)
         );
 
         let other = generate_key().unwrap();

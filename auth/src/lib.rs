@@ -2,18 +2,25 @@
 //!
 //! Pure functions and types, no IO: the gateway authenticates a caller into a
 //! [`Principal`] and asks [`authorize`] before every action; the control plane stores
-//! [`KeyRecord`]s (an id and a hash of the secret, never the secret).
+//! [`KeyRecord`]s (an id and a hash of the secret, never the secret); tokens are JWTs
+//! a [`TokenSigner`] mints and checks.
 //!
 //! ```text
 //!   "vk_<id>_<secret>" ──parse──► ParsedKey ──(id → KeyRecord, verify hash)──► Principal
+//!   "<jwt>" ──TokenSigner::verify (signature, exp)──► Claims ──────────────────► Principal
 //!   Principal + Action + collection ──authorize──► Ok | Denied
 //! ```
 
 mod key;
 mod principal;
+mod token;
 
 pub use key::{
     KEY_ID_LEN, KEY_PREFIX, KeyError, KeyRecord, NewKey, ParsedKey, SecretHash, generate_key,
     parse_key,
 };
 pub use principal::{Access, Action, Denied, Principal, Role, authorize};
+pub use token::{
+    Claims, DEFAULT_TOKEN_TTL, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, MIN_TOKEN_SECRET_BYTES,
+    TOKEN_LEEWAY, TokenError, TokenSigner, looks_like_token,
+};

@@ -77,9 +77,9 @@ impl fmt::Display for Action {
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The key it presented (`admin` for the bootstrap admin key, `anonymous` with
-    /// authentication off).
-    pub key_id: String,
+    /// Who it is, as logs and refusals name it: `key <id>`, `token <subject>`,
+    /// `admin key` for the bootstrap admin key, `anonymous` with authentication off.
+    pub name: String,
     /// Its role.
     pub role: Role,
     /// Collections it may use beyond its role.
@@ -91,7 +91,7 @@ impl Principal {
     #[must_use]
     pub fn anonymous() -> Self {
         Self {
-            key_id: "anonymous".into(),
+            name: "anonymous".into(),
             role: Role::Admin,
             grants: BTreeMap::new(),
         }
@@ -101,7 +101,7 @@ impl Principal {
     #[must_use]
     pub fn bootstrap_admin() -> Self {
         Self {
-            key_id: "admin".into(),
+            name: "admin key".into(),
             role: Role::Admin,
             grants: BTreeMap::new(),
         }
@@ -116,10 +116,10 @@ impl Principal {
 
 /// Why a caller may not act.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("key {key_id} may not {action}{}", on.as_ref().map(|c| format!(" collection {c:?}")).unwrap_or_default())]
+#[error("{caller} may not {action}{}", on.as_ref().map(|c| format!(" collection {c:?}")).unwrap_or_default())]
 pub struct Denied {
-    /// The caller's key.
-    pub key_id: String,
+    /// The caller, by [`Principal::name`].
+    pub caller: String,
     /// What it asked.
     pub action: Action,
     /// On which collection.
@@ -149,7 +149,7 @@ pub fn authorize(who: &Principal, action: Action, collection: Option<&str>) -> R
         Ok(())
     } else {
         Err(Denied {
-            key_id: who.key_id.clone(),
+            caller: who.name.clone(),
             action,
             on: collection.map(str::to_owned),
         })
@@ -162,7 +162,7 @@ mod tests {
 
     fn key(role: Role, grants: &[(&str, Access)]) -> Principal {
         Principal {
-            key_id: "k".into(),
+            name: "key k".into(),
             role,
             grants: grants.iter().map(|(c, a)| ((*c).to_owned(), *a)).collect(),
         }

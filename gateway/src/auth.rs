@@ -16,7 +16,7 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse as _, Response};
 use http::HeaderMap;
 use http::request::Parts;
-use vectron_auth::{Principal, SecretHash, parse_key};
+use vectron_auth::{Principal, SecretHash, TokenError, TokenSigner, looks_like_token, parse_key};
 
 use crate::config::AuthConfig;
 use crate::error::GatewayError;
@@ -30,6 +30,8 @@ pub(crate) struct Authenticator {
     enabled: bool,
     admin: Option<SecretHash>,
     routing: Arc<RoutingCache>,
+    /// Signs and checks tokens, when the gateway has a token secret.
+    tokens: Option<TokenSigner>,
     /// The caller with authentication off.
     anonymous: Arc<Principal>,
     /// The holder of the bootstrap admin key.
@@ -42,6 +44,7 @@ impl Authenticator {
             enabled: config.enabled,
             admin: config.admin_key.as_deref().map(SecretHash::of),
             routing,
+            tokens: config.tokens.clone(),
             anonymous: Arc::new(Principal::anonymous()),
             bootstrap: Arc::new(Principal::bootstrap_admin()),
         }
@@ -76,9 +79,30 @@ impl Authenticator {
                 return Ok(Arc::clone(&stored.who));
             }
         }
+        if looks_like_token(presented) {
+            let Some(tokens) = &self.tokens else {
+                return Err(GatewayError::Unauthenticated {
+                    reason: "this gateway takes no tokens (it has no token secret)",
+                });
+            };
+            return match tokens.verify(presented) {
+                Ok(claims) => Ok(Arc::new(claims.principal())),
+                Err(TokenError::Expired) => Err(GatewayError::Unauthenticated {
+                    reason: "the token expired",
+                }),
+                Err(_) => Err(GatewayError::Unauthenticated {
+                    reason: "the token is not valid (not signed with this cluster's token secret, or damaged)",
+                }),
+            };
+        }
         Err(GatewayError::Unauthenticated {
             reason: "the API key is not valid (unknown, revoked or mistyped)",
         })
+    }
+
+    /// The signer of tokens, when the gateway has a token secret.
+    pub(crate) fn tokens(&self) -> Option<&TokenSigner> {
+        self.tokens.as_ref()
     }
 }
 
@@ -267,6 +291,7 @@ mod tests {
                 enabled,
                 admin_key: Some("correct horse battery staple".into()),
                 insecure: false,
+                tokens: Some(TokenSigner::new(SECRET).unwrap()),
             },
             routing,
         )
@@ -280,7 +305,7 @@ mod tests {
             headers(&[("authorization", "Bearer correct horse battery staple")]),
             headers(&[("authorization", "bearer correct horse battery staple")]),
         ] {
-            assert_eq!(auth.authenticate(&good).unwrap().key_id, "admin");
+            assert_eq!(auth.authenticate(&good).unwrap().name, "admin key");
         }
         for bad in [
             headers(&[]),
@@ -301,6 +326,45 @@ mod tests {
             .authenticate(&headers(&[("api-key", &key)]))
             .unwrap_err();
         assert!(matches!(early, GatewayError::NotReady { .. }), "{early}");
+    }
+
+    const SECRET: &[u8] = b"a token secret of 32 bytes or so";
+
+    #[test]
+    fn a_token_signed_with_the_secret_is_its_claims_caller_until_it_expires() {
+        use std::time::{Duration, SystemTime};
+        use vectron_auth::{Access, Claims, Role};
+        let auth = authenticator(true);
+        let signer = TokenSigner::new(SECRET).unwrap();
+        let claims = |made: SystemTime| {
+            Claims::new(
+                "alice".into(),
+                Role::Scoped,
+                [("docs".to_owned(), Access::Read)].into(),
+                made,
+                Duration::from_secs(60),
+            )
+        };
+        let token = signer.mint(&claims(SystemTime::now())).unwrap();
+        let who = auth
+            .authenticate(&headers(&[("authorization", &format!("Bearer {token}"))]))
+            .unwrap();
+        assert_eq!(who.name, "token alice");
+        assert_eq!(who.grants["docs"], Access::Read);
+        let old = signer
+            .mint(&claims(SystemTime::now() - Duration::from_secs(3600)))
+            .unwrap();
+        let other = TokenSigner::new(b"some other secret of enough bytes").unwrap();
+        let foreign = other.mint(&claims(SystemTime::now())).unwrap();
+        for (token, why) in [(old, "expired"), (foreign, "not valid")] {
+            let refused = auth
+                .authenticate(&headers(&[("api-key", &token)]))
+                .unwrap_err();
+            assert!(
+                matches!(refused, GatewayError::Unauthenticated { reason } if reason.contains(why)),
+                "{refused}"
+            );
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use vectron_auth::TokenSigner;
 pub use vectron_proto::rules::Limits;
 
 use crate::admission::AdmissionConfig;
@@ -101,7 +102,7 @@ pub struct GatewayConfig {
 }
 
 /// Authentication of the gateway's callers.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct AuthConfig {
     /// Every call but the health probes must carry an API key.
     pub enabled: bool,
@@ -112,6 +113,9 @@ pub struct AuthConfig {
     /// Serve an address other than loopback with authentication off. Without it such a
     /// gateway refuses to start: anyone who reaches it could read and drop everything.
     pub insecure: bool,
+    /// Signs and checks tokens (`Keys.CreateToken`), with a secret every gateway of the
+    /// cluster shares. Without it the gateway mints no tokens and takes none.
+    pub tokens: Option<TokenSigner>,
 }
 
 /// Shortest bootstrap admin key.
@@ -124,6 +128,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("enabled", &self.enabled)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<set>"))
             .field("insecure", &self.insecure)
+            .field("tokens", &self.tokens.as_ref().map(|_| "<set>"))
             .finish()
     }
 }

@@ -186,7 +186,9 @@ pub enum GatewayError {
     #[error("reading the request failed: {}", .0.message())]
     Request(#[source] Status),
     /// Authentication is on and the call carries no valid key.
-    #[error("{reason}: send an API key as `authorization: Bearer <key>` or `api-key: <key>`")]
+    #[error(
+        "{reason}: send an API key or a token as `authorization: Bearer <key>` or `api-key: <key>`"
+    )]
     Unauthenticated {
         /// What was wrong.
         reason: &'static str,
@@ -197,6 +199,11 @@ pub enum GatewayError {
     /// A key request that breaks a rule.
     #[error(transparent)]
     KeyRule(#[from] vectron_proto::keys::KeyRuleError),
+    /// A token asked of a gateway without a token secret.
+    #[error(
+        "this gateway has no token secret, so it mints no tokens: start every gateway with the same --jwt-secret-file"
+    )]
+    NoTokenSecret,
     /// A bug: something that must not happen did.
     #[error("internal error: {0}")]
     Internal(String),
@@ -302,6 +309,7 @@ impl GatewayError {
             E::Unauthenticated { .. } => Code::Unauthenticated,
             E::Denied(_) => Code::PermissionDenied,
             E::KeyRule(rule) => rule.code(),
+            E::NoTokenSecret => Code::FailedPrecondition,
             E::Internal(_) => Code::Internal,
         }
     }

@@ -22,8 +22,8 @@ use vectron_proto::v1::{
     SearchResponse, UpsertRequest, UpsertResponse,
 };
 use vectron_proto::v1::{
-    CreateKeyRequest, CreateKeyResponse, ListKeysRequest, ListKeysResponse, RevokeKeyRequest,
-    RevokeKeyResponse,
+    CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, ListKeysRequest,
+    ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -367,6 +367,15 @@ impl Keys for GrpcApi {
         let who = grpc_caller(&request)?;
         self.service.revoke_key(&who, &request.get_ref().id).await?;
         Ok(Response::new(RevokeKeyResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        let made = self.service.create_token(&who, request.get_ref())?;
+        Ok(Response::new(made))
     }
 }
 

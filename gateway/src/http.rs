@@ -21,8 +21,8 @@ use vectron_proto::core::v1 as core;
 use vectron_proto::json::{from_json, to_json};
 use vectron_proto::v1::{
     CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, CreateKeyRequest,
-    DeleteRequest, DeleteResponse, GetRequest, ListCollectionsResponse, ListKeysResponse, Point,
-    ScrollRequest, SearchRequest, UpsertRequest,
+    CreateTokenRequest, DeleteRequest, DeleteResponse, GetRequest, ListCollectionsResponse,
+    ListKeysResponse, Point, ScrollRequest, SearchRequest, UpsertRequest,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -88,6 +88,7 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/collections/{name}/points/{id}", get(get_one))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
+        .route("/v1/tokens", post(create_token))
         .fallback(|| async {
             json_answer(
                 StatusCode::NOT_FOUND,
@@ -634,6 +635,18 @@ async fn create_key(
     let value = json_body(&service, &headers, body, None).await?;
     let request: CreateKeyRequest = parse(&value)?;
     let made = service.create_key(&who, &request).await?;
+    ok(&to_json(&made))
+}
+
+async fn create_token(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let request: CreateTokenRequest = parse(&value)?;
+    let made = service.create_token(&who, &request)?;
     ok(&to_json(&made))
 }
 

@@ -63,6 +63,9 @@ pub enum StartError {
     /// An admin key given while authentication is off would protect nothing.
     #[error("an admin key was given but authentication is off: add --auth")]
     AdminKeyWithoutAuth,
+    /// A token secret given while authentication is off would protect nothing.
+    #[error("a token secret was given but authentication is off: add --auth")]
+    TokensWithoutAuth,
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}")]
     Bind {
@@ -137,6 +140,9 @@ impl Gateway {
                     len: key.chars().count(),
                 });
             }
+        }
+        if config.auth.tokens.is_some() && !config.auth.enabled {
+            return Err(StartError::TokensWithoutAuth);
         }
         let control =
             ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {

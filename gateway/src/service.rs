@@ -7,18 +7,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
-use vectron_auth::{Action, Principal, authorize};
+use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
-use vectron_auth::{KeyRecord, generate_key};
+use vectron_auth::{Action, Claims, KeyRecord, Principal, authorize, generate_key};
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
-use vectron_proto::keys::{check_new_key, key_entry};
+use vectron_proto::keys::{check_new_key, check_new_token, key_entry};
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
-    CreateKeyResponse, KeyInfo, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo, ShardStats,
+    CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, KeyInfo, ReplicaRole, ReplicaState,
+    ReplicaStatus, ShardInfo, ShardStats,
 };
 
 use crate::admission::Admission;
@@ -253,7 +253,7 @@ impl Service {
             .create_api_key(key_entry(&record))
             .await
             .map_err(GatewayError::Control)?;
-        tracing::info!(key = %made.id, by = %who.key_id, %role, "API key created");
+        tracing::info!(key = %made.id, by = %who.name, %role, "API key created");
         Ok(CreateKeyResponse {
             key: Some(info),
             secret: made.key,
@@ -276,8 +276,28 @@ impl Service {
             .revoke_api_key(id)
             .await
             .map_err(GatewayError::Control)?;
-        tracing::info!(key = %id, by = %who.key_id, "API key revoked");
+        tracing::info!(key = %id, by = %who.name, "API key revoked");
         Ok(())
+    }
+
+    /// Mints a token with the gateway's token secret.
+    pub(crate) fn create_token(
+        &self,
+        who: &Principal,
+        request: &CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        let (subject, role, grants, ttl) = check_new_token(request)?;
+        let tokens = self.auth.tokens().ok_or(GatewayError::NoTokenSecret)?;
+        let claims = Claims::new(subject, role, grants, SystemTime::now(), ttl);
+        let token = tokens
+            .mint(&claims)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        tracing::info!(subject = %claims.sub, by = %who.name, %role, expires = claims.exp, "token minted");
+        Ok(CreateTokenResponse {
+            token,
+            expires_at_unix_s: claims.exp,
+        })
     }
 
     // --- stats -----------------------------------------------------------------------

@@ -3,9 +3,12 @@
 //! plane both convert here.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use tonic::Code;
-use vectron_auth::{Access, KeyRecord, Role, SecretHash};
+use vectron_auth::{
+    Access, DEFAULT_TOKEN_TTL, KeyRecord, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, Role, SecretHash,
+};
 
 use crate::control::v1::ApiKeyEntry;
 use crate::rules::check_collection_name;
@@ -64,6 +67,18 @@ pub enum KeyRuleError {
         /// Its length.
         got: usize,
     },
+    /// A token without a subject.
+    #[error("a token needs a subject: whom it is for")]
+    NoSubject,
+    /// A subject too long or with control characters.
+    #[error("a token subject has at most {MAX_SUBJECT_BYTES} bytes and no control characters")]
+    BadSubject,
+    /// A token that would live too long.
+    #[error("a token lives at most {} seconds, not {got}", MAX_TOKEN_TTL.as_secs())]
+    TtlTooLong {
+        /// The lifetime asked for, in seconds.
+        got: u64,
+    },
     /// A stored entry without its key or with a broken hash.
     #[error("a stored key entry is damaged: {0}")]
     Damaged(String),
@@ -87,13 +102,44 @@ impl KeyRuleError {
 pub fn check_new_key(
     request: &api::CreateKeyRequest,
 ) -> Result<(Role, BTreeMap<String, Access>), KeyRuleError> {
-    let role = role(request.role())?;
     if request.description.len() > MAX_KEY_DESCRIPTION_BYTES {
         return Err(KeyRuleError::DescriptionTooLong {
             got: request.description.len(),
         });
     }
-    let grants = grants(&request.grants)?;
+    scope(request.role(), &request.grants)
+}
+
+/// What a token asked for: its subject, role, grants and lifetime, checked.
+///
+/// # Errors
+/// The first rule of `CreateTokenRequest` the request breaks.
+pub fn check_new_token(
+    request: &api::CreateTokenRequest,
+) -> Result<(String, Role, BTreeMap<String, Access>, Duration), KeyRuleError> {
+    let subject = &request.subject;
+    if subject.is_empty() {
+        return Err(KeyRuleError::NoSubject);
+    }
+    if subject.len() > MAX_SUBJECT_BYTES || subject.chars().any(char::is_control) {
+        return Err(KeyRuleError::BadSubject);
+    }
+    let ttl = match request.ttl_seconds {
+        0 => DEFAULT_TOKEN_TTL,
+        s if s > MAX_TOKEN_TTL.as_secs() => return Err(KeyRuleError::TtlTooLong { got: s }),
+        s => Duration::from_secs(s),
+    };
+    let (role, grants) = scope(request.role(), &request.grants)?;
+    Ok((subject.clone(), role, grants, ttl))
+}
+
+/// A role and grants that go together: a scoped caller has grants, an admin none.
+fn scope(
+    role: api::KeyRole,
+    given: &[api::CollectionGrant],
+) -> Result<(Role, BTreeMap<String, Access>), KeyRuleError> {
+    let role = self::role(role)?;
+    let grants = grants(given)?;
     match role {
         Role::Scoped if grants.is_empty() => Err(KeyRuleError::ScopedWithoutGrants),
         Role::Admin if !grants.is_empty() => Err(KeyRuleError::AdminWithGrants),
@@ -281,6 +327,46 @@ mod tests {
             refused(long),
             KeyRuleError::DescriptionTooLong { .. }
         ));
+    }
+
+    #[test]
+    fn new_tokens_follow_the_rules() {
+        let token = |subject: &str, ttl_seconds: u64| {
+            let mut r = api::CreateTokenRequest {
+                subject: subject.into(),
+                grants: vec![grant("docs", api::Access::Read)],
+                ttl_seconds,
+                ..Default::default()
+            };
+            r.set_role(api::KeyRole::Scoped);
+            check_new_token(&r)
+        };
+        let (subject, role, grants, ttl) = token("alice", 0).unwrap();
+        assert_eq!((subject.as_str(), role), ("alice", Role::Scoped));
+        assert_eq!(grants["docs"], Access::Read);
+        assert_eq!(ttl, DEFAULT_TOKEN_TTL);
+        assert_eq!(token("alice", 60).unwrap().3, Duration::from_secs(60));
+        assert_eq!(token("", 0).unwrap_err(), KeyRuleError::NoSubject);
+        assert_eq!(token("a\nb", 0).unwrap_err(), KeyRuleError::BadSubject);
+        assert_eq!(
+            token(&"a".repeat(MAX_SUBJECT_BYTES + 1), 0).unwrap_err(),
+            KeyRuleError::BadSubject
+        );
+        let too_long = MAX_TOKEN_TTL.as_secs() + 1;
+        assert_eq!(
+            token("alice", too_long).unwrap_err(),
+            KeyRuleError::TtlTooLong { got: too_long }
+        );
+        let mut admin_with_grants = api::CreateTokenRequest {
+            subject: "ops".into(),
+            grants: vec![grant("docs", api::Access::Read)],
+            ..Default::default()
+        };
+        admin_with_grants.set_role(api::KeyRole::Admin);
+        assert_eq!(
+            check_new_token(&admin_with_grants).unwrap_err(),
+            KeyRuleError::AdminWithGrants
+        );
     }
 
     #[test]

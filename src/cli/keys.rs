@@ -1,14 +1,16 @@
-//! `vectron keys create|list|revoke`: API keys, an admin's calls (pass the admin key
-//! with --api-key).
+//! `vectron keys create|list|revoke|token`: API keys and tokens, an admin's calls (pass
+//! the admin key with --api-key).
 
 use clap::{Args, Subcommand, ValueEnum};
 use vectron_client::api::{ListKeysResponse, RevokeKeyResponse};
-use vectron_client::{Access, CollectionGrant, CreateKeyRequest, KeyInfo, KeyRole};
+use vectron_client::{
+    Access, CollectionGrant, CreateKeyRequest, CreateTokenRequest, KeyInfo, KeyRole,
+};
 
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
 
-/// Create, list and revoke API keys (an admin's calls: give the admin key with
-/// --api-key).
+/// Create, list and revoke API keys, and mint tokens (an admin's calls: give the admin
+/// key with --api-key).
 #[derive(Debug, Args)]
 pub(crate) struct KeysArgs {
     #[command(subcommand)]
@@ -31,6 +33,42 @@ enum KeysCommand {
         /// The key's id (the 12 characters after vk_).
         id: String,
     },
+    /// Mint a token and print it: a JWT every gateway sharing the token secret
+    /// (--jwt-secret-file) takes until it expires. It cannot be revoked, so keep its
+    /// lifetime short.
+    ///
+    /// Example: vectron keys token --subject ci --role scoped --grant docs:read --ttl 600
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// Whom the token is for: logs and refusals name it.
+    #[arg(long)]
+    subject: String,
+    /// What the token may do everywhere.
+    #[arg(long, value_enum)]
+    role: RoleArg,
+    /// A collection the token may use beyond its role, as NAME:read or NAME:read_write
+    /// (repeat for several).
+    #[arg(long = "grant", value_name = "NAME:ACCESS", value_parser = parse_grant)]
+    grants: Vec<CollectionGrant>,
+    /// Its lifetime in seconds (at most 30 days).
+    #[arg(long = "ttl", value_name = "SECONDS", default_value_t = 3600)]
+    ttl_seconds: u64,
+}
+
+impl TokenArgs {
+    fn request(self) -> CreateTokenRequest {
+        let mut request = CreateTokenRequest {
+            subject: self.subject,
+            grants: self.grants,
+            ttl_seconds: self.ttl_seconds,
+            ..CreateTokenRequest::default()
+        };
+        request.set_role(self.role.into());
+        request
+    }
 }
 
 #[derive(Debug, Args)]
@@ -82,12 +120,18 @@ impl CreateArgs {
             description: self.description,
             ..CreateKeyRequest::default()
         };
-        request.set_role(match self.role {
+        request.set_role(self.role.into());
+        request
+    }
+}
+
+impl From<RoleArg> for KeyRole {
+    fn from(role: RoleArg) -> Self {
+        match role {
             RoleArg::Admin => KeyRole::Admin,
             RoleArg::Read => KeyRole::Read,
             RoleArg::Scoped => KeyRole::Scoped,
-        });
-        request
+        }
     }
 }
 
@@ -159,6 +203,14 @@ impl KeysArgs {
                     output::print_json(&RevokeKeyResponse {});
                 } else {
                     output::text(&format!("revoked key {id}\n"));
+                }
+            }
+            KeysCommand::Token(args) => {
+                let made = client.create_token(args.request()).await?;
+                if json {
+                    output::print_json(&made);
+                } else {
+                    output::text(&format!("{}\n", made.token));
                 }
             }
         }

@@ -5,9 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use vectron_auth::{Claims, Role, TokenSigner, parse_key};
 use vectron_client::{
-    Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, Error, KeyRole, Metric,
-    Point, ScrollRequest, SearchRequest,
+    Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, CreateTokenRequest, Error,
+    KeyRole, Metric, Point, ScrollRequest, SearchRequest,
 };
 
 use crate::support::{self, Http};
@@ -37,6 +38,18 @@ fn key_request(role: KeyRole, grants: &[(&str, Access)]) -> CreateKeyRequest {
             .collect(),
         description: "made by the auth test".into(),
         ..CreateKeyRequest::default()
+    };
+    request.set_role(role);
+    request
+}
+
+fn token_request(subject: &str, role: KeyRole, grants: &[(&str, Access)]) -> CreateTokenRequest {
+    let key = key_request(role, grants);
+    let mut request = CreateTokenRequest {
+        subject: subject.into(),
+        grants: key.grants,
+        ttl_seconds: 600,
+        ..CreateTokenRequest::default()
     };
     request.set_role(role);
     request
@@ -250,7 +263,7 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
         "{text}"
     );
     for secret in [&read.secret, &scoped.secret] {
-        let hidden = secret.rsplit('_').next().unwrap();
+        let hidden = parse_key(secret).unwrap().secret;
         assert!(!text.contains(hidden), "a secret in the list: {text}");
     }
     assert_eq!(admin.list_keys().await.unwrap().len(), 2);
@@ -277,6 +290,28 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // It has no token secret: it mints no tokens, and takes none of the first's.
+    let second_admin = client(&support::grpc_addr(&second), Some(ADMIN)).await;
+    let refused = second_admin
+        .create_token(token_request("ci", KeyRole::Read, &[]))
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::FailedPrecondition(m)) if m.contains("--jwt-secret-file")),
+        "{refused:?}"
+    );
+    let token = admin
+        .create_token(token_request("ci", KeyRole::Read, &[]))
+        .await
+        .unwrap()
+        .token;
+    let refused = client(&support::grpc_addr(&second), Some(&token))
+        .await
+        .list_collections()
+        .await;
+    assert!(
+        matches!(&refused, Err(Error::Unauthenticated(m)) if m.contains("takes no tokens")),
+        "{refused:?}"
+    );
 
     // Revoked through the first gateway's HTTP door: both refuse it within a second.
     let id = scoped.key.as_ref().unwrap().id.clone();
@@ -319,7 +354,7 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
     files(dir.path(), &mut all);
     assert!(!all.is_empty());
     for secret in [&read.secret, &scoped.secret] {
-        let hidden = secret.rsplit('_').next().unwrap().as_bytes();
+        let hidden = parse_key(secret).unwrap().secret.as_bytes();
         for file in &all {
             let bytes = std::fs::read(file).unwrap_or_default();
             assert!(
@@ -333,6 +368,187 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_expire() {
+    let dir = support::tempdir();
+    let secret = b"a token secret shared by the gateways, 48 bytes.";
+    let secret_file = dir.path().join("jwt-secret");
+    let mut written = secret.to_vec();
+    written.push(b'\n');
+    std::fs::write(&secret_file, written).unwrap();
+    let secret_arg = secret_file.to_str().unwrap();
+    let dev = support::dev_with(
+        dir.path(),
+        &[
+            "--cores",
+            "1",
+            "--auth",
+            "--admin-key",
+            ADMIN,
+            "--jwt-secret-file",
+            secret_arg,
+        ],
+    );
+    let grpc = support::grpc_addr(&dev);
+    let http = Http::new(&support::http_addr(&dev));
+    let admin = client(&grpc, Some(ADMIN)).await;
+    for name in ["docs", "other"] {
+        admin
+            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
+            .await
+            .unwrap();
+        admin.upsert(name, points("p")).await.unwrap();
+    }
+
+    // A scoped token reads its collection, lists only it, and touches nothing else.
+    let made = admin
+        .create_token(token_request(
+            "ci",
+            KeyRole::Scoped,
+            &[("docs", Access::Read)],
+        ))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 590..=now + 610).contains(&made.expires_at_unix_s));
+    let bearer = client(&grpc, Some(&made.token)).await;
+    let listed: Vec<String> = bearer
+        .list_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.spec.unwrap().name)
+        .collect();
+    assert_eq!(listed, ["docs"]);
+    assert_eq!(bearer.count("docs", None).await.unwrap(), 4);
+    denied(bearer.upsert("docs", points("t")).await);
+    denied(bearer.count("other", None).await);
+    denied(bearer.describe_collection("other").await);
+    denied(
+        bearer
+            .create_token(token_request("me", KeyRole::Admin, &[]))
+            .await,
+    );
+    match bearer.upsert("docs", points("t")).await {
+        Err(Error::PermissionDenied(m)) => assert!(m.contains("token ci may not"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+
+    // Minted over HTTP too, and taken there.
+    let as_admin = http.with_header("api-key", ADMIN);
+    let (code, body) = as_admin
+        .json(
+            "POST",
+            "/v1/tokens",
+            Some(serde_json::json!({"subject": "web", "role": "read", "ttl_seconds": 60})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let web = body["token"].as_str().unwrap().to_owned();
+    let (code, body) = http
+        .with_header("authorization", &format!("Bearer {web}"))
+        .json("GET", "/v1/collections", None)
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["collections"].as_array().unwrap().len(), 2);
+    // The rules of a token: a lifetime past 30 days, no subject.
+    for bad in [
+        serde_json::json!({"subject": "web", "role": "read", "ttl_seconds": 2_592_001}),
+        serde_json::json!({"role": "read"}),
+    ] {
+        let (code, body) = as_admin.json("POST", "/v1/tokens", Some(bad)).await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["error"]["code"], "INVALID_ARGUMENT");
+    }
+
+    // Expired beyond the leeway, signed with another secret, or tampered with: 401.
+    let signer = TokenSigner::new(secret).unwrap();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(7200);
+    let expired = signer
+        .mint(&Claims::new(
+            "old".into(),
+            Role::Admin,
+            Default::default(),
+            two_hours_ago,
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    let (code, headers, body) = http
+        .with_header("authorization", &format!("Bearer {expired}"))
+        .send_full("GET", "/v1/collections", None, Vec::new())
+        .await;
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert!(body.contains("the token expired"), "{body}");
+    let foreign = TokenSigner::new(b"not the cluster's secret, though long enough")
+        .unwrap()
+        .mint(&Claims::new(
+            "intruder".into(),
+            Role::Admin,
+            Default::default(),
+            std::time::SystemTime::now(),
+            Duration::from_secs(60),
+        ))
+        .unwrap();
+    let mut tampered = made.token.clone();
+    tampered.pop();
+    tampered.push(if made.token.ends_with('A') { 'B' } else { 'A' });
+    for token in [&expired, &foreign, &tampered] {
+        match client(&grpc, Some(token)).await.list_collections().await {
+            Err(Error::Unauthenticated(m)) => assert!(m.contains("token"), "{m}"),
+            other => panic!("a bad token was taken: {other:?}"),
+        }
+    }
+
+    // A second gateway with the same secret takes the first one's token.
+    let second = support::Process::start(&[
+        "gateway",
+        "--control",
+        dev.ready["control"].as_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--auth",
+        "--admin-key",
+        ADMIN,
+        "--jwt-secret-file",
+        secret_arg,
+    ]);
+    let elsewhere = client(&support::grpc_addr(&second), Some(&made.token)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match elsewhere.count("docs", None).await {
+            Ok(n) => {
+                assert_eq!(n, 4);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "never taken: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    denied(elsewhere.count("other", None).await);
+    second.terminate();
+
+    // A token secret too short to resist guessing: refused at start.
+    let short = dir.path().join("short-secret");
+    std::fs::write(&short, b"too short\n").unwrap();
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["dev", "--data-dir", dir.path().join("x").to_str().unwrap()])
+        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args(["--cores", "1", "--auth", "--jwt-secret-file"])
+        .arg(&short)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("at least 32 bytes, not 9"), "{stderr}");
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
     let dir = support::tempdir();
     let dev = support::dev_with(dir.path(), &["--cores", "1", "--auth"]);
@@ -340,8 +556,16 @@ async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
     assert!(key.starts_with("vk_"), "{key}");
     let grpc = support::grpc_addr(&dev);
     unauthenticated(client(&grpc, None).await.list_collections().await);
+    let admin = client(&grpc, Some(&key)).await;
+    assert!(admin.list_collections().await.unwrap().is_empty());
+    // `vectron dev --auth` draws a token secret: its tokens work without setup.
+    let token = admin
+        .create_token(token_request("dev", KeyRole::Read, &[]))
+        .await
+        .unwrap()
+        .token;
     assert!(
-        client(&grpc, Some(&key))
+        client(&grpc, Some(&token))
             .await
             .list_collections()
             .await
@@ -460,6 +684,32 @@ fn the_cli_makes_lists_and_revokes_keys_with_the_admin_key() {
     let (ok, out, err) = vectron(&key, &["collections", "list"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "no collections");
+
+    // A token minted by the CLI is a credential for the CLI.
+    let (ok, out, err) = vectron(
+        ADMIN,
+        &[
+            "keys",
+            "token",
+            "--subject",
+            "cli",
+            "--role",
+            "scoped",
+            "--grant",
+            "docs:read",
+            "--ttl",
+            "60",
+        ],
+    );
+    assert!(ok, "{err}");
+    let token = out.trim().to_owned();
+    assert_eq!(token.matches('.').count(), 2, "{out}");
+    let (ok, out, err) = vectron(&token, &["collections", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "no collections");
+    let (ok, _, err) = vectron(&token, &["keys", "list"]);
+    assert!(!ok);
+    assert!(err.contains("token cli may not manage API keys"), "{err}");
 
     let (ok, out, err) = vectron(ADMIN, &["keys", "revoke", id]);
     assert!(ok, "{err}");

@@ -389,7 +389,7 @@ fn converged(replicas: &[&Replica], ids: &[String]) {
 /// Writes `record` through whichever of `replicas` leads, as a client does: a write the
 /// replica did not take (it no longer leads, or its lease lapsed while a loaded machine
 /// held up its heartbeats) is sent again to whoever leads then.
-fn write(replicas: &[Replica], record: Record0) -> ClientWriteResponse<ShardRaft> {
+fn write(replicas: &[Replica], record: &Record0) -> ClientWriteResponse<ShardRaft> {
     let all: Vec<&Replica> = replicas.iter().collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -469,13 +469,13 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     let mut expected: Vec<String> = Vec::new();
     for batch in 0..20 {
         let ids = names(batch, 3);
-        let ack = write(&replicas, Record0::Upsert(ids.clone()));
+        let ack = write(&replicas, &Record0::Upsert(ids.clone()));
         assert_eq!(ack.data.count, 3);
         expected.extend(ids);
     }
     let ack = write(
         &replicas,
-        Record0::Delete(vec!["b000-0".into(), "missing".into()]),
+        &Record0::Delete(vec!["b000-0".into(), "missing".into()]),
     );
     assert_eq!(ack.data.count, 1, "one of the two ids existed");
     expected.retain(|id| id != "b000-0");
@@ -499,7 +499,7 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     assert_ne!(second, first);
     for batch in 20..30 {
         let ids = names(batch, 2);
-        write(&replicas, Record0::Upsert(ids.clone()));
+        write(&replicas, &Record0::Upsert(ids.clone()));
         expected.extend(ids);
     }
     expected.sort();
@@ -521,13 +521,13 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     find(&mut replicas, away).kill();
     for batch in 30..40 {
         let ids = names(batch, 4);
-        write(&replicas, Record0::Upsert(ids.clone()));
+        write(&replicas, &Record0::Upsert(ids.clone()));
         expected.extend(ids);
     }
     // Payloads large enough that the snapshot's files travel in several pieces.
     for i in 0..3 {
         let id = format!("heavy-{i}");
-        write(&replicas, Record0::Heavy(id.clone(), 1 << 20));
+        write(&replicas, &Record0::Heavy(id.clone(), 1 << 20));
         expected.push(id);
     }
     expected.sort();
@@ -549,7 +549,7 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
     );
     // Writes go on with all three.
     let ids = names(40, 5);
-    write(&replicas, Record0::Upsert(ids.clone()));
+    write(&replicas, &Record0::Upsert(ids.clone()));
     expected.extend(ids);
     expected.sort();
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
@@ -587,7 +587,7 @@ fn a_group_of_three_survives_its_leaders_death_and_brings_replicas_back() {
         }
     }
     let ids = names(41, 2);
-    write(&replicas, Record0::Upsert(ids.clone()));
+    write(&replicas, &Record0::Upsert(ids.clone()));
     expected.extend(ids);
     expected.sort();
     converged(&replicas.iter().collect::<Vec<_>>(), &expected);
@@ -623,7 +623,7 @@ fn a_follower_far_behind_catches_up_through_appends_bounded_in_bytes() {
     let mut expected = Vec::new();
     for i in 0..24 {
         let id = format!("heavy-{i:02}");
-        let ack = write(&replicas, Record0::Heavy(id.clone(), 1 << 20));
+        let ack = write(&replicas, &Record0::Heavy(id.clone(), 1 << 20));
         assert_eq!(ack.data.count, 1);
         expected.push(id);
     }
@@ -713,7 +713,7 @@ fn under_partitions_losses_and_restarts_no_acknowledged_write_is_lost() {
     plan.calm();
     let barrier = "barrier".to_string();
     attempted.insert(barrier.clone());
-    write(&replicas, Record0::Upsert(vec![barrier.clone()]));
+    write(&replicas, &Record0::Upsert(vec![barrier.clone()]));
     acked.insert(barrier);
     let held = eventually(
         "replicas converge",
@@ -898,7 +898,7 @@ fn damaged_or_misaddressed_replication_messages_are_refused_with_the_reason() {
         (after.applied, after.snapshot),
         (before.applied, before.snapshot)
     );
-    let ack = write(&replicas, Record0::Upsert(vec!["after".into()]));
+    let ack = write(&replicas, &Record0::Upsert(vec!["after".into()]));
     assert_eq!(ack.data.count, 1);
     converged(&replicas.iter().collect::<Vec<_>>(), &["after".to_string()]);
     for r in replicas {

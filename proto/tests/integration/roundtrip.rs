@@ -96,7 +96,8 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             ReplicaInfo, ReplicaStatus, ShardInfo, CollectionInfo,
             // keys.proto
             CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,
-            ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse,
+            ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, CreateTokenRequest,
+            CreateTokenResponse,
             // filter.proto
             Filter, Condition, FieldCondition, AnyOf, Range, HasIdCondition,
             // search.proto

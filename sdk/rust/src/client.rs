@@ -22,7 +22,8 @@ use vectron_proto::v1::{
     UpsertResponse, delete_request,
 };
 use vectron_proto::v1::{
-    CreateKeyRequest, CreateKeyResponse, KeyInfo, ListKeysRequest, RevokeKeyRequest,
+    CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, KeyInfo,
+    ListKeysRequest, RevokeKeyRequest,
 };
 
 use crate::Error;
@@ -98,9 +99,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Sends this API key (`vk_…`, or the gateway's bootstrap admin key) with every
-    /// call, as `authorization: Bearer <key>`. Needed when the gateway runs with
-    /// authentication on.
+    /// Sends this API key (`vk_…`, the gateway's bootstrap admin key, or a token from
+    /// [`Client::create_token`]) with every call, as `authorization: Bearer <key>`.
+    /// Needed when the gateway runs with authentication on.
     ///
     /// # Errors
     /// [`Error::InvalidApiKey`] for a key that cannot be a header value.
@@ -645,6 +646,21 @@ impl Client {
         let request = RevokeKeyRequest { id: id.into() };
         self.keys().revoke(request).await?;
         Ok(())
+    }
+
+    /// Mints a token (an admin's call): a JWT any gateway sharing the minting gateway's
+    /// token secret takes until it expires; hand it to [`ClientBuilder::api_key`] like
+    /// a key. Refused with [`Error::FailedPrecondition`] by a gateway without a token
+    /// secret. Retried while the gateway is unavailable: minting changes nothing.
+    pub async fn create_token(
+        &self,
+        request: CreateTokenRequest,
+    ) -> Result<CreateTokenResponse, Error> {
+        self.idempotent(|| {
+            let (mut c, r) = (self.keys(), request.clone());
+            async move { c.create_token(r).await }
+        })
+        .await
     }
 
     // --- stats -------------------------------------------------------------------

@@ -81,8 +81,8 @@ pub use error::Error;
 pub use vectron_proto::v1 as api;
 pub use vectron_proto::v1::{
     Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
-    CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, Filter, HnswConfig, KeyInfo, KeyRole,
-    Metric, PayloadFieldKind, PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank,
-    ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, UpsertRequest,
-    UpsertResponse,
+    CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, CreateTokenRequest,
+    CreateTokenResponse, Filter, HnswConfig, KeyInfo, KeyRole, Metric, PayloadFieldKind,
+    PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank, ScoredPoint, ScrollRequest,
+    ScrollResponse, SearchRequest, SearchResponse, UpsertRequest, UpsertResponse,
 };
