@@ -38,6 +38,8 @@ enum Command {
     // The client commands; their help is in src/cli/.
     Collections(cli::CollectionsArgs),
     Keys(cli::KeysArgs),
+    Users(cli::UsersArgs),
+    Login(cli::LoginArgs),
     Points(cli::PointsArgs),
     Search(cli::SearchArgs),
     /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
@@ -357,6 +359,8 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Collections(args) => client(cli::Action::Collections(args)),
         Command::Keys(args) => client(cli::Action::Keys(args)),
+        Command::Users(args) => client(cli::Action::Users(args)),
+        Command::Login(args) => client(cli::Action::Login(args)),
         Command::Points(args) => client(cli::Action::Points(args)),
         Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {

@@ -12,12 +12,17 @@
 //! ```
 
 mod key;
+mod password;
 mod principal;
 mod token;
 
 pub use key::{
     KEY_ID_LEN, KEY_PREFIX, KeyError, KeyRecord, NewKey, ParsedKey, SecretHash, generate_key,
     parse_key,
+};
+pub use password::{
+    MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, MIN_PASSWORD_CHARS, PasswordError, UserRecord,
+    check_password, hash_password, verify_password,
 };
 pub use principal::{Access, Action, Denied, Principal, Role, authorize};
 pub use token::{

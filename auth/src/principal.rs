@@ -55,8 +55,10 @@ pub enum Action {
     Write,
     /// Read the cores' statistics (they name every collection's shards).
     Stats,
-    /// Create, list or revoke API keys.
+    /// Create, list or revoke API keys; mint tokens.
     ManageKeys,
+    /// Create, list or delete users.
+    ManageUsers,
 }
 
 impl fmt::Display for Action {
@@ -70,6 +72,7 @@ impl fmt::Display for Action {
             Self::Write => "write points to",
             Self::Stats => "read statistics",
             Self::ManageKeys => "manage API keys",
+            Self::ManageUsers => "manage users",
         })
     }
 }
@@ -143,7 +146,7 @@ pub fn authorize(who: &Principal, action: Action, collection: Option<&str>) -> R
         (_, Action::DescribeCollection | Action::Read) => granted.is_some(),
         (_, Action::Write) => granted == Some(Access::ReadWrite),
         (_, Action::CreateCollection | Action::DropCollection | Action::Stats)
-        | (_, Action::ManageKeys) => false,
+        | (_, Action::ManageKeys | Action::ManageUsers) => false,
     };
     if allowed {
         Ok(())
@@ -168,7 +171,7 @@ mod tests {
         }
     }
 
-    const ALL: [Action; 8] = [
+    const ALL: [Action; 9] = [
         Action::ListCollections,
         Action::CreateCollection,
         Action::DropCollection,
@@ -177,6 +180,7 @@ mod tests {
         Action::Write,
         Action::Stats,
         Action::ManageKeys,
+        Action::ManageUsers,
     ];
 
     /// The allowed actions on collection `c`, as a string of initials.
@@ -195,20 +199,20 @@ mod tests {
 
     #[test]
     fn each_role_and_grant_allows_what_the_table_says() {
-        // List, Create, Drop, Describe, Read, Write, Stats, ManageKeys
-        assert_eq!(allowed(&Principal::anonymous(), "a"), "LCDDRWSM");
-        assert_eq!(allowed(&key(Role::Read, &[]), "a"), "L..DR.S.");
+        // List, Create, Drop, Describe, Read, Write, Stats, ManageKeys, ManageUsers
+        assert_eq!(allowed(&Principal::anonymous(), "a"), "LCDDRWSMM");
+        assert_eq!(allowed(&key(Role::Read, &[]), "a"), "L..DR.S..");
         assert_eq!(
             allowed(&key(Role::Read, &[("a", Access::ReadWrite)]), "a"),
-            "L..DRWS."
+            "L..DRWS.."
         );
         let scoped = key(
             Role::Scoped,
             &[("a", Access::Read), ("b", Access::ReadWrite)],
         );
-        assert_eq!(allowed(&scoped, "a"), "L..DR...");
-        assert_eq!(allowed(&scoped, "b"), "L..DRW..");
-        assert_eq!(allowed(&scoped, "c"), "L.......");
+        assert_eq!(allowed(&scoped, "a"), "L..DR....");
+        assert_eq!(allowed(&scoped, "b"), "L..DRW...");
+        assert_eq!(allowed(&scoped, "c"), "L........");
         assert!(scoped.sees("a") && !scoped.sees("c"));
     }
 

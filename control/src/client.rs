@@ -307,6 +307,48 @@ impl ControlClient {
         Ok(())
     }
 
+    /// Stores a user a gateway made (their name and the hash of their password). Not
+    /// retried: a retry of a stored user would answer `ALREADY_EXISTS`.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `ALREADY_EXISTS`, `RESOURCE_EXHAUSTED`, `INVALID_ARGUMENT`.
+    pub async fn store_user(&self, entry: ctl::UserEntry) -> Result<api::UserInfo, ClientError> {
+        self.call(false, self.policy.request_timeout, move |mut c| {
+            let request = ctl::StoreUserRequest {
+                entry: Some(entry.clone()),
+            };
+            async move { c.store_user(request).await }
+        })
+        .await
+    }
+
+    /// Every user, without password hashes.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn list_users(&self) -> Result<Vec<api::UserInfo>, ClientError> {
+        let listed = self
+            .call(true, self.policy.request_timeout, |mut c| async move {
+                c.list_users(api::ListUsersRequest {}).await
+            })
+            .await?;
+        Ok(listed.users)
+    }
+
+    /// Deletes a user.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `NOT_FOUND` for an unknown name.
+    pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
+        let name = name.to_owned();
+        self.call(false, self.policy.request_timeout, move |mut c| {
+            let request = api::DeleteUserRequest { name: name.clone() };
+            async move { c.delete_user(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The routing table of every collection, or of one.
     ///
     /// # Errors

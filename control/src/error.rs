@@ -115,11 +115,15 @@ impl From<ServiceError> for Status {
                 | CommandError::ClusterMismatch { .. }
                 | CommandError::CoreInUse { .. } => Status::failed_precondition(message),
                 CommandError::NotInitialized => Status::unavailable(message),
-                CommandError::TooManyCollections { .. } | CommandError::TooManyKeys { .. } => {
-                    Status::resource_exhausted(message)
+                CommandError::TooManyCollections { .. }
+                | CommandError::TooManyKeys { .. }
+                | CommandError::TooManyUsers { .. } => Status::resource_exhausted(message),
+                CommandError::KeyExists { .. } | CommandError::UserExists { .. } => {
+                    Status::already_exists(message)
                 }
-                CommandError::KeyExists { .. } => Status::already_exists(message),
-                CommandError::NoSuchKey { .. } => Status::not_found(message),
+                CommandError::NoSuchKey { .. } | CommandError::NoSuchUser { .. } => {
+                    Status::not_found(message)
+                }
             },
             ServiceError::UnknownWorker { .. } => Status::not_found(message),
             ServiceError::NodeAddressConflict { .. } => Status::failed_precondition(message),

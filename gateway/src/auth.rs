@@ -8,9 +8,14 @@
 //! carries) or the bootstrap admin key given at start. With authentication off every
 //! call is the anonymous admin.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse as _, Response};
@@ -18,7 +23,7 @@ use http::HeaderMap;
 use http::request::Parts;
 use vectron_auth::{Principal, SecretHash, TokenError, TokenSigner, looks_like_token, parse_key};
 
-use crate::config::AuthConfig;
+use crate::config::{AuthConfig, LOGIN_ATTEMPTS_PER_MINUTE};
 use crate::error::GatewayError;
 use crate::routing::RoutingCache;
 use crate::service::Service;
@@ -32,6 +37,8 @@ pub(crate) struct Authenticator {
     routing: Arc<RoutingCache>,
     /// Signs and checks tokens, when the gateway has a token secret.
     tokens: Option<TokenSigner>,
+    /// Logins tried, per client address.
+    logins: DefaultKeyedRateLimiter<IpAddr>,
     /// The caller with authentication off.
     anonymous: Arc<Principal>,
     /// The holder of the bootstrap admin key.
@@ -45,6 +52,9 @@ impl Authenticator {
             admin: config.admin_key.as_deref().map(SecretHash::of),
             routing,
             tokens: config.tokens.clone(),
+            logins: RateLimiter::keyed(Quota::per_minute(
+                NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).expect("a login a minute at least"),
+            )),
             anonymous: Arc::new(Principal::anonymous()),
             bootstrap: Arc::new(Principal::bootstrap_admin()),
         }
@@ -104,7 +114,31 @@ impl Authenticator {
     pub(crate) fn tokens(&self) -> Option<&TokenSigner> {
         self.tokens.as_ref()
     }
+
+    /// Counts a login from `from`, refusing it past [`LOGIN_ATTEMPTS_PER_MINUTE`]. A
+    /// caller whose address is unknown counts as one address.
+    pub(crate) fn admit_login(&self, from: Option<IpAddr>) -> Result<(), GatewayError> {
+        const ADDRESSES_KEPT: usize = 10_000;
+        let from = from.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        if self.logins.len() > ADDRESSES_KEPT {
+            // Addresses whose allowance is full again need no state.
+            self.logins.retain_recent();
+        }
+        self.logins.check_key(&from).map_err(|not_until| {
+            let retry_after = not_until.wait_time_from(self.logins.clock().now());
+            GatewayError::TooManyLogins { retry_after }
+        })
+    }
 }
+
+/// The gRPC method that needs no credentials: logging in is how a user gets one.
+pub(crate) const GRPC_LOGIN_PATH: &str = "/vectron.v1.Users/Login";
+/// The HTTP route that needs no credentials.
+pub(crate) const HTTP_LOGIN_PATH: &str = "/v1/login";
+
+/// The address an HTTP request came from, as the listener accepted its connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) std::net::SocketAddr);
 
 /// The credential of `headers`: `api-key`, else a bearer `authorization`.
 fn credential(headers: &HeaderMap) -> Result<&str, GatewayError> {
@@ -175,7 +209,7 @@ pub(crate) async fn authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let path = request.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == HTTP_LOGIN_PATH {
         return next.run(request).await;
     }
     match service.auth.authenticate(request.headers()) {
@@ -248,9 +282,17 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.service.auth.authenticate(request.headers()) {
+        let login = request.uri().path() == GRPC_LOGIN_PATH;
+        let checked = if login {
+            Ok(None)
+        } else {
+            self.service.auth.authenticate(request.headers()).map(Some)
+        };
+        match checked {
             Ok(who) => {
-                request.extensions_mut().insert(who);
+                if let Some(who) = who {
+                    request.extensions_mut().insert(who);
+                }
                 // The service that was polled ready serves this call; a fresh clone
                 // waits for the next one.
                 let clone = self.inner.clone();

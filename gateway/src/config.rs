@@ -121,6 +121,11 @@ pub struct AuthConfig {
 /// Shortest bootstrap admin key.
 pub const MIN_ADMIN_KEY_LEN: usize = 16;
 
+/// Logins one client address may try in a minute (all at once, or spread out); more
+/// are refused with `RESOURCE_EXHAUSTED` / HTTP 429 and `retry-after`. Slows guessing
+/// passwords to this many a minute per address.
+pub const LOGIN_ATTEMPTS_PER_MINUTE: u32 = 5;
+
 impl std::fmt::Debug for AuthConfig {
     // The admin key stays out of logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::LOGIN_ATTEMPTS_PER_MINUTE;
 use tonic::{Code, Status};
 use vectron_control::ClientError;
 use vectron_proto::rules::RuleError;
@@ -199,6 +200,18 @@ pub enum GatewayError {
     /// A key request that breaks a rule.
     #[error(transparent)]
     KeyRule(#[from] vectron_proto::keys::KeyRuleError),
+    /// Too many logins from one client address.
+    #[error(
+        "too many logins from this address (at most {LOGIN_ATTEMPTS_PER_MINUTE} a minute); retry after {}s",
+        retry_after.as_secs().max(1)
+    )]
+    TooManyLogins {
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A login with a wrong name or password (which of the two is not said).
+    #[error("the user name or password is wrong")]
+    BadLogin,
     /// A token asked of a gateway without a token secret.
     #[error(
         "this gateway has no token secret, so it mints no tokens: start every gateway with the same --jwt-secret-file"
@@ -310,6 +323,8 @@ impl GatewayError {
             E::Denied(_) => Code::PermissionDenied,
             E::KeyRule(rule) => rule.code(),
             E::NoTokenSecret => Code::FailedPrecondition,
+            E::TooManyLogins { .. } => Code::ResourceExhausted,
+            E::BadLogin => Code::Unauthenticated,
             E::Internal(_) => Code::Internal,
         }
     }
@@ -323,7 +338,9 @@ impl GatewayError {
                 source.http_status()
             }
             GatewayError::Shared(inner) => inner.http_status(),
-            GatewayError::Overloaded { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Overloaded { .. } | GatewayError::TooManyLogins { .. } => {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::Core { .. } if self.retry_after().is_some() => {
                 http::StatusCode::TOO_MANY_REQUESTS
             }
@@ -349,7 +366,8 @@ impl GatewayError {
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            GatewayError::Overloaded { retry_after, .. } => Some(*retry_after),
+            GatewayError::Overloaded { retry_after, .. }
+            | GatewayError::TooManyLogins { retry_after } => Some(*retry_after),
             GatewayError::InBatch { source, .. } | GatewayError::InStream { source, .. } => {
                 source.retry_after()
             }

@@ -13,6 +13,7 @@ use vectron_proto::v1::collections_server::Collections;
 use vectron_proto::v1::keys_server::Keys;
 use vectron_proto::v1::points_server::Points;
 use vectron_proto::v1::stats_server::Stats;
+use vectron_proto::v1::users_server::Users;
 use vectron_proto::v1::{
     CollectionInfo, CoreStatsRequest, CoreStatsResponse, CountRequest, CountResponse,
     CreateCollectionRequest, CreateCollectionResponse, DeleteRequest, DeleteResponse,
@@ -24,6 +25,10 @@ use vectron_proto::v1::{
 use vectron_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, ListKeysRequest,
     ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse,
+};
+use vectron_proto::v1::{
+    CreateUserRequest, DeleteUserRequest, DeleteUserResponse, ListUsersRequest, ListUsersResponse,
+    LoginRequest, LoginResponse, UserInfo,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -375,6 +380,48 @@ impl Keys for GrpcApi {
     ) -> Result<Response<CreateTokenResponse>, Status> {
         let who = grpc_caller(&request)?;
         let made = self.service.create_token(&who, request.get_ref())?;
+        Ok(Response::new(made))
+    }
+}
+
+#[tonic::async_trait]
+impl Users for GrpcApi {
+    async fn create(
+        &self,
+        request: Request<CreateUserRequest>,
+    ) -> Result<Response<UserInfo>, Status> {
+        let who = grpc_caller(&request)?;
+        let made = self.service.create_user(&who, request.get_ref()).await?;
+        Ok(Response::new(made))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        let users = self.service.list_users(&who).await?;
+        Ok(Response::new(ListUsersResponse { users }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        self.service
+            .delete_user(&who, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(DeleteUserResponse {}))
+    }
+
+    /// Needs no credentials: the authentication layer lets this method through.
+    async fn login(
+        &self,
+        request: Request<LoginRequest>,
+    ) -> Result<Response<LoginResponse>, Status> {
+        let from = request.remote_addr().map(|a| a.ip());
+        let made = self.service.login(from, request.get_ref()).await?;
         Ok(Response::new(made))
     }
 }

@@ -21,14 +21,15 @@ use vectron_proto::core::v1 as core;
 use vectron_proto::json::{from_json, to_json};
 use vectron_proto::v1::{
     CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, CreateKeyRequest,
-    CreateTokenRequest, DeleteRequest, DeleteResponse, GetRequest, ListCollectionsResponse,
-    ListKeysResponse, Point, ScrollRequest, SearchRequest, UpsertRequest,
+    CreateTokenRequest, CreateUserRequest, DeleteRequest, DeleteResponse, GetRequest,
+    ListCollectionsResponse, ListKeysResponse, ListUsersResponse, LoginRequest, Point,
+    ScrollRequest, SearchRequest, UpsertRequest,
 };
 
 use vectron_proto::rules::{self, RuleError};
 
 use crate::admission::{BodyRefused, CallKind, GuardedBody, JSON_EXPANSION, within};
-use crate::auth::{Caller, authenticate};
+use crate::auth::{Caller, ClientAddr, HTTP_LOGIN_PATH, authenticate};
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
 use crate::service::Service;
@@ -89,6 +90,9 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/v1/tokens", post(create_token))
+        .route("/v1/users", post(create_user).get(list_users))
+        .route("/v1/users/{name}", axum::routing::delete(delete_user))
+        .route(HTTP_LOGIN_PATH, post(login))
         .fallback(|| async {
             json_answer(
                 StatusCode::NOT_FOUND,
@@ -647,6 +651,49 @@ async fn create_token(
     let value = json_body(&service, &headers, body, None).await?;
     let request: CreateTokenRequest = parse(&value)?;
     let made = service.create_token(&who, &request)?;
+    ok(&to_json(&made))
+}
+
+async fn create_user(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let request: CreateUserRequest = parse(&value)?;
+    let made = service.create_user(&who, &request).await?;
+    ok(&to_json(&made))
+}
+
+async fn list_users(State(service): State<Shared>, Caller(who): Caller) -> Answer {
+    let users = service.list_users(&who).await?;
+    ok(&to_json(&ListUsersResponse { users }))
+}
+
+async fn delete_user(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    QueryPairs(query): QueryPairs,
+) -> Answer {
+    // A parameter this route does not know is refused before anything is deleted.
+    query_flags(&query, &[])?;
+    service.delete_user(&who, &name).await?;
+    ok(&serde_json::json!({}))
+}
+
+/// Needs no credentials: the authentication middleware lets this route through.
+async fn login(
+    State(service): State<Shared>,
+    from: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let request: LoginRequest = parse(&value)?;
+    let from = from.map(|axum::Extension(ClientAddr(addr))| addr.ip());
+    let made = service.login(from, &request).await?;
     ok(&to_json(&made))
 }
 

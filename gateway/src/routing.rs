@@ -13,11 +13,11 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
 use tokio::sync::watch;
-use vectron_auth::{Principal, SecretHash};
+use vectron_auth::{Principal, SecretHash, UserRecord};
 use vectron_control::{ControlClient, ShardLayout};
 use vectron_proto::control::v1::RoutingTable;
 use vectron_proto::core::v1::ShardRef;
-use vectron_proto::keys::{KeyRuleError, key_record};
+use vectron_proto::keys::{KeyRuleError, key_record, user_record};
 use vectron_proto::v1::{CollectionInfo, CollectionSpec, ReplicaState};
 
 use crate::error::GatewayError;
@@ -191,6 +191,8 @@ pub(crate) struct Routing {
     pub(crate) collections: HashMap<String, Arc<CollectionRoute>>,
     /// API keys by id: the hash each secret must match, and the caller it makes.
     pub(crate) keys: HashMap<String, StoredKey>,
+    /// Users by name: the hash each password must match, and what they may do.
+    pub(crate) users: HashMap<String, Arc<UserRecord>>,
 }
 
 /// An API key as the gateway checks it: decoded once per routing table, not per call.
@@ -230,10 +232,20 @@ impl Routing {
                 Err(e) => tracing::warn!(error = %e, "routing carries a damaged API key; skipped"),
             }
         }
+        let mut users = HashMap::new();
+        for entry in &table.users {
+            match user_record(entry) {
+                Ok(record) => {
+                    users.insert(record.name.clone(), Arc::new(record));
+                }
+                Err(e) => tracing::warn!(error = %e, "routing carries a damaged user; skipped"),
+            }
+        }
         Self {
             version: table.version,
             collections,
             keys,
+            users,
         }
     }
 
@@ -466,6 +478,7 @@ mod tests {
             collections,
             cluster_id: "c".into(),
             api_keys: Vec::new(),
+            users: Vec::new(),
         }
     }
 

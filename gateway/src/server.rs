@@ -17,9 +17,10 @@ use vectron_proto::v1::collections_server::CollectionsServer;
 use vectron_proto::v1::keys_server::KeysServer;
 use vectron_proto::v1::points_server::PointsServer;
 use vectron_proto::v1::stats_server::StatsServer;
+use vectron_proto::v1::users_server::UsersServer;
 
 use crate::admission::{AdmissionConfig, AdmissionLayer, Limited};
-use crate::auth::AuthLayer;
+use crate::auth::{AuthLayer, ClientAddr};
 use crate::config::{GatewayConfig, MIN_ADMIN_KEY_LEN};
 use crate::grpc::{GrpcApi, OversizeLayer};
 use crate::http::router;
@@ -180,7 +181,8 @@ impl Gateway {
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
-        let keys = KeysServer::new(api);
+        let keys = KeysServer::new(api.clone());
+        let users = UsersServer::new(api);
         if let Some(encoding) = send(gzip) {
             collections = collections.send_compressed(encoding);
             points = points.send_compressed(encoding);
@@ -198,7 +200,8 @@ impl Gateway {
             .add_service(collections)
             .add_service(points)
             .add_service(stats)
-            .add_service(keys);
+            .add_service(keys)
+            .add_service(users);
         let grpc_stop = stop_signal(stopped.clone());
         let grpc = tokio::spawn(async move {
             // The builder's `tcp_nodelay` only reaches sockets it accepts itself: with
@@ -309,8 +312,8 @@ async fn serve_http(
             accepted = listener.accept() => accepted,
             () = &mut stop => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, or a connection reset before it was
                 // accepted: wait a moment rather than spin.
@@ -323,7 +326,14 @@ async fn serve_http(
         let Some(stream) = Limited::new(stream, &slots) else {
             continue;
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let app = tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ClientAddr(peer));
+                request
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

@@ -6,19 +6,26 @@
 //! each door converts at its edge.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
-use vectron_auth::{Action, Claims, KeyRecord, Principal, authorize, generate_key};
+use vectron_auth::{
+    Action, Claims, KeyRecord, Principal, UserRecord, authorize, generate_key, hash_password,
+    verify_password,
+};
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
-use vectron_proto::keys::{check_new_key, check_new_token, key_entry};
+use vectron_proto::keys::{
+    check_new_key, check_new_token, check_new_user, key_entry, token_ttl, user_entry,
+};
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
-    CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, KeyInfo, ReplicaRole, ReplicaState,
-    ReplicaStatus, ShardInfo, ShardStats,
+    CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, CreateUserRequest, KeyInfo,
+    LoginRequest, LoginResponse, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo, ShardStats,
+    UserInfo,
 };
 
 use crate::admission::Admission;
@@ -31,6 +38,10 @@ use crate::routing::{CollectionRoute, RoutingCache};
 
 /// How long a worker's cores may take to report their statistics.
 const STATS_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A hash no password matches, checked for a login with an unknown name.
+static UNKNOWN_USER_PHC: LazyLock<String> =
+    LazyLock::new(|| hash_password("no user has this password").unwrap_or_default());
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -295,6 +306,110 @@ impl Service {
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         tracing::info!(subject = %claims.sub, by = %who.name, %role, expires = claims.exp, "token minted");
         Ok(CreateTokenResponse {
+            token,
+            expires_at_unix_s: claims.exp,
+        })
+    }
+
+    // --- users -----------------------------------------------------------------------
+
+    /// Makes a user: the password is hashed here (off the serving threads) and only its
+    /// hash goes to the control plane.
+    pub(crate) async fn create_user(
+        &self,
+        who: &Principal,
+        request: &CreateUserRequest,
+    ) -> Result<UserInfo, GatewayError> {
+        authorize(who, Action::ManageUsers, None)?;
+        let (name, role, grants) = check_new_user(request)?;
+        let password = request.password.clone();
+        let password_phc = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .map_err(|e| GatewayError::KeyRule(e.into()))?;
+        let record = UserRecord {
+            name,
+            password_phc,
+            role,
+            grants,
+            created_at_ms: 0,
+        };
+        let info = self
+            .control
+            .store_user(user_entry(&record))
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(user = %record.name, by = %who.name, %role, "user created");
+        Ok(info)
+    }
+
+    /// Every user, without password hashes.
+    pub(crate) async fn list_users(&self, who: &Principal) -> Result<Vec<UserInfo>, GatewayError> {
+        authorize(who, Action::ManageUsers, None)?;
+        self.control
+            .list_users()
+            .await
+            .map_err(GatewayError::Control)
+    }
+
+    /// Deletes a user; every gateway refuses their logins with the next routing table.
+    pub(crate) async fn delete_user(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<(), GatewayError> {
+        authorize(who, Action::ManageUsers, None)?;
+        self.control
+            .delete_user(name)
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(user = %name, by = %who.name, "user deleted");
+        Ok(())
+    }
+
+    /// Checks a user's name and password (`from`: the client's address, for the login
+    /// rate limit) and mints a token with their role and grants.
+    pub(crate) async fn login(
+        &self,
+        from: Option<IpAddr>,
+        request: &LoginRequest,
+    ) -> Result<LoginResponse, GatewayError> {
+        self.auth.admit_login(from)?;
+        let tokens = self.auth.tokens().ok_or(GatewayError::NoTokenSecret)?;
+        let ttl = token_ttl(request.ttl_seconds)?;
+        if !self.routing.is_loaded() {
+            return Err(GatewayError::NotReady {
+                reason: "the users are not loaded yet".into(),
+            });
+        }
+        let user = self.routing.snapshot().users.get(&request.name).cloned();
+        // An unknown name costs what a wrong password does, so that timing does not
+        // tell which names exist.
+        let phc = user.as_ref().map(|u| u.password_phc.clone());
+        let password = request.password.clone();
+        let matches = tokio::task::spawn_blocking(move || {
+            let phc = phc.unwrap_or_else(|| UNKNOWN_USER_PHC.clone());
+            verify_password(&phc, &password)
+        })
+        .await
+        .map_err(|e| GatewayError::Internal(e.to_string()))?
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let Some(user) = user.filter(|_| matches) else {
+            tracing::info!(user = %request.name, ?from, "login refused");
+            return Err(GatewayError::BadLogin);
+        };
+        let claims = Claims::new(
+            user.name.clone(),
+            user.role,
+            user.grants.clone(),
+            SystemTime::now(),
+            ttl,
+        );
+        let token = tokens
+            .mint(&claims)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        tracing::info!(user = %user.name, ?from, expires = claims.exp, "logged in");
+        Ok(LoginResponse {
             token,
             expires_at_unix_s: claims.exp,
         })

@@ -1,16 +1,18 @@
-//! API keys at the wire: the rules of `vectron.v1.CreateKeyRequest`, and the key
-//! records of `vectron-auth` to and from their messages. The gateway and the control
-//! plane both convert here.
+//! API keys, tokens and users at the wire: the rules of `CreateKeyRequest`,
+//! `CreateTokenRequest` and `CreateUserRequest`, and the key and user records of
+//! `vectron-auth` to and from their messages. The gateway and the control plane both
+//! convert here.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tonic::Code;
 use vectron_auth::{
-    Access, DEFAULT_TOKEN_TTL, KeyRecord, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, Role, SecretHash,
+    Access, DEFAULT_TOKEN_TTL, KeyRecord, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, MAX_USER_NAME_BYTES,
+    Role, SecretHash, UserRecord, check_password,
 };
 
-use crate::control::v1::ApiKeyEntry;
+use crate::control::v1::{ApiKeyEntry, UserEntry};
 use crate::rules::check_collection_name;
 use crate::v1 as api;
 
@@ -20,6 +22,8 @@ pub const MAX_GRANTS: usize = 1024;
 pub const MAX_KEY_DESCRIPTION_BYTES: usize = 256;
 /// Most keys a cluster holds.
 pub const MAX_API_KEYS: usize = 10_000;
+/// Most users a cluster holds.
+pub const MAX_USERS: usize = 10_000;
 
 /// Why a key request (or a stored key) breaks a rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -79,6 +83,14 @@ pub enum KeyRuleError {
         /// The lifetime asked for, in seconds.
         got: u64,
     },
+    /// A user name that is empty, too long or has other characters.
+    #[error(
+        "a user name has 1 to {MAX_USER_NAME_BYTES} characters: letters, digits, `_`, `-`, `.` and `@`"
+    )]
+    BadUserName,
+    /// A password outside the limits.
+    #[error(transparent)]
+    BadPassword(#[from] vectron_auth::PasswordError),
     /// A stored entry without its key or with a broken hash.
     #[error("a stored key entry is damaged: {0}")]
     Damaged(String),
@@ -124,13 +136,47 @@ pub fn check_new_token(
     if subject.len() > MAX_SUBJECT_BYTES || subject.chars().any(char::is_control) {
         return Err(KeyRuleError::BadSubject);
     }
-    let ttl = match request.ttl_seconds {
-        0 => DEFAULT_TOKEN_TTL,
-        s if s > MAX_TOKEN_TTL.as_secs() => return Err(KeyRuleError::TtlTooLong { got: s }),
-        s => Duration::from_secs(s),
-    };
+    let ttl = token_ttl(request.ttl_seconds)?;
     let (role, grants) = scope(request.role(), &request.grants)?;
     Ok((subject.clone(), role, grants, ttl))
+}
+
+/// A token's lifetime as asked for in seconds: 0 for the default.
+///
+/// # Errors
+/// [`KeyRuleError::TtlTooLong`] past the longest.
+pub fn token_ttl(seconds: u64) -> Result<Duration, KeyRuleError> {
+    match seconds {
+        0 => Ok(DEFAULT_TOKEN_TTL),
+        s if s > MAX_TOKEN_TTL.as_secs() => Err(KeyRuleError::TtlTooLong { got: s }),
+        s => Ok(Duration::from_secs(s)),
+    }
+}
+
+/// What a new user asked for: their name, role and grants, checked (and the password
+/// within its limits).
+///
+/// # Errors
+/// The first rule of `CreateUserRequest` the request breaks.
+pub fn check_new_user(
+    request: &api::CreateUserRequest,
+) -> Result<(String, Role, BTreeMap<String, Access>), KeyRuleError> {
+    check_user_name(&request.name)?;
+    check_password(&request.password)?;
+    let (role, grants) = scope(request.role(), &request.grants)?;
+    Ok((request.name.clone(), role, grants))
+}
+
+/// Whether `name` may name a user.
+///
+/// # Errors
+/// [`KeyRuleError::BadUserName`].
+pub fn check_user_name(name: &str) -> Result<(), KeyRuleError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@');
+    if name.is_empty() || name.len() > MAX_USER_NAME_BYTES || !name.chars().all(allowed) {
+        return Err(KeyRuleError::BadUserName);
+    }
+    Ok(())
 }
 
 /// A role and grants that go together: a scoped caller has grants, an admin none.
@@ -185,6 +231,32 @@ fn grants(given: &[api::CollectionGrant]) -> Result<BTreeMap<String, Access>, Ke
     Ok(out)
 }
 
+/// Grants as their messages, ordered by collection.
+fn grant_messages(grants: &BTreeMap<String, Access>) -> Vec<api::CollectionGrant> {
+    grants
+        .iter()
+        .map(|(collection, access)| {
+            let mut grant = api::CollectionGrant {
+                collection: collection.clone(),
+                ..Default::default()
+            };
+            grant.set_access(match access {
+                Access::Read => api::Access::Read,
+                Access::ReadWrite => api::Access::ReadWrite,
+            });
+            grant
+        })
+        .collect()
+}
+
+fn role_message(role: Role) -> api::KeyRole {
+    match role {
+        Role::Admin => api::KeyRole::Admin,
+        Role::Read => api::KeyRole::Read,
+        Role::Scoped => api::KeyRole::Scoped,
+    }
+}
+
 /// A key as `List` shows it.
 #[must_use]
 pub fn key_info(record: &KeyRecord) -> api::KeyInfo {
@@ -192,29 +264,57 @@ pub fn key_info(record: &KeyRecord) -> api::KeyInfo {
         id: record.id.clone(),
         description: record.description.clone(),
         created_at_unix_ms: record.created_at_ms,
-        grants: record
-            .grants
-            .iter()
-            .map(|(collection, access)| {
-                let mut grant = api::CollectionGrant {
-                    collection: collection.clone(),
-                    ..Default::default()
-                };
-                grant.set_access(match access {
-                    Access::Read => api::Access::Read,
-                    Access::ReadWrite => api::Access::ReadWrite,
-                });
-                grant
-            })
-            .collect(),
+        grants: grant_messages(&record.grants),
         ..Default::default()
     };
-    info.set_role(match record.role {
-        Role::Admin => api::KeyRole::Admin,
-        Role::Read => api::KeyRole::Read,
-        Role::Scoped => api::KeyRole::Scoped,
-    });
+    info.set_role(role_message(record.role));
     info
+}
+
+/// A user as `List` shows them.
+#[must_use]
+pub fn user_info(record: &UserRecord) -> api::UserInfo {
+    let mut info = api::UserInfo {
+        name: record.name.clone(),
+        created_at_unix_ms: record.created_at_ms,
+        grants: grant_messages(&record.grants),
+        ..Default::default()
+    };
+    info.set_role(role_message(record.role));
+    info
+}
+
+/// A stored user as the routing table carries them.
+#[must_use]
+pub fn user_entry(record: &UserRecord) -> UserEntry {
+    UserEntry {
+        user: Some(user_info(record)),
+        password_phc: record.password_phc.clone(),
+    }
+}
+
+/// The record an entry carries.
+///
+/// # Errors
+/// [`KeyRuleError::Damaged`] for an entry without a user or a password hash; the rules
+/// of a new user for their name, role and grants.
+pub fn user_record(entry: &UserEntry) -> Result<UserRecord, KeyRuleError> {
+    let info = entry
+        .user
+        .as_ref()
+        .ok_or_else(|| KeyRuleError::Damaged("no user".into()))?;
+    if !entry.password_phc.starts_with("$argon2id$") {
+        return Err(KeyRuleError::Damaged("no Argon2id password hash".into()));
+    }
+    check_user_name(&info.name)?;
+    let (role, grants) = scope(info.role(), &info.grants)?;
+    Ok(UserRecord {
+        name: info.name.clone(),
+        password_phc: entry.password_phc.clone(),
+        role,
+        grants,
+        created_at_ms: info.created_at_unix_ms,
+    })
 }
 
 /// A stored key as the routing table carries it.
@@ -367,6 +467,43 @@ mod tests {
             check_new_token(&admin_with_grants).unwrap_err(),
             KeyRuleError::AdminWithGrants
         );
+    }
+
+    #[test]
+    fn new_users_follow_the_rules_and_round_trip_through_entries() {
+        let user = |name: &str, password: &str| {
+            let mut r = api::CreateUserRequest {
+                name: name.into(),
+                password: password.into(),
+                ..Default::default()
+            };
+            r.set_role(api::KeyRole::Read);
+            check_new_user(&r)
+        };
+        assert_eq!(
+            user("ann.lee@example", "long enough").unwrap().1,
+            Role::Read
+        );
+        assert_eq!(user("", "long enough"), Err(KeyRuleError::BadUserName));
+        assert_eq!(user("a b", "long enough"), Err(KeyRuleError::BadUserName));
+        assert!(matches!(
+            user("ann", "short"),
+            Err(KeyRuleError::BadPassword(_))
+        ));
+        let record = UserRecord {
+            name: "ann".into(),
+            password_phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            role: Role::Scoped,
+            grants: [("docs".to_owned(), Access::Read)].into(),
+            created_at_ms: 9,
+        };
+        assert_eq!(user_record(&user_entry(&record)).unwrap(), record);
+        let mut damaged = user_entry(&record);
+        damaged.password_phc = "plain".into();
+        assert!(matches!(
+            user_record(&damaged),
+            Err(KeyRuleError::Damaged(_))
+        ));
     }
 
     #[test]

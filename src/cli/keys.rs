@@ -87,7 +87,7 @@ struct CreateArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum RoleArg {
+pub(super) enum RoleArg {
     /// Everything, keys included.
     Admin,
     /// Read every collection and the statistics.
@@ -96,7 +96,7 @@ enum RoleArg {
     Scoped,
 }
 
-fn parse_grant(text: &str) -> Result<CollectionGrant, String> {
+pub(super) fn parse_grant(text: &str) -> Result<CollectionGrant, String> {
     let (collection, access) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("{text:?} is not NAME:read or NAME:read_write"))?;
@@ -137,14 +137,30 @@ impl From<RoleArg> for KeyRole {
 
 /// One line per key: id, role, grants, description.
 fn line(key: &KeyInfo) -> String {
-    let role = match key.role() {
+    format!(
+        "{:<12}  {:<6}  {}  {}",
+        key.id,
+        role_text(key.role()),
+        grants_text(&key.grants),
+        key.description
+    )
+    .trim_end()
+    .to_owned()
+}
+
+/// A role as the CLI writes it.
+pub(super) fn role_text(role: KeyRole) -> &'static str {
+    match role {
         KeyRole::Admin => "admin",
         KeyRole::Read => "read",
         KeyRole::Scoped => "scoped",
         KeyRole::Unspecified => "?",
-    };
-    let grants: Vec<String> = key
-        .grants
+    }
+}
+
+/// Grants as the CLI writes them: `NAME:ACCESS,…`, or `-` for none.
+pub(super) fn grants_text(grants: &[CollectionGrant]) -> String {
+    let grants: Vec<String> = grants
         .iter()
         .map(|g| {
             let access = match g.access() {
@@ -155,14 +171,11 @@ fn line(key: &KeyInfo) -> String {
             format!("{}:{access}", g.collection)
         })
         .collect();
-    let grants = if grants.is_empty() {
+    if grants.is_empty() {
         "-".to_owned()
     } else {
         grants.join(",")
-    };
-    format!("{:<12}  {role:<6}  {grants}  {}", key.id, key.description)
-        .trim_end()
-        .to_owned()
+    }
 }
 
 impl KeysArgs {

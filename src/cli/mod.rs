@@ -21,6 +21,7 @@ mod keys;
 mod output;
 mod points;
 mod search;
+mod users;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub(crate) use collections::CollectionsArgs;
 pub(crate) use keys::KeysArgs;
 pub(crate) use points::PointsArgs;
 pub(crate) use search::SearchArgs;
+pub(crate) use users::{LoginArgs, UsersArgs};
 
 /// Deadline of a call when `--timeout` is not given.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -124,6 +126,8 @@ pub(crate) enum CliError {
 pub(crate) enum Action {
     Collections(CollectionsArgs),
     Keys(KeysArgs),
+    Users(UsersArgs),
+    Login(LoginArgs),
     Points(PointsArgs),
     Search(SearchArgs),
 }
@@ -134,6 +138,8 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, action: Action) {
     let (json, result) = match action {
         Action::Collections(args) => (args.json(), runtime.block_on(args.run())),
         Action::Keys(args) => (args.json(), runtime.block_on(args.run())),
+        Action::Users(args) => (args.json(), runtime.block_on(args.run())),
+        Action::Login(args) => (args.json(), runtime.block_on(args.run())),
         Action::Points(args) => (args.json(), runtime.block_on(args.run())),
         Action::Search(args) => (args.json(), runtime.block_on(args.run())),
     };

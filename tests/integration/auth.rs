@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use vectron_auth::{Claims, Role, TokenSigner, parse_key};
 use vectron_client::{
-    Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, CreateTokenRequest, Error,
-    KeyRole, Metric, Point, ScrollRequest, SearchRequest,
+    Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, CreateTokenRequest,
+    CreateUserRequest, Error, KeyRole, Metric, Point, ScrollRequest, SearchRequest,
 };
 
 use crate::support::{self, Http};
@@ -549,6 +549,149 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(
+        dir.path(),
+        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    );
+    let grpc = support::grpc_addr(&dev);
+    let http = Http::new(&support::http_addr(&dev));
+    let admin = client(&grpc, Some(ADMIN)).await;
+    for name in ["docs", "other"] {
+        admin
+            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
+            .await
+            .unwrap();
+    }
+    let password = "correct horse battery staple";
+    let user = |name: &str, password: &str| {
+        let key = key_request(KeyRole::Scoped, &[("docs", Access::ReadWrite)]);
+        let mut request = CreateUserRequest {
+            name: name.into(),
+            password: password.into(),
+            grants: key.grants,
+            ..CreateUserRequest::default()
+        };
+        request.set_role(KeyRole::Scoped);
+        request
+    };
+    let made = admin.create_user(user("ann", password)).await.unwrap();
+    assert_eq!((made.name.as_str(), made.role()), ("ann", KeyRole::Scoped));
+    assert!(matches!(
+        admin.create_user(user("ann", password)).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        admin.create_user(user("bob", "short")).await,
+        Err(Error::InvalidArgument(m)) if m.contains("at least 8 characters")
+    ));
+    let no_key = client(&grpc, None).await;
+    unauthenticated(no_key.list_users().await);
+    let (code, listed) = http
+        .with_header("api-key", ADMIN)
+        .json("GET", "/v1/users", None)
+        .await;
+    assert_eq!(code, 200, "{listed}");
+    assert_eq!(listed["users"][0]["name"], "ann");
+    let text = listed.to_string();
+    assert!(
+        !text.contains("argon2") && !text.contains(password),
+        "{text}"
+    );
+
+    // Logging in needs no key and gives a token with the user's grants.
+    let login = no_key
+        .login("ann", password, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let ann = client(&grpc, Some(&login.token)).await;
+    ann.upsert("docs", points("a")).await.unwrap();
+    match ann.upsert("other", points("a")).await {
+        Err(Error::PermissionDenied(m)) => assert!(m.contains("token ann may not"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    denied(ann.list_users().await);
+    match no_key
+        .login("ann", "not the password", Duration::ZERO)
+        .await
+    {
+        Err(Error::Unauthenticated(m)) => {
+            assert!(m.contains("user name or password is wrong"), "{m}");
+        }
+        other => panic!("a wrong password logged in: {other:?}"),
+    }
+    // Over HTTP, from the same address.
+    let (code, body) = http
+        .json(
+            "POST",
+            "/v1/login",
+            Some(serde_json::json!({"name": "ann", "password": password})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http
+        .with_header("api-key", body["token"].as_str().unwrap())
+        .json(
+            "POST",
+            "/v1/collections/docs/points/count",
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert_eq!((code, body["count"].as_u64()), (200, Some(4)), "{body}");
+
+    // A deleted user logs in no more (the gateway learns it within a second).
+    admin.delete_user("ann").await.unwrap();
+    assert!(admin.list_users().await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(matches!(
+        no_key.login("ann", password, Duration::ZERO).await,
+        Err(Error::Unauthenticated(_))
+    ));
+
+    // Five logins a minute from one address: a burst past that is refused with 429 and
+    // when to come back, at either door.
+    let mut refused = 0;
+    for _ in 0..8 {
+        let (code, headers, body) = http
+            .send_full(
+                "POST",
+                "/v1/login",
+                Some("application/json"),
+                br#"{"name": "ann", "password": "guess"}"#.to_vec(),
+            )
+            .await;
+        if code == 429 {
+            refused += 1;
+            let after: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&after), "{after}");
+            assert!(body.contains("too many logins"), "{body}");
+        } else {
+            assert_eq!(code, 401, "{body}");
+        }
+    }
+    assert!(refused >= 3, "{refused} of 8 refused");
+    assert!(matches!(
+        no_key.login("ann", password, Duration::ZERO).await,
+        Err(Error::ResourceExhausted(_))
+    ));
+    // The password is in no file under the data directory.
+    let mut all = Vec::new();
+    files(dir.path(), &mut all);
+    for file in &all {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "the password is written in {}",
+            file.display()
+        );
+    }
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
     let dir = support::tempdir();
     let dev = support::dev_with(dir.path(), &["--cores", "1", "--auth"]);
@@ -710,6 +853,39 @@ fn the_cli_makes_lists_and_revokes_keys_with_the_admin_key() {
     let (ok, _, err) = vectron(&token, &["keys", "list"]);
     assert!(!ok);
     assert!(err.contains("token cli may not manage API keys"), "{err}");
+
+    // Users: made with the password from the environment, logged in with it on stdin.
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["users", "create", "cli-user", "--role", "read"])
+        .args(["--addr", &addr, "--api-key", ADMIN])
+        .env("VECTRON_PASSWORD", "a password for the cli")
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let (ok, out, err) = vectron(ADMIN, &["users", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "cli-user          read    -");
+    let mut login = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["login", "cli-user", "--password-stdin", "--addr", &addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = login.stdin.take().unwrap();
+        stdin.write_all(b"a password for the cli\n").unwrap();
+    }
+    let login = login.wait_with_output().unwrap();
+    assert!(login.status.success(), "{login:?}");
+    let token = String::from_utf8(login.stdout).unwrap().trim().to_owned();
+    let (ok, out, err) = vectron(&token, &["collections", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "no collections");
+    let (ok, out, err) = vectron(ADMIN, &["users", "delete", "cli-user"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "deleted user cli-user");
 
     let (ok, out, err) = vectron(ADMIN, &["keys", "revoke", id]);
     assert!(ok, "{err}");

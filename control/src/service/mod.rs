@@ -400,6 +400,53 @@ impl Control for ControlService {
         Ok(Response::new(api::RevokeKeyResponse {}))
     }
 
+    async fn store_user(
+        &self,
+        request: Request<ctl::StoreUserRequest>,
+    ) -> Result<Response<api::UserInfo>, Status> {
+        let entry = request
+            .into_inner()
+            .entry
+            .ok_or_else(|| ServiceError::BadRequest("no user entry".into()))?;
+        let mut record = vectron_proto::keys::user_record(&entry)
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        record.created_at_ms = unix_ms();
+        let name = record.name.clone();
+        self.core
+            .propose(Command::CreateUser {
+                record: record.clone(),
+            })
+            .await?;
+        tracing::info!(user = %name, role = %record.role, "user created");
+        Ok(Response::new(vectron_proto::keys::user_info(&record)))
+    }
+
+    async fn list_users(
+        &self,
+        _request: Request<api::ListUsersRequest>,
+    ) -> Result<Response<api::ListUsersResponse>, Status> {
+        let machine = self.core.shared.read();
+        let users = machine
+            .state
+            .users
+            .values()
+            .map(vectron_proto::keys::user_info)
+            .collect();
+        Ok(Response::new(api::ListUsersResponse { users }))
+    }
+
+    async fn delete_user(
+        &self,
+        request: Request<api::DeleteUserRequest>,
+    ) -> Result<Response<api::DeleteUserResponse>, Status> {
+        let name = request.into_inner().name;
+        self.core
+            .propose(Command::DeleteUser { name: name.clone() })
+            .await?;
+        tracing::info!(user = %name, "user deleted");
+        Ok(Response::new(api::DeleteUserResponse {}))
+    }
+
     async fn get_routing(
         &self,
         request: Request<ctl::GetRoutingRequest>,

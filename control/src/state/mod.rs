@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
 use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
-use vectron_auth::KeyRecord;
+use vectron_auth::{KeyRecord, UserRecord};
 use vectron_proto::hashing::ShardLayout;
-use vectron_proto::keys::MAX_API_KEYS;
+use vectron_proto::keys::{MAX_API_KEYS, MAX_USERS};
 use vectron_proto::rules::MAX_COLLECTIONS;
 
 pub(crate) use views::{assignments_for, worker_status};
@@ -46,6 +46,9 @@ pub(crate) struct ControlState {
     /// API keys by id: the hash of each secret, never the secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub api_keys: BTreeMap<String, KeyRecord>,
+    /// Users by name: the hash of each password, never the password.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, UserRecord>,
 }
 
 /// Health of a worker.
@@ -206,6 +209,10 @@ pub(crate) enum Command {
     CreateApiKey { record: KeyRecord },
     /// Revokes an API key.
     RevokeApiKey { id: String },
+    /// Stores a user a gateway made.
+    CreateUser { record: UserRecord },
+    /// Deletes a user.
+    DeleteUser { name: String },
 }
 
 impl fmt::Display for Command {
@@ -225,6 +232,8 @@ impl fmt::Display for Command {
             Self::DropCollection { name } => write!(f, "drop-collection({name})"),
             Self::CreateApiKey { record } => write!(f, "create-api-key({})", record.id),
             Self::RevokeApiKey { id } => write!(f, "revoke-api-key({id})"),
+            Self::CreateUser { record } => write!(f, "create-user({})", record.name),
+            Self::DeleteUser { name } => write!(f, "delete-user({name})"),
         }
     }
 }
@@ -250,6 +259,10 @@ pub(crate) enum Applied {
     KeyCreated,
     /// The key is gone.
     KeyRevoked,
+    /// The user is stored.
+    UserCreated,
+    /// The user is gone.
+    UserDeleted,
 }
 
 /// Why a command was refused. Refused commands change nothing.
@@ -319,6 +332,24 @@ pub enum CommandError {
     #[error("the cluster holds {max} API keys, the most it may; revoke some first")]
     TooManyKeys {
         /// The limit (`vectron_proto::keys::MAX_API_KEYS`).
+        max: usize,
+    },
+    /// A user with this name exists.
+    #[error("user {name:?} exists")]
+    UserExists {
+        /// The name.
+        name: String,
+    },
+    /// No user has this name.
+    #[error("no user is named {name:?}")]
+    NoSuchUser {
+        /// The name.
+        name: String,
+    },
+    /// The cluster holds as many users as it may.
+    #[error("the cluster holds {max} users, the most it may; delete some first")]
+    TooManyUsers {
+        /// The limit (`vectron_proto::keys::MAX_USERS`).
         max: usize,
     },
 }
@@ -392,6 +423,27 @@ impl ControlState {
                 }
                 self.routing_version += 1;
                 Ok(Applied::KeyRevoked)
+            }
+            Command::CreateUser { record } => {
+                if self.users.contains_key(&record.name) {
+                    return Err(CommandError::UserExists {
+                        name: record.name.clone(),
+                    });
+                }
+                if self.users.len() >= MAX_USERS {
+                    return Err(CommandError::TooManyUsers { max: MAX_USERS });
+                }
+                self.users.insert(record.name.clone(), record.clone());
+                // Gateways check logins against the routing table's users.
+                self.routing_version += 1;
+                Ok(Applied::UserCreated)
+            }
+            Command::DeleteUser { name } => {
+                if self.users.remove(name).is_none() {
+                    return Err(CommandError::NoSuchUser { name: name.clone() });
+                }
+                self.routing_version += 1;
+                Ok(Applied::UserDeleted)
             }
             Command::DropCollection { name } => {
                 if self.collections.remove(name).is_none() {

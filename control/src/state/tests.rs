@@ -788,3 +788,54 @@ fn api_keys_are_stored_revoked_and_carried_in_full_routing_tables_only() {
     );
     assert!(state.routing_table("").unwrap().api_keys.is_empty());
 }
+
+#[test]
+fn users_are_stored_deleted_and_carried_in_full_routing_tables_only() {
+    use vectron_auth::{Access, Role, UserRecord};
+
+    let mut state = cluster();
+    let record = UserRecord {
+        name: "ann".into(),
+        password_phc: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into(),
+        role: Role::Scoped,
+        grants: [("docs".to_owned(), Access::ReadWrite)].into(),
+        created_at_ms: 5,
+    };
+    let version = state.routing_version;
+    let create = Command::CreateUser {
+        record: record.clone(),
+    };
+    assert_eq!(state.apply(4, &create), Ok(Applied::UserCreated));
+    assert!(state.routing_version > version, "gateways must see it");
+    assert_eq!(
+        state.apply(5, &create),
+        Err(CommandError::UserExists { name: "ann".into() })
+    );
+    let table = state.routing_table("").unwrap();
+    assert_eq!(
+        vectron_proto::keys::user_record(&table.users[0]).unwrap(),
+        record
+    );
+    state
+        .apply(
+            6,
+            &Command::CreateCollection {
+                request: request("docs", Some(1), 1),
+            },
+        )
+        .unwrap();
+    assert!(state.routing_table("docs").unwrap().users.is_empty());
+    let json = serde_json::to_vec(&state).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<ControlState>(&json).unwrap(),
+        state
+    );
+
+    let delete = Command::DeleteUser { name: "ann".into() };
+    assert_eq!(state.apply(7, &delete), Ok(Applied::UserDeleted));
+    assert_eq!(
+        state.apply(8, &delete),
+        Err(CommandError::NoSuchUser { name: "ann".into() })
+    );
+    assert!(state.routing_table("").unwrap().users.is_empty());
+}

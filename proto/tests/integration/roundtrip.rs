@@ -98,6 +98,9 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,
             ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, CreateTokenRequest,
             CreateTokenResponse,
+            // users.proto
+            UserInfo, CreateUserRequest, ListUsersRequest, ListUsersResponse, DeleteUserRequest,
+            DeleteUserResponse, LoginRequest, LoginResponse,
             // filter.proto
             Filter, Condition, FieldCondition, AnyOf, Range, HasIdCondition,
             // search.proto
@@ -126,7 +129,7 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             RoutingTable, WatchRoutingRequest, ClusterStatusRequest, ControlNode, WorkerStatus,
             UnavailableShard, ClusterStatusResponse, AddLearnerRequest, ChangeMembershipRequest,
             JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk, ApiKeyEntry,
-            CreateApiKeyRequest,
+            CreateApiKeyRequest, UserEntry, StoreUserRequest,
         }
         "vectron.replication.v1" => vectron_proto::replication::v1 {
             Group, Route, LogId, Vote, Entry, AppendRequest, AppendResponse, AppendBatch,

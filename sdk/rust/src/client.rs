@@ -14,6 +14,7 @@ use vectron_proto::v1::collections_client::CollectionsClient;
 use vectron_proto::v1::keys_client::KeysClient;
 use vectron_proto::v1::points_client::PointsClient;
 use vectron_proto::v1::stats_client::StatsClient;
+use vectron_proto::v1::users_client::UsersClient;
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStatsRequest, CoreStatsResponse, CountRequest,
     CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
@@ -24,6 +25,9 @@ use vectron_proto::v1::{
 use vectron_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, KeyInfo,
     ListKeysRequest, RevokeKeyRequest,
+};
+use vectron_proto::v1::{
+    CreateUserRequest, DeleteUserRequest, ListUsersRequest, LoginRequest, LoginResponse, UserInfo,
 };
 
 use crate::Error;
@@ -661,6 +665,50 @@ impl Client {
             async move { c.create_token(r).await }
         })
         .await
+    }
+
+    // --- users -------------------------------------------------------------------
+
+    fn users(&self) -> UsersClient<Authorized> {
+        UsersClient::new(self.authorized())
+    }
+
+    /// Makes a user who logs in with `request.password` (an admin's call). Not retried.
+    pub async fn create_user(&self, request: CreateUserRequest) -> Result<UserInfo, Error> {
+        Ok(self.users().create(request).await?.into_inner())
+    }
+
+    /// Every user, without passwords (an admin's call).
+    pub async fn list_users(&self) -> Result<Vec<UserInfo>, Error> {
+        let listed = self.idempotent(|| {
+            let mut c = self.users();
+            async move { c.list(ListUsersRequest {}).await }
+        });
+        Ok(listed.await?.users)
+    }
+
+    /// Deletes a user (an admin's call): they log in no more.
+    pub async fn delete_user(&self, name: &str) -> Result<(), Error> {
+        let request = DeleteUserRequest { name: name.into() };
+        self.users().delete(request).await?;
+        Ok(())
+    }
+
+    /// Logs in as `name` and returns a token carrying the user's role and grants, for
+    /// [`ClientBuilder::api_key`]; `ttl` of zero for the server's default (an hour).
+    /// Needs no key. Not retried: each try counts against the address's login limit.
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        ttl: Duration,
+    ) -> Result<LoginResponse, Error> {
+        let request = LoginRequest {
+            name: name.into(),
+            password: password.into(),
+            ttl_seconds: ttl.as_secs(),
+        };
+        Ok(self.users().login(request).await?.into_inner())
     }
 
     // --- stats -------------------------------------------------------------------

@@ -82,7 +82,8 @@ pub use vectron_proto::v1 as api;
 pub use vectron_proto::v1::{
     Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
     CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, CreateTokenRequest,
-    CreateTokenResponse, Filter, HnswConfig, KeyInfo, KeyRole, Metric, PayloadFieldKind,
-    PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank, ScoredPoint, ScrollRequest,
-    ScrollResponse, SearchRequest, SearchResponse, UpsertRequest, UpsertResponse,
+    CreateTokenResponse, CreateUserRequest, Filter, HnswConfig, KeyInfo, KeyRole, LoginResponse,
+    Metric, PayloadFieldKind, PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank,
+    ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, UpsertRequest,
+    UpsertResponse, UserInfo,
 };
