@@ -40,6 +40,7 @@ enum Command {
     Keys(cli::KeysArgs),
     Users(cli::UsersArgs),
     Login(cli::LoginArgs),
+    Plans(cli::PlansArgs),
     Points(cli::PointsArgs),
     Search(cli::SearchArgs),
     /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
@@ -361,6 +362,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(args) => client(cli::Action::Keys(args)),
         Command::Users(args) => client(cli::Action::Users(args)),
         Command::Login(args) => client(cli::Action::Login(args)),
+        Command::Plans(args) => client(cli::Action::Plans(args)),
         Command::Points(args) => client(cli::Action::Points(args)),
         Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {

@@ -180,6 +180,9 @@ pub struct KeyRecord {
     pub description: String,
     /// Unix time (milliseconds) it was made.
     pub created_at_ms: u64,
+    /// The plan that limits it (none: not limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl KeyRecord {
@@ -198,6 +201,7 @@ impl KeyRecord {
             name: format!("key {}", self.id),
             role: self.role,
             grants: self.grants.clone(),
+            plan: self.plan.clone(),
         }
     }
 }
@@ -221,6 +225,7 @@ mod tests {
             grants: BTreeMap::new(),
             description: String::new(),
             created_at_ms: 1,
+            plan: None,
         };
         assert!(record.hash().unwrap().matches(parsed.secret));
         let who = record.principal();

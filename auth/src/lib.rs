@@ -13,6 +13,7 @@
 
 mod key;
 mod password;
+mod plan;
 mod principal;
 mod token;
 
@@ -24,6 +25,7 @@ pub use password::{
     MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, MIN_PASSWORD_CHARS, PasswordError, UserRecord,
     check_password, hash_password, verify_password,
 };
+pub use plan::{MAX_PLAN_NAME_BYTES, MAX_PLAN_RATE, MAX_PLANS, Plan, PlanError, check_plan_name};
 pub use principal::{Access, Action, Denied, Principal, Role, authorize};
 pub use token::{
     Claims, DEFAULT_TOKEN_TTL, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, MIN_TOKEN_SECRET_BYTES,

@@ -102,6 +102,9 @@ pub struct UserRecord {
     pub grants: BTreeMap<String, Access>,
     /// Unix time (milliseconds) the user was made, set by the control plane.
     pub created_at_ms: u64,
+    /// The plan that limits them and their tokens (none: not limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 #[cfg(test)]

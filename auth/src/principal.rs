@@ -87,6 +87,8 @@ pub struct Principal {
     pub role: Role,
     /// Collections it may use beyond its role.
     pub grants: BTreeMap<String, Access>,
+    /// The plan that limits its calls (none: not limited).
+    pub plan: Option<String>,
 }
 
 impl Principal {
@@ -97,6 +99,7 @@ impl Principal {
             name: "anonymous".into(),
             role: Role::Admin,
             grants: BTreeMap::new(),
+            plan: None,
         }
     }
 
@@ -107,6 +110,7 @@ impl Principal {
             name: "admin key".into(),
             role: Role::Admin,
             grants: BTreeMap::new(),
+            plan: None,
         }
     }
 
@@ -168,6 +172,7 @@ mod tests {
             name: "key k".into(),
             role,
             grants: grants.iter().map(|(c, a)| ((*c).to_owned(), *a)).collect(),
+            plan: None,
         }
     }
 

@@ -44,10 +44,14 @@ pub struct Claims {
     /// Collections it may use beyond its role.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub access: BTreeMap<String, Access>,
+    /// The plan that limits it (none: not limited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl Claims {
-    /// Claims for `sub` with `role` and `access`, made `now` and living `ttl`.
+    /// Claims for `sub` with `role` and `access`, made `now` and living `ttl`, on no
+    /// plan (set [`Claims::plan`] for one).
     #[must_use]
     pub fn new(
         sub: String,
@@ -63,6 +67,7 @@ impl Claims {
             exp: iat.saturating_add(ttl.as_secs()),
             role,
             access,
+            plan: None,
         }
     }
 
@@ -73,6 +78,7 @@ impl Claims {
             name: format!("token {}", self.sub),
             role: self.role,
             grants: self.access.clone(),
+            plan: self.plan.clone(),
         }
     }
 }

@@ -349,6 +349,46 @@ impl ControlClient {
         Ok(())
     }
 
+    /// Makes or changes a plan. Retried: setting a plan twice sets it once.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `INVALID_ARGUMENT`, `RESOURCE_EXHAUSTED`.
+    pub async fn set_plan(&self, plan: api::Plan) -> Result<api::Plan, ClientError> {
+        self.call(true, self.policy.request_timeout, move |mut c| {
+            let plan = plan.clone();
+            async move { c.set_plan(plan).await }
+        })
+        .await
+    }
+
+    /// Every plan.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn list_plans(&self) -> Result<Vec<api::Plan>, ClientError> {
+        let listed = self
+            .call(true, self.policy.request_timeout, |mut c| async move {
+                c.list_plans(api::ListPlansRequest {}).await
+            })
+            .await?;
+        Ok(listed.plans)
+    }
+
+    /// Deletes a plan.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `FAILED_PRECONDITION` for an unknown plan or one
+    /// a key or user names.
+    pub async fn delete_plan(&self, name: &str) -> Result<(), ClientError> {
+        let name = name.to_owned();
+        self.call(false, self.policy.request_timeout, move |mut c| {
+            let request = api::DeletePlanRequest { name: name.clone() };
+            async move { c.delete_plan(request).await }
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The routing table of every collection, or of one.
     ///
     /// # Errors

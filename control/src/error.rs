@@ -117,7 +117,11 @@ impl From<ServiceError> for Status {
                 CommandError::NotInitialized => Status::unavailable(message),
                 CommandError::TooManyCollections { .. }
                 | CommandError::TooManyKeys { .. }
-                | CommandError::TooManyUsers { .. } => Status::resource_exhausted(message),
+                | CommandError::TooManyUsers { .. }
+                | CommandError::TooManyPlans { .. } => Status::resource_exhausted(message),
+                CommandError::NoSuchPlan { .. } | CommandError::PlanInUse { .. } => {
+                    Status::failed_precondition(message)
+                }
                 CommandError::KeyExists { .. } | CommandError::UserExists { .. } => {
                     Status::already_exists(message)
                 }

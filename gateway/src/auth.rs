@@ -25,6 +25,7 @@ use vectron_auth::{Principal, SecretHash, TokenError, TokenSigner, looks_like_to
 
 use crate::config::{AuthConfig, LOGIN_ATTEMPTS_PER_MINUTE};
 use crate::error::GatewayError;
+use crate::plans::PlanLimits;
 use crate::routing::RoutingCache;
 use crate::service::Service;
 
@@ -39,6 +40,8 @@ pub(crate) struct Authenticator {
     tokens: Option<TokenSigner>,
     /// Logins tried, per client address.
     logins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Each caller's allowance under its plan.
+    limits: PlanLimits,
     /// The caller with authentication off.
     anonymous: Arc<Principal>,
     /// The holder of the bootstrap admin key.
@@ -55,6 +58,7 @@ impl Authenticator {
             logins: RateLimiter::keyed(Quota::per_minute(
                 NonZeroU32::new(LOGIN_ATTEMPTS_PER_MINUTE).expect("a login a minute at least"),
             )),
+            limits: PlanLimits::default(),
             anonymous: Arc::new(Principal::anonymous()),
             bootstrap: Arc::new(Principal::bootstrap_admin()),
         }
@@ -65,7 +69,8 @@ impl Authenticator {
     /// # Errors
     /// [`GatewayError::Unauthenticated`] for no credentials, malformed ones or a key the
     /// cluster does not hold; [`GatewayError::NotReady`] for a key presented before the
-    /// gateway has loaded the keys.
+    /// gateway has loaded the keys; [`GatewayError::RateLimited`] for a caller past its
+    /// plan's rate (each call counts once).
     pub(crate) fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Principal>, GatewayError> {
         if !self.enabled {
             return Ok(Arc::clone(&self.anonymous));
@@ -86,6 +91,7 @@ impl Authenticator {
             if let Some(stored) = held.keys.get(key.id)
                 && stored.hash.matches(key.secret)
             {
+                self.limits.admit(&stored.who, &held.plans)?;
                 return Ok(Arc::clone(&stored.who));
             }
         }
@@ -96,7 +102,13 @@ impl Authenticator {
                 });
             };
             return match tokens.verify(presented) {
-                Ok(claims) => Ok(Arc::new(claims.principal())),
+                Ok(claims) => {
+                    let who = claims.principal();
+                    if who.plan.is_some() {
+                        self.limits.admit(&who, &self.routing.snapshot().plans)?;
+                    }
+                    Ok(Arc::new(who))
+                }
                 Err(TokenError::Expired) => Err(GatewayError::Unauthenticated {
                     reason: "the token expired",
                 }),

@@ -209,6 +209,25 @@ pub enum GatewayError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// A caller past its plan's rate.
+    #[error(
+        "over the rate of plan {plan:?} ({requests_per_second} calls a second); retry after {}s",
+        retry_after.as_secs().max(1)
+    )]
+    RateLimited {
+        /// The plan.
+        plan: String,
+        /// Its rate.
+        requests_per_second: u32,
+        /// When to try again.
+        retry_after: Duration,
+    },
+    /// A plan the cluster does not hold.
+    #[error("no plan is named {name:?}; make it first (`vectron plans set`)")]
+    UnknownPlan {
+        /// The name.
+        name: String,
+    },
     /// A login with a wrong name or password (which of the two is not said).
     #[error("the user name or password is wrong")]
     BadLogin,
@@ -323,7 +342,8 @@ impl GatewayError {
             E::Denied(_) => Code::PermissionDenied,
             E::KeyRule(rule) => rule.code(),
             E::NoTokenSecret => Code::FailedPrecondition,
-            E::TooManyLogins { .. } => Code::ResourceExhausted,
+            E::TooManyLogins { .. } | E::RateLimited { .. } => Code::ResourceExhausted,
+            E::UnknownPlan { .. } => Code::FailedPrecondition,
             E::BadLogin => Code::Unauthenticated,
             E::Internal(_) => Code::Internal,
         }
@@ -338,9 +358,9 @@ impl GatewayError {
                 source.http_status()
             }
             GatewayError::Shared(inner) => inner.http_status(),
-            GatewayError::Overloaded { .. } | GatewayError::TooManyLogins { .. } => {
-                http::StatusCode::TOO_MANY_REQUESTS
-            }
+            GatewayError::Overloaded { .. }
+            | GatewayError::TooManyLogins { .. }
+            | GatewayError::RateLimited { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Core { .. } if self.retry_after().is_some() => {
                 http::StatusCode::TOO_MANY_REQUESTS
             }
@@ -367,7 +387,8 @@ impl GatewayError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::Overloaded { retry_after, .. }
-            | GatewayError::TooManyLogins { retry_after } => Some(*retry_after),
+            | GatewayError::TooManyLogins { retry_after }
+            | GatewayError::RateLimited { retry_after, .. } => Some(*retry_after),
             GatewayError::InBatch { source, .. } | GatewayError::InStream { source, .. } => {
                 source.retry_after()
             }

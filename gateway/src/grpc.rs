@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status, Streaming};
 use vectron_proto::core::v1 as core;
 use vectron_proto::v1::collections_server::Collections;
 use vectron_proto::v1::keys_server::Keys;
+use vectron_proto::v1::plans_server::Plans;
 use vectron_proto::v1::points_server::Points;
 use vectron_proto::v1::stats_server::Stats;
 use vectron_proto::v1::users_server::Users;
@@ -29,6 +30,9 @@ use vectron_proto::v1::{
 use vectron_proto::v1::{
     CreateUserRequest, DeleteUserRequest, DeleteUserResponse, ListUsersRequest, ListUsersResponse,
     LoginRequest, LoginResponse, UserInfo,
+};
+use vectron_proto::v1::{
+    DeletePlanRequest, DeletePlanResponse, ListPlansRequest, ListPlansResponse, Plan,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -477,6 +481,35 @@ fn out_of_range_to_resource_exhausted<B>(mut response: http::Response<B>) -> htt
             .insert("grpc-status", http::HeaderValue::from(exhausted));
     }
     response
+}
+
+#[tonic::async_trait]
+impl Plans for GrpcApi {
+    async fn set(&self, request: Request<Plan>) -> Result<Response<Plan>, Status> {
+        let who = grpc_caller(&request)?;
+        let set = self.service.set_plan(&who, request.get_ref()).await?;
+        Ok(Response::new(set))
+    }
+
+    async fn list(
+        &self,
+        request: Request<ListPlansRequest>,
+    ) -> Result<Response<ListPlansResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        let plans = self.service.list_plans(&who).await?;
+        Ok(Response::new(ListPlansResponse { plans }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeletePlanRequest>,
+    ) -> Result<Response<DeletePlanResponse>, Status> {
+        let who = grpc_caller(&request)?;
+        self.service
+            .delete_plan(&who, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(DeletePlanResponse {}))
+    }
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ use vectron_proto::json::{from_json, to_json};
 use vectron_proto::v1::{
     CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, CreateKeyRequest,
     CreateTokenRequest, CreateUserRequest, DeleteRequest, DeleteResponse, GetRequest,
-    ListCollectionsResponse, ListKeysResponse, ListUsersResponse, LoginRequest, Point,
-    ScrollRequest, SearchRequest, UpsertRequest,
+    ListCollectionsResponse, ListKeysResponse, ListPlansResponse, ListUsersResponse, LoginRequest,
+    Plan, Point, ScrollRequest, SearchRequest, UpsertRequest,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -90,6 +90,8 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
         .route("/v1/tokens", post(create_token))
+        .route("/v1/plans", post(set_plan).get(list_plans))
+        .route("/v1/plans/{name}", axum::routing::delete(delete_plan))
         .route("/v1/users", post(create_user).get(list_users))
         .route("/v1/users/{name}", axum::routing::delete(delete_user))
         .route(HTTP_LOGIN_PATH, post(login))
@@ -652,6 +654,35 @@ async fn create_token(
     let request: CreateTokenRequest = parse(&value)?;
     let made = service.create_token(&who, &request)?;
     ok(&to_json(&made))
+}
+
+async fn set_plan(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let value = json_body(&service, &headers, body, None).await?;
+    let plan: Plan = parse(&value)?;
+    let set = service.set_plan(&who, &plan).await?;
+    ok(&to_json(&set))
+}
+
+async fn list_plans(State(service): State<Shared>, Caller(who): Caller) -> Answer {
+    let plans = service.list_plans(&who).await?;
+    ok(&to_json(&ListPlansResponse { plans }))
+}
+
+async fn delete_plan(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Path(name): Path<String>,
+    QueryPairs(query): QueryPairs,
+) -> Answer {
+    // A parameter this route does not know is refused before anything is deleted.
+    query_flags(&query, &[])?;
+    service.delete_plan(&who, &name).await?;
+    ok(&serde_json::json!({}))
 }
 
 async fn create_user(

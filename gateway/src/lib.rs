@@ -43,6 +43,7 @@ mod grpc;
 mod http;
 mod merge;
 mod payload;
+mod plans;
 mod points;
 mod routing;
 mod search;

@@ -13,11 +13,11 @@ use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
 
 use tokio::sync::watch;
-use vectron_auth::{Principal, SecretHash, UserRecord};
+use vectron_auth::{Plan, Principal, SecretHash, UserRecord};
 use vectron_control::{ControlClient, ShardLayout};
 use vectron_proto::control::v1::RoutingTable;
 use vectron_proto::core::v1::ShardRef;
-use vectron_proto::keys::{KeyRuleError, key_record, user_record};
+use vectron_proto::keys::{KeyRuleError, key_record, plan_record, user_record};
 use vectron_proto::v1::{CollectionInfo, CollectionSpec, ReplicaState};
 
 use crate::error::GatewayError;
@@ -193,6 +193,8 @@ pub(crate) struct Routing {
     pub(crate) keys: HashMap<String, StoredKey>,
     /// Users by name: the hash each password must match, and what they may do.
     pub(crate) users: HashMap<String, Arc<UserRecord>>,
+    /// Plans by name.
+    pub(crate) plans: HashMap<String, Plan>,
 }
 
 /// An API key as the gateway checks it: decoded once per routing table, not per call.
@@ -241,11 +243,21 @@ impl Routing {
                 Err(e) => tracing::warn!(error = %e, "routing carries a damaged user; skipped"),
             }
         }
+        let mut plans = HashMap::new();
+        for message in &table.plans {
+            match plan_record(message) {
+                Ok(plan) => {
+                    plans.insert(plan.name.clone(), plan);
+                }
+                Err(e) => tracing::warn!(error = %e, "routing carries a damaged plan; skipped"),
+            }
+        }
         Self {
             version: table.version,
             collections,
             keys,
             users,
+            plans,
         }
     }
 
@@ -479,6 +491,7 @@ mod tests {
             cluster_id: "c".into(),
             api_keys: Vec::new(),
             users: Vec::new(),
+            plans: Vec::new(),
         }
     }
 

@@ -15,6 +15,7 @@ use tonic::transport::server::TcpIncoming;
 use vectron_control::{ClientError, ControlClient};
 use vectron_proto::v1::collections_server::CollectionsServer;
 use vectron_proto::v1::keys_server::KeysServer;
+use vectron_proto::v1::plans_server::PlansServer;
 use vectron_proto::v1::points_server::PointsServer;
 use vectron_proto::v1::stats_server::StatsServer;
 use vectron_proto::v1::users_server::UsersServer;
@@ -182,7 +183,8 @@ impl Gateway {
             .max_decoding_message_size(max_message)
             .max_encoding_message_size(max_message);
         let keys = KeysServer::new(api.clone());
-        let users = UsersServer::new(api);
+        let users = UsersServer::new(api.clone());
+        let plans = PlansServer::new(api);
         if let Some(encoding) = send(gzip) {
             collections = collections.send_compressed(encoding);
             points = points.send_compressed(encoding);
@@ -201,7 +203,8 @@ impl Gateway {
             .add_service(points)
             .add_service(stats)
             .add_service(keys)
-            .add_service(users);
+            .add_service(users)
+            .add_service(plans);
         let grpc_stop = stop_signal(stopped.clone());
         let grpc = tokio::spawn(async move {
             // The builder's `tcp_nodelay` only reaches sockets it accepts itself: with

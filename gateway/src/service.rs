@@ -19,13 +19,14 @@ use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
 use vectron_proto::keys::{
-    check_new_key, check_new_token, check_new_user, key_entry, token_ttl, user_entry,
+    check_new_key, check_new_token, check_new_user, key_entry, plan_field, plan_record, token_ttl,
+    user_entry,
 };
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
     CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, CreateUserRequest, KeyInfo,
-    LoginRequest, LoginResponse, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo, ShardStats,
-    UserInfo,
+    LoginRequest, LoginResponse, Plan, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo,
+    ShardStats, UserInfo,
 };
 
 use crate::admission::Admission;
@@ -250,6 +251,7 @@ impl Service {
     ) -> Result<CreateKeyResponse, GatewayError> {
         authorize(who, Action::ManageKeys, None)?;
         let (role, grants) = check_new_key(request)?;
+        let plan = plan_field(&request.plan)?;
         let made = generate_key().map_err(|e| GatewayError::Internal(e.to_string()))?;
         let record = KeyRecord {
             id: made.id.clone(),
@@ -258,6 +260,7 @@ impl Service {
             grants,
             description: request.description.clone(),
             created_at_ms: 0,
+            plan,
         };
         let info = self
             .control
@@ -299,8 +302,15 @@ impl Service {
     ) -> Result<CreateTokenResponse, GatewayError> {
         authorize(who, Action::ManageKeys, None)?;
         let (subject, role, grants, ttl) = check_new_token(request)?;
+        let plan = plan_field(&request.plan)?;
+        if let Some(name) = &plan
+            && !self.routing.snapshot().plans.contains_key(name)
+        {
+            return Err(GatewayError::UnknownPlan { name: name.clone() });
+        }
         let tokens = self.auth.tokens().ok_or(GatewayError::NoTokenSecret)?;
-        let claims = Claims::new(subject, role, grants, SystemTime::now(), ttl);
+        let mut claims = Claims::new(subject, role, grants, SystemTime::now(), ttl);
+        claims.plan = plan;
         let token = tokens
             .mint(&claims)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
@@ -322,6 +332,7 @@ impl Service {
     ) -> Result<UserInfo, GatewayError> {
         authorize(who, Action::ManageUsers, None)?;
         let (name, role, grants) = check_new_user(request)?;
+        let plan = plan_field(&request.plan)?;
         let password = request.password.clone();
         let password_phc = tokio::task::spawn_blocking(move || hash_password(&password))
             .await
@@ -333,6 +344,7 @@ impl Service {
             role,
             grants,
             created_at_ms: 0,
+            plan,
         };
         let info = self
             .control
@@ -398,13 +410,14 @@ impl Service {
             tracing::info!(user = %request.name, ?from, "login refused");
             return Err(GatewayError::BadLogin);
         };
-        let claims = Claims::new(
+        let mut claims = Claims::new(
             user.name.clone(),
             user.role,
             user.grants.clone(),
             SystemTime::now(),
             ttl,
         );
+        claims.plan.clone_from(&user.plan);
         let token = tokens
             .mint(&claims)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
@@ -413,6 +426,49 @@ impl Service {
             token,
             expires_at_unix_s: claims.exp,
         })
+    }
+
+    // --- plans -----------------------------------------------------------------------
+
+    /// Makes or changes a plan; gateways apply it with the next routing table.
+    pub(crate) async fn set_plan(
+        &self,
+        who: &Principal,
+        plan: &Plan,
+    ) -> Result<Plan, GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        plan_record(plan)?;
+        let set = self
+            .control
+            .set_plan(plan.clone())
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(plan = %plan.name, by = %who.name, rps = plan.requests_per_second, burst = plan.burst, "plan set");
+        Ok(set)
+    }
+
+    /// Every plan.
+    pub(crate) async fn list_plans(&self, who: &Principal) -> Result<Vec<Plan>, GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        self.control
+            .list_plans()
+            .await
+            .map_err(GatewayError::Control)
+    }
+
+    /// Deletes a plan no key or user names.
+    pub(crate) async fn delete_plan(
+        &self,
+        who: &Principal,
+        name: &str,
+    ) -> Result<(), GatewayError> {
+        authorize(who, Action::ManageKeys, None)?;
+        self.control
+            .delete_plan(name)
+            .await
+            .map_err(GatewayError::Control)?;
+        tracing::info!(plan = %name, by = %who.name, "plan deleted");
+        Ok(())
     }
 
     // --- stats -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tonic::Code;
 use vectron_auth::{
     Access, DEFAULT_TOKEN_TTL, KeyRecord, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, MAX_USER_NAME_BYTES,
-    Role, SecretHash, UserRecord, check_password,
+    Plan, PlanError, Role, SecretHash, UserRecord, check_password, check_plan_name,
 };
 
 use crate::control::v1::{ApiKeyEntry, UserEntry};
@@ -91,6 +91,9 @@ pub enum KeyRuleError {
     /// A password outside the limits.
     #[error(transparent)]
     BadPassword(#[from] vectron_auth::PasswordError),
+    /// A plan, or a plan's name, that breaks the rules.
+    #[error(transparent)]
+    BadPlan(#[from] PlanError),
     /// A stored entry without its key or with a broken hash.
     #[error("a stored key entry is damaged: {0}")]
     Damaged(String),
@@ -165,6 +168,42 @@ pub fn check_new_user(
     check_password(&request.password)?;
     let (role, grants) = scope(request.role(), &request.grants)?;
     Ok((request.name.clone(), role, grants))
+}
+
+/// The plan a key, user or token names: `None` for an empty field.
+///
+/// # Errors
+/// [`KeyRuleError::BadPlan`] for a name no plan could have.
+pub fn plan_field(name: &str) -> Result<Option<String>, KeyRuleError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    check_plan_name(name)?;
+    Ok(Some(name.to_owned()))
+}
+
+/// A plan as its message.
+#[must_use]
+pub fn plan_message(plan: &Plan) -> api::Plan {
+    api::Plan {
+        name: plan.name.clone(),
+        requests_per_second: plan.requests_per_second,
+        burst: plan.burst,
+    }
+}
+
+/// The plan a message asks for, checked.
+///
+/// # Errors
+/// [`KeyRuleError::BadPlan`] for a plan that breaks the rules.
+pub fn plan_record(message: &api::Plan) -> Result<Plan, KeyRuleError> {
+    let plan = Plan {
+        name: message.name.clone(),
+        requests_per_second: message.requests_per_second,
+        burst: message.burst,
+    };
+    plan.check()?;
+    Ok(plan)
 }
 
 /// Whether `name` may name a user.
@@ -265,6 +304,7 @@ pub fn key_info(record: &KeyRecord) -> api::KeyInfo {
         description: record.description.clone(),
         created_at_unix_ms: record.created_at_ms,
         grants: grant_messages(&record.grants),
+        plan: record.plan.clone().unwrap_or_default(),
         ..Default::default()
     };
     info.set_role(role_message(record.role));
@@ -278,6 +318,7 @@ pub fn user_info(record: &UserRecord) -> api::UserInfo {
         name: record.name.clone(),
         created_at_unix_ms: record.created_at_ms,
         grants: grant_messages(&record.grants),
+        plan: record.plan.clone().unwrap_or_default(),
         ..Default::default()
     };
     info.set_role(role_message(record.role));
@@ -314,6 +355,7 @@ pub fn user_record(entry: &UserEntry) -> Result<UserRecord, KeyRuleError> {
         role,
         grants,
         created_at_ms: info.created_at_unix_ms,
+        plan: plan_field(&info.plan)?,
     })
 }
 
@@ -347,6 +389,7 @@ pub fn key_record(entry: &ApiKeyEntry) -> Result<KeyRecord, KeyRuleError> {
         grants: grants(&info.grants)?,
         description: info.description.clone(),
         created_at_ms: info.created_at_unix_ms,
+        plan: plan_field(&info.plan)?,
     })
 }
 
@@ -496,6 +539,7 @@ mod tests {
             role: Role::Scoped,
             grants: [("docs".to_owned(), Access::Read)].into(),
             created_at_ms: 9,
+            plan: None,
         };
         assert_eq!(user_record(&user_entry(&record)).unwrap(), record);
         let mut damaged = user_entry(&record);
@@ -515,6 +559,7 @@ mod tests {
             grants: [("docs".to_owned(), Access::ReadWrite)].into(),
             description: "ci".into(),
             created_at_ms: 7,
+            plan: None,
         };
         assert_eq!(key_record(&key_entry(&record)).unwrap(), record);
         let mut damaged = key_entry(&record);

@@ -56,6 +56,9 @@ struct TokenArgs {
     /// Its lifetime in seconds (at most 30 days).
     #[arg(long = "ttl", value_name = "SECONDS", default_value_t = 3600)]
     ttl_seconds: u64,
+    /// The plan that limits its calls [default: none, not limited].
+    #[arg(long, default_value = "")]
+    plan: String,
 }
 
 impl TokenArgs {
@@ -64,6 +67,7 @@ impl TokenArgs {
             subject: self.subject,
             grants: self.grants,
             ttl_seconds: self.ttl_seconds,
+            plan: self.plan,
             ..CreateTokenRequest::default()
         };
         request.set_role(self.role.into());
@@ -84,6 +88,9 @@ struct CreateArgs {
     /// What the key is for.
     #[arg(long, default_value = "")]
     description: String,
+    /// The plan that limits its calls (`vectron plans set`) [default: none, not limited].
+    #[arg(long, default_value = "")]
+    plan: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -118,6 +125,7 @@ impl CreateArgs {
         let mut request = CreateKeyRequest {
             grants: self.grants,
             description: self.description,
+            plan: self.plan,
             ..CreateKeyRequest::default()
         };
         request.set_role(self.role.into());

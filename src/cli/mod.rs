@@ -19,6 +19,7 @@ mod collections;
 mod input;
 mod keys;
 mod output;
+mod plans;
 mod points;
 mod search;
 mod users;
@@ -31,6 +32,7 @@ use vectron_client::Client;
 
 pub(crate) use collections::CollectionsArgs;
 pub(crate) use keys::KeysArgs;
+pub(crate) use plans::PlansArgs;
 pub(crate) use points::PointsArgs;
 pub(crate) use search::SearchArgs;
 pub(crate) use users::{LoginArgs, UsersArgs};
@@ -128,6 +130,7 @@ pub(crate) enum Action {
     Keys(KeysArgs),
     Users(UsersArgs),
     Login(LoginArgs),
+    Plans(PlansArgs),
     Points(PointsArgs),
     Search(SearchArgs),
 }
@@ -140,6 +143,7 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, action: Action) {
         Action::Keys(args) => (args.json(), runtime.block_on(args.run())),
         Action::Users(args) => (args.json(), runtime.block_on(args.run())),
         Action::Login(args) => (args.json(), runtime.block_on(args.run())),
+        Action::Plans(args) => (args.json(), runtime.block_on(args.run())),
         Action::Points(args) => (args.json(), runtime.block_on(args.run())),
         Action::Search(args) => (args.json(), runtime.block_on(args.run())),
     };

@@ -49,6 +49,9 @@ struct CreateArgs {
     /// (repeat for several).
     #[arg(long = "grant", value_name = "NAME:ACCESS", value_parser = parse_grant)]
     grants: Vec<CollectionGrant>,
+    /// The plan that limits their calls [default: none, not limited].
+    #[arg(long, default_value = "")]
+    plan: String,
     #[command(flatten)]
     password: PasswordArg,
 }
@@ -126,6 +129,7 @@ impl UsersArgs {
                     name: args.name,
                     password: args.password.read()?,
                     grants: args.grants,
+                    plan: args.plan,
                     ..CreateUserRequest::default()
                 };
                 request.set_role(KeyRole::from(args.role));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use vectron_auth::{Claims, Role, TokenSigner, parse_key};
 use vectron_client::{
     Access, Client, CollectionGrant, CollectionSpec, CreateKeyRequest, CreateTokenRequest,
-    CreateUserRequest, Error, KeyRole, Metric, Point, ScrollRequest, SearchRequest,
+    CreateUserRequest, Error, KeyRole, Metric, Plan, Point, ScrollRequest, SearchRequest,
 };
 
 use crate::support::{self, Http};
@@ -688,6 +688,113 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
             file.display()
         );
     }
+    dev.terminate();
+}
+
+/// Calls `count` as fast as it goes `n` times; how many passed, how long it took, and
+/// the first refusal.
+async fn hammer(caller: &Client, n: usize) -> (usize, Duration, Option<Error>) {
+    let started = Instant::now();
+    let mut passed = 0;
+    let mut refusal = None;
+    for _ in 0..n {
+        match caller.count("docs", None).await {
+            Ok(_) => passed += 1,
+            Err(e) => {
+                assert!(matches!(e, Error::ResourceExhausted(_)), "{e:?}");
+                refusal.get_or_insert(e);
+            }
+        }
+    }
+    (passed, started.elapsed(), refusal)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_limits_each_caller_on_it_to_its_rate() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(
+        dir.path(),
+        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    );
+    let grpc = support::grpc_addr(&dev);
+    let http = Http::new(&support::http_addr(&dev));
+    let admin = client(&grpc, Some(ADMIN)).await;
+    admin
+        .create_collection(CollectionSpec::new("docs", 4, Metric::Cosine))
+        .await
+        .unwrap();
+    let ten = Plan {
+        name: "ten".into(),
+        requests_per_second: 10,
+        burst: 10,
+    };
+    admin.set_plan(ten.clone()).await.unwrap();
+    let mut on_plan = key_request(KeyRole::Read, &[]);
+    on_plan.plan = "ten".into();
+    let key = admin.create_key(on_plan.clone()).await.unwrap().secret;
+    // A plan the cluster does not hold, for a key or a token: refused, naming it.
+    let mut unknown = on_plan.clone();
+    unknown.plan = "gold".into();
+    assert!(matches!(
+        admin.create_key(unknown).await,
+        Err(Error::FailedPrecondition(m)) if m.contains("no plan is named \"gold\"")
+    ));
+
+    // 100 calls as fast as they go: the burst of 10 passes, and about 10 a second after.
+    let caller = client(&grpc, Some(&key)).await;
+    let (passed, took, refusal) = hammer(&caller, 100).await;
+    let allowed = 10 + (took.as_secs_f64() * 10.0).ceil() as usize;
+    assert!(
+        (10..=allowed).contains(&passed),
+        "{passed} of 100 passed in {took:?}"
+    );
+    eprintln!("plan of 10/s, burst 10: {passed} of 100 calls passed in {took:?}");
+    let refusal = refusal
+        .expect("calls past the rate are refused")
+        .to_string();
+    assert!(
+        refusal.contains("over the rate of plan \"ten\""),
+        "{refusal}"
+    );
+    let (code, headers, body) = http
+        .with_header("api-key", &key)
+        .send_full("GET", "/v1/collections", None, Vec::new())
+        .await;
+    assert_eq!(code, 429, "{body}");
+    assert!(headers.contains_key("retry-after"), "{headers:?}");
+    // The admin key is on no plan: not limited.
+    let (passed, _, _) = hammer(&admin, 100).await;
+    assert_eq!(passed, 100);
+    // A token on the plan is limited like a key.
+    let mut token = token_request("ci", KeyRole::Read, &[]);
+    token.plan = "ten".into();
+    let token = admin.create_token(token).await.unwrap().token;
+    let (passed, _, refusal) = hammer(&client(&grpc, Some(&token)).await, 30).await;
+    assert!(passed < 30 && refusal.is_some(), "{passed} of 30 passed");
+
+    // A raised rate applies within a second; a plan in use cannot be deleted.
+    admin
+        .set_plan(Plan {
+            requests_per_second: 100_000,
+            burst: 100_000,
+            ..ten
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (passed, _, _) = hammer(&caller, 50).await;
+    assert_eq!(passed, 50);
+    assert!(matches!(
+        admin.delete_plan("ten").await,
+        Err(Error::FailedPrecondition(m)) if m.contains("in use by key")
+    ));
+    let (code, listed) = http
+        .with_header("api-key", ADMIN)
+        .json("GET", "/v1/plans", None)
+        .await;
+    assert_eq!(code, 200, "{listed}");
+    assert_eq!(listed["plans"][0]["requests_per_second"], 100_000);
+    denied(caller.list_plans().await);
     dev.terminate();
 }
 

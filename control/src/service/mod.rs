@@ -447,6 +447,42 @@ impl Control for ControlService {
         Ok(Response::new(api::DeleteUserResponse {}))
     }
 
+    async fn set_plan(&self, request: Request<api::Plan>) -> Result<Response<api::Plan>, Status> {
+        let plan = vectron_proto::keys::plan_record(request.get_ref())
+            .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        self.core
+            .propose(Command::SetPlan { plan: plan.clone() })
+            .await?;
+        tracing::info!(plan = %plan.name, rps = plan.requests_per_second, burst = plan.burst, "plan set");
+        Ok(Response::new(vectron_proto::keys::plan_message(&plan)))
+    }
+
+    async fn list_plans(
+        &self,
+        _request: Request<api::ListPlansRequest>,
+    ) -> Result<Response<api::ListPlansResponse>, Status> {
+        let machine = self.core.shared.read();
+        let plans = machine
+            .state
+            .plans
+            .values()
+            .map(vectron_proto::keys::plan_message)
+            .collect();
+        Ok(Response::new(api::ListPlansResponse { plans }))
+    }
+
+    async fn delete_plan(
+        &self,
+        request: Request<api::DeletePlanRequest>,
+    ) -> Result<Response<api::DeletePlanResponse>, Status> {
+        let name = request.into_inner().name;
+        self.core
+            .propose(Command::DeletePlan { name: name.clone() })
+            .await?;
+        tracing::info!(plan = %name, "plan deleted");
+        Ok(Response::new(api::DeletePlanResponse {}))
+    }
+
     async fn get_routing(
         &self,
         request: Request<ctl::GetRoutingRequest>,

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
 use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
-use vectron_auth::{KeyRecord, UserRecord};
+use vectron_auth::{KeyRecord, MAX_PLANS, Plan, UserRecord};
 use vectron_proto::hashing::ShardLayout;
 use vectron_proto::keys::{MAX_API_KEYS, MAX_USERS};
 use vectron_proto::rules::MAX_COLLECTIONS;
@@ -49,6 +49,9 @@ pub(crate) struct ControlState {
     /// Users by name: the hash of each password, never the password.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub users: BTreeMap<String, UserRecord>,
+    /// Plans by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plans: BTreeMap<String, Plan>,
 }
 
 /// Health of a worker.
@@ -213,6 +216,10 @@ pub(crate) enum Command {
     CreateUser { record: UserRecord },
     /// Deletes a user.
     DeleteUser { name: String },
+    /// Makes or changes a plan.
+    SetPlan { plan: Plan },
+    /// Deletes a plan no key or user names.
+    DeletePlan { name: String },
 }
 
 impl fmt::Display for Command {
@@ -234,6 +241,8 @@ impl fmt::Display for Command {
             Self::RevokeApiKey { id } => write!(f, "revoke-api-key({id})"),
             Self::CreateUser { record } => write!(f, "create-user({})", record.name),
             Self::DeleteUser { name } => write!(f, "delete-user({name})"),
+            Self::SetPlan { plan } => write!(f, "set-plan({})", plan.name),
+            Self::DeletePlan { name } => write!(f, "delete-plan({name})"),
         }
     }
 }
@@ -263,6 +272,10 @@ pub(crate) enum Applied {
     UserCreated,
     /// The user is gone.
     UserDeleted,
+    /// The plan is stored.
+    PlanSet,
+    /// The plan is gone.
+    PlanDeleted,
 }
 
 /// Why a command was refused. Refused commands change nothing.
@@ -352,12 +365,42 @@ pub enum CommandError {
         /// The limit (`vectron_proto::keys::MAX_USERS`).
         max: usize,
     },
+    /// No plan has this name.
+    #[error("no plan is named {name:?}; make it first")]
+    NoSuchPlan {
+        /// The name.
+        name: String,
+    },
+    /// A plan a key or user still names.
+    #[error("plan {name:?} is in use by {by}; move it to another plan first")]
+    PlanInUse {
+        /// The plan.
+        name: String,
+        /// Who names it: `key <id>` or `user <name>`.
+        by: String,
+    },
+    /// The cluster holds as many plans as it may.
+    #[error("the cluster holds {max} plans, the most it may; delete some first")]
+    TooManyPlans {
+        /// The limit (`vectron_auth::MAX_PLANS`).
+        max: usize,
+    },
 }
 
 /// The result the state machine returns for each command.
 pub(crate) type CommandResult = Result<Applied, CommandError>;
 
 impl ControlState {
+    /// Refuses a plan the cluster does not hold.
+    fn plan_exists(&self, plan: Option<&str>) -> Result<(), CommandError> {
+        match plan {
+            Some(name) if !self.plans.contains_key(name) => Err(CommandError::NoSuchPlan {
+                name: name.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies `command`, the log entry at `log_index`.
     pub(crate) fn apply(&mut self, log_index: u64, command: &Command) -> CommandResult {
         match command {
@@ -404,6 +447,7 @@ impl ControlState {
             }
             Command::CreateCollection { request } => self.create(log_index, request),
             Command::CreateApiKey { record } => {
+                self.plan_exists(record.plan.as_deref())?;
                 if self.api_keys.contains_key(&record.id) {
                     return Err(CommandError::KeyExists {
                         id: record.id.clone(),
@@ -425,6 +469,7 @@ impl ControlState {
                 Ok(Applied::KeyRevoked)
             }
             Command::CreateUser { record } => {
+                self.plan_exists(record.plan.as_deref())?;
                 if self.users.contains_key(&record.name) {
                     return Err(CommandError::UserExists {
                         name: record.name.clone(),
@@ -444,6 +489,39 @@ impl ControlState {
                 }
                 self.routing_version += 1;
                 Ok(Applied::UserDeleted)
+            }
+            Command::SetPlan { plan } => {
+                if !self.plans.contains_key(&plan.name) && self.plans.len() >= MAX_PLANS {
+                    return Err(CommandError::TooManyPlans { max: MAX_PLANS });
+                }
+                self.plans.insert(plan.name.clone(), plan.clone());
+                // Gateways limit callers by the routing table's plans.
+                self.routing_version += 1;
+                Ok(Applied::PlanSet)
+            }
+            Command::DeletePlan { name } => {
+                if !self.plans.contains_key(name) {
+                    return Err(CommandError::NoSuchPlan { name: name.clone() });
+                }
+                let named = |plan: &Option<String>| plan.as_deref() == Some(name.as_str());
+                let by = self
+                    .api_keys
+                    .values()
+                    .find(|k| named(&k.plan))
+                    .map(|k| format!("key {}", k.id))
+                    .or_else(|| {
+                        let user = self.users.values().find(|u| named(&u.plan))?;
+                        Some(format!("user {}", user.name))
+                    });
+                if let Some(by) = by {
+                    return Err(CommandError::PlanInUse {
+                        name: name.clone(),
+                        by,
+                    });
+                }
+                self.plans.remove(name);
+                self.routing_version += 1;
+                Ok(Applied::PlanDeleted)
             }
             Command::DropCollection { name } => {
                 if self.collections.remove(name).is_none() {

@@ -744,6 +744,7 @@ fn api_keys_are_stored_revoked_and_carried_in_full_routing_tables_only() {
         grants: [("docs".to_owned(), Access::Read)].into(),
         description: "ci".into(),
         created_at_ms: 5,
+        plan: None,
     };
     let version = state.routing_version;
     let create = Command::CreateApiKey {
@@ -790,6 +791,75 @@ fn api_keys_are_stored_revoked_and_carried_in_full_routing_tables_only() {
 }
 
 #[test]
+fn plans_are_named_by_keys_only_once_made_and_deleted_only_when_unused() {
+    use vectron_auth::{KeyRecord, Plan, Role, SecretHash};
+
+    let mut state = cluster();
+    let key = KeyRecord {
+        id: "abcdefghijkl".into(),
+        secret_sha256: SecretHash::of("s").to_hex(),
+        role: Role::Read,
+        grants: Default::default(),
+        description: String::new(),
+        created_at_ms: 5,
+        plan: Some("free".into()),
+    };
+    let create = Command::CreateApiKey {
+        record: key.clone(),
+    };
+    assert_eq!(
+        state.apply(4, &create),
+        Err(CommandError::NoSuchPlan {
+            name: "free".into()
+        })
+    );
+    let plan = Plan {
+        name: "free".into(),
+        requests_per_second: 10,
+        burst: 20,
+    };
+    let version = state.routing_version;
+    assert_eq!(
+        state.apply(5, &Command::SetPlan { plan: plan.clone() }),
+        Ok(Applied::PlanSet)
+    );
+    assert!(state.routing_version > version, "gateways must see it");
+    assert_eq!(state.apply(6, &create), Ok(Applied::KeyCreated));
+    let table = state.routing_table("").unwrap();
+    assert_eq!(
+        vectron_proto::keys::plan_record(&table.plans[0]).unwrap(),
+        plan
+    );
+    assert_eq!(
+        vectron_proto::keys::key_record(&table.api_keys[0])
+            .unwrap()
+            .plan
+            .as_deref(),
+        Some("free")
+    );
+    let delete = Command::DeletePlan {
+        name: "free".into(),
+    };
+    assert_eq!(
+        state.apply(7, &delete),
+        Err(CommandError::PlanInUse {
+            name: "free".into(),
+            by: "key abcdefghijkl".into()
+        })
+    );
+    let json = serde_json::to_vec(&state).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<ControlState>(&json).unwrap(),
+        state
+    );
+    state
+        .apply(8, &Command::RevokeApiKey { id: key.id })
+        .unwrap();
+    assert_eq!(state.apply(9, &delete), Ok(Applied::PlanDeleted));
+    assert!(state.routing_table("").unwrap().plans.is_empty());
+}
+
+#[test]
 fn users_are_stored_deleted_and_carried_in_full_routing_tables_only() {
     use vectron_auth::{Access, Role, UserRecord};
 
@@ -800,6 +870,7 @@ fn users_are_stored_deleted_and_carried_in_full_routing_tables_only() {
         role: Role::Scoped,
         grants: [("docs".to_owned(), Access::ReadWrite)].into(),
         created_at_ms: 5,
+        plan: None,
     };
     let version = state.routing_version;
     let create = Command::CreateUser {

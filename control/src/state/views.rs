@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use vectron_proto::control::v1 as ctl;
 use vectron_proto::core::v1::ReplicaPeer;
-use vectron_proto::keys::{key_entry, user_entry};
+use vectron_proto::keys::{key_entry, plan_message, user_entry};
 use vectron_proto::v1 as api;
 
 use super::{
@@ -127,13 +127,14 @@ impl ControlState {
             vec![self.collection_info(self.collections.get(only)?)]
         };
         // Gateways install keys and users from full tables only.
-        let (api_keys, users) = if only.is_empty() {
+        let (api_keys, users, plans) = if only.is_empty() {
             (
                 self.api_keys.values().map(key_entry).collect(),
                 self.users.values().map(user_entry).collect(),
+                self.plans.values().map(plan_message).collect(),
             )
         } else {
-            (Vec::new(), Vec::new())
+            (Vec::new(), Vec::new(), Vec::new())
         };
         Some(ctl::RoutingTable {
             version: self.routing_version,
@@ -141,6 +142,7 @@ impl ControlState {
             cluster_id: self.cluster_id.clone(),
             api_keys,
             users,
+            plans,
         })
     }
 

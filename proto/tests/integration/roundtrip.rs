@@ -98,6 +98,8 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,
             ListKeysResponse, RevokeKeyRequest, RevokeKeyResponse, CreateTokenRequest,
             CreateTokenResponse,
+            // plans.proto
+            Plan, ListPlansRequest, ListPlansResponse, DeletePlanRequest, DeletePlanResponse,
             // users.proto
             UserInfo, CreateUserRequest, ListUsersRequest, ListUsersResponse, DeleteUserRequest,
             DeleteUserResponse, LoginRequest, LoginResponse,

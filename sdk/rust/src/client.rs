@@ -12,6 +12,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use vectron_proto::v1::collections_client::CollectionsClient;
 use vectron_proto::v1::keys_client::KeysClient;
+use vectron_proto::v1::plans_client::PlansClient;
 use vectron_proto::v1::points_client::PointsClient;
 use vectron_proto::v1::stats_client::StatsClient;
 use vectron_proto::v1::users_client::UsersClient;
@@ -29,6 +30,7 @@ use vectron_proto::v1::{
 use vectron_proto::v1::{
     CreateUserRequest, DeleteUserRequest, ListUsersRequest, LoginRequest, LoginResponse, UserInfo,
 };
+use vectron_proto::v1::{DeletePlanRequest, ListPlansRequest, Plan};
 
 use crate::Error;
 
@@ -665,6 +667,38 @@ impl Client {
             async move { c.create_token(r).await }
         })
         .await
+    }
+
+    // --- plans -------------------------------------------------------------------
+
+    fn plans(&self) -> PlansClient<Authorized> {
+        PlansClient::new(self.authorized())
+    }
+
+    /// Makes or changes a plan (an admin's call): callers on it get its rate within a
+    /// second. Retried: setting a plan twice sets it once.
+    pub async fn set_plan(&self, plan: Plan) -> Result<Plan, Error> {
+        self.idempotent(|| {
+            let (mut c, p) = (self.plans(), plan.clone());
+            async move { c.set(p).await }
+        })
+        .await
+    }
+
+    /// Every plan (an admin's call).
+    pub async fn list_plans(&self) -> Result<Vec<Plan>, Error> {
+        let listed = self.idempotent(|| {
+            let mut c = self.plans();
+            async move { c.list(ListPlansRequest {}).await }
+        });
+        Ok(listed.await?.plans)
+    }
+
+    /// Deletes a plan no key or user names (an admin's call).
+    pub async fn delete_plan(&self, name: &str) -> Result<(), Error> {
+        let request = DeletePlanRequest { name: name.into() };
+        self.plans().delete(request).await?;
+        Ok(())
     }
 
     // --- users -------------------------------------------------------------------

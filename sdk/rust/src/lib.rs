@@ -83,7 +83,7 @@ pub use vectron_proto::v1::{
     Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
     CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, CreateTokenRequest,
     CreateTokenResponse, CreateUserRequest, Filter, HnswConfig, KeyInfo, KeyRole, LoginResponse,
-    Metric, PayloadFieldKind, PayloadIndex, Point, Quantization, Range, ReadConsistency, Rerank,
-    ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse, UpsertRequest,
-    UpsertResponse, UserInfo,
+    Metric, PayloadFieldKind, PayloadIndex, Plan, Point, Quantization, Range, ReadConsistency,
+    Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
+    UpsertRequest, UpsertResponse, UserInfo,
 };
