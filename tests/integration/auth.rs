@@ -75,6 +75,17 @@ fn denied<T: std::fmt::Debug>(result: Result<T, Error>) {
     }
 }
 
+/// Collections `docs` and `other` (4 dimensions), four points `p0`..`p3` in each.
+async fn docs_and_other(admin: &Client) {
+    for name in ["docs", "other"] {
+        admin
+            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
+            .await
+            .unwrap();
+        admin.upsert(name, points("p")).await.unwrap();
+    }
+}
+
 /// Every file under `dir`, recursively.
 fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -137,13 +148,7 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
 
     // The admin (the bootstrap key) makes collections and keys.
     let admin = client(&grpc, Some(ADMIN)).await;
-    for name in ["docs", "other"] {
-        admin
-            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
-            .await
-            .unwrap();
-        admin.upsert(name, points("p")).await.unwrap();
-    }
+    docs_and_other(&admin).await;
     let read = admin
         .create_key(key_request(KeyRole::Read, &[]))
         .await
@@ -391,13 +396,7 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
     let grpc = support::grpc_addr(&dev);
     let http = Http::new(&support::http_addr(&dev));
     let admin = client(&grpc, Some(ADMIN)).await;
-    for name in ["docs", "other"] {
-        admin
-            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
-            .await
-            .unwrap();
-        admin.upsert(name, points("p")).await.unwrap();
-    }
+    docs_and_other(&admin).await;
 
     // A scoped token reads its collection, lists only it, and touches nothing else.
     let made = admin
@@ -558,12 +557,7 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
     let grpc = support::grpc_addr(&dev);
     let http = Http::new(&support::http_addr(&dev));
     let admin = client(&grpc, Some(ADMIN)).await;
-    for name in ["docs", "other"] {
-        admin
-            .create_collection(CollectionSpec::new(name, 4, Metric::Cosine))
-            .await
-            .unwrap();
-    }
+    docs_and_other(&admin).await;
     let password = "correct horse battery staple";
     let user = |name: &str, password: &str| {
         let key = key_request(KeyRole::Scoped, &[("docs", Access::ReadWrite)]);
@@ -638,7 +632,7 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
             Some(serde_json::json!({})),
         )
         .await;
-    assert_eq!((code, body["count"].as_u64()), (200, Some(4)), "{body}");
+    assert_eq!((code, body["count"].as_u64()), (200, Some(8)), "{body}");
 
     // A deleted user logs in no more (the gateway learns it within a second).
     admin.delete_user("ann").await.unwrap();
