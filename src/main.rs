@@ -209,6 +209,14 @@ struct GatewayOptions {
     /// tokens die with the process).
     #[arg(long, env = "VECTRON_JWT_SECRET_FILE")]
     jwt_secret_file: Option<PathBuf>,
+    /// PEM file of the certificate chain to serve both listeners over TLS (with
+    /// --tls-key). The files are read again when they change: a renewed certificate
+    /// needs no restart.
+    #[arg(long, env = "VECTRON_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file of the certificate's private key (with --tls-cert).
+    #[arg(long, env = "VECTRON_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 impl GatewayOptions {
@@ -255,6 +263,12 @@ impl GatewayOptions {
         };
         config.grpc_addr = self.grpc_addr;
         config.http_addr = self.http_addr;
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(vectron_gateway::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+            });
+        }
         config.cache.enabled = !self.no_search_cache;
         config.cache.ttl = Duration::from_millis(self.search_cache_ttl_ms);
         config.cache.max_bytes = self.search_cache_mib << 20;

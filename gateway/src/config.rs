@@ -2,6 +2,7 @@
 //! cache and its connections to cores.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use vectron_auth::TokenSigner;
@@ -99,6 +100,17 @@ pub struct GatewayConfig {
     pub shutdown_grace: Duration,
     /// Who may call. Default: authentication off, every caller may do everything.
     pub auth: AuthConfig,
+    /// Serve both listeners over TLS with this certificate. Default: plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// The certificate both listeners serve; the files are read again when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM file of the certificate chain, the gateway's own certificate first.
+    pub cert: PathBuf,
+    /// PEM file of its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// Authentication of the gateway's callers.
@@ -158,6 +170,7 @@ impl GatewayConfig {
             gzip: false,
             shutdown_grace: Duration::from_secs(10),
             auth: AuthConfig::default(),
+            tls: None,
         }
     }
 }

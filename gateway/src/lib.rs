@@ -50,10 +50,12 @@ mod search;
 mod server;
 mod service;
 mod stream;
+mod tls;
 
 pub use crate::admission::AdmissionConfig;
 pub use crate::config::{
-    AuthConfig, CacheConfig, CoreChannelConfig, GatewayConfig, Limits, MIN_ADMIN_KEY_LEN,
+    AuthConfig, CacheConfig, CoreChannelConfig, GatewayConfig, Limits, MIN_ADMIN_KEY_LEN, TlsConfig,
 };
 pub use crate::error::{GatewayError, code_name, http_status};
 pub use crate::server::{Gateway, GatewayLoad, StartError};
+pub use crate::tls::{CERT_RELOAD_CHECK, TlsError};

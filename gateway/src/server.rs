@@ -26,6 +26,7 @@ use crate::config::{GatewayConfig, MIN_ADMIN_KEY_LEN};
 use crate::grpc::{GrpcApi, OversizeLayer};
 use crate::http::router;
 use crate::service::Service;
+use crate::tls::{Certificates, TlsError};
 
 /// Why a gateway did not start.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,9 @@ pub enum StartError {
     /// A token secret given while authentication is off would protect nothing.
     #[error("a token secret was given but authentication is off: add --auth")]
     TokensWithoutAuth,
+    /// The TLS certificate or key cannot be served.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}")]
     Bind {
@@ -100,6 +104,8 @@ pub struct Gateway {
     grpc: JoinHandle<()>,
     http: JoinHandle<()>,
     watch: JoinHandle<()>,
+    /// Reads the TLS certificate again when its files change.
+    tls_watch: Option<JoinHandle<()>>,
 }
 
 async fn bind(
@@ -151,6 +157,14 @@ impl Gateway {
                 addresses: config.control.clone(),
                 source,
             })?;
+        let certificates = match &config.tls {
+            Some(tls) => Some(Certificates::load(&tls.cert, &tls.key)?),
+            None => None,
+        };
+        let acceptors = match &certificates {
+            Some(c) => Some((c.acceptor(b"h2")?, c.acceptor(b"http/1.1")?)),
+            None => None,
+        };
         let (grpc_listener, grpc_addr) = bind("gRPC", config.grpc_addr).await?;
         let (http_listener, http_addr) = bind("HTTP", config.http_addr).await?;
         let grace = config.shutdown_grace;
@@ -206,12 +220,30 @@ impl Gateway {
             .add_service(users)
             .add_service(plans);
         let grpc_stop = stop_signal(stopped.clone());
+        let (grpc_tls, http_tls) = acceptors.unzip();
+        let accepting = stop_signal(stopped.clone());
         let grpc = tokio::spawn(async move {
             // The builder's `tcp_nodelay` only reaches sockets it accepts itself: with
             // Nagle on, an answer of more than one small segment waited for the client's
             // delayed ACK (about 40 ms).
             let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
             let slots = Arc::new(Semaphore::new(admission.max_connections));
+            if let Some(acceptor) = grpc_tls {
+                let handshakes = tls_handshakes(
+                    incoming,
+                    slots,
+                    acceptor,
+                    admission.header_timeout,
+                    accepting,
+                );
+                if let Err(e) = grpc_server
+                    .serve_with_incoming_shutdown(handshakes, grpc_stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "the gRPC listener failed");
+                }
+                return;
+            }
             let incoming = incoming.filter_map(move |accepted| {
                 // Past the connection limit, a connection is closed as it arrives.
                 let limited = match accepted {
@@ -229,7 +261,14 @@ impl Gateway {
         });
         let app = router(service.clone());
         let http_stop = stop_signal(stopped);
-        let http = tokio::spawn(serve_http(http_listener, app, admission, http_stop));
+        let http = tokio::spawn(serve_http(
+            http_listener,
+            app,
+            admission,
+            http_tls,
+            http_stop,
+        ));
+        let tls_watch = certificates.map(|c| tokio::spawn(c.watch()));
         tracing::info!(%grpc_addr, %http_addr, grace = ?grace, "gateway serving");
         Ok(Self {
             service,
@@ -239,6 +278,7 @@ impl Gateway {
             grpc,
             http,
             watch,
+            tls_watch,
         })
     }
 
@@ -291,6 +331,9 @@ impl Gateway {
             );
         }
         self.watch.abort();
+        if let Some(tls_watch) = self.tls_watch {
+            tls_watch.abort();
+        }
     }
 }
 
@@ -301,6 +344,7 @@ async fn serve_http(
     listener: TcpListener,
     app: axum::Router,
     admission: AdmissionConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(admission.max_connections));
@@ -337,16 +381,82 @@ async fn serve_http(
             },
         );
         let service = hyper_util::service::TowerToHyperService::new(app);
-        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let connection = graceful.watch(connection);
+        let Some(acceptor) = tls.clone() else {
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "an HTTP connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake happens on the connection's task, within the header timeout.
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let timeout = admission.header_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return tracing::debug!(error = %e, "a TLS handshake failed"),
+                Err(_) => return tracing::debug!(?timeout, "a TLS handshake timed out"),
+            };
+            let connection =
+                builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "an HTTP connection ended with an error");
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// TLS connections as their handshakes finish: each accepted connection (within the
+/// connection limit) shakes hands on a task of its own, given `timeout`, so a client that
+/// stalls its handshake holds up no other. Ends at `stop`.
+fn tls_handshakes(
+    mut incoming: TcpIncoming,
+    slots: Arc<Semaphore>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    timeout: Duration,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> impl tokio_stream::Stream<
+    Item = Result<tokio_rustls::server::TlsStream<Limited<tokio::net::TcpStream>>, std::io::Error>,
+> {
+    let (ready, handshaken) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        tokio::pin!(stop);
+        loop {
+            let accepted = tokio::select! {
+                accepted = incoming.next() => accepted,
+                () = &mut stop => break,
+            };
+            let stream = match accepted {
+                Some(Ok(stream)) => stream,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "accepting a gRPC connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+                None => break,
+            };
+            let Some(stream) = Limited::new(stream, &slots) else {
+                continue;
+            };
+            let (acceptor, ready) = (acceptor.clone(), ready.clone());
+            tokio::spawn(async move {
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        let _ = ready.send(Ok(tls)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(error = %e, "a TLS handshake failed"),
+                    Err(_) => tracing::debug!(?timeout, "a TLS handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(handshaken)
 }
 
 async fn stop_signal(mut stopped: watch::Receiver<bool>) {

@@ -9,4 +9,5 @@ mod indexing;
 mod registration;
 mod replication;
 mod support;
+mod tls;
 mod worker;

@@ -1,6 +1,6 @@
 //! TLS: a client speaks to a real tonic server that serves TLS with a self-signed
-//! certificate. The gateway itself serves plaintext; this is what a TLS-terminating
-//! gateway or proxy in front of it looks like to the client.
+//! certificate, as a gateway started with `--tls-cert` (tested end to end in the
+//! workspace's `tests/integration/tls.rs`) or a TLS-terminating proxy does.
 
 use std::time::Duration;
 
