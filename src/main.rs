@@ -107,6 +107,10 @@ struct WorkerArgs {
     /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
+    /// Serve the core ports and the admin listener on an address other than loopback.
+    /// Nothing inside the cluster is authenticated yet: only on a private network.
+    #[arg(long, env = "VECTRON_INSECURE")]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +142,10 @@ struct ControlArgs {
     /// twice it.
     #[arg(long, env = "VECTRON_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
     election_timeout_ms: u64,
+    /// Listen on an address other than loopback. Nothing inside the cluster is
+    /// authenticated yet: only on a private network.
+    #[arg(long, env = "VECTRON_INSECURE")]
+    insecure: bool,
 }
 
 /// Settings of the search cache and of the gateway's listeners, shared by `gateway`
@@ -472,6 +480,7 @@ fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
     config.advertise_host = args.advertise_host;
     config.zone = args.zone;
     config.max_unindexed = args.max_unindexed;
+    config.insecure = args.insecure;
     config
 }
 
@@ -496,6 +505,7 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let mut config = ControlConfig::new(args.node_id, args.addr, args.data_dir);
     config.advertise = args.advertise;
     config.join = args.join;
+    config.insecure = args.insecure;
     config.worker_heartbeat = Duration::from_millis(args.worker_heartbeat_ms);
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);
     config.election_timeout_min = Duration::from_millis(args.election_timeout_ms);

@@ -74,6 +74,10 @@ pub struct ControlConfig {
     pub keep_after_snapshot: u64,
     /// How long a pristine node keeps trying to join before it gives up.
     pub join_timeout: Duration,
+    /// Listen on an address other than loopback. No caller of the control port is
+    /// authenticated yet: anyone who reaches it may register workers and send Raft
+    /// messages. Without it such a node refuses to start. Default off.
+    pub insecure: bool,
 }
 
 /// A configuration that cannot run.
@@ -126,6 +130,14 @@ pub enum ConfigError {
         /// The listen address.
         listen: SocketAddr,
     },
+    /// A network address without `insecure`.
+    #[error(
+        "refusing to listen on {listen}: no caller of the control port is authenticated yet, so anyone who reaches it may register workers and send Raft messages; listen on loopback, or on a private network with --insecure"
+    )]
+    OpenOnNetwork {
+        /// The listen address.
+        listen: SocketAddr,
+    },
     /// openraft refused the derived configuration.
     #[error("the Raft configuration is invalid")]
     Raft(#[source] openraft::ConfigError),
@@ -153,6 +165,7 @@ impl ControlConfig {
             snapshot_every: 1000,
             keep_after_snapshot: 1000,
             join_timeout: Duration::from_secs(60),
+            insecure: false,
         }
     }
 
@@ -197,6 +210,11 @@ impl ControlConfig {
         }
         if self.advertise.is_none() && self.listen.ip().is_unspecified() {
             return Err(ConfigError::AdvertiseRequired {
+                listen: self.listen,
+            });
+        }
+        if !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(ConfigError::OpenOnNetwork {
                 listen: self.listen,
             });
         }
@@ -712,6 +730,11 @@ mod tests {
             Err(ConfigError::AdvertiseRequired { .. })
         ));
         c.advertise = Some("10.0.0.1:7101".into());
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::OpenOnNetwork { .. })
+        ));
+        c.insecure = true;
         assert_eq!(c.validate(), Ok(()));
         let mut c = config();
         c.snapshot_every = 0;

@@ -165,4 +165,42 @@ fn a_bad_configuration_is_refused_with_a_reason() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("advertise"), "stderr: {err}");
+
+    // Nothing inside the cluster is authenticated yet: a control node or a worker on a
+    // network address starts only when told it is on a private network.
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(["control", "--node-id", "1", "--addr", "0.0.0.0:0"])
+        .args(["--advertise", "10.0.0.1:7100"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0"),
+        "stderr: {err}"
+    );
+    assert!(err.contains("--insecure"), "stderr: {err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args([
+            "worker",
+            "--host",
+            "0.0.0.0",
+            "--core-base-port",
+            "0",
+            "--cores",
+            "1",
+        ])
+        .args(["--admin-addr", "127.0.0.1:0", "--no-pin"])
+        .arg("--data-dir")
+        .arg(dir.path().join("worker"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to serve core ports on 0.0.0.0"),
+        "stderr: {err}"
+    );
 }

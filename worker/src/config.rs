@@ -45,6 +45,11 @@ pub struct WorkerConfig {
     /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
     /// as many as 1 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
     pub max_unindexed: Option<usize>,
+    /// Serve the core ports and the admin listener on an address other than loopback.
+    /// Inside the cluster no caller is authenticated yet: anyone who reaches a core port
+    /// may open, close and wipe its shards. Without it such a worker refuses to start;
+    /// with it, the network must be private. Default off.
+    pub insecure: bool,
 }
 
 impl WorkerConfig {
@@ -65,6 +70,7 @@ impl WorkerConfig {
             advertise_host: None,
             zone: String::new(),
             max_unindexed: None,
+            insecure: false,
         }
     }
 }

@@ -116,6 +116,16 @@ impl Worker {
                 usize::from(config.core_base_port) + config.cores
             )));
         }
+        for (what, ip) in [
+            ("core ports", config.host),
+            ("the admin listener", config.admin_addr.ip()),
+        ] {
+            if !ip.is_loopback() && !config.insecure {
+                return Err(WorkerError::Config(format!(
+                    "refusing to serve {what} on {ip}: inside the cluster no caller is authenticated yet, so anyone who reaches them may open, close and wipe shards; bind loopback, or a private network with --insecure"
+                )));
+            }
+        }
         if !config.cpus.is_empty() && config.cpus.len() != config.cores {
             return Err(WorkerError::Config(format!(
                 "{} CPUs given for {} cores: give one CPU per core",
