@@ -5,8 +5,11 @@
 //!
 //! A credential is `authorization: Bearer <key>` or `api-key: <key>`: a key made through
 //! `Keys.Create` (`vk_<id>_<secret>`, checked against the hash the routing table
-//! carries) or the bootstrap admin key given at start. With authentication off every
-//! call is the anonymous admin.
+//! carries), a token (a JWT checked by its signature with the gateway's token secret),
+//! or the bootstrap admin key given at start. A caller on a plan is counted against its
+//! rate here too. Only `Users.Login` (`POST /v1/login`) and the health probes pass
+//! without one; logins are limited per client address instead. With authentication off
+//! every call is the anonymous admin.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -14,11 +17,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use governor::clock::Clock as _;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
 use axum::extract::{FromRequestParts, Request, State};
 use axum::response::{IntoResponse as _, Response};
+use governor::clock::Clock as _;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::HeaderMap;
 use http::request::Parts;
 use vectron_auth::{Principal, SecretHash, TokenError, TokenSigner, looks_like_token, parse_key};

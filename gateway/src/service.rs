@@ -40,7 +40,8 @@ use crate::routing::{CollectionRoute, RoutingCache};
 /// How long a worker's cores may take to report their statistics.
 const STATS_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A hash no password matches, checked for a login with an unknown name.
+/// The hash a login with an unknown name is checked against, so that it costs what a
+/// wrong password does (whatever it matches, such a login is refused).
 static UNKNOWN_USER_PHC: LazyLock<String> =
     LazyLock::new(|| hash_password("no user has this password").unwrap_or_default());
 
@@ -407,7 +408,7 @@ impl Service {
         .map_err(|e| GatewayError::Internal(e.to_string()))?
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
         let Some(user) = user.filter(|_| matches) else {
-            tracing::info!(user = %request.name, ?from, "login refused");
+            tracing::info!(user = ?request.name, ?from, "login refused");
             return Err(GatewayError::BadLogin);
         };
         let mut claims = Claims::new(
