@@ -550,9 +550,26 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited() {
     let dir = support::tempdir();
-    let dev = support::dev_with(
-        dir.path(),
-        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    // Everything logged, down to debug, goes to a file searched for secrets at the end.
+    let log = dir.path().join("dev.log");
+    let data = dir.path().join("data");
+    let dev = support::Process::start_logged(
+        &[
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--auth",
+            "--admin-key",
+            ADMIN,
+        ],
+        "debug",
+        &log,
     );
     let grpc = support::grpc_addr(&dev);
     let http = Http::new(&support::http_addr(&dev));
@@ -669,20 +686,28 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
         no_key.login("ann", password, Duration::ZERO).await,
         Err(Error::ResourceExhausted(_))
     ));
-    // The password is in no file under the data directory.
+    dev.terminate();
+    // The password, the token and the admin key are in no file under the data directory
+    // and in no line of the debug log.
     let mut all = Vec::new();
-    files(dir.path(), &mut all);
+    files(&data, &mut all);
+    all.push(log.clone());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("logged in") && logged.contains("user created"),
+        "the log misses the gateway's own lines: {logged:.2000}"
+    );
+    let signature = login.token.rsplit('.').next().unwrap();
     for file in &all {
         let bytes = std::fs::read(file).unwrap_or_default();
-        assert!(
-            !bytes
-                .windows(password.len())
-                .any(|w| w == password.as_bytes()),
-            "the password is written in {}",
-            file.display()
-        );
+        for secret in [password, signature, ADMIN] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret:?} is written in {}",
+                file.display()
+            );
+        }
     }
-    dev.terminate();
 }
 
 /// Calls `count` as fast as it goes `n` times; how many passed, how long it took, and

@@ -86,11 +86,22 @@ impl Process {
     /// names (a `VECTRON_LOG` filter) when set.
     pub fn start(args: &[&str]) -> Process {
         let log = std::env::var("VECTRON_TEST_LOG").unwrap_or_else(|_| "warn".to_owned());
+        Self::start_with_log(args, &log, Stdio::inherit())
+    }
+
+    /// Starts `vectron ARGS…` logging at `filter` (a `VECTRON_LOG` filter) to `log`, a
+    /// file the test reads afterwards; otherwise as [`Process::start`].
+    pub fn start_logged(args: &[&str], filter: &str, log: &Path) -> Process {
+        let file = File::create(log).expect("a log file");
+        Self::start_with_log(args, filter, Stdio::from(file))
+    }
+
+    fn start_with_log(args: &[&str], filter: &str, stderr: Stdio) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vectron"))
             .args(args)
-            .env("VECTRON_LOG", log)
+            .env("VECTRON_LOG", filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start vectron");
         let stdout = BufReader::new(child.stdout.take().unwrap());
