@@ -19,7 +19,7 @@ use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
 use vectron_proto::keys::{
-    check_new_key, check_new_token, check_new_user, key_entry, plan_field, plan_record, token_ttl,
+    Scope, check_new_key, check_new_token, check_new_user, key_entry, plan_record, token_ttl,
     user_entry,
 };
 use vectron_proto::v1::{
@@ -251,8 +251,7 @@ impl Service {
         request: &CreateKeyRequest,
     ) -> Result<CreateKeyResponse, GatewayError> {
         authorize(who, Action::ManageKeys, None)?;
-        let (role, grants) = check_new_key(request)?;
-        let plan = plan_field(&request.plan)?;
+        let Scope { role, grants, plan } = check_new_key(request)?;
         let made = generate_key().map_err(|e| GatewayError::Internal(e.to_string()))?;
         let record = KeyRecord {
             id: made.id.clone(),
@@ -302,8 +301,7 @@ impl Service {
         request: &CreateTokenRequest,
     ) -> Result<CreateTokenResponse, GatewayError> {
         authorize(who, Action::ManageKeys, None)?;
-        let (subject, role, grants, ttl) = check_new_token(request)?;
-        let plan = plan_field(&request.plan)?;
+        let (subject, Scope { role, grants, plan }, ttl) = check_new_token(request)?;
         if let Some(name) = &plan
             && !self.routing.snapshot().plans.contains_key(name)
         {
@@ -332,8 +330,7 @@ impl Service {
         request: &CreateUserRequest,
     ) -> Result<UserInfo, GatewayError> {
         authorize(who, Action::ManageUsers, None)?;
-        let (name, role, grants) = check_new_user(request)?;
-        let plan = plan_field(&request.plan)?;
+        let (name, Scope { role, grants, plan }) = check_new_user(request)?;
         let password = request.password.clone();
         let password_phc = tokio::task::spawn_blocking(move || hash_password(&password))
             .await

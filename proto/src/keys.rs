@@ -110,28 +110,38 @@ impl KeyRuleError {
     }
 }
 
-/// A key's role and grants as asked for, checked.
+/// What a key, token or user may do: a role, grants that go with it, and the plan that
+/// limits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// What it may do everywhere.
+    pub role: Role,
+    /// Collections it may use beyond its role.
+    pub grants: BTreeMap<String, Access>,
+    /// The plan that limits its calls (none: not limited).
+    pub plan: Option<String>,
+}
+
+/// A key's scope as asked for, checked.
 ///
 /// # Errors
 /// The first rule of `CreateKeyRequest` the request breaks.
-pub fn check_new_key(
-    request: &api::CreateKeyRequest,
-) -> Result<(Role, BTreeMap<String, Access>), KeyRuleError> {
+pub fn check_new_key(request: &api::CreateKeyRequest) -> Result<Scope, KeyRuleError> {
     if request.description.len() > MAX_KEY_DESCRIPTION_BYTES {
         return Err(KeyRuleError::DescriptionTooLong {
             got: request.description.len(),
         });
     }
-    scope(request.role(), &request.grants)
+    scope(request.role(), &request.grants, &request.plan)
 }
 
-/// What a token asked for: its subject, role, grants and lifetime, checked.
+/// What a token asked for: its subject, scope and lifetime, checked.
 ///
 /// # Errors
 /// The first rule of `CreateTokenRequest` the request breaks.
 pub fn check_new_token(
     request: &api::CreateTokenRequest,
-) -> Result<(String, Role, BTreeMap<String, Access>, Duration), KeyRuleError> {
+) -> Result<(String, Scope, Duration), KeyRuleError> {
     let subject = &request.subject;
     if subject.is_empty() {
         return Err(KeyRuleError::NoSubject);
@@ -140,8 +150,8 @@ pub fn check_new_token(
         return Err(KeyRuleError::BadSubject);
     }
     let ttl = token_ttl(request.ttl_seconds)?;
-    let (role, grants) = scope(request.role(), &request.grants)?;
-    Ok((subject.clone(), role, grants, ttl))
+    let scope = scope(request.role(), &request.grants, &request.plan)?;
+    Ok((subject.clone(), scope, ttl))
 }
 
 /// A token's lifetime as asked for in seconds: 0 for the default.
@@ -156,25 +166,20 @@ pub fn token_ttl(seconds: u64) -> Result<Duration, KeyRuleError> {
     }
 }
 
-/// What a new user asked for: their name, role and grants, checked (and the password
-/// within its limits).
+/// What a new user asked for: their name and scope, checked (and the password within
+/// its limits).
 ///
 /// # Errors
 /// The first rule of `CreateUserRequest` the request breaks.
-pub fn check_new_user(
-    request: &api::CreateUserRequest,
-) -> Result<(String, Role, BTreeMap<String, Access>), KeyRuleError> {
+pub fn check_new_user(request: &api::CreateUserRequest) -> Result<(String, Scope), KeyRuleError> {
     check_user_name(&request.name)?;
     check_password(&request.password)?;
-    let (role, grants) = scope(request.role(), &request.grants)?;
-    Ok((request.name.clone(), role, grants))
+    let scope = scope(request.role(), &request.grants, &request.plan)?;
+    Ok((request.name.clone(), scope))
 }
 
 /// The plan a key, user or token names: `None` for an empty field.
-///
-/// # Errors
-/// [`KeyRuleError::BadPlan`] for a name no plan could have.
-pub fn plan_field(name: &str) -> Result<Option<String>, KeyRuleError> {
+fn plan_field(name: &str) -> Result<Option<String>, KeyRuleError> {
     if name.is_empty() {
         return Ok(None);
     }
@@ -218,18 +223,25 @@ pub fn check_user_name(name: &str) -> Result<(), KeyRuleError> {
     Ok(())
 }
 
-/// A role and grants that go together: a scoped caller has grants, an admin none.
+/// A role and grants that go together (a scoped caller has grants, an admin none), and
+/// a plan name.
 fn scope(
     role: api::KeyRole,
     given: &[api::CollectionGrant],
-) -> Result<(Role, BTreeMap<String, Access>), KeyRuleError> {
+    plan: &str,
+) -> Result<Scope, KeyRuleError> {
     let role = self::role(role)?;
     let grants = grants(given)?;
     match role {
-        Role::Scoped if grants.is_empty() => Err(KeyRuleError::ScopedWithoutGrants),
-        Role::Admin if !grants.is_empty() => Err(KeyRuleError::AdminWithGrants),
-        _ => Ok((role, grants)),
+        Role::Scoped if grants.is_empty() => return Err(KeyRuleError::ScopedWithoutGrants),
+        Role::Admin if !grants.is_empty() => return Err(KeyRuleError::AdminWithGrants),
+        _ => {}
     }
+    Ok(Scope {
+        role,
+        grants,
+        plan: plan_field(plan)?,
+    })
 }
 
 fn role(role: api::KeyRole) -> Result<Role, KeyRuleError> {
@@ -348,14 +360,14 @@ pub fn user_record(entry: &UserEntry) -> Result<UserRecord, KeyRuleError> {
         return Err(KeyRuleError::Damaged("no Argon2id password hash".into()));
     }
     check_user_name(&info.name)?;
-    let (role, grants) = scope(info.role(), &info.grants)?;
+    let Scope { role, grants, plan } = scope(info.role(), &info.grants, &info.plan)?;
     Ok(UserRecord {
         name: info.name.clone(),
         password_phc: entry.password_phc.clone(),
         role,
         grants,
         created_at_ms: info.created_at_unix_ms,
-        plan: plan_field(&info.plan)?,
+        plan,
     })
 }
 
@@ -417,13 +429,25 @@ mod tests {
 
     #[test]
     fn new_keys_follow_the_rules() {
-        let (role, grants) = check_new_key(&request(
+        let scope = check_new_key(&request(
             api::KeyRole::Scoped,
             vec![grant("docs", api::Access::ReadWrite)],
         ))
         .unwrap();
-        assert_eq!(role, Role::Scoped);
-        assert_eq!(grants["docs"], Access::ReadWrite);
+        assert_eq!(scope.role, Role::Scoped);
+        assert_eq!(scope.grants["docs"], Access::ReadWrite);
+        assert_eq!(scope.plan, None);
+        let mut on_plan = request(api::KeyRole::Read, vec![]);
+        on_plan.plan = "free".into();
+        assert_eq!(
+            check_new_key(&on_plan).unwrap().plan.as_deref(),
+            Some("free")
+        );
+        on_plan.plan = "no plan".into();
+        assert!(matches!(
+            check_new_key(&on_plan),
+            Err(KeyRuleError::BadPlan(_))
+        ));
         let refused = |r| check_new_key(&r).unwrap_err();
         assert_eq!(
             refused(request(api::KeyRole::Unspecified, vec![])),
@@ -484,11 +508,11 @@ mod tests {
             r.set_role(api::KeyRole::Scoped);
             check_new_token(&r)
         };
-        let (subject, role, grants, ttl) = token("alice", 0).unwrap();
-        assert_eq!((subject.as_str(), role), ("alice", Role::Scoped));
-        assert_eq!(grants["docs"], Access::Read);
+        let (subject, scope, ttl) = token("alice", 0).unwrap();
+        assert_eq!((subject.as_str(), scope.role), ("alice", Role::Scoped));
+        assert_eq!(scope.grants["docs"], Access::Read);
         assert_eq!(ttl, DEFAULT_TOKEN_TTL);
-        assert_eq!(token("alice", 60).unwrap().3, Duration::from_secs(60));
+        assert_eq!(token("alice", 60).unwrap().2, Duration::from_secs(60));
         assert_eq!(token("", 0).unwrap_err(), KeyRuleError::NoSubject);
         assert_eq!(token("a\nb", 0).unwrap_err(), KeyRuleError::BadSubject);
         assert_eq!(
@@ -524,7 +548,7 @@ mod tests {
             check_new_user(&r)
         };
         assert_eq!(
-            user("ann.lee@example", "long enough").unwrap().1,
+            user("ann.lee@example", "long enough").unwrap().1.role,
             Role::Read
         );
         assert_eq!(user("", "long enough"), Err(KeyRuleError::BadUserName));

@@ -209,30 +209,16 @@ impl KeysArgs {
             }
             KeysCommand::List => {
                 let keys = client.list_keys().await?;
-                if json {
-                    output::print_json(&ListKeysResponse { keys });
-                } else if keys.is_empty() {
-                    output::text("no keys\n");
-                } else {
-                    let lines: Vec<String> = keys.iter().map(line).collect();
-                    output::text(&format!("{}\n", lines.join("\n")));
-                }
+                let listed = ListKeysResponse { keys };
+                output::listing(json, &listed, &listed.keys, line, "no keys");
             }
             KeysCommand::Revoke { id } => {
                 client.revoke_key(&id).await?;
-                if json {
-                    output::print_json(&RevokeKeyResponse {});
-                } else {
-                    output::text(&format!("revoked key {id}\n"));
-                }
+                output::answer(json, &RevokeKeyResponse {}, || format!("revoked key {id}"));
             }
             KeysCommand::Token(args) => {
                 let made = client.create_token(args.request()).await?;
-                if json {
-                    output::print_json(&made);
-                } else {
-                    output::text(&format!("{}\n", made.token));
-                }
+                output::answer(json, &made, || made.token.clone());
             }
         }
         Ok(())

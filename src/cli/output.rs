@@ -60,6 +60,34 @@ pub(super) fn print_value(value: &serde_json::Value) {
     text(&doc);
 }
 
+/// Prints `message` as JSON with `--json`, else `line` (a newline is added).
+pub(super) fn answer<M: Message + Name>(json: bool, message: &M, line: impl FnOnce() -> String) {
+    if json {
+        print_json(message);
+    } else {
+        text(&format!("{}\n", line()));
+    }
+}
+
+/// Prints a listing: `message` as JSON with `--json`, else one `line` per item, or
+/// `none` when there are none.
+pub(super) fn listing<M: Message + Name, T>(
+    json: bool,
+    message: &M,
+    items: &[T],
+    line: impl Fn(&T) -> String,
+    none: &str,
+) {
+    if json {
+        print_json(message);
+    } else if items.is_empty() {
+        text(&format!("{none}\n"));
+    } else {
+        let lines: Vec<String> = items.iter().map(line).collect();
+        text(&format!("{}\n", lines.join("\n")));
+    }
+}
+
 /// Writes `text` to stdout. When the reader has gone (`vectron … | head`), the process
 /// ends quietly, as Unix tools do, instead of panicking in `println!`.
 pub(super) fn text(text: &str) {

@@ -65,30 +65,18 @@ impl PlansArgs {
                         burst: burst.unwrap_or(rps),
                     })
                     .await?;
-                if json {
-                    output::print_json(&set);
-                } else {
-                    output::text(&format!("set plan {}\n", line(&set)));
-                }
+                output::answer(json, &set, || format!("set plan {}", line(&set)));
             }
             PlansCommand::List => {
                 let plans = client.list_plans().await?;
-                if json {
-                    output::print_json(&ListPlansResponse { plans });
-                } else if plans.is_empty() {
-                    output::text("no plans\n");
-                } else {
-                    let lines: Vec<String> = plans.iter().map(line).collect();
-                    output::text(&format!("{}\n", lines.join("\n")));
-                }
+                let listed = ListPlansResponse { plans };
+                output::listing(json, &listed, &listed.plans, line, "no plans");
             }
             PlansCommand::Delete { name } => {
                 client.delete_plan(&name).await?;
-                if json {
-                    output::print_json(&DeletePlanResponse {});
-                } else {
-                    output::text(&format!("deleted plan {name}\n"));
-                }
+                output::answer(json, &DeletePlanResponse {}, || {
+                    format!("deleted plan {name}")
+                });
             }
         }
         Ok(())

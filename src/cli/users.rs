@@ -134,30 +134,18 @@ impl UsersArgs {
                 };
                 request.set_role(KeyRole::from(args.role));
                 let made = client.create_user(request).await?;
-                if json {
-                    output::print_json(&made);
-                } else {
-                    output::text(&format!("created user {}\n", made.name));
-                }
+                output::answer(json, &made, || format!("created user {}", made.name));
             }
             UsersCommand::List => {
                 let users = client.list_users().await?;
-                if json {
-                    output::print_json(&ListUsersResponse { users });
-                } else if users.is_empty() {
-                    output::text("no users\n");
-                } else {
-                    let lines: Vec<String> = users.iter().map(line).collect();
-                    output::text(&format!("{}\n", lines.join("\n")));
-                }
+                let listed = ListUsersResponse { users };
+                output::listing(json, &listed, &listed.users, line, "no users");
             }
             UsersCommand::Delete { name } => {
                 client.delete_user(&name).await?;
-                if json {
-                    output::print_json(&DeleteUserResponse {});
-                } else {
-                    output::text(&format!("deleted user {name}\n"));
-                }
+                output::answer(json, &DeleteUserResponse {}, || {
+                    format!("deleted user {name}")
+                });
             }
         }
         Ok(())
@@ -176,11 +164,7 @@ impl LoginArgs {
         let made = client
             .login(&self.name, &password, Duration::from_secs(self.ttl_seconds))
             .await?;
-        if json {
-            output::print_json(&made);
-        } else {
-            output::text(&format!("{}\n", made.token));
-        }
+        output::answer(json, &made, || made.token.clone());
         Ok(())
     }
 }

@@ -534,15 +534,21 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
     // A token secret too short to resist guessing: refused at start.
     let short = dir.path().join("short-secret");
     std::fs::write(&short, b"too short\n").unwrap();
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(["dev", "--data-dir", dir.path().join("x").to_str().unwrap()])
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--cores", "1", "--auth", "--jwt-secret-file"])
-        .arg(&short)
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let elsewhere = dir.path().join("x");
+    let stderr = support::refused(&[
+        "dev",
+        "--data-dir",
+        elsewhere.to_str().unwrap(),
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--cores",
+        "1",
+        "--auth",
+        "--jwt-secret-file",
+        short.to_str().unwrap(),
+    ]);
     assert!(stderr.contains("at least 32 bytes, not 9"), "{stderr}");
     dev.terminate();
 }
@@ -844,48 +850,37 @@ async fn with_auth_and_no_admin_key_one_is_generated_and_printed_once() {
     dev.terminate();
 
     // An admin key without --auth would protect nothing: refused at start.
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--cores", "1", "--admin-key", ADMIN])
-        .output()
-        .unwrap();
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let data = dir.path().to_str().unwrap();
+    let dev_args = |extra: &[&'static str]| {
+        let mut args = vec!["dev", "--data-dir", data, "--cores", "1"];
+        args.extend_from_slice(extra);
+        args
+    };
+    let loopback = ["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+    let stderr = support::refused(&dev_args(
+        &[&loopback[..], &["--admin-key", ADMIN]].concat(),
+    ));
     assert!(
         stderr.contains("authentication is off: add --auth"),
         "{stderr}"
     );
 
     // A bootstrap admin key short enough to guess: refused, naming the rule.
-    let short = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
-        .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--cores", "1", "--auth", "--admin-key", "hunter2"])
-        .output()
-        .unwrap();
-    assert!(!short.status.success());
-    let stderr = String::from_utf8_lossy(&short.stderr);
+    let stderr = support::refused(&dev_args(
+        &[&loopback[..], &["--auth", "--admin-key", "hunter2"]].concat(),
+    ));
     assert!(
         stderr.contains("the admin key has 7 characters: give at least 16"),
         "{stderr}"
     );
 
     // A network address without --auth: refused unless --insecure says so.
-    let open_door = std::process::Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(["dev", "--data-dir", dir.path().to_str().unwrap()])
-        .args([
-            "--grpc-addr",
-            "0.0.0.0:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--cores",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(!open_door.status.success());
-    let stderr = String::from_utf8_lossy(&open_door.stderr);
+    let stderr = support::refused(&dev_args(&[
+        "--grpc-addr",
+        "0.0.0.0:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]));
     assert!(stderr.contains("refusing to serve 0.0.0.0:0"), "{stderr}");
 
     // Without --auth nothing asks for a key.

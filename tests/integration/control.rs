@@ -168,37 +168,38 @@ fn a_bad_configuration_is_refused_with_a_reason() {
 
     // Nothing inside the cluster is authenticated yet: a control node or a worker on a
     // network address starts only when told it is on a private network.
-    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args(["control", "--node-id", "1", "--addr", "0.0.0.0:0"])
-        .args(["--advertise", "10.0.0.1:7100"])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let data = dir.path().to_str().unwrap();
+    let err = crate::support::refused(&[
+        "control",
+        "--node-id",
+        "1",
+        "--addr",
+        "0.0.0.0:0",
+        "--advertise",
+        "10.0.0.1:7100",
+        "--data-dir",
+        data,
+    ]);
     assert!(
         err.contains("refusing to listen on 0.0.0.0:0"),
         "stderr: {err}"
     );
     assert!(err.contains("--insecure"), "stderr: {err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
-        .args([
-            "worker",
-            "--host",
-            "0.0.0.0",
-            "--core-base-port",
-            "0",
-            "--cores",
-            "1",
-        ])
-        .args(["--admin-addr", "127.0.0.1:0", "--no-pin"])
-        .arg("--data-dir")
-        .arg(dir.path().join("worker"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let worker_dir = dir.path().join("worker");
+    let err = crate::support::refused(&[
+        "worker",
+        "--host",
+        "0.0.0.0",
+        "--core-base-port",
+        "0",
+        "--cores",
+        "1",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--no-pin",
+        "--data-dir",
+        worker_dir.to_str().unwrap(),
+    ]);
     assert!(
         err.contains("refusing to serve core ports on 0.0.0.0"),
         "stderr: {err}"

@@ -334,6 +334,17 @@ pub fn dev_with(dir: &Path, flags: &[&str]) -> Process {
     Process::start(&args)
 }
 
+/// Runs `vectron ARGS…`, which must refuse to start; returns what it said on stderr.
+pub fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(args)
+        .output()
+        .expect("run vectron");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "vectron {args:?} started: {stderr}");
+    stderr
+}
+
 /// `host:port` of a `vectron dev`'s gRPC listener.
 pub fn grpc_addr(p: &Process) -> String {
     p.ready["grpc"].as_str().unwrap().to_owned()
