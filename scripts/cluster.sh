@@ -8,6 +8,8 @@
 #   scripts/cluster.sh down     stop every process (SIGTERM, then SIGKILL after 10 s)
 #
 # Everything lives under one folder, $VECTRON_CLUSTER_DIR (default ./vectron-cluster):
+#   cluster.key       the cluster key every process presents inside the cluster (drawn
+#                     at the first `up`, readable by its owner only)
 #   control-N/        data directory of control node N (Raft log, vote, snapshots)
 #   worker-N/         data directory of worker N (its shards and identity)
 #   logs/NAME.log, pids/NAME.pid
@@ -24,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DIR=${VECTRON_CLUSTER_DIR:-./vectron-cluster}
+KEY=$DIR/cluster.key
 BASE=${VECTRON_CONTROL_BASE_PORT:-7100}
 CONTROL_NODES=3
 WORKERS=3
@@ -84,7 +87,8 @@ start_control() {
     echo "$name already running (pid $pid) on $(addr "$id")"
     return
   fi
-  local args=(control --node-id "$id" --addr "$(addr "$id")" --data-dir "$DIR/$name")
+  local args=(control --node-id "$id" --addr "$(addr "$id")" --data-dir "$DIR/$name"
+    --cluster-key-file "$KEY")
   if ((id > 1)); then args+=(--join "$(addr 1)"); fi
   : >"$DIR/logs/$name.log"
   nohup "$BIN" "${args[@]}" >>"$DIR/logs/$name.log" 2>&1 &
@@ -104,7 +108,7 @@ start_worker() {
   fi
   local args=(worker --data-dir "$DIR/$name" --cores 1 --no-pin
     --core-base-port "$(worker_port "$id")" --admin-addr "$(worker_admin "$id")"
-    --control "$(control_addrs)")
+    --control "$(control_addrs)" --cluster-key-file "$KEY")
   : >"$DIR/logs/$name.log"
   nohup "$BIN" "${args[@]}" >>"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
@@ -124,8 +128,8 @@ start_gateway() {
   : >"$DIR/logs/$name.log"
   local extra=()
   read -r -a extra <<<"${VECTRON_GATEWAY_ARGS:-}"
-  nohup "$BIN" gateway --control "$(control_addrs)" --grpc-addr "$GRPC_ADDR" \
-    --http-addr "$HTTP_ADDR" "${extra[@]}" >>"$DIR/logs/$name.log" 2>&1 &
+  nohup "$BIN" gateway --control "$(control_addrs)" --cluster-key-file "$KEY" \
+    --grpc-addr "$GRPC_ADDR" --http-addr "$HTTP_ADDR" "${extra[@]}" >>"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/pids/$name.pid"
   wait_serving "$name" '"event":"ready"'
   echo "$name serving gRPC on $GRPC_ADDR, HTTP on $HTTP_ADDR (pid $(<"$DIR/pids/$name.pid"))"
@@ -134,6 +138,9 @@ start_gateway() {
 up() {
   BIN=$(binary)
   mkdir -p "$DIR/logs" "$DIR/pids"
+  if [[ ! -s "$KEY" ]]; then
+    (umask 077 && "$BIN" cluster key >"$KEY")
+  fi
   local i
   for ((i = 1; i <= CONTROL_NODES; i++)); do start_control "$i"; done
   echo "control plane: $(control_addrs)"
@@ -191,7 +198,9 @@ status() {
   fi
   echo
   BIN=$(binary)
-  "$BIN" cluster status --control "$(control_addrs)"
+  local keyed=()
+  if [[ -s "$KEY" ]]; then keyed=(--cluster-key-file "$KEY"); fi
+  "$BIN" cluster status --control "$(control_addrs)" "${keyed[@]}"
 }
 
 case "${1:-}" in

@@ -42,8 +42,19 @@ pub(crate) async fn run(
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
 
+    // With --auth the ports inside dev take only calls that carry the cluster key (one
+    // drawn for this run unless given), so that no other process on the machine goes
+    // around the gateway's checks.
+    let cluster_key = match args.cluster_key.load()? {
+        Some(key) => Some(key),
+        None if args.options.auth => {
+            Some(vectron_auth::ClusterKey::generate().context("drawing a cluster key")?)
+        }
+        None => None,
+    };
     let mut control = ControlConfig::new(1, "127.0.0.1:0".parse()?, data_dir.join("control"));
     control.worker_heartbeat = Duration::from_millis(500);
+    control.cluster_key.clone_from(&cluster_key);
     let control = ControlNode::start(control)
         .await
         .context("the control plane did not start")?;
@@ -54,6 +65,7 @@ pub(crate) async fn run(
     // reopened them.
     let worker_started_ms = unix_ms();
     worker.control = vec![control_addr.clone()];
+    worker.cluster_key.clone_from(&cluster_key);
     let mut worker = match vectron_worker::Worker::start(worker).await {
         Ok(worker) => worker,
         Err(e) => {
@@ -62,7 +74,7 @@ pub(crate) async fn run(
         }
     };
 
-    let (config, admin_key) = match args.options.config(vec![control_addr.clone()], true) {
+    let (mut config, admin_key) = match args.options.config(vec![control_addr.clone()], true) {
         Ok(made) => made,
         Err(e) => {
             worker.shutdown().await;
@@ -70,6 +82,7 @@ pub(crate) async fn run(
             return Err(e);
         }
     };
+    config.cluster_key.clone_from(&cluster_key);
     let gateway = match vectron_gateway::Gateway::start(config).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -81,7 +94,7 @@ pub(crate) async fn run(
 
     let worker_id = worker.id().to_owned();
     let refused = tokio::select! {
-        () = wait_until_serving(&control_addr, &worker_id, worker_started_ms, &gateway) => None,
+        () = wait_until_serving(&control_addr, cluster_key.as_ref(), &worker_id, worker_started_ms, &gateway) => None,
         e = worker.refused() => Some(e),
     };
     if let Some(e) = refused {
@@ -140,6 +153,7 @@ fn unix_ms() -> u64 {
 
 async fn wait_until_serving(
     control: &str,
+    key: Option<&vectron_auth::ClusterKey>,
     worker_id: &str,
     registered_since_ms: u64,
     gateway: &vectron_gateway::Gateway,
@@ -148,6 +162,7 @@ async fn wait_until_serving(
     let Ok(client) = ControlClient::new([control]) else {
         return;
     };
+    let client = client.with_cluster_key(key);
     loop {
         if let Ok(status) = client.cluster_status().await {
             let worker_up = status.workers.iter().any(|w| {

@@ -107,10 +107,35 @@ struct WorkerArgs {
     /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
-    /// Serve the core ports and the admin listener on an address other than loopback.
-    /// Nothing inside the cluster is authenticated yet: only on a private network.
+    #[command(flatten)]
+    cluster_key: ClusterKeyArgs,
+    /// Serve the core ports and the admin listener on an address other than loopback
+    /// without a cluster key (anyone who reaches them may read and write its shards):
+    /// only on a private network.
     #[arg(long, env = "VECTRON_INSECURE")]
     insecure: bool,
+}
+
+/// The cluster key, for every process of a cluster and the commands that reach its
+/// internal ports.
+#[derive(Debug, Args)]
+struct ClusterKeyArgs {
+    /// A file holding the cluster key (at least 32 characters; `vectron cluster key`
+    /// draws one). Every control node, worker and gateway of a cluster gets the same
+    /// file: each presents the key on its calls inside the cluster and refuses calls
+    /// without it.
+    #[arg(long, env = "VECTRON_CLUSTER_KEY_FILE")]
+    cluster_key_file: Option<PathBuf>,
+}
+
+impl ClusterKeyArgs {
+    fn load(&self) -> anyhow::Result<Option<vectron_auth::ClusterKey>> {
+        self.cluster_key_file
+            .as_deref()
+            .map(vectron_auth::ClusterKey::read)
+            .transpose()
+            .context("the cluster key")
+    }
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +167,11 @@ struct ControlArgs {
     /// twice it.
     #[arg(long, env = "VECTRON_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
     election_timeout_ms: u64,
-    /// Listen on an address other than loopback. Nothing inside the cluster is
-    /// authenticated yet: only on a private network.
+    #[command(flatten)]
+    cluster_key: ClusterKeyArgs,
+    /// Listen on an address other than loopback without a cluster key (anyone who
+    /// reaches the port may register workers and send Raft messages): only on a
+    /// private network.
     #[arg(long, env = "VECTRON_INSECURE")]
     insecure: bool,
 }
@@ -314,6 +342,8 @@ struct GatewayArgs {
     #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',', required = true)]
     control: Vec<String>,
     #[command(flatten)]
+    cluster_key: ClusterKeyArgs,
+    #[command(flatten)]
     options: GatewayOptions,
 }
 
@@ -336,6 +366,11 @@ struct DevArgs {
     /// wait for the indexer [default: as many as 1 MiB of its vectors].
     #[arg(long, env = "VECTRON_MAX_UNINDEXED")]
     max_unindexed: Option<usize>,
+    /// With it, dev's control plane, worker and gateway present this cluster key to each
+    /// other and refuse calls without it (so another gateway or worker given the same
+    /// file may join); with --auth and without it, dev draws one for the run.
+    #[command(flatten)]
+    cluster_key: ClusterKeyArgs,
     #[command(flatten)]
     options: GatewayOptions,
 }
@@ -347,14 +382,20 @@ enum ClusterCommand {
         /// Control nodes to ask (HOST:PORT, comma-separated).
         #[arg(long, env = "VECTRON_CONTROL", value_delimiter = ',', required = true)]
         control: Vec<String>,
+        #[command(flatten)]
+        cluster_key: ClusterKeyArgs,
     },
+    /// Draw a new cluster key and print it: keep it in a file only the cluster's
+    /// processes can read (`(umask 077; vectron cluster key > cluster.key)`), and give
+    /// that file to each of them with --cluster-key-file.
+    Key,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Worker(args) => {
             init_logging("info");
-            let config = worker_config(args);
+            let config = worker_config(args)?;
             keep_off_cores(&config);
             current_thread()?.block_on(async {
                 vectron_worker::run(config)
@@ -388,11 +429,23 @@ fn main() -> anyhow::Result<()> {
         Command::Points(args) => client(cli::Action::Points(args)),
         Command::Search(args) => client(cli::Action::Search(args)),
         Command::Cluster {
-            command: ClusterCommand::Status { control },
+            command: ClusterCommand::Key,
+        } => {
+            let key = vectron_auth::ClusterKey::generate()?;
+            println!("{}", key.expose());
+            Ok(())
+        }
+        Command::Cluster {
+            command:
+                ClusterCommand::Status {
+                    control,
+                    cluster_key,
+                },
         } => {
             init_logging("warn");
+            let key = cluster_key.load()?;
             multi_thread()?.block_on(async {
-                let client = ControlClient::new(control)?;
+                let client = ControlClient::new(control)?.with_cluster_key(key.as_ref());
                 let status = client
                     .cluster_status()
                     .await
@@ -461,7 +514,7 @@ fn parse_zone(zone: &str) -> Result<String, String> {
     Ok(zone.to_owned())
 }
 
-fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
+fn worker_config(args: WorkerArgs) -> anyhow::Result<vectron_worker::WorkerConfig> {
     let mut config = vectron_worker::WorkerConfig::new(args.data_dir);
     if let Some(cores) = args.cores {
         config.cores = cores;
@@ -480,12 +533,14 @@ fn worker_config(args: WorkerArgs) -> vectron_worker::WorkerConfig {
     config.advertise_host = args.advertise_host;
     config.zone = args.zone;
     config.max_unindexed = args.max_unindexed;
+    config.cluster_key = args.cluster_key.load()?;
     config.insecure = args.insecure;
-    config
+    Ok(config)
 }
 
 async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
-    let (config, admin_key) = args.options.config(args.control, false)?;
+    let (mut config, admin_key) = args.options.config(args.control, false)?;
+    config.cluster_key = args.cluster_key.load()?;
     let gateway = vectron_gateway::Gateway::start(config)
         .await
         .context("the gateway did not start")?;
@@ -505,6 +560,7 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
     let mut config = ControlConfig::new(args.node_id, args.addr, args.data_dir);
     config.advertise = args.advertise;
     config.join = args.join;
+    config.cluster_key = args.cluster_key.load()?;
     config.insecure = args.insecure;
     config.worker_heartbeat = Duration::from_millis(args.worker_heartbeat_ms);
     config.worker_timeout = Duration::from_millis(args.worker_timeout_ms);

@@ -4,6 +4,7 @@
 //! [`Principal`] and asks [`authorize`] before every action; the control plane stores
 //! [`KeyRecord`]s (an id and a hash of the secret, never the secret); tokens are JWTs
 //! a [`TokenSigner`] mints and checks.
+//! Inside the cluster, members present a [`ClusterKey`] to each other.
 //!
 //! ```text
 //!   "vk_<id>_<secret>" ──parse──► ParsedKey ──(id → KeyRecord, verify hash)──► Principal
@@ -11,12 +12,17 @@
 //!   Principal + Action + collection ──authorize──► Ok | Denied
 //! ```
 
+mod cluster;
 mod key;
 mod password;
 mod plan;
 mod principal;
 mod token;
 
+pub use cluster::{
+    CLUSTER_KEY_HEADER, ClusterKey, ClusterKeyError, ClusterKeyRefusal, MAX_CLUSTER_KEY_BYTES,
+    MIN_CLUSTER_KEY_BYTES,
+};
 pub use key::{
     KEY_ID_LEN, KEY_PREFIX, KeyError, KeyRecord, NewKey, ParsedKey, SecretHash, generate_key,
     parse_key,

@@ -22,6 +22,7 @@ use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+use vectron_proto::core::v1::shard_admin_client::ShardAdminClient;
 use vectron_proto::core::v1::{
     OpenShardRequest, Point, SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest,
 };
@@ -102,13 +103,16 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     runtime.block_on(run_async(args))
 }
 
-async fn connect(addr: &str) -> anyhow::Result<CoreServiceClient<Channel>> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+async fn channel(addr: &str) -> anyhow::Result<Channel> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .tcp_nodelay(true)
         .connect()
         .await
-        .with_context(|| format!("connecting to core {addr}"))?;
-    Ok(CoreServiceClient::new(channel)
+        .with_context(|| format!("connecting to core {addr}"))
+}
+
+async fn connect(addr: &str) -> anyhow::Result<CoreServiceClient<Channel>> {
+    Ok(CoreServiceClient::new(channel(addr).await?)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(256 << 20))
 }
@@ -130,7 +134,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
     // per core (replicate).
     let mut targets = Vec::with_capacity(n);
     for (i, addr) in args.cores_addr.iter().enumerate() {
-        let mut client = connect(addr).await?;
+        let client = connect(addr).await?;
         let (name, shard_id, range) = if replicate {
             (
                 format!("{}-{run_id}-c{i}", args.collection),
@@ -163,7 +167,7 @@ async fn run_async(args: &Args) -> anyhow::Result<()> {
             epoch: 1,
             ..Default::default()
         };
-        client
+        ShardAdminClient::new(channel(addr).await?)
             .open_shard(OpenShardRequest {
                 assignment: Some(assignment),
             })

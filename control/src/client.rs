@@ -19,10 +19,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Response, Status};
+use vectron_auth::ClusterKey;
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::control::v1 as ctl;
-use vectron_proto::control::v1::control_client::ControlClient as Grpc;
+use vectron_proto::control::v1::control_client::ControlClient as Generated;
+
+/// The generated client, on a channel that presents the cluster key.
+type Grpc = Generated<InterceptedService<Channel, PresentKey>>;
 use vectron_proto::v1 as api;
 
 use crate::consensus::network::lazy_channel;
@@ -109,6 +115,7 @@ const MAX_MESSAGE_BYTES: usize = 64 << 20;
 pub struct ControlClient {
     inner: Arc<Inner>,
     policy: RetryPolicy,
+    key: PresentKey,
 }
 
 #[derive(Debug)]
@@ -148,7 +155,16 @@ impl ControlClient {
                 channels: Mutex::new(HashMap::new()),
             }),
             policy: RetryPolicy::default(),
+            key: PresentKey::default(),
         })
+    }
+
+    /// The same client presenting `key` on every call (control nodes started with a
+    /// cluster key refuse calls without it).
+    #[must_use]
+    pub fn with_cluster_key(mut self, key: Option<&ClusterKey>) -> Self {
+        self.key = PresentKey::new(key);
+        self
     }
 
     /// The same client with another retry policy.
@@ -507,7 +523,7 @@ impl ControlClient {
             .unwrap_or_else(PoisonError::into_inner) = leader;
     }
 
-    fn grpc(&self, address: &str) -> Result<Grpc<Channel>, ClientError> {
+    fn grpc(&self, address: &str) -> Result<Grpc, ClientError> {
         let mut channels = self
             .inner
             .channels
@@ -523,7 +539,7 @@ impl ControlClient {
                 channel
             }
         };
-        Ok(Grpc::new(channel)
+        Ok(Generated::with_interceptor(channel, self.key.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
@@ -535,7 +551,7 @@ impl ControlClient {
         call: F,
     ) -> Result<T, ClientError>
     where
-        F: Fn(Grpc<Channel>) -> Fut,
+        F: Fn(Grpc) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let started = Instant::now();

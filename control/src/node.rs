@@ -22,7 +22,10 @@ use openraft::{ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
+use vectron_auth::ClusterKey;
+use vectron_proto::cluster::{PresentKey, RequireKey};
 use vectron_proto::control::v1::control_server::ControlServer;
 use vectron_proto::control::v1::raft_transport_server::RaftTransportServer;
 
@@ -74,9 +77,13 @@ pub struct ControlConfig {
     pub keep_after_snapshot: u64,
     /// How long a pristine node keeps trying to join before it gives up.
     pub join_timeout: Duration,
-    /// Listen on an address other than loopback. No caller of the control port is
-    /// authenticated yet: anyone who reaches it may register workers and send Raft
-    /// messages. Without it such a node refuses to start. Default off.
+    /// The key every caller of the control port must present (`UNAUTHENTICATED`
+    /// without it), and that this node presents to its peers. Give every member of the
+    /// cluster the same one. Default none: calls are not checked.
+    pub cluster_key: Option<ClusterKey>,
+    /// Listen on an address other than loopback without a cluster key: anyone who
+    /// reaches the port may then register workers and send Raft messages. Without it
+    /// (or a key) such a node refuses to start. Default off.
     pub insecure: bool,
 }
 
@@ -130,9 +137,9 @@ pub enum ConfigError {
         /// The listen address.
         listen: SocketAddr,
     },
-    /// A network address without `insecure`.
+    /// A network address with neither a cluster key nor `insecure`.
     #[error(
-        "refusing to listen on {listen}: no caller of the control port is authenticated yet, so anyone who reaches it may register workers and send Raft messages; listen on loopback, or on a private network with --insecure"
+        "refusing to listen on {listen} without a cluster key: anyone who reaches the control port could register workers and send Raft messages; give every member --cluster-key-file, listen on loopback, or on a private network add --insecure"
     )]
     OpenOnNetwork {
         /// The listen address.
@@ -165,6 +172,7 @@ impl ControlConfig {
             snapshot_every: 1000,
             keep_after_snapshot: 1000,
             join_timeout: Duration::from_secs(60),
+            cluster_key: None,
             insecure: false,
         }
     }
@@ -213,7 +221,7 @@ impl ControlConfig {
                 listen: self.listen,
             });
         }
-        if !self.listen.ip().is_loopback() && !self.insecure {
+        if !self.listen.ip().is_loopback() && self.cluster_key.is_none() && !self.insecure {
             return Err(ConfigError::OpenOnNetwork {
                 listen: self.listen,
             });
@@ -381,7 +389,7 @@ impl ControlNode {
         let raft = RaftHandle::start(
             node_id,
             raft_config,
-            NetworkFactory::new(node_id),
+            NetworkFactory::new(node_id, PresentKey::new(config.cluster_key.as_ref())),
             log_store,
             state_machine,
         )
@@ -401,7 +409,12 @@ impl ControlNode {
             heartbeat_interval: config.worker_heartbeat,
             shutdown: shutdown_rx.clone(),
         });
-        let server = tokio::spawn(serve(listener, core.clone(), shutdown_rx.clone()));
+        let server = tokio::spawn(serve(
+            listener,
+            core.clone(),
+            RequireKey::new(config.cluster_key.clone()),
+            shutdown_rx.clone(),
+        ));
         let reconciler = tokio::spawn(reconcile_loop(
             core.clone(),
             config.reconcile_interval,
@@ -452,13 +465,15 @@ impl ControlNode {
             };
             let node_id = config.node_id;
             let advertise = advertise.clone();
+            let key = config.cluster_key.clone();
             async move {
                 let client = ControlClient::new(seeds.clone())
                     .map_err(|source| NodeError::Join {
                         seeds: seeds.clone(),
                         source,
                     })?
-                    .with_retry_policy(policy);
+                    .with_retry_policy(policy)
+                    .with_cluster_key(key.as_ref());
                 client
                     .join_cluster(node_id, &advertise)
                     .await
@@ -602,9 +617,11 @@ async fn wait_finished<T>(handle: &JoinHandle<T>) {
     }
 }
 
+/// Serves the Control and RaftTransport services on `listener`, each call past `gate`.
 async fn serve(
     listener: TcpListener,
     core: Arc<NodeCore>,
+    gate: RequireKey,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let raft = RaftTransportServer::new(RaftService::new(core.node_id, core.raft.clone()))
@@ -612,8 +629,11 @@ async fn serve(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .add_service(ControlServer::new(ControlService::new(core)))
-        .add_service(raft)
+        .add_service(InterceptedService::new(
+            ControlServer::new(ControlService::new(core)),
+            gate.clone(),
+        ))
+        .add_service(InterceptedService::new(raft, gate))
         .serve_with_incoming_shutdown(
             // Not `TcpListenerStream`: accepted sockets need TCP_NODELAY set here, the
             // builder's setting does not reach them.
@@ -734,6 +754,9 @@ mod tests {
             c.validate(),
             Err(ConfigError::OpenOnNetwork { .. })
         ));
+        c.cluster_key = Some(ClusterKey::generate().unwrap());
+        assert_eq!(c.validate(), Ok(()));
+        c.cluster_key = None;
         c.insecure = true;
         assert_eq!(c.validate(), Ok(()));
         let mut c = config();

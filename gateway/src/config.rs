@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use vectron_auth::TokenSigner;
+use vectron_auth::{ClusterKey, TokenSigner};
 pub use vectron_proto::rules::Limits;
 
 use crate::admission::AdmissionConfig;
@@ -102,6 +102,9 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// Serve both listeners over TLS with this certificate. Default: plaintext.
     pub tls: Option<TlsConfig>,
+    /// The cluster key the gateway presents to control nodes and cores (theirs refuse
+    /// calls without it when they hold one). Default none.
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// The certificate both listeners serve; the files are read again when they change.
@@ -171,6 +174,7 @@ impl GatewayConfig {
             shutdown_grace: Duration::from_secs(10),
             auth: AuthConfig::default(),
             tls: None,
+            cluster_key: None,
         }
     }
 }

@@ -18,8 +18,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Response, Status};
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
 use vectron_proto::core::v1::{self as core, ShardRef};
 use vectron_proto::rules::{EPOCH_TRAILER, LEADER_TRAILER};
@@ -33,11 +35,15 @@ use crate::routing::{CollectionRoute, RoutingCache};
 const FAILOVER_BACKOFF: (Duration, Duration) =
     (Duration::from_millis(25), Duration::from_millis(200));
 
+/// A client of one core, presenting the cluster key.
+pub(crate) type CoreClient = CoreServiceClient<InterceptedService<Channel, PresentKey>>;
+
 /// The connections to cores.
 #[derive(Debug)]
 pub(crate) struct CoreChannels {
     config: CoreChannelConfig,
     max_message_bytes: usize,
+    key: PresentKey,
     channels: Mutex<HashMap<String, Channel>>,
     /// Where each replicated shard's leader was last seen: (collection, shard) → core
     /// address.
@@ -48,10 +54,15 @@ pub(crate) struct CoreChannels {
 }
 
 impl CoreChannels {
-    pub(crate) fn new(config: CoreChannelConfig, max_message_bytes: usize) -> Self {
+    pub(crate) fn new(
+        config: CoreChannelConfig,
+        max_message_bytes: usize,
+        key: PresentKey,
+    ) -> Self {
         Self {
             config,
             max_message_bytes,
+            key,
             channels: Mutex::new(HashMap::new()),
             leaders: Mutex::new(HashMap::new()),
             acknowledged: Mutex::new(HashMap::new()),
@@ -131,7 +142,7 @@ impl CoreChannels {
 
     /// A client of the core at `address`, over the shared connection (opened lazily,
     /// reopened after a failure).
-    pub(crate) fn client(&self, address: &str) -> Result<CoreServiceClient<Channel>, Status> {
+    pub(crate) fn client(&self, address: &str) -> Result<CoreClient, Status> {
         let channel = {
             let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
             match channels.get(address) {
@@ -145,9 +156,11 @@ impl CoreChannels {
         };
         // Bodies larger than a core accepts are split before they are sent; a core keeps
         // its answers within the rulebook's answer limit, far below this one.
-        Ok(CoreServiceClient::new(channel)
-            .max_decoding_message_size(self.max_message_bytes)
-            .max_encoding_message_size(self.max_message_bytes))
+        Ok(
+            CoreServiceClient::with_interceptor(channel, self.key.clone())
+                .max_decoding_message_size(self.max_message_bytes)
+                .max_encoding_message_size(self.max_message_bytes),
+        )
     }
 
     /// Whether the core at `address` answers a call within `within`, over a connection
@@ -159,7 +172,7 @@ impl CoreChannels {
         };
         let probe = async {
             let channel = endpoint.connect().await.ok()?;
-            CoreServiceClient::new(channel)
+            CoreServiceClient::with_interceptor(channel, self.key.clone())
                 .stats(vectron_proto::core::v1::StatsRequest {})
                 .await
                 .ok()
@@ -262,7 +275,7 @@ async fn try_replicas<T, F, Fut>(
     call: &F,
 ) -> Result<Tried<T>, GatewayError>
 where
-    F: Fn(CoreServiceClient<Channel>, ShardRef) -> Fut,
+    F: Fn(CoreClient, ShardRef) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let name = route.name().to_owned();
@@ -361,7 +374,7 @@ pub(crate) async fn call_shard<T, F, Fut>(
     call: F,
 ) -> Result<T, GatewayError>
 where
-    F: Fn(CoreServiceClient<Channel>, ShardRef) -> Fut,
+    F: Fn(CoreClient, ShardRef) -> Fut,
     Fut: Future<Output = Result<Response<T>, Status>>,
 {
     let mut route = route.clone();
@@ -509,7 +522,8 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_shared_per_address_and_pruned() {
-        let channels = CoreChannels::new(CoreChannelConfig::default(), 1 << 20);
+        let channels =
+            CoreChannels::new(CoreChannelConfig::default(), 1 << 20, PresentKey::default());
         channels.client("127.0.0.1:7400").unwrap();
         channels.client("127.0.0.1:7400").unwrap();
         channels.client("127.0.0.1:7401").unwrap();
@@ -542,7 +556,8 @@ mod tests {
 
     #[test]
     fn eventual_reads_of_a_replicated_shard_must_see_the_writes_acknowledged_here() {
-        let channels = CoreChannels::new(CoreChannelConfig::default(), 1 << 20);
+        let channels =
+            CoreChannels::new(CoreChannelConfig::default(), 1 << 20, PresentKey::default());
         let floor = |route: &CollectionRoute| {
             channels
                 .read_consistency(route, 0, false)

@@ -152,11 +152,12 @@ impl Gateway {
         if config.auth.tokens.is_some() && !config.auth.enabled {
             return Err(StartError::TokensWithoutAuth);
         }
-        let control =
-            ControlClient::new(config.control.clone()).map_err(|source| StartError::Control {
+        let control = ControlClient::new(config.control.clone())
+            .map_err(|source| StartError::Control {
                 addresses: config.control.clone(),
                 source,
-            })?;
+            })?
+            .with_cluster_key(config.cluster_key.as_ref());
         let certificates = match &config.tls {
             Some(tls) => Some(Certificates::load(&tls.cert, &tls.key)?),
             None => None,

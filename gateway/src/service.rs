@@ -16,6 +16,7 @@ use vectron_auth::{
     verify_password,
 };
 use vectron_control::{ControlClient, RetryPolicy};
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::control::v1::WorkerHealth;
 use vectron_proto::core::v1::StatsRequest;
 use vectron_proto::keys::{
@@ -72,7 +73,11 @@ impl Service {
         Self {
             auth: Authenticator::new(&config.auth, Arc::clone(&routing)),
             routing,
-            channels: CoreChannels::new(config.cores, config.limits.max_message_bytes),
+            channels: CoreChannels::new(
+                config.cores,
+                config.limits.max_message_bytes,
+                PresentKey::new(config.cluster_key.as_ref()),
+            ),
             generations: Generations::default(),
             cache: SearchCache::new(&config.cache),
             admission: Admission::new(config.admission),

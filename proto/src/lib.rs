@@ -51,6 +51,7 @@ pub mod v1 {
 }
 
 mod builders;
+pub mod cluster;
 pub mod hashing;
 pub mod json;
 pub mod keys;

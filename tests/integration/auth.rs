@@ -101,9 +101,21 @@ fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_decide_who_may_do_what_at_both_doors() {
     let dir = support::tempdir();
+    // A cluster key, so that a second gateway can join dev's control plane below.
+    let cluster_key = dir.path().join("cluster.key");
+    std::fs::write(&cluster_key, format!("{}\n", "k".repeat(40))).unwrap();
+    let cluster_key = cluster_key.to_str().unwrap();
     let dev = support::dev_with(
         dir.path(),
-        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+        &[
+            "--cores",
+            "1",
+            "--auth",
+            "--admin-key",
+            ADMIN,
+            "--cluster-key-file",
+            cluster_key,
+        ],
     );
     assert!(
         dev.ready["admin_key"].is_null(),
@@ -133,6 +145,20 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
         .await;
     assert_eq!(code, 401, "{body}");
     assert_eq!(headers["www-authenticate"], "Bearer");
+    // Nor around the gateway: with --auth, dev's control plane and worker take only
+    // calls that carry the cluster key drawn for the run.
+    let control =
+        vectron_control::ControlClient::new([dev.ready["control"].as_str().unwrap()]).unwrap();
+    let around = control.cluster_status().await.unwrap_err();
+    assert_eq!(
+        around.code(),
+        Some(tonic::Code::Unauthenticated),
+        "{around}"
+    );
+    let (code, _) = Http::new(dev.ready["admin"].as_str().unwrap())
+        .send("GET", "/metrics", None, Vec::new())
+        .await;
+    assert_eq!(code, 401, "the worker's statistics");
     assert!(body.contains("UNAUTHENTICATED"), "{body}");
     let line = br#"{"id": "n1", "vector": [1, 0, 0, 0]}"#.to_vec();
     let (code, body) = http
@@ -278,6 +304,8 @@ async fn keys_decide_who_may_do_what_at_both_doors() {
         "gateway",
         "--control",
         dev.ready["control"].as_str().unwrap(),
+        "--cluster-key-file",
+        cluster_key,
         "--grpc-addr",
         "127.0.0.1:0",
         "--http-addr",
@@ -381,6 +409,9 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
     written.push(b'\n');
     std::fs::write(&secret_file, written).unwrap();
     let secret_arg = secret_file.to_str().unwrap();
+    let cluster_key = dir.path().join("cluster.key");
+    std::fs::write(&cluster_key, "c".repeat(40)).unwrap();
+    let cluster_key = cluster_key.to_str().unwrap();
     let dev = support::dev_with(
         dir.path(),
         &[
@@ -391,6 +422,8 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
             ADMIN,
             "--jwt-secret-file",
             secret_arg,
+            "--cluster-key-file",
+            cluster_key,
         ],
     );
     let grpc = support::grpc_addr(&dev);
@@ -506,6 +539,8 @@ async fn tokens_carry_their_grants_to_every_gateway_with_the_secret_until_they_e
         "gateway",
         "--control",
         dev.ready["control"].as_str().unwrap(),
+        "--cluster-key-file",
+        cluster_key,
         "--grpc-addr",
         "127.0.0.1:0",
         "--http-addr",
@@ -559,6 +594,9 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
     // Everything logged, down to debug, goes to a file searched for secrets at the end.
     let log = dir.path().join("dev.log");
     let data = dir.path().join("data");
+    let cluster_key = "a-cluster-key-that-rides-every-internal-call";
+    let cluster_key_file = dir.path().join("cluster.key");
+    std::fs::write(&cluster_key_file, cluster_key).unwrap();
     let dev = support::Process::start_logged(
         &[
             "dev",
@@ -573,6 +611,8 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
             "--auth",
             "--admin-key",
             ADMIN,
+            "--cluster-key-file",
+            cluster_key_file.to_str().unwrap(),
         ],
         "debug",
         &log,
@@ -693,8 +733,8 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
         Err(Error::ResourceExhausted(_))
     ));
     dev.terminate();
-    // The password, the token and the admin key are in no file under the data directory
-    // and in no line of the debug log.
+    // The password, the token, the admin key and the cluster key are in no file under
+    // the data directory and in no line of the debug log.
     let mut all = Vec::new();
     files(&data, &mut all);
     all.push(log.clone());
@@ -706,7 +746,7 @@ async fn users_log_in_for_a_token_with_their_grants_and_logins_are_rate_limited(
     let signature = login.token.rsplit('.').next().unwrap();
     for file in &all {
         let bytes = std::fs::read(file).unwrap_or_default();
-        for secret in [password, signature, ADMIN] {
+        for secret in [password, signature, ADMIN, cluster_key] {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "{secret:?} is written in {}",

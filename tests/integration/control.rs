@@ -185,6 +185,7 @@ fn a_bad_configuration_is_refused_with_a_reason() {
         "stderr: {err}"
     );
     assert!(err.contains("--insecure"), "stderr: {err}");
+    assert!(err.contains("--cluster-key-file"), "stderr: {err}");
     let worker_dir = dir.path().join("worker");
     let err = crate::support::refused(&[
         "worker",

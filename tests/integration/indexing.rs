@@ -5,6 +5,7 @@
 
 use tonic::transport::Channel;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+use vectron_proto::core::v1::shard_admin_client::ShardAdminClient;
 use vectron_proto::core::v1::{
     OpenShardRequest, Point, SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest,
 };
@@ -36,11 +37,14 @@ async fn searches_are_answered_while_a_backlog_is_indexed() {
         epoch: 1,
         ..Default::default()
     };
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment),
-    })
-    .await
-    .unwrap();
+    ShardAdminClient::connect(support::core_url(&worker, 0))
+        .await
+        .unwrap()
+        .open_shard(OpenShardRequest {
+            assignment: Some(assignment),
+        })
+        .await
+        .unwrap();
     let shard = Some(ShardRef {
         collection: "backlog".into(),
         shard_id: 0,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cli;
+mod cluster_key;
 mod control;
 mod gateway;
 mod indexing;

@@ -314,9 +314,16 @@ async fn a_paused_old_leader_acknowledges_nothing_once_its_group_moved_on() {
     let paused = cluster.worker_index(&old.worker_id);
     // Connected before the pause, so the write below is a request on an open HTTP/2
     // connection, read by the old leader's core the moment it runs again.
-    let mut stale_core = CoreServiceClient::connect(format!("http://{}", old.address))
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", old.address))
+        .unwrap()
+        .connect()
         .await
         .unwrap();
+    let key = vectron_auth::ClusterKey::new(&cluster.key).unwrap();
+    let mut stale_core = CoreServiceClient::with_interceptor(
+        channel,
+        vectron_proto::cluster::PresentKey::new(Some(&key)),
+    );
 
     cluster.pause_worker(paused);
     let stale = tokio::spawn(async move {

@@ -250,6 +250,17 @@ pub struct ControlProcess {
 
 impl ControlProcess {
     pub fn start(dir: &Path, node_id: u64, addr: &str, join: Option<&str>) -> Self {
+        Self::start_with(dir, node_id, addr, join, &[])
+    }
+
+    /// [`ControlProcess::start`] with `extra` arguments.
+    pub fn start_with(
+        dir: &Path,
+        node_id: u64,
+        addr: &str,
+        join: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let log = dir.join(format!("control-{node_id}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_vectron"));
         command
@@ -269,6 +280,7 @@ impl ControlProcess {
         if let Some(join) = join {
             command.args(["--join", join]);
         }
+        command.args(extra);
         let mut child = command.spawn().expect("spawn vectron control");
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
@@ -332,6 +344,14 @@ pub fn dev_with(dir: &Path, flags: &[&str]) -> Process {
     ];
     args.extend_from_slice(flags);
     Process::start(&args)
+}
+
+/// Runs `vectron ARGS…` to its end.
+pub fn run_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vectron"))
+        .args(args)
+        .output()
+        .expect("run vectron")
 }
 
 /// Runs `vectron ARGS…`, which must refuse to start; returns what it said on stderr.
@@ -450,10 +470,14 @@ impl Http {
 }
 
 /// A control node, workers of one core each and a gateway, as processes on loopback:
-/// the smallest cluster that runs replicated shards.
+/// the smallest cluster that runs replicated shards. All of them hold the same cluster
+/// key, so every call inside the cluster presents it.
 pub struct Cluster {
     /// Held for its lifetime: the control node stops when the cluster goes.
-    _control: ControlProcess,
+    pub control: ControlProcess,
+    /// The cluster key, and the file every process read it from.
+    pub key: String,
+    pub key_file: std::path::PathBuf,
     pub gateway: Process,
     /// `None` while killed.
     pub workers: Vec<Option<Process>>,
@@ -469,11 +493,19 @@ impl Cluster {
     /// Starts a control node, `workers` workers and a gateway, each ready.
     pub fn start(workers: usize) -> Self {
         let dir = tempdir();
-        let control = ControlProcess::start(dir.path(), 1, "127.0.0.1:0", None);
+        let key_file = dir.path().join("cluster.key");
+        let drawn = run_cli(&["cluster", "key"]);
+        assert!(drawn.status.success(), "{drawn:?}");
+        let key = String::from_utf8(drawn.stdout).unwrap().trim().to_owned();
+        std::fs::write(&key_file, format!("{key}\n")).unwrap();
+        let keyed = ["--cluster-key-file", key_file.to_str().unwrap()];
+        let control = ControlProcess::start_with(dir.path(), 1, "127.0.0.1:0", None, &keyed);
         let worker_args: Vec<Vec<String>> = (0..workers)
             .map(|i| {
                 let data = dir.path().join(format!("worker-{i}"));
-                cluster_worker_args(&data, &control.address, 1)
+                let mut args = cluster_worker_args(&data, &control.address, 1);
+                args.extend(keyed.map(str::to_owned));
+                args
             })
             .collect();
         let workers: Vec<Option<Process>> = worker_args
@@ -497,9 +529,13 @@ impl Cluster {
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
+            keyed[0],
+            keyed[1],
         ]);
         Self {
-            _control: control,
+            control,
+            key,
+            key_file,
             gateway,
             workers,
             worker_ids,

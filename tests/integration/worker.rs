@@ -9,6 +9,7 @@ use std::time::Duration;
 use tonic::Code;
 use tonic::transport::Channel;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+use vectron_proto::core::v1::shard_admin_client::ShardAdminClient;
 use vectron_proto::core::v1::{
     CheckpointRequest, CountRequest, DeleteRequest, GetRequest, OpenShardRequest, Point, PointIds,
     ScrollRequest, SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest,
@@ -68,6 +69,13 @@ async fn client(p: &Process, core: usize) -> CoreServiceClient<Channel> {
         .max_encoding_message_size(256 << 20)
 }
 
+/// A client of the ShardAdmin service of core `core` of a standalone worker.
+async fn admin(p: &Process, core: usize) -> ShardAdminClient<Channel> {
+    ShardAdminClient::connect(support::core_url(p, core))
+        .await
+        .unwrap()
+}
+
 /// A worker with one core, the fixture's shard open on it at epoch 1, and a client of
 /// that core.
 async fn one_shard_worker(
@@ -75,12 +83,14 @@ async fn one_shard_worker(
     f: &Fixture,
 ) -> (Process, CoreServiceClient<Channel>) {
     let worker = support::worker(dir, 1);
-    let mut core = client(&worker, 0).await;
-    core.open_shard(OpenShardRequest {
-        assignment: Some(assignment(f.dim, 1)),
-    })
-    .await
-    .unwrap();
+    let core = client(&worker, 0).await;
+    admin(&worker, 0)
+        .await
+        .open_shard(OpenShardRequest {
+            assignment: Some(assignment(f.dim, 1)),
+        })
+        .await
+        .unwrap();
     (worker, core)
 }
 
@@ -109,7 +119,8 @@ async fn a_worker_serves_every_core_call_end_to_end() {
     assert_eq!(worker.ready["cores"].as_array().unwrap().len(), 2);
     let mut core = client(&worker, 0).await;
 
-    let opened = core
+    let opened = admin(&worker, 0)
+        .await
         .open_shard(OpenShardRequest {
             assignment: Some(assignment(f.dim, 1)),
         })
@@ -529,7 +540,8 @@ async fn bad_input_gets_a_status_and_the_core_keeps_serving() {
     for name in ["../escape", "a/b", ".hidden", ""] {
         let mut bad = assignment(f.dim, 1);
         bad.spec.as_mut().unwrap().name = name.into();
-        let err = core
+        let err = admin(&worker, 0)
+            .await
             .open_shard(OpenShardRequest {
                 assignment: Some(bad),
             })

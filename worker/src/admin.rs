@@ -1,6 +1,8 @@
 //! The worker's admin HTTP listener: per-core statistics as JSON and as Prometheus
 //! text, and a health check. Statistics are gathered by asking each core over its
-//! command channel; nothing reads a core's memory from here.
+//! command channel; nothing reads a core's memory from here. A worker with a cluster key
+//! serves statistics only to callers presenting it (`x-vectron-cluster-key: KEY`, or
+//! `authorization: Bearer KEY` as Prometheus sends it); `/healthz` tells anyone.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -8,30 +10,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::oneshot;
+use vectron_auth::{CLUSTER_KEY_HEADER, ClusterKey};
 use vectron_core_shard::CoreCommand;
 use vectron_proto::v1::{CoreStats, CoreStatsResponse, LatencySummary};
 
 use crate::worker::CORE_REPLY;
 
-/// What the handlers share: the worker's id and a sender per core.
+/// What the handlers share: the worker's id, a sender per core, and the cluster key.
 #[derive(Debug, Clone)]
 pub(crate) struct AdminState {
     worker_id: Arc<str>,
     inboxes: Arc<[Sender<CoreCommand>]>,
+    key: Option<ClusterKey>,
 }
 
 impl AdminState {
-    pub(crate) fn new(worker_id: String, inboxes: Vec<Sender<CoreCommand>>) -> Self {
+    pub(crate) fn new(
+        worker_id: String,
+        inboxes: Vec<Sender<CoreCommand>>,
+        key: Option<ClusterKey>,
+    ) -> Self {
         Self {
             worker_id: worker_id.into(),
             inboxes: inboxes.into(),
+            key,
         }
     }
 }
@@ -72,9 +82,13 @@ pub(crate) async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/v1/stats/cores", get(stats_json))
         .route("/metrics", get(metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_key,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state);
     if let Err(e) = axum::serve(listener, app)
         .with_graceful_shutdown(stop)
@@ -82,6 +96,27 @@ pub(crate) async fn serve(
     {
         tracing::error!(error = %e, "the admin listener failed");
     }
+}
+
+/// Lets through a request that presents the cluster key, when the worker has one;
+/// answers 401 otherwise.
+async fn require_key(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.key {
+        let headers = request.headers();
+        let admitted = match headers.get(header::AUTHORIZATION) {
+            Some(bearer) => key.admit_bearer(bearer.as_bytes()),
+            None => key.admit(headers.get(CLUSTER_KEY_HEADER).map(|v| v.as_bytes())),
+        };
+        if let Err(refusal) = admitted {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                format!("{refusal}\n"),
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
 }
 
 async fn stats_json(State(state): State<AdminState>) -> Response {

@@ -4,6 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vectron_auth::ClusterKey;
 use vectron_wal::SyncPolicy;
 
 /// How a worker runs.
@@ -45,10 +46,16 @@ pub struct WorkerConfig {
     /// for the indexer (then are refused with `RESOURCE_EXHAUSTED`). Default
     /// as many as 1 MiB of the shard's vectors (`vectron_core_shard::unindexed_bound`).
     pub max_unindexed: Option<usize>,
-    /// Serve the core ports and the admin listener on an address other than loopback.
-    /// Inside the cluster no caller is authenticated yet: anyone who reaches a core port
-    /// may open, close and wipe its shards. Without it such a worker refuses to start;
-    /// with it, the network must be private. Default off.
+    /// The key every caller of a core port and of the admin listener's statistics must
+    /// present (`UNAUTHENTICATED` / 401 without it), which the worker presents to the
+    /// control plane and its cores to their peers. Give every member of the cluster the
+    /// same one. Default none: calls are not checked.
+    pub cluster_key: Option<ClusterKey>,
+    /// Serve the core ports and the admin listener on an address other than loopback
+    /// without a cluster key: anyone who reaches a core port may then read and write
+    /// its shards (and, on a standalone worker, open, close and wipe them). Without it
+    /// (or a key) such a worker refuses to start; with it, the network must be private.
+    /// Default off.
     pub insecure: bool,
 }
 
@@ -70,6 +77,7 @@ impl WorkerConfig {
             advertise_host: None,
             zone: String::new(),
             max_unindexed: None,
+            cluster_key: None,
             insecure: false,
         }
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use vectron_control::ControlClient;
-use vectron_core_shard::{CoreHandle, CoreInfo, CoreSettings, StartError, spawn_core};
+use vectron_core_shard::{
+    CoreHandle, CoreInfo, CoreSettings, ShardAdministration, StartError, spawn_core,
+};
 use vectron_net::ServerConfig;
 use vectron_proto::v1::CoreStats;
 use vectron_wal::Options;
@@ -120,9 +122,9 @@ impl Worker {
             ("core ports", config.host),
             ("the admin listener", config.admin_addr.ip()),
         ] {
-            if !ip.is_loopback() && !config.insecure {
+            if !ip.is_loopback() && config.cluster_key.is_none() && !config.insecure {
                 return Err(WorkerError::Config(format!(
-                    "refusing to serve {what} on {ip}: inside the cluster no caller is authenticated yet, so anyone who reaches them may open, close and wipe shards; bind loopback, or a private network with --insecure"
+                    "refusing to serve {what} on {ip} without a cluster key: anyone who reaches them could read and write its shards; give every member --cluster-key-file, bind loopback, or on a private network add --insecure"
                 )));
             }
         }
@@ -164,6 +166,12 @@ impl Worker {
                 server: server.clone(),
                 max_unindexed: config.max_unindexed,
                 group: vectron_core_shard::GroupSettings::default(),
+                cluster_key: config.cluster_key.clone(),
+                administration: if config.control.is_empty() {
+                    ShardAdministration::Served
+                } else {
+                    ShardAdministration::ByControlPlane
+                },
             };
             let started = tokio::task::spawn_blocking(move || spawn_core(settings))
                 .await
@@ -189,7 +197,7 @@ impl Worker {
         };
         let admin_addr = listener.local_addr().unwrap_or(config.admin_addr);
         let (admin_stop, stopped) = oneshot::channel();
-        let state = admin::AdminState::new(id.clone(), inboxes);
+        let state = admin::AdminState::new(id.clone(), inboxes, config.cluster_key.clone());
         let admin_task = tokio::spawn(admin::serve(listener, state, async {
             let _ = stopped.await;
         }));
@@ -197,7 +205,7 @@ impl Worker {
             (None, None, None)
         } else {
             let client = match ControlClient::new(config.control.clone()) {
-                Ok(c) => c,
+                Ok(c) => c.with_cluster_key(config.cluster_key.as_ref()),
                 Err(e) => {
                     stop_cores(cores).await;
                     return Err(WorkerError::Config(e.to_string()));

@@ -329,7 +329,7 @@ mod tests {
         let raft = RaftHandle::start(
             1,
             config,
-            NetworkFactory::new(1),
+            NetworkFactory::new(1, vectron_proto::cluster::PresentKey::default()),
             opened.log,
             opened.machine,
         )

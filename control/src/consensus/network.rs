@@ -19,7 +19,9 @@ use openraft::raft::{
 use openraft::{OptionalSend, RPCTypes, RaftNetworkFactory, RaftNetworkV2};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::control::v1::raft_transport_client::RaftTransportClient;
 use vectron_proto::control::v1::{RaftMessage, SnapshotChunk};
 
@@ -45,15 +47,20 @@ pub(crate) fn lazy_channel(address: &str) -> Result<Channel, tonic::transport::E
         .connect_lazy())
 }
 
+/// The generated client, on a channel that presents the cluster key.
+type Transport = RaftTransportClient<InterceptedService<Channel, PresentKey>>;
+
 /// Creates the clients openraft uses to reach peers.
 #[derive(Debug, Clone)]
 pub(crate) struct NetworkFactory {
     node_id: u64,
+    key: PresentKey,
 }
 
 impl NetworkFactory {
-    pub(crate) fn new(node_id: u64) -> Self {
-        Self { node_id }
+    /// Clients of node `node_id`, presenting `key` to their peers.
+    pub(crate) fn new(node_id: u64, key: PresentKey) -> Self {
+        Self { node_id, key }
     }
 }
 
@@ -66,7 +73,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             client: lazy_channel(&node.address)
                 .map(|channel| {
-                    RaftTransportClient::new(channel)
+                    RaftTransportClient::with_interceptor(channel, self.key.clone())
                         .max_decoding_message_size(MAX_MESSAGE_BYTES)
                         .max_encoding_message_size(MAX_MESSAGE_BYTES)
                 })
@@ -83,7 +90,7 @@ pub(crate) struct PeerClient {
     target: u64,
     address: String,
     /// The client, or why the peer's address does not make one.
-    client: Result<RaftTransportClient<Channel>, String>,
+    client: Result<Transport, String>,
 }
 
 #[derive(Clone, Copy)]
@@ -94,7 +101,7 @@ enum Rpc {
 }
 
 impl PeerClient {
-    fn client(&self) -> Result<RaftTransportClient<Channel>, Unreachable<TypeConfig>> {
+    fn client(&self) -> Result<Transport, Unreachable<TypeConfig>> {
         self.client.clone().map_err(|e| {
             Unreachable::from_string(format!("bad peer address {:?}: {e}", self.address))
         })

@@ -4,10 +4,11 @@ use std::time::{Duration, Instant};
 
 use tonic::Code;
 use vectron_control::{LEADER_ADDR_HEADER, NOT_LEADER_HEADER};
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::control::v1::control_client::ControlClient as RawClient;
 use vectron_proto::v1 as api;
 
-use crate::support::{Cluster, TestWorker, eventually, layout, spec};
+use crate::support::{self, Cluster, TestWorker, eventually, layout, spec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_a_leader_and_every_node_sees_the_collections() {
@@ -63,9 +64,15 @@ async fn a_follower_names_the_leader_and_the_client_follows_it() {
     let follower = (leader + 1) % 3;
     TestWorker::register(cluster.client(), "w1", 1, 17200).await;
 
-    let mut raw = RawClient::connect(format!("http://{}", cluster.node(follower).address()))
-        .await
-        .unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!(
+        "http://{}",
+        cluster.node(follower).address()
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let mut raw = RawClient::with_interceptor(channel, PresentKey::new(Some(support::key())));
     let refused = raw
         .create_collection(api::CreateCollectionRequest {
             spec: Some(spec("docs", Some(1))),
@@ -134,7 +141,7 @@ async fn killing_the_leader_elects_another_and_loses_nothing_committed() {
     }
     let status = client.cluster_status().await.unwrap();
     assert_eq!(
-        crate::support::health(&status, "w1"),
+        support::health(&status, "w1"),
         vectron_proto::control::v1::WorkerHealth::Up
     );
     cluster.shutdown().await;

@@ -127,3 +127,34 @@ async fn bad_worker_requests_get_typed_errors() {
     assert_eq!(c, Code::InvalidArgument, "{message}");
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_without_the_cluster_key_is_refused_on_every_service() {
+    let cluster = Cluster::start(1).await;
+    cluster.leader().await;
+    let keyless = vectron_control::ControlClient::new(cluster.addresses()).unwrap();
+    let (c, message) = code(keyless.cluster_status().await);
+    assert_eq!(c, Code::Unauthenticated, "{message}");
+    assert!(message.contains("x-vectron-cluster-key"), "{message}");
+    let other = vectron_auth::ClusterKey::generate().unwrap();
+    let (c, message) = code(
+        keyless
+            .clone()
+            .with_cluster_key(Some(&other))
+            .register_worker(ctl::RegisterWorkerRequest::default())
+            .await,
+    );
+    assert_eq!(c, Code::Unauthenticated, "another cluster's key: {message}");
+    assert!(message.contains("not this cluster's"), "{message}");
+
+    // Raft between control nodes goes through the same gate.
+    let address = format!("http://{}", cluster.addresses()[0]);
+    let mut raft = ctl::raft_transport_client::RaftTransportClient::connect(address)
+        .await
+        .unwrap();
+    let refused = raft.vote(ctl::RaftMessage::default()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // The key lets the same calls through.
+    cluster.client().cluster_status().await.unwrap();
+}

@@ -6,13 +6,22 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+use vectron_auth::ClusterKey;
 use vectron_control::{ControlClient, ControlConfig, ControlNode, RetryPolicy};
 use vectron_proto::control::v1 as ctl;
 use vectron_proto::v1 as api;
 
-/// Timeouts short enough for tests, long enough for a loaded 2-core machine.
+/// The cluster key every test node holds and every test client presents.
+pub fn key() -> &'static ClusterKey {
+    static KEY: std::sync::OnceLock<ClusterKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ClusterKey::generate().unwrap())
+}
+
+/// Timeouts short enough for tests, long enough for a loaded 2-core machine; the
+/// test cluster's key.
 pub fn config(node_id: u64, listen: SocketAddr, data_dir: PathBuf) -> ControlConfig {
     let mut config = ControlConfig::new(node_id, listen, data_dir);
+    config.cluster_key = Some(key().clone());
     config.raft_heartbeat = Duration::from_millis(50);
     config.election_timeout_min = Duration::from_millis(300);
     config.election_timeout_max = Duration::from_millis(600);
@@ -26,12 +35,14 @@ pub fn config(node_id: u64, listen: SocketAddr, data_dir: PathBuf) -> ControlCon
     config
 }
 
-/// Retries long enough to ride out an election.
+/// Retries long enough to ride out an election; presents the test cluster's key.
 pub fn patient(client: ControlClient) -> ControlClient {
-    client.with_retry_policy(RetryPolicy {
-        deadline: Duration::from_secs(20),
-        ..RetryPolicy::default()
-    })
+    client
+        .with_retry_policy(RetryPolicy {
+            deadline: Duration::from_secs(20),
+            ..RetryPolicy::default()
+        })
+        .with_cluster_key(Some(key()))
 }
 
 /// Polls `probe` every 50 ms until it returns `Some`, for at most `limit`.

@@ -10,14 +10,16 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use vectron_auth::ClusterKey;
 use vectron_hnsw::SearchScratch;
-use vectron_net::StatsHandle;
+use vectron_net::{ClientConfig, StatsHandle};
 use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 use vectron_replica::GroupSettings;
 use vectron_wal::Options;
 
 use crate::checkpoint::{DELETING, finish_removal, remove_shard_dir};
+use crate::cluster;
 use crate::error::ShardError;
 use crate::handle::ShardHandle;
 use crate::replica::ReplicaHost;
@@ -64,6 +66,8 @@ pub struct CoreConfig {
     pub max_unindexed: Option<usize>,
     /// How the Raft groups of the core's replicated shards run.
     pub group: GroupSettings,
+    /// The key the core's calls to peer cores carry (their gates ask for it).
+    pub cluster_key: Option<ClusterKey>,
 }
 
 /// Bytes of vectors a shard may hold unindexed by default: every search scans them
@@ -203,6 +207,10 @@ impl Core {
         Rc::new(Self {
             host: Rc::new(ReplicaHost::new(
                 config.group,
+                ClientConfig {
+                    metadata: cluster::metadata(config.cluster_key.as_ref()),
+                    ..ClientConfig::default()
+                },
                 Rc::new(move || wake.notify()),
             )),
             config,
@@ -722,6 +730,7 @@ mod tests {
                 wal: Options::default(),
                 max_unindexed: Some(100),
                 group: GroupSettings::default(),
+                cluster_key: None,
             },
             "test",
         )

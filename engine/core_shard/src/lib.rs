@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod checkpoint;
+mod cluster;
 mod core;
 mod error;
 mod filter;
@@ -25,7 +26,7 @@ pub use crate::runtime::{
     CoreCommand, CoreHandle, CoreInfo, CoreSettings, StartError, allowed_cpus, driver_name,
     keep_off_cpus, spawn_core,
 };
-pub use crate::service::{InFlight, WRITE_PIECE, router, status};
+pub use crate::service::{InFlight, ShardAdministration, WRITE_PIECE, router, status};
 pub use crate::shard::{HitOut, PointOut};
 pub use crate::spec::{ReplicaSpec, ShardSpec};
 pub use crate::stats::{CoreCounters, Latency};

@@ -62,14 +62,15 @@ impl std::fmt::Debug for ReplicaHost {
 }
 
 impl ReplicaHost {
-    /// A host whose groups run with `settings`, calling `on_apply` whenever one of its
-    /// replicas applied entries or installed a snapshot (its points wait to be indexed).
-    pub fn new(settings: GroupSettings, on_apply: Rc<dyn Fn()>) -> Self {
+    /// A host whose groups run with `settings` and reach their peers with `client`,
+    /// calling `on_apply` whenever one of its replicas applied entries or installed a
+    /// snapshot (its points wait to be indexed).
+    pub fn new(settings: GroupSettings, client: ClientConfig, on_apply: Rc<dyn Fn()>) -> Self {
         // Append batches reach 8 MiB (`MAX_APPEND_BATCH_BYTES`); peers' servers take
-        // messages up to the worker's 64 MiB.
+        // messages up to the worker's 64 MiB (the default client takes 64 MiB too).
         Self {
             replicas: Rc::new(Replicas::default()),
-            peers: Rc::new(Peers::new(ClientConfig::default())),
+            peers: Rc::new(Peers::new(client)),
             settings,
             on_apply,
         }

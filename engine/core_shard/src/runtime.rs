@@ -20,15 +20,17 @@ use std::rc::Rc;
 use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
+use vectron_auth::ClusterKey;
 use vectron_net::{ListenOptions, Server, ServerConfig};
 use vectron_proto::core::v1::{ShardAssignment, ShardRef};
 use vectron_proto::v1::CoreStats;
 use vectron_replica::GroupSettings;
 use vectron_wal::Options;
 
+use crate::cluster;
 use crate::core::{Core, CoreConfig, Notify};
 use crate::error::{ShardError, chain};
-use crate::service::{InFlight, router};
+use crate::service::{InFlight, ShardAdministration, router};
 
 /// Commands queued for a core at most; senders wait beyond that.
 const INBOX: usize = 64;
@@ -72,6 +74,12 @@ pub struct CoreSettings {
     pub max_unindexed: Option<usize>,
     /// See [`crate::CoreConfig::group`].
     pub group: GroupSettings,
+    /// The key every call to the core's port must carry (`UNAUTHENTICATED` without
+    /// it), which the core's calls to its peers carry too. `None`: calls are not
+    /// checked, for a worker on loopback or an operator who said `--insecure`.
+    pub cluster_key: Option<ClusterKey>,
+    /// Whether the core serves ShardAdmin or leaves its shards to the control plane.
+    pub administration: ShardAdministration,
 }
 
 /// Why a core did not start.
@@ -318,6 +326,7 @@ async fn serve_core(
             wal: settings.wal,
             max_unindexed: settings.max_unindexed,
             group: settings.group,
+            cluster_key: settings.cluster_key.clone(),
         },
         driver,
     );
@@ -331,14 +340,17 @@ async fn serve_core(
         });
     }
     let in_flight: InFlight = Rc::new(RefCell::new(None));
-    let routes = match router(&core, Rc::clone(&in_flight))
+    let routes = match router(&core, Rc::clone(&in_flight), settings.administration)
         .and_then(|r| vectron_replica::routes(r, Rc::clone(core.host().replicas())))
     {
         Ok(r) => r,
-        Err(e) => panic!("the CoreService and Replication routes are fixed and valid: {e}"),
+        Err(e) => panic!("the core's routes are fixed and valid: {e}"),
     };
     let server = match Server::new(settings.server.clone(), routes) {
-        Ok(s) => s,
+        Ok(s) => match &settings.cluster_key {
+            Some(key) => s.with_gate(cluster::gate(key.clone())),
+            None => s,
+        },
         Err(source) => {
             return fail(StartError::Config {
                 core: index,
@@ -453,6 +465,8 @@ mod tests {
             server: ServerConfig::default(),
             max_unindexed: None,
             group: GroupSettings::default(),
+            cluster_key: None,
+            administration: ShardAdministration::Served,
         })
         .unwrap();
         let inbox = core.inbox();

@@ -167,40 +167,15 @@ async fn search_one(
     })
 }
 
-/// Every CoreService method, bound to `core`.
-pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterError> {
+/// Every CoreService method, bound to `core`, and the ShardAdmin methods as `admin`
+/// says.
+pub fn router(
+    core: &Rc<Core>,
+    in_flight: InFlight,
+    admin: ShardAdministration,
+) -> Result<Router, RouterError> {
     const SVC: &str = "/vectron.core.v1.CoreService/";
-    let c = Rc::clone(core);
-    let router = Router::new().unary(
-        &format!("{SVC}OpenShard"),
-        move |_: RequestContext, r: OpenShardRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let assignment = r.assignment.unwrap_or_default();
-                let shard = core
-                    .open_shard(&assignment, false)
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(OpenShardResponse {
-                    stats: Some(shard.stats()),
-                })
-            }
-        },
-    )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
-        &format!("{SVC}CloseShard"),
-        move |_: RequestContext, r: CloseShardRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = r.shard.unwrap_or_default();
-                core.close_shard(&shard, r.delete_data)
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(CloseShardResponse {})
-            }
-        },
-    )?;
+    let router = shard_admin(Router::new(), core, admin)?;
     let c = Rc::clone(core);
     let router = router.unary(
         &format!("{SVC}Upsert"),
@@ -369,6 +344,75 @@ pub fn router(core: &Rc<Core>, in_flight: InFlight) -> Result<Router, RouterErro
         move |_: RequestContext, _: StatsRequest| {
             let stats: CoreStats = c.stats(in_flight.borrow().as_ref());
             async move { Ok(stats) }
+        },
+    )
+}
+
+/// Who opens and closes a core's shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardAdministration {
+    /// The worker runs without a control plane: the ShardAdmin methods are served on
+    /// the core's port (to callers past its gate).
+    Served,
+    /// The worker is in a cluster: only the control plane's assignments open and
+    /// close its shards, and every ShardAdmin call is refused.
+    ByControlPlane,
+}
+
+/// The answer to a ShardAdmin call on a worker in a cluster.
+async fn refused<T>() -> Result<T, Status> {
+    Err(Status::permission_denied(
+        "this worker is in a cluster: its shards are opened and closed by the control plane's assignments, not through ShardAdmin",
+    ))
+}
+
+/// The ShardAdmin methods on `router`, served or refused as `admin` says.
+fn shard_admin(
+    router: Router,
+    core: &Rc<Core>,
+    admin: ShardAdministration,
+) -> Result<Router, RouterError> {
+    const SVC: &str = "/vectron.core.v1.ShardAdmin/";
+    if admin == ShardAdministration::ByControlPlane {
+        return router
+            .unary(
+                &format!("{SVC}OpenShard"),
+                |_: RequestContext, _: OpenShardRequest| refused::<OpenShardResponse>(),
+            )?
+            .unary(
+                &format!("{SVC}CloseShard"),
+                |_: RequestContext, _: CloseShardRequest| refused::<CloseShardResponse>(),
+            );
+    }
+    let c = Rc::clone(core);
+    let router = router.unary(
+        &format!("{SVC}OpenShard"),
+        move |_: RequestContext, r: OpenShardRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let assignment = r.assignment.unwrap_or_default();
+                let shard = core
+                    .open_shard(&assignment, false)
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(OpenShardResponse {
+                    stats: Some(shard.stats()),
+                })
+            }
+        },
+    )?;
+    let c = Rc::clone(core);
+    router.unary(
+        &format!("{SVC}CloseShard"),
+        move |_: RequestContext, r: CloseShardRequest| {
+            let core = Rc::clone(&c);
+            async move {
+                let shard = r.shard.unwrap_or_default();
+                core.close_shard(&shard, r.delete_data)
+                    .await
+                    .map_err(|e| status(&e))?;
+                Ok(CloseShardResponse {})
+            }
         },
     )
 }

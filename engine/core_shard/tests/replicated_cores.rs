@@ -10,14 +10,22 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+use vectron_auth::ClusterKey;
+use vectron_core_shard::ShardAdministration;
 use vectron_core_shard::{CoreHandle, CoreSettings, GroupSettings, spawn_core};
 use vectron_net::ServerConfig;
+use vectron_proto::cluster::PresentKey;
 use vectron_proto::core::v1::core_service_client::CoreServiceClient;
+use vectron_proto::core::v1::shard_admin_client::ShardAdminClient;
 use vectron_proto::core::v1::{
-    DeleteRequest, GetRequest, OpenShardRequest, Point, PointIds, ReadConsistency, ReplicaPeer,
-    SearchRequest, ShardAssignment, ShardRef, StatsRequest, UpsertRequest, delete_request,
+    CloseShardRequest, DeleteRequest, GetRequest, OpenShardRequest, Point, PointIds,
+    ReadConsistency, ReplicaPeer, SearchRequest, ShardAssignment, ShardRef, StatsRequest,
+    UpsertRequest, delete_request,
 };
+use vectron_proto::replication::v1::AppendBatch;
+use vectron_proto::replication::v1::replication_client::ReplicationClient;
 use vectron_proto::rules::LEADER_TRAILER;
 use vectron_proto::v1::{CollectionSpec, Metric, ShardStats};
 use vectron_wal::Options;
@@ -34,6 +42,10 @@ fn settings() -> GroupSettings {
 }
 
 fn start(dir: &Path) -> CoreHandle {
+    start_as(dir, ShardAdministration::Served)
+}
+
+fn start_as(dir: &Path, administration: ShardAdministration) -> CoreHandle {
     spawn_core(CoreSettings {
         index: 0,
         cpu: None,
@@ -47,6 +59,9 @@ fn start(dir: &Path) -> CoreHandle {
         },
         max_unindexed: None,
         group: settings(),
+        // Replication between the cores passes their gates with it.
+        cluster_key: Some(key().clone()),
+        administration,
     })
     .expect("the core starts")
 }
@@ -96,18 +111,33 @@ fn points(range: std::ops::Range<usize>) -> Vec<Point> {
         .collect()
 }
 
-async fn client(addr: SocketAddr) -> CoreServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{addr}"))
+/// The cluster key of the test's cores.
+fn key() -> &'static ClusterKey {
+    static KEY: std::sync::OnceLock<ClusterKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ClusterKey::generate().unwrap())
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
-        .connect_lazy();
-    CoreServiceClient::new(channel)
+        .connect_lazy()
+}
+
+type Keyed = InterceptedService<Channel, PresentKey>;
+
+async fn client(addr: SocketAddr) -> CoreServiceClient<Keyed> {
+    CoreServiceClient::with_interceptor(channel(addr), PresentKey::new(Some(key())))
+}
+
+async fn admin(addr: SocketAddr) -> ShardAdminClient<Keyed> {
+    ShardAdminClient::with_interceptor(channel(addr), PresentKey::new(Some(key())))
 }
 
 async fn open_all(peers: &[(u64, SocketAddr)]) {
     for &(id, addr) in peers {
-        client(addr)
+        admin(addr)
             .await
             .open_shard(OpenShardRequest {
                 assignment: Some(assignment(id, peers)),
@@ -415,14 +445,14 @@ fn a_shard_of_one_copy_is_not_opened_as_a_replica_nor_a_replica_as_another() {
     rt.block_on(async {
         let mut one = assignment(0, &[]);
         one.initial = false;
-        client(addr)
+        admin(addr)
             .await
             .open_shard(OpenShardRequest {
                 assignment: Some(one),
             })
             .await
             .expect("a shard of one copy opens");
-        let refused = client(addr)
+        let refused = admin(addr)
             .await
             .open_shard(OpenShardRequest {
                 assignment: Some(assignment(1, &[(1, addr)])),
@@ -434,7 +464,7 @@ fn a_shard_of_one_copy_is_not_opened_as_a_replica_nor_a_replica_as_another() {
             refused.message().contains("shard of one copy"),
             "{refused:?}"
         );
-        let bad_peers = client(addr)
+        let bad_peers = admin(addr)
             .await
             .open_shard(OpenShardRequest {
                 assignment: Some(assignment(2, &[(1, addr)])),
@@ -462,7 +492,7 @@ fn a_group_hands_its_leadership_to_the_replica_its_assignment_prefers() {
         // Every replica is assigned again, naming a follower the preferred leader.
         let (preferred, preferred_addr) = *peers.iter().find(|p| p.0 != elected).unwrap();
         for &(id, addr) in &peers {
-            client(addr)
+            admin(addr)
                 .await
                 .open_shard(OpenShardRequest {
                     assignment: Some(ShardAssignment {
@@ -497,4 +527,109 @@ fn a_group_hands_its_leadership_to_the_replica_its_assignment_prefers() {
     for core in cores {
         core.stop();
     }
+}
+
+#[test]
+fn a_core_refuses_callers_without_the_cluster_key_and_a_clustered_core_every_shard_admin_call() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let standalone = start(dirs[0].path());
+    let clustered = start_as(dirs[1].path(), ShardAdministration::ByControlPlane);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let addr = standalone.info().addr;
+        fn unauthenticated<T>(answer: Result<T, tonic::Status>, what: &str) {
+            let status = answer.map(|_| ()).expect_err(what);
+            assert_eq!(
+                status.code(),
+                tonic::Code::Unauthenticated,
+                "{what}: {status:?}"
+            );
+            assert!(
+                status.message().contains("x-vectron-cluster-key"),
+                "{status:?}"
+            );
+        }
+        let mut core = CoreServiceClient::new(channel(addr));
+        unauthenticated(core.stats(StatsRequest {}).await, "stats without the key");
+        let mut shards = ShardAdminClient::new(channel(addr));
+        unauthenticated(
+            shards
+                .open_shard(OpenShardRequest {
+                    assignment: Some(assignment(0, &[])),
+                })
+                .await,
+            "an open without the key",
+        );
+        let mut replication = ReplicationClient::new(channel(addr));
+        unauthenticated(
+            replication.append(AppendBatch::default()).await,
+            "a replication call without the key",
+        );
+        let wrong = ClusterKey::generate().unwrap();
+        let mut wrong_key =
+            CoreServiceClient::with_interceptor(channel(addr), PresentKey::new(Some(&wrong)));
+        unauthenticated(
+            wrong_key.stats(StatsRequest {}).await,
+            "stats with another cluster's key",
+        );
+        // Nothing was opened by the refused call; the key opens it.
+        assert!(
+            client(addr)
+                .await
+                .stats(StatsRequest {})
+                .await
+                .unwrap()
+                .into_inner()
+                .shards
+                .is_empty()
+        );
+        let mut one = assignment(0, &[]);
+        one.initial = false;
+        admin(addr)
+            .await
+            .open_shard(OpenShardRequest {
+                assignment: Some(one.clone()),
+            })
+            .await
+            .expect("the key opens a shard on a standalone core");
+
+        // A core whose shards the control plane places refuses every ShardAdmin call,
+        // key or not: no open under another incarnation, no close that deletes.
+        let addr = clustered.info().addr;
+        fn denied<T>(answer: Result<T, tonic::Status>, what: &str) {
+            let status = answer.map(|_| ()).expect_err(what);
+            assert_eq!(
+                status.code(),
+                tonic::Code::PermissionDenied,
+                "{what}: {status:?}"
+            );
+            assert!(status.message().contains("control plane"), "{status:?}");
+        }
+        denied(
+            admin(addr)
+                .await
+                .open_shard(OpenShardRequest {
+                    assignment: Some(one),
+                })
+                .await,
+            "an open",
+        );
+        denied(
+            admin(addr)
+                .await
+                .close_shard(CloseShardRequest {
+                    shard: Some(shard()),
+                    delete_data: true,
+                })
+                .await,
+            "a close that deletes",
+        );
+        client(addr)
+            .await
+            .stats(StatsRequest {})
+            .await
+            .expect("its data path serves the key");
+    });
+    standalone.stop();
+    clustered.stop();
 }

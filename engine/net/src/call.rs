@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! request headers ─► POST? application/grpc? ──no──► HTTP 405 / 415
+//!                    passes the gate (Server::with_gate)? ──no──► trailers-only error
 //!                    known path? identity encoding? valid grpc-timeout? ──no──► trailers-only error
 //!                    under max_calls? ──no──► trailers-only RESOURCE_EXHAUSTED + retry-after
 //!                    handler future ◄── polled with: catch_unwind, the deadline timer,
@@ -114,6 +115,12 @@ async fn run(
             .borrow_mut()
             .reject_http(StatusCode::UNSUPPORTED_MEDIA_TYPE);
         return Code::Internal;
+    }
+    if let Some(gate) = &shared.gate
+        && let Err(status) = gate.check(&parts.headers)
+    {
+        tracing::debug!(%peer, %status, "call refused by the gate");
+        return finish(shared, outbound, &status, &mut None).await;
     }
     let Some(route) = route else {
         let status = Status::unimplemented(format!("unknown method {}", parts.uri.path()));

@@ -123,6 +123,7 @@ const VECTRON_USER_AGENT: HeaderValue =
 pub struct Channel {
     link: Rc<Link>,
     authority: Authority,
+    metadata: Rc<http::HeaderMap>,
 }
 
 impl Channel {
@@ -135,9 +136,11 @@ impl Channel {
         config.validate()?;
         let authority = Authority::try_from(addr.to_string())
             .expect("a socket address always prints as a valid URI authority");
+        let metadata = Rc::new(config.metadata.clone());
         Ok(Channel {
             link: Rc::new(Link::new(addr, config)),
             authority,
+            metadata,
         })
     }
 
@@ -290,6 +293,9 @@ impl Channel {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
+        for (name, value) in self.metadata.iter() {
+            headers.append(name, value.clone());
+        }
         headers.insert(CONTENT_TYPE, GRPC_CONTENT_TYPE);
         headers.insert(TE, HeaderValue::from_static("trailers"));
         headers.insert(USER_AGENT, VECTRON_USER_AGENT);

@@ -254,6 +254,9 @@ pub struct ClientConfig {
     /// HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: bound on response headers and trailers, in
     /// bytes. Default 16 KiB.
     pub max_header_list_size: u32,
+    /// Metadata sent with every call (a credential the peer's gate asks for). Default
+    /// none.
+    pub metadata: http::HeaderMap,
 }
 
 impl Default for ClientConfig {
@@ -268,6 +271,7 @@ impl Default for ClientConfig {
             initial_connection_window_size: 16 << 20,
             max_frame_size: server.max_frame_size,
             max_header_list_size: server.max_header_list_size,
+            metadata: http::HeaderMap::new(),
         }
     }
 }

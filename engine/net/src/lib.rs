@@ -150,5 +150,5 @@ pub use crate::inbound::RequestStream;
 pub use crate::observer::{ConnectionEnd, Observer, ServerStats, StatsHandle};
 pub use crate::outbound::ResponseSink;
 pub use crate::router::{Method, MethodKind, Router, RouterError};
-pub use crate::server::{BindError, ListenOptions, ServeError, Server, bind};
+pub use crate::server::{BindError, Gate, ListenOptions, ServeError, Server, bind};
 pub use crate::status::{Code, Status};

@@ -29,6 +29,7 @@ use crate::config::{ConfigError, ServerConfig};
 use crate::connection;
 use crate::observer::{Observer, StatsHandle};
 use crate::router::Router;
+use crate::status::Status;
 
 /// Pause after an accept error caused by resource exhaustion (out of file descriptors
 /// or memory), so the loop does not spin while the condition lasts.
@@ -98,6 +99,8 @@ pub(crate) enum Phase {
 /// What every task of one server shares, on one core.
 pub(crate) struct Shared {
     pub(crate) router: Router,
+    /// What every call's headers must pass before it is routed.
+    pub(crate) gate: Option<Gate>,
     pub(crate) config: ServerConfig,
     pub(crate) h2: h2::server::Builder,
     observer: Option<Rc<dyn Observer>>,
@@ -170,9 +173,36 @@ impl Shared {
 #[derive(Debug)]
 pub struct Server {
     router: Router,
+    gate: Option<Gate>,
     config: ServerConfig,
     observer: Option<Rc<dyn Observer>>,
     stats: StatsHandle,
+}
+
+/// A check of a call's request headers, run before the call is routed: `Err` refuses
+/// the call with that status. See [`Server::with_gate`].
+#[derive(Clone)]
+pub struct Gate(Rc<GateCheck>);
+
+/// The check a [`Gate`] runs.
+type GateCheck = dyn Fn(&http::HeaderMap) -> Result<(), Status>;
+
+impl Gate {
+    /// A gate that runs `check` on the headers of every call.
+    pub fn new(check: impl Fn(&http::HeaderMap) -> Result<(), Status> + 'static) -> Gate {
+        Gate(Rc::new(check))
+    }
+
+    /// Runs the check.
+    pub(crate) fn check(&self, headers: &http::HeaderMap) -> Result<(), Status> {
+        (self.0)(headers)
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }
 
 impl std::fmt::Debug for dyn Observer {
@@ -191,10 +221,21 @@ impl Server {
         config.validate()?;
         Ok(Server {
             router,
+            gate: None,
             config,
             observer: None,
             stats: StatsHandle::default(),
         })
+    }
+
+    /// Checks the headers of every call with `gate` before anything else is done for
+    /// it: a call it refuses is answered with its [`Status`] (trailers-only), before
+    /// its method is looked up or any of its request is read. How a server admits only
+    /// the callers holding a credential.
+    #[must_use]
+    pub fn with_gate(mut self, gate: Gate) -> Server {
+        self.gate = Some(gate);
+        self
     }
 
     /// Reports calls and connections to `observer`.
@@ -228,6 +269,7 @@ impl Server {
         let admission = Admission::new(&self.config, self.stats.clone());
         let shared = Rc::new(Shared {
             router: self.router,
+            gate: self.gate,
             config: self.config,
             h2,
             observer: self.observer,

@@ -12,7 +12,7 @@ use monoio::task::JoinHandle;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 use tokio::sync::oneshot;
 use vectron_net::{
-    Channel, ClientConfig, Code, Keepalive, ListenOptions, RequestStream, ServeError, Server,
+    Channel, ClientConfig, Code, Gate, Keepalive, ListenOptions, RequestStream, ServeError, Server,
     ServerConfig, StatsHandle, Status,
 };
 
@@ -74,6 +74,10 @@ impl Peer {
     }
 
     fn start_at(addr: SocketAddr, config: ServerConfig) -> Peer {
+        Peer::start_gated(addr, config, None)
+    }
+
+    fn start_gated(addr: SocketAddr, config: ServerConfig, gate: Option<Gate>) -> Peer {
         let listener = vectron_net::bind(addr, &ListenOptions::default()).unwrap();
         let addr = listener.local_addr().unwrap();
         let probe = Arc::new(Probe::default());
@@ -84,7 +88,10 @@ impl Peer {
                 collect(chunks, Rc::clone(&counter))
             })
             .unwrap();
-        let server = Server::new(config, router).unwrap();
+        let mut server = Server::new(config, router).unwrap();
+        if let Some(gate) = gate {
+            server = server.with_gate(gate);
+        }
         let stats = server.stats();
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = monoio::spawn(server.serve(listener, async move {
@@ -561,3 +568,59 @@ drivers!(a_non_grpc_answer_maps_its_http_status, |driver: Driver| {
         assert!(status.message().contains("503"), "{status}");
     })
 });
+
+drivers!(
+    a_gate_refuses_calls_without_the_metadata_a_channel_sends,
+    |driver: Driver| {
+        on_core(driver, || async move {
+            const KEY: &str = "x-netcheck-key";
+            let gate = Gate::new(|headers: &http::HeaderMap| match headers.get(KEY) {
+                Some(value) if value == "open sesame" => Ok(()),
+                Some(_) => Err(Status::unauthenticated("a wrong key")),
+                None => Err(Status::unauthenticated("no key")),
+            });
+            let peer = Peer::start_gated(
+                "127.0.0.1:0".parse().unwrap(),
+                ServerConfig::default(),
+                Some(gate),
+            );
+            let refused = channel(peer.addr)
+                .unary::<_, EchoReply>(ECHO, &echo("x"), PATIENT)
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::Unauthenticated, "{refused}");
+            assert_eq!(refused.message(), "no key");
+            // Refused before routing: an unknown method is refused the same way.
+            let unknown = channel(peer.addr)
+                .unary::<_, EchoReply>("/netcheck.v1.Check/Nothing", &echo("x"), PATIENT)
+                .await
+                .unwrap_err();
+            assert_eq!(unknown.code(), Code::Unauthenticated, "{unknown}");
+
+            let keyed = |value: &'static str| {
+                let mut config = ClientConfig::default();
+                config
+                    .metadata
+                    .insert(KEY, http::HeaderValue::from_static(value));
+                Channel::new(peer.addr, config).unwrap()
+            };
+            let wrong = keyed("open barley")
+                .unary::<_, EchoReply>(ECHO, &echo("x"), PATIENT)
+                .await
+                .unwrap_err();
+            assert_eq!(wrong.message(), "a wrong key");
+            let request = EchoRequest {
+                text: "let in".into(),
+                metadata_key: KEY.into(),
+                ..EchoRequest::default()
+            };
+            let reply: EchoReply = keyed("open sesame")
+                .unary(ECHO, &request, PATIENT)
+                .await
+                .unwrap();
+            assert_eq!(reply.text, "let in");
+            assert_eq!(reply.metadata_value, "open sesame");
+            peer.stop().await;
+        })
+    }
+);
