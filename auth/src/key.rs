@@ -202,6 +202,7 @@ impl KeyRecord {
             role: self.role,
             grants: self.grants.clone(),
             plan: self.plan.clone(),
+            quota: crate::Quota::default(),
         }
     }
 }

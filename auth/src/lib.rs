@@ -31,8 +31,11 @@ pub use password::{
     MAX_PASSWORD_BYTES, MAX_USER_NAME_BYTES, MIN_PASSWORD_CHARS, PasswordError, UserRecord,
     check_password, hash_password, verify_password,
 };
-pub use plan::{MAX_PLAN_NAME_BYTES, MAX_PLAN_RATE, MAX_PLANS, Plan, PlanError, check_plan_name};
-pub use principal::{Access, Action, Denied, Principal, Role, authorize};
+pub use plan::{
+    MAX_PLAN_NAME_BYTES, MAX_PLAN_POINTS, MAX_PLAN_RATE, MAX_PLANS, Plan, PlanError, Quota,
+    check_plan_name,
+};
+pub use principal::{Access, Action, Collection, Denied, Principal, Role, authorize};
 pub use token::{
     Claims, DEFAULT_TOKEN_TTL, MAX_SUBJECT_BYTES, MAX_TOKEN_TTL, MIN_TOKEN_SECRET_BYTES,
     TOKEN_LEEWAY, TokenError, TokenSigner, looks_like_token,

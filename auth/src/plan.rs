@@ -1,6 +1,9 @@
-//! Plans: how fast a caller may call. A key, a user or a token names at most one plan;
-//! a caller without one is not limited. The gateway keeps one allowance per caller under
-//! its plan's rate (a token bucket: `requests_per_second` refilled, `burst` at most).
+//! Plans: how fast a caller may call, and how much it may own. A key, a user or a token
+//! names at most one plan; a caller without one is not limited. The gateway keeps one
+//! allowance per caller under its plan's rate (a token bucket: `requests_per_second`
+//! refilled, `burst` at most). A plan's quotas bound the collections a caller on it owns
+//! (those it created): how many, and how many points they hold together; a plan with a
+//! collections quota lets callers that are not admins create collections.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +13,8 @@ pub const MAX_PLAN_NAME_BYTES: usize = 64;
 pub const MAX_PLAN_RATE: u32 = 1_000_000;
 /// Most plans a cluster holds.
 pub const MAX_PLANS: usize = 1_000;
+/// Highest points quota a plan may set.
+pub const MAX_PLAN_POINTS: u64 = 1 << 40;
 
 /// A plan as the cluster stores it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +25,34 @@ pub struct Plan {
     pub requests_per_second: u32,
     /// Calls a caller may make at once after a quiet spell.
     pub burst: u32,
+    /// Most collections a caller on the plan may own at once (none: no bound, and no
+    /// right to create for a caller that is not an admin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_collections: Option<u32>,
+    /// Most points the collections a caller on the plan owns may hold together (none:
+    /// no bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_points: Option<u64>,
+}
+
+/// A caller's quotas, from its plan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// [`Plan::max_collections`].
+    pub collections: Option<u32>,
+    /// [`Plan::max_points`].
+    pub points: Option<u64>,
+}
+
+impl Quota {
+    /// The quotas `plan` sets (none without a plan).
+    #[must_use]
+    pub fn of(plan: Option<&Plan>) -> Self {
+        plan.map_or_else(Self::default, |plan| Self {
+            collections: plan.max_collections,
+            points: plan.max_points,
+        })
+    }
 }
 
 /// Why a plan breaks the rules.
@@ -36,6 +69,9 @@ pub enum PlanError {
     /// A burst of zero or past the highest.
     #[error("a plan's burst is 1 to {MAX_PLAN_RATE}, not {0}")]
     Burst(u32),
+    /// A points quota past the highest.
+    #[error("a plan's max_points is at most {MAX_PLAN_POINTS}, not {0}")]
+    Points(u64),
 }
 
 /// Whether `name` may name a plan.
@@ -63,6 +99,11 @@ impl Plan {
         if !(1..=MAX_PLAN_RATE).contains(&self.burst) {
             return Err(PlanError::Burst(self.burst));
         }
+        if let Some(points) = self.max_points
+            && points > MAX_PLAN_POINTS
+        {
+            return Err(PlanError::Points(points));
+        }
         Ok(())
     }
 }
@@ -77,6 +118,8 @@ mod tests {
             name: name.into(),
             requests_per_second: rps,
             burst,
+            max_collections: None,
+            max_points: None,
         };
         assert!(plan("free-tier.v2", 10, 10).check().is_ok());
         assert_eq!(plan("", 10, 10).check(), Err(PlanError::Name));
@@ -87,5 +130,19 @@ mod tests {
             plan("free", MAX_PLAN_RATE + 1, 1).check(),
             Err(PlanError::Rate(MAX_PLAN_RATE + 1))
         );
+        let mut quotas = plan("starter", 10, 10);
+        quotas.max_collections = Some(0);
+        quotas.max_points = Some(MAX_PLAN_POINTS);
+        assert!(quotas.check().is_ok());
+        assert_eq!(
+            Quota::of(Some(&quotas)),
+            Quota {
+                collections: Some(0),
+                points: Some(MAX_PLAN_POINTS)
+            }
+        );
+        assert_eq!(Quota::of(None), Quota::default());
+        quotas.max_points = Some(MAX_PLAN_POINTS + 1);
+        assert_eq!(quotas.check(), Err(PlanError::Points(MAX_PLAN_POINTS + 1)));
     }
 }

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::plan::{Plan, Quota};
+
 /// What a key may do everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -89,9 +91,25 @@ pub struct Principal {
     pub grants: BTreeMap<String, Access>,
     /// The plan that limits its calls (none: not limited).
     pub plan: Option<String>,
+    /// Its plan's quotas, as they were when it was authenticated.
+    pub quota: Quota,
 }
 
 impl Principal {
+    /// The same caller with the quotas of `plan`, the plan it names as the cluster holds
+    /// it.
+    #[must_use]
+    pub fn with_quota(mut self, plan: Option<&Plan>) -> Self {
+        self.quota = Quota::of(plan);
+        self
+    }
+
+    /// Whether it owns `collection`: the collection records it as its creator.
+    #[must_use]
+    pub fn owns(&self, collection: &Collection<'_>) -> bool {
+        collection.owner == Some(self.name.as_str())
+    }
+
     /// The caller when authentication is off: it may do anything.
     #[must_use]
     pub fn anonymous() -> Self {
@@ -100,6 +118,7 @@ impl Principal {
             role: Role::Admin,
             grants: BTreeMap::new(),
             plan: None,
+            quota: Quota::default(),
         }
     }
 
@@ -111,13 +130,35 @@ impl Principal {
             role: Role::Admin,
             grants: BTreeMap::new(),
             plan: None,
+            quota: Quota::default(),
         }
     }
 
     /// Whether a listing shows it `collection`.
     #[must_use]
-    pub fn sees(&self, collection: &str) -> bool {
+    pub fn sees(&self, collection: Collection<'_>) -> bool {
         authorize(self, Action::DescribeCollection, Some(collection)).is_ok()
+    }
+}
+
+/// The collection an action is on: its name, and the caller that created it (none for
+/// a collection made with authentication off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collection<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its owner, by [`Principal::name`].
+    pub owner: Option<&'a str>,
+}
+
+impl<'a> Collection<'a> {
+    /// The collection `name`, owned by `owner` (empty: by no one).
+    #[must_use]
+    pub fn new(name: &'a str, owner: &'a str) -> Self {
+        Self {
+            name,
+            owner: (!owner.is_empty()).then_some(owner),
+        }
     }
 }
 
@@ -137,19 +178,32 @@ pub struct Denied {
 ///
 /// Admins may do everything. `Read` keys may list, describe and read every collection
 /// and read the statistics. Beyond its role, a key's grant on a collection lets it
-/// describe and read it (`Read`) and also write its points (`ReadWrite`). Creating and
-/// dropping collections and managing keys are an admin's.
+/// describe and read it (`Read`) and also write its points (`ReadWrite`). A caller whose
+/// plan sets a collections quota may create collections; it owns those it created, and
+/// may describe, read, write and drop them. Dropping other collections and managing
+/// keys and users are an admin's.
 ///
 /// # Errors
 /// [`Denied`] naming the key, the action and the collection.
-pub fn authorize(who: &Principal, action: Action, collection: Option<&str>) -> Result<(), Denied> {
-    let granted = collection.and_then(|c| who.grants.get(c)).copied();
+pub fn authorize(
+    who: &Principal,
+    action: Action,
+    collection: Option<Collection<'_>>,
+) -> Result<(), Denied> {
+    let granted = collection.and_then(|c| who.grants.get(c.name)).copied();
+    let owned = collection.is_some_and(|c| who.owns(&c));
     let allowed = match (who.role, action) {
         (Role::Admin, _) | (_, Action::ListCollections) => true,
         (Role::Read, Action::DescribeCollection | Action::Read | Action::Stats) => true,
+        (_, Action::DescribeCollection | Action::Read | Action::Write | Action::DropCollection)
+            if owned =>
+        {
+            true
+        }
         (_, Action::DescribeCollection | Action::Read) => granted.is_some(),
         (_, Action::Write) => granted == Some(Access::ReadWrite),
-        (_, Action::CreateCollection | Action::DropCollection | Action::Stats)
+        (_, Action::CreateCollection) => who.quota.collections.is_some_and(|n| n > 0),
+        (_, Action::DropCollection | Action::Stats)
         | (_, Action::ManageKeys | Action::ManageUsers) => false,
     };
     if allowed {
@@ -158,7 +212,7 @@ pub fn authorize(who: &Principal, action: Action, collection: Option<&str>) -> R
         Err(Denied {
             caller: who.name.clone(),
             action,
-            on: collection.map(str::to_owned),
+            on: collection.map(|c| c.name.to_owned()),
         })
     }
 }
@@ -173,7 +227,12 @@ mod tests {
             role,
             grants: grants.iter().map(|(c, a)| ((*c).to_owned(), *a)).collect(),
             plan: None,
+            quota: Quota::default(),
         }
+    }
+
+    fn on(name: &str) -> Option<Collection<'_>> {
+        Some(Collection::new(name, ""))
     }
 
     const ALL: [Action; 9] = [
@@ -189,7 +248,7 @@ mod tests {
     ];
 
     /// The allowed actions on collection `c`, as a string of initials.
-    fn allowed(who: &Principal, c: &str) -> String {
+    fn allowed(who: &Principal, c: Collection<'_>) -> String {
         ALL.iter()
             .map(|&a| {
                 let letter = format!("{a:?}").chars().next().unwrap();
@@ -205,25 +264,56 @@ mod tests {
     #[test]
     fn each_role_and_grant_allows_what_the_table_says() {
         // List, Create, Drop, Describe, Read, Write, Stats, ManageKeys, ManageUsers
-        assert_eq!(allowed(&Principal::anonymous(), "a"), "LCDDRWSMM");
-        assert_eq!(allowed(&key(Role::Read, &[]), "a"), "L..DR.S..");
+        let a = Collection::new("a", "");
+        assert_eq!(allowed(&Principal::anonymous(), a), "LCDDRWSMM");
+        assert_eq!(allowed(&key(Role::Read, &[]), a), "L..DR.S..");
         assert_eq!(
-            allowed(&key(Role::Read, &[("a", Access::ReadWrite)]), "a"),
+            allowed(&key(Role::Read, &[("a", Access::ReadWrite)]), a),
             "L..DRWS.."
         );
         let scoped = key(
             Role::Scoped,
             &[("a", Access::Read), ("b", Access::ReadWrite)],
         );
-        assert_eq!(allowed(&scoped, "a"), "L..DR....");
-        assert_eq!(allowed(&scoped, "b"), "L..DRW...");
-        assert_eq!(allowed(&scoped, "c"), "L........");
-        assert!(scoped.sees("a") && !scoped.sees("c"));
+        assert_eq!(allowed(&scoped, a), "L..DR....");
+        assert_eq!(allowed(&scoped, Collection::new("b", "")), "L..DRW...");
+        assert_eq!(allowed(&scoped, Collection::new("c", "")), "L........");
+        assert!(scoped.sees(a) && !scoped.sees(Collection::new("c", "")));
+    }
+
+    #[test]
+    fn a_collections_quota_lets_a_caller_create_and_it_owns_what_it_created() {
+        let starter = Plan {
+            name: "starter".into(),
+            requests_per_second: 10,
+            burst: 10,
+            max_collections: Some(2),
+            max_points: None,
+        };
+        let on_plan = key(Role::Scoped, &[("a", Access::Read)]).with_quota(Some(&starter));
+        let mine = Collection::new("mine", "key k");
+        let theirs = Collection::new("theirs", "key other");
+        assert_eq!(allowed(&on_plan, mine), "LCDDRW...");
+        assert_eq!(allowed(&on_plan, theirs), "LC.......");
+        assert_eq!(
+            allowed(&on_plan, Collection::new("a", "key other")),
+            "LC.DR...."
+        );
+        // Without a plan, or with a quota of none, no create; ownership still counts.
+        assert_eq!(allowed(&key(Role::Scoped, &[]), mine), "L.DDRW...");
+        let none = Plan {
+            max_collections: Some(0),
+            ..starter
+        };
+        let on_none = key(Role::Read, &[]).with_quota(Some(&none));
+        assert_eq!(allowed(&on_none, theirs), "L..DR.S..");
+        assert!(on_plan.sees(mine) && !on_plan.sees(theirs));
+        assert!(on_plan.owns(&mine) && !on_plan.owns(&Collection::new("x", "")));
     }
 
     #[test]
     fn a_refusal_names_the_key_the_action_and_the_collection() {
-        let denied = authorize(&key(Role::Read, &[]), Action::Write, Some("docs")).unwrap_err();
+        let denied = authorize(&key(Role::Read, &[]), Action::Write, on("docs")).unwrap_err();
         assert_eq!(
             denied.to_string(),
             "key k may not write points to collection \"docs\""

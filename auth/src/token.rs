@@ -79,6 +79,7 @@ impl Claims {
             role: self.role,
             grants: self.access.clone(),
             plan: self.plan.clone(),
+            quota: crate::Quota::default(),
         }
     }
 }

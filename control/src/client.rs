@@ -223,10 +223,27 @@ impl ControlClient {
         &self,
         spec: api::CollectionSpec,
     ) -> Result<api::CollectionInfo, ClientError> {
+        self.create_owned_collection(spec, "", None).await
+    }
+
+    /// [`ControlClient::create_collection`] for `owner`, who may own at most
+    /// `max_owned` collections with this one.
+    ///
+    /// # Errors
+    /// As [`ControlClient::create_collection`]; `RESOURCE_EXHAUSTED` when the owner
+    /// already owns `max_owned`.
+    pub async fn create_owned_collection(
+        &self,
+        spec: api::CollectionSpec,
+        owner: &str,
+        max_owned: Option<u32>,
+    ) -> Result<api::CollectionInfo, ClientError> {
         let response = self
             .call(false, self.policy.request_timeout, move |mut c| {
-                let request = api::CreateCollectionRequest {
+                let request = ctl::CreateCollectionRequest {
                     spec: Some(spec.clone()),
+                    owner: owner.to_owned(),
+                    max_owned,
                 };
                 async move { c.create_collection(request).await }
             })

@@ -116,6 +116,7 @@ impl From<ServiceError> for Status {
                 | CommandError::CoreInUse { .. } => Status::failed_precondition(message),
                 CommandError::NotInitialized => Status::unavailable(message),
                 CommandError::TooManyCollections { .. }
+                | CommandError::CollectionQuota { .. }
                 | CommandError::TooManyKeys { .. }
                 | CommandError::TooManyUsers { .. }
                 | CommandError::TooManyPlans { .. } => Status::resource_exhausted(message),

@@ -105,9 +105,12 @@ impl Authenticator {
             };
             return match tokens.verify(presented) {
                 Ok(claims) => {
-                    let who = claims.principal();
+                    let mut who = claims.principal();
                     if who.plan.is_some() {
-                        self.limits.admit(&who, &self.routing.snapshot().plans)?;
+                        let plans = &self.routing.snapshot().plans;
+                        self.limits.admit(&who, plans)?;
+                        let plan = who.plan.as_ref().and_then(|name| plans.get(name));
+                        who.quota = vectron_auth::Quota::of(plan);
                     }
                     Ok(Arc::new(who))
                 }

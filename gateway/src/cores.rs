@@ -538,6 +538,7 @@ mod tests {
         use vectron_proto::v1::{CollectionSpec, Metric, ReplicaState};
         CollectionRoute {
             spec: CollectionSpec::new("r", 4, Metric::Cosine),
+            owner: String::new(),
             layout: vectron_control::ShardLayout::with_count(1).unwrap(),
             shards: vec![ShardRoute {
                 shard_id: 0,

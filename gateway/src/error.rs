@@ -222,6 +222,23 @@ pub enum GatewayError {
         /// When to try again.
         retry_after: Duration,
     },
+    /// A write that would take the collections a caller owns past its plan's points
+    /// quota.
+    #[error(
+        "{caller}'s plan {plan:?} allows {max} points in the collections it owns; they hold {held} (as last reported) and this write adds {adding}"
+    )]
+    PointQuota {
+        /// The caller.
+        caller: String,
+        /// Its plan.
+        plan: String,
+        /// The plan's `max_points`.
+        max: u64,
+        /// What its collections hold.
+        held: u64,
+        /// What the write adds.
+        adding: u64,
+    },
     /// A plan the cluster does not hold.
     #[error("no plan is named {name:?}; make it first (`vectron plans set`)")]
     UnknownPlan {
@@ -342,7 +359,9 @@ impl GatewayError {
             E::Denied(_) => Code::PermissionDenied,
             E::KeyRule(rule) => rule.code(),
             E::NoTokenSecret => Code::FailedPrecondition,
-            E::TooManyLogins { .. } | E::RateLimited { .. } => Code::ResourceExhausted,
+            E::TooManyLogins { .. } | E::RateLimited { .. } | E::PointQuota { .. } => {
+                Code::ResourceExhausted
+            }
             E::UnknownPlan { .. } => Code::FailedPrecondition,
             E::BadLogin => Code::Unauthenticated,
             E::Internal(_) => Code::Internal,
@@ -360,7 +379,14 @@ impl GatewayError {
             GatewayError::Shared(inner) => inner.http_status(),
             GatewayError::Overloaded { .. }
             | GatewayError::TooManyLogins { .. }
-            | GatewayError::RateLimited { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            | GatewayError::RateLimited { .. }
+            | GatewayError::PointQuota { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            // The cluster's counts and quotas (collections, keys, users, plans).
+            GatewayError::Control(ClientError::Status(status))
+                if status.code() == Code::ResourceExhausted =>
+            {
+                http::StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::Core { .. } if self.retry_after().is_some() => {
                 http::StatusCode::TOO_MANY_REQUESTS
             }

@@ -45,6 +45,7 @@ mod merge;
 mod payload;
 mod plans;
 mod points;
+mod quota;
 mod routing;
 mod search;
 mod server;

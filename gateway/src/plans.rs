@@ -100,6 +100,7 @@ mod tests {
             role: Role::Read,
             grants: Default::default(),
             plan: plan.map(str::to_owned),
+            quota: Default::default(),
         }
     }
 
@@ -111,6 +112,8 @@ mod tests {
             name: "free".into(),
             requests_per_second: 1,
             burst,
+            max_collections: None,
+            max_points: None,
         };
         plans.insert("free".to_owned(), plan(3));
         let (a, b) = (caller("key a", Some("free")), caller("key b", Some("free")));

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use vectron_auth::{Action, Principal, authorize};
+use vectron_auth::{Action, Principal};
 
 use futures_util::future::try_join_all;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -35,9 +35,12 @@ impl Service {
         wait: bool,
         deadline: Deadline,
     ) -> Result<UpsertResponse, GatewayError> {
-        authorize(who, Action::Write, Some(collection))?;
+        self.authorize_on(who, Action::Write, collection)?;
         let route = self.routing.collection(collection).await?;
         rules::check_points(&self.config.limits, &route.spec, &points)?;
+        self.owned_points
+            .admit(who, &route, points.len(), &self.control)
+            .await?;
         let _write = WriteGuard::new(&self.generations, collection);
         let batches = self.split(&route, points);
         let acks: Vec<core::UpsertResponse> = futures_util::stream::iter(
@@ -110,7 +113,7 @@ impl Service {
         request: GetRequest,
         deadline: Deadline,
     ) -> Result<Vec<core::Point>, GatewayError> {
-        authorize(who, Action::Read, Some(&request.collection))?;
+        self.authorize_on(who, Action::Read, &request.collection)?;
         self.fetch(request, deadline).await
     }
 
@@ -181,7 +184,7 @@ impl Service {
         request: DeleteRequest,
         deadline: Deadline,
     ) -> Result<u64, GatewayError> {
-        authorize(who, Action::Write, Some(&request.collection))?;
+        self.authorize_on(who, Action::Write, &request.collection)?;
         let route = self.routing.collection(&request.collection).await?;
         let wait = request.wait.unwrap_or(true);
         let selector = request.selector.ok_or(RuleError::NoSelector)?;
@@ -247,7 +250,7 @@ impl Service {
         request: CountRequest,
         deadline: Deadline,
     ) -> Result<u64, GatewayError> {
-        authorize(who, Action::Read, Some(&request.collection))?;
+        self.authorize_on(who, Action::Read, &request.collection)?;
         let route = self.routing.collection(&request.collection).await?;
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let calls = route.shards.iter().map(|s| {
@@ -282,7 +285,7 @@ impl Service {
         request: ScrollRequest,
         deadline: Deadline,
     ) -> Result<(Vec<core::Point>, String), GatewayError> {
-        authorize(who, Action::Read, Some(&request.collection))?;
+        self.authorize_on(who, Action::Read, &request.collection)?;
         let route = self.routing.collection(&request.collection).await?;
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
         let limit = rules::check_scroll_limit(&self.config.limits, request.limit)?;

@@ -77,6 +77,8 @@ impl ShardRoute {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CollectionRoute {
     pub(crate) spec: CollectionSpec,
+    /// Who created it (empty: created with authentication off).
+    pub(crate) owner: String,
     pub(crate) layout: ShardLayout,
     /// Indexed by shard id.
     pub(crate) shards: Vec<ShardRoute>,
@@ -116,6 +118,7 @@ impl CollectionRoute {
                 .all(|(shard, id): (&ShardRoute, u32)| shard.shard_id == id);
         complete.then_some(Self {
             spec,
+            owner: info.owner.clone(),
             layout,
             shards,
         })
@@ -218,6 +221,15 @@ impl Routing {
                 ),
             }
         }
+        let mut plans = HashMap::new();
+        for message in &table.plans {
+            match plan_record(message) {
+                Ok(plan) => {
+                    plans.insert(plan.name.clone(), plan);
+                }
+                Err(e) => tracing::warn!(error = %e, "routing carries a damaged plan; skipped"),
+            }
+        }
         let mut keys = HashMap::new();
         for entry in &table.api_keys {
             let decoded = key_record(entry).and_then(|record| {
@@ -228,7 +240,9 @@ impl Routing {
             });
             match decoded {
                 Ok((hash, record)) => {
-                    let who = Arc::new(record.principal());
+                    // The key's quotas, from its plan as this same table holds it.
+                    let plan = record.plan.as_ref().and_then(|name| plans.get(name));
+                    let who = Arc::new(record.principal().with_quota(plan));
                     keys.insert(record.id, StoredKey { hash, who });
                 }
                 Err(e) => tracing::warn!(error = %e, "routing carries a damaged API key; skipped"),
@@ -241,15 +255,6 @@ impl Routing {
                     users.insert(record.name.clone(), Arc::new(record));
                 }
                 Err(e) => tracing::warn!(error = %e, "routing carries a damaged user; skipped"),
-            }
-        }
-        let mut plans = HashMap::new();
-        for message in &table.plans {
-            match plan_record(message) {
-                Ok(plan) => {
-                    plans.insert(plan.name.clone(), plan);
-                }
-                Err(e) => tracing::warn!(error = %e, "routing carries a damaged plan; skipped"),
             }
         }
         Self {
@@ -462,6 +467,7 @@ mod tests {
             spec: Some(spec),
             state: 0,
             point_count: 0,
+            owner: String::new(),
             shards: (0..shards)
                 .map(|i| {
                     let range = layout.range(i).unwrap();

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use vectron_auth::{Action, Principal, authorize};
+use vectron_auth::{Action, Principal};
 
 use futures_util::StreamExt as _;
 use futures_util::future::join_all;
@@ -49,7 +49,7 @@ impl Service {
         deadline: Deadline,
     ) -> Result<Arc<SearchOutcome>, GatewayError> {
         // Before the cache: a cached answer is no answer for a caller who may not read.
-        authorize(who, Action::Read, Some(&request.collection))?;
+        self.authorize_on(who, Action::Read, &request.collection)?;
         let plan = self.plan(request, deadline).await?;
         let deadline = plan.deadline;
         if !plan.cacheable {

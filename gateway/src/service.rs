@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::join_all;
 use vectron_auth::{
-    Action, Claims, KeyRecord, Principal, UserRecord, authorize, generate_key, hash_password,
-    verify_password,
+    Action, Claims, Collection, Denied, KeyRecord, Principal, UserRecord, authorize, generate_key,
+    hash_password, verify_password,
 };
 use vectron_control::{ControlClient, RetryPolicy};
 use vectron_proto::cluster::PresentKey;
@@ -36,6 +36,7 @@ use crate::cache::{Generations, SearchCache};
 use crate::config::GatewayConfig;
 use crate::cores::{CoreChannels, Deadline};
 use crate::error::GatewayError;
+use crate::quota::{self, OwnedPoints};
 use crate::routing::{CollectionRoute, RoutingCache};
 
 /// How long a worker's cores may take to report their statistics.
@@ -59,6 +60,8 @@ pub(crate) struct Service {
     pub(crate) cache: SearchCache,
     pub(crate) admission: Arc<Admission>,
     pub(crate) auth: Authenticator,
+    /// The points each owner's collections hold, for plans' points quotas.
+    pub(crate) owned_points: OwnedPoints,
 }
 
 impl Service {
@@ -72,6 +75,7 @@ impl Service {
         let routing = Arc::new(RoutingCache::new(control.clone()));
         Self {
             auth: Authenticator::new(&config.auth, Arc::clone(&routing)),
+            owned_points: OwnedPoints::default(),
             routing,
             channels: CoreChannels::new(
                 config.cores,
@@ -127,6 +131,17 @@ impl Service {
 
     // --- collections -----------------------------------------------------------------
 
+    /// Whether `who` may do `action` on the collection `name`, by its role, its grants
+    /// or as the collection's owner.
+    pub(crate) fn authorize_on(
+        &self,
+        who: &Principal,
+        action: Action,
+        name: &str,
+    ) -> Result<(), Denied> {
+        quota::authorize_on(&self.routing, who, action, name)
+    }
+
     /// Creates a collection, then waits (at most the configured time) until every shard
     /// serves, so that the first write after the answer finds its shard open.
     pub(crate) async fn create_collection(
@@ -134,11 +149,22 @@ impl Service {
         who: &Principal,
         spec: CollectionSpec,
     ) -> Result<CollectionInfo, GatewayError> {
-        authorize(who, Action::CreateCollection, Some(&spec.name))?;
+        authorize(
+            who,
+            Action::CreateCollection,
+            Some(Collection::new(&spec.name, "")),
+        )?;
         let name = spec.name.clone();
+        // With authentication on, the caller owns what it creates, within its plan's
+        // collections quota (checked by the control plane as it creates).
+        let owner = if self.config.auth.enabled {
+            who.name.as_str()
+        } else {
+            ""
+        };
         let created = self
             .control
-            .create_collection(spec)
+            .create_owned_collection(spec, owner, who.quota.collections)
             .await
             .map_err(GatewayError::Control)?;
         let serving = self
@@ -163,7 +189,7 @@ impl Service {
         who: &Principal,
         name: &str,
     ) -> Result<(), GatewayError> {
-        authorize(who, Action::DropCollection, Some(name))?;
+        self.authorize_on(who, Action::DropCollection, name)?;
         let dropped = self
             .control
             .drop_collection(name)
@@ -184,7 +210,11 @@ impl Service {
             .list_collections()
             .await
             .map_err(GatewayError::Control)?;
-        all.retain(|c| c.spec.as_ref().is_some_and(|s| who.sees(&s.name)));
+        all.retain(|c| {
+            c.spec
+                .as_ref()
+                .is_some_and(|s| who.sees(Collection::new(&s.name, &c.owner)))
+        });
         Ok(all)
     }
 
@@ -198,7 +228,7 @@ impl Service {
         if name.is_empty() {
             return Err(GatewayError::NoCollection);
         }
-        authorize(who, Action::DescribeCollection, Some(name))?;
+        self.authorize_on(who, Action::DescribeCollection, name)?;
         let mut info = self
             .control
             .describe_collection(name)

@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use vectron_auth::{Action, Principal, authorize};
+use vectron_auth::{Action, Principal};
 
 use futures_util::{Stream, StreamExt as _};
 use tokio::sync::mpsc;
@@ -136,7 +136,8 @@ impl Service {
         } else {
             collection.to_owned()
         };
-        authorize(who, Action::Write, Some(&name)).map_err(|e| position(n).wrap(e.into()))?;
+        self.authorize_on(who, Action::Write, &name)
+            .map_err(|e| position(n).wrap(e.into()))?;
         let route = self
             .routing
             .collection(&name)
@@ -167,6 +168,10 @@ impl Service {
             }
             rules::check_points(&self.config.limits, &streams.route.spec, &batch.points)
                 .map_err(|e| position(n).wrap(e.into()))?;
+            self.owned_points
+                .admit(who, &streams.route, batch.points.len(), &self.control)
+                .await
+                .map_err(|e| position(n).wrap(e))?;
             streams
                 .send(batch.points, batch.wait)
                 .await

@@ -194,6 +194,8 @@ pub fn plan_message(plan: &Plan) -> api::Plan {
         name: plan.name.clone(),
         requests_per_second: plan.requests_per_second,
         burst: plan.burst,
+        max_collections: plan.max_collections,
+        max_points: plan.max_points,
     }
 }
 
@@ -206,6 +208,8 @@ pub fn plan_record(message: &api::Plan) -> Result<Plan, KeyRuleError> {
         name: message.name.clone(),
         requests_per_second: message.requests_per_second,
         burst: message.burst,
+        max_collections: message.max_collections,
+        max_points: message.max_points,
     };
     plan.check()?;
     Ok(plan)

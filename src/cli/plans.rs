@@ -1,5 +1,5 @@
-//! `vectron plans set|list|delete`: how fast keys, users and tokens on a plan may call
-//! (an admin's calls).
+//! `vectron plans set|list|delete`: how fast keys, users and tokens on a plan may call,
+//! and how many collections and points they may own (an admin's calls).
 
 use clap::{Args, Subcommand};
 use vectron_client::Plan;
@@ -8,7 +8,8 @@ use vectron_client::api::{DeletePlanResponse, ListPlansResponse};
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
 
 /// Make, change, list and delete plans: each caller on a plan may make
-/// `--rps` calls a second, `--burst` at once (an admin's calls).
+/// `--rps` calls a second, `--burst` at once, and own `--max-collections` collections
+/// holding `--max-points` points together (an admin's calls).
 #[derive(Debug, Args)]
 pub(crate) struct PlansArgs {
     #[command(subcommand)]
@@ -21,7 +22,8 @@ pub(crate) struct PlansArgs {
 enum PlansCommand {
     /// Make a plan, or change one (callers on it get the new rate within a second).
     ///
-    /// Example: vectron plans set free --rps 10 --burst 20
+    /// Example: vectron plans set free --rps 10 --burst 20 --max-collections 3
+    /// --max-points 100000
     Set {
         /// Its name: letters, digits, `_`, `-` and `.`.
         name: String,
@@ -31,6 +33,13 @@ enum PlansCommand {
         /// Calls a caller may make at once after a quiet spell [default: --rps].
         #[arg(long)]
         burst: Option<u32>,
+        /// Collections a caller may own (create) at once; with it, callers that are not
+        /// admins may create collections [default: no bound, and only admins create].
+        #[arg(long)]
+        max_collections: Option<u32>,
+        /// Points the collections a caller owns may hold together [default: no bound].
+        #[arg(long)]
+        max_points: Option<u64>,
     },
     /// List the plans.
     List,
@@ -42,10 +51,17 @@ enum PlansCommand {
 }
 
 fn line(plan: &Plan) -> String {
-    format!(
+    let mut line = format!(
         "{:<16}  {} calls/s  burst {}",
         plan.name, plan.requests_per_second, plan.burst
-    )
+    );
+    if let Some(n) = plan.max_collections {
+        line.push_str(&format!("  max {n} collections"));
+    }
+    if let Some(n) = plan.max_points {
+        line.push_str(&format!("  max {n} points"));
+    }
+    line
 }
 
 impl PlansArgs {
@@ -57,12 +73,20 @@ impl PlansArgs {
         let json = self.connection.json;
         let client = self.connection.connect(Some(DEFAULT_TIMEOUT)).await?;
         match self.command {
-            PlansCommand::Set { name, rps, burst } => {
+            PlansCommand::Set {
+                name,
+                rps,
+                burst,
+                max_collections,
+                max_points,
+            } => {
                 let set = client
                     .set_plan(Plan {
                         name,
                         requests_per_second: rps,
                         burst: burst.unwrap_or(rps),
+                        max_collections,
+                        max_points,
                     })
                     .await?;
                 output::answer(json, &set, || format!("set plan {}", line(&set)));

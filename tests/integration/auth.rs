@@ -792,6 +792,7 @@ async fn a_plan_limits_each_caller_on_it_to_its_rate() {
         name: "ten".into(),
         requests_per_second: 10,
         burst: 10,
+        ..Plan::default()
     };
     admin.set_plan(ten.clone()).await.unwrap();
     let mut on_plan = key_request(KeyRole::Read, &[]);
@@ -1048,11 +1049,152 @@ fn the_cli_makes_lists_and_revokes_keys_with_the_admin_key() {
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "deleted user cli-user");
 
+    // Plans, with their quotas.
+    let (ok, out, err) = vectron(
+        ADMIN,
+        &[
+            "plans",
+            "set",
+            "starter",
+            "--rps",
+            "50",
+            "--max-collections",
+            "3",
+            "--max-points",
+            "100000",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "set plan starter           50 calls/s  burst 50  max 3 collections  max 100000 points"
+    );
+    let (ok, out, err) = vectron(ADMIN, &["plans", "list", "--json"]);
+    assert!(ok, "{err}");
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed["plans"][0]["max_collections"], 3, "{out}");
+    assert_eq!(listed["plans"][0]["max_points"], 100_000, "{out}");
+
     let (ok, out, err) = vectron(ADMIN, &["keys", "revoke", id]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), format!("revoked key {id}"));
     let (ok, _, err) = vectron("vk_not-a-key", &["collections", "list"]);
     assert!(!ok);
     assert!(err.contains("UNAUTHENTICATED"), "{err}");
+    dev.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plans_quotas_let_a_caller_own_collections_and_bound_what_they_hold() {
+    let dir = support::tempdir();
+    let dev = support::dev_with(
+        dir.path(),
+        &["--cores", "1", "--auth", "--admin-key", ADMIN],
+    );
+    let grpc = support::grpc_addr(&dev);
+    let http = Http::new(&support::http_addr(&dev));
+    let admin = client(&grpc, Some(ADMIN)).await;
+    docs_and_other(&admin).await;
+    admin
+        .set_plan(Plan {
+            name: "starter".into(),
+            requests_per_second: 100_000,
+            burst: 100_000,
+            max_collections: Some(2),
+            max_points: Some(300),
+        })
+        .await
+        .unwrap();
+    let mut request = key_request(KeyRole::Scoped, &[("docs", Access::Read)]);
+    request.plan = "starter".into();
+    let made = admin.create_key(request).await.unwrap();
+    let owner = format!("key {}", made.key.unwrap().id);
+    let starter = client(&grpc, Some(&made.secret)).await;
+    let plain = admin
+        .create_key(key_request(KeyRole::Scoped, &[("docs", Access::Read)]))
+        .await
+        .unwrap()
+        .secret;
+    let plain = client(&grpc, Some(&plain)).await;
+    let spec = |name: &str| CollectionSpec::new(name, 4, Metric::Cosine);
+
+    // A plan with a collections quota lets a caller that is not an admin create; one on
+    // no plan may not. The creator owns what it made, up to its quota.
+    denied(plain.create_collection(spec("plain-1")).await);
+    let mine = starter.create_collection(spec("mine-1")).await.unwrap();
+    assert_eq!(mine.owner, owner);
+    starter.create_collection(spec("mine-2")).await.unwrap();
+    match starter.create_collection(spec("mine-3")).await {
+        Err(Error::ResourceExhausted(m)) => assert!(
+            m.contains(&format!(
+                "{owner} owns 2 collections, the most its plan allows"
+            )),
+            "{m}"
+        ),
+        other => panic!("a third collection was not refused: {other:?}"),
+    }
+    let (code, body) = http
+        .with_header("api-key", &made.secret)
+        .json(
+            "POST",
+            "/v1/collections",
+            Some(serde_json::json!({"name": "mine-3", "dimension": 4, "metric": "cosine"})),
+        )
+        .await;
+    assert_eq!(code, 429, "{body}");
+    assert_eq!(body["error"]["code"], "RESOURCE_EXHAUSTED", "{body}");
+
+    // It sees what it owns and what it was granted, and touches only those.
+    let listed: Vec<String> = starter
+        .list_collections()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.spec.unwrap().name)
+        .collect();
+    assert_eq!(listed, ["docs", "mine-1", "mine-2"]);
+    starter.upsert("mine-1", points("p")).await.unwrap();
+    let found = starter
+        .search(SearchRequest::new("mine-1", vec![1.0, 2.0, 0.5, 0.25], 1))
+        .await
+        .unwrap();
+    assert_eq!(found.hits[0].id, "p2");
+    denied(starter.upsert("docs", points("x")).await);
+    denied(starter.count("other", None).await);
+    denied(starter.drop_collection("docs").await);
+    denied(plain.count("mine-1", None).await);
+    denied(plain.drop_collection("mine-1").await);
+    // Dropping one of its own makes room for another.
+    starter.drop_collection("mine-2").await.unwrap();
+    starter.create_collection(spec("mine-3")).await.unwrap();
+    assert_eq!(
+        admin.describe_collection("mine-3").await.unwrap().owner,
+        owner
+    );
+
+    // Points: the collections it owns may hold 300 together. The same 200 points
+    // written again and again pass until the workers report what mine-1 holds (204),
+    // then the next write would pass 300 and is refused, naming the quota.
+    let batch: Vec<Point> = (0..200)
+        .map(|i| Point::new(format!("q{i}"), vec![1.0, i as f32, 0.5, 0.25]))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refusal = loop {
+        match starter.upsert("mine-1", batch.clone()).await {
+            Ok(_) => {
+                assert!(Instant::now() < deadline, "the points quota never applied");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(Error::ResourceExhausted(m)) => break m,
+            Err(other) => panic!("{other:?}"),
+        }
+    };
+    assert!(
+        refusal.contains("plan \"starter\" allows 300 points") && refusal.contains("adds 200"),
+        "{refusal}"
+    );
+    // Smaller writes still fit; the admin, on no plan, is not bounded.
+    starter.upsert("mine-1", points("r")).await.unwrap();
+    admin.upsert("mine-1", batch).await.unwrap();
     dev.terminate();
 }

@@ -36,7 +36,7 @@ use crate::consensus::{PeerNode, StoredMembership};
 use crate::error::{ServiceError, write_error};
 use crate::liveness::{Liveness, LivenessConfig, unix_ms};
 use crate::spec::{CollectionRequest, SpecError, validate_collection_name};
-use crate::state::{Applied, Command, WorkerReport, assignments_for, worker_status};
+use crate::state::{Applied, Command, Owner, WorkerReport, assignments_for, worker_status};
 
 /// What the services and the reconciler of one node share.
 #[derive(Debug)]
@@ -300,18 +300,23 @@ impl Control for ControlService {
 
     async fn create_collection(
         &self,
-        request: Request<api::CreateCollectionRequest>,
+        request: Request<ctl::CreateCollectionRequest>,
     ) -> Result<Response<api::CreateCollectionResponse>, Status> {
-        let spec = request
-            .into_inner()
-            .spec
-            .ok_or(ServiceError::Spec(SpecError::Missing))?;
+        let request = request.into_inner();
+        let spec = request.spec.ok_or(ServiceError::Spec(SpecError::Missing))?;
+        let owner = (!request.owner.is_empty()).then_some(Owner {
+            name: request.owner,
+            max_owned: request.max_owned,
+        });
         let request = CollectionRequest::from_proto(&spec).map_err(ServiceError::from)?;
         let name = request.name.clone();
         self.core
-            .propose(Command::CreateCollection { request })
+            .propose(Command::CreateCollection {
+                request,
+                owner: owner.clone(),
+            })
             .await?;
-        tracing::info!(collection = %name, "collection created");
+        tracing::info!(collection = %name, owner = owner.as_ref().map_or("", |o| o.name.as_str()), "collection created");
         Ok(Response::new(api::CreateCollectionResponse {
             collection: Some(self.collection_info(&name)?),
         }))

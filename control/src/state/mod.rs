@@ -112,6 +112,19 @@ pub(crate) struct CollectionRecord {
     /// replica makes the collection degraded rather than still being created.
     pub was_ready: bool,
     pub shards: Vec<ShardRecord>,
+    /// The caller that created it (absent: created with authentication off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+/// Who creates a collection, and how many it may own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// The caller, as authentication names it.
+    pub name: String,
+    /// Most collections it may own, the new one included (absent: no bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_owned: Option<u32>,
 }
 
 /// One shard.
@@ -205,7 +218,12 @@ pub(crate) enum Command {
     /// worker whose health changed at or after `at_ms` is left as it is.
     MarkWorkersDown { worker_ids: Vec<String>, at_ms: u64 },
     /// Creates a collection; placement happens while applying.
-    CreateCollection { request: CollectionRequest },
+    CreateCollection {
+        request: CollectionRequest,
+        /// Who creates it (absent: authentication was off).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<Owner>,
+    },
     /// Drops a collection.
     DropCollection { name: String },
     /// Stores an API key a gateway made.
@@ -235,7 +253,9 @@ impl fmt::Display for Command {
             Self::MarkWorkersDown { worker_ids, .. } => {
                 write!(f, "mark-workers-down({})", worker_ids.join(","))
             }
-            Self::CreateCollection { request } => write!(f, "create-collection({})", request.name),
+            Self::CreateCollection { request, .. } => {
+                write!(f, "create-collection({})", request.name)
+            }
             Self::DropCollection { name } => write!(f, "drop-collection({name})"),
             Self::CreateApiKey { record } => write!(f, "create-api-key({})", record.id),
             Self::RevokeApiKey { id } => write!(f, "revoke-api-key({id})"),
@@ -328,6 +348,14 @@ pub enum CommandError {
     TooManyCollections {
         /// The limit (`vectron_proto::rules::MAX_COLLECTIONS`).
         max: usize,
+    },
+    /// The creator owns as many collections as its plan allows.
+    #[error("{owner} owns {max} collections, the most its plan allows; drop one first")]
+    CollectionQuota {
+        /// The creator.
+        owner: String,
+        /// Its plan's `max_collections`.
+        max: u32,
     },
     /// A key with this id exists (a new key's id is random: make another).
     #[error("an API key with id {id:?} exists")]
@@ -445,7 +473,9 @@ impl ControlState {
                 }
                 Ok(Applied::WorkersMarkedDown { count })
             }
-            Command::CreateCollection { request } => self.create(log_index, request),
+            Command::CreateCollection { request, owner } => {
+                self.create(log_index, request, owner.as_ref())
+            }
             Command::CreateApiKey { record } => {
                 self.plan_exists(record.plan.as_deref())?;
                 if self.api_keys.contains_key(&record.id) {
@@ -661,7 +691,12 @@ impl ControlState {
         }
     }
 
-    fn create(&mut self, log_index: u64, request: &CollectionRequest) -> CommandResult {
+    fn create(
+        &mut self,
+        log_index: u64,
+        request: &CollectionRequest,
+        owner: Option<&Owner>,
+    ) -> CommandResult {
         if self.collections.contains_key(&request.name) {
             return Err(CommandError::AlreadyExists {
                 name: request.name.clone(),
@@ -671,6 +706,23 @@ impl ControlState {
             return Err(CommandError::TooManyCollections {
                 max: MAX_COLLECTIONS,
             });
+        }
+        if let Some(Owner {
+            name,
+            max_owned: Some(max),
+        }) = owner
+        {
+            let owned = self
+                .collections
+                .values()
+                .filter(|c| c.owner.as_ref() == Some(name))
+                .count();
+            if owned >= *max as usize {
+                return Err(CommandError::CollectionQuota {
+                    owner: name.clone(),
+                    max: *max,
+                });
+            }
         }
         let loads = self.worker_loads();
         let shard_count = request
@@ -713,6 +765,7 @@ impl ControlState {
                 created_index: log_index,
                 was_ready: false,
                 shards,
+                owner: owner.map(|o| o.name.clone()),
             },
         );
         self.routing_version += 1;

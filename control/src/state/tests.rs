@@ -130,7 +130,8 @@ fn create_places_one_shard_per_core_with_the_log_index_as_epoch() {
         state.apply(
             4,
             &Command::CreateCollection {
-                request: request("docs", None, 1)
+                request: request("docs", None, 1),
+                owner: None,
             }
         ),
         Ok(Applied::CollectionCreated)
@@ -163,6 +164,7 @@ fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
             4,
             &Command::CreateCollection {
                 request: request("one", Some(2), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -171,6 +173,7 @@ fn a_replicated_shard_names_its_replicas_and_their_cores_in_every_assignment() {
             5,
             &Command::CreateCollection {
                 request: request("docs", Some(2), 2),
+                owner: None,
             },
         )
         .unwrap();
@@ -236,6 +239,7 @@ fn a_replicated_collection_is_degraded_while_a_replica_is_down_and_still_serves(
             4,
             &Command::CreateCollection {
                 request: request("docs", Some(2), 2),
+                owner: None,
             },
         )
         .unwrap();
@@ -298,6 +302,7 @@ fn duplicate_and_unknown_collections_are_refused() {
     let mut state = cluster();
     let create = Command::CreateCollection {
         request: request("docs", Some(2), 1),
+        owner: None,
     };
     state.apply(4, &create).unwrap();
     let before = state.clone();
@@ -327,12 +332,14 @@ fn a_cluster_holds_at_most_the_rulebooks_number_of_collections() {
     for i in 0..MAX_COLLECTIONS {
         let create = Command::CreateCollection {
             request: request(&format!("c{i}"), Some(1), 1),
+            owner: None,
         };
         state.apply(4 + i as u64, &create).unwrap();
     }
     let before = state.clone();
     let one_more = Command::CreateCollection {
         request: request("one-more", Some(1), 1),
+        owner: None,
     };
     assert_eq!(
         state.apply(10_000, &one_more),
@@ -348,13 +355,48 @@ fn a_cluster_holds_at_most_the_rulebooks_number_of_collections() {
 }
 
 #[test]
+fn an_owner_owns_at_most_its_quota_of_collections_and_others_are_not_counted() {
+    let mut state = cluster();
+    let create = |name: &str, owner: &str, max_owned| Command::CreateCollection {
+        request: request(name, Some(1), 1),
+        owner: Some(Owner {
+            name: owner.into(),
+            max_owned,
+        }),
+    };
+    state.apply(4, &create("a1", "key a", Some(2))).unwrap();
+    state.apply(5, &create("b1", "key b", Some(2))).unwrap();
+    state.apply(6, &create("a2", "key a", Some(2))).unwrap();
+    state.apply(7, &create("open", "", None)).unwrap();
+    let before = state.clone();
+    assert_eq!(
+        state.apply(8, &create("a3", "key a", Some(2))),
+        Err(CommandError::CollectionQuota {
+            owner: "key a".into(),
+            max: 2
+        })
+    );
+    assert_eq!(state, before, "refused commands change nothing");
+    assert_eq!(state.collections["a1"].owner.as_deref(), Some("key a"));
+    let a1 = state.collections["a1"].clone();
+    assert_eq!(state.collection_info(&a1).owner, "key a");
+    // Unbounded owners, and a dropped collection frees a place.
+    state.apply(9, &create("b2", "key b", None)).unwrap();
+    state
+        .apply(10, &Command::DropCollection { name: "a1".into() })
+        .unwrap();
+    state.apply(11, &create("a3", "key a", Some(2))).unwrap();
+}
+
+#[test]
 fn replication_above_the_live_workers_is_refused() {
     let mut state = cluster();
     assert_eq!(
         state.apply(
             4,
             &Command::CreateCollection {
-                request: request("docs", Some(2), 3)
+                request: request("docs", Some(2), 3),
+                owner: None,
             }
         ),
         Err(CommandError::Placement(PlacementError::NotEnoughWorkers {
@@ -375,7 +417,8 @@ fn replication_above_the_live_workers_is_refused() {
         state.apply(
             6,
             &Command::CreateCollection {
-                request: request("docs", Some(2), 2)
+                request: request("docs", Some(2), 2),
+                owner: None,
             }
         ),
         Err(CommandError::Placement(PlacementError::NotEnoughWorkers {
@@ -433,6 +476,7 @@ fn reports_activate_replicas_and_make_the_collection_ready() {
             4,
             &Command::CreateCollection {
                 request: request("docs", Some(2), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -461,6 +505,7 @@ fn a_report_with_a_stale_epoch_does_not_activate() {
             4,
             &Command::CreateCollection {
                 request: request("docs", Some(1), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -489,6 +534,7 @@ fn a_dead_worker_makes_its_shards_unavailable_and_its_return_resumes_them() {
             4,
             &Command::CreateCollection {
                 request: request("docs", Some(2), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -560,6 +606,7 @@ fn registering_again_resumes_and_keeps_the_data_flag() {
             4,
             &Command::CreateCollection {
                 request: request("docs", Some(4), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -615,6 +662,7 @@ fn registration_from_another_cluster_or_without_a_used_core_is_refused() {
             5,
             &Command::CreateCollection {
                 request: request("docs", None, 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -642,6 +690,7 @@ fn drop_removes_the_assignments() {
             4,
             &Command::CreateCollection {
                 request: request("docs", None, 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -667,6 +716,7 @@ fn drop_removes_the_assignments() {
             6,
             &Command::CreateCollection {
                 request: request("docs", None, 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -693,6 +743,7 @@ fn new_collections_avoid_loaded_cores() {
             4,
             &Command::CreateCollection {
                 request: request("big", Some(1), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -702,6 +753,7 @@ fn new_collections_avoid_loaded_cores() {
             5,
             &Command::CreateCollection {
                 request: request("small", Some(3), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -724,6 +776,7 @@ fn the_state_round_trips_through_json() {
             4,
             &Command::CreateCollection {
                 request: request("docs", None, 2),
+                owner: None,
             },
         )
         .unwrap();
@@ -769,6 +822,7 @@ fn api_keys_are_stored_revoked_and_carried_in_full_routing_tables_only() {
             6,
             &Command::CreateCollection {
                 request: request("docs", Some(1), 1),
+                owner: None,
             },
         )
         .unwrap();
@@ -817,6 +871,8 @@ fn plans_are_named_by_keys_only_once_made_and_deleted_only_when_unused() {
         name: "free".into(),
         requests_per_second: 10,
         burst: 20,
+        max_collections: None,
+        max_points: None,
     };
     let version = state.routing_version;
     assert_eq!(
@@ -892,6 +948,7 @@ fn users_are_stored_deleted_and_carried_in_full_routing_tables_only() {
             6,
             &Command::CreateCollection {
                 request: request("docs", Some(1), 1),
+                owner: None,
             },
         )
         .unwrap();

@@ -56,6 +56,7 @@ impl ControlState {
             state: self.collection_state(collection).into(),
             point_count,
             shards,
+            owner: collection.owner.clone().unwrap_or_default(),
         }
     }
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use vectron_control::{LEADER_ADDR_HEADER, NOT_LEADER_HEADER};
 use vectron_proto::cluster::PresentKey;
+use vectron_proto::control::v1 as ctl;
 use vectron_proto::control::v1::control_client::ControlClient as RawClient;
-use vectron_proto::v1 as api;
 
 use crate::support::{self, Cluster, TestWorker, eventually, layout, spec};
 
@@ -74,8 +74,9 @@ async fn a_follower_names_the_leader_and_the_client_follows_it() {
     .unwrap();
     let mut raw = RawClient::with_interceptor(channel, PresentKey::new(Some(support::key())));
     let refused = raw
-        .create_collection(api::CreateCollectionRequest {
+        .create_collection(ctl::CreateCollectionRequest {
             spec: Some(spec("docs", Some(1))),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -131,7 +131,7 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             RoutingTable, WatchRoutingRequest, ClusterStatusRequest, ControlNode, WorkerStatus,
             UnavailableShard, ClusterStatusResponse, AddLearnerRequest, ChangeMembershipRequest,
             JoinClusterRequest, MembershipResponse, RaftMessage, SnapshotChunk, ApiKeyEntry,
-            CreateApiKeyRequest, UserEntry, StoreUserRequest,
+            CreateApiKeyRequest, UserEntry, StoreUserRequest, CreateCollectionRequest,
         }
         "vectron.replication.v1" => vectron_proto::replication::v1 {
             Group, Route, LogId, Vote, Entry, AppendRequest, AppendResponse, AppendBatch,
