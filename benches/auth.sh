@@ -2,7 +2,9 @@
 # The price of authentication on the search path: one `vectron dev` data directory,
 # served alternately without and with --auth (A B A B ...), searched through the
 # gateway by `vectron bench` (no search cache, so every search reaches the cores) with
-# the same queries. With auth on, every call presents $CREDENTIAL:
+# the same queries. With auth on, dev's gateway, control plane and worker also present
+# the cluster key to each other (so the gateway's call to the core carries and the core
+# checks it), and every call presents $CREDENTIAL:
 #   key    (default) a key made by `vectron keys create` (a SHA-256 of its secret and a
 #          table lookup per call);
 #   token  a token from `vectron keys token` (an HS256 signature and its JSON claims
