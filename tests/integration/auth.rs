@@ -774,16 +774,20 @@ async fn hammer(caller: &Client, n: usize) -> (usize, Duration, Option<Error>) {
     (passed, started.elapsed(), refusal)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_plan_limits_each_caller_on_it_to_its_rate() {
-    let dir = support::tempdir();
-    let dev = support::dev_with(
-        dir.path(),
-        &["--cores", "1", "--auth", "--admin-key", ADMIN],
-    );
+/// A `vectron dev --auth` of one core with the test's admin key, data in `dir`: the
+/// process, its gRPC address, an HTTP client of it, and an SDK client with the admin key.
+async fn authenticated_dev(dir: &std::path::Path) -> (support::Process, String, Http, Client) {
+    let dev = support::dev_with(dir, &["--cores", "1", "--auth", "--admin-key", ADMIN]);
     let grpc = support::grpc_addr(&dev);
     let http = Http::new(&support::http_addr(&dev));
     let admin = client(&grpc, Some(ADMIN)).await;
+    (dev, grpc, http, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_limits_each_caller_on_it_to_its_rate() {
+    let dir = support::tempdir();
+    let (dev, grpc, http, admin) = authenticated_dev(dir.path()).await;
     admin
         .create_collection(CollectionSpec::new("docs", 4, Metric::Cosine))
         .await
@@ -1087,13 +1091,7 @@ fn the_cli_makes_lists_and_revokes_keys_with_the_admin_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plans_quotas_let_a_caller_own_collections_and_bound_what_they_hold() {
     let dir = support::tempdir();
-    let dev = support::dev_with(
-        dir.path(),
-        &["--cores", "1", "--auth", "--admin-key", ADMIN],
-    );
-    let grpc = support::grpc_addr(&dev);
-    let http = Http::new(&support::http_addr(&dev));
-    let admin = client(&grpc, Some(ADMIN)).await;
+    let (dev, grpc, http, admin) = authenticated_dev(dir.path()).await;
     docs_and_other(&admin).await;
     admin
         .set_plan(Plan {

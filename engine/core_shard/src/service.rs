@@ -167,6 +167,25 @@ async fn search_one(
     })
 }
 
+/// `router` with the unary method at `path`, whose handler is given the core.
+fn unary<Req, Resp, F, Fut>(
+    router: Router,
+    core: &Rc<Core>,
+    path: &str,
+    handler: F,
+) -> Result<Router, RouterError>
+where
+    Req: prost::Message + Default + 'static,
+    Resp: prost::Message + 'static,
+    F: Fn(Rc<Core>, Req) -> Fut + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + 'static,
+{
+    let core = Rc::clone(core);
+    router.unary(path, move |_: RequestContext, request: Req| {
+        handler(Rc::clone(&core), request)
+    })
+}
+
 /// Every CoreService method, bound to `core`, and the ShardAdmin methods as `admin`
 /// says.
 pub fn router(
@@ -176,27 +195,25 @@ pub fn router(
 ) -> Result<Router, RouterError> {
     const SVC: &str = "/vectron.core.v1.CoreService/";
     let router = shard_admin(Router::new(), core, admin)?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}Upsert"),
-        move |_: RequestContext, r: UpsertRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let started = Instant::now();
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                let points = r.points.len() as u64;
-                let ack = upsert_in_pieces(&core, &shard, r.points, r.wait.unwrap_or(true))
-                    .await
-                    .map_err(|e| status(&e))?;
-                core.counters()
-                    .borrow_mut()
-                    .upsert(core.uptime(), points, started.elapsed());
-                Ok(UpsertResponse {
-                    count: ack.count,
-                    durable: ack.durable,
-                    lsn: ack.lsn,
-                })
-            }
+        |core, r: UpsertRequest| async move {
+            let started = Instant::now();
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            let points = r.points.len() as u64;
+            let ack = upsert_in_pieces(&core, &shard, r.points, r.wait.unwrap_or(true))
+                .await
+                .map_err(|e| status(&e))?;
+            core.counters()
+                .borrow_mut()
+                .upsert(core.uptime(), points, started.elapsed());
+            Ok(UpsertResponse {
+                count: ack.count,
+                durable: ack.durable,
+                lsn: ack.lsn,
+            })
         },
     )?;
     let c = Rc::clone(core);
@@ -207,135 +224,116 @@ pub fn router(
             async move { upsert_stream(&core, stream).await }
         },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}Search"),
-        move |_: RequestContext, r: SearchRequest| {
-            let core = Rc::clone(&c);
-            async move { search_one(&core, &r, false).await }
-        },
+        |core, r: SearchRequest| async move { search_one(&core, &r, false).await },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}ExactSearch"),
-        move |_: RequestContext, r: SearchRequest| {
-            let core = Rc::clone(&c);
-            async move { search_one(&core, &r, true).await }
-        },
+        |core, r: SearchRequest| async move { search_one(&core, &r, true).await },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}SearchBatch"),
-        move |_: RequestContext, r: SearchBatchRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let mut results = Vec::with_capacity(r.searches.len());
-                for (i, s) in r.searches.iter().enumerate() {
-                    let found = search_one(&core, s, false).await.map_err(|e| {
-                        Status::new(
-                            e.code(),
-                            format!("search {i} of the batch: {}", e.message()),
-                        )
-                    })?;
-                    results.push(found);
-                }
-                Ok(SearchBatchResponse { results })
+        |core, r: SearchBatchRequest| async move {
+            let mut results = Vec::with_capacity(r.searches.len());
+            for (i, s) in r.searches.iter().enumerate() {
+                let found = search_one(&core, s, false).await.map_err(|e| {
+                    Status::new(
+                        e.code(),
+                        format!("search {i} of the batch: {}", e.message()),
+                    )
+                })?;
+                results.push(found);
             }
+            Ok(SearchBatchResponse { results })
         },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}Get"),
-        move |_: RequestContext, r: GetRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                read_barrier(&shard, r.consistency.as_ref()).await?;
-                shard
-                    .get(&r.ids, r.with_vector, r.with_payload)
-                    .map(|points| GetResponse {
-                        points: points.into_iter().map(point).collect(),
-                    })
-                    .map_err(|e| status(&e))
-            }
-        },
-    )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
-        &format!("{SVC}Delete"),
-        move |_: RequestContext, r: DeleteRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                core.admit_write(&shard, false)
-                    .await
-                    .map_err(|e| status(&e))?;
-                let wait = r.wait.unwrap_or(true);
-                let ack = match r.selector {
-                    Some(delete_request::Selector::Ids(ids)) => {
-                        shard.delete_ids(ids.ids, wait).await
-                    }
-                    Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f))
-                    {
-                        Ok(filter) => shard.delete_filter(&filter, wait, core.yielder()).await,
-                        Err(e) => Err(e.into()),
-                    },
-                    None => Err(RuleError::NoSelector.into()),
-                }
-                .map_err(|e| status(&e))?;
-                core.wake_indexer();
-                Ok(DeleteResponse {
-                    deleted: ack.count,
-                    lsn: ack.lsn,
-                })
-            }
-        },
-    )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
-        &format!("{SVC}Scroll"),
-        move |_: RequestContext, r: ScrollRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                read_barrier(&shard, r.consistency.as_ref()).await?;
-                let (points, next) = shard
-                    .scroll(&r, core.yielder())
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(ScrollResponse {
+        |core, r: GetRequest| async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            read_barrier(&shard, r.consistency.as_ref()).await?;
+            shard
+                .get(&r.ids, r.with_vector, r.with_payload)
+                .map(|points| GetResponse {
                     points: points.into_iter().map(point).collect(),
-                    next_offset: next.unwrap_or_default(),
                 })
-            }
+                .map_err(|e| status(&e))
         },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
+        &format!("{SVC}Delete"),
+        |core, r: DeleteRequest| async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            core.admit_write(&shard, false)
+                .await
+                .map_err(|e| status(&e))?;
+            let wait = r.wait.unwrap_or(true);
+            let ack = match r.selector {
+                Some(delete_request::Selector::Ids(ids)) => shard.delete_ids(ids.ids, wait).await,
+                Some(delete_request::Selector::Filter(f)) => match Filter::from_proto(Some(&f)) {
+                    Ok(filter) => shard.delete_filter(&filter, wait, core.yielder()).await,
+                    Err(e) => Err(e.into()),
+                },
+                None => Err(RuleError::NoSelector.into()),
+            }
+            .map_err(|e| status(&e))?;
+            core.wake_indexer();
+            Ok(DeleteResponse {
+                deleted: ack.count,
+                lsn: ack.lsn,
+            })
+        },
+    )?;
+    let router = unary(
+        router,
+        core,
+        &format!("{SVC}Scroll"),
+        |core, r: ScrollRequest| async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            read_barrier(&shard, r.consistency.as_ref()).await?;
+            let (points, next) = shard
+                .scroll(&r, core.yielder())
+                .await
+                .map_err(|e| status(&e))?;
+            Ok(ScrollResponse {
+                points: points.into_iter().map(point).collect(),
+                next_offset: next.unwrap_or_default(),
+            })
+        },
+    )?;
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}Count"),
-        move |_: RequestContext, r: CountRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                read_barrier(&shard, r.consistency.as_ref()).await?;
-                let count = shard
-                    .count(r.filter.as_ref(), core.yielder())
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(CountResponse { count })
-            }
+        |core, r: CountRequest| async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            read_barrier(&shard, r.consistency.as_ref()).await?;
+            let count = shard
+                .count(r.filter.as_ref(), core.yielder())
+                .await
+                .map_err(|e| status(&e))?;
+            Ok(CountResponse { count })
         },
     )?;
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}Checkpoint"),
-        move |_: RequestContext, r: CheckpointRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
-                let lsn = core.checkpoint(&shard).await.map_err(|e| status(&e))?;
-                Ok(CheckpointResponse { lsn })
-            }
+        |core, r: CheckpointRequest| async move {
+            let shard = core.shard(r.shard.as_ref()).map_err(|e| status(&e))?;
+            let lsn = core.checkpoint(&shard).await.map_err(|e| status(&e))?;
+            Ok(CheckpointResponse { lsn })
         },
     )?;
     let c = Rc::clone(core);
@@ -384,35 +382,31 @@ fn shard_admin(
                 |_: RequestContext, _: CloseShardRequest| refused::<CloseShardResponse>(),
             );
     }
-    let c = Rc::clone(core);
-    let router = router.unary(
+    let router = unary(
+        router,
+        core,
         &format!("{SVC}OpenShard"),
-        move |_: RequestContext, r: OpenShardRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let assignment = r.assignment.unwrap_or_default();
-                let shard = core
-                    .open_shard(&assignment, false)
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(OpenShardResponse {
-                    stats: Some(shard.stats()),
-                })
-            }
+        |core, r: OpenShardRequest| async move {
+            let assignment = r.assignment.unwrap_or_default();
+            let shard = core
+                .open_shard(&assignment, false)
+                .await
+                .map_err(|e| status(&e))?;
+            Ok(OpenShardResponse {
+                stats: Some(shard.stats()),
+            })
         },
     )?;
-    let c = Rc::clone(core);
-    router.unary(
+    unary(
+        router,
+        core,
         &format!("{SVC}CloseShard"),
-        move |_: RequestContext, r: CloseShardRequest| {
-            let core = Rc::clone(&c);
-            async move {
-                let shard = r.shard.unwrap_or_default();
-                core.close_shard(&shard, r.delete_data)
-                    .await
-                    .map_err(|e| status(&e))?;
-                Ok(CloseShardResponse {})
-            }
+        |core, r: CloseShardRequest| async move {
+            let shard = r.shard.unwrap_or_default();
+            core.close_shard(&shard, r.delete_data)
+                .await
+                .map_err(|e| status(&e))?;
+            Ok(CloseShardResponse {})
         },
     )
 }

@@ -529,6 +529,13 @@ fn a_group_hands_its_leadership_to_the_replica_its_assignment_prefers() {
     }
 }
 
+/// Asserts that `answer` is a refusal with `code` whose message mentions `mention`.
+fn refused<T>(answer: Result<T, tonic::Status>, code: tonic::Code, mention: &str, what: &str) {
+    let status = answer.map(drop).expect_err(what);
+    assert_eq!(status.code(), code, "{what}: {status:?}");
+    assert!(status.message().contains(mention), "{what}: {status:?}");
+}
+
 #[test]
 fn a_core_refuses_callers_without_the_cluster_key_and_a_clustered_core_every_shard_admin_call() {
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -538,15 +545,11 @@ fn a_core_refuses_callers_without_the_cluster_key_and_a_clustered_core_every_sha
     rt.block_on(async {
         let addr = standalone.info().addr;
         fn unauthenticated<T>(answer: Result<T, tonic::Status>, what: &str) {
-            let status = answer.map(|_| ()).expect_err(what);
-            assert_eq!(
-                status.code(),
+            refused(
+                answer,
                 tonic::Code::Unauthenticated,
-                "{what}: {status:?}"
-            );
-            assert!(
-                status.message().contains("x-vectron-cluster-key"),
-                "{status:?}"
+                "x-vectron-cluster-key",
+                what,
             );
         }
         let mut core = CoreServiceClient::new(channel(addr));
@@ -597,13 +600,7 @@ fn a_core_refuses_callers_without_the_cluster_key_and_a_clustered_core_every_sha
         // key or not: no open under another incarnation, no close that deletes.
         let addr = clustered.info().addr;
         fn denied<T>(answer: Result<T, tonic::Status>, what: &str) {
-            let status = answer.map(|_| ()).expect_err(what);
-            assert_eq!(
-                status.code(),
-                tonic::Code::PermissionDenied,
-                "{what}: {status:?}"
-            );
-            assert!(status.message().contains("control plane"), "{status:?}");
+            refused(answer, tonic::Code::PermissionDenied, "control plane", what);
         }
         denied(
             admin(addr)
