@@ -7,6 +7,7 @@ mod cluster_key;
 mod control;
 mod gateway;
 mod indexing;
+mod python_sdk;
 mod registration;
 mod replication;
 mod support;

@@ -1,0 +1,86 @@
+"""The wiki-minilm-2k fixture (2,000 x 384, cosine) uploaded, then recall@10 of the
+200 queries against the exact ground truth."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO_DIR
+from vectron import Client, Field, Filter
+
+DATA = REPO_DIR / "testdata" / "wiki-minilm-2k"
+K = 10
+EF = 64
+
+
+def read_vecs(path: Path, dtype: str) -> np.ndarray:
+    """An .fvecs/.ivecs file: per row a little-endian int32 dimension, then the values."""
+    raw = np.fromfile(path, dtype="<i4")
+    dim = int(raw[0])
+    rows = raw.reshape(-1, dim + 1)
+    assert (rows[:, 0] == dim).all(), f"{path}: rows of differing dimension"
+    values: np.ndarray = rows[:, 1:].copy().view(dtype)
+    return values
+
+
+@pytest.mark.timeout(600)
+def test_recall_at_10_on_wiki_minilm_2k(
+    client: Client, collection_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = read_vecs(DATA / "base.fvecs", "<f4")
+    queries = read_vecs(DATA / "query.fvecs", "<f4")
+    truth = read_vecs(DATA / "groundtruth.ivecs", "<i4")
+    with (DATA / "base.jsonl").open() as f:
+        payloads = [json.loads(line) for line in f]
+    assert base.shape == (2000, 384) and queries.shape == (200, 384)
+    assert truth.shape[0] == 200 and truth.shape[1] >= K
+    assert len(payloads) == 2000
+
+    client.create_collection(collection_name, 384, "cosine", payload_indexes={"title": "keyword"})
+    try:
+        written = client.upsert(
+            collection_name, base, ids=[str(i) for i in range(2000)], payloads=payloads
+        )
+        assert written.count == 2000
+        assert client.count(collection_name) == 2000
+        # Points not yet in the HNSW graph are searched exactly: wait for the graph, so
+        # that the recall measured is the index's.
+        deadline = time.monotonic() + 300
+        while True:
+            shards = [
+                s
+                for core in client.core_stats().cores
+                for s in core.shards
+                if s.collection == collection_name
+            ]
+            if shards and all(s.indexed_points == s.points for s in shards):
+                break
+            assert time.monotonic() < deadline, f"not indexed after 300 s: {shards}"
+            time.sleep(0.2)
+        assert sum(s.indexed_points for s in shards) == 2000
+
+        results = client.search_batch(collection_name, queries, k=K, ef=EF, with_payload=False)
+        assert len(results) == 200
+        found = sum(
+            len({int(i) for i in result.ids} & set(truth[q, :K].tolist()))
+            for q, result in enumerate(results)
+        )
+        recall = found / (200 * K)
+        with capsys.disabled():
+            print(f"\nwiki-minilm-2k: recall@{K} at ef={EF} over 200 queries = {recall:.4f}")
+        assert recall >= 0.9
+
+        # A payload filter on the real titles: every hit carries the title asked for.
+        title = payloads[0]["title"]
+        hits = client.search(
+            collection_name, queries[0], k=5, filter=Filter(must=[Field("title").keyword(title)])
+        )
+        assert len(hits) >= 1
+        assert all(h.payload is not None and h.payload["title"] == title for h in hits)
+    finally:
+        client.drop_collection(collection_name)
