@@ -276,6 +276,10 @@ fn core_message(shard_id: u32, collection: &str, status: &Status) -> String {
         Code::DataLoss => format!(
             "{shard} cannot serve: its stored data failed a check; the worker's log names the files"
         ),
+        Code::Unauthenticated | Code::PermissionDenied => format!(
+            "{shard}: the worker refused the gateway ({}); the gateway and the worker must hold the same cluster key (--cluster-key-file)",
+            status.message()
+        ),
         code => format!(
             "{shard} failed ({}); the worker's log has the cause",
             code_name(code)
@@ -285,6 +289,10 @@ fn core_message(shard_id: u32, collection: &str, status: &Status) -> String {
 
 fn control_message(error: &ClientError) -> String {
     match error {
+        ClientError::Status(status) if status.code() == Code::Unauthenticated => format!(
+            "the control plane refused the gateway ({}); the gateway and the control plane must hold the same cluster key (--cluster-key-file)",
+            status.message()
+        ),
         ClientError::Status(status) => status.message().to_owned(),
         other => format!("control plane: {other}"),
     }
@@ -343,6 +351,10 @@ impl GatewayError {
             E::Overloaded { .. } => Code::ResourceExhausted,
             E::Core { status, .. } => core_code(status),
             E::Control(error) => match error {
+                // The gateway's own credential inside the cluster, not the caller's.
+                ClientError::Status(status) if status.code() == Code::Unauthenticated => {
+                    Code::Internal
+                }
                 ClientError::Status(status) => status.code(),
                 ClientError::Unavailable { .. } => Code::Unavailable,
                 ClientError::NoEndpoints | ClientError::BadAddress { .. } => Code::Internal,
@@ -464,6 +476,8 @@ impl From<GatewayError> for Status {
 fn core_code(status: &Status) -> Code {
     match status.code() {
         Code::Cancelled | Code::DeadlineExceeded => Code::DeadlineExceeded,
+        // The gateway's own credential inside the cluster, not the caller's.
+        Code::Unauthenticated | Code::PermissionDenied => Code::Internal,
         Code::NotFound | Code::Unknown | Code::Aborted => Code::Unavailable,
         code => code,
     }
@@ -557,6 +571,22 @@ mod tests {
             Code::DeadlineExceeded
         );
         assert_eq!(core(Status::not_found("gone")).code(), Code::Unavailable);
+        // A core that refuses the gateway's cluster key: the operator's to fix, not the
+        // caller's credentials.
+        let keyless = core(Status::unauthenticated("no cluster key"));
+        assert_eq!(keyless.code(), Code::Internal);
+        assert!(
+            keyless.to_string().contains("--cluster-key-file"),
+            "{keyless}"
+        );
+        let control = GatewayError::Control(ClientError::Status(Status::unauthenticated(
+            "no cluster key",
+        )));
+        assert_eq!(control.code(), Code::Internal);
+        assert!(
+            control.to_string().contains("--cluster-key-file"),
+            "{control}"
+        );
         assert!(core(Status::unavailable("down")).is_shard_failure());
         assert!(!core(Status::invalid_argument("bad")).is_shard_failure());
         assert_eq!(

@@ -203,5 +203,28 @@ async fn inside_a_keyed_cluster_every_internal_port_refuses_a_caller_without_the
         .await;
     assert_eq!(code, 200);
     assert_eq!(http.send("GET", "/healthz", None, Vec::new()).await.0, 200);
+    // A gateway started without the key: its callers are told the gateway is
+    // misconfigured, not that their own credentials are wrong.
+    let keyless = support::Process::start(&[
+        "gateway",
+        "--control",
+        &cluster.control.address,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ]);
+    let through = Client::builder(support::grpc_addr(&keyless))
+        .timeout(Some(Duration::from_secs(30)))
+        .connect()
+        .await
+        .unwrap();
+    match through.list_collections().await {
+        Err(vectron_client::Error::Internal(m)) => {
+            assert!(m.contains("--cluster-key-file"), "{m}");
+        }
+        other => panic!("a keyless gateway answered {other:?}"),
+    }
+    keyless.terminate();
     cluster.terminate();
 }
