@@ -203,6 +203,25 @@ async fn inside_a_keyed_cluster_every_internal_port_refuses_a_caller_without_the
         .await;
     assert_eq!(code, 200);
     assert_eq!(http.send("GET", "/healthz", None, Vec::new()).await.0, 200);
+    // A worker without the key (or with another cluster's) is refused for good, and
+    // says why, rather than retrying for ever.
+    let data = support::tempdir();
+    let args = support::cluster_worker_args(data.path(), &cluster.control.address, 1);
+    let other_file = data.path().join("other.key");
+    std::fs::write(&other_file, other.expose()).unwrap();
+    for extra in [
+        vec![],
+        vec![
+            "--cluster-key-file".to_owned(),
+            other_file.to_str().unwrap().to_owned(),
+        ],
+    ] {
+        let mut run = args.clone();
+        run.extend(extra);
+        let said = support::refused(&run.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(said.contains("x-vectron-cluster-key"), "{said}");
+    }
+
     // A gateway started without the key: its callers are told the gateway is
     // misconfigured, not that their own credentials are wrong.
     let keyless = support::Process::start(&[

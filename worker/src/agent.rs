@@ -69,7 +69,8 @@ impl Agent {
     ///
     /// A registration the control plane refuses for good (`FAILED_PRECONDITION` or
     /// `INVALID_ARGUMENT`: another cluster's data directory, a core missing that holds
-    /// replicas) ends the agent, its reason sent on `refused`; other failures are retried.
+    /// replicas; `UNAUTHENTICATED`: not this cluster's key) ends the agent, its reason
+    /// sent on `refused`; other failures are retried.
     pub(crate) async fn run(
         self,
         mut stop: oneshot::Receiver<()>,
@@ -101,7 +102,11 @@ impl Agent {
                 Err(e)
                     if matches!(
                         e.code(),
-                        Some(tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument)
+                        Some(
+                            tonic::Code::FailedPrecondition
+                                | tonic::Code::InvalidArgument
+                                | tonic::Code::Unauthenticated
+                        )
                     ) =>
                 {
                     tracing::error!(error = %e, "the control plane refuses this worker");
