@@ -3,10 +3,18 @@
 The binary is ``$VECTRON_BIN``, else ``<repo>/target/debug/vectron`` (``cargo build``
 makes it). A missing binary fails the tests that need a server, with a message saying
 so: they are never skipped.
+
+Tests that take `connect` (or `client`, `admin`, which use it) run twice: once with
+:class:`vectron.Client`, once with :class:`vectron.AsyncClient`, driven from the
+synchronous test through :class:`BlockingAsyncClient` (each of its coroutines runs to
+completion on an event loop in a thread of its own). The test ids say which:
+``[sync]`` or ``[async]``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import queue
@@ -18,18 +26,30 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
+import numpy as np
 import pytest
 
 import vectron
 
 SDK_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = SDK_DIR.parents[1]
+#: The 2,000-point fixture: 384-dim MiniLM vectors of Wikipedia passages, cosine.
+WIKI_2K = REPO_DIR / "testdata" / "wiki-minilm-2k"
+#: Least recall@10 at ef=64 the fixture must reach, however it was loaded.
+WIKI_2K_MIN_RECALL = 0.95
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
+#: The two clients every `connect` test runs with.
+CLIENT_KINDS = ("sync", "async")
+
+T = TypeVar("T")
+#: Makes a client of an address, as ``Client(address, **options)`` does.
+Connect = Callable[..., vectron.Client]
 
 
 def vectron_bin() -> Path:
@@ -187,17 +207,123 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]
         dev.stop()
 
 
+class LoopThread:
+    """An event loop running in a thread of its own, for driving async clients from
+    synchronous tests."""
+
+    def __init__(self) -> None:
+        """Starts the loop."""
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="async-clients", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs `coroutine` on the loop and waits for its result (or its error)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def iterate(self, iterator: AsyncIterator[T]) -> Iterator[T]:
+        """The items of an async iterator, each fetched on the loop."""
+
+        async def step() -> tuple[bool, T | None]:
+            try:
+                return True, await iterator.__anext__()
+            except StopAsyncIteration:
+                return False, None
+
+        while True:
+            more, item = self.run(step())
+            if not more:
+                return
+            yield cast(T, item)
+
+    def stop(self) -> None:
+        """Stops the loop and its thread, and closes the loop."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=STOP_TIMEOUT_S)
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
+
+
+class BlockingAsyncClient:
+    """A :class:`vectron.AsyncClient` with blocking methods, for the tests that run both
+    clients: each coroutine method runs to completion on `runner`'s loop, and
+    ``iter_points`` becomes a plain iterator. The client itself is made on the loop."""
+
+    def __init__(self, runner: LoopThread, address: str, **options: Any) -> None:
+        """Makes the async client, on the loop."""
+
+        async def make() -> vectron.AsyncClient:
+            return vectron.AsyncClient(address, **options)
+
+        self._runner = runner
+        self._client = runner.run(make())
+
+    def __getattr__(self, name: str) -> Any:
+        """The async client's attribute; its coroutine methods made blocking."""
+        attribute = getattr(self._client, name)
+        if inspect.iscoroutinefunction(attribute):
+            return lambda *args, **kwargs: self._runner.run(attribute(*args, **kwargs))
+        if inspect.isasyncgenfunction(attribute):
+            return lambda *args, **kwargs: self._runner.iterate(attribute(*args, **kwargs))
+        return attribute
+
+    def close(self) -> None:
+        """Closes the async client."""
+        self._runner.run(self._client.close())
+
+    def __enter__(self) -> BlockingAsyncClient:
+        """The client; closed on leaving the block."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Closes the client."""
+        self.close()
+
+
+@pytest.fixture(scope="session")
+def client_loop() -> Iterator[LoopThread]:
+    """The event loop the async clients of synchronous tests run on."""
+    runner = LoopThread()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
+@pytest.fixture(params=CLIENT_KINDS)
+def client_kind(request: pytest.FixtureRequest) -> str:
+    """Which client the test runs with: ``"sync"`` or ``"async"``."""
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture
-def client(server: DevServer) -> Iterator[vectron.Client]:
-    """A client of the shared server."""
-    with vectron.Client(server.grpc, timeout=60) as c:
+def connect(client_kind: str, request: pytest.FixtureRequest) -> Connect:
+    """Makes clients of the kind the test runs with, taking ``Client``'s arguments."""
+    if client_kind == "sync":
+        return vectron.Client
+    runner: LoopThread = request.getfixturevalue("client_loop")
+
+    def make(address: str, **options: Any) -> vectron.Client:
+        # The same methods, as the signature test checks; typed as Client for the tests.
+        return cast(vectron.Client, BlockingAsyncClient(runner, address, **options))
+
+    return make
+
+
+@pytest.fixture
+def client(server: DevServer, connect: Connect) -> Iterator[vectron.Client]:
+    """A client of the shared server (of each kind in turn)."""
+    with connect(server.grpc, timeout=60) as c:
         yield c
 
 
 @pytest.fixture
-def admin(auth_server: DevServer) -> Iterator[vectron.Client]:
-    """A client of the auth server holding its admin key."""
-    with vectron.Client(auth_server.grpc, api_key=auth_server.admin_key, timeout=60) as c:
+def admin(auth_server: DevServer, connect: Connect) -> Iterator[vectron.Client]:
+    """A client of the auth server holding its admin key (of each kind in turn)."""
+    with connect(auth_server.grpc, api_key=auth_server.admin_key, timeout=60) as c:
         yield c
 
 
@@ -214,3 +340,41 @@ def free_loopback_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def read_vecs(path: Path, dtype: str) -> np.ndarray:
+    """An .fvecs/.ivecs file: per row a little-endian int32 dimension, then the values."""
+    raw = np.fromfile(path, dtype="<i4")
+    dim = int(raw[0])
+    rows = raw.reshape(-1, dim + 1)
+    assert (rows[:, 0] == dim).all(), f"{path}: rows of differing dimension"
+    values: np.ndarray = rows[:, 1:].copy().view(dtype)
+    return values
+
+
+def wait_until_indexed(client: vectron.Client, collection: str, points: int) -> None:
+    """Waits (at most 300 s) until every point of `collection` is in its HNSW graph:
+    points not in it yet are searched exactly, so a recall measured earlier would not be
+    the index's."""
+    deadline = time.monotonic() + 300
+    while True:
+        shards = [
+            s
+            for core in client.core_stats().cores
+            for s in core.shards
+            if s.collection == collection
+        ]
+        if shards and all(s.indexed_points == s.points for s in shards):
+            break
+        assert time.monotonic() < deadline, f"not indexed after 300 s: {shards}"
+        time.sleep(0.2)
+    assert sum(s.indexed_points for s in shards) == points
+
+
+def recall_at(results: list[vectron.SearchResult], truth: np.ndarray, k: int) -> float:
+    """Recall@k of search results (ids are row numbers) against exact neighbours."""
+    found = sum(
+        len({int(i) for i in result.ids} & set(truth[q, :k].tolist()))
+        for q, result in enumerate(results)
+    )
+    return found / (len(results) * k)

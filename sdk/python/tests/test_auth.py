@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 
 import vectron
-from conftest import DevServer
+from conftest import Connect, DevServer
 from vectron import Access, Client, KeyRole, Plan
 
 
-def test_no_key_or_a_wrong_key_is_unauthenticated(auth_server: DevServer) -> None:
-    with Client(auth_server.grpc, timeout=30) as anonymous:
+def test_no_key_or_a_wrong_key_is_unauthenticated(auth_server: DevServer, connect: Connect) -> None:
+    with connect(auth_server.grpc, timeout=30) as anonymous:
         with pytest.raises(vectron.Unauthenticated):
             anonymous.list_collections()
-    with Client(auth_server.grpc, api_key="vk_notarealkey_" + "x" * 43, timeout=30) as wrong:
+    with connect(auth_server.grpc, api_key="vk_notarealkey_" + "x" * 43, timeout=30) as wrong:
         with pytest.raises(vectron.Unauthenticated) as caught:
             wrong.create_collection("never", 4)
         assert caught.value.message
@@ -37,7 +37,7 @@ def test_the_admin_key_works(admin: Client, collection_name: str) -> None:
 
 
 def test_keys_roles_and_revocation(
-    auth_server: DevServer, admin: Client, collection_name: str
+    auth_server: DevServer, admin: Client, connect: Connect, collection_name: str
 ) -> None:
     admin.create_collection(collection_name, 4)
     try:
@@ -53,11 +53,11 @@ def test_keys_roles_and_revocation(
         assert listed[reader.key.id].description == "python sdk test reader"
         assert reader.key.id in listed and writer.key.id in listed
 
-        with Client(auth_server.grpc, api_key=reader.secret, timeout=30) as as_reader:
+        with connect(auth_server.grpc, api_key=reader.secret, timeout=30) as as_reader:
             assert as_reader.count(collection_name) == 0
             with pytest.raises(vectron.PermissionDenied):
                 as_reader.upsert(collection_name, np.ones((1, 4)), ids=["r"])
-        with Client(auth_server.grpc, api_key=writer.secret, timeout=30) as as_writer:
+        with connect(auth_server.grpc, api_key=writer.secret, timeout=30) as as_writer:
             assert as_writer.upsert(collection_name, np.ones((1, 4)), ids=["w"]).count == 1
             assert [c.name for c in as_writer.list_collections()] == [collection_name]
             with pytest.raises(vectron.PermissionDenied):
@@ -65,7 +65,7 @@ def test_keys_roles_and_revocation(
 
         admin.revoke_key(reader.key.id)
         assert reader.key.id not in {k.id for k in admin.list_keys()}
-        with Client(auth_server.grpc, api_key=reader.secret, timeout=30, retries=0) as revoked:
+        with connect(auth_server.grpc, api_key=reader.secret, timeout=30, retries=0) as revoked:
             deadline = time.monotonic() + 10
             while True:  # every gateway refuses a revoked key within a second
                 try:
@@ -79,7 +79,7 @@ def test_keys_roles_and_revocation(
         admin.drop_collection(collection_name)
 
 
-def test_plans_and_retry_after(auth_server: DevServer, admin: Client) -> None:
+def test_plans_and_retry_after(auth_server: DevServer, admin: Client, connect: Connect) -> None:
     name = f"slow-{uuid.uuid4().hex[:8]}"
     plan = admin.set_plan(Plan(name, requests_per_second=1, burst=1, max_points=1000))
     assert plan == Plan(name, 1, 1, max_collections=None, max_points=1000)
@@ -87,19 +87,19 @@ def test_plans_and_retry_after(auth_server: DevServer, admin: Client) -> None:
     key = admin.create_key("read", plan=name)
     try:
         assert key.key.plan == name
-        with Client(auth_server.grpc, api_key=key.secret, retries=0, timeout=30) as impatient:
+        with connect(auth_server.grpc, api_key=key.secret, retries=0, timeout=30) as impatient:
             impatient.list_collections()
             with pytest.raises(vectron.ResourceExhausted) as caught:
                 impatient.list_collections()
             assert caught.value.retry_after is not None and caught.value.retry_after >= 1
         # The same calls with retries wait out the server's retry-after and succeed.
-        with Client(auth_server.grpc, api_key=key.secret, retries=3, timeout=30) as patient:
+        with connect(auth_server.grpc, api_key=key.secret, retries=3, timeout=30) as patient:
             started = time.monotonic()
             for _ in range(3):
                 patient.list_collections()
             assert time.monotonic() - started >= 1.0
         # A retry-after longer than the client will wait is raised, not waited out.
-        with Client(
+        with connect(
             auth_server.grpc, api_key=key.secret, retries=3, max_retry_after=0.5, timeout=30
         ) as brief:
             with pytest.raises(vectron.ResourceExhausted):
@@ -113,23 +113,23 @@ def test_plans_and_retry_after(auth_server: DevServer, admin: Client) -> None:
     assert name not in [p.name for p in admin.list_plans()]
 
 
-def test_users_login_and_tokens(auth_server: DevServer, admin: Client) -> None:
+def test_users_login_and_tokens(auth_server: DevServer, admin: Client, connect: Connect) -> None:
     user = f"ada-{uuid.uuid4().hex[:6]}"
     created = admin.create_user(user, "correct horse battery", "read")
     assert created.name == user and created.role is KeyRole.READ
     assert user in [u.name for u in admin.list_users()]
-    with Client(auth_server.grpc, timeout=30) as anonymous:
+    with connect(auth_server.grpc, timeout=30) as anonymous:
         token = anonymous.login(user, "correct horse battery", ttl_seconds=600)
         assert token.expires_at_unix_s > time.time()
         assert token.token not in repr(token)
         with pytest.raises(vectron.Unauthenticated):
             anonymous.login(user, "wrong password!")
-    with Client(auth_server.grpc, api_key=token.token, timeout=30) as as_user:
+    with connect(auth_server.grpc, api_key=token.token, timeout=30) as as_user:
         as_user.list_collections()
         with pytest.raises(vectron.PermissionDenied):
             as_user.create_collection(f"u{uuid.uuid4().hex[:8]}", 4)
     minted = admin.create_token("python-sdk-test", "read", ttl_seconds=60)
-    with Client(auth_server.grpc, api_key=minted.token, timeout=30) as with_token:
+    with connect(auth_server.grpc, api_key=minted.token, timeout=30) as with_token:
         with_token.list_collections()
     admin.delete_user(user)
     assert user not in [u.name for u in admin.list_users()]

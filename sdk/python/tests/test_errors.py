@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import vectron
-from conftest import DevServer, free_loopback_port
+from conftest import Connect, DevServer, free_loopback_port
 from vectron import Client, Field, Filter
 from vectron.errors import from_rpc_error
 
@@ -30,10 +30,10 @@ def collection(client: Client, collection_name: str) -> Iterator[str]:
 
 
 def test_wrong_dimension_from_the_server_names_the_point(
-    server: DevServer, collection: str
+    server: DevServer, connect: Connect, collection: str
 ) -> None:
     # A client that never described the collection: the server does the refusing.
-    with Client(server.grpc, timeout=30) as fresh:
+    with connect(server.grpc, timeout=30) as fresh:
         vectors = np.ones((3, DIM + 1), dtype=np.float32)
         with pytest.raises(vectron.InvalidArgument) as caught:
             fresh.upsert(collection, vectors, ids=["good-id", "bad-id-1", "bad-id-2"])
@@ -53,10 +53,10 @@ def test_wrong_dimension_known_to_the_client_is_refused_before_sending(
 
 
 def test_a_stale_dimension_is_checked_again_with_the_server(
-    server: DevServer, client: Client, collection_name: str
+    server: DevServer, client: Client, connect: Connect, collection_name: str
 ) -> None:
     client.create_collection(collection_name, DIM)  # `client` now knows DIM
-    with Client(server.grpc, timeout=30) as other:
+    with connect(server.grpc, timeout=30) as other:
         other.drop_collection(collection_name)
         other.create_collection(collection_name, DIM * 2)
         try:
@@ -101,10 +101,14 @@ def test_a_stale_dimension_is_checked_again_with_the_server(
     ],
 )
 def test_bad_input_is_refused_before_anything_is_sent(
-    vectors: object, ids: list[object] | None, payloads: list[object] | None, pattern: str
+    connect: Connect,
+    vectors: object,
+    ids: list[object] | None,
+    payloads: list[object] | None,
+    pattern: str,
 ) -> None:
     # Nothing listens on this port: a call would fail with Unavailable, not InvalidArgument.
-    with Client(f"127.0.0.1:{free_loopback_port()}", retries=0, timeout=5) as nowhere:
+    with connect(f"127.0.0.1:{free_loopback_port()}", retries=0, timeout=5) as nowhere:
         with pytest.raises(vectron.InvalidArgument, match=pattern):
             nowhere.upsert("c", vectors, ids=ids, payloads=payloads)  # type: ignore[arg-type]
 
@@ -117,9 +121,9 @@ def test_refused_input_leaves_the_collection_untouched(client: Client, collectio
     assert client.count(collection) == 0
 
 
-def test_an_unreachable_server_is_unavailable() -> None:
+def test_an_unreachable_server_is_unavailable(connect: Connect) -> None:
     started = time.monotonic()
-    with Client(
+    with connect(
         f"127.0.0.1:{free_loopback_port()}", retries=2, backoff=0.01, timeout=20
     ) as nowhere:
         with pytest.raises(vectron.Unavailable):
@@ -128,7 +132,7 @@ def test_an_unreachable_server_is_unavailable() -> None:
 
 
 def test_a_passed_deadline_is_deadline_exceeded(
-    server: DevServer, client: Client, collection_name: str
+    server: DevServer, client: Client, connect: Connect, collection_name: str
 ) -> None:
     dim, rows = 64, 2000
     rng = np.random.default_rng(5)
@@ -137,7 +141,7 @@ def test_a_passed_deadline_is_deadline_exceeded(
         client.upsert(collection_name, rng.random((rows, dim), dtype=np.float32) + 0.01)
         queries = rng.random((1000, dim), dtype=np.float32)
         # A thousand searches over 2,000 points take far longer than a millisecond.
-        with Client(server.grpc, timeout=0.001) as hurried:
+        with connect(server.grpc, timeout=0.001) as hurried:
             with pytest.raises(vectron.DeadlineExceeded) as caught:
                 hurried.search_batch(collection_name, queries, k=100, ef=500)
         assert isinstance(caught.value, TimeoutError)
@@ -146,20 +150,20 @@ def test_a_passed_deadline_is_deadline_exceeded(
         client.drop_collection(collection_name)
 
 
-def test_client_side_argument_checks() -> None:
+def test_client_side_argument_checks(connect: Connect) -> None:
     with pytest.raises(vectron.InvalidArgument, match="http://"):
-        Client("http://127.0.0.1:1", tls=True)
+        connect("http://127.0.0.1:1", tls=True)
     with pytest.raises(vectron.InvalidArgument, match="header"):
-        Client("127.0.0.1:1", api_key="bad key\n")
+        connect("127.0.0.1:1", api_key="bad key\n")
     with pytest.raises(vectron.InvalidArgument, match="retries"):
-        Client("127.0.0.1:1", retries=-1)
+        connect("127.0.0.1:1", retries=-1)
     with pytest.raises(vectron.InvalidArgument, match="at least one bound"):
         Field("year").range()
     with pytest.raises(vectron.InvalidArgument, match="not one string"):
         Field("kind").any_of("moon")
     with pytest.raises(vectron.InvalidArgument, match="not a condition"):
         Filter(must=["kind == moon"])  # type: ignore[list-item]
-    closed = Client("127.0.0.1:1")
+    closed = connect("127.0.0.1:1")
     closed.close()
     closed.close()
     with pytest.raises(RuntimeError, match="closed"):

@@ -87,6 +87,7 @@ def test_the_wheel_is_pure_and_complete(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     assert "vectron/py.typed" in names
     assert "vectron/client.py" in names
+    assert "vectron/aio.py" in names and "vectron/_calls.py" in names
     assert "vectron/_proto/vectron/v1/points_pb2.py" in names
     assert "vectron/_proto/vectron/v1/points_pb2.pyi" in names
     assert "vectron/_proto/vectron/v1/points_pb2_grpc.py" in names

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import vectron
-from conftest import DevServer
+from conftest import Connect, DevServer
 from vectron import Client, Field, Filter, HasId, Point
 
 DIM = 16
@@ -138,16 +138,18 @@ def test_upsert_points_and_wait_false(client: Client, collection: str) -> None:
     assert [(r.id, r.payload) for r in got] == [("q1", {"i": 1}), ("q2", None)]
 
 
-def test_batches_split_by_count_and_by_message_size(server: DevServer, collection: str) -> None:
+def test_batches_split_by_count_and_by_message_size(
+    server: DevServer, connect: Connect, collection: str
+) -> None:
     rows = 2100
     vectors = np.random.default_rng(3).random((rows, DIM), dtype=np.float32) + 0.01
     ids = [f"b{i:05d}" for i in range(rows)]
     payloads = [{"text": "x" * 1000, "i": i} for i in range(rows)]  # ~2.2 MB in all
     # With a 1 MiB message limit the client must split by size, not only by count.
-    with Client(server.grpc, max_message_bytes=1 << 20, timeout=60) as small:
+    with connect(server.grpc, max_message_bytes=1 << 20, timeout=60) as small:
         result = small.upsert(collection, vectors, ids=ids, payloads=payloads, batch_size=1000)
     assert result.count == rows
-    with Client(server.grpc, timeout=60) as whole:
+    with connect(server.grpc, timeout=60) as whole:
         assert whole.count(collection) == rows
         assert whole.get(collection, ["b02099"])[0].payload == {"text": "x" * 1000, "i": 2099}
 

@@ -1,4 +1,5 @@
-"""The README's quickstart (examples/quickstart.py) runs against a real server."""
+"""The README's quickstart (examples/quickstart.py) and its AsyncClient example run
+against a real server."""
 
 from __future__ import annotations
 
@@ -38,3 +39,20 @@ def test_readme_quickstart_runs_and_prints_what_it_shows(server: DevServer) -> N
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == shown
+
+
+def test_readme_async_example_runs(server: DevServer) -> None:
+    readme = (SDK_DIR / "README.md").read_text()
+    section = readme.split("## AsyncClient", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block, "the AsyncClient section needs a python example"
+    code = block.group(1)
+    assert "127.0.0.1:6334" in code
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code.replace("127.0.0.1:6334", server.grpc)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["a", "b", "c", "d"]

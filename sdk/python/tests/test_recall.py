@@ -4,28 +4,15 @@
 from __future__ import annotations
 
 import json
-import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from conftest import REPO_DIR
+from conftest import WIKI_2K, WIKI_2K_MIN_RECALL, read_vecs, recall_at, wait_until_indexed
 from vectron import Client, Field, Filter
 
-DATA = REPO_DIR / "testdata" / "wiki-minilm-2k"
+DATA = WIKI_2K
 K = 10
 EF = 64
-
-
-def read_vecs(path: Path, dtype: str) -> np.ndarray:
-    """An .fvecs/.ivecs file: per row a little-endian int32 dimension, then the values."""
-    raw = np.fromfile(path, dtype="<i4")
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)
-    assert (rows[:, 0] == dim).all(), f"{path}: rows of differing dimension"
-    values: np.ndarray = rows[:, 1:].copy().view(dtype)
-    return values
 
 
 @pytest.mark.timeout(600)
@@ -48,32 +35,14 @@ def test_recall_at_10_on_wiki_minilm_2k(
         )
         assert written.count == 2000
         assert client.count(collection_name) == 2000
-        # Points not yet in the HNSW graph are searched exactly: wait for the graph, so
-        # that the recall measured is the index's.
-        deadline = time.monotonic() + 300
-        while True:
-            shards = [
-                s
-                for core in client.core_stats().cores
-                for s in core.shards
-                if s.collection == collection_name
-            ]
-            if shards and all(s.indexed_points == s.points for s in shards):
-                break
-            assert time.monotonic() < deadline, f"not indexed after 300 s: {shards}"
-            time.sleep(0.2)
-        assert sum(s.indexed_points for s in shards) == 2000
+        wait_until_indexed(client, collection_name, 2000)
 
         results = client.search_batch(collection_name, queries, k=K, ef=EF, with_payload=False)
         assert len(results) == 200
-        found = sum(
-            len({int(i) for i in result.ids} & set(truth[q, :K].tolist()))
-            for q, result in enumerate(results)
-        )
-        recall = found / (200 * K)
+        recall = recall_at(results, truth, K)
         with capsys.disabled():
             print(f"\nwiki-minilm-2k: recall@{K} at ef={EF} over 200 queries = {recall:.4f}")
-        assert recall >= 0.9
+        assert recall >= WIKI_2K_MIN_RECALL
 
         # A payload filter on the real titles: every hit carries the title asked for.
         title = payloads[0]["title"]

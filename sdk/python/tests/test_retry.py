@@ -10,27 +10,28 @@ from pathlib import Path
 import pytest
 
 import vectron
-from conftest import DevServer, free_loopback_port, start_dev
-from vectron import Client
+from conftest import Connect, DevServer, free_loopback_port, start_dev
 
 
 @pytest.mark.timeout(180)
-def test_an_idempotent_call_is_retried_until_the_server_is_up(tmp_path: Path) -> None:
+def test_an_idempotent_call_is_retried_until_the_server_is_up(
+    tmp_path: Path, connect: Connect
+) -> None:
     port = free_loopback_port()
     address = f"127.0.0.1:{port}"
     outcome: dict[str, object] = {}
 
     def read() -> None:
-        with Client(address, retries=30, backoff=0.2, timeout=120) as patient:
+        with connect(address, retries=30, backoff=0.2, timeout=120) as patient:
             try:
                 outcome["collections"] = patient.list_collections()
             except vectron.VectronError as error:
                 outcome["error"] = error
 
-    with Client(address, retries=0, timeout=5) as impatient:
+    with connect(address, retries=0, timeout=5) as impatient:
         with pytest.raises(vectron.Unavailable):
             impatient.list_collections()  # nothing listens yet
-    with Client(address, retries=30, backoff=1.0, timeout=60) as retrying:
+    with connect(address, retries=30, backoff=1.0, timeout=60) as retrying:
         started = time.monotonic()
         with pytest.raises(vectron.Unavailable):
             retrying.create_collection("never", 2)  # not idempotent: raised at once
@@ -46,7 +47,7 @@ def test_an_idempotent_call_is_retried_until_the_server_is_up(tmp_path: Path) ->
         assert "error" not in outcome, outcome.get("error")
         assert outcome["collections"] == []
         # Creating a collection is not retried, but works now that the server is up.
-        with Client(address, retries=0, timeout=30) as c:
+        with connect(address, retries=0, timeout=30) as c:
             c.create_collection("late", 2)
             assert [x.name for x in c.list_collections()] == ["late"]
     finally:

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 import vectron
-from conftest import DevServer, start_dev
-from vectron import Client
+from conftest import Connect, DevServer, start_dev
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -51,26 +50,31 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevSe
         dev.stop()
 
 
-def test_the_ca_certificate_makes_tls_work(tls_server: tuple[DevServer, Path]) -> None:
+def test_the_ca_certificate_makes_tls_work(
+    tls_server: tuple[DevServer, Path], connect: Connect, collection_name: str
+) -> None:
     dev, ca = tls_server
-    with Client(dev.grpc, ca_cert=ca, timeout=30) as by_path:
-        by_path.create_collection("over_tls", 2)
-        assert by_path.upsert("over_tls", [[1, 0]], ids=["a"]).count == 1
-    with Client(f"https://{dev.grpc}", ca_cert=ca.read_bytes(), timeout=30) as by_bytes:
-        assert by_bytes.count("over_tls") == 1
-    with Client(dev.grpc, ca_cert=ca.read_text(), tls_server_name="localhost", timeout=30) as named:
-        assert [c.name for c in named.list_collections()] == ["over_tls"]
+    with connect(dev.grpc, ca_cert=ca, timeout=30) as by_path:
+        by_path.create_collection(collection_name, 2)
+        assert by_path.upsert(collection_name, [[1, 0]], ids=["a"]).count == 1
+    with connect(f"https://{dev.grpc}", ca_cert=ca.read_bytes(), timeout=30) as by_bytes:
+        assert by_bytes.count(collection_name) == 1
+    with connect(
+        dev.grpc, ca_cert=ca.read_text(), tls_server_name="localhost", timeout=30
+    ) as named:
+        assert collection_name in [c.name for c in named.list_collections()]
+        named.drop_collection(collection_name)
 
 
-def test_tls_failures_are_unavailable(tls_server: tuple[DevServer, Path]) -> None:
+def test_tls_failures_are_unavailable(tls_server: tuple[DevServer, Path], connect: Connect) -> None:
     dev, ca = tls_server
-    with Client(dev.grpc, retries=0, timeout=10) as plaintext:
+    with connect(dev.grpc, retries=0, timeout=10) as plaintext:
         with pytest.raises(vectron.Unavailable):
             plaintext.list_collections()
-    with Client(dev.grpc, tls=True, retries=0, timeout=10) as untrusted:  # system roots only
+    with connect(dev.grpc, tls=True, retries=0, timeout=10) as untrusted:  # system roots only
         with pytest.raises(vectron.Unavailable, match="CERTIFICATE_VERIFY_FAILED|certificate"):
             untrusted.list_collections()
-    with Client(
+    with connect(
         dev.grpc, ca_cert=ca, tls_server_name="other.example", retries=0, timeout=10
     ) as wrong_name:
         with pytest.raises(vectron.Unavailable):

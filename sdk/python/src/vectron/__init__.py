@@ -9,12 +9,14 @@
 ...     hits = client.search("docs", [1, 0, 0, 0], k=2,
 ...                          filter=Filter(must=[Field("kind").keyword("moon")]))
 
-A :class:`Client` holds one gRPC channel to a gateway. Every failed call raises a
+A :class:`Client` holds one gRPC channel to a gateway; an :class:`AsyncClient` has the
+same methods as coroutines, over ``grpc.aio``. Every failed call raises a
 :class:`VectronError` subclass named after its status code; idempotent calls are
 retried on ``UNAVAILABLE`` and after the server's ``retry-after``.
 """
 
 from vectron._version import __version__
+from vectron.aio import AsyncClient
 from vectron.client import MAX_POINTS_PER_REQUEST, MAX_SEARCHES_PER_BATCH, Client
 from vectron.errors import (
     AlreadyExists,
@@ -72,6 +74,7 @@ __all__ = [
     "MAX_SEARCHES_PER_BATCH",
     "Access",
     "AlreadyExists",
+    "AsyncClient",
     "Cancelled",
     "Client",
     "CollectionGrant",

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 import grpc
+import grpc.aio
 
 from vectron.errors import InvalidArgument
 
@@ -85,6 +86,22 @@ def open_channel(
     root = read_ca_cert(ca_cert) if ca_cert is not None else None
     credentials = grpc.ssl_channel_credentials(root_certificates=root)
     return grpc.secure_channel(target, credentials, options=options)
+
+
+def open_aio_channel(
+    target: str,
+    *,
+    use_tls: bool,
+    ca_cert: CaCert | None,
+    options: list[tuple[str, int | str]],
+) -> grpc.aio.Channel:
+    """An asyncio channel to `target` (``grpc.aio``), with the same settings as
+    :func:`open_channel`; it belongs to the event loop it is first used in."""
+    if not use_tls:
+        return grpc.aio.insecure_channel(target, options=options)
+    root = read_ca_cert(ca_cert) if ca_cert is not None else None
+    credentials = grpc.ssl_channel_credentials(root_certificates=root)
+    return grpc.aio.secure_channel(target, credentials, options=options)
 
 
 def authorization_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:

@@ -67,6 +67,15 @@ class PreparedPoints:
         """Number of points."""
         return len(self.ids)
 
+    def rows(self, start: int, stop: int) -> PreparedPoints:
+        """The points of rows `start` to `stop` (exclusive), sharing this one's arrays."""
+        return PreparedPoints(
+            self.ids[start:stop],
+            self.id_bytes[start:stop],
+            self.vectors[start:stop],
+            None if self.payloads is None else self.payloads[start:stop],
+        )
+
 
 def _point_ids(ids: Sequence[Any] | npt.NDArray[Any] | None, rows: int) -> list[str]:
     """The ids as strings; random UUIDs when none are given."""

@@ -1,50 +1,27 @@
-"""The synchronous client: one gRPC channel to a gateway, shared by every call."""
+"""The synchronous client: one gRPC channel to a gateway, shared by every call.
+
+Every method runs its operation from :mod:`vectron._calls` (checks, requests, parsing,
+retry decisions and errors, shared with :class:`vectron.AsyncClient`); this module only
+sends, with blocking grpcio calls, and runs the threads of :meth:`Client.upload_points`.
+"""
 
 from __future__ import annotations
 
 import queue
-import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
-import numpy as np
 import numpy.typing as npt
-from google.protobuf import descriptor as _descriptor
-from google.protobuf import message as _message
 
-from vectron import _convert, _encode
-from vectron._channel import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    CaCert,
-    authorization_metadata,
-    channel_options,
-    open_channel,
-    resolve_target,
-)
-from vectron._proto.vectron.v1 import (
-    collections_pb2,
-    filter_pb2,
-    keys_pb2,
-    plans_pb2,
-    points_pb2,
-    search_pb2,
-    stats_pb2,
-    users_pb2,
-)
-from vectron._version import __version__
-from vectron.errors import (
-    Cancelled,
-    DeadlineExceeded,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-    VectronError,
-    from_rpc_error,
-)
+from vectron import _calls, _upload
+from vectron._calls import MAX_POINTS_PER_REQUEST, MAX_SEARCHES_PER_BATCH
+from vectron._channel import DEFAULT_MAX_MESSAGE_BYTES, CaCert, open_channel
+from vectron._proto.vectron.v1 import points_pb2
+from vectron.errors import Cancelled, VectronError
 from vectron.filters import Filter
 from vectron.models import (
     Access,
@@ -55,7 +32,6 @@ from vectron.models import (
     KeyInfo,
     KeyRole,
     Metric,
-    Payload,
     PayloadFieldKind,
     PayloadIndex,
     Plan,
@@ -74,105 +50,7 @@ from vectron.models import (
 
 __all__ = ["MAX_POINTS_PER_REQUEST", "MAX_SEARCHES_PER_BATCH", "Client"]
 
-#: Most points the server accepts in one upsert, get or delete request.
-MAX_POINTS_PER_REQUEST = _encode.MAX_POINTS_PER_REQUEST
-#: Most searches the server accepts in one batch; :meth:`Client.search_batch` splits more.
-MAX_SEARCHES_PER_BATCH = 1000
-#: Requests are kept this far under the message limit (room for headers and framing).
-_MESSAGE_MARGIN = 64 << 10
-#: Longest pause between two retries of an ``UNAVAILABLE`` call.
-_MAX_BACKOFF = 2.0
-#: A CANCELLED answer this close to the client's deadline is the deadline passing.
-_DEADLINE_SLACK = 0.01
-
 T = TypeVar("T")
-Req = TypeVar("Req")
-Msg = TypeVar("Msg", bound=_message.Message)
-Resp = TypeVar("Resp", bound=_message.Message)
-
-_SERVICES: dict[str, _descriptor.ServiceDescriptor] = {
-    "Collections": collections_pb2.DESCRIPTOR.services_by_name["Collections"],
-    "Points": points_pb2.DESCRIPTOR.services_by_name["Points"],
-    "Stats": stats_pb2.DESCRIPTOR.services_by_name["Stats"],
-    "Keys": keys_pb2.DESCRIPTOR.services_by_name["Keys"],
-    "Plans": plans_pb2.DESCRIPTOR.services_by_name["Plans"],
-    "Users": users_pb2.DESCRIPTOR.services_by_name["Users"],
-}
-
-
-def _method_path(
-    service: str, method: str, request: type[_message.Message], response: type[_message.Message]
-) -> str:
-    """``/vectron.v1.Service/Method``, checked against the service's descriptor."""
-    descriptor = _SERVICES[service].methods_by_name[method]
-    if (
-        descriptor.input_type.full_name != request.DESCRIPTOR.full_name
-        or descriptor.output_type.full_name != response.DESCRIPTOR.full_name
-    ):
-        raise TypeError(
-            f"{service}.{method} does not take {request.__name__} to {response.__name__}"
-        )
-    return f"/{_SERVICES[service].full_name}/{method}"
-
-
-def _jitter(delay: float) -> float:
-    """`delay` times a random factor in [0.5, 1.5), so clients do not retry in step."""
-    return delay * random.uniform(0.5, 1.5)
-
-
-def _filter_proto(filter: Filter | None) -> filter_pb2.Filter | None:
-    """The message of an optional filter, type-checked."""
-    if filter is None:
-        return None
-    if not isinstance(filter, Filter):
-        raise InvalidArgument(
-            f"filter must be a vectron.Filter; got {type(filter).__name__} "
-            "(wrap conditions: Filter(must=[...]))"
-        )
-    return filter.to_proto()
-
-
-def _ids(ids: Iterable[PointId], what: str) -> list[str]:
-    """Point ids as strings; a bare string is refused (it is no list)."""
-    if isinstance(ids, (str, bytes)):
-        raise InvalidArgument(f"{what} takes a list of ids, not one string: {ids!r}")
-    out: list[str] = []
-    for point_id in ids:
-        if isinstance(point_id, str):
-            out.append(point_id)
-        elif isinstance(point_id, (int, np.integer)) and not isinstance(point_id, bool):
-            out.append(str(int(point_id)))
-        else:
-            raise InvalidArgument(f"a point id is a string or an integer; got {point_id!r}")
-    return out
-
-
-def _query_vector(vector: VectorLike, what: str) -> list[float]:
-    """A query vector as float32 values, checked: 1-D, real, finite."""
-    try:
-        array = np.asarray(vector)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgument(f"{what} must be a list of numbers: {error}") from None
-    if array.ndim != 1 or array.size == 0:
-        raise InvalidArgument(f"{what} must be a non-empty 1-D vector; got shape {array.shape}")
-    if array.dtype.kind not in "fiu":
-        raise InvalidArgument(f"{what} must hold real numbers; got dtype {array.dtype}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = array.astype(np.float32)
-    finite = np.isfinite(values)
-    if not finite.all():
-        index = int(np.flatnonzero(~finite)[0])
-        raise InvalidArgument(
-            f"{what}: value {array[index].item()!r} at index {index} is not finite"
-        )
-    out: list[float] = values.tolist()
-    return out
-
-
-def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    """`items` in consecutive slices of at most `size`."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 class Client:
@@ -231,187 +109,77 @@ class Client:
             tls_server_name: Check the server's certificate against this name instead
                 of the address's host.
         """
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidArgument(f"retries must be a non-negative integer; got {retries!r}")
-        if timeout is not None and not timeout > 0:
-            raise InvalidArgument(f"timeout must be positive seconds or None; got {timeout!r}")
-        if not backoff > 0:
-            raise InvalidArgument(f"backoff must be positive seconds; got {backoff!r}")
-        if max_message_bytes < 1 << 20:
-            raise InvalidArgument(
-                f"max_message_bytes must be at least 1 MiB; got {max_message_bytes}"
-            )
-        target, use_tls = resolve_target(address, tls, ca_cert)
-        self._address = address
-        self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
-        self._max_retry_after = max_retry_after
-        self._max_message_bytes = max_message_bytes
-        self._read_consistency = (
-            ReadConsistency.UNSPECIFIED
-            if read_consistency is None
-            else _convert.enum_arg(ReadConsistency, read_consistency, "read_consistency")
+        self._calls = _calls.Calls(
+            address,
+            api_key=api_key,
+            timeout=timeout,
+            tls=tls,
+            ca_cert=ca_cert,
+            retries=retries,
+            backoff=backoff,
+            max_retry_after=max_retry_after,
+            read_consistency=read_consistency,
+            max_message_bytes=max_message_bytes,
+            tls_server_name=tls_server_name,
         )
-        self._metadata = authorization_metadata(api_key)
-        self._dimensions: dict[str, int] = {}
         self._closed = False
         self._channel = open_channel(
-            target,
-            use_tls=use_tls,
+            self._calls.target,
+            use_tls=self._calls.use_tls,
             ca_cert=ca_cert,
-            options=channel_options(
-                max_message_bytes, f"vectron-python/{__version__}", tls_server_name
-            ),
+            options=self._calls.options,
         )
-
-        pb_c, pb_p = collections_pb2, points_pb2
-        self._create = self._unary(
-            "Collections", "Create", pb_c.CreateCollectionRequest, pb_c.CreateCollectionResponse
-        )
-        self._drop = self._unary(
-            "Collections", "Drop", pb_c.DropCollectionRequest, pb_c.DropCollectionResponse
-        )
-        self._list = self._unary(
-            "Collections", "List", pb_c.ListCollectionsRequest, pb_c.ListCollectionsResponse
-        )
-        self._describe = self._unary(
-            "Collections", "Describe", pb_c.DescribeCollectionRequest, pb_c.CollectionInfo
-        )
-        self._get = self._unary("Points", "Get", pb_p.GetRequest, pb_p.GetResponse)
-        self._delete = self._unary("Points", "Delete", pb_p.DeleteRequest, pb_p.DeleteResponse)
-        self._count = self._unary("Points", "Count", pb_p.CountRequest, pb_p.CountResponse)
-        self._scroll = self._unary("Points", "Scroll", pb_p.ScrollRequest, pb_p.ScrollResponse)
-        self._search = self._unary(
-            "Points", "Search", search_pb2.SearchRequest, search_pb2.SearchResponse
-        )
-        self._search_batch = self._unary(
-            "Points", "SearchBatch", search_pb2.SearchBatchRequest, search_pb2.SearchBatchResponse
-        )
-        # Upserts travel as wire bytes made by vectron._encode: no request serializer.
-        self._upsert_raw: grpc.UnaryUnaryMultiCallable[bytes, points_pb2.UpsertResponse] = (
-            self._channel.unary_unary(
-                _method_path("Points", "Upsert", pb_p.UpsertRequest, pb_p.UpsertResponse),
-                request_serializer=None,
-                response_deserializer=pb_p.UpsertResponse.FromString,
+        self._unary: dict[_calls.Method[Any, Any], grpc.UnaryUnaryMultiCallable[Any, Any]] = {
+            method: self._channel.unary_unary(
+                method.path,
+                request_serializer=method.serializer,
+                response_deserializer=method.deserializer,
             )
-        )
+            for method in _calls.UNARY_METHODS
+        }
+        stream = _calls.UPSERT_STREAM
         self._upsert_stream_raw: grpc.StreamUnaryMultiCallable[bytes, points_pb2.UpsertResponse] = (
             self._channel.stream_unary(
-                _method_path("Points", "UpsertStream", pb_p.UpsertRequest, pb_p.UpsertResponse),
-                request_serializer=None,
-                response_deserializer=pb_p.UpsertResponse.FromString,
+                stream.path,
+                request_serializer=stream.serializer,
+                response_deserializer=stream.deserializer,
             )
         )
-        self._cores = self._unary(
-            "Stats", "Cores", stats_pb2.CoreStatsRequest, stats_pb2.CoreStatsResponse
-        )
-        pb_k = keys_pb2
-        self._create_key = self._unary(
-            "Keys", "Create", pb_k.CreateKeyRequest, pb_k.CreateKeyResponse
-        )
-        self._list_keys = self._unary("Keys", "List", pb_k.ListKeysRequest, pb_k.ListKeysResponse)
-        self._revoke_key = self._unary(
-            "Keys", "Revoke", pb_k.RevokeKeyRequest, pb_k.RevokeKeyResponse
-        )
-        self._create_token = self._unary(
-            "Keys", "CreateToken", pb_k.CreateTokenRequest, pb_k.CreateTokenResponse
-        )
-        self._set_plan = self._unary("Plans", "Set", plans_pb2.Plan, plans_pb2.Plan)
-        self._list_plans = self._unary(
-            "Plans", "List", plans_pb2.ListPlansRequest, plans_pb2.ListPlansResponse
-        )
-        self._delete_plan = self._unary(
-            "Plans", "Delete", plans_pb2.DeletePlanRequest, plans_pb2.DeletePlanResponse
-        )
-        pb_u = users_pb2
-        self._create_user = self._unary("Users", "Create", pb_u.CreateUserRequest, pb_u.UserInfo)
-        self._list_users = self._unary(
-            "Users", "List", pb_u.ListUsersRequest, pb_u.ListUsersResponse
-        )
-        self._delete_user = self._unary(
-            "Users", "Delete", pb_u.DeleteUserRequest, pb_u.DeleteUserResponse
-        )
-        self._login = self._unary("Users", "Login", pb_u.LoginRequest, pb_u.LoginResponse)
 
-    # --- plumbing ----------------------------------------------------------------------
+    # --- transport ---------------------------------------------------------------------
 
-    def _unary(
-        self, service: str, method: str, request: type[Msg], response: type[Resp]
-    ) -> grpc.UnaryUnaryMultiCallable[Msg, Resp]:
-        """A unary multicallable for `service.method` with protobuf (de)serialization."""
-        return self._channel.unary_unary(
-            _method_path(service, method, request, response),
-            request_serializer=request.SerializeToString,
-            response_deserializer=response.FromString,
-        )
-
-    def _retry_pause(self, error: VectronError, backoff: float) -> float | None:
-        """How long to wait before retrying after `error`, or ``None`` not to retry."""
-        if isinstance(error, Unavailable):
-            return _jitter(backoff)
-        if isinstance(error, ResourceExhausted) and error.retry_after is not None:
-            if error.retry_after <= self._max_retry_after:
-                return error.retry_after
-        return None
-
-    @staticmethod
-    def _classify(rpc_error: grpc.RpcError, deadline: float | None) -> VectronError:
-        """The error of a failed call whose client deadline was `deadline`."""
-        error = from_rpc_error(rpc_error)
-        if (
-            isinstance(error, Cancelled)
-            and deadline is not None
-            and time.monotonic() >= deadline - _DEADLINE_SLACK
-        ):
-            # The server's own timer on our deadline answers CANCELLED (tonic's "Timeout
-            # expired"); to the caller it is the deadline passing.
-            return DeadlineExceeded(error.message)
-        return error
-
-    def _run(self, attempt: Callable[[float | None], T], *, idempotent: bool) -> T:
-        """Runs a call, retrying it when `idempotent` and the failure allows.
-
-        `attempt` gets the seconds left before the client's deadline (``None``: none).
-        """
+    def _check_open(self) -> None:
+        """Refuses calls on a closed client."""
         if self._closed:
             raise RuntimeError("this Client is closed")
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        backoff = self._backoff
-        retries_left = self._retries if idempotent else 0
-        while True:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                return attempt(remaining)
-            except grpc.RpcError as rpc_error:
-                error = self._classify(rpc_error, deadline)
-                cause: BaseException = rpc_error
-            pause = self._retry_pause(error, backoff) if retries_left > 0 else None
-            if pause is None or (deadline is not None and time.monotonic() + pause >= deadline):
-                raise error from cause
-            time.sleep(pause)
-            retries_left -= 1
-            backoff = min(backoff * 2, _MAX_BACKOFF)
 
-    def _invoke(
-        self, call: grpc.UnaryUnaryMultiCallable[Req, Resp], request: Req, *, idempotent: bool
-    ) -> Resp:
+    def _invoke(self, call: _calls.Call) -> Any:
         """One unary call with this client's credentials, deadline and retries."""
-        return self._run(
-            lambda timeout: call(request, timeout=timeout, metadata=self._metadata),
-            idempotent=idempotent,
-        )
+        self._check_open()
+        send = self._unary[call.method]
+        attempts = self._calls.attempts(idempotent=call.idempotent)
+        while True:
+            try:
+                return send(
+                    call.request, timeout=attempts.remaining(), metadata=self._calls.metadata
+                )
+            except grpc.RpcError as rpc_error:
+                pause = attempts.pause_after(rpc_error)
+            time.sleep(pause)
 
-    def _consistency(self, asked: ReadConsistency | str | None) -> str | None:
-        """The protobuf name of a read's consistency, or ``None`` to leave it unset."""
-        member = (
-            self._read_consistency
-            if asked is None
-            else _convert.enum_arg(ReadConsistency, asked, "consistency")
-        )
-        if member is ReadConsistency.UNSPECIFIED:
-            return None
-        return _convert.enum_name(member)
+    def _run(self, op: _calls.Op[T]) -> T:
+        """Runs an operation to its result, making the calls it asks for."""
+        try:
+            call = next(op)
+            while True:
+                try:
+                    response = self._invoke(call)
+                except VectronError as error:
+                    call = op.throw(error)
+                else:
+                    call = op.send(response)
+        except StopIteration as done:
+            return cast(T, done.value)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -436,8 +204,8 @@ class Client:
 
     def __repr__(self) -> str:
         """The address and whether a key is set (never the key)."""
-        key = "set" if self._metadata else "none"
-        return f"Client({self._address!r}, api_key={key}, closed={self._closed})"
+        key = "set" if self._calls.metadata else "none"
+        return f"Client({self._calls.address!r}, api_key={key}, closed={self._closed})"
 
     # --- collections -------------------------------------------------------------------
 
@@ -474,63 +242,18 @@ class Client:
             InvalidArgument: The spec breaks a rule.
             FailedPrecondition: The shards cannot be placed.
         """
-        spec = collections_pb2.CollectionSpec(
-            name=name,
-            dimension=dimension,
-            metric=_convert.enum_name(_convert.enum_arg(Metric, metric, "metric")),
-        )
-        if shard_count is not None:
-            spec.shard_count = shard_count
-        if replication_factor is not None:
-            spec.replication_factor = replication_factor
-        if hnsw is not None:
-            spec.hnsw.SetInParent()
-            if hnsw.m is not None:
-                spec.hnsw.m = hnsw.m
-            if hnsw.ef_construction is not None:
-                spec.hnsw.ef_construction = hnsw.ef_construction
-            if hnsw.ef is not None:
-                spec.hnsw.ef = hnsw.ef
-        if quantization is not None:
-            member = _convert.enum_arg(Quantization, quantization, "quantization")
-            spec.MergeFrom(collections_pb2.CollectionSpec(quantization=_convert.enum_name(member)))
-        for index in self._payload_indexes(payload_indexes):
-            spec.payload_indexes.append(index)
-        response = self._invoke(
-            self._create, collections_pb2.CreateCollectionRequest(spec=spec), idempotent=False
-        )
-        info = _convert.collection_from_proto(response.collection)
-        self._dimensions[info.name] = info.dimension
-        return info
-
-    @staticmethod
-    def _payload_indexes(
-        indexes: Mapping[str, PayloadFieldKind | str] | Sequence[PayloadIndex] | None,
-    ) -> list[collections_pb2.PayloadIndex]:
-        """Payload indexes given as a mapping or a list, as messages."""
-        if indexes is None:
-            return []
-        pairs: list[tuple[str, PayloadFieldKind | str]]
-        if isinstance(indexes, Mapping):
-            pairs = list(indexes.items())
-        else:
-            pairs = []
-            for index in indexes:
-                if not isinstance(index, PayloadIndex):
-                    raise InvalidArgument(
-                        f"payload_indexes holds {index!r}: give PayloadIndex values or a "
-                        "{field: kind} mapping"
-                    )
-                pairs.append((index.field, index.kind))
-        return [
-            collections_pb2.PayloadIndex(
-                field=field,
-                kind=_convert.enum_name(
-                    _convert.enum_arg(PayloadFieldKind, kind, f"kind of payload index {field!r}")
-                ),
+        return self._run(
+            self._calls.create_collection(
+                name,
+                dimension,
+                metric,
+                shard_count=shard_count,
+                replication_factor=replication_factor,
+                hnsw=hnsw,
+                quantization=quantization,
+                payload_indexes=payload_indexes,
             )
-            for field, kind in pairs
-        ]
+        )
 
     def drop_collection(self, name: str) -> None:
         """Drops a collection and every point in it. Dropping is final. Not retried.
@@ -538,18 +261,11 @@ class Client:
         Raises:
             NotFound: No collection has that name.
         """
-        self._dimensions.pop(name, None)
-        self._invoke(self._drop, collections_pb2.DropCollectionRequest(name=name), idempotent=False)
+        return self._run(self._calls.drop_collection(name))
 
     def list_collections(self) -> list[CollectionInfo]:
         """Every collection, ordered by name (point counts as last reported)."""
-        response = self._invoke(
-            self._list, collections_pb2.ListCollectionsRequest(), idempotent=True
-        )
-        infos = [_convert.collection_from_proto(c) for c in response.collections]
-        for info in infos:
-            self._dimensions[info.name] = info.dimension
-        return infos
+        return self._run(self._calls.list_collections())
 
     def describe_collection(self, name: str) -> CollectionInfo:
         """One collection: spec, state, point count, shards and replicas as of the call.
@@ -557,74 +273,13 @@ class Client:
         Raises:
             NotFound: No collection has that name.
         """
-        response = self._invoke(
-            self._describe, collections_pb2.DescribeCollectionRequest(name=name), idempotent=True
-        )
-        info = _convert.collection_from_proto(response)
-        self._dimensions[info.name] = info.dimension
-        return info
+        return self._run(self._calls.describe_collection(name))
 
     def collection_exists(self, name: str) -> bool:
         """Whether a collection has this name."""
-        try:
-            self.describe_collection(name)
-        except NotFound:
-            return False
-        return True
+        return self._run(self._calls.collection_exists(name))
 
     # --- writing points ----------------------------------------------------------------
-
-    def _prepare(
-        self,
-        collection: str,
-        vectors: Any,
-        ids: Sequence[PointId] | npt.NDArray[Any] | None,
-        payloads: Sequence[Mapping[str, Any] | None] | None,
-        *,
-        stream_width: int | None = None,
-    ) -> _encode.PreparedPoints:
-        """Checks points before sending: shape, dtype, finiteness, and the width.
-
-        The width must be `stream_width` when given (the first vector of a stream),
-        else the collection's dimension when this client knows it; a mismatch with a
-        known dimension is confirmed with the server first, in case the collection was
-        recreated meanwhile.
-        """
-        if stream_width is not None:
-            return _encode.prepare_points(
-                vectors,
-                ids,
-                payloads,
-                dimension=stream_width,
-                dimension_is="the stream's first vector has",
-            )
-        known = self._dimensions.get(collection)
-        try:
-            return _encode.prepare_points(vectors, ids, payloads, dimension=known)
-        except InvalidArgument:
-            if known is None:
-                raise
-            fresh = self.describe_collection(collection).dimension
-            if fresh == known:
-                raise
-            return _encode.prepare_points(vectors, ids, payloads, dimension=fresh)
-
-    def _send_upserts(
-        self, collection: str, points: _encode.PreparedPoints, wait: bool | None, batch_size: int
-    ) -> UpsertResult:
-        """Sends prepared points as unary upserts, each retried on its own."""
-        count, durable = 0, True
-        for request in _encode.encode_upsert_requests(
-            collection,
-            points,
-            wait=wait,
-            batch_size=batch_size,
-            max_bytes=self._max_message_bytes - _MESSAGE_MARGIN,
-        ):
-            response = self._invoke(self._upsert_raw, request, idempotent=True)
-            count += response.count
-            durable = durable and response.durable
-        return UpsertResult(count=count, durable=durable, ids=tuple(points.ids))
 
     def upsert(
         self,
@@ -660,10 +315,9 @@ class Client:
                 server (naming the point).
             NotFound: No such collection.
         """
-        prepared = self._prepare(collection, vectors, ids, payloads)
-        if len(prepared) == 0:
-            return UpsertResult(count=0, durable=True, ids=())
-        return self._send_upserts(collection, prepared, wait, batch_size)
+        return self._run(
+            self._calls.upsert(collection, vectors, ids, payloads, wait=wait, batch_size=batch_size)
+        )
 
     def upsert_points(
         self,
@@ -674,26 +328,9 @@ class Client:
         batch_size: int = 1000,
     ) -> UpsertResult:
         """Inserts or replaces :class:`Point` values; like :meth:`upsert` otherwise."""
-        ids, vectors, payloads = self._columns(list(points))
-        prepared = self._prepare(collection, vectors, ids, payloads)
-        if len(prepared) == 0:
-            return UpsertResult(count=0, durable=True, ids=())
-        return self._send_upserts(collection, prepared, wait, batch_size)
-
-    @staticmethod
-    def _columns(
-        points: Sequence[Point],
-    ) -> tuple[list[PointId], list[VectorLike], list[Payload | Mapping[str, Any] | None] | None]:
-        """Ids, vectors and payloads of `points` (payloads ``None`` when none has one)."""
-        for row, point in enumerate(points):
-            if not isinstance(point, Point):
-                raise InvalidArgument(f"item {row} is {point!r}, not a vectron.Point")
-        ids: list[PointId] = [p.id for p in points]
-        vectors: list[VectorLike] = [p.vector for p in points]
-        payloads: list[Payload | Mapping[str, Any] | None] | None = None
-        if any(p.payload is not None for p in points):
-            payloads = [p.payload for p in points]
-        return ids, vectors, payloads
+        return self._run(
+            self._calls.upsert_points(collection, points, wait=wait, batch_size=batch_size)
+        )
 
     def upsert_stream(
         self,
@@ -713,11 +350,8 @@ class Client:
         empty iterable sends nothing. Not retried: the iterator is consumed. The
         result's ``ids`` is empty.
         """
-        if batch_size < 1:
-            raise InvalidArgument(f"batch_size must be at least 1; got {batch_size}")
-        batch_size = min(batch_size, MAX_POINTS_PER_REQUEST)
-        if self._closed:
-            raise RuntimeError("this Client is closed")
+        batch_size = _calls.stream_batch_size(batch_size)
+        self._check_open()
         outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
 
         def requests() -> Iterator[bytes]:
@@ -731,15 +365,15 @@ class Client:
         # The call starts with its first message: an empty iterable makes no call, and a
         # first message refused by the client's checks sends nothing.
         call: grpc.Future[points_pb2.UpsertResponse] | None = None
-        deadline: float | None = None
+        attempts = self._calls.attempts(idempotent=False)
 
         def send(item: bytes | None) -> bool:
             """Queues `item` for the stream; false once the call has ended."""
-            nonlocal call, deadline
+            nonlocal call, attempts
             if call is None:
-                deadline = None if self._timeout is None else time.monotonic() + self._timeout
+                attempts = self._calls.attempts(idempotent=False)
                 call = self._upsert_stream_raw.future(
-                    requests(), timeout=self._timeout, metadata=self._metadata
+                    requests(), timeout=attempts.remaining(), metadata=self._calls.metadata
                 )
             while not call.done():
                 try:
@@ -751,20 +385,13 @@ class Client:
 
         try:
             width: int | None = None
-            for chunk in self._batched(points, batch_size):
-                ids, vectors, payloads = self._columns(chunk)
-                prepared = self._prepare(collection, vectors, ids, payloads, stream_width=width)
+            for chunk in _calls.batched(points, batch_size):
+                prepared = self._run(self._calls.stream_chunk(collection, chunk, width))
                 if width is None:
                     width = int(prepared.vectors.shape[1])
                 sent = all(
                     send(request)
-                    for request in _encode.encode_upsert_requests(
-                        collection,
-                        prepared,
-                        wait=wait,
-                        batch_size=batch_size,
-                        max_bytes=self._max_message_bytes - _MESSAGE_MARGIN,
-                    )
+                    for request in self._calls.encode(collection, prepared, wait, batch_size)
                 )
                 if not sent:
                     break  # the call ended early: its result says why
@@ -779,25 +406,13 @@ class Client:
         try:
             response = call.result()
         except grpc.RpcError as rpc_error:
-            raise self._classify(rpc_error, deadline) from rpc_error
+            raise attempts.error(rpc_error) from rpc_error
         except grpc.FutureCancelledError:
             raise Cancelled("the upsert stream was cancelled before the server answered") from None
         finally:
             # The call is over: if it ended before the iterator did, let gRPC's thread go.
             self._unblock(outbox)
         return UpsertResult(count=response.count, durable=response.durable)
-
-    @staticmethod
-    def _batched(points: Iterable[Point], size: int) -> Iterator[list[Point]]:
-        """`points` in lists of `size` (the last may be shorter)."""
-        batch: list[Point] = []
-        for point in points:
-            batch.append(point)
-            if len(batch) == size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     @staticmethod
     def _unblock(outbox: queue.Queue[bytes | None]) -> None:
@@ -812,6 +427,139 @@ class Client:
         except queue.Full:
             pass
 
+    def upload_points(
+        self,
+        collection: str,
+        vectors: npt.ArrayLike,
+        payloads: Sequence[Mapping[str, Any] | None] | None = None,
+        ids: Sequence[PointId] | npt.NDArray[Any] | None = None,
+        *,
+        batch_size: int = 1000,
+        parallel: int = 2,
+        wait: bool | None = True,
+        progress: Callable[[int, int], None] | None = None,
+        max_retries: int = _upload.DEFAULT_MAX_RETRIES,
+    ) -> UpsertResult:
+        """Bulk upload: the rows in batches of `batch_size`, sent on `parallel` concurrent
+        ``UpsertStream`` calls, one stream per batch (threads of this client; tasks of an
+        :class:`~vectron.AsyncClient`).
+
+        Everything is checked before anything is sent, as in :meth:`upsert` (shape,
+        dtype, finiteness, ids, payload count; errors name the row). Each batch goes to
+        the wire with one ``tobytes()`` per row. A batch refused with ``UNAVAILABLE``, or
+        with ``RESOURCE_EXHAUSTED`` and a ``retry-after``, is sent again whole on a fresh
+        stream (upserts are idempotent by id) after the backoff or the server's
+        ``retry-after``, up to `max_retries` times. On any other failure the other
+        workers stop (their calls are cancelled) and the first error is raised; batches
+        acknowledged before it stay written.
+
+        Args:
+            collection: The collection to write to.
+            vectors: Shape (points, dimension).
+            payloads: One JSON object (or ``None``) per row.
+            ids: One id per row; ``None`` generates random UUIDs, returned in the result.
+            batch_size: Points per batch (1 to 10000).
+            parallel: Concurrent streams (workers).
+            wait: ``True``/``None``: a batch is acknowledged once durable and visible;
+                ``False``: once validated and queued.
+            progress: ``progress(done_points, total_points)``, called in the calling
+                thread (or task) as batches are acknowledged; `done_points` only grows.
+            max_retries: Retries allowed to each batch.
+
+        Returns:
+            The points acknowledged, whether all are durable, and every id in input
+            order.
+        """
+        plan = self._run(
+            self._calls.upload_plan(
+                collection,
+                vectors,
+                payloads,
+                ids,
+                batch_size=batch_size,
+                parallel=parallel,
+                wait=wait,
+                progress=progress,
+                max_retries=max_retries,
+            )
+        )
+        tally = _upload.UploadTally(plan, progress)
+        if plan.batch_count == 0:
+            return tally.result()
+        self._check_open()
+        pending: queue.SimpleQueue[int] = queue.SimpleQueue()
+        for index in range(plan.batch_count):
+            pending.put(index)
+        events: queue.SimpleQueue[tuple[int, points_pb2.UpsertResponse] | BaseException] = (
+            queue.SimpleQueue()
+        )
+        stop = threading.Event()
+        lock = threading.Lock()
+        in_flight: set[grpc.Future[points_pb2.UpsertResponse]] = set()
+
+        def send(index: int) -> points_pb2.UpsertResponse | None:
+            """Sends batch `index` until acknowledged; ``None`` when stopped first."""
+            messages = plan.messages(index)
+            attempts = self._calls.attempts(idempotent=True, retries=plan.max_retries)
+            while True:
+                with lock:
+                    if stop.is_set():
+                        return None
+                    future = self._upsert_stream_raw.future(
+                        iter(messages), timeout=attempts.remaining(), metadata=self._calls.metadata
+                    )
+                    in_flight.add(future)
+                try:
+                    return future.result()
+                except grpc.FutureCancelledError:
+                    return None
+                except grpc.RpcError as rpc_error:
+                    if stop.is_set():
+                        return None
+                    pause = attempts.pause_after(rpc_error)
+                finally:
+                    with lock:
+                        in_flight.discard(future)
+                if stop.wait(pause):
+                    return None
+
+        def work() -> None:
+            """Takes batches until none is left or the upload stops."""
+            while not stop.is_set():
+                try:
+                    index = pending.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    response = send(index)
+                except BaseException as error:
+                    events.put(error)
+                    return
+                if response is None:
+                    return
+                events.put((index, response))
+
+        workers = [
+            threading.Thread(target=work, name=f"vectron-upload-{n}", daemon=True)
+            for n in range(plan.workers)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            for _ in range(plan.batch_count):
+                event = events.get()
+                if isinstance(event, BaseException):
+                    raise event
+                tally.acknowledged(*event)
+        finally:
+            with lock:
+                stop.set()
+                for future in in_flight:
+                    future.cancel()
+            for worker in workers:
+                worker.join()
+        return tally.result()
+
     # --- reading and deleting points ---------------------------------------------------
 
     def get(
@@ -824,19 +572,15 @@ class Client:
         consistency: ReadConsistency | str | None = None,
     ) -> list[Record]:
         """Reads points by id, in the order asked; ids that do not exist are left out."""
-        wanted = _ids(ids, "get")
-        records: list[Record] = []
-        for chunk in _chunks(wanted, MAX_POINTS_PER_REQUEST):
-            request = points_pb2.GetRequest(
-                collection=collection,
-                ids=chunk,
+        return self._run(
+            self._calls.get(
+                collection,
+                ids,
                 with_payload=with_payload,
                 with_vector=with_vector,
-                consistency=self._consistency(consistency),
+                consistency=consistency,
             )
-            response = self._invoke(self._get, request, idempotent=True)
-            records.extend(_convert.record_from_proto(p) for p in response.points)
-        return records
+        )
 
     def delete(
         self,
@@ -851,21 +595,7 @@ class Client:
         Deletes by id are retried (deleting twice deletes once); deletes by filter are
         not. An empty filter is refused by the server: drop the collection instead.
         """
-        if (ids is None) == (filter is None):
-            raise InvalidArgument("delete takes ids or a filter, exactly one of them")
-        if filter is not None:
-            request = points_pb2.DeleteRequest(
-                collection=collection, filter=_filter_proto(filter), wait=wait
-            )
-            return self._invoke(self._delete, request, idempotent=False).deleted
-        assert ids is not None
-        deleted = 0
-        for chunk in _chunks(_ids(ids, "delete"), MAX_POINTS_PER_REQUEST):
-            request = points_pb2.DeleteRequest(
-                collection=collection, ids=points_pb2.PointIds(ids=chunk), wait=wait
-            )
-            deleted += self._invoke(self._delete, request, idempotent=True).deleted
-        return deleted
+        return self._run(self._calls.delete(collection, ids, filter=filter, wait=wait))
 
     def count(
         self,
@@ -875,12 +605,7 @@ class Client:
         consistency: ReadConsistency | str | None = None,
     ) -> int:
         """Counts the points exactly, optionally those passing `filter`."""
-        request = points_pb2.CountRequest(
-            collection=collection,
-            filter=_filter_proto(filter),
-            consistency=self._consistency(consistency),
-        )
-        return self._invoke(self._count, request, idempotent=True).count
+        return self._run(self._calls.count(collection, filter, consistency=consistency))
 
     def scroll(
         self,
@@ -896,19 +621,16 @@ class Client:
         """One page of points in ascending byte order of their ids (``"10"`` before
         ``"9"``). Pass the page's ``next_offset`` as `offset` to continue; it is ``None``
         after the last page."""
-        request = points_pb2.ScrollRequest(
-            collection=collection,
-            offset=offset or "",
-            limit=limit,
-            filter=_filter_proto(filter),
-            with_payload=with_payload,
-            with_vector=with_vector,
-            consistency=self._consistency(consistency),
-        )
-        response = self._invoke(self._scroll, request, idempotent=True)
-        return ScrollPage(
-            points=tuple(_convert.record_from_proto(p) for p in response.points),
-            next_offset=response.next_offset or None,
+        return self._run(
+            self._calls.scroll(
+                collection,
+                offset=offset,
+                limit=limit,
+                filter=filter,
+                with_payload=with_payload,
+                with_vector=with_vector,
+                consistency=consistency,
+            )
         )
 
     def iter_points(
@@ -940,33 +662,6 @@ class Client:
 
     # --- search ------------------------------------------------------------------------
 
-    def _search_request(
-        self,
-        collection: str,
-        vector: list[float],
-        k: int,
-        filter: filter_pb2.Filter | None,
-        ef: int | None,
-        with_payload: bool,
-        with_vector: bool,
-        consistency: str | None,
-        timeout_ms: int | None,
-        allow_partial_results: bool,
-    ) -> search_pb2.SearchRequest:
-        """One ``SearchRequest``."""
-        return search_pb2.SearchRequest(
-            collection=collection,
-            vector=vector,
-            k=k,
-            ef=ef,
-            filter=filter,
-            with_payload=with_payload,
-            with_vector=with_vector,
-            consistency=consistency,
-            timeout_ms=timeout_ms,
-            allow_partial_results=allow_partial_results,
-        )
-
     def search(
         self,
         collection: str,
@@ -997,20 +692,20 @@ class Client:
             allow_partial_results: Return the hits of the shards that answered when some
                 cannot, listing the others in ``missing_shards``.
         """
-        request = self._search_request(
-            collection,
-            _query_vector(vector, "vector"),
-            k,
-            _filter_proto(filter),
-            ef,
-            with_payload,
-            with_vector,
-            self._consistency(consistency),
-            timeout_ms,
-            allow_partial_results,
+        return self._run(
+            self._calls.search(
+                collection,
+                vector,
+                k,
+                filter=filter,
+                ef=ef,
+                with_payload=with_payload,
+                with_vector=with_vector,
+                consistency=consistency,
+                timeout_ms=timeout_ms,
+                allow_partial_results=allow_partial_results,
+            )
         )
-        response = self._invoke(self._search, request, idempotent=True)
-        return _convert.search_result_from_proto(response)
 
     def search_batch(
         self,
@@ -1029,52 +724,26 @@ class Client:
         """One search per row of `vectors` (2-D), with the same parameters as
         :meth:`search`; results in row order. The searches of one call run concurrently
         on the server, 1000 per request at most (more are split)."""
-        if isinstance(vectors, np.ndarray):
-            if vectors.ndim != 2:
-                raise InvalidArgument(
-                    f"vectors must be 2-D (queries x dimension); got shape {vectors.shape}"
-                )
-            rows: Sequence[Any] = list(vectors)
-        elif isinstance(vectors, Sequence) and not isinstance(vectors, (str, bytes)):
-            rows = vectors
-        else:
-            raise InvalidArgument(
-                f"vectors must be a 2-D array or a list of vectors; got {type(vectors).__name__}"
+        return self._run(
+            self._calls.search_batch(
+                collection,
+                vectors,
+                k,
+                filter=filter,
+                ef=ef,
+                with_payload=with_payload,
+                with_vector=with_vector,
+                consistency=consistency,
+                timeout_ms=timeout_ms,
+                allow_partial_results=allow_partial_results,
             )
-        queries = [_query_vector(row, f"query {i}") for i, row in enumerate(rows)]
-        filter_message = _filter_proto(filter)
-        consistency_name = self._consistency(consistency)
-        results: list[SearchResult] = []
-        for chunk in _chunks(queries, MAX_SEARCHES_PER_BATCH):
-            request = search_pb2.SearchBatchRequest(
-                searches=[
-                    self._search_request(
-                        collection,
-                        query,
-                        k,
-                        filter_message,
-                        ef,
-                        with_payload,
-                        with_vector,
-                        consistency_name,
-                        timeout_ms,
-                        allow_partial_results,
-                    )
-                    for query in chunk
-                ]
-            )
-            response = self._invoke(self._search_batch, request, idempotent=True)
-            results.extend(_convert.search_result_from_proto(r) for r in response.results)
-        return results
+        )
 
     # --- statistics --------------------------------------------------------------------
 
     def core_stats(self, worker_id: str = "") -> CoreStatsResult:
         """Statistics of every core of one worker, or of the whole cluster (empty id)."""
-        response = self._invoke(
-            self._cores, stats_pb2.CoreStatsRequest(worker_id=worker_id), idempotent=True
-        )
-        return _convert.core_stats_from_proto(response)
+        return self._run(self._calls.core_stats(worker_id))
 
     # --- keys (admin) ------------------------------------------------------------------
 
@@ -1095,24 +764,18 @@ class Client:
             description: Free text, at most 256 bytes.
             plan: The plan that limits it (``set_plan``); empty for none.
         """
-        request = keys_pb2.CreateKeyRequest(
-            role=_convert.enum_name(_convert.enum_arg(KeyRole, role, "role")),
-            grants=_convert.grants_to_proto(grants),
-            description=description,
-            plan=plan,
+        return self._run(
+            self._calls.create_key(role, grants=grants, description=description, plan=plan)
         )
-        response = self._invoke(self._create_key, request, idempotent=False)
-        return CreatedKey(key=_convert.key_from_proto(response.key), secret=response.secret)
 
     def list_keys(self) -> list[KeyInfo]:
         """Every API key, ordered by id, without secrets (an admin's call)."""
-        response = self._invoke(self._list_keys, keys_pb2.ListKeysRequest(), idempotent=True)
-        return [_convert.key_from_proto(k) for k in response.keys]
+        return self._run(self._calls.list_keys())
 
     def revoke_key(self, key_id: str) -> None:
         """Revokes an API key by id (an admin's call): every gateway refuses it within a
         second. Not retried."""
-        self._invoke(self._revoke_key, keys_pb2.RevokeKeyRequest(id=key_id), idempotent=False)
+        return self._run(self._calls.revoke_key(key_id))
 
     def create_token(
         self,
@@ -1129,34 +792,22 @@ class Client:
         Raises:
             FailedPrecondition: The gateway has no token secret.
         """
-        request = keys_pb2.CreateTokenRequest(
-            subject=subject,
-            role=_convert.enum_name(_convert.enum_arg(KeyRole, role, "role")),
-            grants=_convert.grants_to_proto(grants),
-            ttl_seconds=ttl_seconds,
-            plan=plan,
+        return self._run(
+            self._calls.create_token(
+                subject, role, grants=grants, ttl_seconds=ttl_seconds, plan=plan
+            )
         )
-        response = self._invoke(self._create_token, request, idempotent=True)
-        return Token(token=response.token, expires_at_unix_s=response.expires_at_unix_s)
 
     # --- plans (admin) -----------------------------------------------------------------
 
     def set_plan(self, plan: Plan) -> Plan:
         """Makes or changes a plan (an admin's call); callers on it get its rate within a
         second. Retried: setting a plan twice sets it once."""
-        request = plans_pb2.Plan(
-            name=plan.name,
-            requests_per_second=plan.requests_per_second,
-            burst=plan.burst,
-            max_collections=plan.max_collections,
-            max_points=plan.max_points,
-        )
-        return _convert.plan_from_proto(self._invoke(self._set_plan, request, idempotent=True))
+        return self._run(self._calls.set_plan(plan))
 
     def list_plans(self) -> list[Plan]:
         """Every plan, ordered by name (an admin's call)."""
-        response = self._invoke(self._list_plans, plans_pb2.ListPlansRequest(), idempotent=True)
-        return [_convert.plan_from_proto(p) for p in response.plans]
+        return self._run(self._calls.list_plans())
 
     def delete_plan(self, name: str) -> None:
         """Deletes a plan that no key or user names (an admin's call). Not retried.
@@ -1164,7 +815,7 @@ class Client:
         Raises:
             FailedPrecondition: Unknown plan, or a key or user names it.
         """
-        self._invoke(self._delete_plan, plans_pb2.DeletePlanRequest(name=name), idempotent=False)
+        return self._run(self._calls.delete_plan(name))
 
     # --- users -------------------------------------------------------------------------
 
@@ -1178,23 +829,15 @@ class Client:
         plan: str = "",
     ) -> UserInfo:
         """Makes a user who logs in with `password` (an admin's call). Not retried."""
-        request = users_pb2.CreateUserRequest(
-            name=name,
-            password=password,
-            role=_convert.enum_name(_convert.enum_arg(KeyRole, role, "role")),
-            grants=_convert.grants_to_proto(grants),
-            plan=plan,
-        )
-        return _convert.user_from_proto(self._invoke(self._create_user, request, idempotent=False))
+        return self._run(self._calls.create_user(name, password, role, grants=grants, plan=plan))
 
     def list_users(self) -> list[UserInfo]:
         """Every user, ordered by name, without passwords (an admin's call)."""
-        response = self._invoke(self._list_users, users_pb2.ListUsersRequest(), idempotent=True)
-        return [_convert.user_from_proto(u) for u in response.users]
+        return self._run(self._calls.list_users())
 
     def delete_user(self, name: str) -> None:
         """Deletes a user (an admin's call): they log in no more. Not retried."""
-        self._invoke(self._delete_user, users_pb2.DeleteUserRequest(name=name), idempotent=False)
+        return self._run(self._calls.delete_user(name))
 
     def login(self, name: str, password: str, *, ttl_seconds: int = 0) -> Token:
         """Logs in as `name` and returns a token carrying the user's role and grants, for
@@ -1204,6 +847,4 @@ class Client:
         Raises:
             Unauthenticated: Wrong name or password.
         """
-        request = users_pb2.LoginRequest(name=name, password=password, ttl_seconds=ttl_seconds)
-        response = self._invoke(self._login, request, idempotent=False)
-        return Token(token=response.token, expires_at_unix_s=response.expires_at_unix_s)
+        return self._run(self._calls.login(name, password, ttl_seconds=ttl_seconds))
