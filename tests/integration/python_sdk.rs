@@ -1,7 +1,9 @@
 //! The Python SDK (`sdk/python`) passes its own checks against this build's `vectron`:
 //! `sdk/python/scripts/test.sh` makes a venv with the package and its pinned tools from
-//! the package registry, checks that the committed stubs match `proto/`, runs mypy
-//! strict and ruff, then pytest against real `vectron dev` servers it starts.
+//! the package registry, checks that the committed stubs match `proto/`, that the package
+//! imports with `grpcio`, `protobuf` and `numpy` at exactly their declared floors (a
+//! second venv beside the first), runs mypy strict and ruff, then pytest against real
+//! `vectron dev` servers it starts.
 //!
 //! It needs Python 3.10 or later and the package registry. Where Python is missing it
 //! says so loudly and does not run, unless `VECTRON_REQUIRE_PYTHON_SDK=1` (as `.ci/run`

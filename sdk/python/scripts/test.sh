@@ -2,13 +2,16 @@
 # Every check of the Python SDK, as CI runs them:
 #   1. a venv with the package and its pinned test tools (scripts/venv.sh),
 #   2. the stub drift check: regenerate src/vectron/_proto and `git diff --exit-code` it,
-#   3. `mypy --strict` on the hand-written code (the generated stubs are exempt by config),
-#      then on the tests and examples; ruff's lint and format checks,
-#   4. pytest against real `vectron dev` servers (VECTRON_BIN, default
+#   3. the floors check (scripts/check_floors.sh): the package installed with grpcio,
+#      protobuf and numpy at exactly their declared floors, in the venv $VENV-floors,
+#      imports with every stub (made once, then reused while the floors are the same),
+#   4. `mypy --strict` on the hand-written code (the generated stubs are exempt by config),
+#      then on the tests, examples and scripts; ruff's lint and format checks,
+#   5. pytest against real `vectron dev` servers (VECTRON_BIN, default
 #      <repo>/target/debug/vectron); pytest's "no tests collected" (exit 5) is a failure.
 #
 # Usage: scripts/test.sh [pytest args...]
-#   VENV: where the venv lives (default: sdk/python/.venv).
+#   VENV: where the venv lives (default: sdk/python/.venv); the floors venv is $VENV-floors.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,9 +37,13 @@ fi
 # ... and against what git holds, as CI checks a clean checkout.
 git -C "$repo" diff --exit-code -- sdk/python/src/vectron/_proto
 
-echo "== mypy --strict src/vectron (then tests, examples); ruff"
+echo "== the package at its dependencies' floors (check_floors.sh ${venv%/}-floors)"
+"$here/check_floors.sh" "${venv%/}-floors"
+
+echo "== mypy --strict src/vectron (then tests, examples, scripts); ruff"
 (cd "$sdk" && "$python" -m mypy --strict src/vectron)
 (cd "$sdk" && "$python" -m mypy --strict tests examples)
+(cd "$sdk" && "$python" -m mypy --strict scripts)
 (cd "$sdk" && "$python" -m ruff check . && "$python" -m ruff format --check .)
 
 echo "== pytest"

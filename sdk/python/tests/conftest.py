@@ -72,10 +72,11 @@ class DevServer:
     process: subprocess.Popen[str]
     stdout_reader: threading.Thread
 
-    def stop(self) -> None:
-        """SIGINT, then SIGKILL if it has not stopped in time; closes its stdout."""
+    def stop(self, stop_signal: signal.Signals = signal.SIGINT) -> int:
+        """`stop_signal` (SIGINT by default), then SIGKILL if it has not stopped in time;
+        closes its stdout. Returns the exit status (negative: the signal that killed it)."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(stop_signal)
             try:
                 self.process.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
@@ -84,6 +85,7 @@ class DevServer:
         self.stdout_reader.join(timeout=STOP_TIMEOUT_S)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        return self.process.returncode
 
 
 def _log_tail(log: Path, lines: int = 30) -> str:
@@ -369,6 +371,34 @@ def wait_until_indexed(client: vectron.Client, collection: str, points: int) -> 
         assert time.monotonic() < deadline, f"not indexed after 300 s: {shards}"
         time.sleep(0.2)
     assert sum(s.indexed_points for s in shards) == points
+
+
+def run_vectron_bench(
+    address: str, dataset: Path, collection: str, *options: str, timeout: float = 300.0
+) -> dict[str, Any]:
+    """Runs ``vectron bench --addr ADDRESS --dataset DATASET --collection COLLECTION``
+    with `options` and returns its JSON line; fails the test when it fails."""
+    args = [
+        str(vectron_bin()),
+        "bench",
+        "--addr",
+        address,
+        "--dataset",
+        str(dataset),
+        "--collection",
+        collection,
+        *options,
+    ]
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+    if done.returncode != 0:
+        pytest.fail(
+            f"{' '.join(args)} exited with {done.returncode}:\n{done.stdout}\n{done.stderr}",
+            pytrace=False,
+        )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def recall_at(results: list[vectron.SearchResult], truth: np.ndarray, k: int) -> float:
