@@ -118,12 +118,12 @@ pub(crate) async fn run(
         })
     );
     crate::announce_admin_key(admin_key.as_deref());
-    eprintln!(
+    crate::tell(&format!(
         "vectron dev: gRPC on {}, HTTP on {}, data in {}",
         gateway.grpc_addr(),
         gateway.http_addr(),
         data_dir.display()
-    );
+    ));
 
     let refused = tokio::select! {
         () = vectron_worker::shutdown_signal() => None,

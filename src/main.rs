@@ -18,8 +18,19 @@ mod dev;
 #[derive(Debug, Parser)]
 #[command(name = "vectron", version, arg_required_else_help = true)]
 struct Cli {
+    /// How log lines are written on stderr: text for people, json (one object a line:
+    /// timestamp, level, target, message and the event's fields) for log collectors.
+    #[arg(long, global = true, env = "VECTRON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// See [`Cli::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -392,9 +403,13 @@ enum ClusterCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let Cli {
+        log_format,
+        command,
+    } = Cli::parse();
+    match command {
         Command::Worker(args) => {
-            init_logging("info");
+            init_logging("info", log_format);
             let config = worker_config(args)?;
             keep_off_cores(&config);
             current_thread()?.block_on(async {
@@ -404,30 +419,30 @@ fn main() -> anyhow::Result<()> {
             })
         }
         Command::Control(args) => {
-            init_logging("info,openraft=warn");
+            init_logging("info,openraft=warn", log_format);
             multi_thread()?.block_on(run_control(args))
         }
         Command::Gateway(args) => {
-            init_logging("info");
+            init_logging("info", log_format);
             multi_thread()?.block_on(run_gateway(args))
         }
         Command::Bench(args) => {
-            init_logging("warn");
+            init_logging("warn", log_format);
             multi_thread()?.block_on(bench::run(args))
         }
         Command::Dev(args) => {
-            init_logging("info,openraft=warn");
+            init_logging("info,openraft=warn", log_format);
             let worker = dev::worker_config(&args);
             keep_off_cores(&worker);
             multi_thread()?.block_on(dev::run(args, worker))
         }
-        Command::Collections(args) => client(cli::Action::Collections(args)),
-        Command::Keys(args) => client(cli::Action::Keys(args)),
-        Command::Users(args) => client(cli::Action::Users(args)),
-        Command::Login(args) => client(cli::Action::Login(args)),
-        Command::Plans(args) => client(cli::Action::Plans(args)),
-        Command::Points(args) => client(cli::Action::Points(args)),
-        Command::Search(args) => client(cli::Action::Search(args)),
+        Command::Collections(args) => client(cli::Action::Collections(args), log_format),
+        Command::Keys(args) => client(cli::Action::Keys(args), log_format),
+        Command::Users(args) => client(cli::Action::Users(args), log_format),
+        Command::Login(args) => client(cli::Action::Login(args), log_format),
+        Command::Plans(args) => client(cli::Action::Plans(args), log_format),
+        Command::Points(args) => client(cli::Action::Points(args), log_format),
+        Command::Search(args) => client(cli::Action::Search(args), log_format),
         Command::Cluster {
             command: ClusterCommand::Key,
         } => {
@@ -442,7 +457,7 @@ fn main() -> anyhow::Result<()> {
                     cluster_key,
                 },
         } => {
-            init_logging("warn");
+            init_logging("warn", log_format);
             let key = cluster_key.load()?;
             multi_thread()?.block_on(async {
                 let client = ControlClient::new(control)?.with_cluster_key(key.as_ref());
@@ -458,8 +473,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Runs a client command; it prints its own errors and exits non-zero on failure.
-fn client(action: cli::Action) -> anyhow::Result<()> {
-    init_logging("warn");
+fn client(action: cli::Action, log_format: LogFormat) -> anyhow::Result<()> {
+    init_logging("warn", log_format);
     cli::run(&multi_thread()?, action);
     Ok(())
 }
@@ -482,7 +497,8 @@ fn multi_thread() -> anyhow::Result<tokio::runtime::Runtime> {
 /// messages show from `error` unless the filter names `openraft`: it warns on every
 /// heartbeat a replica of a shard's group cannot deliver, five times a second per group
 /// while a worker is down.
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
     let spec = std::env::var("VECTRON_LOG").unwrap_or_else(|_| default.to_owned());
     let spec = if spec.contains("openraft") {
         spec
@@ -491,11 +507,17 @@ fn init_logging(default: &str) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
 }
 
 /// Keeps the process's other threads off its pinned cores' CPUs, before any runtime
@@ -581,12 +603,31 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
 }
 
 /// Prints a generated admin key once, for the person who started the process: it is
-/// kept nowhere, and the next start makes another.
+/// kept nowhere, and the next start makes another. With json logs (which log collectors
+/// keep) the key stays in the ready line on stdout, and stderr only says where it is.
 fn announce_admin_key(key: Option<&str>) {
-    if let Some(key) = key {
+    let Some(key) = key else { return };
+    if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+        tell(
+            "vectron: authentication is on; the generated admin key is in the ready line on stdout, shown once and kept nowhere; make lasting keys with `vectron keys create` (start with --admin-key to keep one)",
+        );
+    } else {
         eprintln!(
             "vectron: authentication is on; the admin key, shown once and kept nowhere: {key}\n\
              vectron: make lasting keys with `vectron keys create` (start with --admin-key to keep one)"
         );
+    }
+}
+
+/// How this process writes on stderr, set once by [`init_logging`].
+static LOG_FORMAT: std::sync::OnceLock<LogFormat> = std::sync::OnceLock::new();
+
+/// Tells the person who started the process `text` on stderr: as a line of text with
+/// text logs, as a log event with json logs (so that stderr stays one object a line).
+fn tell(text: &str) {
+    if LOG_FORMAT.get() == Some(&LogFormat::Json) {
+        tracing::info!(target: "vectron", "{text}");
+    } else {
+        eprintln!("{text}");
     }
 }

@@ -644,3 +644,95 @@ fn a_worker_refuses_cpus_that_do_not_match_its_cores() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("1 CPUs given for 2 cores"), "{stderr}");
 }
+
+#[test]
+fn with_log_format_json_every_log_line_is_one_json_object() {
+    let dir = tempdir();
+    let log = dir.path().join("dev.log");
+    let data = dir.path().join("data");
+    let dev = crate::support::Process::start_logged(
+        &[
+            "--log-format",
+            "json",
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--no-pin",
+        ],
+        "info",
+        &log,
+    );
+    let addr = grpc_addr(&dev);
+    ok(
+        &addr,
+        &["collections", "create", "logged", "--dimension", "4"],
+    );
+    dev.terminate();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = logged
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    for line in &lines {
+        for field in ["timestamp", "level", "target", "message"] {
+            assert!(line.get(field).is_some(), "no {field:?} in {line}");
+        }
+    }
+    // An event's fields sit beside its message, not as text inside it.
+    let core = lines
+        .iter()
+        .find(|l| l["message"] == "core serving")
+        .unwrap_or_else(|| panic!("no \"core serving\" line in {logged:.2000}"));
+    assert_eq!(core["core"], 0, "{core}");
+    assert_eq!(core["level"], "INFO");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "collection created" && l["collection"] == "logged"),
+        "{logged:.4000}"
+    );
+
+    // A generated admin key stays in the ready line: json logs go to collectors.
+    let authed = crate::support::Process::start_logged(
+        &[
+            "--log-format",
+            "json",
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--cores",
+            "1",
+            "--no-pin",
+            "--auth",
+        ],
+        "info",
+        &log,
+    );
+    let key = authed.ready["admin_key"].as_str().unwrap().to_owned();
+    authed.terminate();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !logged.contains(&key),
+        "the admin key in the log: {logged:.4000}"
+    );
+    assert!(
+        logged.contains("in the ready line on stdout"),
+        "{logged:.4000}"
+    );
+    for line in logged.lines().filter(|l| !l.trim().is_empty()) {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+    }
+}
