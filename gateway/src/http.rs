@@ -288,6 +288,15 @@ fn set_collection(value: &mut Value, name: &str) -> Result<(), GatewayError> {
 }
 
 /// Parses a message from its JSON form.
+/// A JSON body that is one whole message `M` (no collection in the path to fill in).
+async fn message_body<M: prost::Message + prost::Name + Default>(
+    service: &Service,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<M, GatewayError> {
+    parse(&json_body(service, headers, body, None).await?)
+}
+
 fn parse<M: prost::Message + prost::Name + Default>(value: &Value) -> Result<M, GatewayError> {
     from_json(value).map_err(|e| GatewayError::BadJson {
         reason: e.to_string(),
@@ -598,8 +607,7 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let spec: CollectionSpec = parse(&value)?;
+    let spec: CollectionSpec = message_body(&service, &headers, body).await?;
     let info = service.create_collection(&who, spec).await?;
     ok(&to_json(&info))
 }
@@ -638,8 +646,7 @@ async fn create_key(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let request: CreateKeyRequest = parse(&value)?;
+    let request: CreateKeyRequest = message_body(&service, &headers, body).await?;
     let made = service.create_key(&who, &request).await?;
     ok(&to_json(&made))
 }
@@ -650,8 +657,7 @@ async fn create_token(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let request: CreateTokenRequest = parse(&value)?;
+    let request: CreateTokenRequest = message_body(&service, &headers, body).await?;
     let made = service.create_token(&who, &request)?;
     ok(&to_json(&made))
 }
@@ -662,8 +668,7 @@ async fn set_plan(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let plan: Plan = parse(&value)?;
+    let plan: Plan = message_body(&service, &headers, body).await?;
     let set = service.set_plan(&who, &plan).await?;
     ok(&to_json(&set))
 }
@@ -691,8 +696,7 @@ async fn create_user(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let request: CreateUserRequest = parse(&value)?;
+    let request: CreateUserRequest = message_body(&service, &headers, body).await?;
     let made = service.create_user(&who, &request).await?;
     ok(&to_json(&made))
 }
@@ -721,8 +725,7 @@ async fn login(
     headers: HeaderMap,
     body: Body,
 ) -> Answer {
-    let value = json_body(&service, &headers, body, None).await?;
-    let request: LoginRequest = parse(&value)?;
+    let request: LoginRequest = message_body(&service, &headers, body).await?;
     let from = from.map(|axum::Extension(ClientAddr(addr))| addr.ip());
     let made = service.login(from, &request).await?;
     ok(&to_json(&made))

@@ -1,6 +1,8 @@
 //! `vectron plans set|list|delete`: how fast keys, users and tokens on a plan may call,
 //! and how many collections and points they may own (an admin's calls).
 
+use std::fmt::Write as _;
+
 use clap::{Args, Subcommand};
 use vectron_client::Plan;
 use vectron_client::api::{DeletePlanResponse, ListPlansResponse};
@@ -56,10 +58,10 @@ fn line(plan: &Plan) -> String {
         plan.name, plan.requests_per_second, plan.burst
     );
     if let Some(n) = plan.max_collections {
-        line.push_str(&format!("  max {n} collections"));
+        let _ = write!(line, "  max {n} collections");
     }
     if let Some(n) = plan.max_points {
-        line.push_str(&format!("  max {n} points"));
+        let _ = write!(line, "  max {n} points");
     }
     line
 }

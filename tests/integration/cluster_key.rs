@@ -247,3 +247,37 @@ async fn inside_a_keyed_cluster_every_internal_port_refuses_a_caller_without_the
     keyless.terminate();
     cluster.terminate();
 }
+
+#[test]
+fn a_cluster_key_that_cannot_serve_is_refused_at_start_naming_the_rule() {
+    let dir = support::tempdir();
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "too-short-a-key\n").unwrap();
+    let data = dir.path().join("control");
+    let said = support::refused(&[
+        "control",
+        "--node-id",
+        "1",
+        "--addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cluster-key-file",
+        short.to_str().unwrap(),
+    ]);
+    assert!(said.contains("needs at least 32"), "{said}");
+    assert!(said.contains("vectron cluster key"), "{said}");
+    assert!(
+        !said.contains("too-short-a-key"),
+        "the key itself is not echoed: {said}"
+    );
+    let missing = dir.path().join("no-such.key");
+    let said = support::refused(&[
+        "gateway",
+        "--control",
+        "127.0.0.1:1",
+        "--cluster-key-file",
+        missing.to_str().unwrap(),
+    ]);
+    assert!(said.contains("reading the cluster key from"), "{said}");
+}
