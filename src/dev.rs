@@ -38,6 +38,7 @@ pub(crate) async fn run(
     args: DevArgs,
     mut worker: vectron_worker::WorkerConfig,
 ) -> anyhow::Result<()> {
+    let stop = vectron_worker::shutdown_signal();
     let data_dir = args.data_dir;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -126,7 +127,7 @@ pub(crate) async fn run(
     ));
 
     let refused = tokio::select! {
-        () = vectron_worker::shutdown_signal() => None,
+        () = stop => None,
         e = worker.refused() => Some(e),
     };
     tracing::info!("shutting down: gateway, then the worker (checkpoints), then the control plane");

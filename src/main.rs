@@ -561,6 +561,7 @@ fn worker_config(args: WorkerArgs) -> anyhow::Result<vectron_worker::WorkerConfi
 }
 
 async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let stop = vectron_worker::shutdown_signal();
     let (mut config, admin_key) = args.options.config(args.control, false)?;
     config.cluster_key = args.cluster_key.load()?;
     let gateway = vectron_gateway::Gateway::start(config)
@@ -572,13 +573,14 @@ async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
         "{}",
         serde_json::json!({"event": "ready", "grpc": gateway.grpc_addr().to_string(), "http": gateway.http_addr().to_string(), "admin_key": admin_key})
     );
-    vectron_worker::shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down the gateway");
     gateway.shutdown().await;
     Ok(())
 }
 
 async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
+    let stop = vectron_worker::shutdown_signal();
     let mut config = ControlConfig::new(args.node_id, args.addr, args.data_dir);
     config.advertise = args.advertise;
     config.join = args.join;
@@ -597,7 +599,7 @@ async fn run_control(args: ControlArgs) -> anyhow::Result<()> {
         node.node_id(),
         node.address()
     );
-    node.serve_until(vectron_worker::shutdown_signal())
+    node.serve_until(stop)
         .await
         .context("the control node stopped with an error")
 }

@@ -736,3 +736,36 @@ fn with_log_format_json_every_log_line_is_one_json_object() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
     }
 }
+
+/// A server process takes SIGTERM from before it says it is ready, so a supervisor that
+/// stops it the moment the ready line appears gets a clean exit, not death by signal.
+#[test]
+fn servers_stopped_the_moment_they_are_ready_exit_cleanly() {
+    let cluster = crate::support::Cluster::start(1);
+    let keyed = ["--cluster-key-file", cluster.key_file.to_str().unwrap()];
+    let dir = tempdir();
+    for round in 0..3 {
+        crate::support::Process::start(&[
+            "gateway",
+            "--control",
+            &cluster.control.address,
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            keyed[0],
+            keyed[1],
+        ])
+        .terminate();
+        let mut worker = crate::support::cluster_worker_args(
+            &dir.path().join(format!("worker-{round}")),
+            &cluster.control.address,
+            1,
+        );
+        worker.extend(keyed.map(str::to_owned));
+        crate::support::Process::start(&worker.iter().map(String::as_str).collect::<Vec<_>>())
+            .terminate();
+        dev(&dir.path().join(format!("dev-{round}")), 1).terminate();
+    }
+    cluster.terminate();
+}

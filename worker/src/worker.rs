@@ -310,6 +310,7 @@ async fn stop_cores(cores: Vec<CoreHandle>) {
 /// Runs a worker until SIGINT or SIGTERM, then shuts it down cleanly. Prints one JSON
 /// line on stdout once it serves, naming every core's address and the admin address.
 pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
+    let stop = shutdown_signal();
     let worker = Worker::start(config).await?;
     let cores: Vec<serde_json::Value> = worker
         .cores()
@@ -321,7 +322,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     );
     let mut worker = worker;
     let refused = tokio::select! {
-        () = shutdown_signal() => None,
+        () = stop => None,
         e = worker.refused() => Some(e),
     };
     tracing::info!("shutting down: checkpointing every shard");
@@ -329,12 +330,18 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     refused.map_or(Ok(()), Err)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
+/// Takes SIGINT (Ctrl-C) and SIGTERM from the moment it is called; the future it
+/// returns resolves on the first of them. Call it before the process says it is ready:
+/// a signal that arrives earlier would otherwise end the process at once, uncleanly.
+/// Must be called inside a tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
