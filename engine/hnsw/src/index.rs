@@ -37,9 +37,20 @@ pub(crate) const MAX_POINTS_3B: usize = 0xFF_FFFF;
 pub(crate) const QUANT_TRAIN_POINTS: usize = 1024;
 /// At most this many cache lines of a vector are prefetched ahead of its distance.
 const PREFETCH_LINES: usize = 8;
-/// int8 searches rescore this many times `k` of the best traversal candidates (at least
-/// `k`, at most `ef`) with the f32 vectors.
+/// int8 searches rescore at least this many times `k` of the best traversal candidates
+/// (at least `k`, at most `ef`) with the f32 vectors, then go on down the candidate list
+/// while a candidate's int8 distance could still hide an f32 distance among the best `k`
+/// (see [`RESCORE_MARGIN`]).
 const RESCORE_FACTOR: usize = 4;
+/// How far past the `k`-th best f32 distance an int8 distance may lie and its candidate
+/// still be rescored, in units of the largest int8 error seen on this query's rescored
+/// candidates. The int8 error of a distance depends on the data (how much of a vector's
+/// spread its codes' step resolves), so it is measured per query rather than assumed;
+/// twice the largest of some dozens of errors is far out in their tail. Past that point
+/// a candidate cannot enter the top `k` unless its error is twice any seen, so the
+/// result is that of rescoring the whole list while only the candidates that could
+/// matter pay for an f32 distance.
+const RESCORE_MARGIN: f32 = 2.0;
 
 /// Internal id of a point: a slot number. Ids are handed out by [`HnswIndex::add`] and
 /// stay valid until the point is deleted; a deleted id may be handed out again after
@@ -900,18 +911,14 @@ impl HnswIndex {
                     };
                     let qp = scratch.query_codes.as_ptr().cast();
                     dispatch(self.isa, space, qp, self.code_len, scale, run);
-                    let keep = (k * RESCORE_FACTOR).clamp(k, ef);
                     scratch.rescore.clear();
                     scratch.rescore.extend_from_slice(&scratch.layer.top);
-                    if scratch.rescore.len() > keep {
-                        scratch
-                            .rescore
-                            .select_nth_unstable_by(keep, |a, b| a.d.total_cmp(&b.d));
-                        scratch.rescore.truncate(keep);
-                    }
+                    scratch.rescore.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
                     let run = Rescore {
                         v: self.view(false),
                         cands: &scratch.rescore,
+                        first: (k * RESCORE_FACTOR).clamp(k, ef),
+                        k,
                         out: &mut scratch.results,
                     };
                     dispatch(
@@ -1249,9 +1256,16 @@ impl WithDist for Nearest<'_> {
 }
 
 /// Exact distances for candidates found on codes.
+/// Rescores int8 traversal candidates with f32 distances: the `first` best
+/// unconditionally, then each next one while its int8 distance is within
+/// [`RESCORE_MARGIN`] times the largest int8 error seen so far of the `k`-th best f32
+/// distance.
 struct Rescore<'a> {
     v: View,
+    /// Sorted by int8 distance, best first.
     cands: &'a [Cand],
+    first: usize,
+    k: usize,
     out: &'a mut Vec<Cand>,
 }
 
@@ -1260,13 +1274,32 @@ impl WithDist for Rescore<'_> {
 
     #[inline(always)]
     fn call<D: Dist>(self, d: D) {
-        for (i, c) in self.cands.iter().enumerate() {
-            if let Some(n) = self.cands.get(i + 2) {
-                crate::distance::prefetch(self.v.vec(n.id));
+        let Rescore {
+            v,
+            cands,
+            first,
+            k,
+            out,
+        } = self;
+        let mut error = 0.0f32;
+        // The `k`-th best f32 distance once `first` are rescored. Later rescores can
+        // only lower it, so keeping this one rescores a little more, never less.
+        let mut kth = f32::INFINITY;
+        for (i, c) in cands.iter().enumerate() {
+            if i == first && out.len() >= k {
+                out.select_nth_unstable_by(k - 1, |a, b| a.d.total_cmp(&b.d));
+                kth = out[k - 1].d;
+            }
+            if i >= first && c.d > kth + RESCORE_MARGIN * error {
+                break;
+            }
+            if let Some(n) = cands.get(i + 2) {
+                crate::distance::prefetch(v.vec(n.id));
             }
             // SAFETY: candidates are slots of the index.
-            let dd = unsafe { d.dist(self.v.vec(c.id)) };
-            self.out.push(Cand { d: dd, id: c.id });
+            let dd = unsafe { d.dist(v.vec(c.id)) };
+            error = error.max((c.d - dd).abs());
+            out.push(Cand { d: dd, id: c.id });
         }
     }
 }

@@ -14,8 +14,9 @@
 //!   and frees their ids for reuse.
 //! - **Filters** ([`Filter`]) keep traversal on the graph, or switch to an exact scan of
 //!   the matching ids when few match.
-//! - **int8** ([`Quantization::Int8`]) traverses on 8-bit codes and rescores the best
-//!   candidates with the f32 vectors. The codes sit in their own arena and level-0
+//! - **int8** ([`Quantization::Int8`]) traverses on 8-bit codes and rescores the
+//!   candidates with the f32 vectors, as far down the list as one could still belong to
+//!   the top k. The codes sit in their own arena and level-0
 //!   neighbour ids take 3 bytes (4 past 16.7 M slots), so the memory held per vector
 //!   (codes and graph, the f32 vectors staying in the mapped file) is about 0.37× of
 //!   the f32 index at 128 dimensions.

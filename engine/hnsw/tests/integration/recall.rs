@@ -29,6 +29,51 @@ fn real_data_recall_against_the_fixture_ground_truth() {
     }
 }
 
+/// Points of a few tight clusters far apart: within a cluster, neighbours differ by less
+/// than an int8 code's step, so int8 distances barely rank them and the f32 rescoring
+/// must reach deep into the candidate list to find the true nearest.
+fn tight_clusters(n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> {
+    let centres = random_vectors(clusters, dim, 17);
+    random_vectors(n, dim, 18)
+        .into_iter()
+        .enumerate()
+        .map(|(i, noise)| {
+            centres[i % clusters]
+                .iter()
+                .zip(noise)
+                .map(|(c, e)| c + 0.02 * e)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn int8_with_a_candidate_list_as_large_as_the_index_answers_exactly() {
+    let (n, k) = (1500, 10);
+    let data = tight_clusters(n, 48, 3);
+    for metric in [Metric::Cosine, Metric::L2] {
+        let index = build(&data, metric, Quantization::Int8, 16);
+        let mut s = SearchScratch::new();
+        let mut missed = 0;
+        for q in data.iter().step_by(50) {
+            let want: Vec<u32> = index
+                .exact_search(q, k, None, &mut s)
+                .unwrap()
+                .iter()
+                .map(|h| h.id.0)
+                .collect();
+            let got = index.search(q, k, n, None, &mut s).unwrap();
+            missed += got.iter().filter(|h| !want.contains(&h.id.0)).count();
+        }
+        // Every candidate that could belong to the top k is rescored, so a search that
+        // sees the whole graph finds the exact answer.
+        assert_eq!(
+            missed, 0,
+            "{metric}: {missed} hits not in the exact top {k}"
+        );
+    }
+}
+
 #[test]
 fn exact_search_reproduces_the_fixture_ground_truth() {
     let f = fixture();
