@@ -328,6 +328,12 @@ impl Core {
         f(&mut self.scratch.borrow_mut())
     }
 
+    /// The core's search scratch, for work that borrows it slice by slice (never across
+    /// an await).
+    pub(crate) fn scratch(&self) -> &RefCell<SearchScratch> {
+        &self.scratch
+    }
+
     fn shard_dir(&self, collection: &str, shard_id: u32) -> PathBuf {
         self.config
             .data_dir

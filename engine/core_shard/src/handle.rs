@@ -32,7 +32,7 @@ use crate::error::ShardError;
 use crate::filter::{Filter, Plan};
 use crate::replica::{ReadRefused, ReplicaHost, ShardReplica};
 use crate::shard::{
-    PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState, UpsertBatch,
+    HitOut, PointOut, ScrollRead, ScrollStep, SearchArgs, Searched, ShardState, UpsertBatch,
 };
 use crate::spec::ShardSpec;
 use vectron_replica::{ProposeError, ShardOp, lsn_of};
@@ -43,6 +43,9 @@ const LIMITS: &Limits = &Limits::DEFAULT;
 /// Work a long scan (a count, a scroll or a delete by a filter that reads payloads)
 /// does before it lets the core's other work run.
 pub(crate) const SCAN_SLICE: Duration = Duration::from_micros(500);
+/// Vector bytes an exact search reads before it lets the core's other work run: about
+/// [`SCAN_SLICE`] of distances at a few GB/s.
+const EXACT_SLICE_BYTES: usize = 2 << 20;
 
 /// A filter's plan, made again whenever the shard changed since it was made (a plan
 /// names nodes, and a node may since hold another point).
@@ -788,7 +791,6 @@ impl ShardHandle {
     pub(crate) fn search(
         &self,
         request: &vectron_proto::core::v1::SearchRequest,
-        exact: bool,
         prefiltered: Option<&[NodeId]>,
         scratch: &mut SearchScratch,
     ) -> Result<Searched, ShardError> {
@@ -802,7 +804,53 @@ impl ShardHandle {
             request.with_payload,
             request.with_vector,
         )?;
-        st.search(&args, exact, prefiltered, scratch)
+        st.search(&args, prefiltered, scratch)
+    }
+
+    /// Exact top-k by brute force over every live point passing the request's filter:
+    /// in slices of at most [`SCAN_SLICE`] of filtering and [`EXACT_SLICE_BYTES`] of
+    /// vectors, with the core's other work running between them, so that a scan of a
+    /// large shard holds up no other call for long. A point written while the scan runs
+    /// may or may not be seen; one deleted or replaced before it ends is left out.
+    pub(crate) async fn exact_search(
+        &self,
+        request: &vectron_proto::core::v1::SearchRequest,
+        scratch: &RefCell<SearchScratch>,
+        yielder: &Yielder,
+    ) -> Result<Vec<HitOut>, ShardError> {
+        self.readable()?;
+        let args = self.state.borrow().validate_search(
+            &request.vector,
+            request.k,
+            request.ef,
+            request.filter.as_ref(),
+            request.with_payload,
+            request.with_vector,
+        )?;
+        let per_slice = (EXACT_SLICE_BYTES / (4 * request.vector.len().max(1))).max(1);
+        let mut planned = Planned::new(&args.filter);
+        let mut best = Vec::with_capacity(args.k * 2);
+        let mut from = 0;
+        loop {
+            let next = {
+                let st = self.state.borrow();
+                let plan = planned.plan(&st);
+                let mut nodes = Vec::with_capacity(per_slice);
+                let next = st.scan(plan, from, Instant::now() + SCAN_SLICE, per_slice, |n| {
+                    nodes.push(n);
+                });
+                st.exact_slice(&args, nodes, &mut scratch.borrow_mut(), &mut best)?;
+                next
+            };
+            match next {
+                None => break,
+                Some(n) => from = n,
+            }
+            slice_break();
+            yielder.yield_now().await;
+            self.readable()?;
+        }
+        self.state.borrow().exact_hits(&best, &args)
     }
 
     /// The live points passing `filter`, found in slices of [`SCAN_SLICE`] with the
@@ -1718,8 +1766,7 @@ pub(crate) mod tests {
         nodes: &[NodeId],
         scratch: &mut SearchScratch,
     ) -> Vec<String> {
-        let Searched::Hits(hits) = shard.search(request, false, Some(nodes), scratch).unwrap()
-        else {
+        let Searched::Hits(hits) = shard.search(request, Some(nodes), scratch).unwrap() else {
             panic!("a prefiltered search answers");
         };
         let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
@@ -1740,7 +1787,7 @@ pub(crate) mod tests {
             upsert_rare(&shard, 30_000).await;
             let request = rare_request();
             let mut scratch = SearchScratch::new();
-            let first = shard.search(&request, false, None, &mut scratch).unwrap();
+            let first = shard.search(&request, None, &mut scratch).unwrap();
             assert!(matches!(first, Searched::Prefilter), "{first:?}");
             let nodes = shard
                 .matching_nodes(request.filter.as_ref(), &Yielder::new())
@@ -1767,6 +1814,62 @@ pub(crate) mod tests {
         });
     }
 
+    /// Exact search answers what one brute-force pass over the whole index does, but in
+    /// slices when its filter reads many payloads, with other tasks running between them.
+    #[test]
+    fn exact_search_equals_one_brute_force_pass_and_runs_in_slices() {
+        let dir = tempfile::tempdir().unwrap();
+        run(async {
+            let shard = ShardHandle::open(&dir.path().join("s"), spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_rare(&shard, 30_000).await;
+            let scratch = RefCell::new(SearchScratch::new());
+            let yielder = Yielder::new();
+            for k in [1, 10, 100] {
+                let request = vectron_proto::core::v1::SearchRequest {
+                    vector: vec![0.3, -1.0, 0.2, 0.7],
+                    k,
+                    with_payload: true,
+                    ..Default::default()
+                };
+                let got = shard
+                    .exact_search(&request, &scratch, &yielder)
+                    .await
+                    .unwrap();
+                let want: Vec<(String, f32)> = {
+                    let st = shard.state.borrow();
+                    let hits = st
+                        .index()
+                        .exact_search(&request.vector, k as usize, None, &mut scratch.borrow_mut())
+                        .unwrap()
+                        .to_vec();
+                    let nodes: Vec<NodeId> = hits.iter().map(|h| h.id).collect();
+                    st.ids_of(&nodes)
+                        .into_iter()
+                        .zip(hits.iter().map(|h| h.score))
+                        .collect()
+                };
+                let got_pairs: Vec<(String, f32)> =
+                    got.iter().map(|h| (h.id.clone(), h.score)).collect();
+                assert_eq!(got_pairs, want, "k {k}");
+                assert!(got.iter().all(|h| !h.payload.is_empty()));
+            }
+
+            let breaks = SLICE_BREAKS.with(Cell::get);
+            let got = shard
+                .exact_search(&rare_request(), &scratch, &yielder)
+                .await
+                .unwrap();
+            let breaks = SLICE_BREAKS.with(Cell::get) - breaks;
+            let mut ids: Vec<String> = got.iter().map(|h| h.id.clone()).collect();
+            ids.sort();
+            assert_eq!(ids, (0..6).map(|i| format!("rare{i}")).collect::<Vec<_>>());
+            assert!(breaks > 0, "30,000 payloads read in one slice");
+            shard.close().await.unwrap();
+        });
+    }
+
     /// A filtered search over an unindexed field whose walk under the filter finds fewer
     /// than k hits, within the payload budget: it does not answer what the walk found
     /// (a walk may stop short of points the filter passes; through the whole server,
@@ -1782,7 +1885,7 @@ pub(crate) mod tests {
             upsert_rare(&shard, 3_000).await;
             let request = rare_request();
             let mut scratch = SearchScratch::new();
-            let first = shard.search(&request, false, None, &mut scratch).unwrap();
+            let first = shard.search(&request, None, &mut scratch).unwrap();
             assert!(matches!(first, Searched::Prefilter), "{first:?}");
             let nodes = shard
                 .matching_nodes(request.filter.as_ref(), &Yielder::new())
@@ -1828,16 +1931,12 @@ pub(crate) mod tests {
                 ..Default::default()
             };
             let mut scratch = SearchScratch::new();
-            let err = shard
-                .search(&search(true), false, None, &mut scratch)
-                .unwrap_err();
+            let err = shard.search(&search(true), None, &mut scratch).unwrap_err();
             assert_eq!(
                 crate::status(&err).code(),
                 vectron_net::Code::ResourceExhausted
             );
-            let Searched::Hits(hits) = shard
-                .search(&search(false), false, None, &mut scratch)
-                .unwrap()
+            let Searched::Hits(hits) = shard.search(&search(false), None, &mut scratch).unwrap()
             else {
                 panic!("no filter, no prefilter");
             };

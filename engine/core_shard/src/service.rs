@@ -128,16 +128,12 @@ async fn read_barrier(
 /// One search. It runs to its end without waiting (so it sees every write applied
 /// before it), unless its filter reads more payloads than one search may: then the
 /// matching points are found in slices first.
-async fn search_one(
-    core: &Core,
-    request: &SearchRequest,
-    exact: bool,
-) -> Result<SearchResponse, Status> {
+async fn search_one(core: &Core, request: &SearchRequest) -> Result<SearchResponse, Status> {
     let started = Instant::now();
     let shard = core.shard(request.shard.as_ref()).map_err(|e| status(&e))?;
     read_barrier(&shard, request.consistency.as_ref()).await?;
     let first = core
-        .with_scratch(|scratch| shard.search(request, exact, None, scratch))
+        .with_scratch(|scratch| shard.search(request, None, scratch))
         .map_err(|e| status(&e))?;
     let hits = match first {
         Searched::Hits(hits) => hits,
@@ -147,7 +143,7 @@ async fn search_one(
                 .await
                 .map_err(|e| status(&e))?;
             match core
-                .with_scratch(|scratch| shard.search(request, exact, Some(&nodes), scratch))
+                .with_scratch(|scratch| shard.search(request, Some(&nodes), scratch))
                 .map_err(|e| status(&e))?
             {
                 Searched::Hits(hits) => hits,
@@ -159,6 +155,23 @@ async fn search_one(
             }
         }
     };
+    core.counters()
+        .borrow_mut()
+        .search(core.uptime(), started.elapsed());
+    Ok(SearchResponse {
+        hits: hits.into_iter().map(hit).collect(),
+    })
+}
+
+/// One exact search, in slices (see [`ShardHandle::exact_search`]).
+async fn exact_search(core: &Core, request: &SearchRequest) -> Result<SearchResponse, Status> {
+    let started = Instant::now();
+    let shard = core.shard(request.shard.as_ref()).map_err(|e| status(&e))?;
+    read_barrier(&shard, request.consistency.as_ref()).await?;
+    let hits = shard
+        .exact_search(request, core.scratch(), core.yielder())
+        .await
+        .map_err(|e| status(&e))?;
     core.counters()
         .borrow_mut()
         .search(core.uptime(), started.elapsed());
@@ -228,13 +241,13 @@ pub fn router(
         router,
         core,
         &format!("{SVC}Search"),
-        |core, r: SearchRequest| async move { search_one(&core, &r, false).await },
+        |core, r: SearchRequest| async move { search_one(&core, &r).await },
     )?;
     let router = unary(
         router,
         core,
         &format!("{SVC}ExactSearch"),
-        |core, r: SearchRequest| async move { search_one(&core, &r, true).await },
+        |core, r: SearchRequest| async move { exact_search(&core, &r).await },
     )?;
     let router = unary(
         router,
@@ -243,7 +256,7 @@ pub fn router(
         |core, r: SearchBatchRequest| async move {
             let mut results = Vec::with_capacity(r.searches.len());
             for (i, s) in r.searches.iter().enumerate() {
-                let found = search_one(&core, s, false).await.map_err(|e| {
+                let found = search_one(&core, s).await.map_err(|e| {
                     Status::new(
                         e.code(),
                         format!("search {i} of the batch: {}", e.message()),

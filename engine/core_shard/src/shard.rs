@@ -73,6 +73,25 @@ pub struct PointOut {
     pub payload: Vec<u8>,
 }
 
+/// A hit of an exact search between its slices: the point's id is kept to tell whether
+/// the node still holds the same point at the end.
+#[derive(Debug)]
+pub(crate) struct ExactHit {
+    score: f32,
+    node: NodeId,
+    id: Box<str>,
+}
+
+/// The index's refusal of a query as the shard's error.
+fn index_error(source: HnswError) -> ShardError {
+    match source {
+        HnswError::WrongDimension { expected, got } => {
+            RuleError::QueryDimension { expected, got }.into()
+        }
+        source => ShardError::Index { source },
+    }
+}
+
 /// One search hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HitOut {
@@ -558,7 +577,7 @@ impl ShardState {
         }
     }
 
-    /// Approximate (or, with `exact`, brute-force) top-k.
+    /// Approximate top-k (exact top-k is [`ShardState::exact_slice`], in slices).
     ///
     /// A filter that reads payloads is evaluated at most [`PAYLOAD_CHECKS_PER_SEARCH`]
     /// times inside the index's search: past that, or when the graph walk under the
@@ -571,23 +590,22 @@ impl ShardState {
     pub(crate) fn search(
         &self,
         args: &SearchArgs<'_>,
-        exact: bool,
         prefiltered: Option<&[NodeId]>,
         scratch: &mut SearchScratch,
     ) -> Result<Searched, ShardError> {
         let plan = (!args.filter.is_empty()).then(|| self.plan(&args.filter));
         let hits: &[SearchHit] = match (&plan, prefiltered) {
-            (None, _) => self.run_search(args, exact, None, scratch)?,
+            (None, _) => self.run_search(args, None, scratch)?,
             (Some(_), Some(nodes)) => {
                 let ids = IdFilter::new(nodes.to_vec());
-                self.run_search(args, exact, Some(&ids), scratch)?
+                self.run_search(args, Some(&ids), scratch)?
             }
             (Some(plan), None) => match plan.exact() {
                 Some(set) => {
                     // An exact set: hand the index the ids, so a selective filter turns
                     // into an exact scan over them.
                     let ids = IdFilter::new(set.iter().map(NodeId).collect());
-                    self.run_search(args, exact, Some(&ids), scratch)?
+                    self.run_search(args, Some(&ids), scratch)?
                 }
                 None => {
                     let predicate = PlanPredicate {
@@ -596,12 +614,12 @@ impl ShardState {
                         ids: None,
                         checks_left: Cell::new(PAYLOAD_CHECKS_PER_SEARCH),
                     };
-                    let hits = self.run_search(args, exact, Some(&predicate), scratch)?;
+                    let hits = self.run_search(args, Some(&predicate), scratch)?;
                     // Past the payload budget, or short of k hits: a graph walk under a
                     // filter that passes few points can stop before it reaches them, so
                     // the matching points are found by scanning instead (a payload index
                     // on the field spares the scan).
-                    let short = !exact && hits.len() < args.k && (hits.len() as u64) < self.len();
+                    let short = hits.len() < args.k && (hits.len() as u64) < self.len();
                     if predicate.checks_left.get() == 0 || short {
                         return Ok(Searched::Prefilter);
                     }
@@ -619,10 +637,64 @@ impl ShardState {
                         .is_none_or(|p| self.live.contains(h.id.0) && self.passes(p, h.id))
             })
             .collect();
-        let hits = kept;
+        self.hits_out(kept.iter().map(|h| (h.id, h.score)), args)
+            .map(Searched::Hits)
+    }
+
+    /// One slice of an exact search: brute force over `nodes` (live points that pass
+    /// the search's filter), merged into `best`, which keeps the `k` best seen so far,
+    /// best first (ties by node, as the index orders them).
+    pub(crate) fn exact_slice(
+        &self,
+        args: &SearchArgs<'_>,
+        nodes: Vec<NodeId>,
+        scratch: &mut SearchScratch,
+        best: &mut Vec<ExactHit>,
+    ) -> Result<(), ShardError> {
+        if nodes.is_empty() {
+            return Ok(());
+        }
+        let ids = IdFilter::new(nodes);
+        let found = self
+            .index
+            .exact_search(args.vector, args.k, Some(&ids), scratch)
+            .map_err(index_error)?;
+        best.extend(found.iter().map(|h| ExactHit {
+            score: h.score,
+            node: h.id,
+            id: self.node(h.id).id.clone(),
+        }));
+        best.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.node.cmp(&b.node)));
+        best.truncate(args.k);
+        Ok(())
+    }
+
+    /// The hits of an exact search, once every slice ran: a point deleted or replaced
+    /// while the search let other work run is left out.
+    pub(crate) fn exact_hits(
+        &self,
+        best: &[ExactHit],
+        args: &SearchArgs<'_>,
+    ) -> Result<Vec<HitOut>, ShardError> {
+        let current = best.iter().filter(|h| {
+            self.live.contains(h.node.0)
+                && self.nodes[h.node.0 as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.id == h.id)
+        });
+        self.hits_out(current.map(|h| (h.node, h.score)), args)
+    }
+
+    /// The answer for `hits` (node and score, best first), refused whole when it would
+    /// pass the answer limit.
+    fn hits_out(
+        &self,
+        hits: impl Iterator<Item = (NodeId, f32)> + Clone,
+        args: &SearchArgs<'_>,
+    ) -> Result<Vec<HitOut>, ShardError> {
         let bytes: usize = hits
-            .iter()
-            .map(|h| self.answer_bytes(h.id, args.with_vector, args.with_payload))
+            .clone()
+            .map(|(node, _)| self.answer_bytes(node, args.with_vector, args.with_payload))
             .sum();
         if bytes > LIMITS.max_answer_bytes {
             return Err(RuleError::AnswerTooLarge {
@@ -632,46 +704,33 @@ impl ShardState {
             }
             .into());
         }
-        Ok(Searched::Hits(
-            hits.iter()
-                .map(|h| {
-                    let point = self.node(h.id);
-                    HitOut {
-                        id: point.id.to_string(),
-                        score: h.score,
-                        payload_bytes: u32::try_from(point.payload.len()).unwrap_or(u32::MAX),
-                        vector: self.vector_out(h.id, args.with_vector),
-                        payload: if args.with_payload {
-                            point.payload.to_vec()
-                        } else {
-                            Vec::new()
-                        },
-                    }
-                })
-                .collect(),
-        ))
+        Ok(hits
+            .map(|(node, score)| {
+                let point = self.node(node);
+                HitOut {
+                    id: point.id.to_string(),
+                    score,
+                    payload_bytes: u32::try_from(point.payload.len()).unwrap_or(u32::MAX),
+                    vector: self.vector_out(node, args.with_vector),
+                    payload: if args.with_payload {
+                        point.payload.to_vec()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect())
     }
 
     fn run_search<'s>(
         &self,
         args: &SearchArgs<'_>,
-        exact: bool,
         filter: Option<&dyn vectron_hnsw::Filter>,
         scratch: &'s mut SearchScratch,
     ) -> Result<&'s [SearchHit], ShardError> {
-        let found = if exact {
-            self.index
-                .exact_search(args.vector, args.k, filter, scratch)
-        } else {
-            self.index
-                .search(args.vector, args.k, args.ef, filter, scratch)
-        };
-        found.map_err(|source| match source {
-            HnswError::WrongDimension { expected, got } => {
-                RuleError::QueryDimension { expected, got }.into()
-            }
-            source => ShardError::Index { source },
-        })
+        self.index
+            .search(args.vector, args.k, args.ef, filter, scratch)
+            .map_err(index_error)
     }
 
     fn vector_out(&self, node: NodeId, with_vector: bool) -> Vec<f32> {
