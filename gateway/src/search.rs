@@ -29,6 +29,8 @@ const BATCH_CONCURRENCY: usize = 64;
 struct Plan {
     route: Arc<CollectionRoute>,
     request: core::SearchRequest,
+    /// Brute force on every shard rather than the graph.
+    exact: bool,
     allow_partial: bool,
     deadline: Deadline,
     /// The consistency asked for, which the second round of a large answer keeps.
@@ -61,7 +63,7 @@ impl Service {
         let key = SearchKey {
             collection: plan.route.name().into(),
             generation: self.generations.get(plan.route.name()),
-            request: key_bytes(&plan.request, plan.allow_partial).into(),
+            request: key_bytes(&plan.request, plan.allow_partial, plan.exact).into(),
         };
         let work = fan_out(self.clone(), plan);
         deadline
@@ -129,13 +131,15 @@ impl Service {
             route,
             consistency: request.consistency(),
             allow_partial: request.allow_partial_results,
+            exact: request.exact,
             deadline,
             cacheable: !linearizable,
             request: core::SearchRequest {
                 shard: None,
                 vector: request.vector,
                 k: request.k,
-                ef: request.ef,
+                // The graph's candidate list: an exact search has none.
+                ef: if request.exact { None } else { request.ef },
                 filter: request.filter,
                 with_payload: request.with_payload,
                 with_vector: request.with_vector,
@@ -146,11 +150,12 @@ impl Service {
     }
 }
 
-/// The bytes that identify a search's answer: the core request (shard left out) and
-/// whether partial results are allowed.
-fn key_bytes(request: &core::SearchRequest, allow_partial: bool) -> Vec<u8> {
+/// The bytes that identify a search's answer: the core request (shard left out),
+/// whether partial results are allowed and whether the search is exact.
+fn key_bytes(request: &core::SearchRequest, allow_partial: bool, exact: bool) -> Vec<u8> {
     let mut bytes = request.encode_to_vec();
     bytes.push(u8::from(allow_partial));
+    bytes.push(u8::from(exact));
     bytes
 }
 
@@ -186,6 +191,7 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
     let Plan {
         route,
         request,
+        exact,
         allow_partial,
         deadline,
         consistency,
@@ -224,7 +230,13 @@ async fn fan_out(service: Arc<Service>, plan: Plan) -> Result<SearchOutcome, Gat
                     shard: Some(shard_ref),
                     ..asked.clone()
                 };
-                async move { client.search(deadline.request(r)).await }
+                async move {
+                    if exact {
+                        client.exact_search(deadline.request(r)).await
+                    } else {
+                        client.search(deadline.request(r)).await
+                    }
+                }
             },
         )
     });
@@ -305,9 +317,10 @@ mod tests {
             with_vector: false,
             consistency: None,
         };
-        let key = key_bytes(&base, false);
-        assert_eq!(key, key_bytes(&base, false));
-        assert_ne!(key, key_bytes(&base, true));
+        let key = key_bytes(&base, false, false);
+        assert_eq!(key, key_bytes(&base, false, false));
+        assert_ne!(key, key_bytes(&base, true, false));
+        assert_ne!(key, key_bytes(&base, false, true));
         for changed in [
             core::SearchRequest {
                 k: 11,
@@ -336,7 +349,7 @@ mod tests {
                 ..base
             },
         ] {
-            assert_ne!(key, key_bytes(&changed, false), "{changed:?}");
+            assert_ne!(key, key_bytes(&changed, false, false), "{changed:?}");
         }
     }
 }

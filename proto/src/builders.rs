@@ -71,6 +71,12 @@ impl SearchRequest {
         self
     }
 
+    /// Searches by brute force: the true top-k (see the field's documentation).
+    pub fn exact(mut self) -> Self {
+        self.exact = true;
+        self
+    }
+
     /// Reads with `consistency`: `Linearizable` sees every write acknowledged before
     /// the search (served by each shard's leader, past the gateway's cache).
     pub fn with_consistency(mut self, consistency: ReadConsistency) -> Self {

@@ -37,8 +37,12 @@ pub(crate) struct SearchArgs {
     k: u32,
     /// Candidate list size: higher finds more of the true nearest neighbours, slower
     /// [default: the collection's].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "exact")]
     ef: Option<u32>,
+    /// Brute force over every point instead of the graph: the true top k, at a cost in
+    /// proportion to the collection's size. The ground truth to check recall against.
+    #[arg(long)]
+    exact: bool,
     /// Keep only points passing this filter, in the JSON shape of the HTTP API:
     /// '{"must": [{"field": {"key": "year", "range": {"gte": 1960}}}]}'.
     #[arg(long, value_name = "JSON")]
@@ -96,6 +100,7 @@ impl SearchArgs {
         };
         let mut request = SearchRequest::new(&self.collection, vector, self.k);
         request.ef = self.ef;
+        request.exact = self.exact;
         request.filter = filter;
         request.with_payload = self.with_payload;
         request.with_vector = self.with_vector;

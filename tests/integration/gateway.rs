@@ -1384,3 +1384,108 @@ async fn a_dropped_collection_is_gone_and_its_name_starts_empty() {
     files_gone(dir.path(), "rc").await;
     dev.terminate();
 }
+
+/// `exact: true` searches every shard by brute force: through the SDK it reproduces the
+/// fixture's ground truth for every query, in order; HTTP and the CLI answer the same;
+/// a filter is applied as in an approximate search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_search_is_the_ground_truth_through_every_door() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let client = client(&dev).await;
+    client.create_collection(spec("wiki", f.dim)).await.unwrap();
+    ingest_fixture(&client, "wiki", &f, 500).await;
+
+    let mut out_of_order = 0;
+    for (q, truth) in f.queries.iter().zip(&f.truth) {
+        let found = client
+            .search(SearchRequest::new("wiki", q.clone(), 10).exact())
+            .await
+            .unwrap();
+        let ids: Vec<usize> = found.hits.iter().map(|h| h.id.parse().unwrap()).collect();
+        assert!(
+            found.hits.windows(2).all(|w| w[0].score >= w[1].score),
+            "best first"
+        );
+        // The ground truth was computed in f64 elsewhere: two points whose scores tie
+        // in f32 may come in either order.
+        for (rank, (&got, &want)) in ids.iter().zip(&truth[..10]).enumerate() {
+            if got != want {
+                let tied = found.hits.iter().any(|h| {
+                    h.id == want.to_string() && (h.score - found.hits[rank].score).abs() < 1e-6
+                });
+                assert!(tied, "query {q:?}: rank {rank} is {got}, truth {want}");
+                out_of_order += 1;
+            }
+        }
+    }
+    assert!(out_of_order <= 4, "{out_of_order} ties resolved otherwise");
+
+    // With a filter: exactly the matching points, best first.
+    let (title, rows) = common_title(&f);
+    let filtered = client
+        .search(
+            SearchRequest::new("wiki", f.queries[3].clone(), 100)
+                .with_filter(Filter::must([Condition::keyword("title", &title)]))
+                .exact(),
+        )
+        .await
+        .unwrap();
+    let hit_ids: HashSet<String> = filtered.hits.iter().map(|h| h.id.clone()).collect();
+    assert_eq!(hit_ids, rows);
+
+    // HTTP takes the same field and answers the same hits.
+    let http = Http::new(&support::http_addr(&dev));
+    let sdk = client
+        .search(SearchRequest::new("wiki", f.queries[0].clone(), 5).exact())
+        .await
+        .unwrap();
+    let (status, body) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/search",
+            Some(json!({"vector": f.queries[0], "k": 5, "exact": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let http_ids: Vec<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        http_ids,
+        sdk.hits.iter().map(|h| h.id.as_str()).collect::<Vec<_>>()
+    );
+
+    // The CLI: --exact, and refused together with --ef.
+    let addr = format!("http://{}", support::grpc_addr(&dev));
+    let vector = f.queries[0]
+        .iter()
+        .map(f32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let cli = support::run_cli(&[
+        "search", "wiki", "--addr", &addr, "--vector", &vector, "-k", "5", "--exact", "--json",
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    let answer: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    let cli_ids: Vec<&str> = answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(cli_ids, http_ids);
+    let both = support::run_cli(&[
+        "search", "wiki", "--addr", &addr, "--vector", &vector, "--exact", "--ef", "64",
+    ]);
+    assert!(!both.status.success());
+    assert!(
+        String::from_utf8_lossy(&both.stderr).contains("--exact"),
+        "{both:?}"
+    );
+    dev.terminate();
+}
