@@ -61,6 +61,8 @@ pub enum Action {
     ManageKeys,
     /// Create, list or delete users.
     ManageUsers,
+    /// Change a collection's mutable settings (its default `ef`).
+    UpdateCollection,
 }
 
 impl fmt::Display for Action {
@@ -69,6 +71,7 @@ impl fmt::Display for Action {
             Self::ListCollections => "list collections",
             Self::CreateCollection => "create collections",
             Self::DropCollection => "drop collections",
+            Self::UpdateCollection => "change the settings of",
             Self::DescribeCollection => "describe",
             Self::Read => "read points of",
             Self::Write => "write points to",
@@ -195,15 +198,18 @@ pub fn authorize(
     let allowed = match (who.role, action) {
         (Role::Admin, _) | (_, Action::ListCollections) => true,
         (Role::Read, Action::DescribeCollection | Action::Read | Action::Stats) => true,
-        (_, Action::DescribeCollection | Action::Read | Action::Write | Action::DropCollection)
-            if owned =>
-        {
-            true
-        }
+        (
+            _,
+            Action::DescribeCollection
+            | Action::Read
+            | Action::Write
+            | Action::DropCollection
+            | Action::UpdateCollection,
+        ) if owned => true,
         (_, Action::DescribeCollection | Action::Read) => granted.is_some(),
         (_, Action::Write) => granted == Some(Access::ReadWrite),
         (_, Action::CreateCollection) => who.quota.collections.is_some_and(|n| n > 0),
-        (_, Action::DropCollection | Action::Stats)
+        (_, Action::DropCollection | Action::UpdateCollection | Action::Stats)
         | (_, Action::ManageKeys | Action::ManageUsers) => false,
     };
     if allowed {
@@ -235,7 +241,7 @@ mod tests {
         Some(Collection::new(name, ""))
     }
 
-    const ALL: [Action; 9] = [
+    const ALL: [Action; 10] = [
         Action::ListCollections,
         Action::CreateCollection,
         Action::DropCollection,
@@ -245,6 +251,7 @@ mod tests {
         Action::Stats,
         Action::ManageKeys,
         Action::ManageUsers,
+        Action::UpdateCollection,
     ];
 
     /// The allowed actions on collection `c`, as a string of initials.
@@ -263,21 +270,22 @@ mod tests {
 
     #[test]
     fn each_role_and_grant_allows_what_the_table_says() {
-        // List, Create, Drop, Describe, Read, Write, Stats, ManageKeys, ManageUsers
+        // List, Create, Drop, Describe, Read, Write, Stats, ManageKeys, ManageUsers,
+        // UpdateCollection
         let a = Collection::new("a", "");
-        assert_eq!(allowed(&Principal::anonymous(), a), "LCDDRWSMM");
-        assert_eq!(allowed(&key(Role::Read, &[]), a), "L..DR.S..");
+        assert_eq!(allowed(&Principal::anonymous(), a), "LCDDRWSMMU");
+        assert_eq!(allowed(&key(Role::Read, &[]), a), "L..DR.S...");
         assert_eq!(
             allowed(&key(Role::Read, &[("a", Access::ReadWrite)]), a),
-            "L..DRWS.."
+            "L..DRWS..."
         );
         let scoped = key(
             Role::Scoped,
             &[("a", Access::Read), ("b", Access::ReadWrite)],
         );
-        assert_eq!(allowed(&scoped, a), "L..DR....");
-        assert_eq!(allowed(&scoped, Collection::new("b", "")), "L..DRW...");
-        assert_eq!(allowed(&scoped, Collection::new("c", "")), "L........");
+        assert_eq!(allowed(&scoped, a), "L..DR.....");
+        assert_eq!(allowed(&scoped, Collection::new("b", "")), "L..DRW....");
+        assert_eq!(allowed(&scoped, Collection::new("c", "")), "L.........");
         assert!(scoped.sees(a) && !scoped.sees(Collection::new("c", "")));
     }
 
@@ -293,20 +301,20 @@ mod tests {
         let on_plan = key(Role::Scoped, &[("a", Access::Read)]).with_quota(Some(&starter));
         let mine = Collection::new("mine", "key k");
         let theirs = Collection::new("theirs", "key other");
-        assert_eq!(allowed(&on_plan, mine), "LCDDRW...");
-        assert_eq!(allowed(&on_plan, theirs), "LC.......");
+        assert_eq!(allowed(&on_plan, mine), "LCDDRW...U");
+        assert_eq!(allowed(&on_plan, theirs), "LC........");
         assert_eq!(
             allowed(&on_plan, Collection::new("a", "key other")),
-            "LC.DR...."
+            "LC.DR....."
         );
         // Without a plan, or with a quota of none, no create; ownership still counts.
-        assert_eq!(allowed(&key(Role::Scoped, &[]), mine), "L.DDRW...");
+        assert_eq!(allowed(&key(Role::Scoped, &[]), mine), "L.DDRW...U");
         let none = Plan {
             max_collections: Some(0),
             ..starter
         };
         let on_none = key(Role::Read, &[]).with_quota(Some(&none));
-        assert_eq!(allowed(&on_none, theirs), "L..DR.S..");
+        assert_eq!(allowed(&on_none, theirs), "L..DR.S...");
         assert!(on_plan.sees(mine) && !on_plan.sees(theirs));
         assert!(on_plan.owns(&mine) && !on_plan.owns(&Collection::new("x", "")));
     }

@@ -295,6 +295,23 @@ impl ControlClient {
         .await
     }
 
+    /// Changes a collection's mutable settings (its default `ef`); returns it as updated.
+    /// Retried: the update sets values, so a second try changes nothing more.
+    ///
+    /// # Errors
+    /// [`ClientError`]; `NOT_FOUND` for an unknown collection, `INVALID_ARGUMENT` for a
+    /// setting fixed at creation.
+    pub async fn update_collection(
+        &self,
+        request: api::UpdateCollectionRequest,
+    ) -> Result<api::CollectionInfo, ClientError> {
+        self.call(true, self.policy.request_timeout, move |mut c| {
+            let request = request.clone();
+            async move { c.update_collection(request).await }
+        })
+        .await
+    }
+
     /// Stores a key a gateway made (its id and the hash of its secret). Retried: a key
     /// whose first try was stored answers `ALREADY_EXISTS` to the retry.
     ///

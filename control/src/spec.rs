@@ -8,6 +8,7 @@
 //! when the request is applied to the replicated state, into a [`CollectionConfig`].
 
 use std::collections::BTreeSet;
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use vectron_proto::v1 as api;
@@ -127,6 +128,18 @@ pub enum SpecError {
     DuplicatePayloadIndex {
         /// The field.
         field: String,
+    },
+    /// An update would change a setting fixed at creation.
+    #[error(
+        "{field} is fixed when a collection is created (it is {current}; the update asks for {asked}): only hnsw.ef can be updated; create a new collection for another {field}"
+    )]
+    Fixed {
+        /// The setting.
+        field: String,
+        /// Its value.
+        current: String,
+        /// The value asked for.
+        asked: String,
     },
 }
 
@@ -348,6 +361,89 @@ fn resolve_hnsw(hnsw: Option<&api::HnswConfig>) -> Result<HnswParams, SpecError>
 }
 
 impl CollectionConfig {
+    /// The default `ef` an update of this collection to `wanted` sets: `wanted`'s
+    /// `hnsw.ef` when given (checked against its range), else the current one. Every other
+    /// field of `wanted` must be unset or equal to this collection's.
+    ///
+    /// # Errors
+    /// [`SpecError::Fixed`] naming the first fixed setting `wanted` would change;
+    /// [`SpecError::Ef`] for an `ef` out of range.
+    pub fn updated_ef(&self, wanted: &api::CollectionSpec) -> Result<u32, SpecError> {
+        let current = self.to_proto();
+        let fixed = |field: &str, current: &dyn fmt::Debug, asked: &dyn fmt::Debug| {
+            Err(SpecError::Fixed {
+                field: field.to_owned(),
+                current: format!("{current:?}"),
+                asked: format!("{asked:?}"),
+            })
+        };
+        if !wanted.name.is_empty() && wanted.name != current.name {
+            return fixed("name", &current.name, &wanted.name);
+        }
+        if wanted.dimension != 0 && wanted.dimension != current.dimension {
+            return fixed("dimension", &current.dimension, &wanted.dimension);
+        }
+        if wanted.metric != 0 && wanted.metric != current.metric {
+            return fixed("metric", &current.metric(), &wanted.metric());
+        }
+        if wanted.shard_count.is_some() && wanted.shard_count != current.shard_count {
+            return fixed(
+                "shard_count",
+                &self.shard_count,
+                &wanted.shard_count.unwrap_or(0),
+            );
+        }
+        if wanted.replication_factor.is_some()
+            && wanted.replication_factor != current.replication_factor
+        {
+            return fixed(
+                "replication_factor",
+                &self.replication_factor,
+                &wanted.replication_factor.unwrap_or(0),
+            );
+        }
+        if wanted.quantization != 0 && wanted.quantization != current.quantization {
+            return fixed(
+                "quantization",
+                &current.quantization(),
+                &wanted.quantization(),
+            );
+        }
+        if !wanted.payload_indexes.is_empty() && wanted.payload_indexes != current.payload_indexes {
+            let fields =
+                |p: &[api::PayloadIndex]| p.iter().map(|i| i.field.clone()).collect::<Vec<_>>();
+            return fixed(
+                "payload_indexes",
+                &fields(&current.payload_indexes),
+                &fields(&wanted.payload_indexes),
+            );
+        }
+        let Some(hnsw) = &wanted.hnsw else {
+            return Ok(self.hnsw.ef);
+        };
+        if let Some(m) = hnsw.m.filter(|&m| m != self.hnsw.m) {
+            return fixed("hnsw.m", &self.hnsw.m, &m);
+        }
+        if let Some(ef_construction) = hnsw
+            .ef_construction
+            .filter(|&e| e != self.hnsw.ef_construction)
+        {
+            return fixed(
+                "hnsw.ef_construction",
+                &self.hnsw.ef_construction,
+                &ef_construction,
+            );
+        }
+        match hnsw.ef {
+            None => Ok(self.hnsw.ef),
+            Some(ef) => resolve_hnsw(Some(&api::HnswConfig {
+                ef: Some(ef),
+                ..Default::default()
+            }))
+            .map(|h| h.ef),
+        }
+    }
+
     /// The public spec, every optional field present.
     #[must_use]
     pub fn to_proto(&self) -> api::CollectionSpec {

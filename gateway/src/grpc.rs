@@ -21,7 +21,7 @@ use vectron_proto::v1::{
     DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse, GetRequest,
     GetResponse, ListCollectionsRequest, ListCollectionsResponse, Point, ScoredPoint,
     ScrollRequest, ScrollResponse, SearchBatchRequest, SearchBatchResponse, SearchRequest,
-    SearchResponse, UpsertRequest, UpsertResponse,
+    SearchResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse,
 };
 use vectron_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, ListKeysRequest,
@@ -179,6 +179,18 @@ impl Collections for GrpcApi {
         let who = grpc_caller(&request)?;
         let collections = self.service.list_collections(&who).await?;
         Ok(Response::new(ListCollectionsResponse { collections }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<UpdateCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        let who = grpc_caller(&request)?;
+        let info = self
+            .service
+            .update_collection(&who, request.into_inner())
+            .await?;
+        Ok(Response::new(info))
     }
 
     async fn describe(

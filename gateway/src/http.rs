@@ -23,7 +23,7 @@ use vectron_proto::v1::{
     CollectionSpec, CoreStatsResponse, CountRequest, CountResponse, CreateKeyRequest,
     CreateTokenRequest, CreateUserRequest, DeleteRequest, DeleteResponse, GetRequest,
     ListCollectionsResponse, ListKeysResponse, ListPlansResponse, ListUsersResponse, LoginRequest,
-    Plan, Point, ScrollRequest, SearchRequest, UpsertRequest,
+    Plan, Point, ScrollRequest, SearchRequest, UpdateCollectionRequest, UpsertRequest,
 };
 
 use vectron_proto::rules::{self, RuleError};
@@ -77,7 +77,10 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/v1/stats/cores", get(stats))
         .route("/v1/collections", post(create).get(list))
-        .route("/v1/collections/{name}", get(describe).delete(drop_collection))
+        .route(
+            "/v1/collections/{name}",
+            get(describe).delete(drop_collection).patch(update_collection),
+        )
         .route("/v1/collections/{name}/points", axum::routing::put(upsert))
         .route("/v1/collections/{name}/points/stream", post(upsert_stream).get(get_one))
         .route("/v1/collections/{name}/points/get", post(get_points).get(get_one))
@@ -625,6 +628,27 @@ async fn describe(
 ) -> Answer {
     query_flags(&query, &[])?;
     let info = service.describe_collection(&who, &path.name).await?;
+    ok(&to_json(&info))
+}
+
+/// `PATCH /v1/collections/{name}`: the body is an `UpdateCollectionRequest` (its `name`
+/// may be left out; given, it must be the path's).
+async fn update_collection(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    path: PathParts,
+    headers: HeaderMap,
+    body: Body,
+) -> Answer {
+    let mut request: UpdateCollectionRequest = message_body(&service, &headers, body).await?;
+    if !request.name.is_empty() && request.name != path.name {
+        return Err(GatewayError::CollectionMismatch {
+            expected: path.name,
+            got: request.name,
+        });
+    }
+    request.name = path.name;
+    let info = service.update_collection(&who, request).await?;
     ok(&to_json(&info))
 }
 

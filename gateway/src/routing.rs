@@ -468,6 +468,7 @@ mod tests {
             state: 0,
             point_count: 0,
             owner: String::new(),
+            tuning: None,
             shards: (0..shards)
                 .map(|i| {
                     let range = layout.range(i).unwrap();

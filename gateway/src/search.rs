@@ -127,6 +127,15 @@ impl Service {
             None => deadline,
         };
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
+        // The graph's candidate list, the collection's default when not given (the cores
+        // know only the one the collection was created with); an exact search has none.
+        let ef = if request.exact {
+            None
+        } else {
+            request
+                .ef
+                .or_else(|| route.spec.hnsw.as_ref().and_then(|h| h.ef))
+        };
         Ok(Plan {
             route,
             consistency: request.consistency(),
@@ -138,8 +147,7 @@ impl Service {
                 shard: None,
                 vector: request.vector,
                 k: request.k,
-                // The graph's candidate list: an exact search has none.
-                ef: if request.exact { None } else { request.ef },
+                ef,
                 filter: request.filter,
                 with_payload: request.with_payload,
                 with_vector: request.with_vector,

@@ -27,7 +27,7 @@ use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
     CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, CreateUserRequest, KeyInfo,
     LoginRequest, LoginResponse, Plan, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo,
-    ShardStats, UserInfo,
+    ShardStats, UpdateCollectionRequest, UserInfo,
 };
 
 use crate::admission::Admission;
@@ -197,6 +197,34 @@ impl Service {
             .map_err(GatewayError::Control);
         self.generations.bump(name);
         dropped
+    }
+
+    /// Changes a collection's mutable settings; returns it as updated, once this
+    /// gateway's routing table holds the new default `ef`.
+    pub(crate) async fn update_collection(
+        &self,
+        who: &Principal,
+        request: UpdateCollectionRequest,
+    ) -> Result<CollectionInfo, GatewayError> {
+        if request.name.is_empty() {
+            return Err(GatewayError::NoCollection);
+        }
+        self.authorize_on(who, Action::UpdateCollection, &request.name)?;
+        let name = request.name.clone();
+        let updated = self
+            .control
+            .update_collection(request)
+            .await
+            .map_err(GatewayError::Control)?;
+        let ef = updated.spec.as_ref().and_then(|s| s.hnsw.as_ref()?.ef);
+        self.routing
+            .wait_until(&name, self.config.create_wait, |r| {
+                r.spec.hnsw.as_ref().and_then(|h| h.ef) == ef
+            })
+            .await;
+        // Cached answers of searches without `ef` were found with the old default.
+        self.generations.bump(&name);
+        Ok(updated)
     }
 
     /// Every collection the caller may describe, ordered by name.

@@ -48,6 +48,17 @@ enum CollectionsCommand {
         /// Name of the collection.
         name: String,
     },
+    /// Change a collection's default search ef (the other settings are fixed when it is
+    /// created). `vectron tune` measures which ef reaches a recall.
+    ///
+    /// Example: vectron collections update articles --ef 96
+    Update {
+        /// Name of the collection.
+        name: String,
+        /// Candidate list size of searches that give none: 1 to 32768.
+        #[arg(long)]
+        ef: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +175,14 @@ impl CollectionsArgs {
                     output::print_value(&serde_json::json!({}));
                 } else {
                     output::text(&format!("dropped collection {name}\n"));
+                }
+            }
+            CollectionsCommand::Update { name, ef } => {
+                let info = client.set_default_ef(&name, ef).await?;
+                if json {
+                    output::print_json(&info);
+                } else {
+                    output::text(&describe(&info));
                 }
             }
         }
@@ -323,6 +342,23 @@ fn describe(c: &CollectionInfo) -> String {
         spec.shard_count.unwrap_or_default(),
         spec.replication_factor.unwrap_or(1),
     );
+    if let Some(t) = &c.tuning {
+        out.push_str(&format!(
+            "  tuned         ef={} for recall@{} {} ({}{} queries: mean {:.4}, 95% lower bound {:.4}) at {} ms since the epoch\n",
+            hnsw.ef.unwrap_or_default(),
+            t.k,
+            t.target_recall,
+            if t.filter_json.is_empty() {
+                String::new()
+            } else {
+                format!("filter {}, ", t.filter_json)
+            },
+            t.queries,
+            t.measured_recall,
+            t.recall_lower_bound,
+            t.tuned_at_unix_ms,
+        ));
+    }
     for shard in &c.shards {
         let replicas: Vec<String> = shard
             .replicas

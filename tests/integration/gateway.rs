@@ -1489,3 +1489,168 @@ async fn exact_search_is_the_ground_truth_through_every_door() {
     );
     dev.terminate();
 }
+
+/// The ids of a search of every fixture query at `ef` (the collection's default when
+/// `None`).
+async fn answers(client: &Client, f: &Fixture, ef: Option<u32>) -> Vec<Vec<String>> {
+    let mut all = Vec::with_capacity(f.queries.len());
+    for q in &f.queries {
+        let mut request = SearchRequest::new("wiki", q.clone(), 10);
+        request.ef = ef;
+        let found = client.search(request).await.unwrap();
+        all.push(found.hits.into_iter().map(|h| h.id).collect());
+    }
+    all
+}
+
+/// `Collections.Update` changes the default `ef` (and keeps the measurement behind it)
+/// through the control plane: searches without `ef` use it at once, it survives a
+/// restart, and settings fixed at creation are refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updated_default_ef_serves_at_once_and_after_a_restart() {
+    let f = Fixture::load();
+    let dir = support::tempdir();
+    let dev = support::dev(dir.path(), CORES);
+    let client = client(&dev).await;
+    client.create_collection(spec("wiki", f.dim)).await.unwrap();
+    ingest_fixture(&client, "wiki", &f, 500).await;
+
+    let at_default = answers(&client, &f, None).await;
+    assert_eq!(at_default, answers(&client, &f, Some(EF)).await);
+    let at_low = answers(&client, &f, Some(10)).await;
+    assert_ne!(at_low, at_default, "ef 10 and {EF} answer alike: no test");
+
+    // Searched (and cached) at the old default, then updated: the next searches use
+    // the new one.
+    let info = client.set_default_ef("wiki", 10).await.unwrap();
+    assert_eq!(info.spec.unwrap().hnsw.unwrap().ef, Some(10));
+    assert!(info.tuning.is_none());
+    assert_eq!(answers(&client, &f, None).await, at_low);
+
+    // Fixed settings are refused by name and change nothing; so is an ef out of range.
+    for (spec, field) in [
+        (
+            CollectionSpec {
+                dimension: 7,
+                ..Default::default()
+            },
+            "dimension",
+        ),
+        (
+            CollectionSpec {
+                metric: Metric::L2.into(),
+                ..Default::default()
+            },
+            "metric",
+        ),
+        (
+            CollectionSpec {
+                shard_count: Some(5),
+                ..Default::default()
+            },
+            "shard_count",
+        ),
+        (
+            CollectionSpec {
+                hnsw: Some(vectron_client::HnswConfig {
+                    m: Some(48),
+                    ef: Some(20),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "hnsw.m",
+        ),
+        (
+            CollectionSpec {
+                hnsw: Some(vectron_client::HnswConfig {
+                    ef: Some(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "hnsw.ef",
+        ),
+    ] {
+        let refused = client
+            .update_collection(vectron_client::UpdateCollectionRequest {
+                name: "wiki".into(),
+                spec: Some(spec),
+                tuning: None,
+            })
+            .await;
+        match refused {
+            Err(vectron_client::Error::InvalidArgument(m)) => {
+                assert!(m.contains(field), "{field}: {m}");
+            }
+            other => panic!("{field}: {other:?}"),
+        }
+    }
+    // The settings as they are, given back, are accepted.
+    let same = client.describe_collection("wiki").await.unwrap().spec;
+    client
+        .update_collection(vectron_client::UpdateCollectionRequest {
+            name: "wiki".into(),
+            spec: same,
+            tuning: None,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.set_default_ef("nope", 10).await,
+        Err(vectron_client::Error::NotFound(_))
+    ));
+
+    // Over HTTP, with the measurement that chose it.
+    let http = Http::new(&support::http_addr(&dev));
+    let tuning = json!({
+        "target_recall": 0.95, "k": 10, "measured_recall": 0.97,
+        "recall_lower_bound": 0.955, "queries": 200, "tuned_at_unix_ms": 1_700_000_000_000_u64
+    });
+    let (status, body) = http
+        .json(
+            "PATCH",
+            "/v1/collections/wiki",
+            Some(json!({"spec": {"hnsw": {"ef": 24}}, "tuning": tuning})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["spec"]["hnsw"]["ef"], 24);
+    assert_eq!(body["tuning"]["k"], 10);
+    let (status, body) = http
+        .json(
+            "PATCH",
+            "/v1/collections/wiki",
+            Some(json!({"spec": {"dimension": 3}})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let at_24 = answers(&client, &f, Some(24)).await;
+    dev.terminate();
+
+    let dev = support::dev(dir.path(), CORES);
+    let client = client_after_restart(&dev).await;
+    let info = client.describe_collection("wiki").await.unwrap();
+    assert_eq!(info.spec.unwrap().hnsw.unwrap().ef, Some(24));
+    let kept = info.tuning.expect("the tuning survives a restart");
+    assert_eq!((kept.k, kept.queries), (10, 200));
+    assert!((kept.recall_lower_bound - 0.955).abs() < 1e-12);
+    assert_eq!(answers(&client, &f, None).await, at_24);
+    // The CLI sets it too, and a new ef without a measurement clears the old one.
+    let addr = format!("http://{}", support::grpc_addr(&dev));
+    let cli = support::run_cli(&[
+        "collections",
+        "update",
+        "wiki",
+        "--ef",
+        "32",
+        "--addr",
+        &addr,
+        "--json",
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    let info: Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(info["spec"]["hnsw"]["ef"], 32);
+    assert!(info.get("tuning").is_none_or(Value::is_null), "{info}");
+    dev.terminate();
+}

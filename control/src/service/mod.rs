@@ -36,7 +36,9 @@ use crate::consensus::{PeerNode, StoredMembership};
 use crate::error::{ServiceError, write_error};
 use crate::liveness::{Liveness, LivenessConfig, unix_ms};
 use crate::spec::{CollectionRequest, SpecError, validate_collection_name};
-use crate::state::{Applied, Command, Owner, WorkerReport, assignments_for, worker_status};
+use crate::state::{
+    Applied, Command, CommandError, EfTuning, Owner, WorkerReport, assignments_for, worker_status,
+};
 
 /// What the services and the reconciler of one node share.
 #[derive(Debug)]
@@ -142,7 +144,7 @@ impl ControlService {
             .get(name)
             .map(|c| machine.state.collection_info(c))
             .ok_or_else(|| {
-                crate::state::CommandError::NotFound {
+                CommandError::NotFound {
                     name: name.to_owned(),
                 }
                 .into()
@@ -335,6 +337,38 @@ impl Control for ControlService {
         Ok(Response::new(api::DropCollectionResponse {}))
     }
 
+    async fn update_collection(
+        &self,
+        request: Request<api::UpdateCollectionRequest>,
+    ) -> Result<Response<api::CollectionInfo>, Status> {
+        let request = request.into_inner();
+        let name = request.name;
+        validate_collection_name(&name).map_err(ServiceError::from)?;
+        let tuning = request.tuning.as_ref().map(tuning_record).transpose()?;
+        let ef = {
+            let machine = self.core.shared.read();
+            let collection = machine
+                .state
+                .collections
+                .get(&name)
+                .ok_or_else(|| CommandError::NotFound { name: name.clone() })
+                .map_err(ServiceError::from)?;
+            collection
+                .config
+                .updated_ef(&request.spec.unwrap_or_default())
+                .map_err(ServiceError::from)?
+        };
+        self.core
+            .propose(Command::UpdateCollection {
+                name: name.clone(),
+                ef,
+                tuning,
+            })
+            .await?;
+        tracing::info!(collection = %name, ef, "collection updated");
+        Ok(Response::new(self.collection_info(&name)?))
+    }
+
     async fn list_collections(
         &self,
         _request: Request<api::ListCollectionsRequest>,
@@ -494,9 +528,10 @@ impl Control for ControlService {
     ) -> Result<Response<ctl::RoutingTable>, Status> {
         let only = request.into_inner().collection;
         let machine = self.core.shared.read();
-        let table = machine.state.routing_table(&only).ok_or_else(|| {
-            ServiceError::from(crate::state::CommandError::NotFound { name: only.clone() })
-        })?;
+        let table = machine
+            .state
+            .routing_table(&only)
+            .ok_or_else(|| ServiceError::from(CommandError::NotFound { name: only.clone() }))?;
         Ok(Response::new(table))
     }
 
@@ -640,4 +675,50 @@ impl Control for ControlService {
         tracing::info!(node_id, %address, "control node joined");
         Ok(Response::new(response))
     }
+}
+
+/// Longest filter JSON a tuning record keeps, in bytes.
+const MAX_TUNING_FILTER_BYTES: usize = 16 << 10;
+
+/// A tuning measurement as the state keeps it, checked: recalls within [0, 1] (the
+/// target above 0), k within the search limit, at least one query.
+fn tuning_record(t: &api::EfTuning) -> Result<EfTuning, ServiceError> {
+    let recall = |what: &str, v: f64, min_open: bool| {
+        let ok = v.is_finite() && v <= 1.0 && if min_open { v > 0.0 } else { v >= 0.0 };
+        if ok {
+            Ok(v)
+        } else {
+            Err(ServiceError::BadRequest(format!(
+                "tuning.{what} must be a recall {} 0 to 1, got {v}",
+                if min_open { "above" } else { "from" }
+            )))
+        }
+    };
+    let max_k = vectron_proto::rules::Limits::DEFAULT.max_k;
+    if t.k == 0 || t.k > max_k {
+        return Err(ServiceError::BadRequest(format!(
+            "tuning.k must be 1 to {max_k}, got {}",
+            t.k
+        )));
+    }
+    if t.queries == 0 {
+        return Err(ServiceError::BadRequest(
+            "tuning.queries must be at least 1".into(),
+        ));
+    }
+    if t.filter_json.len() > MAX_TUNING_FILTER_BYTES {
+        return Err(ServiceError::BadRequest(format!(
+            "tuning.filter_json is {} bytes, at most {MAX_TUNING_FILTER_BYTES} are kept",
+            t.filter_json.len()
+        )));
+    }
+    Ok(EfTuning {
+        target_recall: recall("target_recall", t.target_recall, true)?,
+        k: t.k,
+        measured_recall: recall("measured_recall", t.measured_recall, false)?,
+        recall_lower_bound: recall("recall_lower_bound", t.recall_lower_bound, false)?,
+        queries: t.queries,
+        tuned_at_unix_ms: t.tuned_at_unix_ms,
+        filter_json: t.filter_json.clone(),
+    })
 }

@@ -115,7 +115,26 @@ pub(crate) struct CollectionRecord {
     /// The caller that created it (absent: created with authentication off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// How its default `ef` was tuned (absent: set by hand or the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<EfTuning>,
 }
+
+/// The measurement that chose a collection's default `ef` (`vectron.v1.EfTuning`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct EfTuning {
+    pub target_recall: f64,
+    pub k: u32,
+    pub measured_recall: f64,
+    pub recall_lower_bound: f64,
+    pub queries: u32,
+    pub tuned_at_unix_ms: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_json: String,
+}
+
+// Recalls are finite (the service refuses others), so equality is an equivalence.
+impl Eq for EfTuning {}
 
 /// Who creates a collection, and how many it may own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +245,14 @@ pub(crate) enum Command {
     },
     /// Drops a collection.
     DropCollection { name: String },
+    /// Sets a collection's default search `ef`, and the measurement that chose it (a
+    /// previous one is kept while `ef` stays, cleared when it changes without one).
+    UpdateCollection {
+        name: String,
+        ef: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tuning: Option<EfTuning>,
+    },
     /// Stores an API key a gateway made.
     CreateApiKey { record: KeyRecord },
     /// Revokes an API key.
@@ -257,6 +284,9 @@ impl fmt::Display for Command {
                 write!(f, "create-collection({})", request.name)
             }
             Self::DropCollection { name } => write!(f, "drop-collection({name})"),
+            Self::UpdateCollection { name, ef, .. } => {
+                write!(f, "update-collection({name}, ef {ef})")
+            }
             Self::CreateApiKey { record } => write!(f, "create-api-key({})", record.id),
             Self::RevokeApiKey { id } => write!(f, "revoke-api-key({id})"),
             Self::CreateUser { record } => write!(f, "create-user({})", record.name),
@@ -282,6 +312,8 @@ pub(crate) enum Applied {
     CollectionCreated,
     /// The collection is gone.
     CollectionDropped,
+    /// The collection's settings changed.
+    CollectionUpdated,
     /// The cluster has its id.
     ClusterInitialized,
     /// The key is stored.
@@ -560,6 +592,18 @@ impl ControlState {
                 self.routing_version += 1;
                 Ok(Applied::CollectionDropped)
             }
+            Command::UpdateCollection { name, ef, tuning } => {
+                let Some(collection) = self.collections.get_mut(name) else {
+                    return Err(CommandError::NotFound { name: name.clone() });
+                };
+                if tuning.is_some() || collection.config.hnsw.ef != *ef {
+                    collection.tuning.clone_from(tuning);
+                }
+                collection.config.hnsw.ef = *ef;
+                // Gateways resolve a search's default `ef` from the routing table.
+                self.routing_version += 1;
+                Ok(Applied::CollectionUpdated)
+            }
         }
     }
 
@@ -766,6 +810,7 @@ impl ControlState {
                 was_ready: false,
                 shards,
                 owner: owner.map(|o| o.name.clone()),
+                tuning: None,
             },
         );
         self.routing_version += 1;

@@ -57,6 +57,15 @@ impl ControlState {
             point_count,
             shards,
             owner: collection.owner.clone().unwrap_or_default(),
+            tuning: collection.tuning.as_ref().map(|t| api::EfTuning {
+                target_recall: t.target_recall,
+                k: t.k,
+                measured_recall: t.measured_recall,
+                recall_lower_bound: t.recall_lower_bound,
+                queries: t.queries,
+                tuned_at_unix_ms: t.tuned_at_unix_ms,
+                filter_json: t.filter_json.clone(),
+            }),
         }
     }
 

@@ -390,7 +390,7 @@ impl Core {
         if let Some(shard) = existing {
             let held = shard.spec();
             if !shard.is_stopped() && !spec.replaces(held.incarnation) {
-                if held.collection != spec.collection || held.range != spec.range {
+                if !held.same_collection(&spec.collection) || held.range != spec.range {
                     return Err(ShardError::SpecMismatch {
                         collection: key.0,
                         shard_id: key.1,

@@ -290,7 +290,7 @@ impl ShardHandle {
                 .map(ShardSpec::from_assignment)
                 .transpose()?;
             if let Some(held) = held
-                && (held.collection != spec.collection
+                && (!held.same_collection(&spec.collection)
                     || held.range != spec.range
                     || held.shard_id != spec.shard_id)
             {

@@ -203,6 +203,21 @@ impl ShardSpec {
         cfg
     }
 
+    /// Whether `other` is this shard's collection, settings fixed at creation alike: the
+    /// default search `ef` may differ, as `Collections.Update` changes it (the gateway
+    /// sends each search's `ef`, so the one a core holds serves only calls that come to
+    /// it directly without one).
+    pub(crate) fn same_collection(&self, other: &CollectionSpec) -> bool {
+        let fixed = |c: &CollectionSpec| {
+            let mut c = c.clone();
+            if let Some(h) = c.hnsw.as_mut() {
+                h.ef = None;
+            }
+            c
+        };
+        fixed(&self.collection) == fixed(other)
+    }
+
     /// Default search candidate list.
     pub(crate) fn default_ef(&self) -> u32 {
         self.collection
@@ -262,6 +277,21 @@ mod tests {
             }
         }
         assert!(ShardSpec::from_assignment(&named("../x")).is_err());
+    }
+
+    #[test]
+    fn a_new_default_ef_is_the_same_collection_and_a_new_dimension_is_not() {
+        let held = ShardSpec::from_assignment(&named("docs")).unwrap();
+        let mut tuned = held.collection.clone();
+        let hnsw = tuned.hnsw.as_mut().expect("resolved");
+        hnsw.ef = Some(96);
+        assert!(held.same_collection(&tuned));
+        let hnsw = tuned.hnsw.as_mut().expect("resolved");
+        hnsw.m = Some(48);
+        assert!(!held.same_collection(&tuned));
+        let mut other = held.collection.clone();
+        other.dimension = 5;
+        assert!(!held.same_collection(&other));
     }
 
     #[test]

@@ -92,7 +92,7 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             // collections.proto
             PayloadIndex, HnswConfig, CollectionSpec, CreateCollectionRequest,
             CreateCollectionResponse, DropCollectionRequest, DropCollectionResponse,
-            ListCollectionsRequest, ListCollectionsResponse, DescribeCollectionRequest,
+            ListCollectionsRequest, ListCollectionsResponse, DescribeCollectionRequest, UpdateCollectionRequest, EfTuning,
             ReplicaInfo, ReplicaStatus, ShardInfo, CollectionInfo,
             // keys.proto
             CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,

@@ -98,6 +98,21 @@ impl Collections for Catalogue {
             .ok_or_else(|| Status::not_found(format!("no collection {name}")))?;
         Ok(Response::new(info(spec)))
     }
+
+    async fn update(
+        &self,
+        request: Request<vectron_proto::v1::UpdateCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        let request = request.into_inner();
+        let mut collections = self.collections.lock().unwrap();
+        let spec = collections
+            .get_mut(&request.name)
+            .ok_or_else(|| Status::not_found(format!("no collection {}", request.name)))?;
+        if let Some(ef) = request.spec.and_then(|s| s.hnsw?.ef) {
+            spec.hnsw.get_or_insert_default().ef = Some(ef);
+        }
+        Ok(Response::new(info(spec.clone())))
+    }
 }
 
 /// Answers with one core per requested worker, echoing the worker id.

@@ -31,6 +31,7 @@ use vectron_proto::v1::{
     CreateUserRequest, DeleteUserRequest, ListUsersRequest, LoginRequest, LoginResponse, UserInfo,
 };
 use vectron_proto::v1::{DeletePlanRequest, ListPlansRequest, Plan};
+use vectron_proto::v1::{HnswConfig, UpdateCollectionRequest};
 
 use crate::Error;
 
@@ -480,6 +481,40 @@ impl Client {
             let mut c = self.collections();
             let request = DescribeCollectionRequest { name: name.into() };
             async move { c.describe(request).await }
+        })
+        .await
+    }
+
+    /// Sets a collection's default search `ef`: searches that give none use it from
+    /// the moment this returns. Retried on `UNAVAILABLE` (it sets a value).
+    pub async fn set_default_ef(&self, name: &str, ef: u32) -> Result<CollectionInfo, Error> {
+        let spec = CollectionSpec {
+            hnsw: Some(HnswConfig {
+                ef: Some(ef),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.update_collection(UpdateCollectionRequest {
+            name: name.into(),
+            spec: Some(spec),
+            tuning: None,
+        })
+        .await
+    }
+
+    /// Changes a collection's mutable settings: fields of `request.spec` left unset keep
+    /// their values; only `hnsw.ef` may change (others fixed at creation are refused with
+    /// [`Error::InvalidArgument`]). `request.tuning` records how the `ef` was measured.
+    /// Returns the collection as updated. Retried on `UNAVAILABLE`.
+    pub async fn update_collection(
+        &self,
+        request: UpdateCollectionRequest,
+    ) -> Result<CollectionInfo, Error> {
+        self.idempotent(|| {
+            let mut c = self.collections();
+            let request = request.clone();
+            async move { c.update(request).await }
         })
         .await
     }

@@ -82,8 +82,8 @@ pub use vectron_proto::v1 as api;
 pub use vectron_proto::v1::{
     Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
     CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, CreateTokenRequest,
-    CreateTokenResponse, CreateUserRequest, Filter, HnswConfig, KeyInfo, KeyRole, LoginResponse,
-    Metric, PayloadFieldKind, PayloadIndex, Plan, Point, Quantization, Range, ReadConsistency,
-    Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest, SearchResponse,
-    UpsertRequest, UpsertResponse, UserInfo,
+    CreateTokenResponse, CreateUserRequest, EfTuning, Filter, HnswConfig, KeyInfo, KeyRole,
+    LoginResponse, Metric, PayloadFieldKind, PayloadIndex, Plan, Point, Quantization, Range,
+    ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest,
+    SearchResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse, UserInfo,
 };

@@ -73,6 +73,13 @@ impl Collections for Flaky {
         self.call()?;
         Err(Status::not_found("no collection docs"))
     }
+    async fn update(
+        &self,
+        _: Request<vectron_client::UpdateCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        self.call()?;
+        Err(Status::not_found("no collection docs"))
+    }
 }
 
 async fn serve(failures: u32) -> (String, Arc<AtomicU32>) {

@@ -50,6 +50,12 @@ impl Collections for One {
     ) -> Result<Response<CollectionInfo>, Status> {
         Err(Status::not_found("no such collection"))
     }
+    async fn update(
+        &self,
+        _: Request<vectron_client::UpdateCollectionRequest>,
+    ) -> Result<Response<CollectionInfo>, Status> {
+        Err(Status::not_found("no such collection"))
+    }
 }
 
 /// A TLS server on a free loopback port with a fresh self-signed certificate for

@@ -24,25 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvectron/v1/collections.proto\x12\nvectron.v1\"I\n\x0cPayloadIndex\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.vectron.v1.PayloadFieldKind\"l\n\nHnswConfig\x12\x0e\n\x01m\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1c\n\x0f\x65\x66_construction\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x02\x65\x66\x18\x03 \x01(\rH\x02\x88\x01\x01\x42\x04\n\x02_mB\x12\n\x10_ef_constructionB\x05\n\x03_ef\"\xc0\x02\n\x0e\x43ollectionSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\"\n\x06metric\x18\x03 \x01(\x0e\x32\x12.vectron.v1.Metric\x12\x18\n\x0bshard_count\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x1f\n\x12replication_factor\x18\x05 \x01(\rH\x01\x88\x01\x01\x12$\n\x04hnsw\x18\x06 \x01(\x0b\x32\x16.vectron.v1.HnswConfig\x12.\n\x0cquantization\x18\x07 \x01(\x0e\x32\x18.vectron.v1.Quantization\x12\x31\n\x0fpayload_indexes\x18\x08 \x03(\x0b\x32\x18.vectron.v1.PayloadIndexB\x0e\n\x0c_shard_countB\x15\n\x13_replication_factor\"C\n\x17\x43reateCollectionRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionSpec\"J\n\x18\x43reateCollectionResponse\x12.\n\ncollection\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionInfo\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.vectron.v1.CollectionInfo\")\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xc6\x01\n\x0bReplicaInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ore\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.vectron.v1.ReplicaState\x12\x12\n\nreplica_id\x18\x06 \x01(\x04\x12.\n\x06status\x18\x07 \x01(\x0b\x32\x19.vectron.v1.ReplicaStatusH\x00\x88\x01\x01\x42\t\n\x07_status\"\xae\x01\n\rReplicaStatus\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.vectron.v1.ReplicaRole\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x03lag\x18\x05 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06points\x18\x06 \x01(\x04\x12\x16\n\x0eindexed_points\x18\x07 \x01(\x04\x42\x06\n\x04_lag\"\x8f\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x18\n\x10hash_range_start\x18\x02 \x01(\x04\x12\x16\n\x0ehash_range_end\x18\x03 \x01(\x04\x12)\n\x08replicas\x18\x04 \x03(\x0b\x32\x17.vectron.v1.ReplicaInfo\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\"\xb1\x01\n\x0e\x43ollectionInfo\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionSpec\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.vectron.v1.CollectionState\x12\x13\n\x0bpoint_count\x18\x03 \x01(\x04\x12%\n\x06shards\x18\x04 \x03(\x0b\x32\x15.vectron.v1.ShardInfo\x12\r\n\x05owner\x18\x05 \x01(\t*R\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\r\n\tMETRIC_L2\x10\x02\x12\x0e\n\nMETRIC_DOT\x10\x03*Z\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x15\n\x11QUANTIZATION_INT8\x10\x02*v\n\x10PayloadFieldKind\x12\"\n\x1ePAYLOAD_FIELD_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPAYLOAD_FIELD_KIND_KEYWORD\x10\x01\x12\x1e\n\x1aPAYLOAD_FIELD_KIND_NUMERIC\x10\x02*\xac\x01\n\x0f\x43ollectionState\x12 \n\x1c\x43OLLECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OLLECTION_STATE_CREATING\x10\x01\x12\x1a\n\x16\x43OLLECTION_STATE_READY\x10\x02\x12\x1d\n\x19\x43OLLECTION_STATE_DEGRADED\x10\x03\x12\x1d\n\x19\x43OLLECTION_STATE_DROPPING\x10\x04*\x81\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_OPENING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1d\n\x19REPLICA_STATE_UNAVAILABLE\x10\x03*{\n\x0bReplicaRole\x12\x1c\n\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13REPLICA_ROLE_LEADER\x10\x01\x12\x19\n\x15REPLICA_ROLE_FOLLOWER\x10\x02\x12\x1a\n\x16REPLICA_ROLE_NO_LEADER\x10\x03\x32\xd1\x02\n\x0b\x43ollections\x12S\n\x06\x43reate\x12#.vectron.v1.CreateCollectionRequest\x1a$.vectron.v1.CreateCollectionResponse\x12M\n\x04\x44rop\x12!.vectron.v1.DropCollectionRequest\x1a\".vectron.v1.DropCollectionResponse\x12O\n\x04List\x12\".vectron.v1.ListCollectionsRequest\x1a#.vectron.v1.ListCollectionsResponse\x12M\n\x08\x44\x65scribe\x12%.vectron.v1.DescribeCollectionRequest\x1a\x1a.vectron.v1.CollectionInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvectron/v1/collections.proto\x12\nvectron.v1\"I\n\x0cPayloadIndex\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.vectron.v1.PayloadFieldKind\"l\n\nHnswConfig\x12\x0e\n\x01m\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1c\n\x0f\x65\x66_construction\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x0f\n\x02\x65\x66\x18\x03 \x01(\rH\x02\x88\x01\x01\x42\x04\n\x02_mB\x12\n\x10_ef_constructionB\x05\n\x03_ef\"\xc0\x02\n\x0e\x43ollectionSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\"\n\x06metric\x18\x03 \x01(\x0e\x32\x12.vectron.v1.Metric\x12\x18\n\x0bshard_count\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x1f\n\x12replication_factor\x18\x05 \x01(\rH\x01\x88\x01\x01\x12$\n\x04hnsw\x18\x06 \x01(\x0b\x32\x16.vectron.v1.HnswConfig\x12.\n\x0cquantization\x18\x07 \x01(\x0e\x32\x18.vectron.v1.Quantization\x12\x31\n\x0fpayload_indexes\x18\x08 \x03(\x0b\x32\x18.vectron.v1.PayloadIndexB\x0e\n\x0c_shard_countB\x15\n\x13_replication_factor\"C\n\x17\x43reateCollectionRequest\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionSpec\"J\n\x18\x43reateCollectionResponse\x12.\n\ncollection\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionInfo\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.vectron.v1.CollectionInfo\")\n\x19\x44\x65scribeCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"w\n\x17UpdateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12(\n\x04spec\x18\x02 \x01(\x0b\x32\x1a.vectron.v1.CollectionSpec\x12$\n\x06tuning\x18\x03 \x01(\x0b\x32\x14.vectron.v1.EfTuning\"\xa1\x01\n\x08\x45\x66Tuning\x12\x15\n\rtarget_recall\x18\x01 \x01(\x01\x12\t\n\x01k\x18\x02 \x01(\r\x12\x17\n\x0fmeasured_recall\x18\x03 \x01(\x01\x12\x1a\n\x12recall_lower_bound\x18\x04 \x01(\x01\x12\x0f\n\x07queries\x18\x05 \x01(\r\x12\x18\n\x10tuned_at_unix_ms\x18\x06 \x01(\x04\x12\x13\n\x0b\x66ilter_json\x18\x07 \x01(\t\"\xc6\x01\n\x0bReplicaInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x0c\n\x04\x63ore\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\'\n\x05state\x18\x05 \x01(\x0e\x32\x18.vectron.v1.ReplicaState\x12\x12\n\nreplica_id\x18\x06 \x01(\x04\x12.\n\x06status\x18\x07 \x01(\x0b\x32\x19.vectron.v1.ReplicaStatusH\x00\x88\x01\x01\x42\t\n\x07_status\"\xae\x01\n\rReplicaStatus\x12%\n\x04role\x18\x01 \x01(\x0e\x32\x17.vectron.v1.ReplicaRole\x12\x11\n\tleader_id\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x13\n\x0b\x61pplied_lsn\x18\x04 \x01(\x04\x12\x10\n\x03lag\x18\x05 \x01(\x04H\x00\x88\x01\x01\x12\x0e\n\x06points\x18\x06 \x01(\x04\x12\x16\n\x0eindexed_points\x18\x07 \x01(\x04\x42\x06\n\x04_lag\"\x8f\x01\n\tShardInfo\x12\x10\n\x08shard_id\x18\x01 \x01(\r\x12\x18\n\x10hash_range_start\x18\x02 \x01(\x04\x12\x16\n\x0ehash_range_end\x18\x03 \x01(\x04\x12)\n\x08replicas\x18\x04 \x03(\x0b\x32\x17.vectron.v1.ReplicaInfo\x12\x13\n\x0bpoint_count\x18\x05 \x01(\x04\"\xd7\x01\n\x0e\x43ollectionInfo\x12(\n\x04spec\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.CollectionSpec\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.vectron.v1.CollectionState\x12\x13\n\x0bpoint_count\x18\x03 \x01(\x04\x12%\n\x06shards\x18\x04 \x03(\x0b\x32\x15.vectron.v1.ShardInfo\x12\r\n\x05owner\x18\x05 \x01(\t\x12$\n\x06tuning\x18\x06 \x01(\x0b\x32\x14.vectron.v1.EfTuning*R\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x11\n\rMETRIC_COSINE\x10\x01\x12\r\n\tMETRIC_L2\x10\x02\x12\x0e\n\nMETRIC_DOT\x10\x03*Z\n\x0cQuantization\x12\x1c\n\x18QUANTIZATION_UNSPECIFIED\x10\x00\x12\x15\n\x11QUANTIZATION_NONE\x10\x01\x12\x15\n\x11QUANTIZATION_INT8\x10\x02*v\n\x10PayloadFieldKind\x12\"\n\x1ePAYLOAD_FIELD_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1aPAYLOAD_FIELD_KIND_KEYWORD\x10\x01\x12\x1e\n\x1aPAYLOAD_FIELD_KIND_NUMERIC\x10\x02*\xac\x01\n\x0f\x43ollectionState\x12 \n\x1c\x43OLLECTION_STATE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x43OLLECTION_STATE_CREATING\x10\x01\x12\x1a\n\x16\x43OLLECTION_STATE_READY\x10\x02\x12\x1d\n\x19\x43OLLECTION_STATE_DEGRADED\x10\x03\x12\x1d\n\x19\x43OLLECTION_STATE_DROPPING\x10\x04*\x81\x01\n\x0cReplicaState\x12\x1d\n\x19REPLICA_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REPLICA_STATE_OPENING\x10\x01\x12\x18\n\x14REPLICA_STATE_ACTIVE\x10\x02\x12\x1d\n\x19REPLICA_STATE_UNAVAILABLE\x10\x03*{\n\x0bReplicaRole\x12\x1c\n\x18REPLICA_ROLE_UNSPECIFIED\x10\x00\x12\x17\n\x13REPLICA_ROLE_LEADER\x10\x01\x12\x19\n\x15REPLICA_ROLE_FOLLOWER\x10\x02\x12\x1a\n\x16REPLICA_ROLE_NO_LEADER\x10\x03\x32\x9c\x03\n\x0b\x43ollections\x12S\n\x06\x43reate\x12#.vectron.v1.CreateCollectionRequest\x1a$.vectron.v1.CreateCollectionResponse\x12M\n\x04\x44rop\x12!.vectron.v1.DropCollectionRequest\x1a\".vectron.v1.DropCollectionResponse\x12O\n\x04List\x12\".vectron.v1.ListCollectionsRequest\x1a#.vectron.v1.ListCollectionsResponse\x12M\n\x08\x44\x65scribe\x12%.vectron.v1.DescribeCollectionRequest\x1a\x1a.vectron.v1.CollectionInfo\x12I\n\x06Update\x12#.vectron.v1.UpdateCollectionRequest\x1a\x1a.vectron.v1.CollectionInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vectron.v1.collections_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=1611
-  _globals['_METRIC']._serialized_end=1693
-  _globals['_QUANTIZATION']._serialized_start=1695
-  _globals['_QUANTIZATION']._serialized_end=1785
-  _globals['_PAYLOADFIELDKIND']._serialized_start=1787
-  _globals['_PAYLOADFIELDKIND']._serialized_end=1905
-  _globals['_COLLECTIONSTATE']._serialized_start=1908
-  _globals['_COLLECTIONSTATE']._serialized_end=2080
-  _globals['_REPLICASTATE']._serialized_start=2083
-  _globals['_REPLICASTATE']._serialized_end=2212
-  _globals['_REPLICAROLE']._serialized_start=2214
-  _globals['_REPLICAROLE']._serialized_end=2337
+  _globals['_METRIC']._serialized_start=1934
+  _globals['_METRIC']._serialized_end=2016
+  _globals['_QUANTIZATION']._serialized_start=2018
+  _globals['_QUANTIZATION']._serialized_end=2108
+  _globals['_PAYLOADFIELDKIND']._serialized_start=2110
+  _globals['_PAYLOADFIELDKIND']._serialized_end=2228
+  _globals['_COLLECTIONSTATE']._serialized_start=2231
+  _globals['_COLLECTIONSTATE']._serialized_end=2403
+  _globals['_REPLICASTATE']._serialized_start=2406
+  _globals['_REPLICASTATE']._serialized_end=2535
+  _globals['_REPLICAROLE']._serialized_start=2537
+  _globals['_REPLICAROLE']._serialized_end=2660
   _globals['_PAYLOADINDEX']._serialized_start=44
   _globals['_PAYLOADINDEX']._serialized_end=117
   _globals['_HNSWCONFIG']._serialized_start=119
@@ -63,14 +63,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=862
   _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=864
   _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=905
-  _globals['_REPLICAINFO']._serialized_start=908
-  _globals['_REPLICAINFO']._serialized_end=1106
-  _globals['_REPLICASTATUS']._serialized_start=1109
-  _globals['_REPLICASTATUS']._serialized_end=1283
-  _globals['_SHARDINFO']._serialized_start=1286
-  _globals['_SHARDINFO']._serialized_end=1429
-  _globals['_COLLECTIONINFO']._serialized_start=1432
-  _globals['_COLLECTIONINFO']._serialized_end=1609
-  _globals['_COLLECTIONS']._serialized_start=2340
-  _globals['_COLLECTIONS']._serialized_end=2677
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_start=907
+  _globals['_UPDATECOLLECTIONREQUEST']._serialized_end=1026
+  _globals['_EFTUNING']._serialized_start=1029
+  _globals['_EFTUNING']._serialized_end=1190
+  _globals['_REPLICAINFO']._serialized_start=1193
+  _globals['_REPLICAINFO']._serialized_end=1391
+  _globals['_REPLICASTATUS']._serialized_start=1394
+  _globals['_REPLICASTATUS']._serialized_end=1568
+  _globals['_SHARDINFO']._serialized_start=1571
+  _globals['_SHARDINFO']._serialized_end=1714
+  _globals['_COLLECTIONINFO']._serialized_start=1717
+  _globals['_COLLECTIONINFO']._serialized_end=1932
+  _globals['_COLLECTIONS']._serialized_start=2663
+  _globals['_COLLECTIONS']._serialized_end=3075
 # @@protoc_insertion_point(module_scope)

@@ -147,6 +147,34 @@ class DescribeCollectionRequest(_message.Message):
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
+class UpdateCollectionRequest(_message.Message):
+    __slots__ = ("name", "spec", "tuning")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    TUNING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: CollectionSpec
+    tuning: EfTuning
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ...) -> None: ...
+
+class EfTuning(_message.Message):
+    __slots__ = ("target_recall", "k", "measured_recall", "recall_lower_bound", "queries", "tuned_at_unix_ms", "filter_json")
+    TARGET_RECALL_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_RECALL_FIELD_NUMBER: _ClassVar[int]
+    RECALL_LOWER_BOUND_FIELD_NUMBER: _ClassVar[int]
+    QUERIES_FIELD_NUMBER: _ClassVar[int]
+    TUNED_AT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_JSON_FIELD_NUMBER: _ClassVar[int]
+    target_recall: float
+    k: int
+    measured_recall: float
+    recall_lower_bound: float
+    queries: int
+    tuned_at_unix_ms: int
+    filter_json: str
+    def __init__(self, target_recall: _Optional[float] = ..., k: _Optional[int] = ..., measured_recall: _Optional[float] = ..., recall_lower_bound: _Optional[float] = ..., queries: _Optional[int] = ..., tuned_at_unix_ms: _Optional[int] = ..., filter_json: _Optional[str] = ...) -> None: ...
+
 class ReplicaInfo(_message.Message):
     __slots__ = ("worker_id", "core", "address", "epoch", "state", "replica_id", "status")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -198,15 +226,17 @@ class ShardInfo(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., hash_range_start: _Optional[int] = ..., hash_range_end: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., point_count: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("spec", "state", "point_count", "shards", "owner")
+    __slots__ = ("spec", "state", "point_count", "shards", "owner", "tuning")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     POINT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    TUNING_FIELD_NUMBER: _ClassVar[int]
     spec: CollectionSpec
     state: CollectionState
     point_count: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     owner: str
-    def __init__(self, spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., state: _Optional[_Union[CollectionState, str]] = ..., point_count: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., owner: _Optional[str] = ...) -> None: ...
+    tuning: EfTuning
+    def __init__(self, spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., state: _Optional[_Union[CollectionState, str]] = ..., point_count: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., owner: _Optional[str] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,11 @@ class CollectionsStub:
                 request_serializer=vectron_dot_v1_dot_collections__pb2.DescribeCollectionRequest.SerializeToString,
                 response_deserializer=vectron_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/vectron.v1.Collections/Update',
+                request_serializer=vectron_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
+                response_deserializer=vectron_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CollectionsServicer:
@@ -100,6 +105,20 @@ class CollectionsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Changes a collection's mutable settings: its default search `ef` (with the
+        measurement that chose it, as `vectron tune --apply` stores it). A field of `spec`
+        left unset keeps its value and one set to its current value is accepted; one that
+        would change a setting fixed at creation (dimension, metric, shard count,
+        replication factor, `m`, `ef_construction`, quantization, payload indexes) is
+        refused with `INVALID_ARGUMENT` naming it. Searches that give no `ef` use the new
+        default as soon as the call returns through the same gateway, and within a routing
+        update (well under a second) through the others. Returns the collection as updated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +140,11 @@ def add_CollectionsServicer_to_server(servicer, server):
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
                     request_deserializer=vectron_dot_v1_dot_collections__pb2.DescribeCollectionRequest.FromString,
+                    response_serializer=vectron_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=vectron_dot_v1_dot_collections__pb2.UpdateCollectionRequest.FromString,
                     response_serializer=vectron_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
             ),
     }
@@ -237,6 +261,33 @@ class Collections:
             target,
             '/vectron.v1.Collections/Describe',
             vectron_dot_v1_dot_collections__pb2.DescribeCollectionRequest.SerializeToString,
+            vectron_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vectron.v1.Collections/Update',
+            vectron_dot_v1_dot_collections__pb2.UpdateCollectionRequest.SerializeToString,
             vectron_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
