@@ -355,6 +355,12 @@ def _query_vector(vector: VectorLike, what: str) -> list[float]:
     return out
 
 
+def _check_exact(exact: bool, ef: int | None) -> None:
+    """Refuses an `ef` given with ``exact=True``, which would ignore it."""
+    if exact and ef is not None:
+        raise InvalidArgument(f"exact=True ignores ef: pass one or the other; got ef={ef!r}")
+
+
 def _query_rows(vectors: npt.ArrayLike) -> list[list[float]]:
     """The rows of a 2-D array (or list) of queries, each checked."""
     if isinstance(vectors, np.ndarray):
@@ -447,6 +453,7 @@ def _search_request(
     k: int,
     filter: filter_pb2.Filter | None,
     ef: int | None,
+    exact: bool,
     with_payload: bool,
     with_vector: bool,
     consistency: str | None,
@@ -459,6 +466,7 @@ def _search_request(
         vector=vector,
         k=k,
         ef=ef,
+        exact=exact,
         filter=filter,
         with_payload=with_payload,
         with_vector=with_vector,
@@ -833,6 +841,7 @@ class Calls:
         *,
         filter: Filter | None,
         ef: int | None,
+        exact: bool,
         with_payload: bool,
         with_vector: bool,
         consistency: ReadConsistency | str | None,
@@ -840,12 +849,14 @@ class Calls:
         allow_partial_results: bool,
     ) -> Op[SearchResult]:
         """One top-k search."""
+        _check_exact(exact, ef)
         request = _search_request(
             collection,
             _query_vector(vector, "vector"),
             k,
             _filter_proto(filter),
             ef,
+            exact,
             with_payload,
             with_vector,
             self._consistency(consistency),
@@ -863,6 +874,7 @@ class Calls:
         *,
         filter: Filter | None,
         ef: int | None,
+        exact: bool,
         with_payload: bool,
         with_vector: bool,
         consistency: ReadConsistency | str | None,
@@ -870,6 +882,7 @@ class Calls:
         allow_partial_results: bool,
     ) -> Op[list[SearchResult]]:
         """One search per row, split into batches of at most 1000."""
+        _check_exact(exact, ef)
         queries = _query_rows(vectors)
         filter_message = _filter_proto(filter)
         consistency_name = self._consistency(consistency)
@@ -883,6 +896,7 @@ class Calls:
                         k,
                         filter_message,
                         ef,
+                        exact,
                         with_payload,
                         with_vector,
                         consistency_name,

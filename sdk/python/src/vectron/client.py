@@ -670,6 +670,7 @@ class Client:
         *,
         filter: Filter | None = None,
         ef: int | None = None,
+        exact: bool = False,
         with_payload: bool = True,
         with_vector: bool = False,
         consistency: ReadConsistency | str | None = None,
@@ -684,7 +685,12 @@ class Client:
             k: Hits wanted (1 to 10000).
             filter: Only points passing it are returned.
             ef: Candidate list size (larger: slower, more accurate); default the
-                collection's.
+                collection's. Ignored by an exact search: passing it with
+                ``exact=True`` raises :class:`InvalidArgument` before any call.
+            exact: Brute force over every point of every shard instead of the HNSW
+                graph: the true top-`k` under the same filter, in the same answer shape,
+                at a cost in proportion to the collection's size (`ef` is ignored). The
+                ground truth to measure recall against.
             with_payload: Return each hit's payload.
             with_vector: Return each hit's stored vector.
             consistency: Freshness required (default: the client's).
@@ -699,6 +705,7 @@ class Client:
                 k,
                 filter=filter,
                 ef=ef,
+                exact=exact,
                 with_payload=with_payload,
                 with_vector=with_vector,
                 consistency=consistency,
@@ -715,6 +722,7 @@ class Client:
         *,
         filter: Filter | None = None,
         ef: int | None = None,
+        exact: bool = False,
         with_payload: bool = True,
         with_vector: bool = False,
         consistency: ReadConsistency | str | None = None,
@@ -731,6 +739,7 @@ class Client:
                 k,
                 filter=filter,
                 ef=ef,
+                exact=exact,
                 with_payload=with_payload,
                 with_vector=with_vector,
                 consistency=consistency,

@@ -27,7 +27,7 @@ class Rerank(_message.Message):
     def __init__(self, query_text: _Optional[str] = ..., top_n: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vector", "k", "ef", "filter", "with_payload", "with_vector", "consistency", "rerank", "timeout_ms", "allow_partial_results")
+    __slots__ = ("collection", "vector", "k", "ef", "filter", "with_payload", "with_vector", "consistency", "rerank", "timeout_ms", "allow_partial_results", "exact")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTOR_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class SearchRequest(_message.Message):
     RERANK_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vector: _containers.RepeatedScalarFieldContainer[float]
     k: int
@@ -50,7 +51,8 @@ class SearchRequest(_message.Message):
     rerank: Rerank
     timeout_ms: int
     allow_partial_results: bool
-    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., allow_partial_results: _Optional[bool] = ...) -> None: ...
+    exact: bool
+    def __init__(self, collection: _Optional[str] = ..., vector: _Optional[_Iterable[float]] = ..., k: _Optional[int] = ..., ef: _Optional[int] = ..., filter: _Optional[_Union[_filter_pb2.Filter, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., consistency: _Optional[_Union[ReadConsistency, str]] = ..., rerank: _Optional[_Union[Rerank, _Mapping]] = ..., timeout_ms: _Optional[int] = ..., allow_partial_results: _Optional[bool] = ..., exact: _Optional[bool] = ...) -> None: ...
 
 class ScoredPoint(_message.Message):
     __slots__ = ("id", "score", "vector", "payload")
