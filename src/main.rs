@@ -54,6 +54,7 @@ enum Command {
     Plans(cli::PlansArgs),
     Points(cli::PointsArgs),
     Search(cli::SearchArgs),
+    Tune(cli::TuneArgs),
     /// Benchmark a running Vectron end to end through the gateway: ingest a dataset
     /// with the streaming upsert, then search it from concurrent clients; prints one
     /// JSON line (ingest_vectors_per_s, qps, p50_us, p99_us, p999_us, recall).
@@ -443,6 +444,7 @@ fn main() -> anyhow::Result<()> {
         Command::Plans(args) => client(cli::Action::Plans(args), log_format),
         Command::Points(args) => client(cli::Action::Points(args), log_format),
         Command::Search(args) => client(cli::Action::Search(args), log_format),
+        Command::Tune(args) => client(cli::Action::Tune(args), log_format),
         Command::Cluster {
             command: ClusterCommand::Key,
         } => {

@@ -22,6 +22,7 @@ mod output;
 mod plans;
 mod points;
 mod search;
+mod tune;
 mod users;
 
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ pub(crate) use keys::KeysArgs;
 pub(crate) use plans::PlansArgs;
 pub(crate) use points::PointsArgs;
 pub(crate) use search::SearchArgs;
+pub(crate) use tune::TuneArgs;
 pub(crate) use users::{LoginArgs, UsersArgs};
 
 /// Deadline of a call when `--timeout` is not given.
@@ -133,6 +135,7 @@ pub(crate) enum Action {
     Plans(PlansArgs),
     Points(PointsArgs),
     Search(SearchArgs),
+    Tune(TuneArgs),
 }
 
 /// Runs a client command on `runtime`; on failure prints the error and exits with
@@ -146,6 +149,7 @@ pub(crate) fn run(runtime: &tokio::runtime::Runtime, action: Action) {
         Action::Plans(args) => (args.json(), runtime.block_on(args.run())),
         Action::Points(args) => (args.json(), runtime.block_on(args.run())),
         Action::Search(args) => (args.json(), runtime.block_on(args.run())),
+        Action::Tune(args) => (args.json(), runtime.block_on(args.run())),
     };
     if let Err(e) = result {
         output::print_error(&e, json);

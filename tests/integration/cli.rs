@@ -769,3 +769,137 @@ fn servers_stopped_the_moment_they_are_ready_exit_cleanly() {
     }
     cluster.terminate();
 }
+
+/// `vectron tune` picks the smallest ef whose recall@10 (95% lower bound, against exact
+/// search) meets the target on the fixture: that ef reaches the target against the
+/// fixture's own ground truth, the ef below it does not meet the bound, the same seed
+/// picks the same ef, and --apply makes it the collection's default with the
+/// measurement beside it.
+#[test]
+fn tune_picks_the_smallest_ef_that_reaches_the_target_and_applies_it() {
+    let fixture = Fixture::load();
+    let dir = tempdir();
+    let server = dev(&dir.path().join("data"), 2);
+    let addr = format!("http://{}", grpc_addr(&server));
+    let a = addr.as_str();
+    ok(
+        a,
+        &[
+            "collections",
+            "create",
+            "wiki",
+            "--dimension",
+            "384",
+            "--metric",
+            "cosine",
+            "--shards",
+            "2",
+        ],
+    );
+    ok(
+        a,
+        &[
+            "points",
+            "upsert",
+            "wiki",
+            "--file",
+            &testdata("base.fvecs"),
+        ],
+    );
+    let queries = testdata("query.fvecs");
+    let tuned = ok(
+        a,
+        &[
+            "tune",
+            "wiki",
+            "--target-recall",
+            "0.95",
+            "--k",
+            "10",
+            "--queries",
+            &queries,
+            "--json",
+        ],
+    )
+    .json();
+    let ef = tuned["ef"].as_u64().unwrap();
+    assert_eq!(tuned["queries"], fixture.queries.len());
+    assert!(
+        tuned["recall_lower_bound"].as_f64().unwrap() >= 0.95,
+        "{tuned}"
+    );
+    let rungs = tuned["rungs"].as_array().unwrap();
+    let below = rungs
+        .iter()
+        .filter(|r| r["ef"].as_u64().unwrap() < ef)
+        .max_by_key(|r| r["ef"].as_u64().unwrap());
+    if let Some(below) = below {
+        assert!(
+            below["recall_lower_bound"].as_f64().unwrap() < 0.95,
+            "{below} also meets the target: {tuned}"
+        );
+    } else {
+        assert_eq!(ef, 10, "nothing measured below {ef}: {tuned}");
+    }
+
+    // Against the fixture's ground truth, through the SDK, at the ef picked.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let recall = runtime.block_on(async {
+        let client = vectron_client::Client::builder(grpc_addr(&server))
+            .connect()
+            .await
+            .unwrap();
+        let mut total = 0.0;
+        for (q, truth) in fixture.queries.iter().zip(&fixture.truth) {
+            let found = client
+                .search(
+                    vectron_client::SearchRequest::new("wiki", q.clone(), 10)
+                        .with_ef(u32::try_from(ef).unwrap()),
+                )
+                .await
+                .unwrap();
+            let ids: Vec<usize> = found.hits.iter().map(|h| h.id.parse().unwrap()).collect();
+            total += crate::support::recall(&ids, truth, 10);
+        }
+        total / fixture.queries.len() as f64
+    });
+    assert!(recall >= 0.95, "recall@10 {recall} at the ef picked, {ef}");
+
+    // Drawn from the collection: the same seed draws the same queries and picks the
+    // same ef; --apply stores it.
+    let drawn = [
+        "tune",
+        "wiki",
+        "--target-recall",
+        "0.9",
+        "--sample",
+        "100",
+        "--seed",
+        "7",
+        "--json",
+    ];
+    let first = ok(a, &drawn).json();
+    assert_eq!(first["queries"], 100);
+    assert_eq!(first["applied"], false);
+    let mut applying = drawn.to_vec();
+    applying.push("--apply");
+    let second = ok(a, &applying).json();
+    assert_eq!(second["ef"], first["ef"], "{first}\n{second}");
+    assert_eq!(second["applied"], true);
+    let described = ok(a, &["collections", "describe", "wiki", "--json"]).json();
+    assert_eq!(described["spec"]["hnsw"]["ef"], first["ef"]);
+    assert_eq!(described["tuning"]["k"], 10);
+    assert_eq!(described["tuning"]["queries"], 100);
+    assert_eq!(described["tuning"]["target_recall"], 0.9);
+    let text = ok(a, &["collections", "describe", "wiki"]).stdout;
+    assert!(text.contains("tuned         ef="), "{text}");
+
+    // A target nothing can promise, and a bad one, are refused with the reason.
+    let refused = fails(a, &["tune", "wiki", "--target-recall", "1.5"]);
+    assert!(
+        refused.stderr.contains("--target-recall"),
+        "{}",
+        refused.stderr
+    );
+    server.terminate();
+}
