@@ -14,7 +14,7 @@
 //! exact and its approximate hits, so it neither helps nor hurts the recall measured.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
@@ -409,9 +409,9 @@ impl TuneArgs {
 }
 
 /// The queries of a file, checked against the collection; at most [`MAX_QUERIES`].
-fn read_queries(path: &PathBuf, spec: &CollectionSpec) -> Result<Vec<Query>, CliError> {
+fn read_queries(path: &Path, spec: &CollectionSpec) -> Result<Vec<Query>, CliError> {
     let source = Source {
-        path: path.clone(),
+        path: path.to_path_buf(),
         format: Format::of_path(path)?,
         payloads: None,
         id_prefix: String::new(),
