@@ -1385,17 +1385,24 @@ async fn a_dropped_collection_is_gone_and_its_name_starts_empty() {
     dev.terminate();
 }
 
-/// `exact: true` searches every shard by brute force: through the SDK it reproduces the
-/// fixture's ground truth for every query, in order; HTTP and the CLI answer the same;
-/// a filter is applied as in an approximate search.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exact_search_is_the_ground_truth_through_every_door() {
+/// A `vectron dev` of [`CORES`] cores holding the fixture as the collection `wiki`; the
+/// directory is returned to outlive the server (and to restart it on).
+async fn wiki_on_dev() -> (Fixture, tempfile::TempDir, Process, Client) {
     let f = Fixture::load();
     let dir = support::tempdir();
     let dev = support::dev(dir.path(), CORES);
     let client = client(&dev).await;
     client.create_collection(spec("wiki", f.dim)).await.unwrap();
     ingest_fixture(&client, "wiki", &f, 500).await;
+    (f, dir, dev, client)
+}
+
+/// `exact: true` searches every shard by brute force: through the SDK it reproduces the
+/// fixture's ground truth for every query, in order; HTTP and the CLI answer the same;
+/// a filter is applied as in an approximate search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_search_is_the_ground_truth_through_every_door() {
+    let (f, _dir, dev, client) = wiki_on_dev().await;
 
     let mut out_of_order = 0;
     for (q, truth) in f.queries.iter().zip(&f.truth) {
@@ -1508,12 +1515,7 @@ async fn answers(client: &Client, f: &Fixture, ef: Option<u32>) -> Vec<Vec<Strin
 /// restart, and settings fixed at creation are refused by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_updated_default_ef_serves_at_once_and_after_a_restart() {
-    let f = Fixture::load();
-    let dir = support::tempdir();
-    let dev = support::dev(dir.path(), CORES);
-    let client = client(&dev).await;
-    client.create_collection(spec("wiki", f.dim)).await.unwrap();
-    ingest_fixture(&client, "wiki", &f, 500).await;
+    let (f, dir, dev, client) = wiki_on_dev().await;
 
     let at_default = answers(&client, &f, None).await;
     assert_eq!(at_default, answers(&client, &f, Some(EF)).await);
