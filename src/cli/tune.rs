@@ -23,8 +23,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use vectron_client::{
-    Client, CollectionSpec, EfTuning, Filter, HnswConfig, ScrollRequest, SearchRequest,
-    UpdateCollectionRequest,
+    Client, CollectionSpec, EfTuning, Filter, HnswConfig, ReadConsistency, ScrollRequest,
+    SearchRequest, UpdateCollectionRequest,
 };
 use vectron_proto::rules::Limits;
 
@@ -294,7 +294,10 @@ impl TuneArgs {
     /// a point of the collection, to leave it out.
     fn request(&self, q: &Query, filter: Option<&Filter>, ef: Option<u32>) -> SearchRequest {
         let k = self.k + u32::from(q.own.is_some());
-        let mut request = SearchRequest::new(&self.collection, q.vector.clone(), k);
+        // Linearizable: past the gateway's cache, so a second tuning measures searches,
+        // not cached answers (as `vectron bench` does by default).
+        let mut request = SearchRequest::new(&self.collection, q.vector.clone(), k)
+            .with_consistency(ReadConsistency::Linearizable);
         request.filter = filter.cloned();
         match ef {
             Some(ef) => request.ef = Some(ef),

@@ -58,6 +58,7 @@ from vectron.models import (
     CollectionInfo,
     CoreStatsResult,
     CreatedKey,
+    EfTuning,
     HnswConfig,
     KeyInfo,
     KeyRole,
@@ -150,6 +151,7 @@ CREATE = _method("Collections", "Create", _c.CreateCollectionRequest, _c.CreateC
 DROP = _method("Collections", "Drop", _c.DropCollectionRequest, _c.DropCollectionResponse)
 LIST = _method("Collections", "List", _c.ListCollectionsRequest, _c.ListCollectionsResponse)
 DESCRIBE = _method("Collections", "Describe", _c.DescribeCollectionRequest, _c.CollectionInfo)
+UPDATE = _method("Collections", "Update", _c.UpdateCollectionRequest, _c.CollectionInfo)
 GET = _method("Points", "Get", _p.GetRequest, _p.GetResponse)
 DELETE = _method("Points", "Delete", _p.DeleteRequest, _p.DeleteResponse)
 COUNT = _method("Points", "Count", _p.CountRequest, _p.CountResponse)
@@ -177,9 +179,9 @@ LOGIN = _method("Users", "Login", _u.LoginRequest, _u.LoginResponse)
 
 #: Every unary method; each client makes one multicallable per entry.
 UNARY_METHODS: tuple[Method[Any, Any], ...] = (
-    CREATE, DROP, LIST, DESCRIBE, GET, DELETE, COUNT, SCROLL, SEARCH, SEARCH_BATCH, UPSERT,
-    CORES, CREATE_KEY, LIST_KEYS, REVOKE_KEY, CREATE_TOKEN, SET_PLAN, LIST_PLANS, DELETE_PLAN,
-    CREATE_USER, LIST_USERS, DELETE_USER, LOGIN,
+    CREATE, DROP, LIST, DESCRIBE, UPDATE, GET, DELETE, COUNT, SCROLL, SEARCH, SEARCH_BATCH,
+    UPSERT, CORES, CREATE_KEY, LIST_KEYS, REVOKE_KEY, CREATE_TOKEN, SET_PLAN, LIST_PLANS,
+    DELETE_PLAN, CREATE_USER, LIST_USERS, DELETE_USER, LOGIN,
 )  # fmt: skip
 
 
@@ -359,6 +361,18 @@ def _check_exact(exact: bool, ef: int | None) -> None:
     """Refuses an `ef` given with ``exact=True``, which would ignore it."""
     if exact and ef is not None:
         raise InvalidArgument(f"exact=True ignores ef: pass one or the other; got ef={ef!r}")
+
+
+#: Largest value of a ``uint32`` field; the server's own bound on ``ef`` is lower.
+_MAX_U32 = 2**32 - 1
+
+
+def _default_ef(ef: object) -> int:
+    """A collection's default `ef`, checked: a positive integer (the server enforces its
+    upper bound)."""
+    if isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= _MAX_U32:
+        raise InvalidArgument(f"ef must be a positive integer; got {ef!r}")
+    return ef
 
 
 def _query_rows(vectors: npt.ArrayLike) -> list[list[float]]:
@@ -617,6 +631,18 @@ class Calls:
         """One collection."""
         request = collections_pb2.DescribeCollectionRequest(name=name)
         response = yield from _call(DESCRIBE, request, idempotent=True)
+        return self._seen(_convert.collection_from_proto(response))
+
+    def update_collection(
+        self, name: str, *, ef: int, tuning: EfTuning | None
+    ) -> Op[CollectionInfo]:
+        """Changes a collection's default `ef`, with the measurement that chose it.
+        Retried: it sets values."""
+        spec = collections_pb2.CollectionSpec(hnsw=collections_pb2.HnswConfig(ef=_default_ef(ef)))
+        request = collections_pb2.UpdateCollectionRequest(name=name, spec=spec)
+        if tuning is not None:
+            request.tuning.CopyFrom(_convert.tuning_to_proto(tuning))
+        response = yield from _call(UPDATE, request, idempotent=True)
         return self._seen(_convert.collection_from_proto(response))
 
     def collection_exists(self, name: str) -> Op[bool]:

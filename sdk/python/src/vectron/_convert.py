@@ -35,6 +35,7 @@ from vectron.models import (
     CollectionState,
     CoreStats,
     CoreStatsResult,
+    EfTuning,
     HnswConfig,
     KeyInfo,
     KeyRole,
@@ -278,6 +279,38 @@ def _replica_from_proto(replica: collections_pb2.ReplicaInfo) -> ReplicaInfo:
     )
 
 
+def tuning_from_proto(tuning: collections_pb2.EfTuning) -> EfTuning:
+    """How a default ``ef`` was measured."""
+    return EfTuning(
+        target_recall=tuning.target_recall,
+        k=tuning.k,
+        measured_recall=tuning.measured_recall,
+        recall_lower_bound=tuning.recall_lower_bound,
+        queries=tuning.queries,
+        tuned_at_unix_ms=tuning.tuned_at_unix_ms,
+        filter_json=tuning.filter_json,
+    )
+
+
+def tuning_to_proto(tuning: EfTuning) -> collections_pb2.EfTuning:
+    """A measurement to store with a default ``ef``, type-checked (the server checks the
+    values: recalls from 0 to 1, ``k`` and ``queries`` at least 1)."""
+    if not isinstance(tuning, EfTuning):
+        raise InvalidArgument(f"tuning must be a vectron.EfTuning or None; got {tuning!r}")
+    try:
+        return collections_pb2.EfTuning(
+            target_recall=tuning.target_recall,
+            k=tuning.k,
+            measured_recall=tuning.measured_recall,
+            recall_lower_bound=tuning.recall_lower_bound,
+            queries=tuning.queries,
+            tuned_at_unix_ms=tuning.tuned_at_unix_ms,
+            filter_json=tuning.filter_json,
+        )
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"tuning holds a value out of its field's range: {error}") from None
+
+
 def collection_from_proto(info: collections_pb2.CollectionInfo) -> CollectionInfo:
     """A collection as the server describes it."""
     spec = info.spec
@@ -314,6 +347,7 @@ def collection_from_proto(info: collections_pb2.CollectionInfo) -> CollectionInf
             for shard in info.shards
         ),
         owner=info.owner,
+        tuning=tuning_from_proto(info.tuning) if info.HasField("tuning") else None,
     )
 
 

@@ -38,6 +38,7 @@ from vectron.models import (
     CollectionInfo,
     CoreStatsResult,
     CreatedKey,
+    EfTuning,
     HnswConfig,
     KeyInfo,
     KeyRole,
@@ -262,6 +263,12 @@ class AsyncClient:
     @_doc(Client.describe_collection)
     async def describe_collection(self, name: str) -> CollectionInfo:
         return await self._run(self._calls.describe_collection(name))
+
+    @_doc(Client.update_collection)
+    async def update_collection(
+        self, name: str, *, ef: int, tuning: EfTuning | None = None
+    ) -> CollectionInfo:
+        return await self._run(self._calls.update_collection(name, ef=ef, tuning=tuning))
 
     @_doc(Client.collection_exists)
     async def collection_exists(self, name: str) -> bool:

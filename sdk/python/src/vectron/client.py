@@ -28,6 +28,7 @@ from vectron.models import (
     CollectionInfo,
     CoreStatsResult,
     CreatedKey,
+    EfTuning,
     HnswConfig,
     KeyInfo,
     KeyRole,
@@ -57,11 +58,11 @@ class Client:
     """A Vectron client over one gRPC channel (HTTP/2), safe to share between threads.
 
     Calls raise a :class:`vectron.VectronError` subclass per status code. Idempotent
-    calls (reads, searches, listings, upserts and deletes by id) are retried with
-    jittered exponential backoff when the server answers ``UNAVAILABLE``, and after the
-    server's ``retry-after`` when it refuses for load (``RESOURCE_EXHAUSTED``); creating
-    and dropping collections, deletes by filter, streamed upserts and admin writes are
-    never retried.
+    calls (reads, searches, listings, upserts, deletes by id and collection updates) are
+    retried with jittered exponential backoff when the server answers ``UNAVAILABLE``,
+    and after the server's ``retry-after`` when it refuses for load
+    (``RESOURCE_EXHAUSTED``); creating and dropping collections, deletes by filter,
+    streamed upserts and admin writes are never retried.
 
     >>> with Client("127.0.0.1:6334") as client:  # doctest: +SKIP
     ...     client.create_collection("docs", dimension=3, metric="cosine")
@@ -274,6 +275,29 @@ class Client:
             NotFound: No collection has that name.
         """
         return self._run(self._calls.describe_collection(name))
+
+    def update_collection(
+        self, name: str, *, ef: int, tuning: EfTuning | None = None
+    ) -> CollectionInfo:
+        """Sets a collection's default search ``ef`` (``hnsw.ef``), the one searches that
+        give no ``ef`` use from the moment this returns, and returns the collection as
+        updated (its point count as last reported, as in :meth:`list_collections`).
+        Every other setting is fixed at creation. Retried: it sets values.
+
+        Args:
+            name: The collection.
+            ef: The new default, a positive integer (the server allows up to 32768).
+            tuning: The measurement that chose `ef` (as ``vectron tune --apply`` stores
+                it), kept with the collection and read back as
+                :attr:`CollectionInfo.tuning`. ``None``: a measurement the collection
+                had is cleared when `ef` changes, and kept when it does not.
+
+        Raises:
+            NotFound: No collection has that name.
+            InvalidArgument: `ef` is not a positive integer (refused before sending) or
+                above the server's bound, or `tuning` holds a value out of range.
+        """
+        return self._run(self._calls.update_collection(name, ef=ef, tuning=tuning))
 
     def collection_exists(self, name: str) -> bool:
         """Whether a collection has this name."""

@@ -23,6 +23,7 @@ __all__ = [
     "CoreStats",
     "CoreStatsResult",
     "CreatedKey",
+    "EfTuning",
     "HnswConfig",
     "KeyInfo",
     "KeyRole",
@@ -381,6 +382,31 @@ class ShardInfo:
 
 
 @dataclass(frozen=True)
+class EfTuning:
+    """How a collection's default ``ef`` was chosen: recall measured on its own points
+    against exact search (as ``vectron tune --apply`` stores it).
+
+    Read back in :attr:`CollectionInfo.tuning`; given to
+    :meth:`~vectron.Client.update_collection` to keep the measurement with a new ``ef``.
+    """
+
+    #: The recall@k asked for, in (0, 1].
+    target_recall: float
+    #: The k of recall@k (1 to 10000).
+    k: int
+    #: Mean recall@k at the chosen ``ef`` over the queries measured.
+    measured_recall: float
+    #: Lower end of the 95% bootstrap interval of that mean.
+    recall_lower_bound: float
+    #: Queries measured (at least 1).
+    queries: int
+    #: When it was measured, in milliseconds since the Unix epoch.
+    tuned_at_unix_ms: int
+    #: The filter tuned for, as its JSON; empty when tuned without one.
+    filter_json: str = ""
+
+
+@dataclass(frozen=True)
 class CollectionInfo:
     """A collection as the cluster sees it, every default resolved."""
 
@@ -401,6 +427,9 @@ class CollectionInfo:
     shards: tuple[ShardInfo, ...]
     #: Who created it (``key <id>``, ``admin key``, ...); empty with authentication off.
     owner: str
+    #: How the default ``ef`` (``hnsw.ef``) was tuned; ``None`` when it was set by hand
+    #: or left at its default.
+    tuning: EfTuning | None = None
 
 
 # --- statistics ----------------------------------------------------------------------
