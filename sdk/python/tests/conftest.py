@@ -18,6 +18,7 @@ import inspect
 import json
 import os
 import queue
+import random
 import re
 import secrets
 import signal
@@ -139,6 +140,8 @@ def start_dev(
             stderr=log_file,
             stdin=subprocess.DEVNULL,
             text=True,
+            # An error that stops the server then ends its log, not a backtrace.
+            env={**os.environ, "RUST_BACKTRACE": "0"},
         )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -336,12 +339,31 @@ def collection_name(request: pytest.FixtureRequest) -> str:
     return f"t{stem}_{uuid.uuid4().hex[:8]}"
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for binds to port 0 (Linux's default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_loopback_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free now, drawn below the kernel's ephemeral
+    range: no process that binds port 0 (the other tests and their servers) is handed
+    it later, so a server stopped and started again on it, or started after a client
+    first tried it, finds it still free."""
+    low, _ = _ephemeral_ports()
+    draw = random.SystemRandom()
+    for _ in range(200):
+        port = draw.randrange(max(1024, low - 12_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port below the ephemeral range (from {low})")
 
 
 def read_vecs(path: Path, dtype: str) -> np.ndarray:
