@@ -830,16 +830,17 @@ impl ShardHandle {
         let per_slice = (EXACT_SLICE_BYTES / (4 * request.vector.len().max(1))).max(1);
         let mut planned = Planned::new(&args.filter);
         let mut best = Vec::with_capacity(args.k * 2);
+        let mut nodes = Vec::with_capacity(per_slice);
         let mut from = 0;
         loop {
             let next = {
                 let st = self.state.borrow();
                 let plan = planned.plan(&st);
-                let mut nodes = Vec::with_capacity(per_slice);
+                nodes.clear();
                 let next = st.scan(plan, from, Instant::now() + SCAN_SLICE, per_slice, |n| {
                     nodes.push(n);
                 });
-                st.exact_slice(&args, nodes, &mut scratch.borrow_mut(), &mut best)?;
+                st.exact_slice(&args, &nodes, &mut scratch.borrow_mut(), &mut best)?;
                 next
             };
             match next {

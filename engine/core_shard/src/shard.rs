@@ -647,17 +647,16 @@ impl ShardState {
     pub(crate) fn exact_slice(
         &self,
         args: &SearchArgs<'_>,
-        nodes: Vec<NodeId>,
+        nodes: &[NodeId],
         scratch: &mut SearchScratch,
         best: &mut Vec<ExactHit>,
     ) -> Result<(), ShardError> {
         if nodes.is_empty() {
             return Ok(());
         }
-        let ids = IdFilter::new(nodes);
         let found = self
             .index
-            .exact_search(args.vector, args.k, Some(&ids), scratch)
+            .exact_search_among(args.vector, args.k, nodes, scratch)
             .map_err(index_error)?;
         best.extend(found.iter().map(|h| ExactHit {
             score: h.score,

@@ -978,6 +978,44 @@ impl HnswIndex {
         Ok(self.finish(k, scratch))
     }
 
+    /// Exact nearest neighbours among `ids` (each at most once), with f32 vectors: one
+    /// slice of a brute-force search that its caller cuts into pieces. Ids of deleted or
+    /// free slots, and ids past the index, are skipped.
+    pub fn exact_search_among<'s>(
+        &self,
+        query: &[f32],
+        k: usize,
+        ids: &[NodeId],
+        scratch: &'s mut SearchScratch,
+    ) -> Result<&'s [SearchHit], HnswError> {
+        if k == 0 {
+            return Err(HnswError::ZeroK);
+        }
+        self.prepare(query, &mut scratch.query)?;
+        scratch.results.clear();
+        let flags = &self.flags;
+        let slots = self.slots;
+        let run = ScanRun {
+            v: self.view(false),
+            ids: ids
+                .iter()
+                .map(|id| id.0)
+                .filter(|&id| (id as usize) < slots),
+            k,
+            out: &mut scratch.results,
+            accept: |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
+        };
+        dispatch(
+            self.isa,
+            self.f32_space(),
+            scratch.query.as_ptr().cast(),
+            self.padded,
+            1.0,
+            run,
+        );
+        Ok(self.finish(k, scratch))
+    }
+
     /// Exact nearest neighbours by brute force over every live point (linked or not),
     /// with f32 vectors: ground truth for recall checks and tuning.
     pub fn exact_search<'s>(

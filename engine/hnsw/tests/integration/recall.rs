@@ -75,6 +75,39 @@ fn int8_with_a_candidate_list_as_large_as_the_index_answers_exactly() {
 }
 
 #[test]
+fn exact_search_among_ids_equals_exact_search_over_them() {
+    let data = random_vectors(600, 16, 9);
+    let mut index = build(&data, Metric::L2, Quantization::None, 8);
+    index.delete(vectron_hnsw::NodeId(3)).unwrap();
+    let mut s = SearchScratch::new();
+    let all: Vec<vectron_hnsw::NodeId> = (0..700).map(vectron_hnsw::NodeId).collect();
+    let whole = index
+        .exact_search(&data[3], 10, None, &mut s)
+        .unwrap()
+        .to_vec();
+    let among = index
+        .exact_search_among(&data[3], 10, &all, &mut s)
+        .unwrap()
+        .to_vec();
+    assert_eq!(among, whole, "every id, deleted and past the end skipped");
+    let odd: Vec<vectron_hnsw::NodeId> = (0..600)
+        .filter(|i| i % 2 == 1)
+        .map(vectron_hnsw::NodeId)
+        .collect();
+    let among = index
+        .exact_search_among(&data[3], 5, &odd, &mut s)
+        .unwrap()
+        .to_vec();
+    let filter = vectron_hnsw::IdFilter::new(odd.clone());
+    let filtered = index
+        .exact_search(&data[3], 5, Some(&filter), &mut s)
+        .unwrap()
+        .to_vec();
+    assert_eq!(among, filtered);
+    assert!(among.iter().all(|h| h.id.0 % 2 == 1));
+}
+
+#[test]
 fn exact_search_reproduces_the_fixture_ground_truth() {
     let f = fixture();
     let index = build(&f.base[..], Metric::Cosine, Quantization::None, 8);
