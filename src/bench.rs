@@ -77,6 +77,11 @@ pub(crate) struct BenchArgs {
     /// (unless it runs with `--no-search-cache`).
     #[arg(long)]
     cached: bool,
+    /// Then run the search loop again over the streaming search (`SearchStream`), as
+    /// long, and report the latency of its last event (the answer) and of its first,
+    /// beside the unary loop's, with the ratio of the p50s.
+    #[arg(long)]
+    stream: bool,
     /// API key for a gateway with authentication on (an admin's, with --create).
     #[arg(long, env = "VECTRON_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
@@ -245,42 +250,14 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     let recall = recall_sum / data.queries.len() as f64;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let workers: Vec<_> = (0..args.concurrency)
-        .map(|w| {
-            let (client, stop, of) = (client.clone(), Arc::clone(&stop), args.concurrency);
-            let requests: Vec<SearchRequest> = (0..data.queries.len()).map(request).collect();
-            tokio::spawn(async move {
-                let mut latency = histogram();
-                let mut errors = 0u64;
-                // Start each client at its own place in the query set.
-                let mut q = w * requests.len() / of;
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    match client.search(requests[q % requests.len()].clone()).await {
-                        Ok(_) => {
-                            let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            latency.saturating_record(us.clamp(1, MAX_LATENCY_US));
-                        }
-                        Err(_) => errors += 1,
-                    }
-                    q += 1;
-                }
-                (latency, errors)
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut latency = histogram();
-    let mut errors = 0;
-    for w in workers {
-        let (h, e) = w.await?;
-        latency.add(&h)?;
-        errors += e;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
+    let requests: Arc<[SearchRequest]> = (0..data.queries.len()).map(request).collect();
+    let unary = search_loop(&client, &requests, &args, false).await?;
+    let streamed = if args.stream {
+        Some(search_loop(&client, &requests, &args, true).await?)
+    } else {
+        None
+    };
+    let (latency, errors, elapsed) = (&unary.answer, unary.errors, unary.elapsed_s);
 
     out.insert("concurrency".into(), args.concurrency.into());
     out.insert("ef".into(), args.ef.into());
@@ -305,11 +282,122 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "recall".into(),
         (round(recall * 10_000.0) / 10_000.0).into(),
     );
+    if let Some(streamed) = &streamed {
+        let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5);
+        out.insert("stream_searches".into(), streamed.answer.len().into());
+        out.insert("stream_errors".into(), streamed.errors.into());
+        out.insert(
+            "stream_qps".into(),
+            round(streamed.answer.len() as f64 / streamed.elapsed_s).into(),
+        );
+        out.insert("stream_p50_us".into(), p50(&streamed.answer).into());
+        out.insert(
+            "stream_p99_us".into(),
+            streamed.answer.value_at_quantile(0.99).into(),
+        );
+        out.insert("stream_first_p50_us".into(), p50(&streamed.first).into());
+        out.insert(
+            "stream_p50_ratio".into(),
+            round3(p50(&streamed.answer) as f64 / p50(latency).max(1) as f64).into(),
+        );
+    }
     println!("{}", serde_json::Value::Object(out));
+    let errors = errors + streamed.map_or(0, |s| s.errors);
     if errors > 0 {
         bail!("{errors} searches failed");
     }
     Ok(())
+}
+
+/// What one timed search loop measured.
+struct Loop {
+    /// Latency of the answer (a stream's last event), in microseconds.
+    answer: Histogram<u64>,
+    /// Latency of a stream's first event (empty for unary searches).
+    first: Histogram<u64>,
+    errors: u64,
+    elapsed_s: f64,
+}
+
+/// `--concurrency` clients searching in a closed loop for `--seconds`, unary or
+/// streamed.
+async fn search_loop(
+    client: &Client,
+    requests: &Arc<[SearchRequest]>,
+    args: &BenchArgs,
+    stream: bool,
+) -> anyhow::Result<Loop> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|w| {
+            let (client, stop, of) = (client.clone(), Arc::clone(&stop), args.concurrency);
+            let requests = Arc::clone(requests);
+            tokio::spawn(async move {
+                let (mut answer, mut first) = (histogram(), histogram());
+                let mut errors = 0u64;
+                let micros = |t: Instant| {
+                    u64::try_from(t.elapsed().as_micros())
+                        .unwrap_or(u64::MAX)
+                        .clamp(1, MAX_LATENCY_US)
+                };
+                // Start each client at its own place in the query set.
+                let mut q = w * requests.len() / of;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let r = requests[q % requests.len()].clone();
+                    q += 1;
+                    if !stream {
+                        match client.search(r).await {
+                            Ok(_) => answer.saturating_record(micros(t)),
+                            Err(_) => errors += 1,
+                        }
+                        continue;
+                    }
+                    let Ok(mut events) = client.search_stream(r).await else {
+                        errors += 1;
+                        continue;
+                    };
+                    let mut seen = false;
+                    loop {
+                        match events.next().await {
+                            Some(Ok(event)) => {
+                                if !seen {
+                                    first.saturating_record(micros(t));
+                                    seen = true;
+                                }
+                                if event.done {
+                                    answer.saturating_record(micros(t));
+                                    break;
+                                }
+                            }
+                            Some(Err(_)) | None => {
+                                errors += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                (answer, first, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut done = Loop {
+        answer: histogram(),
+        first: histogram(),
+        errors: 0,
+        elapsed_s: 0.0,
+    };
+    for w in workers {
+        let (answer, first, errors) = w.await?;
+        done.answer.add(&answer)?;
+        done.first.add(&first)?;
+        done.errors += errors;
+    }
+    done.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(done)
 }
 
 /// Streams the base vectors (ids are row numbers) and waits until every point is

@@ -257,6 +257,44 @@ pub(crate) async fn within<F: Future>(ticket: Arc<Ticket>, work: F) -> F::Output
     TICKET.scope(ticket, work).await
 }
 
+/// A streamed answer that stays part of the call the current task serves: it holds
+/// the call's ticket (its slot among [`AdmissionConfig::max_calls`] and the bytes
+/// charged) until it ends, and [`charge_answer`] inside it charges that call. The
+/// handler that returns a stream returns before the stream is sent, so without this a
+/// long stream would hold no slot.
+pub(crate) fn ticketed<S: futures_util::Stream + Unpin>(inner: S) -> Ticketed<S> {
+    Ticketed {
+        inner,
+        ticket: TICKET.try_with(Arc::clone).ok(),
+    }
+}
+
+/// See [`ticketed`].
+#[derive(Debug)]
+pub(crate) struct Ticketed<S> {
+    inner: S,
+    ticket: Option<Arc<Ticket>>,
+}
+
+impl<S: futures_util::Stream + Unpin> futures_util::Stream for Ticketed<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        let this = &mut *self;
+        let item = match &this.ticket {
+            Some(ticket) => TICKET.sync_scope(Arc::clone(ticket), || {
+                Pin::new(&mut this.inner).poll_next(cx)
+            }),
+            None => Pin::new(&mut this.inner).poll_next(cx),
+        };
+        if matches!(item, Poll::Ready(None)) {
+            // Ended: the call's budget is free again even if the body lingers.
+            this.ticket = None;
+        }
+        item
+    }
+}
+
 /// Charges `bytes` of a shard's answer to the current call (nothing outside a call, or
 /// in work shared between calls, such as a deduplicated search).
 pub(crate) fn charge_answer(bytes: usize) -> Result<(), GatewayError> {

@@ -200,19 +200,31 @@ impl SearchCache {
     where
         F: Future<Output = Result<SearchOutcome, GatewayError>> + Send + 'static,
     {
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(&key)) {
+        if let Some(hit) = self.cached(&key) {
             return Ok(hit);
         }
         let outcome = match &self.in_flight {
             Some(in_flight) => in_flight.run(key.clone(), work).await,
             None => work.await.map(Arc::new).map_err(Arc::new),
         };
-        if let (Some(cache), Ok(found)) = (&self.cache, &outcome)
-            && found.missing_shards.is_empty()
-        {
-            cache.insert(key, found.clone());
+        if let Ok(found) = &outcome {
+            self.keep(key, found);
         }
         outcome
+    }
+
+    /// The cached answer for `key`.
+    pub(crate) fn cached(&self, key: &SearchKey) -> Option<Arc<SearchOutcome>> {
+        self.cache.as_ref().and_then(|c| c.get(key))
+    }
+
+    /// Caches `found` as the answer for `key` when it is complete (no shard missing).
+    pub(crate) fn keep(&self, key: SearchKey, found: &Arc<SearchOutcome>) {
+        if let Some(cache) = &self.cache
+            && found.missing_shards.is_empty()
+        {
+            cache.insert(key, Arc::clone(found));
+        }
     }
 
     /// Entries held (after pending maintenance).

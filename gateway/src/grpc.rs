@@ -21,7 +21,7 @@ use vectron_proto::v1::{
     DescribeCollectionRequest, DropCollectionRequest, DropCollectionResponse, GetRequest,
     GetResponse, ListCollectionsRequest, ListCollectionsResponse, Point, ScoredPoint,
     ScrollRequest, ScrollResponse, SearchBatchRequest, SearchBatchResponse, SearchRequest,
-    SearchResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse,
+    SearchResponse, SearchStreamEvent, UpdateCollectionRequest, UpsertRequest, UpsertResponse,
 };
 use vectron_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, ListKeysRequest,
@@ -37,6 +37,7 @@ use vectron_proto::v1::{
 
 use vectron_proto::rules::{self, RuleError};
 
+use crate::admission::ticketed;
 use crate::auth::grpc_caller;
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
@@ -326,6 +327,34 @@ impl Points for GrpcApi {
             .search(&who, request.into_inner(), deadline)
             .await?;
         Ok(Response::new(to_search_response(&outcome)?))
+    }
+
+    type SearchStreamStream = std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<SearchStreamEvent, Status>> + Send>,
+    >;
+
+    async fn search_stream(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<Self::SearchStreamStream>, Status> {
+        let deadline = self.deadline(&request);
+        let who = grpc_caller(&request)?;
+        let events = self
+            .service
+            .search_stream(&who, request.into_inner(), deadline)
+            .await?
+            .map(|event| {
+                let event = event?;
+                Ok(SearchStreamEvent {
+                    result: Some(to_search_response(&event.outcome)?),
+                    shards_answered: event.answered,
+                    shards_total: event.total,
+                    done: event.done,
+                })
+            });
+        Ok(Response::new(Box::pin(ticketed(events.map(
+            |event: Result<_, GatewayError>| event.map_err(Status::from),
+        )))))
     }
 
     async fn search_batch(

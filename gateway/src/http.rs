@@ -28,7 +28,7 @@ use vectron_proto::v1::{
 
 use vectron_proto::rules::{self, RuleError};
 
-use crate::admission::{BodyRefused, CallKind, GuardedBody, JSON_EXPANSION, within};
+use crate::admission::{BodyRefused, CallKind, GuardedBody, JSON_EXPANSION, ticketed, within};
 use crate::auth::{Caller, ClientAddr, HTTP_LOGIN_PATH, authenticate};
 use crate::cache::SearchOutcome;
 use crate::error::GatewayError;
@@ -89,6 +89,7 @@ pub(crate) fn router(service: Shared) -> Router {
         .route("/v1/collections/{name}/points/scroll", post(scroll).get(get_one))
         .route("/v1/collections/{name}/points/search", post(search).get(get_one))
         .route("/v1/collections/{name}/points/search/batch", post(search_batch))
+        .route("/v1/collections/{name}/points/search/stream", post(search_stream))
         .route("/v1/collections/{name}/points/{id}", get(get_one))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", axum::routing::delete(revoke_key))
@@ -1064,6 +1065,42 @@ async fn search(
         .search(&who, request, service.deadline(None))
         .await?;
     ok(&search_json(&outcome)?)
+}
+
+/// A streamed search: one JSON line per event (the `SearchStreamEvent` message), the
+/// last with `"done": true`. The request is checked before the answer starts, and
+/// refused with its status; an error after that (the deadline, a shard's failure) is
+/// sent as a last line `{"error": {"code", "message"}}` under the 200 already sent.
+async fn search_stream(
+    State(service): State<Shared>,
+    Caller(who): Caller,
+    Message(request): Message<SearchRequest>,
+) -> Answer {
+    let events = service
+        .search_stream(&who, request, service.deadline(None))
+        .await?;
+    let lines = events.map(|event| {
+        let line = event
+            .and_then(|event| {
+                Ok(serde_json::json!({
+                    "result": search_json(&event.outcome)?,
+                    "shards_answered": event.answered,
+                    "shards_total": event.total,
+                    "done": event.done,
+                }))
+            })
+            .unwrap_or_else(|e| {
+                if e.code() == tonic::Code::Internal {
+                    tracing::error!(error = %e, "internal error");
+                }
+                e.to_json()
+            });
+        let mut text = line.to_string();
+        text.push('\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(text))
+    });
+    let body = Body::from_stream(ticketed(lines));
+    Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())
 }
 
 async fn search_batch(

@@ -1,9 +1,9 @@
 //! Pure functions that split requests by shard and merge the shards' answers: points to
 //! the shards that own them, in batches a core accepts; per-shard top-k lists into one
-//! (a k-way merge with a heap); per-shard scroll pages into one page in id order.
+//! (folded in one answer at a time, in any order); per-shard scroll pages into one page in id order.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use vectron_control::ShardLayout;
 use vectron_proto::core::v1::{Point, ScoredPoint};
@@ -57,13 +57,6 @@ pub(crate) fn chunk(points: Vec<Point>, max_points: usize, max_bytes: usize) -> 
     out
 }
 
-/// One list's head in the merge heap: the best hit not yet taken from list `list`.
-struct Head<'a> {
-    hit: &'a ScoredPoint,
-    list: usize,
-    at: usize,
-}
-
 /// Higher score first; equal scores by smaller id, so the merge is deterministic.
 fn better(a: &ScoredPoint, b: &ScoredPoint) -> Ordering {
     a.score
@@ -71,54 +64,31 @@ fn better(a: &ScoredPoint, b: &ScoredPoint) -> Ordering {
         .then_with(|| b.id.as_bytes().cmp(a.id.as_bytes()))
 }
 
-impl PartialEq for Head<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+/// Merges `list` (sorted best first) into `best` (sorted best first, at most `k` hits),
+/// keeping the best `k`, and says whether `list` gave any of them. Folding a search's
+/// shard answers in gives the same hits whatever order they arrive in (each step takes
+/// the better of the two heads, and [`better`] is a total order), so a streamed search
+/// ends with the unary search's answer. `O(k)` per list.
+pub(crate) fn merge_into(best: &mut Vec<ScoredPoint>, list: Vec<ScoredPoint>, k: usize) -> bool {
+    if list.is_empty() || k == 0 {
+        return false;
     }
-}
-impl Eq for Head<'_> {}
-impl PartialOrd for Head<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+    let old = std::mem::take(best);
+    let mut old = old.into_iter().peekable();
+    let mut new = list.into_iter().peekable();
+    let mut changed = false;
+    while best.len() < k {
+        let from_new = match (old.peek(), new.peek()) {
+            (Some(a), Some(b)) => better(b, a) == Ordering::Greater,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => break,
+        };
+        let next = if from_new { new.next() } else { old.next() };
+        changed |= from_new;
+        best.extend(next);
     }
-}
-impl Ord for Head<'_> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        better(self.hit, other.hit)
-    }
-}
-
-/// The best `k` hits of lists that are each sorted best first, best first. Takes
-/// `O(k log s)` for `s` lists.
-pub(crate) fn merge_top_k(lists: Vec<Vec<ScoredPoint>>, k: usize) -> Vec<ScoredPoint> {
-    let mut picks: Vec<(usize, usize)> = Vec::with_capacity(k);
-    {
-        let mut heap: BinaryHeap<Head<'_>> = lists
-            .iter()
-            .enumerate()
-            .filter_map(|(list, hits)| hits.first().map(|hit| Head { hit, list, at: 0 }))
-            .collect();
-        while picks.len() < k {
-            let Some(head) = heap.pop() else { break };
-            picks.push((head.list, head.at));
-            if let Some(hit) = lists[head.list].get(head.at + 1) {
-                heap.push(Head {
-                    hit,
-                    list: head.list,
-                    at: head.at + 1,
-                });
-            }
-        }
-    }
-    // Move the picked hits out without cloning their vectors and payloads.
-    let mut lists: Vec<Vec<Option<ScoredPoint>>> = lists
-        .into_iter()
-        .map(|l| l.into_iter().map(Some).collect())
-        .collect();
-    picks
-        .into_iter()
-        .filter_map(|(list, at)| lists[list][at].take())
-        .collect()
+    changed
 }
 
 /// One scroll page out of the shards' pages (each in ascending id order, each with the
@@ -196,6 +166,15 @@ mod tests {
         points.iter().map(|p| p.id.as_str()).collect()
     }
 
+    /// Folds the lists in, in order.
+    fn merge_top_k(lists: Vec<Vec<ScoredPoint>>, k: usize) -> Vec<ScoredPoint> {
+        let mut best = Vec::new();
+        for list in lists {
+            merge_into(&mut best, list, k);
+        }
+        best
+    }
+
     #[test]
     fn top_k_interleaves_the_shards_best_first() {
         let merged = merge_top_k(
@@ -217,6 +196,11 @@ mod tests {
         assert_eq!(got, ["m", "z"]);
         assert!(merge_top_k(vec![vec![], vec![]], 3).is_empty());
         assert!(merge_top_k(vec![vec![hit("a", 1.0)]], 0).is_empty());
+        // A list that gives nothing to the best changes nothing.
+        let mut best = vec![hit("a", 0.9), hit("b", 0.8)];
+        assert!(!merge_into(&mut best, vec![hit("c", 0.1)], 2));
+        assert!(merge_into(&mut best, vec![hit("c", 0.85)], 2));
+        assert_eq!(best, [hit("a", 0.9), hit("c", 0.85)]);
     }
 
     #[test]
@@ -310,6 +294,44 @@ mod tests {
             all.truncate(k);
             let merged = merge_top_k(lists, k);
             prop_assert_eq!(merged, all);
+        }
+
+        #[test]
+        fn folding_answers_in_any_order_gives_the_same_hits(
+            lists in proptest::collection::vec(
+                proptest::collection::vec(-50i32..50, 0..20), 0..6),
+            k in 0usize..40,
+            rotate in 0usize..6,
+        ) {
+            // Ties in score are common (scores from a small range), so the id order
+            // is exercised too.
+            let mut n = 0;
+            let mut lists: Vec<Vec<ScoredPoint>> = lists
+                .into_iter()
+                .map(|scores| {
+                    let mut hits: Vec<ScoredPoint> = scores
+                        .into_iter()
+                        .map(|s| { n += 1; hit(&format!("{n:04}"), s as f32 / 7.0) })
+                        .collect();
+                    hits.sort_by(|a, b| better(b, a));
+                    hits
+                })
+                .collect();
+            let in_order = merge_top_k(lists.clone(), k);
+            // The shards answer in another order.
+            if !lists.is_empty() {
+                let by = rotate % lists.len();
+                lists.rotate_left(by);
+                lists.reverse();
+            }
+            let mut best = Vec::new();
+            for list in lists {
+                let before = best.clone();
+                let changed = merge_into(&mut best, list, k);
+                prop_assert_eq!(changed, best != before);
+                prop_assert!(best.len() <= k);
+            }
+            prop_assert_eq!(best, in_order);
         }
 
         #[test]

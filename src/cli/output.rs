@@ -15,6 +15,13 @@ pub(super) fn print_json<M: Message + Name>(message: &M) {
     print_value(&value);
 }
 
+/// Prints `message` as one line of JSON: the events of a stream, one per line.
+pub(super) fn print_json_line<M: Message + Name>(message: &M) {
+    let mut value = vectron_proto::json::to_json(message);
+    integral_payload_numbers(&mut value);
+    text(&format!("{value}\n"));
+}
+
 /// On the wire a payload number is a double; the HTTP API gives back the JSON a client
 /// wrote, where `1969` stays `1969`. Payloads printed here read the same: integral
 /// values within 2^53 become integers again.

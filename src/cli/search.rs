@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
-use vectron_client::SearchRequest;
+use vectron_client::{SearchRequest, SearchResponse};
 
 use super::points::parse_filter;
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
@@ -53,6 +53,10 @@ pub(crate) struct SearchArgs {
     /// Print the stored vectors of the hits.
     #[arg(long)]
     with_vector: bool,
+    /// Show the hits as the shards answer: each time the best hits so far change, then
+    /// the answer. With --json, one JSON object per event (the last has "done": true).
+    #[arg(long)]
+    stream: bool,
     #[command(flatten)]
     connection: Connection,
 }
@@ -104,11 +108,34 @@ impl SearchArgs {
         request.filter = filter;
         request.with_payload = self.with_payload;
         request.with_vector = self.with_vector;
+        if self.stream {
+            let mut events = client.search_stream(request).await?;
+            while let Some(event) = events.next().await {
+                let event = event?;
+                if self.connection.json {
+                    output::print_json_line(&event);
+                    continue;
+                }
+                output::text(&format!(
+                    "{} of {} shards answered{}\n",
+                    event.shards_answered,
+                    event.shards_total,
+                    if event.done { "" } else { " (partial)" }
+                ));
+                self.print(event.result.unwrap_or_default());
+            }
+            return Ok(());
+        }
         let answer = client.search(request).await?;
         if self.connection.json {
             output::print_json(&answer);
             return Ok(());
         }
+        self.print(answer);
+        Ok(())
+    }
+
+    fn print(&self, answer: SearchResponse) {
         if answer.hits.is_empty() {
             output::text("no hits\n");
         }
@@ -127,7 +154,6 @@ impl SearchArgs {
         if !answer.missing_shards.is_empty() {
             eprintln!("missing shards: {:?}", answer.missing_shards);
         }
-        Ok(())
     }
 }
 

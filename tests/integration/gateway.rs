@@ -1497,6 +1497,157 @@ async fn exact_search_is_the_ground_truth_through_every_door() {
     dev.terminate();
 }
 
+/// `SearchStream` ends with the unary answer: for every fixture query the last event
+/// equals `Search` (ids, order, scores, payloads), also for an answer large enough to be
+/// fetched in two rounds and for an exact search; the events count the shards up to
+/// all of them. HTTP sends the same events as JSON lines, the CLI prints them, and a
+/// request that breaks a rule is refused before any event, with its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_search_ends_with_the_unary_answer_through_every_door() {
+    let (f, _dir, dev, client) = wiki_on_dev().await;
+    // Linearizable: computed each time, neither cached nor joined, so the two doors'
+    // answers are compared, not one answer twice.
+    let client = client.with_read_consistency(vectron_client::ReadConsistency::Linearizable);
+
+    let mut partial_events = 0;
+    for (i, q) in f.queries.iter().enumerate() {
+        let mut request = SearchRequest::new("wiki", q.clone(), 10).with_ef(EF);
+        if i % 2 == 0 {
+            request = request.with_payload();
+        }
+        let unary = client.search(request.clone()).await.unwrap();
+        let mut events = client.search_stream(request).await.unwrap();
+        let mut answered = 0;
+        let mut last = None;
+        while let Some(event) = events.next().await {
+            let event = event.unwrap();
+            assert!(last.is_none(), "query {i}: an event after the last one");
+            assert_eq!(event.shards_total, CORES as u32);
+            assert!(event.shards_answered > answered || event.done, "query {i}");
+            answered = event.shards_answered;
+            if event.done {
+                last = Some(event);
+            } else {
+                partial_events += 1;
+                assert!(event.shards_answered < event.shards_total);
+            }
+        }
+        let last = last.unwrap_or_else(|| panic!("query {i}: no last event"));
+        assert_eq!(last.shards_answered, CORES as u32);
+        assert_eq!(last.result.unwrap(), unary, "query {i}");
+    }
+    eprintln!(
+        "{partial_events} partial events over {} queries",
+        f.queries.len()
+    );
+
+    // An answer fetched in two rounds (ids first, then payloads and vectors) and an
+    // exact search end the same way.
+    for request in [
+        SearchRequest::new("wiki", f.queries[1].clone(), 300)
+            .with_ef(400)
+            .with_payload()
+            .with_vector(),
+        SearchRequest::new("wiki", f.queries[2].clone(), 20).exact(),
+    ] {
+        let unary = client.search(request.clone()).await.unwrap();
+        let last = client.search_stream(request).await.unwrap().last().await;
+        assert_eq!(last.unwrap().result.unwrap(), unary);
+    }
+
+    // Refused before the first event, with the status `Search` gives.
+    let wrong = client
+        .search_stream(SearchRequest::new("wiki", vec![0.5; 3], 10))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::InvalidArgument, "{wrong}");
+    let unknown = client
+        .search_stream(SearchRequest::new("nowhere", f.queries[0].clone(), 10))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown}");
+
+    // HTTP: one JSON object per line, the last one `done` with the unary answer.
+    let http = Http::new(&support::http_addr(&dev));
+    let body = json!({"vector": f.queries[4], "k": 10, "ef": EF, "with_payload": true,
+        "consistency": "linearizable"});
+    let (status, unary) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/search",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200, "{unary}");
+    let (status, headers, text) = http
+        .send_full(
+            "POST",
+            "/v1/collections/wiki/points/search/stream",
+            Some("application/json"),
+            body.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(headers["content-type"], "application/x-ndjson");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true, "{text}");
+    assert_eq!(last["shards_total"], CORES);
+    assert_eq!(last["shards_answered"], CORES);
+    assert_eq!(last["result"], unary);
+    assert!(lines[..lines.len() - 1].iter().all(|l| l["done"] == false));
+    let (status, refused) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/search/stream",
+            Some(json!({"vector": [1.0, 2.0], "k": 10})),
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "INVALID_ARGUMENT");
+
+    // The CLI prints each event, one JSON line each with --json.
+    let addr = format!("http://{}", support::grpc_addr(&dev));
+    let vector = f.queries[4]
+        .iter()
+        .map(f32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let cli = support::run_cli(&[
+        "search", "wiki", "--addr", &addr, "--vector", &vector, "--ef", "64", "--stream", "--json",
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    let stdout = String::from_utf8(cli.stdout).unwrap();
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["done"], true, "{stdout}");
+    let cli_ids: Vec<&Value> = last["result"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["id"])
+        .collect();
+    let unary_ids: Vec<&Value> = unary["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["id"])
+        .collect();
+    assert_eq!(cli_ids, unary_ids);
+    let text = support::run_cli(&[
+        "search", "wiki", "--addr", &addr, "--vector", &vector, "--stream",
+    ]);
+    assert!(text.status.success(), "{text:?}");
+    let stdout = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        stdout.contains(&format!("{CORES} of {CORES} shards answered\n")),
+        "{stdout}"
+    );
+    dev.terminate();
+}
+
 /// The ids of a search of every fixture query at `ef` (the collection's default when
 /// `None`).
 async fn answers(client: &Client, f: &Fixture, ef: Option<u32>) -> Vec<Vec<String>> {
@@ -1578,7 +1729,7 @@ async fn an_updated_default_ef_serves_at_once_and_after_a_restart() {
             .update_collection(vectron_client::UpdateCollectionRequest {
                 name: "wiki".into(),
                 spec: Some(spec),
-                tuning: None,
+                ..Default::default()
             })
             .await;
         match refused {
@@ -1594,7 +1745,7 @@ async fn an_updated_default_ef_serves_at_once_and_after_a_restart() {
         .update_collection(vectron_client::UpdateCollectionRequest {
             name: "wiki".into(),
             spec: same,
-            tuning: None,
+            ..Default::default()
         })
         .await
         .unwrap();

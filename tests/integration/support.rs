@@ -148,11 +148,33 @@ impl Process {
         drop(self.stdout.take());
     }
 
-    /// Sends `signal` (SIGSTOP to freeze the process, SIGCONT to let it go on).
+    /// Sends `signal` (SIGSTOP to freeze the process, SIGCONT to let it go on). After
+    /// SIGSTOP it waits until every thread of the process is stopped: kill(2) returns
+    /// once the signal is queued, and a thread running on another CPU runs on until
+    /// it is interrupted.
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         let rc = unsafe { libc::kill(self.child.id() as i32, signal) };
         assert_eq!(rc, 0, "kill({signal})");
+        if signal == libc::SIGSTOP {
+            let tasks = format!("/proc/{}/task", self.child.id());
+            let stopped = || {
+                std::fs::read_dir(&tasks).unwrap().all(|task| {
+                    let stat = std::fs::read_to_string(task.unwrap().path().join("stat"))
+                        .unwrap_or_default();
+                    // The state follows the command name, which is in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T'))
+                })
+            };
+            for _ in 0..1000 {
+                if stopped() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            panic!("the process did not stop within a second of SIGSTOP");
+        }
     }
 
     /// SIGKILL, now.

@@ -106,8 +106,8 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             // filter.proto
             Filter, Condition, FieldCondition, AnyOf, Range, HasIdCondition,
             // search.proto
-            Rerank, SearchRequest, ScoredPoint, SearchResponse, SearchBatchRequest,
-            SearchBatchResponse,
+            Rerank, SearchRequest, ScoredPoint, SearchResponse, SearchStreamEvent,
+            SearchBatchRequest, SearchBatchResponse,
             // points.proto
             Point, UpsertRequest, UpsertResponse, GetRequest, GetResponse, PointIds,
             DeleteRequest, DeleteResponse, CountRequest, CountResponse, ScrollRequest,

@@ -20,8 +20,8 @@ use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStatsRequest, CoreStatsResponse, CountRequest,
     CreateCollectionRequest, DeleteRequest, DescribeCollectionRequest, DropCollectionRequest,
     Filter, GetRequest, ListCollectionsRequest, Point, PointIds, ReadConsistency, ScrollRequest,
-    ScrollResponse, SearchBatchRequest, SearchRequest, SearchResponse, UpsertRequest,
-    UpsertResponse, delete_request,
+    ScrollResponse, SearchBatchRequest, SearchRequest, SearchResponse, SearchStreamEvent,
+    UpsertRequest, UpsertResponse, delete_request,
 };
 use vectron_proto::v1::{
     CreateKeyRequest, CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, KeyInfo,
@@ -34,6 +34,55 @@ use vectron_proto::v1::{DeletePlanRequest, ListPlansRequest, Plan};
 use vectron_proto::v1::{HnswConfig, UpdateCollectionRequest};
 
 use crate::Error;
+
+/// The events of a streamed search ([`Client::search_stream`]), in the order the
+/// server sent them; a [`Stream`] too.
+#[derive(Debug)]
+pub struct SearchStream {
+    inner: tonic::Streaming<SearchStreamEvent>,
+}
+
+impl SearchStream {
+    /// The next event, or `None` after the last one.
+    ///
+    /// # Errors
+    /// The status the stream ended with: `DEADLINE_EXCEEDED` when the deadline passed
+    /// before every shard answered (without partial results allowed), or a shard's
+    /// failure.
+    pub async fn next(&mut self) -> Option<Result<SearchStreamEvent, Error>> {
+        StreamExt::next(self).await
+    }
+
+    /// Reads every event and returns the last one, whose `result` is the answer.
+    ///
+    /// # Errors
+    /// As [`SearchStream::next`]; a stream that ends without its last event (`done`) is
+    /// an [`Error::Internal`].
+    pub async fn last(mut self) -> Result<SearchStreamEvent, Error> {
+        while let Some(event) = self.next().await {
+            let event = event?;
+            if event.done {
+                return Ok(event);
+            }
+        }
+        Err(Error::Internal(
+            "the search stream ended before its last event".into(),
+        ))
+    }
+}
+
+impl Stream for SearchStream {
+    type Item = Result<SearchStreamEvent, Error>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|event| event.map(|e| e.map_err(Error::from)))
+    }
+}
 
 /// Most points the server accepts in one upsert request or stream message.
 pub const MAX_POINTS_PER_REQUEST: usize = 10_000;
@@ -498,7 +547,7 @@ impl Client {
         self.update_collection(UpdateCollectionRequest {
             name: name.into(),
             spec: Some(spec),
-            tuning: None,
+            ..Default::default()
         })
         .await
     }
@@ -643,6 +692,23 @@ impl Client {
             async move { c.search(r).await }
         })
         .await
+    }
+
+    /// One search whose merged hits arrive as its shards answer: an event each time
+    /// answers change the best hits so far, then the last one (`done`), whose `result`
+    /// equals what [`Client::search`] answers. Read it with [`SearchStream::next`], or
+    /// [`SearchStream::last`] for the answer alone. A request the server refuses fails
+    /// here, before any event; opening the stream is retried on `UNAVAILABLE`, an
+    /// error after the first event is not.
+    pub async fn search_stream(&self, mut request: SearchRequest) -> Result<SearchStream, Error> {
+        request.consistency = self.consistency(request.consistency);
+        let inner = self
+            .idempotent(|| {
+                let (mut c, r) = (self.points(), request.clone());
+                async move { c.search_stream(r).await }
+            })
+            .await?;
+        Ok(SearchStream { inner })
     }
 
     /// Several searches in one call; results in request order.

@@ -75,7 +75,7 @@ pub mod payload;
 
 #[cfg(feature = "tls")]
 pub use client::Tls;
-pub use client::{Client, ClientBuilder, MAX_POINTS_PER_REQUEST};
+pub use client::{Client, ClientBuilder, MAX_POINTS_PER_REQUEST, SearchStream};
 pub use error::Error;
 /// Every message and enum of the API contract.
 pub use vectron_proto::v1 as api;
@@ -85,5 +85,6 @@ pub use vectron_proto::v1::{
     CreateTokenResponse, CreateUserRequest, EfTuning, Filter, HnswConfig, KeyInfo, KeyRole,
     LoginResponse, Metric, PayloadFieldKind, PayloadIndex, Plan, Point, Quantization, Range,
     ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest,
-    SearchResponse, UpdateCollectionRequest, UpsertRequest, UpsertResponse, UserInfo,
+    SearchResponse, SearchStreamEvent, UpdateCollectionRequest, UpsertRequest, UpsertResponse,
+    UserInfo,
 };
