@@ -129,9 +129,37 @@ pub enum SpecError {
         /// The field.
         field: String,
     },
+    /// An update sets `spec.payload_indexes` to other indexes than the collection's.
+    #[error(
+        "payload indexes change through add_payload_indexes and drop_payload_indexes, not spec.payload_indexes (the collection indexes {current}; the update asks for {asked})"
+    )]
+    PayloadIndexesInSpec {
+        /// The fields indexed.
+        current: String,
+        /// The fields asked for.
+        asked: String,
+    },
+    /// An update drops a payload index the collection does not have.
+    #[error("payload field {field:?} has no index to drop")]
+    NoPayloadIndex {
+        /// The field.
+        field: String,
+    },
+    /// An update adds an index on a field indexed as another kind.
+    #[error(
+        "payload field {field:?} is indexed as {current}; drop its index first (drop_payload_indexes) to index it as {asked}, or drop and add it in one update"
+    )]
+    PayloadIndexKind {
+        /// The field.
+        field: String,
+        /// Its index's kind.
+        current: String,
+        /// The kind asked for.
+        asked: String,
+    },
     /// An update would change a setting fixed at creation.
     #[error(
-        "{field} is fixed when a collection is created (it is {current}; the update asks for {asked}): only hnsw.ef can be updated; create a new collection for another {field}"
+        "{field} is fixed when a collection is created (it is {current}; the update asks for {asked}): only hnsw.ef and payload indexes can be updated; create a new collection for another {field}"
     )]
     Fixed {
         /// The setting.
@@ -172,6 +200,17 @@ pub enum PayloadKind {
     Numeric,
 }
 
+impl PayloadKind {
+    /// The kind as the HTTP API writes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Keyword => "keyword",
+            Self::Numeric => "numeric",
+        }
+    }
+}
+
 /// HNSW parameters with defaults resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HnswParams {
@@ -190,6 +229,33 @@ pub struct PayloadIndexSpec {
     pub field: String,
     /// What the index holds.
     pub kind: PayloadKind,
+}
+
+impl PayloadIndexSpec {
+    /// Checks a public payload index: a field of 1 to 128 bytes and a known kind.
+    ///
+    /// # Errors
+    /// [`SpecError::PayloadField`] or [`SpecError::PayloadKind`].
+    pub fn from_proto(index: &api::PayloadIndex) -> Result<Self, SpecError> {
+        let len = index.field.len();
+        if len == 0 || len > MAX_PAYLOAD_FIELD_LEN {
+            return Err(SpecError::PayloadField { len });
+        }
+        let kind = match api::PayloadFieldKind::try_from(index.kind) {
+            Ok(api::PayloadFieldKind::Keyword) => PayloadKind::Keyword,
+            Ok(api::PayloadFieldKind::Numeric) => PayloadKind::Numeric,
+            Ok(api::PayloadFieldKind::Unspecified) | Err(_) => {
+                return Err(SpecError::PayloadKind {
+                    field: index.field.clone(),
+                    value: index.kind,
+                });
+            }
+        };
+        Ok(Self {
+            field: index.field.clone(),
+            kind,
+        })
+    }
 }
 
 /// A create request that passed every check that does not depend on the cluster.
@@ -290,29 +356,11 @@ impl CollectionRequest {
         let mut seen = BTreeSet::new();
         let mut payload_indexes = Vec::with_capacity(spec.payload_indexes.len());
         for index in &spec.payload_indexes {
-            let len = index.field.len();
-            if len == 0 || len > MAX_PAYLOAD_FIELD_LEN {
-                return Err(SpecError::PayloadField { len });
+            let index = PayloadIndexSpec::from_proto(index)?;
+            if !seen.insert(index.field.clone()) {
+                return Err(SpecError::DuplicatePayloadIndex { field: index.field });
             }
-            let kind = match api::PayloadFieldKind::try_from(index.kind) {
-                Ok(api::PayloadFieldKind::Keyword) => PayloadKind::Keyword,
-                Ok(api::PayloadFieldKind::Numeric) => PayloadKind::Numeric,
-                Ok(api::PayloadFieldKind::Unspecified) | Err(_) => {
-                    return Err(SpecError::PayloadKind {
-                        field: index.field.clone(),
-                        value: index.kind,
-                    });
-                }
-            };
-            if !seen.insert(index.field.as_str()) {
-                return Err(SpecError::DuplicatePayloadIndex {
-                    field: index.field.clone(),
-                });
-            }
-            payload_indexes.push(PayloadIndexSpec {
-                field: index.field.clone(),
-                kind,
-            });
+            payload_indexes.push(index);
         }
         Ok(Self {
             name: spec.name.clone(),
@@ -412,11 +460,10 @@ impl CollectionConfig {
         if !wanted.payload_indexes.is_empty() && wanted.payload_indexes != current.payload_indexes {
             let fields =
                 |p: &[api::PayloadIndex]| p.iter().map(|i| i.field.clone()).collect::<Vec<_>>();
-            return fixed(
-                "payload_indexes",
-                &fields(&current.payload_indexes),
-                &fields(&wanted.payload_indexes),
-            );
+            return Err(SpecError::PayloadIndexesInSpec {
+                current: format!("{:?}", fields(&current.payload_indexes)),
+                asked: format!("{:?}", fields(&wanted.payload_indexes)),
+            });
         }
         let Some(hnsw) = &wanted.hnsw else {
             return Ok(self.hnsw.ef);
@@ -442,6 +489,51 @@ impl CollectionConfig {
             }))
             .map(|h| h.ef),
         }
+    }
+
+    /// The payload indexes after an update drops the indexes of `drop` and adds those
+    /// of `add` (a field in both takes the kind `add` gives it); `None` when they stay
+    /// as they are. Adding an index the collection has, of the same kind, changes nothing.
+    ///
+    /// # Errors
+    /// [`SpecError::NoPayloadIndex`] for a dropped field without an index,
+    /// [`SpecError::PayloadIndexKind`] for an added field indexed as another kind (and
+    /// not dropped), [`SpecError::DuplicatePayloadIndex`] for a field added twice, and
+    /// the errors of [`PayloadIndexSpec::from_proto`].
+    pub fn updated_payload_indexes(
+        &self,
+        add: &[api::PayloadIndex],
+        drop: &[String],
+    ) -> Result<Option<Vec<PayloadIndexSpec>>, SpecError> {
+        let mut indexes = self.payload_indexes.clone();
+        for field in drop {
+            let before = indexes.len();
+            indexes.retain(|i| &i.field != field);
+            if indexes.len() == before {
+                return Err(SpecError::NoPayloadIndex {
+                    field: field.clone(),
+                });
+            }
+        }
+        let mut added = BTreeSet::new();
+        for index in add {
+            let index = PayloadIndexSpec::from_proto(index)?;
+            if !added.insert(index.field.clone()) {
+                return Err(SpecError::DuplicatePayloadIndex { field: index.field });
+            }
+            match indexes.iter().find(|i| i.field == index.field) {
+                Some(held) if held.kind == index.kind => {}
+                Some(held) => {
+                    return Err(SpecError::PayloadIndexKind {
+                        field: index.field,
+                        current: held.kind.name().to_owned(),
+                        asked: index.kind.name().to_owned(),
+                    });
+                }
+                None => indexes.push(index),
+            }
+        }
+        Ok((indexes != self.payload_indexes).then_some(indexes))
     }
 
     /// The public spec, every optional field present.
@@ -487,6 +579,13 @@ impl CollectionConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn index(field: &str, kind: i32) -> api::PayloadIndex {
+        api::PayloadIndex {
+            field: field.to_owned(),
+            kind,
+        }
+    }
 
     fn spec(name: &str, dimension: u32) -> api::CollectionSpec {
         api::CollectionSpec {
@@ -637,6 +736,66 @@ mod tests {
     }
 
     #[test]
+    fn an_update_adds_and_drops_payload_indexes_by_field() {
+        let mut created = spec("a", 8);
+        created.payload_indexes = vec![index("title", 1), index("year", 2)];
+        let config = CollectionRequest::from_proto(&created).unwrap().resolve(1);
+        let fields = |v: Vec<PayloadIndexSpec>| {
+            v.into_iter()
+                .map(|i| (i.field, i.kind.name()))
+                .collect::<Vec<_>>()
+        };
+        let added = config
+            .updated_payload_indexes(&[index("section", 1)], &["year".to_owned()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            fields(added),
+            [
+                ("title".to_owned(), "keyword"),
+                ("section".to_owned(), "keyword")
+            ]
+        );
+        // Nothing changes: the same index again, or nothing asked.
+        assert_eq!(
+            config.updated_payload_indexes(&[index("title", 1)], &[]),
+            Ok(None)
+        );
+        assert_eq!(config.updated_payload_indexes(&[], &[]), Ok(None));
+        // Another kind needs the old index dropped in the same update.
+        assert!(matches!(
+            config.updated_payload_indexes(&[index("year", 1)], &[]),
+            Err(SpecError::PayloadIndexKind { .. })
+        ));
+        let rekinded = config
+            .updated_payload_indexes(&[index("year", 1)], &["year".to_owned()])
+            .unwrap()
+            .unwrap();
+        assert_eq!(fields(rekinded)[1], ("year".to_owned(), "keyword"));
+        assert_eq!(
+            config.updated_payload_indexes(&[], &["nope".to_owned()]),
+            Err(SpecError::NoPayloadIndex {
+                field: "nope".into()
+            })
+        );
+        assert!(matches!(
+            config.updated_payload_indexes(&[index("t", 0)], &[]),
+            Err(SpecError::PayloadKind { .. })
+        ));
+        assert!(matches!(
+            config.updated_payload_indexes(&[index("s", 1), index("s", 1)], &[]),
+            Err(SpecError::DuplicatePayloadIndex { .. })
+        ));
+        // The spec's own list may repeat the current one, not change it.
+        let mut wanted = spec("a", 8);
+        wanted.payload_indexes = vec![index("title", 1)];
+        assert!(matches!(
+            config.updated_ef(&wanted),
+            Err(SpecError::PayloadIndexesInSpec { .. })
+        ));
+    }
+
+    #[test]
     fn quantization_and_payload_indexes() {
         let mut q = spec("a", 8);
         q.quantization = 9;
@@ -644,10 +803,6 @@ mod tests {
             CollectionRequest::from_proto(&q),
             Err(SpecError::UnknownQuantization { value: 9 })
         );
-        let index = |field: &str, kind: i32| api::PayloadIndex {
-            field: field.to_owned(),
-            kind,
-        };
         let mut p = spec("a", 8);
         p.payload_indexes = vec![index("title", 1), index("year", 2)];
         let request = CollectionRequest::from_proto(&p).unwrap();

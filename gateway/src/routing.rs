@@ -469,6 +469,7 @@ mod tests {
             point_count: 0,
             owner: String::new(),
             tuning: None,
+            payload_index_status: Vec::new(),
             shards: (0..shards)
                 .map(|i| {
                     let range = layout.range(i).unwrap();

@@ -26,8 +26,8 @@ use vectron_proto::keys::{
 use vectron_proto::v1::{
     CollectionInfo, CollectionSpec, CoreStats, CoreStatsResponse, CreateKeyRequest,
     CreateKeyResponse, CreateTokenRequest, CreateTokenResponse, CreateUserRequest, KeyInfo,
-    LoginRequest, LoginResponse, Plan, ReplicaRole, ReplicaState, ReplicaStatus, ShardInfo,
-    ShardStats, UpdateCollectionRequest, UserInfo,
+    LoginRequest, LoginResponse, PayloadIndexStatus, Plan, ReplicaInfo, ReplicaRole, ReplicaState,
+    ReplicaStatus, ShardInfo, ShardStats, UpdateCollectionRequest, UserInfo,
 };
 
 use crate::admission::Admission;
@@ -224,6 +224,8 @@ impl Service {
             .await;
         // Cached answers of searches without `ef` were found with the old default.
         self.generations.bump(&name);
+        let mut updated = updated;
+        self.add_replica_status(&name, &mut updated).await;
         Ok(updated)
     }
 
@@ -289,6 +291,7 @@ impl Service {
             fill_shard_status(name, shard, &cores);
         }
         info.point_count = info.shards.iter().map(|s| s.point_count).sum();
+        info.payload_index_status = payload_index_status(name, info, &cores);
     }
 
     /// One core's statistics, or `None` when it cannot be reached or does not answer
@@ -594,16 +597,8 @@ impl Service {
 /// as its leader holds it (else its most advanced replica that answered).
 fn fill_shard_status(collection: &str, shard: &mut ShardInfo, cores: &HashMap<String, CoreStats>) {
     for replica in &mut shard.replicas {
-        replica.status = cores
-            .get(&replica.address)
-            .and_then(|core| {
-                core.shards.iter().find(|s| {
-                    s.collection == collection
-                        && s.shard_id == shard.shard_id
-                        && s.epoch == replica.epoch
-                })
-            })
-            .map(replica_status);
+        replica.status =
+            replica_stats(collection, shard.shard_id, replica, cores).map(replica_status);
     }
     let answered = || shard.replicas.iter().filter_map(|r| r.status.as_ref());
     // An old leader cut off from its group may still believe it leads: the one of the
@@ -623,6 +618,60 @@ fn fill_shard_status(collection: &str, shard: &mut ShardInfo, cores: &HashMap<St
     if let Some(points) = counted {
         shard.point_count = points;
     }
+}
+
+/// What the core of `replica` says of it, matched by collection, shard and placement
+/// epoch.
+fn replica_stats<'a>(
+    collection: &str,
+    shard_id: u32,
+    replica: &ReplicaInfo,
+    cores: &'a HashMap<String, CoreStats>,
+) -> Option<&'a ShardStats> {
+    cores
+        .get(&replica.address)?
+        .shards
+        .iter()
+        .find(|s| s.collection == collection && s.shard_id == shard_id && s.epoch == replica.epoch)
+}
+
+/// Each payload index of the collection's spec, as its replicas serve it: ready once
+/// every replica of every shard has built it (a replica that did not answer counts as
+/// not ready).
+fn payload_index_status(
+    collection: &str,
+    info: &CollectionInfo,
+    cores: &HashMap<String, CoreStats>,
+) -> Vec<PayloadIndexStatus> {
+    let declared = info.spec.as_ref().map_or(&[][..], |s| &s.payload_indexes);
+    let replicas: Vec<Option<&ShardStats>> = info
+        .shards
+        .iter()
+        .flat_map(|shard| {
+            shard
+                .replicas
+                .iter()
+                .map(|r| replica_stats(collection, shard.shard_id, r, cores))
+        })
+        .collect();
+    let total = u32::try_from(replicas.len()).unwrap_or(u32::MAX);
+    declared
+        .iter()
+        .map(|index| {
+            let ready = replicas
+                .iter()
+                .flatten()
+                .filter(|s| s.payload_indexes_ready.contains(&index.field))
+                .count();
+            let ready = u32::try_from(ready).unwrap_or(u32::MAX);
+            PayloadIndexStatus {
+                field: index.field.clone(),
+                ready: ready == total,
+                replicas_ready: ready,
+                replicas_total: total,
+            }
+        })
+        .collect()
 }
 
 /// A replica's status from its core's statistics of the shard.
@@ -709,7 +758,7 @@ mod tests {
         ShardInfo {
             replicas: addresses
                 .iter()
-                .map(|a| vectron_proto::v1::ReplicaInfo {
+                .map(|a| ReplicaInfo {
                     address: (*a).into(),
                     epoch: 5,
                     ..Default::default()

@@ -1,4 +1,4 @@
-//! `vectron collections create|list|describe|drop`.
+//! `vectron collections create|list|describe|drop|update`.
 
 use clap::{Args, Subcommand, ValueEnum};
 use vectron_client::api::{
@@ -6,7 +6,7 @@ use vectron_client::api::{
 };
 use vectron_client::{
     CollectionInfo, CollectionSpec, HnswConfig, Metric, PayloadFieldKind, PayloadIndex,
-    Quantization,
+    Quantization, UpdateCollectionRequest,
 };
 
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
@@ -48,16 +48,27 @@ enum CollectionsCommand {
         /// Name of the collection.
         name: String,
     },
-    /// Change a collection's default search ef (the other settings are fixed when it is
-    /// created). `vectron tune` measures which ef reaches a recall.
+    /// Change a collection's default search ef or its payload indexes (the other
+    /// settings are fixed when it is created). `vectron tune` measures which ef reaches
+    /// a recall. An added index is built in the background from the points held;
+    /// `collections describe` shows it "building" until every replica has it.
     ///
-    /// Example: vectron collections update articles --ef 96
+    /// Example: vectron collections update articles --ef 96 --add-index section:keyword
+    #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+        .args(["ef", "add_index", "drop_index"])))]
     Update {
         /// Name of the collection.
         name: String,
         /// Candidate list size of searches that give none: 1 to 32768.
         #[arg(long)]
-        ef: u32,
+        ef: Option<u32>,
+        /// Payload field to index, as FIELD:keyword or FIELD:numeric (repeat for
+        /// several).
+        #[arg(long, value_name = "FIELD:KIND", value_parser = parse_index)]
+        add_index: Vec<PayloadIndex>,
+        /// Payload field whose index to drop (repeat for several).
+        #[arg(long, value_name = "FIELD")]
+        drop_index: Vec<String>,
     },
 }
 
@@ -177,8 +188,28 @@ impl CollectionsArgs {
                     output::text(&format!("dropped collection {name}\n"));
                 }
             }
-            CollectionsCommand::Update { name, ef } => {
-                let info = client.set_default_ef(&name, ef).await?;
+            CollectionsCommand::Update {
+                name,
+                ef,
+                add_index,
+                drop_index,
+            } => {
+                let spec = ef.map(|ef| CollectionSpec {
+                    hnsw: Some(HnswConfig {
+                        ef: Some(ef),
+                        ..HnswConfig::default()
+                    }),
+                    ..CollectionSpec::default()
+                });
+                let info = client
+                    .update_collection(UpdateCollectionRequest {
+                        name,
+                        spec,
+                        add_payload_indexes: add_index,
+                        drop_payload_indexes: drop_index,
+                        ..UpdateCollectionRequest::default()
+                    })
+                    .await?;
                 if json {
                     output::print_json(&info);
                 } else {
@@ -321,7 +352,19 @@ fn describe(c: &CollectionInfo) -> String {
                 PayloadFieldKind::Numeric => "numeric",
                 PayloadFieldKind::Unspecified => "unspecified",
             };
-            format!("{}:{kind}", i.field)
+            let building = c
+                .payload_index_status
+                .iter()
+                .find(|s| s.field == i.field)
+                .filter(|s| !s.ready)
+                .map(|s| {
+                    format!(
+                        " (building: {} of {} replicas ready)",
+                        s.replicas_ready, s.replicas_total
+                    )
+                })
+                .unwrap_or_default();
+            format!("{}:{kind}{building}", i.field)
         })
         .collect();
     let mut out = format!(

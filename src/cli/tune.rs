@@ -233,6 +233,7 @@ impl TuneArgs {
                     name: self.collection.clone(),
                     spec: Some(spec),
                     tuning: Some(tuning),
+                    ..Default::default()
                 })
                 .await?;
             true

@@ -1807,3 +1807,193 @@ async fn an_updated_default_ef_serves_at_once_and_after_a_restart() {
     assert!(info.get("tuning").is_none_or(Value::is_null), "{info}");
     dev.terminate();
 }
+
+/// The fixture's most common non-empty section, and its points' ids.
+fn common_section(f: &Fixture) -> (String, HashSet<String>) {
+    let mut counts = std::collections::HashMap::<String, Vec<usize>>::new();
+    for (i, p) in f.payloads.iter().enumerate() {
+        let section = p["section"].as_str().unwrap();
+        if !section.is_empty() {
+            counts.entry(section.to_owned()).or_default().push(i);
+        }
+    }
+    let (section, rows) = counts
+        .into_iter()
+        .max_by_key(|(_, rows)| rows.len())
+        .unwrap();
+    assert!(rows.len() > 3, "the fixture has sections shared by points");
+    (section, rows.iter().map(usize::to_string).collect())
+}
+
+/// `describe` until the payload index on `field` is ready on every replica.
+async fn until_index_ready(client: &Client, field: &str) -> vectron_client::CollectionInfo {
+    for _ in 0..300 {
+        let info = client.describe_collection("wiki").await.unwrap();
+        if info
+            .payload_index_status
+            .iter()
+            .any(|s| s.field == field && s.ready)
+        {
+            return info;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the index on {field} was not built within 30 s");
+}
+
+/// `Collections.Update` adds payload indexes to a collection that holds points: each
+/// replica builds them while it serves, `describe` says when they are ready, and
+/// filters answer the same before and after; a dropped index goes (filters still
+/// answer), conflicting changes are refused by name, and the indexes survive a
+/// restart. Through the SDK, HTTP and the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_payload_index_is_built_while_serving_and_reported_by_describe() {
+    let (f, dir, dev, client) = wiki_on_dev().await;
+    let client = client.with_read_consistency(vectron_client::ReadConsistency::Linearizable);
+    let (section, rows) = common_section(&f);
+    let filter = Filter::must([Condition::keyword("section", &section)]);
+    let filtered = |exact: bool| {
+        let mut request = SearchRequest::new("wiki", f.queries[0].clone(), 50)
+            .with_filter(filter.clone())
+            .with_ef(EF);
+        request.exact = exact;
+        if exact {
+            request.ef = None;
+        }
+        request
+    };
+    let ids = |r: vectron_client::SearchResponse| -> Vec<String> {
+        r.hits.into_iter().map(|h| h.id).collect()
+    };
+    let truth = ids(client.search(filtered(true)).await.unwrap());
+    assert_eq!(truth.iter().cloned().collect::<HashSet<_>>(), rows);
+    assert_eq!(ids(client.search(filtered(false)).await.unwrap()), truth);
+
+    // Described: the index made at creation is ready.
+    let info = client.describe_collection("wiki").await.unwrap();
+    assert_eq!(info.payload_index_status.len(), 1);
+    assert!(info.payload_index_status[0].ready);
+    assert_eq!(info.payload_index_status[0].replicas_total, CORES as u32);
+
+    let section_index = PayloadIndex {
+        field: "section".into(),
+        kind: PayloadFieldKind::Keyword.into(),
+    };
+    let updated = client
+        .add_payload_index("wiki", section_index.clone())
+        .await
+        .unwrap();
+    let spec = updated.spec.unwrap();
+    assert!(spec.payload_indexes.contains(&section_index), "{spec:?}");
+    assert_eq!(updated.payload_index_status.len(), 2);
+    let info = until_index_ready(&client, "section").await;
+    let status = &info.payload_index_status[1];
+    assert_eq!(
+        (status.replicas_ready, status.replicas_total),
+        (CORES as u32, CORES as u32)
+    );
+    assert_eq!(ids(client.search(filtered(false)).await.unwrap()), truth);
+    assert_eq!(
+        client.count("wiki", Some(filter.clone())).await.unwrap(),
+        rows.len() as u64
+    );
+    // The same index again changes nothing.
+    client
+        .add_payload_index("wiki", section_index.clone())
+        .await
+        .unwrap();
+
+    // Over HTTP: a numeric index, a range filter through it, then dropped.
+    let http = Http::new(&support::http_addr(&dev));
+    let (status, body) = http
+        .json(
+            "PATCH",
+            "/v1/collections/wiki",
+            Some(json!({"add_payload_indexes": [{"field": "id", "kind": "numeric"}]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["spec"]["payload_indexes"][2]["field"], "id", "{body}");
+    until_index_ready(&client, "id").await;
+    let range = json!({"filter": {"must": [{"field": {"key": "id", "range": {"lt": 100}}}]}});
+    let (status, body) = http
+        .json(
+            "POST",
+            "/v1/collections/wiki/points/count",
+            Some(range.clone()),
+        )
+        .await;
+    assert_eq!((status, &body["count"]), (200, &json!(100)), "{body}");
+    let (status, body) = http
+        .json(
+            "PATCH",
+            "/v1/collections/wiki",
+            Some(json!({"drop_payload_indexes": ["id"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["spec"]["payload_indexes"].as_array().unwrap().len(), 2);
+    let (_, body) = http
+        .json("POST", "/v1/collections/wiki/points/count", Some(range))
+        .await;
+    assert_eq!(body["count"], 100, "{body}");
+    // Refused by name: dropping what is not indexed, another kind for an indexed field,
+    // payload indexes through the spec.
+    for (change, says) in [
+        (
+            json!({"drop_payload_indexes": ["id"]}),
+            "\"id\" has no index",
+        ),
+        (
+            json!({"add_payload_indexes": [{"field": "section", "kind": "numeric"}]}),
+            "indexed as keyword",
+        ),
+        (
+            json!({"spec": {"payload_indexes": [{"field": "text", "kind": "keyword"}]}}),
+            "add_payload_indexes",
+        ),
+    ] {
+        let (status, body) = http
+            .json("PATCH", "/v1/collections/wiki", Some(change))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+
+    // The CLI drops and adds, and describe shows the indexes.
+    let addr = format!("http://{}", support::grpc_addr(&dev));
+    let cli = support::run_cli(&[
+        "collections",
+        "update",
+        "wiki",
+        "--drop-index",
+        "title",
+        "--add-index",
+        "title:keyword",
+        "--addr",
+        &addr,
+    ]);
+    assert!(cli.status.success(), "{cli:?}");
+    assert!(
+        String::from_utf8_lossy(&cli.stdout).contains("section:keyword"),
+        "{cli:?}"
+    );
+    until_index_ready(&client, "title").await;
+    dev.terminate();
+
+    // After a restart the indexes are declared and built as the shards load.
+    let dev = support::dev(dir.path(), CORES);
+    let client = client_after_restart(&dev).await;
+    let info = until_index_ready(&client, "section").await;
+    let fields: Vec<&str> = info
+        .payload_index_status
+        .iter()
+        .map(|s| s.field.as_str())
+        .collect();
+    assert_eq!(fields, ["section", "title"]);
+    assert!(info.payload_index_status.iter().all(|s| s.ready));
+    let client = client.with_read_consistency(vectron_client::ReadConsistency::Linearizable);
+    assert_eq!(ids(client.search(filtered(false)).await.unwrap()), truth);
+    dev.terminate();
+}

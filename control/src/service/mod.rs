@@ -345,7 +345,7 @@ impl Control for ControlService {
         let name = request.name;
         validate_collection_name(&name).map_err(ServiceError::from)?;
         let tuning = request.tuning.as_ref().map(tuning_record).transpose()?;
-        let ef = {
+        let (ef, payload_indexes) = {
             let machine = self.core.shared.read();
             let collection = machine
                 .state
@@ -353,19 +353,34 @@ impl Control for ControlService {
                 .get(&name)
                 .ok_or_else(|| CommandError::NotFound { name: name.clone() })
                 .map_err(ServiceError::from)?;
-            collection
+            let ef = collection
                 .config
                 .updated_ef(&request.spec.unwrap_or_default())
-                .map_err(ServiceError::from)?
+                .map_err(ServiceError::from)?;
+            let indexes = collection
+                .config
+                .updated_payload_indexes(
+                    &request.add_payload_indexes,
+                    &request.drop_payload_indexes,
+                )
+                .map_err(ServiceError::from)?;
+            (ef, indexes)
         };
+        let indexed = payload_indexes.as_ref().map(|i| {
+            i.iter()
+                .map(|i| i.field.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        });
         self.core
             .propose(Command::UpdateCollection {
                 name: name.clone(),
                 ef,
                 tuning,
+                payload_indexes,
             })
             .await?;
-        tracing::info!(collection = %name, ef, "collection updated");
+        tracing::info!(collection = %name, ef, payload_indexes = indexed.as_deref(), "collection updated");
         Ok(Response::new(self.collection_info(&name)?))
     }
 

@@ -24,7 +24,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
-use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT};
+use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT, PayloadIndexSpec};
 use vectron_auth::{KeyRecord, MAX_PLANS, Plan, UserRecord};
 use vectron_proto::hashing::ShardLayout;
 use vectron_proto::keys::{MAX_API_KEYS, MAX_USERS};
@@ -246,12 +246,15 @@ pub(crate) enum Command {
     /// Drops a collection.
     DropCollection { name: String },
     /// Sets a collection's default search `ef`, and the measurement that chose it (a
-    /// previous one is kept while `ef` stays, cleared when it changes without one).
+    /// previous one is kept while `ef` stays, cleared when it changes without one), and
+    /// its payload indexes when given.
     UpdateCollection {
         name: String,
         ef: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tuning: Option<EfTuning>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payload_indexes: Option<Vec<PayloadIndexSpec>>,
     },
     /// Stores an API key a gateway made.
     CreateApiKey { record: KeyRecord },
@@ -592,7 +595,12 @@ impl ControlState {
                 self.routing_version += 1;
                 Ok(Applied::CollectionDropped)
             }
-            Command::UpdateCollection { name, ef, tuning } => {
+            Command::UpdateCollection {
+                name,
+                ef,
+                tuning,
+                payload_indexes,
+            } => {
                 let Some(collection) = self.collections.get_mut(name) else {
                     return Err(CommandError::NotFound { name: name.clone() });
                 };
@@ -600,6 +608,11 @@ impl ControlState {
                     collection.tuning.clone_from(tuning);
                 }
                 collection.config.hnsw.ef = *ef;
+                if let Some(indexes) = payload_indexes {
+                    // Workers take it from their next heartbeat's assignments, and
+                    // their cores build what is new.
+                    collection.config.payload_indexes.clone_from(indexes);
+                }
                 // Gateways resolve a search's default `ef` from the routing table.
                 self.routing_version += 1;
                 Ok(Applied::CollectionUpdated)

@@ -66,6 +66,8 @@ impl ControlState {
                 tuned_at_unix_ms: t.tuned_at_unix_ms,
                 filter_json: t.filter_json.clone(),
             }),
+            // The cores know which are built: the gateway's describe asks them.
+            payload_index_status: Vec::new(),
         }
     }
 

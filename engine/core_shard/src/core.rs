@@ -415,6 +415,7 @@ impl Core {
                     shard.set_placement(spec.epoch, incarnation)?;
                 }
                 shard.set_replica(spec.replica.as_ref())?;
+                shard.set_payload_indexes(&spec.collection.payload_indexes)?;
                 return Ok(shard);
             }
             // A stopped shard, or one of a dropped collection: close it; the open below

@@ -146,6 +146,20 @@ pub struct ShardHandle {
     checkpoint_slices: Cell<u64>,
     /// What a checkpoint waits on between slices.
     yielder: Yielder,
+    /// The build of payload indexes added by an update, if one runs.
+    payload_build: Cell<PayloadBuild>,
+}
+
+/// Where the build of added payload indexes stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PayloadBuild {
+    /// None runs.
+    Idle,
+    /// A build task runs.
+    Running,
+    /// A build task runs, and another index was added since it began: it starts over
+    /// at its next slice, so the new index gets every point too.
+    Restart,
 }
 
 impl ShardHandle {
@@ -273,6 +287,7 @@ impl ShardHandle {
             linked: Cell::new(0),
             checkpoint_slices: Cell::new(0),
             yielder,
+            payload_build: Cell::new(PayloadBuild::Idle),
         }
     }
 
@@ -370,6 +385,72 @@ impl ShardHandle {
         mine.set_peers(new);
         self.state.borrow_mut().set_replica(Some(new.clone()));
         self.write_manifest()
+    }
+
+    /// Adopts the collection's payload indexes as declared now (`Collections.Update`):
+    /// dropped ones go at once; added ones are built by a task of this core, in slices
+    /// of at most [`SCAN_SLICE`] with the core's other work between them, and serve
+    /// filters once every point is in them. Nothing when they are as held.
+    pub(crate) fn set_payload_indexes(
+        self: &Rc<Self>,
+        declared: &[vectron_proto::v1::PayloadIndex],
+    ) -> Result<(), ShardError> {
+        if self.state.borrow().spec().collection.payload_indexes == declared {
+            return Ok(());
+        }
+        let build = self.state.borrow_mut().set_payload_indexes(declared);
+        self.write_manifest()?;
+        if build {
+            match self.payload_build.get() {
+                PayloadBuild::Idle => {
+                    self.payload_build.set(PayloadBuild::Running);
+                    monoio::spawn(Rc::clone(self).build_payload_indexes());
+                }
+                PayloadBuild::Running | PayloadBuild::Restart => {
+                    self.payload_build.set(PayloadBuild::Restart);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts every live point into the payload indexes being built, a slice at a time;
+    /// ends when they serve, or when the shard stops or closes (a reopened shard
+    /// builds its indexes as it loads).
+    async fn build_payload_indexes(self: Rc<Self>) {
+        let mut from = 0;
+        let started = Instant::now();
+        loop {
+            if self.usable().is_err() || self.closing.get() {
+                self.payload_build.set(PayloadBuild::Idle);
+                return;
+            }
+            if self.payload_build.get() == PayloadBuild::Restart {
+                self.payload_build.set(PayloadBuild::Running);
+                from = 0;
+            }
+            let next = self
+                .state
+                .borrow_mut()
+                .build_payload_indexes(from, Instant::now() + SCAN_SLICE);
+            match next {
+                Some(n) => from = n,
+                None => {
+                    self.payload_build.set(PayloadBuild::Idle);
+                    let st = self.state.borrow();
+                    tracing::info!(
+                        collection = st.spec().name(),
+                        shard = st.spec().shard_id,
+                        indexes = ?st.ready_payload_indexes(),
+                        took_ms = started.elapsed().as_millis(),
+                        "payload indexes built"
+                    );
+                    return;
+                }
+            }
+            slice_break();
+            self.yielder.yield_now().await;
+        }
     }
 
     /// Whether the shard is a replica of a replicated shard.
@@ -1208,6 +1289,7 @@ impl ShardHandle {
             last_lsn: wal.durable_lsn.get(),
             checkpoint_lsn,
             replica: self.replica.as_ref().map(ShardReplica::stats),
+            payload_indexes_ready: st.ready_payload_indexes(),
         }
     }
 }
@@ -1811,6 +1893,80 @@ pub(crate) mod tests {
                 .unwrap();
             let ids = prefiltered_ids(&shard, &request, &nodes, &mut scratch);
             assert!(ids.iter().all(|id| id != "rare0"), "{ids:?}");
+            shard.close().await.unwrap();
+        });
+    }
+
+    /// A payload index added to a shard that holds points (`Collections.Update`) is
+    /// built by a task of the core in slices, serves filters once built (a search that
+    /// had to read every payload is answered from it), and keeps up with writes made
+    /// while it was built; a reopened shard builds it as it loads.
+    #[test]
+    fn an_added_payload_index_is_built_in_slices_and_then_serves_filters() {
+        use vectron_proto::v1::{PayloadFieldKind, PayloadIndex};
+        let dir = tempfile::tempdir().unwrap();
+        let shard_dir = dir.path().join("s");
+        let indexed = |shard: &ShardHandle| shard.stats().payload_indexes_ready;
+        run(async {
+            let shard = ShardHandle::open(&shard_dir, spec("docs"), Options::default())
+                .await
+                .unwrap();
+            upsert_rare(&shard, 30_000).await;
+            let request = rare_request();
+            let mut scratch = SearchScratch::new();
+            let first = shard.search(&request, None, &mut scratch).unwrap();
+            assert!(matches!(first, Searched::Prefilter), "{first:?}");
+
+            let breaks = SLICE_BREAKS.with(Cell::get);
+            let declared = [PayloadIndex {
+                field: "k".into(),
+                kind: PayloadFieldKind::Keyword.into(),
+            }];
+            shard.set_payload_indexes(&declared).unwrap();
+            assert!(indexed(&shard).is_empty(), "not served before it is built");
+            // A write while it is built: the index gets it too.
+            shard
+                .upsert(
+                    vec![Point {
+                        id: "rare6".into(),
+                        vector: vec![2.0, 6.0, 1.0, 0.5],
+                        payload_json: br#"{"k":"y"}"#.to_vec(),
+                    }],
+                    true,
+                )
+                .await
+                .unwrap();
+            while indexed(&shard).is_empty() {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(indexed(&shard), ["k"]);
+            assert!(
+                SLICE_BREAKS.with(Cell::get) > breaks + 1,
+                "the build let the core's other work run"
+            );
+            let Searched::Hits(hits) = shard.search(&request, None, &mut scratch).unwrap() else {
+                panic!("the index answers the filter without reading payloads");
+            };
+            let mut ids: Vec<String> = hits.into_iter().map(|h| h.id).collect();
+            ids.sort();
+            assert_eq!(ids, (0..7).map(|i| format!("rare{i}")).collect::<Vec<_>>());
+            // Declared once more: nothing to do. Dropped: filters read payloads again.
+            shard.set_payload_indexes(&declared).unwrap();
+            assert_eq!(indexed(&shard), ["k"]);
+            shard.set_payload_indexes(&[]).unwrap();
+            assert!(indexed(&shard).is_empty());
+            let again = shard.search(&request, None, &mut scratch).unwrap();
+            assert!(matches!(again, Searched::Prefilter), "{again:?}");
+            shard.set_payload_indexes(&declared).unwrap();
+            shard.close().await.unwrap();
+
+            // Reopened with the index declared: built as the points load.
+            let mut reopened = spec("docs");
+            reopened.collection.payload_indexes = declared.to_vec();
+            let shard = ShardHandle::open(&shard_dir, reopened, Options::default())
+                .await
+                .unwrap();
+            assert_eq!(indexed(&shard), ["k"]);
             shard.close().await.unwrap();
         });
     }

@@ -25,6 +25,8 @@ pub(crate) struct PayloadIndexes {
 struct KeywordIndex {
     path: Vec<String>,
     postings: HashMap<Box<str>, RoaringBitmap>,
+    /// Whether it holds every live point: filters use it only then.
+    ready: bool,
 }
 
 #[derive(Debug)]
@@ -32,6 +34,50 @@ struct NumericIndex {
     path: Vec<String>,
     /// Keyed by the order-preserving bits of the value (see [`OrderedF64`]).
     postings: BTreeMap<OrderedF64, RoaringBitmap>,
+    /// Whether it holds every live point: filters use it only then.
+    ready: bool,
+}
+
+impl KeywordIndex {
+    fn new(field: &str, ready: bool) -> Self {
+        Self {
+            path: field.split('.').map(str::to_owned).collect(),
+            postings: HashMap::new(),
+            ready,
+        }
+    }
+
+    fn insert(&mut self, id: u32, payload: &Value) {
+        for_each_value(payload, &self.path, |v| {
+            if let Value::String(s) = v {
+                self.postings
+                    .entry(s.as_str().into())
+                    .or_default()
+                    .insert(id);
+            }
+        });
+    }
+}
+
+impl NumericIndex {
+    fn new(field: &str, ready: bool) -> Self {
+        Self {
+            path: field.split('.').map(str::to_owned).collect(),
+            postings: BTreeMap::new(),
+            ready,
+        }
+    }
+
+    fn insert(&mut self, id: u32, payload: &Value) {
+        for_each_value(payload, &self.path, |v| {
+            if let Some(x) = v.as_f64() {
+                self.postings
+                    .entry(OrderedF64::new(x))
+                    .or_default()
+                    .insert(id);
+            }
+        });
+    }
 }
 
 /// An `f64` with a total order that agrees with `<` on every non-NaN value. JSON cannot
@@ -54,35 +100,92 @@ impl OrderedF64 {
 }
 
 impl PayloadIndexes {
-    /// Empty indexes for the declared fields. Kinds other than keyword and numeric are
-    /// refused before a collection is created; they are ignored here.
+    /// Empty indexes for the declared fields, ready: the shard is empty, or its points
+    /// are about to be inserted (replay, restore). Kinds other than keyword and numeric
+    /// are refused before a collection is created; they are ignored here.
     pub(crate) fn new(declared: &[PayloadIndex]) -> Self {
         let mut out = Self::default();
+        out.add(declared, true);
+        out
+    }
+
+    fn add(&mut self, declared: &[PayloadIndex], ready: bool) -> bool {
+        let mut added = false;
         for d in declared {
-            let path = d.field.split('.').map(str::to_owned).collect();
             match d.kind() {
-                PayloadFieldKind::Keyword => {
-                    out.keyword.insert(
-                        d.field.clone(),
-                        KeywordIndex {
-                            path,
-                            postings: HashMap::new(),
-                        },
-                    );
+                PayloadFieldKind::Keyword if !self.keyword.contains_key(&d.field) => {
+                    self.keyword
+                        .insert(d.field.clone(), KeywordIndex::new(&d.field, ready));
+                    added = true;
                 }
-                PayloadFieldKind::Numeric => {
-                    out.numeric.insert(
-                        d.field.clone(),
-                        NumericIndex {
-                            path,
-                            postings: BTreeMap::new(),
-                        },
-                    );
+                PayloadFieldKind::Numeric if !self.numeric.contains_key(&d.field) => {
+                    self.numeric
+                        .insert(d.field.clone(), NumericIndex::new(&d.field, ready));
+                    added = true;
                 }
-                PayloadFieldKind::Unspecified => {}
+                _ => {}
             }
         }
-        out
+        added
+    }
+
+    /// Makes the indexes those `declared` (a collection's update): drops the ones no
+    /// longer declared, or declared as another kind, and adds the new ones empty and
+    /// not ready. Returns whether any was added: the points must then be inserted into
+    /// them ([`PayloadIndexes::insert_building`]) before they are
+    /// [`PayloadIndexes::finish_building`].
+    pub(crate) fn set_declared(&mut self, declared: &[PayloadIndex]) -> bool {
+        let declared_as = |field: &str, kind: PayloadFieldKind| {
+            declared
+                .iter()
+                .any(|d| d.field == field && d.kind() == kind)
+        };
+        self.keyword
+            .retain(|field, _| declared_as(field, PayloadFieldKind::Keyword));
+        self.numeric
+            .retain(|field, _| declared_as(field, PayloadFieldKind::Numeric));
+        self.add(declared, false)
+    }
+
+    /// Whether an index is being built.
+    #[cfg(test)]
+    fn building(&self) -> bool {
+        self.keyword.values().any(|i| !i.ready) || self.numeric.values().any(|i| !i.ready)
+    }
+
+    /// Adds point `id` with `payload` to the indexes being built (a point already in
+    /// one, inserted by a write since the build began, is left as it is).
+    pub(crate) fn insert_building(&mut self, id: u32, payload: &Value) {
+        for index in self.keyword.values_mut().filter(|i| !i.ready) {
+            index.insert(id, payload);
+        }
+        for index in self.numeric.values_mut().filter(|i| !i.ready) {
+            index.insert(id, payload);
+        }
+    }
+
+    /// Marks every index ready: each live point was inserted.
+    pub(crate) fn finish_building(&mut self) {
+        self.keyword.values_mut().for_each(|i| i.ready = true);
+        self.numeric.values_mut().for_each(|i| i.ready = true);
+    }
+
+    /// The fields whose indexes are ready, sorted.
+    pub(crate) fn ready_fields(&self) -> Vec<String> {
+        let mut fields: Vec<String> = self
+            .keyword
+            .iter()
+            .filter(|(_, i)| i.ready)
+            .map(|(f, _)| f.clone())
+            .chain(
+                self.numeric
+                    .iter()
+                    .filter(|(_, i)| i.ready)
+                    .map(|(f, _)| f.clone()),
+            )
+            .collect();
+        fields.sort();
+        fields
     }
 
     /// Whether any index is declared.
@@ -93,26 +196,10 @@ impl PayloadIndexes {
     /// Adds point `id` with `payload` to every index whose key it holds.
     pub(crate) fn insert(&mut self, id: u32, payload: &Value) {
         for index in self.keyword.values_mut() {
-            for_each_value(payload, &index.path, |v| {
-                if let Value::String(s) = v {
-                    index
-                        .postings
-                        .entry(s.as_str().into())
-                        .or_default()
-                        .insert(id);
-                }
-            });
+            index.insert(id, payload);
         }
         for index in self.numeric.values_mut() {
-            for_each_value(payload, &index.path, |v| {
-                if let Some(x) = v.as_f64() {
-                    index
-                        .postings
-                        .entry(OrderedF64::new(x))
-                        .or_default()
-                        .insert(id);
-                }
-            });
+            index.insert(id, payload);
         }
     }
 
@@ -145,9 +232,10 @@ impl PayloadIndexes {
         }
     }
 
-    /// Points whose `key` equals any of `words`, if `key` has a keyword index.
+    /// Points whose `key` equals any of `words`, if `key` has a keyword index that is
+    /// ready.
     pub(crate) fn keyword(&self, key: &str, words: &[String]) -> Option<RoaringBitmap> {
-        let index = self.keyword.get(key)?;
+        let index = self.keyword.get(key).filter(|i| i.ready)?;
         let mut out = RoaringBitmap::new();
         for w in words {
             if let Some(set) = index.postings.get(w.as_str()) {
@@ -157,9 +245,10 @@ impl PayloadIndexes {
         Some(out)
     }
 
-    /// Points whose `key` holds a number in `range`, if `key` has a numeric index.
+    /// Points whose `key` holds a number in `range`, if `key` has a numeric index that
+    /// is ready.
     pub(crate) fn numeric(&self, key: &str, range: &Range) -> Option<RoaringBitmap> {
-        let index = self.numeric.get(key)?;
+        let index = self.numeric.get(key).filter(|i| i.ready)?;
         let lower = match (range.gt, range.gte) {
             (Some(a), Some(b)) if a >= b => Bound::Excluded(OrderedF64::new(a)),
             (_, Some(b)) => Bound::Included(OrderedF64::new(b)),
@@ -257,6 +346,50 @@ mod tests {
             );
         }
         assert_eq!(OrderedF64::new(-0.0), OrderedF64::new(0.0));
+    }
+
+    #[test]
+    fn an_added_index_serves_only_once_built_and_a_dropped_one_goes() {
+        let mut ix = indexes();
+        let a = json!({"title": "Moon", "section": "Orbit"});
+        ix.insert(1, &a);
+        let declared = [
+            PayloadIndex {
+                field: "title".into(),
+                kind: PayloadFieldKind::Keyword.into(),
+            },
+            PayloadIndex {
+                field: "section".into(),
+                kind: PayloadFieldKind::Keyword.into(),
+            },
+        ];
+        assert!(ix.set_declared(&declared));
+        assert!(ix.building());
+        assert_eq!(ix.ready_fields(), ["title"]);
+        // Not served while it is built, though writes reach it meanwhile.
+        ix.insert(2, &json!({"section": "Orbit"}));
+        assert!(ix.keyword("section", &["Orbit".into()]).is_none());
+        // The build inserts what was there; the ready index is not touched.
+        ix.insert_building(1, &a);
+        ix.insert_building(2, &json!({"title": "Moon", "section": "Orbit"}));
+        assert_eq!(ids(ix.keyword("title", &["Moon".into()])), [1]);
+        ix.finish_building();
+        assert!(!ix.building());
+        assert_eq!(ids(ix.keyword("section", &["Orbit".into()])), [1, 2]);
+        assert_eq!(ix.ready_fields(), ["section", "title"]);
+        // The numeric index on meta.year was dropped; the same declaration again adds
+        // nothing.
+        assert!(
+            ix.numeric("meta.year", &range(None, None, None, None))
+                .is_none()
+        );
+        assert!(!ix.set_declared(&declared));
+        // Another kind for a field is a new index.
+        assert!(ix.set_declared(&[PayloadIndex {
+            field: "title".into(),
+            kind: PayloadFieldKind::Numeric.into(),
+        }]));
+        assert_eq!(ix.ready_fields(), Vec::<String>::new());
     }
 
     #[test]

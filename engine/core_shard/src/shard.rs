@@ -23,7 +23,7 @@ use serde_json::Value;
 use vectron_hnsw::{HnswError, HnswIndex, IdFilter, NodeId, SearchHit, SearchScratch};
 use vectron_proto::core::v1::Point;
 use vectron_proto::rules::{self, Limits, RuleError};
-use vectron_proto::v1::CollectionSpec;
+use vectron_proto::v1::{CollectionSpec, PayloadIndex};
 use vectron_wal::BodyView;
 
 use crate::error::ShardError;
@@ -499,6 +499,47 @@ impl ShardState {
             }
         }
         None
+    }
+
+    /// Adopts the collection's payload indexes as declared now (`Collections.Update`):
+    /// drops the ones no longer declared and adds the new ones, which filters use once
+    /// [`ShardState::build_payload_indexes`] has put every live point in them. Returns
+    /// whether there is such a build to do.
+    pub(crate) fn set_payload_indexes(&mut self, declared: &[PayloadIndex]) -> bool {
+        declared.clone_into(&mut self.spec.collection.payload_indexes);
+        // Filter plans made with a dropped index must not outlive it.
+        self.generation += 1;
+        self.payload_indexes.set_declared(declared)
+    }
+
+    /// Inserts the live points from node `from` on into the payload indexes being
+    /// built, until `until`; the node to go on from, or `None` once every live point is
+    /// in and the indexes serve filters. Writes meanwhile keep the indexes current, so
+    /// the build may be cut into slices with any writes between them.
+    pub(crate) fn build_payload_indexes(&mut self, from: u32, until: Instant) -> Option<u32> {
+        for (i, n) in self.live.range(from..).enumerate() {
+            if i > 0 && i % SCAN_CHECK_EVERY == 0 && Instant::now() >= until {
+                return Some(n);
+            }
+            let Some(node) = self.nodes.get(n as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            if node.payload.is_empty() {
+                continue;
+            }
+            if let Ok(parsed) = serde_json::from_slice::<Value>(&node.payload) {
+                self.payload_indexes.insert_building(n, &parsed);
+            }
+        }
+        self.payload_indexes.finish_building();
+        // Plans made while the index was built scanned payloads; new ones may use it.
+        self.generation += 1;
+        None
+    }
+
+    /// The payload indexes that serve filters.
+    pub(crate) fn ready_payload_indexes(&self) -> Vec<String> {
+        self.payload_indexes.ready_fields()
     }
 
     /// The point ids of `nodes`.

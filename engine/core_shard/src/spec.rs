@@ -203,16 +203,18 @@ impl ShardSpec {
         cfg
     }
 
-    /// Whether `other` is this shard's collection, settings fixed at creation alike: the
-    /// default search `ef` may differ, as `Collections.Update` changes it (the gateway
-    /// sends each search's `ef`, so the one a core holds serves only calls that come to
-    /// it directly without one).
+    /// Whether `other` is this shard's collection, settings fixed at creation alike:
+    /// what `Collections.Update` changes may differ. That is the default search `ef`
+    /// (the gateway sends each search's `ef`, so the one a core holds serves only calls
+    /// that come to it directly without one) and the payload indexes (a core adopts
+    /// the new ones, [`crate::ShardHandle::set_payload_indexes`]).
     pub(crate) fn same_collection(&self, other: &CollectionSpec) -> bool {
         let fixed = |c: &CollectionSpec| {
             let mut c = c.clone();
             if let Some(h) = c.hnsw.as_mut() {
                 h.ef = None;
             }
+            c.payload_indexes.clear();
             c
         };
         fixed(&self.collection) == fixed(other)
@@ -280,11 +282,16 @@ mod tests {
     }
 
     #[test]
-    fn a_new_default_ef_is_the_same_collection_and_a_new_dimension_is_not() {
+    fn a_new_default_ef_or_payload_index_is_the_same_collection_and_a_new_dimension_is_not() {
         let held = ShardSpec::from_assignment(&named("docs")).unwrap();
         let mut tuned = held.collection.clone();
         let hnsw = tuned.hnsw.as_mut().expect("resolved");
         hnsw.ef = Some(96);
+        assert!(held.same_collection(&tuned));
+        tuned.payload_indexes.push(vectron_proto::v1::PayloadIndex {
+            field: "section".into(),
+            kind: vectron_proto::v1::PayloadFieldKind::Keyword.into(),
+        });
         assert!(held.same_collection(&tuned));
         let hnsw = tuned.hnsw.as_mut().expect("resolved");
         hnsw.m = Some(48);

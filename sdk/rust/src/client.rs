@@ -31,7 +31,7 @@ use vectron_proto::v1::{
     CreateUserRequest, DeleteUserRequest, ListUsersRequest, LoginRequest, LoginResponse, UserInfo,
 };
 use vectron_proto::v1::{DeletePlanRequest, ListPlansRequest, Plan};
-use vectron_proto::v1::{HnswConfig, UpdateCollectionRequest};
+use vectron_proto::v1::{HnswConfig, PayloadIndex, UpdateCollectionRequest};
 
 use crate::Error;
 
@@ -552,14 +552,52 @@ impl Client {
         .await
     }
 
+    /// Adds a payload index to a collection that may already hold points. Each replica
+    /// builds it in the background; [`Client::describe_collection`] says when it is
+    /// ready (`payload_index_status`), and until then filters on its key read payloads
+    /// (the same answers, slower). Adding an index the collection has is a no-op.
+    /// Retried on `UNAVAILABLE`.
+    pub async fn add_payload_index(
+        &self,
+        name: &str,
+        index: PayloadIndex,
+    ) -> Result<CollectionInfo, Error> {
+        self.update_collection(UpdateCollectionRequest {
+            name: name.into(),
+            add_payload_indexes: vec![index],
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Drops the payload index on `field`; filters on it read payloads from then on. A
+    /// field without an index is [`Error::InvalidArgument`]. Not retried.
+    pub async fn drop_payload_index(
+        &self,
+        name: &str,
+        field: &str,
+    ) -> Result<CollectionInfo, Error> {
+        self.update_collection(UpdateCollectionRequest {
+            name: name.into(),
+            drop_payload_indexes: vec![field.into()],
+            ..Default::default()
+        })
+        .await
+    }
+
     /// Changes a collection's mutable settings: fields of `request.spec` left unset keep
-    /// their values; only `hnsw.ef` may change (others fixed at creation are refused with
-    /// [`Error::InvalidArgument`]). `request.tuning` records how the `ef` was measured.
-    /// Returns the collection as updated. Retried on `UNAVAILABLE`.
+    /// their values; only `hnsw.ef` may change there (others fixed at creation are
+    /// refused with [`Error::InvalidArgument`]). `request.tuning` records how the `ef`
+    /// was measured; `add_payload_indexes` and `drop_payload_indexes` change the payload
+    /// indexes. Returns the collection as updated. Retried on `UNAVAILABLE`, unless it
+    /// drops an index (a retry of a drop that was applied would be refused).
     pub async fn update_collection(
         &self,
         request: UpdateCollectionRequest,
     ) -> Result<CollectionInfo, Error> {
+        if !request.drop_payload_indexes.is_empty() {
+            return Ok(self.collections().update(request).await?.into_inner());
+        }
         self.idempotent(|| {
             let mut c = self.collections();
             let request = request.clone();

@@ -83,8 +83,8 @@ pub use vectron_proto::v1::{
     Access, CollectionGrant, CollectionInfo, CollectionSpec, CollectionState, Condition, CoreStats,
     CoreStatsResponse, CreateKeyRequest, CreateKeyResponse, CreateTokenRequest,
     CreateTokenResponse, CreateUserRequest, EfTuning, Filter, HnswConfig, KeyInfo, KeyRole,
-    LoginResponse, Metric, PayloadFieldKind, PayloadIndex, Plan, Point, Quantization, Range,
-    ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse, SearchRequest,
-    SearchResponse, SearchStreamEvent, UpdateCollectionRequest, UpsertRequest, UpsertResponse,
-    UserInfo,
+    LoginResponse, Metric, PayloadFieldKind, PayloadIndex, PayloadIndexStatus, Plan, Point,
+    Quantization, Range, ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse,
+    SearchRequest, SearchResponse, SearchStreamEvent, UpdateCollectionRequest, UpsertRequest,
+    UpsertResponse, UserInfo,
 };
