@@ -77,9 +77,10 @@ pub(crate) struct BenchArgs {
     /// (unless it runs with `--no-search-cache`).
     #[arg(long)]
     cached: bool,
-    /// Then run the search loop again over the streaming search (`SearchStream`), as
-    /// long, and report the latency of its last event (the answer) and of its first,
-    /// beside the unary loop's, with the ratio of the p50s.
+    /// Alternate unary and streamed searches (`SearchStream`) in the timed loop, and
+    /// report the streamed ones' latency of the last event (the answer) and of the
+    /// first, beside the unary ones', with the ratio of the p50s; `qps` and
+    /// `stream_qps` then count each kind alone.
     #[arg(long)]
     stream: bool,
     /// API key for a gateway with authentication on (an admin's, with --create).
@@ -251,13 +252,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let recall = recall_sum / data.queries.len() as f64;
 
     let requests: Arc<[SearchRequest]> = (0..data.queries.len()).map(request).collect();
-    let unary = search_loop(&client, &requests, &args, false).await?;
-    let streamed = if args.stream {
-        Some(search_loop(&client, &requests, &args, true).await?)
-    } else {
-        None
-    };
-    let (latency, errors, elapsed) = (&unary.answer, unary.errors, unary.elapsed_s);
+    let measured = search_loop(&client, &requests, &args).await?;
+    let latency = &measured.unary;
+    let errors = measured.errors;
 
     out.insert("concurrency".into(), args.concurrency.into());
     out.insert("ef".into(), args.ef.into());
@@ -273,7 +270,10 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     out.insert("searches".into(), latency.len().into());
     out.insert("errors".into(), errors.into());
-    out.insert("qps".into(), round(latency.len() as f64 / elapsed).into());
+    out.insert(
+        "qps".into(),
+        round(latency.len() as f64 / measured.elapsed_s).into(),
+    );
     out.insert("mean_us".into(), round(latency.mean()).into());
     out.insert("p50_us".into(), latency.value_at_quantile(0.5).into());
     out.insert("p99_us".into(), latency.value_at_quantile(0.99).into());
@@ -282,60 +282,70 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "recall".into(),
         (round(recall * 10_000.0) / 10_000.0).into(),
     );
-    if let Some(streamed) = &streamed {
+    if args.stream {
         let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5);
-        out.insert("stream_searches".into(), streamed.answer.len().into());
-        out.insert("stream_errors".into(), streamed.errors.into());
+        let streamed = &measured.streamed;
+        out.insert("stream_searches".into(), streamed.len().into());
         out.insert(
             "stream_qps".into(),
-            round(streamed.answer.len() as f64 / streamed.elapsed_s).into(),
+            round(streamed.len() as f64 / measured.elapsed_s).into(),
         );
-        out.insert("stream_p50_us".into(), p50(&streamed.answer).into());
+        out.insert("stream_p50_us".into(), p50(streamed).into());
         out.insert(
             "stream_p99_us".into(),
-            streamed.answer.value_at_quantile(0.99).into(),
+            streamed.value_at_quantile(0.99).into(),
         );
-        out.insert("stream_first_p50_us".into(), p50(&streamed.first).into());
+        out.insert("stream_first_p50_us".into(), p50(&measured.first).into());
         out.insert(
             "stream_p50_ratio".into(),
-            round3(p50(&streamed.answer) as f64 / p50(latency).max(1) as f64).into(),
+            round3(p50(streamed) as f64 / p50(latency).max(1) as f64).into(),
         );
     }
     println!("{}", serde_json::Value::Object(out));
-    let errors = errors + streamed.map_or(0, |s| s.errors);
     if errors > 0 {
         bail!("{errors} searches failed");
     }
     Ok(())
 }
 
-/// What one timed search loop measured.
+/// What the timed search loop measured, in microseconds.
 struct Loop {
-    /// Latency of the answer (a stream's last event), in microseconds.
-    answer: Histogram<u64>,
-    /// Latency of a stream's first event (empty for unary searches).
+    /// Latency of unary searches.
+    unary: Histogram<u64>,
+    /// Latency of streamed searches' last events (the answer); empty without
+    /// `--stream`.
+    streamed: Histogram<u64>,
+    /// Latency of streamed searches' first events.
     first: Histogram<u64>,
+    /// Searches of either kind that failed.
     errors: u64,
     elapsed_s: f64,
 }
 
-/// `--concurrency` clients searching in a closed loop for `--seconds`, unary or
-/// streamed.
+/// `--concurrency` clients searching in a closed loop for `--seconds`. With `--stream`
+/// each client alternates a unary and a streamed search, so that both kinds are
+/// measured under the same load (on a shared machine, two loops one after the other
+/// differ by more than the cost measured).
 async fn search_loop(
     client: &Client,
     requests: &Arc<[SearchRequest]>,
     args: &BenchArgs,
-    stream: bool,
 ) -> anyhow::Result<Loop> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let stream = args.stream;
     let workers: Vec<_> = (0..args.concurrency)
         .map(|w| {
             let (client, stop, of) = (client.clone(), Arc::clone(&stop), args.concurrency);
             let requests = Arc::clone(requests);
             tokio::spawn(async move {
-                let (mut answer, mut first) = (histogram(), histogram());
-                let mut errors = 0u64;
+                let mut done = Loop {
+                    unary: histogram(),
+                    streamed: histogram(),
+                    first: histogram(),
+                    errors: 0,
+                    elapsed_s: 0.0,
+                };
                 let micros = |t: Instant| {
                     u64::try_from(t.elapsed().as_micros())
                         .unwrap_or(u64::MAX)
@@ -344,18 +354,18 @@ async fn search_loop(
                 // Start each client at its own place in the query set.
                 let mut q = w * requests.len() / of;
                 while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
                     let r = requests[q % requests.len()].clone();
                     q += 1;
-                    if !stream {
+                    let t = Instant::now();
+                    if !(stream && q.is_multiple_of(2)) {
                         match client.search(r).await {
-                            Ok(_) => answer.saturating_record(micros(t)),
-                            Err(_) => errors += 1,
+                            Ok(_) => done.unary.saturating_record(micros(t)),
+                            Err(_) => done.errors += 1,
                         }
                         continue;
                     }
                     let Ok(mut events) = client.search_stream(r).await else {
-                        errors += 1;
+                        done.errors += 1;
                         continue;
                     };
                     let mut seen = false;
@@ -363,41 +373,43 @@ async fn search_loop(
                         match events.next().await {
                             Some(Ok(event)) => {
                                 if !seen {
-                                    first.saturating_record(micros(t));
+                                    done.first.saturating_record(micros(t));
                                     seen = true;
                                 }
                                 if event.done {
-                                    answer.saturating_record(micros(t));
+                                    done.streamed.saturating_record(micros(t));
                                     break;
                                 }
                             }
                             Some(Err(_)) | None => {
-                                errors += 1;
+                                done.errors += 1;
                                 break;
                             }
                         }
                     }
                 }
-                (answer, first, errors)
+                done
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut done = Loop {
-        answer: histogram(),
+    let mut all = Loop {
+        unary: histogram(),
+        streamed: histogram(),
         first: histogram(),
         errors: 0,
         elapsed_s: 0.0,
     };
     for w in workers {
-        let (answer, first, errors) = w.await?;
-        done.answer.add(&answer)?;
-        done.first.add(&first)?;
-        done.errors += errors;
+        let done = w.await?;
+        all.unary.add(&done.unary)?;
+        all.streamed.add(&done.streamed)?;
+        all.first.add(&done.first)?;
+        all.errors += done.errors;
     }
-    done.elapsed_s = started.elapsed().as_secs_f64();
-    Ok(done)
+    all.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(all)
 }
 
 /// Streams the base vectors (ids are row numbers) and waits until every point is

@@ -607,6 +607,29 @@ fn bench_ingests_and_searches_through_the_gateway() {
         "mean {mean} µs against {implied} µs implied: {line}"
     );
 
+    // --stream: the clients alternate unary and streamed searches; the first event
+    // comes no later than the last.
+    let streamed = vectron()
+        .args(["bench", "--addr", &format!("http://{}", grpc_addr(&dev))])
+        .arg("--dataset")
+        .arg(&dataset)
+        .args(["--collection", "b", "--skip-ingest", "--stream"])
+        .args(["--concurrency", "2", "--seconds", "1", "--ef", "64"])
+        .output()
+        .expect("run vectron bench --stream");
+    let stderr = String::from_utf8_lossy(&streamed.stderr);
+    assert!(streamed.status.success(), "bench --stream failed: {stderr}");
+    let line: Value = serde_json::from_slice(&streamed.stdout).expect("one JSON line");
+    assert_eq!(line["errors"], 0, "{line}");
+    assert!(line["searches"].as_u64().unwrap() > 0, "{line}");
+    assert!(line["stream_searches"].as_u64().unwrap() > 0, "{line}");
+    let (first, last) = (
+        line["stream_first_p50_us"].as_u64().unwrap(),
+        line["stream_p50_us"].as_u64().unwrap(),
+    );
+    assert!(20 <= first && first <= last, "{line}");
+    assert!(line["stream_p50_ratio"].as_f64().unwrap() > 0.0, "{line}");
+
     // A second --create of the same collection is refused, naming it.
     let again = vectron()
         .args(["bench", "--addr", &format!("http://{}", grpc_addr(&dev))])
