@@ -157,9 +157,18 @@ pub enum SpecError {
         /// The kind asked for.
         asked: String,
     },
+    /// A search cache TTL above an hour.
+    #[error(
+        "search_cache.ttl_ms must be at most {} (an hour), got {got}; 0 takes the gateway's TTL",
+        rules::MAX_SEARCH_CACHE_TTL_MS
+    )]
+    SearchCacheTtl {
+        /// The TTL asked for.
+        got: u32,
+    },
     /// An update would change a setting fixed at creation.
     #[error(
-        "{field} is fixed when a collection is created (it is {current}; the update asks for {asked}): only hnsw.ef and payload indexes can be updated; create a new collection for another {field}"
+        "{field} is fixed when a collection is created (it is {current}; the update asks for {asked}): only hnsw.ef, payload indexes and search_cache can be updated; create a new collection for another {field}"
     )]
     Fixed {
         /// The setting.
@@ -277,6 +286,59 @@ pub struct CollectionRequest {
     pub quantization: Quantization,
     /// Indexed payload fields, in request order.
     pub payload_indexes: Vec<PayloadIndexSpec>,
+    /// How gateways cache its search answers.
+    #[serde(default, skip_serializing_if = "SearchCache::is_default")]
+    pub search_cache: SearchCache,
+}
+
+/// How gateways cache a collection's search answers (`SearchCacheSettings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SearchCache {
+    /// Whether eventual searches are cached and joined in flight.
+    pub enabled: bool,
+    /// How long an answer may be served, in milliseconds; 0: the gateway's TTL.
+    pub ttl_ms: u32,
+}
+
+impl Default for SearchCache {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl_ms: 0,
+        }
+    }
+}
+
+impl SearchCache {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// These settings with the fields `wanted` gives replaced.
+    ///
+    /// # Errors
+    /// [`SpecError::SearchCacheTtl`] for a TTL above
+    /// [`rules::MAX_SEARCH_CACHE_TTL_MS`].
+    pub fn updated(self, wanted: Option<&api::SearchCacheSettings>) -> Result<Self, SpecError> {
+        let Some(wanted) = wanted else {
+            return Ok(self);
+        };
+        let ttl_ms = wanted.ttl_ms.unwrap_or(self.ttl_ms);
+        if ttl_ms > rules::MAX_SEARCH_CACHE_TTL_MS {
+            return Err(SpecError::SearchCacheTtl { got: ttl_ms });
+        }
+        Ok(Self {
+            enabled: wanted.enabled.unwrap_or(self.enabled),
+            ttl_ms,
+        })
+    }
+
+    fn to_proto(self) -> api::SearchCacheSettings {
+        api::SearchCacheSettings {
+            enabled: Some(self.enabled),
+            ttl_ms: Some(self.ttl_ms),
+        }
+    }
 }
 
 /// A collection's spec with every default resolved: what the cluster stores and what
@@ -299,6 +361,9 @@ pub struct CollectionConfig {
     pub quantization: Quantization,
     /// Indexed payload fields.
     pub payload_indexes: Vec<PayloadIndexSpec>,
+    /// How gateways cache its search answers.
+    #[serde(default, skip_serializing_if = "SearchCache::is_default")]
+    pub search_cache: SearchCache,
 }
 
 /// Checks a collection name against the rule of `CollectionSpec.name`.
@@ -362,6 +427,7 @@ impl CollectionRequest {
             }
             payload_indexes.push(index);
         }
+        let search_cache = SearchCache::default().updated(spec.search_cache.as_ref())?;
         Ok(Self {
             name: spec.name.clone(),
             dimension: spec.dimension,
@@ -371,6 +437,7 @@ impl CollectionRequest {
             hnsw,
             quantization,
             payload_indexes,
+            search_cache,
         })
     }
 
@@ -386,6 +453,7 @@ impl CollectionRequest {
             hnsw: self.hnsw,
             quantization: self.quantization,
             payload_indexes: self.payload_indexes.clone(),
+            search_cache: self.search_cache,
         }
     }
 }
@@ -572,6 +640,7 @@ impl CollectionConfig {
                     .into(),
                 })
                 .collect(),
+            search_cache: Some(self.search_cache.to_proto()),
         }
     }
 }
@@ -733,6 +802,58 @@ mod tests {
                 ef: 1
             })
         );
+    }
+
+    #[test]
+    fn search_cache_settings_default_to_on_and_update_field_by_field() {
+        let config = CollectionRequest::from_proto(&spec("a", 8))
+            .unwrap()
+            .resolve(1);
+        assert_eq!(config.search_cache, SearchCache::default());
+        assert_eq!(
+            config.to_proto().search_cache,
+            Some(api::SearchCacheSettings {
+                enabled: Some(true),
+                ttl_ms: Some(0)
+            })
+        );
+        let off = config
+            .search_cache
+            .updated(Some(&api::SearchCacheSettings {
+                enabled: Some(false),
+                ttl_ms: None,
+            }))
+            .unwrap();
+        assert_eq!((off.enabled, off.ttl_ms), (false, 0));
+        let timed = off
+            .updated(Some(&api::SearchCacheSettings {
+                enabled: None,
+                ttl_ms: Some(60_000),
+            }))
+            .unwrap();
+        assert_eq!((timed.enabled, timed.ttl_ms), (false, 60_000));
+        assert_eq!(timed.updated(None), Ok(timed));
+        let too_long = api::SearchCacheSettings {
+            enabled: None,
+            ttl_ms: Some(rules::MAX_SEARCH_CACHE_TTL_MS + 1),
+        };
+        assert!(matches!(
+            timed.updated(Some(&too_long)),
+            Err(SpecError::SearchCacheTtl { .. })
+        ));
+        let mut created = spec("b", 8);
+        created.search_cache = Some(too_long);
+        assert!(matches!(
+            CollectionRequest::from_proto(&created),
+            Err(SpecError::SearchCacheTtl { .. })
+        ));
+        // A spec that changes only the cache is no change of a fixed setting.
+        let mut wanted = spec("a", 8);
+        wanted.search_cache = Some(api::SearchCacheSettings {
+            enabled: Some(false),
+            ttl_ms: None,
+        });
+        assert_eq!(config.updated_ef(&wanted), Ok(config.hnsw.ef));
     }
 
     #[test]

@@ -6,12 +6,15 @@
 //! bumps its collection's generation once it is answered, so a search that starts after
 //! a write was acknowledged can neither hit a result cached before it nor join a search
 //! that started before it. Results are kept by a moka cache (TinyLFU admission, LRU
-//! eviction, a TTL that bounds how long writes through other gateways go unseen).
+//! eviction, a TTL that bounds how long writes through other gateways go unseen: the
+//! collection's `search_cache.ttl_ms`, else the gateway's). A collection whose
+//! `search_cache.enabled` is false is neither cached nor deduplicated.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
@@ -47,6 +50,23 @@ pub(crate) struct SearchKey {
     pub(crate) generation: u64,
     /// The encoded request, with every field that changes the answer.
     pub(crate) request: Arc<[u8]>,
+    /// How long its answer may be served: the collection's `search_cache.ttl_ms`, else
+    /// the gateway's TTL. Changed only by an update, which moves the generation too.
+    pub(crate) ttl: Duration,
+}
+
+/// Each answer expires its key's TTL after it was cached.
+struct KeyTtl;
+
+impl moka::Expiry<SearchKey, Arc<SearchOutcome>> for KeyTtl {
+    fn expire_after_create(
+        &self,
+        key: &SearchKey,
+        _value: &Arc<SearchOutcome>,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(key.ttl)
+    }
 }
 
 /// Per-collection write generations.
@@ -185,7 +205,7 @@ impl SearchCache {
                     let key_bytes = u32::try_from(key.request.len()).unwrap_or(u32::MAX);
                     value.weight().saturating_add(key_bytes)
                 })
-                .time_to_live(config.ttl)
+                .expire_after(KeyTtl)
                 .build()
         });
         Self {
@@ -249,6 +269,7 @@ mod tests {
             collection: collection.into(),
             generation,
             request: request.into(),
+            ttl: CacheConfig::default().ttl,
         }
     }
 
@@ -303,6 +324,32 @@ mod tests {
         assert_eq!(after_write.hits[0].id, "d");
         assert_eq!(runs.load(Ordering::SeqCst), 3);
         assert_eq!(cache.entries(), 3);
+    }
+
+    #[tokio::test]
+    async fn each_answer_is_served_for_its_collections_ttl() {
+        let cache = SearchCache::new(&CacheConfig::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let short = SearchKey {
+            ttl: Duration::from_millis(50),
+            ..key("brief", 0, b"q")
+        };
+        let long = key("lasting", 0, b"q");
+        for k in [&short, &long] {
+            cache
+                .get_or_run(k.clone(), counting(&runs, "a"))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        for k in [&short, &long] {
+            cache
+                .get_or_run(k.clone(), counting(&runs, "b"))
+                .await
+                .unwrap();
+        }
+        // The short-lived answer was computed again; the other was served.
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

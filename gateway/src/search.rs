@@ -41,7 +41,8 @@ struct Plan {
     consistency: ReadConsistency,
     /// Linearizable searches neither use the cache nor join searches in flight: either
     /// could hand them an answer computed before a write that was acknowledged (through
-    /// another gateway) before they started.
+    /// another gateway) before they started. Nor do the searches of a collection whose
+    /// `search_cache.enabled` is false.
     cacheable: bool,
 }
 
@@ -118,10 +119,20 @@ impl Service {
 
     /// What identifies the answer to `plan`, as of now.
     fn search_key(&self, plan: &Plan) -> SearchKey {
+        let ttl_ms = plan
+            .route
+            .spec
+            .search_cache
+            .as_ref()
+            .and_then(|c| c.ttl_ms)
+            .filter(|&ms| ms > 0);
         SearchKey {
             collection: plan.route.name().into(),
             generation: self.generations.get(plan.route.name()),
             request: key_bytes(&plan.request, plan.allow_partial, plan.exact).into(),
+            ttl: ttl_ms.map_or(self.config.cache.ttl, |ms| {
+                Duration::from_millis(u64::from(ms))
+            }),
         }
     }
 
@@ -176,6 +187,11 @@ impl Service {
             None => deadline,
         };
         let linearizable = request.consistency() == ReadConsistency::Linearizable;
+        let cached = route
+            .spec
+            .search_cache
+            .as_ref()
+            .is_none_or(|c| c.enabled != Some(false));
         // The graph's candidate list, the collection's default when not given (the cores
         // know only the one the collection was created with); an exact search has none.
         let ef = if request.exact {
@@ -191,7 +207,7 @@ impl Service {
             allow_partial: request.allow_partial_results,
             exact: request.exact,
             deadline,
-            cacheable: !linearizable,
+            cacheable: !linearizable && cached,
             request: core::SearchRequest {
                 shard: None,
                 vector: request.vector,

@@ -512,6 +512,9 @@ pub const MAX_PAYLOAD_FIELD_LEN: usize = 128;
 /// Most collections a cluster holds: each shard holds a few files open and a log on
 /// every core that serves it, so collections are not free.
 pub const MAX_COLLECTIONS: usize = 1_000;
+/// Longest a collection may ask gateways to serve a cached search answer
+/// (`SearchCacheSettings.ttl_ms`): an hour.
+pub const MAX_SEARCH_CACHE_TTL_MS: u32 = 3_600_000;
 /// HNSW `m` (links per node on the upper layers) allowed.
 pub const M_RANGE: RangeInclusive<u32> = 4..=128;
 /// HNSW `ef_construction` allowed (and never below `m`).

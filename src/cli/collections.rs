@@ -6,7 +6,7 @@ use vectron_client::api::{
 };
 use vectron_client::{
     CollectionInfo, CollectionSpec, HnswConfig, Metric, PayloadFieldKind, PayloadIndex,
-    Quantization, UpdateCollectionRequest,
+    Quantization, SearchCacheSettings, UpdateCollectionRequest,
 };
 
 use super::{CliError, Connection, DEFAULT_TIMEOUT, output};
@@ -55,7 +55,7 @@ enum CollectionsCommand {
     ///
     /// Example: vectron collections update articles --ef 96 --add-index section:keyword
     #[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
-        .args(["ef", "add_index", "drop_index"])))]
+        .args(["ef", "add_index", "drop_index", "search_cache", "search_cache_ttl_ms"])))]
     Update {
         /// Name of the collection.
         name: String,
@@ -69,6 +69,8 @@ enum CollectionsCommand {
         /// Payload field whose index to drop (repeat for several).
         #[arg(long, value_name = "FIELD")]
         drop_index: Vec<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
 }
 
@@ -109,6 +111,40 @@ struct CreateArgs {
     /// them fast.
     #[arg(long = "index", value_name = "FIELD:KIND", value_parser = parse_index)]
     indexes: Vec<PayloadIndex>,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// How gateways cache a collection's search answers.
+#[derive(Debug, Args)]
+struct CacheArgs {
+    /// Whether gateways cache the answers of eventual searches (on) or compute every
+    /// search (off) [default: on].
+    #[arg(long, value_enum, value_name = "on|off")]
+    search_cache: Option<OnOff>,
+    /// How long gateways may serve a cached answer, in milliseconds (1 to 3600000; 0:
+    /// the gateway's own TTL) [default: 0].
+    #[arg(long, value_name = "MS")]
+    search_cache_ttl_ms: Option<u32>,
+}
+
+impl CacheArgs {
+    fn given(&self) -> bool {
+        self.search_cache.is_some() || self.search_cache_ttl_ms.is_some()
+    }
+
+    fn settings(&self) -> Option<SearchCacheSettings> {
+        self.given().then(|| SearchCacheSettings {
+            enabled: self.search_cache.map(|s| matches!(s, OnOff::On)),
+            ttl_ms: self.search_cache_ttl_ms,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OnOff {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -193,18 +229,20 @@ impl CollectionsArgs {
                 ef,
                 add_index,
                 drop_index,
+                cache,
             } => {
-                let spec = ef.map(|ef| CollectionSpec {
-                    hnsw: Some(HnswConfig {
+                let spec = CollectionSpec {
+                    hnsw: ef.map(|ef| HnswConfig {
                         ef: Some(ef),
                         ..HnswConfig::default()
                     }),
+                    search_cache: cache.settings(),
                     ..CollectionSpec::default()
-                });
+                };
                 let info = client
                     .update_collection(UpdateCollectionRequest {
                         name,
-                        spec,
+                        spec: Some(spec),
                         add_payload_indexes: add_index,
                         drop_payload_indexes: drop_index,
                         ..UpdateCollectionRequest::default()
@@ -246,6 +284,7 @@ impl CreateArgs {
             .into();
         }
         spec.payload_indexes = self.indexes;
+        spec.search_cache = self.cache.settings();
         spec
     }
 }
@@ -385,6 +424,14 @@ fn describe(c: &CollectionInfo) -> String {
         spec.shard_count.unwrap_or_default(),
         spec.replication_factor.unwrap_or(1),
     );
+    let cache = spec.search_cache.unwrap_or_default();
+    out.push_str(
+        &match (cache.enabled.unwrap_or(true), cache.ttl_ms.unwrap_or(0)) {
+            (false, _) => "  search cache  off\n".to_owned(),
+            (true, 0) => "  search cache  on, for the gateway's TTL\n".to_owned(),
+            (true, ms) => format!("  search cache  on, for {ms} ms\n"),
+        },
+    );
     if let Some(t) = &c.tuning {
         out.push_str(&format!(
             "  tuned         ef={} for recall@{} {} ({}{} queries: mean {:.4}, 95% lower bound {:.4}) at {} ms since the epoch\n",
@@ -460,6 +507,10 @@ mod tests {
             ef: Some(128),
             quantization: Some(QuantizationArg::Int8),
             indexes: vec![parse_index("title:keyword").unwrap()],
+            cache: CacheArgs {
+                search_cache: Some(OnOff::Off),
+                search_cache_ttl_ms: None,
+            },
         };
         let spec = args.spec();
         assert_eq!(spec.metric(), Metric::Dot);
@@ -475,6 +526,13 @@ mod tests {
         );
         assert_eq!(spec.quantization(), Quantization::Int8);
         assert_eq!(spec.payload_indexes.len(), 1);
+        assert_eq!(
+            spec.search_cache,
+            Some(SearchCacheSettings {
+                enabled: Some(false),
+                ttl_ms: None
+            })
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod indexing;
 mod python_sdk;
 mod registration;
 mod replication;
+mod search_cache;
 mod search_stream;
 mod support;
 mod tls;

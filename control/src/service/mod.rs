@@ -345,7 +345,7 @@ impl Control for ControlService {
         let name = request.name;
         validate_collection_name(&name).map_err(ServiceError::from)?;
         let tuning = request.tuning.as_ref().map(tuning_record).transpose()?;
-        let (ef, payload_indexes) = {
+        let (ef, payload_indexes, search_cache) = {
             let machine = self.core.shared.read();
             let collection = machine
                 .state
@@ -353,9 +353,14 @@ impl Control for ControlService {
                 .get(&name)
                 .ok_or_else(|| CommandError::NotFound { name: name.clone() })
                 .map_err(ServiceError::from)?;
+            let spec = request.spec.unwrap_or_default();
             let ef = collection
                 .config
-                .updated_ef(&request.spec.unwrap_or_default())
+                .updated_ef(&spec)
+                .map_err(ServiceError::from)?;
+            let cache = collection.config.search_cache;
+            let search_cache = cache
+                .updated(spec.search_cache.as_ref())
                 .map_err(ServiceError::from)?;
             let indexes = collection
                 .config
@@ -364,7 +369,7 @@ impl Control for ControlService {
                     &request.drop_payload_indexes,
                 )
                 .map_err(ServiceError::from)?;
-            (ef, indexes)
+            (ef, indexes, (search_cache != cache).then_some(search_cache))
         };
         let indexed = payload_indexes.as_ref().map(|i| {
             i.iter()
@@ -378,6 +383,7 @@ impl Control for ControlService {
                 ef,
                 tuning,
                 payload_indexes,
+                search_cache,
             })
             .await?;
         tracing::info!(collection = %name, ef, payload_indexes = indexed.as_deref(), "collection updated");

@@ -24,7 +24,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::placement::{self, CoreLoad, PlacementError, WorkerLoad};
-use crate::spec::{CollectionConfig, CollectionRequest, MAX_SHARD_COUNT, PayloadIndexSpec};
+use crate::spec::{
+    CollectionConfig, CollectionRequest, MAX_SHARD_COUNT, PayloadIndexSpec, SearchCache,
+};
 use vectron_auth::{KeyRecord, MAX_PLANS, Plan, UserRecord};
 use vectron_proto::hashing::ShardLayout;
 use vectron_proto::keys::{MAX_API_KEYS, MAX_USERS};
@@ -255,6 +257,8 @@ pub(crate) enum Command {
         tuning: Option<EfTuning>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         payload_indexes: Option<Vec<PayloadIndexSpec>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        search_cache: Option<SearchCache>,
     },
     /// Stores an API key a gateway made.
     CreateApiKey { record: KeyRecord },
@@ -600,6 +604,7 @@ impl ControlState {
                 ef,
                 tuning,
                 payload_indexes,
+                search_cache,
             } => {
                 let Some(collection) = self.collections.get_mut(name) else {
                     return Err(CommandError::NotFound { name: name.clone() });
@@ -612,6 +617,10 @@ impl ControlState {
                     // Workers take it from their next heartbeat's assignments, and
                     // their cores build what is new.
                     collection.config.payload_indexes.clone_from(indexes);
+                }
+                if let Some(cache) = search_cache {
+                    // Gateways read it from the routing table.
+                    collection.config.search_cache = *cache;
                 }
                 // Gateways resolve a search's default `ef` from the routing table.
                 self.routing_version += 1;

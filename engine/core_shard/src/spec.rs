@@ -206,8 +206,9 @@ impl ShardSpec {
     /// Whether `other` is this shard's collection, settings fixed at creation alike:
     /// what `Collections.Update` changes may differ. That is the default search `ef`
     /// (the gateway sends each search's `ef`, so the one a core holds serves only calls
-    /// that come to it directly without one) and the payload indexes (a core adopts
-    /// the new ones, [`crate::ShardHandle::set_payload_indexes`]).
+    /// that come to it directly without one), the payload indexes (a core adopts the
+    /// new ones, [`crate::ShardHandle::set_payload_indexes`]) and the search cache
+    /// settings (the gateways' alone).
     pub(crate) fn same_collection(&self, other: &CollectionSpec) -> bool {
         let fixed = |c: &CollectionSpec| {
             let mut c = c.clone();
@@ -215,6 +216,7 @@ impl ShardSpec {
                 h.ef = None;
             }
             c.payload_indexes.clear();
+            c.search_cache = None;
             c
         };
         fixed(&self.collection) == fixed(other)
@@ -291,6 +293,11 @@ mod tests {
         tuned.payload_indexes.push(vectron_proto::v1::PayloadIndex {
             field: "section".into(),
             kind: vectron_proto::v1::PayloadFieldKind::Keyword.into(),
+        });
+        assert!(held.same_collection(&tuned));
+        tuned.search_cache = Some(vectron_proto::v1::SearchCacheSettings {
+            enabled: Some(false),
+            ttl_ms: Some(100),
         });
         assert!(held.same_collection(&tuned));
         let hnsw = tuned.hnsw.as_mut().expect("resolved");

@@ -93,7 +93,7 @@ fn through_generated(full_name: &str, bytes: &[u8]) -> Vec<u8> {
             PayloadIndex, HnswConfig, CollectionSpec, CreateCollectionRequest,
             CreateCollectionResponse, DropCollectionRequest, DropCollectionResponse,
             ListCollectionsRequest, ListCollectionsResponse, DescribeCollectionRequest, UpdateCollectionRequest, EfTuning,
-            PayloadIndexStatus,
+            PayloadIndexStatus, SearchCacheSettings,
             ReplicaInfo, ReplicaStatus, ShardInfo, CollectionInfo,
             // keys.proto
             CollectionGrant, KeyInfo, CreateKeyRequest, CreateKeyResponse, ListKeysRequest,

@@ -31,7 +31,7 @@ use vectron_proto::v1::{
     CreateUserRequest, DeleteUserRequest, ListUsersRequest, LoginRequest, LoginResponse, UserInfo,
 };
 use vectron_proto::v1::{DeletePlanRequest, ListPlansRequest, Plan};
-use vectron_proto::v1::{HnswConfig, PayloadIndex, UpdateCollectionRequest};
+use vectron_proto::v1::{HnswConfig, PayloadIndex, SearchCacheSettings, UpdateCollectionRequest};
 
 use crate::Error;
 
@@ -565,6 +565,27 @@ impl Client {
         self.update_collection(UpdateCollectionRequest {
             name: name.into(),
             add_payload_indexes: vec![index],
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sets how gateways cache the collection's search answers: each field given
+    /// replaces the collection's (`enabled: Some(false)` computes every search;
+    /// `ttl_ms` bounds how long an answer is served, `Some(0)` for the gateway's TTL).
+    /// Gateways apply it to searches that start after their next routing update.
+    /// Retried on `UNAVAILABLE` (it sets values).
+    pub async fn set_search_cache(
+        &self,
+        name: &str,
+        settings: SearchCacheSettings,
+    ) -> Result<CollectionInfo, Error> {
+        self.update_collection(UpdateCollectionRequest {
+            name: name.into(),
+            spec: Some(CollectionSpec {
+                search_cache: Some(settings),
+                ..Default::default()
+            }),
             ..Default::default()
         })
         .await

@@ -85,6 +85,6 @@ pub use vectron_proto::v1::{
     CreateTokenResponse, CreateUserRequest, EfTuning, Filter, HnswConfig, KeyInfo, KeyRole,
     LoginResponse, Metric, PayloadFieldKind, PayloadIndex, PayloadIndexStatus, Plan, Point,
     Quantization, Range, ReadConsistency, Rerank, ScoredPoint, ScrollRequest, ScrollResponse,
-    SearchRequest, SearchResponse, SearchStreamEvent, UpdateCollectionRequest, UpsertRequest,
-    UpsertResponse, UserInfo,
+    SearchCacheSettings, SearchRequest, SearchResponse, SearchStreamEvent, UpdateCollectionRequest,
+    UpsertRequest, UpsertResponse, UserInfo,
 };
