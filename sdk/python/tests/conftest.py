@@ -251,10 +251,38 @@ class LoopThread:
         self.loop.close()
 
 
+class BlockingSearchStream:
+    """A :class:`vectron.AsyncSearchStream` read as a :class:`vectron.SearchStream`:
+    each event fetched on `runner`'s loop."""
+
+    def __init__(self, runner: LoopThread, stream: vectron.AsyncSearchStream) -> None:
+        """Reads `stream` on the loop of `runner`."""
+        self._runner = runner
+        self._stream = stream
+        self._events = runner.iterate(stream)
+
+    def __iter__(self) -> Iterator[vectron.SearchEvent]:
+        """The events."""
+        return self._events
+
+    def __next__(self) -> vectron.SearchEvent:
+        """The next event."""
+        return next(self._events)
+
+    def last(self) -> vectron.SearchEvent:
+        """The last event."""
+        return self._runner.run(self._stream.last())
+
+    def cancel(self) -> None:
+        """Cancels the call."""
+        self._stream.cancel()
+
+
 class BlockingAsyncClient:
     """A :class:`vectron.AsyncClient` with blocking methods, for the tests that run both
-    clients: each coroutine method runs to completion on `runner`'s loop, and
-    ``iter_points`` becomes a plain iterator. The client itself is made on the loop."""
+    clients: each coroutine method runs to completion on `runner`'s loop, ``iter_points``
+    becomes a plain iterator, and the stream ``search_stream`` returns is read as
+    :class:`BlockingSearchStream`. The client itself is made on the loop."""
 
     def __init__(self, runner: LoopThread, address: str, **options: Any) -> None:
         """Makes the async client, on the loop."""
@@ -269,7 +297,14 @@ class BlockingAsyncClient:
         """The async client's attribute; its coroutine methods made blocking."""
         attribute = getattr(self._client, name)
         if inspect.iscoroutinefunction(attribute):
-            return lambda *args, **kwargs: self._runner.run(attribute(*args, **kwargs))
+
+            def blocking(*args: Any, **kwargs: Any) -> Any:
+                result = self._runner.run(attribute(*args, **kwargs))
+                if isinstance(result, vectron.AsyncSearchStream):
+                    return BlockingSearchStream(self._runner, result)
+                return result
+
+            return blocking
         if inspect.isasyncgenfunction(attribute):
             return lambda *args, **kwargs: self._runner.iterate(attribute(*args, **kwargs))
         return attribute

@@ -165,6 +165,7 @@ def test_operations_yield_calls_and_return_results() -> None:
         hnsw=None,
         quantization=None,
         payload_indexes=None,
+        search_cache=None,
     )
     next(created)
     info = collections_pb2.CollectionInfo(

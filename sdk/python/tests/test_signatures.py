@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from vectron import AsyncClient, Client
+from vectron import AsyncClient, AsyncSearchStream, Client, SearchStream
 
 
 def public_methods(cls: type) -> dict[str, Callable[..., Any]]:
@@ -38,10 +38,17 @@ def async_iterator(annotation: Any) -> Any:
     return generic[typing.get_args(annotation)]
 
 
+def async_search_stream(annotation: Any) -> Any:
+    """``SearchStream`` becomes ``AsyncSearchStream``."""
+    assert annotation is SearchStream, annotation
+    return AsyncSearchStream
+
+
 #: (method, parameter or "return") -> how the async annotation derives from the sync one.
 ASYNC_ANNOTATIONS: dict[tuple[str, str], Callable[[Any], Any]] = {
     ("upsert_stream", "points"): async_iterable,
     ("iter_points", "return"): async_iterator,
+    ("search_stream", "return"): async_search_stream,
 }
 
 

@@ -155,9 +155,14 @@ def test_update_errors(client: Client, collection_name: str) -> None:
     client.create_collection(collection_name, 4)
     try:
         # Refused by the client.
-        for bad in (0, -1, True, 1.5, "16", None, 2**32):
+        for bad in (0, -1, True, 1.5, "16", 2**32):
             with pytest.raises(vectron.InvalidArgument, match="ef must be a positive integer"):
                 client.update_collection(collection_name, ef=bad)  # type: ignore[arg-type]
+        # No ef and nothing else to change: refused, not sent.
+        with pytest.raises(vectron.InvalidArgument, match="changes nothing"):
+            client.update_collection(collection_name, ef=None)
+        with pytest.raises(vectron.InvalidArgument, match="changes nothing"):
+            client.update_collection(collection_name)
         with pytest.raises(vectron.InvalidArgument, match="tuning must be a vectron.EfTuning"):
             client.update_collection(collection_name, ef=16, tuning={"k": 10})  # type: ignore[arg-type]
         with pytest.raises(vectron.InvalidArgument, match="tuning holds a value"):
@@ -249,7 +254,14 @@ def unreachable_calls() -> _calls.Calls:
 
 def test_the_request_sent_and_the_checks_before_it(client_loop: LoopThread) -> None:
     calls = unreachable_calls()
-    op = calls.update_collection("c", ef=12, tuning=TUNING)
+    op = calls.update_collection(
+        "c",
+        ef=12,
+        tuning=TUNING,
+        add_payload_indexes=None,
+        drop_payload_indexes=None,
+        search_cache=None,
+    )
     call = next(op)
     assert call.method is _calls.UPDATE and call.idempotent
     assert call.request == collections_pb2.UpdateCollectionRequest(
@@ -277,14 +289,32 @@ def test_the_request_sent_and_the_checks_before_it(client_loop: LoopThread) -> N
     assert isinstance(info, vectron.CollectionInfo)
     assert info.hnsw.ef == 12 and info.tuning == TUNING and info.dimension == 3
     # No tuning given: none sent (the server keeps or clears its own).
-    untuned = next(calls.update_collection("c", ef=12, tuning=None)).request
+    untuned = next(
+        calls.update_collection(
+            "c",
+            ef=12,
+            tuning=None,
+            add_payload_indexes=None,
+            drop_payload_indexes=None,
+            search_cache=None,
+        )
+    ).request
     assert not untuned.HasField("tuning")
     # Only ef is set in the spec: every fixed setting is left unset.
     assert untuned.spec.ListFields() == [
         (collections_pb2.CollectionSpec.DESCRIPTOR.fields_by_name["hnsw"], untuned.spec.hnsw)
     ]
     with pytest.raises(vectron.InvalidArgument, match="ef"):
-        next(calls.update_collection("c", ef=0, tuning=None))
+        next(
+            calls.update_collection(
+                "c",
+                ef=0,
+                tuning=None,
+                add_payload_indexes=None,
+                drop_payload_indexes=None,
+                search_cache=None,
+            )
+        )
 
     # Through both clients, with nothing listening: a call would fail UNAVAILABLE.
     address = f"127.0.0.1:{free_loopback_port()}"

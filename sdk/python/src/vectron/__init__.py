@@ -16,8 +16,8 @@ retried on ``UNAVAILABLE`` and after the server's ``retry-after``.
 """
 
 from vectron._version import __version__
-from vectron.aio import AsyncClient
-from vectron.client import MAX_POINTS_PER_REQUEST, MAX_SEARCHES_PER_BATCH, Client
+from vectron.aio import AsyncClient, AsyncSearchStream
+from vectron.client import MAX_POINTS_PER_REQUEST, MAX_SEARCHES_PER_BATCH, Client, SearchStream
 from vectron.errors import (
     AlreadyExists,
     Cancelled,
@@ -50,6 +50,7 @@ from vectron.models import (
     Metric,
     PayloadFieldKind,
     PayloadIndex,
+    PayloadIndexStatus,
     Plan,
     Point,
     Quantization,
@@ -62,6 +63,8 @@ from vectron.models import (
     ReplicaStatus,
     ScoredPoint,
     ScrollPage,
+    SearchCacheSettings,
+    SearchEvent,
     SearchResult,
     ShardInfo,
     ShardStats,
@@ -76,6 +79,7 @@ __all__ = [
     "Access",
     "AlreadyExists",
     "AsyncClient",
+    "AsyncSearchStream",
     "Cancelled",
     "Client",
     "CollectionGrant",
@@ -103,6 +107,7 @@ __all__ = [
     "OtherError",
     "PayloadFieldKind",
     "PayloadIndex",
+    "PayloadIndexStatus",
     "PermissionDenied",
     "Plan",
     "Point",
@@ -118,7 +123,10 @@ __all__ = [
     "ResourceExhausted",
     "ScoredPoint",
     "ScrollPage",
+    "SearchCacheSettings",
+    "SearchEvent",
     "SearchResult",
+    "SearchStream",
     "ShardInfo",
     "ShardStats",
     "Token",

@@ -45,6 +45,7 @@ from vectron._version import __version__
 from vectron.errors import (
     Cancelled,
     DeadlineExceeded,
+    Internal,
     InvalidArgument,
     NotFound,
     ResourceExhausted,
@@ -73,6 +74,8 @@ from vectron.models import (
     ReadConsistency,
     Record,
     ScrollPage,
+    SearchCacheSettings,
+    SearchEvent,
     SearchResult,
     Token,
     UpsertResult,
@@ -176,6 +179,11 @@ CREATE_USER = _method("Users", "Create", _u.CreateUserRequest, _u.UserInfo)
 LIST_USERS = _method("Users", "List", _u.ListUsersRequest, _u.ListUsersResponse)
 DELETE_USER = _method("Users", "Delete", _u.DeleteUserRequest, _u.DeleteUserResponse)
 LOGIN = _method("Users", "Login", _u.LoginRequest, _u.LoginResponse)
+
+#: The one server-streaming method; each client opens its calls itself.
+SEARCH_STREAM = _method(
+    "Points", "SearchStream", search_pb2.SearchRequest, search_pb2.SearchStreamEvent
+)
 
 #: Every unary method; each client makes one multicallable per entry.
 UNARY_METHODS: tuple[Method[Any, Any], ...] = (
@@ -305,6 +313,56 @@ class Attempts:
         return pause
 
 
+class SearchEvents:
+    """The reading of one streamed search (``SearchStream``), shared by both clients.
+
+    A client opens the call and reads its first event with :attr:`attempts` as a unary
+    call is sent: a failure before the first event (the server refusing the request, or
+    ``UNAVAILABLE``) is retried or raised by :meth:`Attempts.pause_after`. Once an event
+    has come, a failure is raised as :meth:`error` maps it, never retried: the events
+    would come again. :meth:`event` parses each message read and checks that the stream
+    ends with exactly one last event.
+    """
+
+    def __init__(self, attempts: Attempts) -> None:
+        """Reads a stream whose call runs under `attempts` (its deadline and retries)."""
+        self.attempts = attempts
+        #: Whether the last event (``done``) has come.
+        self.done = False
+
+    def event(self, message: search_pb2.SearchStreamEvent | None) -> SearchEvent | None:
+        """The event of `message`, or ``None`` for the end of the stream (`message` is
+        ``None``) after its last event.
+
+        Raises:
+            Internal: The stream ended before its last event, or went on after it.
+        """
+        if message is None:
+            if not self.done:
+                raise Internal("the search stream ended before its last event")
+            return None
+        if self.done:
+            raise Internal("the search stream sent an event after its last")
+        event = _convert.search_event_from_proto(message)
+        self.done = event.done
+        return event
+
+    def first(self, message: search_pb2.SearchStreamEvent | None) -> SearchEvent:
+        """The first event, from the first message read (``None``: the stream ended).
+
+        Raises:
+            Internal: The stream ended without any event.
+        """
+        event = self.event(message)
+        if event is None:  # `event` raises first: no last event has come yet
+            raise Internal("the search stream ended before its last event")
+        return event
+
+    def error(self, rpc_error: grpc.RpcError) -> VectronError:
+        """The error a failure after the first event is raised as (not retried)."""
+        return self.attempts.error(rpc_error)
+
+
 # --- argument checks -----------------------------------------------------------------
 
 
@@ -392,6 +450,21 @@ def _query_rows(vectors: npt.ArrayLike) -> list[list[float]]:
     return [_query_vector(row, f"query {i}") for i, row in enumerate(rows)]
 
 
+def _fields(fields: Iterable[str] | None, what: str) -> list[str]:
+    """Payload fields given as a list of strings; a bare string is refused (it is no
+    list)."""
+    if fields is None:
+        return []
+    if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+        raise InvalidArgument(f"{what} takes a list of field names; got {fields!r}")
+    out: list[str] = []
+    for field in fields:
+        if not isinstance(field, str):
+            raise InvalidArgument(f"{what} holds {field!r}: a field name is a string")
+        out.append(field)
+    return out
+
+
 def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """`items` in consecutive slices of at most `size`."""
     for start in range(0, len(items), size):
@@ -400,21 +473,24 @@ def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 def _payload_indexes(
     indexes: Mapping[str, PayloadFieldKind | str] | Sequence[PayloadIndex] | None,
+    what: str = "payload_indexes",
 ) -> list[collections_pb2.PayloadIndex]:
-    """Payload indexes given as a mapping or a list, as messages."""
+    """Payload indexes given as a mapping or a list, as messages (`what` names the
+    argument in errors)."""
     if indexes is None:
         return []
+    given: object = indexes  # checked as what it is, not as what it is typed as
+    shape = "give PayloadIndex values or a {field: kind} mapping"
     pairs: list[tuple[str, PayloadFieldKind | str]]
-    if isinstance(indexes, Mapping):
-        pairs = list(indexes.items())
+    if isinstance(given, Mapping):
+        pairs = list(given.items())
+    elif isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+        raise InvalidArgument(f"{what} is {given!r}: {shape}")
     else:
         pairs = []
-        for index in indexes:
+        for index in given:
             if not isinstance(index, PayloadIndex):
-                raise InvalidArgument(
-                    f"payload_indexes holds {index!r}: give PayloadIndex values or a "
-                    "{field: kind} mapping"
-                )
+                raise InvalidArgument(f"{what} holds {index!r}: {shape}")
             pairs.append((index.field, index.kind))
     return [
         collections_pb2.PayloadIndex(
@@ -588,6 +664,7 @@ class Calls:
         hnsw: HnswConfig | None,
         quantization: Quantization | str | None,
         payload_indexes: Mapping[str, PayloadFieldKind | str] | Sequence[PayloadIndex] | None,
+        search_cache: SearchCacheSettings | None,
     ) -> Op[CollectionInfo]:
         """Creates a collection. Not retried."""
         spec = collections_pb2.CollectionSpec(
@@ -612,6 +689,8 @@ class Calls:
             spec.MergeFrom(collections_pb2.CollectionSpec(quantization=_convert.enum_name(member)))
         for index in _payload_indexes(payload_indexes):
             spec.payload_indexes.append(index)
+        if search_cache is not None:
+            spec.search_cache.CopyFrom(_convert.search_cache_to_proto(search_cache))
         request = collections_pb2.CreateCollectionRequest(spec=spec)
         response = yield from _call(CREATE, request, idempotent=False)
         return self._seen(_convert.collection_from_proto(response.collection))
@@ -634,15 +713,43 @@ class Calls:
         return self._seen(_convert.collection_from_proto(response))
 
     def update_collection(
-        self, name: str, *, ef: int, tuning: EfTuning | None
+        self,
+        name: str,
+        *,
+        ef: int | None,
+        tuning: EfTuning | None,
+        add_payload_indexes: Mapping[str, PayloadFieldKind | str] | Sequence[PayloadIndex] | None,
+        drop_payload_indexes: Sequence[str] | None,
+        search_cache: SearchCacheSettings | None,
     ) -> Op[CollectionInfo]:
-        """Changes a collection's default `ef`, with the measurement that chose it.
-        Retried: it sets values."""
-        spec = collections_pb2.CollectionSpec(hnsw=collections_pb2.HnswConfig(ef=_default_ef(ef)))
-        request = collections_pb2.UpdateCollectionRequest(name=name, spec=spec)
+        """Changes a collection's mutable settings: its default `ef` (with the
+        measurement that chose it), its payload indexes and its search cache settings.
+        Retried, unless it drops an index: a retried drop that had been applied would be
+        refused."""
+        request = collections_pb2.UpdateCollectionRequest(name=name)
+        if ef is not None:
+            request.spec.hnsw.ef = _default_ef(ef)
         if tuning is not None:
             request.tuning.CopyFrom(_convert.tuning_to_proto(tuning))
-        response = yield from _call(UPDATE, request, idempotent=True)
+        request.add_payload_indexes.extend(
+            _payload_indexes(add_payload_indexes, "add_payload_indexes")
+        )
+        request.drop_payload_indexes.extend(_fields(drop_payload_indexes, "drop_payload_indexes"))
+        if search_cache is not None:
+            request.spec.search_cache.CopyFrom(_convert.search_cache_to_proto(search_cache))
+        if (
+            ef is None
+            and tuning is None
+            and not request.add_payload_indexes
+            and not request.drop_payload_indexes
+            and not request.spec.search_cache.ListFields()
+        ):
+            raise InvalidArgument(
+                "update_collection changes nothing: give ef (or tuning), "
+                "add_payload_indexes, drop_payload_indexes or search_cache"
+            )
+        idempotent = not request.drop_payload_indexes
+        response = yield from _call(UPDATE, request, idempotent=idempotent)
         return self._seen(_convert.collection_from_proto(response))
 
     def collection_exists(self, name: str) -> Op[bool]:
@@ -875,8 +982,40 @@ class Calls:
         allow_partial_results: bool,
     ) -> Op[SearchResult]:
         """One top-k search."""
+        request = self.search_request(
+            collection,
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            exact=exact,
+            with_payload=with_payload,
+            with_vector=with_vector,
+            consistency=consistency,
+            timeout_ms=timeout_ms,
+            allow_partial_results=allow_partial_results,
+        )
+        response = yield from _call(SEARCH, request, idempotent=True)
+        return _convert.search_result_from_proto(response)
+
+    def search_request(
+        self,
+        collection: str,
+        vector: VectorLike,
+        k: int,
+        *,
+        filter: Filter | None,
+        ef: int | None,
+        exact: bool,
+        with_payload: bool,
+        with_vector: bool,
+        consistency: ReadConsistency | str | None,
+        timeout_ms: int | None,
+        allow_partial_results: bool,
+    ) -> search_pb2.SearchRequest:
+        """The checked request of one search, unary or streamed (``SearchStream``)."""
         _check_exact(exact, ef)
-        request = _search_request(
+        return _search_request(
             collection,
             _query_vector(vector, "vector"),
             k,
@@ -889,8 +1028,11 @@ class Calls:
             timeout_ms,
             allow_partial_results,
         )
-        response = yield from _call(SEARCH, request, idempotent=True)
-        return _convert.search_result_from_proto(response)
+
+    def search_events(self) -> SearchEvents:
+        """The reading of one streamed search starting now: retried before its first
+        event as a search is (it is idempotent)."""
+        return SearchEvents(self.attempts(idempotent=True))
 
     def search_batch(
         self,

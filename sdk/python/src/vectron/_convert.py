@@ -44,6 +44,7 @@ from vectron.models import (
     Payload,
     PayloadFieldKind,
     PayloadIndex,
+    PayloadIndexStatus,
     Plan,
     Quantization,
     ReadConsistency,
@@ -54,6 +55,8 @@ from vectron.models import (
     ReplicaStats,
     ReplicaStatus,
     ScoredPoint,
+    SearchCacheSettings,
+    SearchEvent,
     SearchResult,
     ShardInfo,
     ShardStats,
@@ -254,6 +257,16 @@ def search_result_from_proto(response: search_pb2.SearchResponse) -> SearchResul
     )
 
 
+def search_event_from_proto(event: search_pb2.SearchStreamEvent) -> SearchEvent:
+    """One event of a streamed search."""
+    return SearchEvent(
+        result=search_result_from_proto(event.result),
+        shards_answered=event.shards_answered,
+        shards_total=event.shards_total,
+        done=event.done,
+    )
+
+
 def _replica_from_proto(replica: collections_pb2.ReplicaInfo) -> ReplicaInfo:
     """One replica of a shard."""
     status: ReplicaStatus | None = None
@@ -311,6 +324,41 @@ def tuning_to_proto(tuning: EfTuning) -> collections_pb2.EfTuning:
         raise InvalidArgument(f"tuning holds a value out of its field's range: {error}") from None
 
 
+#: Longest cached-answer TTL the server allows, in milliseconds (one hour).
+MAX_SEARCH_CACHE_TTL_MS = 3_600_000
+#: Largest value of a ``uint32`` field.
+_MAX_U32 = 2**32 - 1
+
+
+def search_cache_to_proto(settings: SearchCacheSettings) -> collections_pb2.SearchCacheSettings:
+    """Search cache settings to send, checked: a :class:`SearchCacheSettings` whose
+    ``enabled`` is a bool and ``ttl_ms`` a non-negative integer, each or ``None`` (left
+    unset). The server enforces the TTL's upper bound (one hour)."""
+    if not isinstance(settings, SearchCacheSettings):
+        raise InvalidArgument(
+            f"search_cache must be a vectron.SearchCacheSettings or None; got {settings!r}"
+        )
+    enabled, ttl_ms = settings.enabled, settings.ttl_ms
+    if enabled is not None and not isinstance(enabled, bool):
+        raise InvalidArgument(f"search_cache.enabled must be True, False or None; got {enabled!r}")
+    if ttl_ms is not None and (
+        isinstance(ttl_ms, bool) or not isinstance(ttl_ms, int) or not 0 <= ttl_ms <= _MAX_U32
+    ):
+        raise InvalidArgument(
+            f"search_cache.ttl_ms must be a non-negative integer (milliseconds, at most "
+            f"{MAX_SEARCH_CACHE_TTL_MS}) or None; got {ttl_ms!r}"
+        )
+    return collections_pb2.SearchCacheSettings(enabled=enabled, ttl_ms=ttl_ms)
+
+
+def search_cache_from_proto(settings: collections_pb2.SearchCacheSettings) -> SearchCacheSettings:
+    """A collection's search cache settings; a field the server left unset is ``None``."""
+    return SearchCacheSettings(
+        enabled=settings.enabled if settings.HasField("enabled") else None,
+        ttl_ms=settings.ttl_ms if settings.HasField("ttl_ms") else None,
+    )
+
+
 def collection_from_proto(info: collections_pb2.CollectionInfo) -> CollectionInfo:
     """A collection as the server describes it."""
     spec = info.spec
@@ -348,6 +396,16 @@ def collection_from_proto(info: collections_pb2.CollectionInfo) -> CollectionInf
         ),
         owner=info.owner,
         tuning=tuning_from_proto(info.tuning) if info.HasField("tuning") else None,
+        search_cache=search_cache_from_proto(spec.search_cache),
+        payload_index_status=tuple(
+            PayloadIndexStatus(
+                field=status.field,
+                ready=status.ready,
+                replicas_ready=status.replicas_ready,
+                replicas_total=status.replicas_total,
+            )
+            for status in info.payload_index_status
+        ),
     )
 
 
@@ -390,6 +448,7 @@ def _shard_stats(shard: stats_pb2.ShardStats) -> ShardStats:
         last_lsn=shard.last_lsn,
         checkpoint_lsn=shard.checkpoint_lsn,
         replica=replica,
+        payload_indexes_ready=tuple(shard.payload_indexes_ready),
     )
 
 

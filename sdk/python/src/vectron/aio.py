@@ -29,9 +29,9 @@ import numpy.typing as npt
 
 from vectron import _calls, _upload
 from vectron._channel import DEFAULT_MAX_MESSAGE_BYTES, CaCert, open_aio_channel
-from vectron._proto.vectron.v1 import points_pb2
+from vectron._proto.vectron.v1 import points_pb2, search_pb2
 from vectron.client import Client
-from vectron.errors import VectronError
+from vectron.errors import Internal, VectronError
 from vectron.filters import Filter
 from vectron.models import (
     Access,
@@ -52,6 +52,8 @@ from vectron.models import (
     ReadConsistency,
     Record,
     ScrollPage,
+    SearchCacheSettings,
+    SearchEvent,
     SearchResult,
     Token,
     UpsertResult,
@@ -59,7 +61,7 @@ from vectron.models import (
     VectorLike,
 )
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "AsyncSearchStream"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -91,6 +93,100 @@ async def _batched(
             batch = []
     if batch:
         yield batch
+
+
+class AsyncSearchStream(AsyncIterator[SearchEvent]):
+    """The events of one streamed search (:meth:`AsyncClient.search_stream`), in the
+    order the server sent them: an async iterator of :class:`~vectron.SearchEvent`,
+    whose last event (``done``) holds the search's answer. Read it with ``async for``,
+    or ``await stream.last()`` for the answer alone.
+
+    The same as :class:`vectron.SearchStream` otherwise: a failure after the first
+    event is raised while iterating, and again by every later read, never retried.
+    Read it from one task at a time.
+    """
+
+    def __init__(
+        self,
+        call: grpc.aio.UnaryStreamCall[search_pb2.SearchRequest, search_pb2.SearchStreamEvent],
+        events: _calls.SearchEvents,
+        first: SearchEvent,
+    ) -> None:
+        """Reads the events of `call`, whose `first` was already read (made by
+        :meth:`AsyncClient.search_stream`)."""
+        self._call = call
+        self._events = events
+        self._first: SearchEvent | None = first
+        self._latest: SearchEvent | None = None
+        self._ended = False
+        self._error: VectronError | None = None
+
+    def __aiter__(self) -> AsyncSearchStream:
+        """The stream itself."""
+        return self
+
+    async def __anext__(self) -> SearchEvent:
+        """The next event; :class:`StopAsyncIteration` after the last one (``done``).
+
+        Raises:
+            VectronError: As :meth:`vectron.SearchStream.__next__` does.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._first is not None:
+            event, self._first = self._first, None
+        elif self._ended:
+            raise StopAsyncIteration
+        else:
+            try:
+                read = self._events.event(_event_or_none(await self._call.read()))
+            except grpc.RpcError as rpc_error:
+                error = self._events.error(rpc_error)
+                self._fail(error)
+                raise error from rpc_error
+            except VectronError as error:
+                self._call.cancel()
+                self._fail(error)
+                raise
+            if read is None:
+                self._ended = True
+                raise StopAsyncIteration
+            event = read
+        self._latest = event
+        return event
+
+    def _fail(self, error: VectronError) -> None:
+        """Ends the stream with `error`, raised by every later read."""
+        self._ended = True
+        self._error = error
+
+    async def last(self) -> SearchEvent:
+        """Reads the events left and returns the last one (``done``), whose ``result``
+        is what :meth:`AsyncClient.search` answers for the same arguments.
+
+        Raises:
+            VectronError: As iterating does.
+        """
+        async for _ in self:
+            pass
+        latest = self._latest
+        if latest is None or not latest.done:  # iterating raised instead
+            raise Internal("the search stream ended before its last event")
+        return latest
+
+    def cancel(self) -> None:
+        """Cancels the call, if it has not ended: the events not read yet are dropped,
+        and reading on raises :class:`~vectron.Cancelled`. Harmless after the end."""
+        self._call.cancel()
+
+
+def _event_or_none(message: object) -> search_pb2.SearchStreamEvent | None:
+    """A message read from a ``SearchStream`` call; ``None`` for its end (``EOF``)."""
+    if isinstance(message, search_pb2.SearchStreamEvent):
+        return message
+    if message is grpc.aio.EOF:
+        return None
+    raise TypeError(f"a SearchStream call read {type(message).__name__}, not an event")
 
 
 class AsyncClient:
@@ -159,6 +255,14 @@ class AsyncClient:
             stream.path,
             request_serializer=stream.serializer,
             response_deserializer=stream.deserializer,
+        )
+        searches = _calls.SEARCH_STREAM
+        self._search_stream_raw: grpc.aio.UnaryStreamMultiCallable[
+            search_pb2.SearchRequest, search_pb2.SearchStreamEvent
+        ] = self._channel.unary_stream(
+            searches.path,
+            request_serializer=searches.serializer,
+            response_deserializer=searches.deserializer,
         )
 
     # --- transport ---------------------------------------------------------------------
@@ -238,6 +342,7 @@ class AsyncClient:
         payload_indexes: Mapping[str, PayloadFieldKind | str]
         | Sequence[PayloadIndex]
         | None = None,
+        search_cache: SearchCacheSettings | None = None,
     ) -> CollectionInfo:
         return await self._run(
             self._calls.create_collection(
@@ -249,6 +354,7 @@ class AsyncClient:
                 hnsw=hnsw,
                 quantization=quantization,
                 payload_indexes=payload_indexes,
+                search_cache=search_cache,
             )
         )
 
@@ -266,9 +372,27 @@ class AsyncClient:
 
     @_doc(Client.update_collection)
     async def update_collection(
-        self, name: str, *, ef: int, tuning: EfTuning | None = None
+        self,
+        name: str,
+        *,
+        ef: int | None = None,
+        tuning: EfTuning | None = None,
+        add_payload_indexes: Mapping[str, PayloadFieldKind | str]
+        | Sequence[PayloadIndex]
+        | None = None,
+        drop_payload_indexes: Sequence[str] | None = None,
+        search_cache: SearchCacheSettings | None = None,
     ) -> CollectionInfo:
-        return await self._run(self._calls.update_collection(name, ef=ef, tuning=tuning))
+        return await self._run(
+            self._calls.update_collection(
+                name,
+                ef=ef,
+                tuning=tuning,
+                add_payload_indexes=add_payload_indexes,
+                drop_payload_indexes=drop_payload_indexes,
+                search_cache=search_cache,
+            )
+        )
 
     @_doc(Client.collection_exists)
     async def collection_exists(self, name: str) -> bool:
@@ -562,6 +686,62 @@ class AsyncClient:
                 allow_partial_results=allow_partial_results,
             )
         )
+
+    async def search_stream(
+        self,
+        collection: str,
+        vector: VectorLike,
+        k: int = 10,
+        *,
+        filter: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        with_payload: bool = True,
+        with_vector: bool = False,
+        consistency: ReadConsistency | str | None = None,
+        timeout_ms: int | None = None,
+        allow_partial_results: bool = False,
+    ) -> AsyncSearchStream:
+        """One search whose merged hits arrive as its shards answer, as
+        :meth:`vectron.Client.search_stream` (same arguments, checks, retries and
+        errors): returns once the first event has come, with an
+        :class:`AsyncSearchStream` of the events (``async for event in stream``, or
+        ``await stream.last()`` for the answer alone).
+
+        Raises:
+            InvalidArgument: Bad input, found by the client or by the server.
+            NotFound: No such collection.
+        """
+        request = self._calls.search_request(
+            collection,
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            exact=exact,
+            with_payload=with_payload,
+            with_vector=with_vector,
+            consistency=consistency,
+            timeout_ms=timeout_ms,
+            allow_partial_results=allow_partial_results,
+        )
+        self._check_open()
+        events = self._calls.search_events()
+        attempts = events.attempts
+        while True:
+            call = self._search_stream_raw(
+                request, timeout=attempts.remaining(), metadata=self._calls.metadata
+            )
+            try:
+                first = events.first(_event_or_none(await call.read()))
+            except grpc.RpcError as rpc_error:
+                pause = attempts.pause_after(rpc_error)
+            except BaseException:
+                call.cancel()
+                raise
+            else:
+                return AsyncSearchStream(call, events, first)
+            await asyncio.sleep(pause)
 
     @_doc(Client.search_batch)
     async def search_batch(

@@ -20,8 +20,8 @@ import numpy.typing as npt
 from vectron import _calls, _upload
 from vectron._calls import MAX_POINTS_PER_REQUEST, MAX_SEARCHES_PER_BATCH
 from vectron._channel import DEFAULT_MAX_MESSAGE_BYTES, CaCert, open_channel
-from vectron._proto.vectron.v1 import points_pb2
-from vectron.errors import Cancelled, VectronError
+from vectron._proto.vectron.v1 import points_pb2, search_pb2
+from vectron.errors import Cancelled, Internal, VectronError
 from vectron.filters import Filter
 from vectron.models import (
     Access,
@@ -42,6 +42,8 @@ from vectron.models import (
     ReadConsistency,
     Record,
     ScrollPage,
+    SearchCacheSettings,
+    SearchEvent,
     SearchResult,
     Token,
     UpsertResult,
@@ -49,20 +51,115 @@ from vectron.models import (
     VectorLike,
 )
 
-__all__ = ["MAX_POINTS_PER_REQUEST", "MAX_SEARCHES_PER_BATCH", "Client"]
+__all__ = ["MAX_POINTS_PER_REQUEST", "MAX_SEARCHES_PER_BATCH", "Client", "SearchStream"]
 
 T = TypeVar("T")
+
+
+class SearchStream(Iterator[SearchEvent]):
+    """The events of one streamed search (:meth:`Client.search_stream`), in the order
+    the server sent them: an iterator of :class:`~vectron.SearchEvent`, whose last event
+    (``done``) holds the search's answer. Read it with a ``for`` loop, or call
+    :meth:`last` for the answer alone.
+
+    >>> stream = client.search_stream("docs", [0.1, 0.2, 0.3], k=5)  # doctest: +SKIP
+    >>> for event in stream:  # doctest: +SKIP
+    ...     print(event.shards_answered, "/", event.shards_total, event.result.ids)
+
+    A failure after the first event (the deadline passing, a shard failing) is raised
+    while iterating, as the :class:`~vectron.VectronError` a unary call would raise, and
+    again by every later read; it is never retried. Read it from one thread at a time.
+    """
+
+    def __init__(
+        self,
+        call: grpc._CallIterator[search_pb2.SearchStreamEvent],
+        events: _calls.SearchEvents,
+        first: SearchEvent,
+    ) -> None:
+        """Reads the events of `call`, whose `first` was already read (made by
+        :meth:`Client.search_stream`)."""
+        self._call = call
+        self._events = events
+        self._first: SearchEvent | None = first
+        self._latest: SearchEvent | None = None
+        self._ended = False
+        self._error: VectronError | None = None
+
+    def __iter__(self) -> SearchStream:
+        """The stream itself."""
+        return self
+
+    def __next__(self) -> SearchEvent:
+        """The next event; :class:`StopIteration` after the last one (``done``).
+
+        Raises:
+            VectronError: The status the stream ended with: :class:`DeadlineExceeded`
+                when the deadline passed before every shard answered (without
+                ``allow_partial_results``), or a shard's failure.
+            Internal: The stream ended before its last event.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._first is not None:
+            event, self._first = self._first, None
+        elif self._ended:
+            raise StopIteration
+        else:
+            try:
+                message = next(self._call, None)
+                read = self._events.event(message)
+            except grpc.RpcError as rpc_error:
+                error = self._events.error(rpc_error)
+                self._fail(error)
+                raise error from rpc_error
+            except VectronError as error:
+                self._call.cancel()
+                self._fail(error)
+                raise
+            if read is None:
+                self._ended = True
+                raise StopIteration
+            event = read
+        self._latest = event
+        return event
+
+    def _fail(self, error: VectronError) -> None:
+        """Ends the stream with `error`, raised by every later read."""
+        self._ended = True
+        self._error = error
+
+    def last(self) -> SearchEvent:
+        """Reads the events left and returns the last one (``done``), whose ``result``
+        is what :meth:`Client.search` answers for the same arguments.
+
+        Raises:
+            VectronError: As iterating does.
+        """
+        for _ in self:
+            pass
+        latest = self._latest
+        if latest is None or not latest.done:  # iterating raised instead
+            raise Internal("the search stream ended before its last event")
+        return latest
+
+    def cancel(self) -> None:
+        """Cancels the call, if it has not ended: the events not read yet are dropped,
+        and reading on raises :class:`~vectron.Cancelled`. Harmless after the end."""
+        self._call.cancel()
 
 
 class Client:
     """A Vectron client over one gRPC channel (HTTP/2), safe to share between threads.
 
     Calls raise a :class:`vectron.VectronError` subclass per status code. Idempotent
-    calls (reads, searches, listings, upserts, deletes by id and collection updates) are
+    calls (reads, searches, listings, upserts, deletes by id and collection updates that
+    drop no payload index) are
     retried with jittered exponential backoff when the server answers ``UNAVAILABLE``,
     and after the server's ``retry-after`` when it refuses for load
-    (``RESOURCE_EXHAUSTED``); creating and dropping collections, deletes by filter,
-    streamed upserts and admin writes are never retried.
+    (``RESOURCE_EXHAUSTED``), as a streamed search is until its first event; creating
+    and dropping collections, deletes by filter, streamed upserts and admin writes are
+    never retried.
 
     >>> with Client("127.0.0.1:6334") as client:  # doctest: +SKIP
     ...     client.create_collection("docs", dimension=3, metric="cosine")
@@ -146,6 +243,14 @@ class Client:
                 response_deserializer=stream.deserializer,
             )
         )
+        searches = _calls.SEARCH_STREAM
+        self._search_stream_raw: grpc.UnaryStreamMultiCallable[
+            search_pb2.SearchRequest, search_pb2.SearchStreamEvent
+        ] = self._channel.unary_stream(
+            searches.path,
+            request_serializer=searches.serializer,
+            response_deserializer=searches.deserializer,
+        )
 
     # --- transport ---------------------------------------------------------------------
 
@@ -223,6 +328,7 @@ class Client:
         payload_indexes: Mapping[str, PayloadFieldKind | str]
         | Sequence[PayloadIndex]
         | None = None,
+        search_cache: SearchCacheSettings | None = None,
     ) -> CollectionInfo:
         """Creates a collection and returns it with every default resolved. Not retried.
 
@@ -237,6 +343,9 @@ class Client:
             quantization: ``"none"`` (default) or ``"int8"``.
             payload_indexes: Fields to index: ``{"kind": "keyword", "year": "numeric"}``
                 or a list of :class:`PayloadIndex`.
+            search_cache: How gateways cache its search answers, e.g.
+                ``SearchCacheSettings(enabled=False)``; unset fields take the defaults
+                (cached, for the gateway's TTL).
 
         Raises:
             AlreadyExists: The name is taken.
@@ -253,6 +362,7 @@ class Client:
                 hnsw=hnsw,
                 quantization=quantization,
                 payload_indexes=payload_indexes,
+                search_cache=search_cache,
             )
         )
 
@@ -277,27 +387,76 @@ class Client:
         return self._run(self._calls.describe_collection(name))
 
     def update_collection(
-        self, name: str, *, ef: int, tuning: EfTuning | None = None
+        self,
+        name: str,
+        *,
+        ef: int | None = None,
+        tuning: EfTuning | None = None,
+        add_payload_indexes: Mapping[str, PayloadFieldKind | str]
+        | Sequence[PayloadIndex]
+        | None = None,
+        drop_payload_indexes: Sequence[str] | None = None,
+        search_cache: SearchCacheSettings | None = None,
     ) -> CollectionInfo:
-        """Sets a collection's default search ``ef`` (``hnsw.ef``), the one searches that
-        give no ``ef`` use from the moment this returns, and returns the collection as
-        updated (its point count as last reported, as in :meth:`list_collections`).
-        Every other setting is fixed at creation. Retried: it sets values.
+        """Changes a collection's mutable settings and returns it as updated (its point
+        count as last reported, as in :meth:`list_collections`, and its
+        ``payload_index_status`` as of the call): its default search ``ef``
+        (``hnsw.ef``), its payload indexes and its search cache settings. What is left
+        ``None`` keeps its value; every other setting is fixed at creation. At least one
+        change must be given. Retried on ``UNAVAILABLE`` as it sets values, unless it
+        drops an index: a retried drop that had been applied would be refused.
+
+        >>> info = client.update_collection(  # doctest: +SKIP
+        ...     "docs",
+        ...     add_payload_indexes={"section": "keyword"},
+        ...     search_cache=SearchCacheSettings(ttl_ms=60_000),
+        ... )
 
         Args:
             name: The collection.
-            ef: The new default, a positive integer (the server allows up to 32768).
+            ef: The new default ``ef``, the one searches that give none use from the
+                moment this returns: a positive integer (the server allows up to 32768).
             tuning: The measurement that chose `ef` (as ``vectron tune --apply`` stores
                 it), kept with the collection and read back as
                 :attr:`CollectionInfo.tuning`. ``None``: a measurement the collection
                 had is cleared when `ef` changes, and kept when it does not.
+            add_payload_indexes: Payload indexes to add, as :meth:`create_collection`
+                takes them: ``{"section": "keyword"}`` or a list of
+                :class:`PayloadIndex`. Each replica builds a new index in the
+                background from the points it holds; until
+                :attr:`CollectionInfo.payload_index_status` shows it ``ready``
+                (:meth:`describe_collection`), filters on its key read payloads (the same
+                answers, slower). Adding an index the collection has, of the same kind,
+                changes nothing; of another kind, it is refused unless the field is also
+                in `drop_payload_indexes` (then it is rebuilt as the added kind).
+            drop_payload_indexes: Fields whose payload indexes to drop, at once (filters
+                on them read payloads from then on). A field the collection does not
+                index is refused.
+            search_cache: How gateways cache the collection's search answers: each field
+                given replaces the collection's (``SearchCacheSettings(enabled=False)``
+                computes every search; ``ttl_ms`` bounds how long a cached answer is
+                served, 1 to 3,600,000, 0 for the gateway's TTL). Gateways apply it to
+                the searches that start after their next routing update (well under a
+                second).
 
         Raises:
             NotFound: No collection has that name.
-            InvalidArgument: `ef` is not a positive integer (refused before sending) or
-                above the server's bound, or `tuning` holds a value out of range.
+            InvalidArgument: Nothing to change, or an argument of the wrong type or sign
+                (refused before sending); or refused by the server: `ef` above its
+                bound, `tuning` holding a value out of range, an index dropped that the
+                collection does not have, a field added as another kind than it is
+                indexed as, a ``search_cache.ttl_ms`` above an hour.
         """
-        return self._run(self._calls.update_collection(name, ef=ef, tuning=tuning))
+        return self._run(
+            self._calls.update_collection(
+                name,
+                ef=ef,
+                tuning=tuning,
+                add_payload_indexes=add_payload_indexes,
+                drop_payload_indexes=drop_payload_indexes,
+                search_cache=search_cache,
+            )
+        )
 
     def collection_exists(self, name: str) -> bool:
         """Whether a collection has this name."""
@@ -737,6 +896,71 @@ class Client:
                 allow_partial_results=allow_partial_results,
             )
         )
+
+    def search_stream(
+        self,
+        collection: str,
+        vector: VectorLike,
+        k: int = 10,
+        *,
+        filter: Filter | None = None,
+        ef: int | None = None,
+        exact: bool = False,
+        with_payload: bool = True,
+        with_vector: bool = False,
+        consistency: ReadConsistency | str | None = None,
+        timeout_ms: int | None = None,
+        allow_partial_results: bool = False,
+    ) -> SearchStream:
+        """One search whose merged hits arrive as its shards answer (``SearchStream``):
+        an event each time answers change the best `k` hits so far, then a last one
+        (``done``) whose ``result`` equals what :meth:`search` answers. Takes the same
+        arguments as :meth:`search`, checked the same way.
+
+        Returns once the first event has come, with a :class:`SearchStream` of the
+        events (that one first): iterate it, or call :meth:`SearchStream.last` for the
+        answer alone. A request the server refuses fails here, before any event, with
+        the error :meth:`search` would raise; until the first event, the call is retried
+        as :meth:`search` is (on ``UNAVAILABLE``, and after a ``retry-after``). A
+        failure after it is raised while iterating, and not retried. The client's
+        `timeout` covers the whole stream. Past the deadline, with
+        `allow_partial_results` the last event lists the shards that had not answered;
+        without it, iterating raises :class:`DeadlineExceeded` after the partial events.
+
+        Raises:
+            InvalidArgument: Bad input, found by the client or by the server.
+            NotFound: No such collection.
+        """
+        request = self._calls.search_request(
+            collection,
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            exact=exact,
+            with_payload=with_payload,
+            with_vector=with_vector,
+            consistency=consistency,
+            timeout_ms=timeout_ms,
+            allow_partial_results=allow_partial_results,
+        )
+        self._check_open()
+        events = self._calls.search_events()
+        attempts = events.attempts
+        while True:
+            call = self._search_stream_raw(
+                request, timeout=attempts.remaining(), metadata=self._calls.metadata
+            )
+            try:
+                first = events.first(next(call, None))
+            except grpc.RpcError as rpc_error:
+                pause = attempts.pause_after(rpc_error)
+            except BaseException:
+                call.cancel()
+                raise
+            else:
+                return SearchStream(call, events, first)
+            time.sleep(pause)
 
     def search_batch(
         self,

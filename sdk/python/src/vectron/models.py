@@ -31,6 +31,7 @@ __all__ = [
     "Metric",
     "PayloadFieldKind",
     "PayloadIndex",
+    "PayloadIndexStatus",
     "Plan",
     "Point",
     "Quantization",
@@ -43,6 +44,8 @@ __all__ = [
     "ReplicaStatus",
     "ScoredPoint",
     "ScrollPage",
+    "SearchCacheSettings",
+    "SearchEvent",
     "SearchResult",
     "ShardInfo",
     "ShardStats",
@@ -283,6 +286,37 @@ class SearchResult(Sequence[ScoredPoint]):
 
 
 @dataclass(frozen=True)
+class SearchEvent:
+    """One event of a streamed search (:meth:`~vectron.Client.search_stream`).
+
+    Every event holds the best hits among the shards that have answered so far; the last
+    one (``done``) holds the search's answer, equal to what :meth:`~vectron.Client.search`
+    answers for the same arguments. When the answer could be large (many hits with
+    payloads or vectors: over 4 MiB at worst), the hits of the events before the last
+    carry ids and scores only.
+    """
+
+    #: The best hits so far, best first, at most ``k``; in the last event, the answer.
+    result: SearchResult
+    #: Shards whose hits are in `result`.
+    shards_answered: int
+    #: Shards the collection has.
+    shards_total: int
+    #: Whether this is the last event: `result` is the answer and the stream ends.
+    done: bool
+
+    @property
+    def hits(self) -> tuple[ScoredPoint, ...]:
+        """The hits of `result`, best first."""
+        return self.result.hits
+
+    @property
+    def missing_shards(self) -> tuple[int, ...]:
+        """The shards given up on so far (only with ``allow_partial_results``)."""
+        return self.result.missing_shards
+
+
+@dataclass(frozen=True)
 class ScrollPage:
     """One page of :meth:`~vectron.Client.scroll`."""
 
@@ -329,6 +363,42 @@ class PayloadIndex:
     field: str
     #: What the index holds.
     kind: PayloadFieldKind
+
+
+@dataclass(frozen=True)
+class PayloadIndexStatus:
+    """A declared payload index, as the collection's replicas serve it
+    (:attr:`CollectionInfo.payload_index_status`)."""
+
+    #: The indexed key.
+    field: str
+    #: Whether every replica of every shard serves filters from it. An index added by
+    #: :meth:`~vectron.Client.update_collection` is built in the background by each
+    #: replica; until it is ready, filters on its key read payloads where it is not built
+    #: (the same answers, slower).
+    ready: bool
+    #: Replicas that answered and serve it.
+    replicas_ready: int
+    #: Replicas of the collection.
+    replicas_total: int
+
+
+@dataclass(frozen=True)
+class SearchCacheSettings:
+    """How gateways cache a collection's search answers; only eventual searches are ever
+    cached. Given to :meth:`~vectron.Client.create_collection` and
+    :meth:`~vectron.Client.update_collection`, where a field left ``None`` keeps the
+    collection's value (at creation: the default); read back resolved in
+    :attr:`CollectionInfo.search_cache`.
+    """
+
+    #: Whether gateways cache the answers of the collection's eventual searches and run
+    #: identical ones in flight once (default ``True``). ``False`` computes every search,
+    #: for a collection whose writes must show through other gateways at once.
+    enabled: bool | None = None
+    #: How long a cached answer may be served, in milliseconds: 1 to 3,600,000 (one
+    #: hour); 0 takes the gateway's TTL (5 s by default), as does the default.
+    ttl_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +500,14 @@ class CollectionInfo:
     #: How the default ``ef`` (``hnsw.ef``) was tuned; ``None`` when it was set by hand
     #: or left at its default.
     tuning: EfTuning | None = None
+    #: How gateways cache its search answers, resolved by the server (``enabled``
+    #: ``True`` or ``False``; ``ttl_ms`` 0 for the gateway's TTL). Fields are ``None``
+    #: only from a server that predates the setting.
+    search_cache: SearchCacheSettings = field(default_factory=SearchCacheSettings)
+    #: Each index of `payload_indexes` as the replicas serve it (whether it is built
+    #: everywhere yet), from ``describe_collection`` and ``update_collection``; empty from
+    #: ``list_collections`` and ``create_collection``.
+    payload_index_status: tuple[PayloadIndexStatus, ...] = ()
 
 
 # --- statistics ----------------------------------------------------------------------
@@ -477,6 +555,9 @@ class ShardStats:
     checkpoint_lsn: int
     #: Its Raft side, for a replica of a replicated shard.
     replica: ReplicaStats | None
+    #: The payload indexes it serves filters from: declared and built. A declared index
+    #: not listed is being built.
+    payload_indexes_ready: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class HnswConfig(_message.Message):
     def __init__(self, m: _Optional[int] = ..., ef_construction: _Optional[int] = ..., ef: _Optional[int] = ...) -> None: ...
 
 class CollectionSpec(_message.Message):
-    __slots__ = ("name", "dimension", "metric", "shard_count", "replication_factor", "hnsw", "quantization", "payload_indexes")
+    __slots__ = ("name", "dimension", "metric", "shard_count", "replication_factor", "hnsw", "quantization", "payload_indexes", "search_cache")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +99,7 @@ class CollectionSpec(_message.Message):
     HNSW_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_CACHE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     metric: Metric
@@ -107,7 +108,16 @@ class CollectionSpec(_message.Message):
     hnsw: HnswConfig
     quantization: Quantization
     payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., shard_count: _Optional[int] = ..., replication_factor: _Optional[int] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ...) -> None: ...
+    search_cache: SearchCacheSettings
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[Metric, str]] = ..., shard_count: _Optional[int] = ..., replication_factor: _Optional[int] = ..., hnsw: _Optional[_Union[HnswConfig, _Mapping]] = ..., quantization: _Optional[_Union[Quantization, str]] = ..., payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ..., search_cache: _Optional[_Union[SearchCacheSettings, _Mapping]] = ...) -> None: ...
+
+class SearchCacheSettings(_message.Message):
+    __slots__ = ("enabled", "ttl_ms")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    ttl_ms: int
+    def __init__(self, enabled: _Optional[bool] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("spec",)
@@ -148,14 +158,18 @@ class DescribeCollectionRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class UpdateCollectionRequest(_message.Message):
-    __slots__ = ("name", "spec", "tuning")
+    __slots__ = ("name", "spec", "tuning", "add_payload_indexes", "drop_payload_indexes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     TUNING_FIELD_NUMBER: _ClassVar[int]
+    ADD_PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    DROP_PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: CollectionSpec
     tuning: EfTuning
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ...) -> None: ...
+    add_payload_indexes: _containers.RepeatedCompositeFieldContainer[PayloadIndex]
+    drop_payload_indexes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ..., add_payload_indexes: _Optional[_Iterable[_Union[PayloadIndex, _Mapping]]] = ..., drop_payload_indexes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class EfTuning(_message.Message):
     __slots__ = ("target_recall", "k", "measured_recall", "recall_lower_bound", "queries", "tuned_at_unix_ms", "filter_json")
@@ -226,17 +240,31 @@ class ShardInfo(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., hash_range_start: _Optional[int] = ..., hash_range_end: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaInfo, _Mapping]]] = ..., point_count: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("spec", "state", "point_count", "shards", "owner", "tuning")
+    __slots__ = ("spec", "state", "point_count", "shards", "owner", "tuning", "payload_index_status")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     POINT_COUNT_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     TUNING_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEX_STATUS_FIELD_NUMBER: _ClassVar[int]
     spec: CollectionSpec
     state: CollectionState
     point_count: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     owner: str
     tuning: EfTuning
-    def __init__(self, spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., state: _Optional[_Union[CollectionState, str]] = ..., point_count: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., owner: _Optional[str] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ...) -> None: ...
+    payload_index_status: _containers.RepeatedCompositeFieldContainer[PayloadIndexStatus]
+    def __init__(self, spec: _Optional[_Union[CollectionSpec, _Mapping]] = ..., state: _Optional[_Union[CollectionState, str]] = ..., point_count: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., owner: _Optional[str] = ..., tuning: _Optional[_Union[EfTuning, _Mapping]] = ..., payload_index_status: _Optional[_Iterable[_Union[PayloadIndexStatus, _Mapping]]] = ...) -> None: ...
+
+class PayloadIndexStatus(_message.Message):
+    __slots__ = ("field", "ready", "replicas_ready", "replicas_total")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_READY_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    ready: bool
+    replicas_ready: int
+    replicas_total: int
+    def __init__(self, field: _Optional[str] = ..., ready: _Optional[bool] = ..., replicas_ready: _Optional[int] = ..., replicas_total: _Optional[int] = ...) -> None: ...

@@ -107,10 +107,12 @@ class CollectionsServicer:
 
     def Update(self, request, context):
         """Changes a collection's mutable settings: its default search `ef` (with the
-        measurement that chose it, as `vectron tune --apply` stores it). A field of `spec`
-        left unset keeps its value and one set to its current value is accepted; one that
-        would change a setting fixed at creation (dimension, metric, shard count,
-        replication factor, `m`, `ef_construction`, quantization, payload indexes) is
+        measurement that chose it, as `vectron tune --apply` stores it), its payload
+        indexes (added ones are built in the background; `Describe` says when they are
+        ready) and its search cache settings (each given field replaces the collection's;
+        gateways apply them to the searches that start after a routing update). A field of `spec` left unset keeps its value and one set to its current
+        value is accepted; one that would change a setting fixed at creation (dimension,
+        metric, shard count, replication factor, `m`, `ef_construction`, quantization) is
         refused with `INVALID_ARGUMENT` naming it. Searches that give no `ef` use the new
         default as soon as the call returns through the same gateway, and within a routing
         update (well under a second) through the others. Returns the collection as updated.

@@ -86,6 +86,11 @@ class PointsStub:
                 request_serializer=vectron_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
                 response_deserializer=vectron_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
                 _registered_method=True)
+        self.SearchStream = channel.unary_stream(
+                '/vectron.v1.Points/SearchStream',
+                request_serializer=vectron_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+                response_deserializer=vectron_dot_v1_dot_search__pb2.SearchStreamEvent.FromString,
+                _registered_method=True)
 
 
 class PointsServicer:
@@ -161,6 +166,20 @@ class PointsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SearchStream(self, request, context):
+        """One search whose merged hits are sent as its shards answer: an event each time an
+        answer changes the best hits so far (answers that arrive together make one event),
+        then a last event, `done`, whose `result` equals what `Search` answers. The partial
+        events let an interactive client show hits before the slowest shard has answered;
+        none of them stops the search early. Same rules, limits and errors as `Search`: a
+        request that breaks one fails before any event. Past the deadline, with
+        `allow_partial_results` the last event lists the shards that had not answered;
+        without it the stream ends with `DEADLINE_EXCEEDED` after its partial events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PointsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +222,11 @@ def add_PointsServicer_to_server(servicer, server):
                     servicer.SearchBatch,
                     request_deserializer=vectron_dot_v1_dot_search__pb2.SearchBatchRequest.FromString,
                     response_serializer=vectron_dot_v1_dot_search__pb2.SearchBatchResponse.SerializeToString,
+            ),
+            'SearchStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.SearchStream,
+                    request_deserializer=vectron_dot_v1_dot_search__pb2.SearchRequest.FromString,
+                    response_serializer=vectron_dot_v1_dot_search__pb2.SearchStreamEvent.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -432,6 +456,33 @@ class Points:
             '/vectron.v1.Points/SearchBatch',
             vectron_dot_v1_dot_search__pb2.SearchBatchRequest.SerializeToString,
             vectron_dot_v1_dot_search__pb2.SearchBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/vectron.v1.Points/SearchStream',
+            vectron_dot_v1_dot_search__pb2.SearchRequest.SerializeToString,
+            vectron_dot_v1_dot_search__pb2.SearchStreamEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,15 +26,15 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from vectron._proto.vectron.v1 import filter_pb2 as vectron_dot_v1_dot_filter__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vectron/v1/search.proto\x12\nvectron.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17vectron/v1/filter.proto\"+\n\x06Rerank\x12\x12\n\nquery_text\x18\x01 \x01(\t\x12\r\n\x05top_n\x18\x02 \x01(\r\"\xd1\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0f\n\x02\x65\x66\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\"\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x12.vectron.v1.Filter\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12\x30\n\x0b\x63onsistency\x18\x08 \x01(\x0e\x32\x1b.vectron.v1.ReadConsistency\x12\"\n\x06rerank\x18\t \x01(\x0b\x32\x12.vectron.v1.Rerank\x12\x17\n\ntimeout_ms\x18\n \x01(\rH\x01\x88\x01\x01\x12\x1d\n\x15\x61llow_partial_results\x18\x0b \x01(\x08\x12\r\n\x05\x65xact\x18\x0c \x01(\x08\x42\x05\n\x03_efB\r\n\x0b_timeout_ms\"b\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06vector\x18\x03 \x03(\x02\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x0eSearchResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.vectron.v1.ScoredPoint\x12\x16\n\x0emissing_shards\x18\x02 \x03(\r\x12\x10\n\x08reranked\x18\x03 \x01(\x08\"A\n\x12SearchBatchRequest\x12+\n\x08searches\x18\x01 \x03(\x0b\x32\x19.vectron.v1.SearchRequest\"B\n\x13SearchBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vectron.v1.SearchResponse*u\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1d\n\x19READ_CONSISTENCY_EVENTUAL\x10\x01\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17vectron/v1/search.proto\x12\nvectron.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x17vectron/v1/filter.proto\"+\n\x06Rerank\x12\x12\n\nquery_text\x18\x01 \x01(\t\x12\r\n\x05top_n\x18\x02 \x01(\r\"\xd1\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06vector\x18\x02 \x03(\x02\x12\t\n\x01k\x18\x03 \x01(\r\x12\x0f\n\x02\x65\x66\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\"\n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x12.vectron.v1.Filter\x12\x14\n\x0cwith_payload\x18\x06 \x01(\x08\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12\x30\n\x0b\x63onsistency\x18\x08 \x01(\x0e\x32\x1b.vectron.v1.ReadConsistency\x12\"\n\x06rerank\x18\t \x01(\x0b\x32\x12.vectron.v1.Rerank\x12\x17\n\ntimeout_ms\x18\n \x01(\rH\x01\x88\x01\x01\x12\x1d\n\x15\x61llow_partial_results\x18\x0b \x01(\x08\x12\r\n\x05\x65xact\x18\x0c \x01(\x08\x42\x05\n\x03_efB\r\n\x0b_timeout_ms\"b\n\x0bScoredPoint\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0e\n\x06vector\x18\x03 \x03(\x02\x12(\n\x07payload\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"a\n\x0eSearchResponse\x12%\n\x04hits\x18\x01 \x03(\x0b\x32\x17.vectron.v1.ScoredPoint\x12\x16\n\x0emissing_shards\x18\x02 \x03(\r\x12\x10\n\x08reranked\x18\x03 \x01(\x08\"|\n\x11SearchStreamEvent\x12*\n\x06result\x18\x01 \x01(\x0b\x32\x1a.vectron.v1.SearchResponse\x12\x17\n\x0fshards_answered\x18\x02 \x01(\r\x12\x14\n\x0cshards_total\x18\x03 \x01(\r\x12\x0c\n\x04\x64one\x18\x04 \x01(\x08\"A\n\x12SearchBatchRequest\x12+\n\x08searches\x18\x01 \x03(\x0b\x32\x19.vectron.v1.SearchRequest\"B\n\x13SearchBatchResponse\x12+\n\x07results\x18\x01 \x03(\x0b\x32\x1a.vectron.v1.SearchResponse*u\n\x0fReadConsistency\x12 \n\x1cREAD_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1d\n\x19READ_CONSISTENCY_EVENTUAL\x10\x01\x12!\n\x1dREAD_CONSISTENCY_LINEARIZABLE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vectron.v1.search_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_READCONSISTENCY']._serialized_start=813
-  _globals['_READCONSISTENCY']._serialized_end=930
+  _globals['_READCONSISTENCY']._serialized_start=939
+  _globals['_READCONSISTENCY']._serialized_end=1056
   _globals['_RERANK']._serialized_start=94
   _globals['_RERANK']._serialized_end=137
   _globals['_SEARCHREQUEST']._serialized_start=140
@@ -43,8 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREDPOINT']._serialized_end=577
   _globals['_SEARCHRESPONSE']._serialized_start=579
   _globals['_SEARCHRESPONSE']._serialized_end=676
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=678
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=743
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=745
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=811
+  _globals['_SEARCHSTREAMEVENT']._serialized_start=678
+  _globals['_SEARCHSTREAMEVENT']._serialized_end=802
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=804
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=869
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=871
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=937
 # @@protoc_insertion_point(module_scope)

@@ -76,6 +76,18 @@ class SearchResponse(_message.Message):
     reranked: bool
     def __init__(self, hits: _Optional[_Iterable[_Union[ScoredPoint, _Mapping]]] = ..., missing_shards: _Optional[_Iterable[int]] = ..., reranked: _Optional[bool] = ...) -> None: ...
 
+class SearchStreamEvent(_message.Message):
+    __slots__ = ("result", "shards_answered", "shards_total", "done")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    result: SearchResponse
+    shards_answered: int
+    shards_total: int
+    done: bool
+    def __init__(self, result: _Optional[_Union[SearchResponse, _Mapping]] = ..., shards_answered: _Optional[int] = ..., shards_total: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+
 class SearchBatchRequest(_message.Message):
     __slots__ = ("searches",)
     SEARCHES_FIELD_NUMBER: _ClassVar[int]

@@ -31,7 +31,7 @@ class LatencySummary(_message.Message):
     def __init__(self, count: _Optional[int] = ..., mean_us: _Optional[float] = ..., p50_us: _Optional[float] = ..., p90_us: _Optional[float] = ..., p99_us: _Optional[float] = ..., p999_us: _Optional[float] = ..., max_us: _Optional[float] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("collection", "shard_id", "epoch", "points", "indexed_points", "deleted_points", "memory_bytes", "disk_bytes", "wal_bytes", "last_lsn", "checkpoint_lsn", "replica")
+    __slots__ = ("collection", "shard_id", "epoch", "points", "indexed_points", "deleted_points", "memory_bytes", "disk_bytes", "wal_bytes", "last_lsn", "checkpoint_lsn", "replica", "payload_indexes_ready")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SHARD_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,7 @@ class ShardStats(_message.Message):
     LAST_LSN_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_LSN_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_READY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     shard_id: int
     epoch: int
@@ -56,7 +57,8 @@ class ShardStats(_message.Message):
     last_lsn: int
     checkpoint_lsn: int
     replica: ReplicaStats
-    def __init__(self, collection: _Optional[str] = ..., shard_id: _Optional[int] = ..., epoch: _Optional[int] = ..., points: _Optional[int] = ..., indexed_points: _Optional[int] = ..., deleted_points: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., last_lsn: _Optional[int] = ..., checkpoint_lsn: _Optional[int] = ..., replica: _Optional[_Union[ReplicaStats, _Mapping]] = ...) -> None: ...
+    payload_indexes_ready: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., shard_id: _Optional[int] = ..., epoch: _Optional[int] = ..., points: _Optional[int] = ..., indexed_points: _Optional[int] = ..., deleted_points: _Optional[int] = ..., memory_bytes: _Optional[int] = ..., disk_bytes: _Optional[int] = ..., wal_bytes: _Optional[int] = ..., last_lsn: _Optional[int] = ..., checkpoint_lsn: _Optional[int] = ..., replica: _Optional[_Union[ReplicaStats, _Mapping]] = ..., payload_indexes_ready: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReplicaStats(_message.Message):
     __slots__ = ("replica_id", "leader", "leader_id", "term", "applied_lsn", "voters")
