@@ -270,6 +270,26 @@ mod tests {
         }
     }
 
+    /// Shard answers from lists of scores (sevenths): each hit a distinct id, each list
+    /// best first.
+    fn shard_answers(lists: Vec<Vec<i32>>) -> Vec<Vec<ScoredPoint>> {
+        let mut n = 0;
+        lists
+            .into_iter()
+            .map(|scores| {
+                let mut hits: Vec<ScoredPoint> = scores
+                    .into_iter()
+                    .map(|s| {
+                        n += 1;
+                        hit(&format!("{n:04}"), s as f32 / 7.0)
+                    })
+                    .collect();
+                hits.sort_by(|a, b| better(b, a));
+                hits
+            })
+            .collect()
+    }
+
     proptest! {
         #[test]
         fn top_k_equals_sorting_everything(
@@ -277,18 +297,7 @@ mod tests {
                 proptest::collection::vec(-1000i32..1000, 0..20), 0..6),
             k in 0usize..40,
         ) {
-            let mut n = 0;
-            let lists: Vec<Vec<ScoredPoint>> = lists
-                .into_iter()
-                .map(|scores| {
-                    let mut hits: Vec<ScoredPoint> = scores
-                        .into_iter()
-                        .map(|s| { n += 1; hit(&format!("{n:04}"), s as f32 / 7.0) })
-                        .collect();
-                    hits.sort_by(|a, b| better(b, a));
-                    hits
-                })
-                .collect();
+            let lists = shard_answers(lists);
             let mut all: Vec<ScoredPoint> = lists.iter().flatten().cloned().collect();
             all.sort_by(|a, b| better(b, a));
             all.truncate(k);
@@ -305,18 +314,7 @@ mod tests {
         ) {
             // Ties in score are common (scores from a small range), so the id order
             // is exercised too.
-            let mut n = 0;
-            let mut lists: Vec<Vec<ScoredPoint>> = lists
-                .into_iter()
-                .map(|scores| {
-                    let mut hits: Vec<ScoredPoint> = scores
-                        .into_iter()
-                        .map(|s| { n += 1; hit(&format!("{n:04}"), s as f32 / 7.0) })
-                        .collect();
-                    hits.sort_by(|a, b| better(b, a));
-                    hits
-                })
-                .collect();
+            let mut lists = shard_answers(lists);
             let in_order = merge_top_k(lists.clone(), k);
             // The shards answer in another order.
             if !lists.is_empty() {

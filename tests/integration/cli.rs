@@ -768,18 +768,7 @@ fn servers_stopped_the_moment_they_are_ready_exit_cleanly() {
     let keyed = ["--cluster-key-file", cluster.key_file.to_str().unwrap()];
     let dir = tempdir();
     for round in 0..3 {
-        crate::support::Process::start(&[
-            "gateway",
-            "--control",
-            &cluster.control.address,
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            keyed[0],
-            keyed[1],
-        ])
-        .terminate();
+        cluster.start_gateway(&[]).terminate();
         let mut worker = crate::support::cluster_worker_args(
             &dir.path().join(format!("worker-{round}")),
             &cluster.control.address,

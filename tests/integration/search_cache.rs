@@ -15,19 +15,7 @@ use crate::support::{self, Cluster, Fixture, Process};
 const GATEWAY_TTL_MS: &str = "600000";
 
 fn gateway(cluster: &Cluster) -> Process {
-    Process::start(&[
-        "gateway",
-        "--control",
-        &cluster.control.address,
-        "--grpc-addr",
-        "127.0.0.1:0",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--search-cache-ttl-ms",
-        GATEWAY_TTL_MS,
-        "--cluster-key-file",
-        cluster.key_file.to_str().unwrap(),
-    ])
+    cluster.start_gateway(&["--search-cache-ttl-ms", GATEWAY_TTL_MS])
 }
 
 async fn client(p: &Process) -> Client {

@@ -491,6 +491,26 @@ impl Http {
     }
 }
 
+/// The command line of a `vectron gateway` of the cluster whose control node is at
+/// `control`, on free loopback ports, holding the cluster key in `key_file`.
+fn gateway_args(control: &str, key_file: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "gateway",
+        "--control",
+        control,
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--cluster-key-file",
+        key_file.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(extra.iter().map(|&a| a.to_owned()));
+    args
+}
+
 /// A control node, workers of one core each and a gateway, as processes on loopback:
 /// the smallest cluster that runs replicated shards. All of them hold the same cluster
 /// key, so every call inside the cluster presents it.
@@ -543,17 +563,7 @@ impl Cluster {
                     .to_owned()
             })
             .collect();
-        let gateway = Process::start(&[
-            "gateway",
-            "--control",
-            &control.address,
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            keyed[0],
-            keyed[1],
-        ]);
+        let gateway = Self::run(&gateway_args(&control.address, &key_file, &[]));
         Self {
             control,
             key,
@@ -568,6 +578,11 @@ impl Cluster {
 
     fn run(args: &[String]) -> Process {
         Process::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Starts another gateway of the cluster, holding its key, with `extra` flags.
+    pub fn start_gateway(&self, extra: &[&str]) -> Process {
+        Self::run(&gateway_args(&self.control.address, &self.key_file, extra))
     }
 
     /// The index of the worker with id `worker_id`.
