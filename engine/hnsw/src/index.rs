@@ -955,23 +955,15 @@ impl HnswIndex {
         if !self.pending.is_empty() {
             let flags = &self.flags;
             scratch.rescore.clear();
-            let run = ScanRun {
-                v: self.view(false),
-                ids: self.pending.iter().copied(),
+            self.scan_f32(
+                scratch.query.as_ptr().cast(),
+                self.pending.iter().copied(),
                 k,
-                out: &mut scratch.rescore,
-                accept: |id: u32| {
+                &mut scratch.rescore,
+                |id: u32| {
                     flags[id as usize] & DELETED == 0
                         && filter.is_none_or(|f| f.matches(NodeId(id)))
                 },
-            };
-            dispatch(
-                self.isa,
-                self.f32_space(),
-                scratch.query.as_ptr().cast(),
-                self.padded,
-                1.0,
-                run,
             );
             scratch.results.extend_from_slice(&scratch.rescore);
         }
@@ -995,23 +987,14 @@ impl HnswIndex {
         scratch.results.clear();
         let flags = &self.flags;
         let slots = self.slots;
-        let run = ScanRun {
-            v: self.view(false),
-            ids: ids
-                .iter()
+        self.scan_f32(
+            scratch.query.as_ptr().cast(),
+            ids.iter()
                 .map(|id| id.0)
                 .filter(|&id| (id as usize) < slots),
             k,
-            out: &mut scratch.results,
-            accept: |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
-        };
-        dispatch(
-            self.isa,
-            self.f32_space(),
-            scratch.query.as_ptr().cast(),
-            self.padded,
-            1.0,
-            run,
+            &mut scratch.results,
+            |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
         );
         Ok(self.finish(k, scratch))
     }
@@ -1034,20 +1017,12 @@ impl HnswIndex {
             Some(f) => self.scan_filtered(f, k, scratch),
             None => {
                 let flags = &self.flags;
-                let run = ScanRun {
-                    v: self.view(false),
-                    ids: 0..self.slots as u32,
-                    k,
-                    out: &mut scratch.results,
-                    accept: |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
-                };
-                dispatch(
-                    self.isa,
-                    self.f32_space(),
+                self.scan_f32(
                     scratch.query.as_ptr().cast(),
-                    self.padded,
-                    1.0,
-                    run,
+                    0..self.slots as u32,
+                    k,
+                    &mut scratch.results,
+                    |id: u32| flags[id as usize] & (DELETED | FREE) == 0,
                 );
             }
         }
@@ -1063,35 +1038,46 @@ impl HnswIndex {
             Some(ids) => {
                 let visited = &mut scratch.layer.visited;
                 visited.reset(slots);
-                let run = ScanRun {
-                    v: self.view(false),
-                    ids: ids
-                        .iter()
+                self.scan_f32(
+                    q,
+                    ids.iter()
                         .map(|id| id.0)
                         .filter(|&id| (id as usize) < slots),
                     k,
-                    out: &mut scratch.results,
-                    accept: |id: u32| {
+                    &mut scratch.results,
+                    |id: u32| {
                         // SAFETY: ids were filtered to `< slots`, the visited size.
                         flags[id as usize] & (DELETED | FREE) == 0
                             && !unsafe { visited.test_set(id) }
                     },
-                };
-                dispatch(self.isa, self.f32_space(), q, self.padded, 1.0, run);
+                );
             }
             None => {
-                let run = ScanRun {
-                    v: self.view(false),
-                    ids: 0..slots as u32,
-                    k,
-                    out: &mut scratch.results,
-                    accept: |id: u32| {
-                        flags[id as usize] & (DELETED | FREE) == 0 && f.matches(NodeId(id))
-                    },
-                };
-                dispatch(self.isa, self.f32_space(), q, self.padded, 1.0, run);
+                self.scan_f32(q, 0..slots as u32, k, &mut scratch.results, |id: u32| {
+                    flags[id as usize] & (DELETED | FREE) == 0 && f.matches(NodeId(id))
+                });
             }
         }
+    }
+
+    /// Scores the ids of `ids` that `accept` admits against the prepared query `q`
+    /// with f32 vectors, keeping in `out` the candidates for the best `k`.
+    fn scan_f32(
+        &self,
+        q: *const u8,
+        ids: impl Iterator<Item = u32>,
+        k: usize,
+        out: &mut Vec<Cand>,
+        accept: impl FnMut(u32) -> bool,
+    ) {
+        let run = ScanRun {
+            v: self.view(false),
+            ids,
+            k,
+            out,
+            accept,
+        };
+        dispatch(self.isa, self.f32_space(), q, self.padded, 1.0, run);
     }
 
     fn finish<'s>(&self, k: usize, scratch: &'s mut SearchScratch) -> &'s [SearchHit] {
