@@ -74,6 +74,7 @@ pub(crate) fn merge_into(best: &mut Vec<ScoredPoint>, list: Vec<ScoredPoint>, k:
         return false;
     }
     let old = std::mem::take(best);
+    best.reserve_exact(k.min(old.len() + list.len()));
     let mut old = old.into_iter().peekable();
     let mut new = list.into_iter().peekable();
     let mut changed = false;
